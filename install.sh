@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install everything labctl needs on Debian or Ubuntu, on a fresh machine:
+#   - system packages (Vagrant, vagrant-libvirt, libvirt, QEMU, box-building tools) through apt;
+#   - libvirt started (systemd where it runs, by hand where PID 1 is not systemd);
+#   - labctl and its test tools in ./.venv, with `labctl` linked into ~/.local/bin.
+# Safe to run again. Needs root or sudo for the apt and libvirt steps only.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install.sh: run as root, or install sudo first" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+
+PACKAGES=(
+  # VMs: QEMU/KVM under libvirt, driven by Vagrant and its libvirt provider.
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients dnsmasq-base
+  vagrant vagrant-libvirt ruby
+  # Building libvirt-python in the virtualenv.
+  libvirt-dev pkg-config gcc python3-dev python3-venv
+  # SSH to the VMs, and building a Debian box offline (labctl box build).
+  openssh-client openssh-server mmdebstrap extlinux e2fsprogs git
+)
+echo "==> apt packages"
+"${SUDO[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+
+echo "==> libvirt"
+if [ -d /run/systemd/system ]; then
+  "${SUDO[@]}" systemctl enable --now virtlogd libvirtd
+else
+  # No systemd (containers, WSL, CI sandboxes): start the daemons by hand.
+  pgrep -x virtlogd >/dev/null || "${SUDO[@]}" virtlogd -d
+  pgrep -x libvirtd >/dev/null || "${SUDO[@]}" libvirtd -d
+fi
+if [ "$(id -u)" -ne 0 ] && ! id -nG | tr ' ' '\n' | grep -qx libvirt; then
+  "${SUDO[@]}" usermod -aG libvirt "$USER"
+  echo "    added $USER to the libvirt group: log out and in again (or run: newgrp libvirt)"
+fi
+
+echo "==> labctl in .venv"
+"${PYTHON:-python3}" -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test]'
+mkdir -p "$HOME/.local/bin"
+ln -sf "$PWD/.venv/bin/labctl" "$HOME/.local/bin/labctl"
+echo "==> done: $(.venv/bin/labctl --version) (linked as ~/.local/bin/labctl)"

@@ -1,0 +1,75 @@
+"""Facts about the host that shape a lab: CPUs, memory, and which accelerator guests can use."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """How guests run: `driver` and CPU settings are vagrant-libvirt's provider options."""
+
+    name: str            # "kvm" or "qemu" (software emulation, TCG)
+    driver: str
+    cpu_mode: str
+    cpu_model: str | None
+    reason: str
+
+    @property
+    def slow(self) -> bool:
+        return self.name == "qemu"
+
+
+KVM = Accelerator("kvm", "kvm", "host-passthrough", None, "")
+QEMU = Accelerator("qemu", "qemu", "custom", "qemu64", "")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    cpus: int
+    memory_mb: int
+    cpu_flags: frozenset[str]
+    kvm_usable: bool
+
+
+def read_host(proc: Path = Path("/proc"), dev_kvm: Path = Path("/dev/kvm")) -> HostFacts:
+    flags: set[str] = set()
+    memory_kb = 0
+    try:
+        for line in (proc / "cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags.update(line.partition(":")[2].split())
+                break
+        for line in (proc / "meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kb = int(line.split()[1])
+    except OSError:
+        pass  # Not Linux, or /proc hidden: the facts stay unknown (0), callers say so.
+    kvm_usable = dev_kvm.exists() and os.access(dev_kvm, os.R_OK | os.W_OK)
+    return HostFacts(os.cpu_count() or 1, memory_kb // 1024, frozenset(flags), kvm_usable)
+
+
+def choose_accelerator(wanted: str, host: HostFacts) -> Accelerator:
+    """KVM only where guests can really run under it; otherwise software emulation, with why.
+
+    /dev/kvm can exist and open while the CPU offers no virtualisation (nested KVM without vmx/svm):
+    guests then die with "KVM internal error", so the CPU flags decide, not the device alone.
+    """
+    has_vt = bool(host.cpu_flags & {"vmx", "svm"})
+    if wanted == "qemu":
+        return _why(QEMU, "software emulation was asked for (accelerator: qemu)")
+    if wanted == "kvm":
+        return _why(KVM, "KVM was asked for (accelerator: kvm)")
+    if has_vt and host.kvm_usable:
+        return _why(KVM, "the CPU offers virtualisation (vmx/svm) and /dev/kvm is usable")
+    if not has_vt:
+        return _why(QEMU, "the CPU offers no vmx/svm flag, so KVM guests cannot run: using software"
+                          " emulation (slow)")
+    return _why(QEMU, "/dev/kvm is missing or not writable by you: using software emulation (slow);"
+                      " add yourself to the kvm group to use KVM")
+
+
+def _why(accel: Accelerator, reason: str) -> Accelerator:
+    return replace(accel, reason=reason)

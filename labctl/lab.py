@@ -1,0 +1,260 @@
+"""Use-cases: what each command does, given its inputs and drivers. No printing, no sys.exit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labctl import __version__
+from labctl.catalog import Catalog, Release
+from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
+from labctl.host import Accelerator, HostFacts, choose_accelerator
+from labctl.model import (
+    Lab,
+    Machine,
+    check_name,
+    default_lab_dict,
+    lab_from_dict,
+    load_lab,
+    parse_disk,
+    parse_memory,
+)
+from labctl.render import (
+    BUILTIN_SELECTORS,
+    Fragment,
+    check_fragments,
+    fragment_selector,
+    render_local_conf,
+    render_vagrantfile,
+)
+from labctl.resources import data_path
+from labctl.state import LabDir, LabHome, atomic_write, generate_passwords
+
+LAB_FILE = "lab.yaml"
+# DevStack's multinode guide: a compute runs few services and needs less than a full node.
+COMPUTE_MIN_MEMORY_MB = 4096
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the lab a command acts on
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """What the user named: -f FILE, --lab NAME, or --distro D (with its overrides), or nothing."""
+
+    file: Path | None = None
+    lab: str | None = None
+    distro: str | None = None
+    name: str | None = None
+    memory: str | None = None
+    cpus: int | None = None
+    disk: str | None = None
+
+
+def _distro_lab(req: LabRequest, catalog: Catalog) -> tuple[Lab, dict[str, Any]]:
+    if req.name is not None:
+        check_name(req.name, "--name")
+    raw = default_lab_dict(req.distro or "", catalog, req.name)
+    machine = raw["machines"][0]
+    if req.memory is not None:
+        machine["memory"] = parse_memory(req.memory, "--memory")
+    if req.cpus is not None:
+        machine["cpus"] = req.cpus
+    if req.disk is not None:
+        machine["disk"] = parse_disk(req.disk, "--disk")
+    return lab_from_dict(raw, catalog), raw
+
+
+def resolve_lab(req: LabRequest, home: LabHome, catalog: Catalog, cwd: Path) -> tuple[Lab, dict[str, Any] | None]:
+    """The lab to act on, and for a `--distro` lab the lab.yaml content that describes it."""
+    if req.file and req.lab:
+        raise LabctlError("-f and --lab both name a lab; give one", hint="-f for a lab file, --lab for a lab by name")
+    if req.distro and (req.file or req.lab):
+        raise LabctlError("--distro makes a one-machine lab and cannot be combined with -f or --lab",
+                          hint="set the distro inside lab.yaml instead")
+    overrides = (req.name, req.memory, req.cpus, req.disk)
+    if not req.distro and any(v is not None for v in overrides):
+        raise LabctlError("--name, --memory, --cpus and --disk go with --distro",
+                          hint="for a lab file, set them in lab.yaml")
+    if req.distro:
+        return _distro_lab(req, catalog)
+    if req.file:
+        return load_lab(req.file, catalog), None
+    if req.lab:
+        return load_lab(_existing(home, req.lab).source(), catalog), None
+    if (cwd / LAB_FILE).is_file():
+        return load_lab(cwd / LAB_FILE, catalog), None
+    names = home.names()
+    if len(names) == 1:
+        return load_lab(home.lab(names[0]).source(), catalog), None
+    if not names:
+        raise LabNotFound("no lab here: no lab.yaml in this folder and no lab created yet",
+                          hint="labctl init writes a lab.yaml, or use --distro debian for a one-machine lab")
+    raise LabNotFound(f"several labs exist ({', '.join(names)}); say which",
+                      hint="use --lab NAME or -f lab.yaml")
+
+
+def _existing(home: LabHome, name: str) -> LabDir:
+    lab_dir = home.lab(name)
+    if not lab_dir.exists():
+        known = ", ".join(home.names()) or "none yet"
+        raise LabNotFound(f"no lab named {name!r} (labs: {known})", hint="labctl list shows the labs")
+    source = lab_dir.source()
+    if not source.is_file():
+        raise LabNotFound(f"lab {name!r} was defined by {source}, which no longer exists",
+                          hint=f"run labctl plan -f PATH/lab.yaml to point {name!r} at its lab file again")
+    return lab_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+
+
+@dataclass(frozen=True)
+class MachinePlan:
+    machine: Machine
+    local_conf: Path
+
+
+@dataclass(frozen=True)
+class Plan:
+    lab: Lab
+    dir: Path
+    vagrantfile: Path
+    machines: tuple[MachinePlan, ...]
+    accelerator: Accelerator
+    warnings: tuple[str, ...]
+
+    @property
+    def totals(self) -> dict[str, int]:
+        ms = self.lab.machines
+        return {"machines": len(ms), "memory_mb": sum(m.memory_mb for m in ms),
+                "cpus": sum(m.cpus for m in ms), "disk_gb": sum(m.disk_gb for m in ms)}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab.name,
+            "dir": str(self.dir),
+            "vagrantfile": str(self.vagrantfile),
+            "network": self.lab.cidr,
+            "accelerator": {"name": self.accelerator.name, "reason": self.accelerator.reason},
+            "devstack": {"repo": self.lab.devstack.repo, "branch": self.lab.devstack.branch,
+                         "force": self.lab.devstack.force},
+            "machines": [_machine_json(mp) for mp in self.machines],
+            "totals": self.totals,
+            "warnings": list(self.warnings),
+        }
+
+
+def _machine_json(mp: MachinePlan) -> dict[str, Any]:
+    m = mp.machine
+    return {"name": m.name, "distro": m.release.ref, "box": m.release.box, "role": m.role,
+            "memory_mb": m.memory_mb, "cpus": m.cpus, "disk_gb": m.disk_gb, "ip": m.ip,
+            "local_conf": str(mp.local_conf)}
+
+
+def fit_to_host(lab: Lab, host: HostFacts) -> tuple[Lab, list[str]]:
+    """Lower vCPUs to what the host has (saying so) and warn where DevStack will not fit or run."""
+    warnings: list[str] = []
+    machines = []
+    for m in lab.machines:
+        if m.cpus > host.cpus:
+            warnings.append(f"{m.name}: {m.cpus} CPUs asked, this host has {host.cpus}: using {host.cpus}")
+            m = replace(m, cpus=host.cpus)
+        needed = min(m.release.min_memory_mb, COMPUTE_MIN_MEMORY_MB) if m.role == "compute" \
+            else m.release.min_memory_mb
+        if m.memory_mb < needed:
+            warnings.append(f"{m.name}: {m.memory_mb} MiB of memory is below the {needed} MiB a DevStack"
+                            f" {m.role} needs on {m.release.ref}; stack.sh will likely fail")
+        if m.disk_gb < m.release.min_disk_gb:
+            warnings.append(f"{m.name}: {m.disk_gb} GB of disk is below the {m.release.min_disk_gb}"
+                            f" GB DevStack needs on {m.release.ref}")
+        machines.append(m)
+    return replace(lab, machines=tuple(machines)), warnings + devstack_support_warnings(lab)
+
+
+def devstack_support_warnings(lab: Lab) -> list[str]:
+    spec = lab.devstack
+    warnings = []
+    seen: set[Release] = set()
+    for release in (m.release for m in lab.machines):
+        if release in seen:
+            continue
+        seen.add(release)
+        support = release.devstack_support(spec.branch)
+        if support == "unsupported" and spec.force:
+            warnings.append(f"DevStack {spec.branch} does not support {release.ref}: running it anyway"
+                            " with FORCE=yes (devstack.force), expect failures")
+        elif support == "unsupported":
+            note = f" ({release.note})" if release.note else ""
+            warnings.append(f"DevStack {spec.branch} does not support {release.ref}: its stack.sh stops"
+                            f" at once{note}. Pick another distro, or set devstack.force: true to try"
+                            " anyway")
+        elif support == "unknown":
+            known = ", ".join(release.devstack_branches) or "none"
+            warnings.append(f"labctl does not know whether DevStack {spec.branch} supports"
+                            f" {release.ref} (known to work: {known})")
+    return warnings
+
+
+def read_fragments(lab: Lab) -> list[Fragment]:
+    builtin = data_path("local.conf.d")
+    fragments = [Fragment(f"local.conf.d/{name}.conf", name, (builtin / f"{name}.conf").read_text(), True)
+                 for name in BUILTIN_SELECTORS]
+    if lab.fragments_dir:
+        for path in sorted(lab.fragments_dir.glob("*.conf")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise LabFileError(f"{path}: cannot read it ({exc})") from None
+            fragments.append(Fragment(str(path), fragment_selector(path.name), text, False))
+    check_fragments(fragments, lab)
+    return fragments
+
+
+def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Plan:
+    """Validate, render everything in memory, then write the lab folder. Nothing is written unless
+    everything rendered."""
+    lab, warnings = fit_to_host(lab, host)
+    accel = choose_accelerator(lab.accelerator, host)
+    lab_dir = home.lab(lab.name)
+    source = lab.source or lab_dir.lab_file
+    if lab_dir.exists() and lab_dir.source().resolve() != source.resolve():
+        raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {lab_dir.source()}",
+                          hint="give this lab another name, or destroy the other one first")
+    passwords = lab_dir.read_passwords()
+    new_passwords = passwords is None
+    passwords = passwords or generate_passwords()
+    fragments = read_fragments(lab)
+    vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel)
+    confs = {m.name: render_local_conf(lab, m, passwords, fragments) for m in lab.machines}
+    lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
+                else lab.source.read_text(encoding="utf-8") if lab.source else "")
+
+    lab_dir.create()
+    if new_passwords:
+        lab_dir.write_passwords(passwords)
+    atomic_write(lab_dir.lab_file, lab_text)
+    atomic_write(lab_dir.vagrantfile, vagrantfile)
+    for name, text in confs.items():
+        atomic_write(lab_dir.local_conf(name), text, mode=0o600)
+    lab_dir.write_meta({"name": lab.name, "source": str(source), "labctl": __version__})
+    machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in lab.machines)
+    return Plan(lab, lab_dir.path, lab_dir.vagrantfile, machines, accel, tuple(warnings))
+
+
+# ---------------------------------------------------------------------------------------------
+# init
+
+
+def init_lab_file(path: Path, name: str, force: bool) -> Path:
+    check_name(name, "--name")
+    if path.exists() and not force:
+        raise LabConflict(f"{path} already exists", hint="use --force to overwrite it, or give another path")
+    template = (Path(__file__).parent / "templates" / LAB_FILE).read_text(encoding="utf-8")
+    atomic_write(path, template.replace("{{ name }}", name))
+    return path

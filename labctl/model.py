@@ -1,0 +1,478 @@
+"""lab.yaml and command-line flags -> a validated, frozen Lab.
+
+Every error names the field path (`machines[1].memory: ...`), 0-based like JSON paths. Nothing here
+touches the disk except reading the lab file; host facts (CPU count) come in as arguments.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labctl.catalog import Catalog, Release
+from labctl.errors import CatalogError, LabFileError
+
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}\Z")
+ROLES = ("allinone", "controller", "compute")
+ACCELERATORS = ("auto", "kvm", "qemu")
+DEFAULT_DEVSTACK_REPO = "https://opendev.org/openstack/devstack"
+DEFAULT_DEVSTACK_BRANCH = "master"
+DEFAULT_MEMORY_MB = 8192
+DEFAULT_CPUS = 4
+DEFAULT_DISK_GB = 40
+FIRST_HOST_OFFSET = 10
+# Variables labctl sets itself: a lab.yaml value would silently break the lab.
+MANAGED_LOCALRC = {
+    "HOST_IP": "labctl sets it to each machine's address; set machines[].ip instead",
+    "SERVICE_HOST": "labctl points computes at the controller's address",
+    "ADMIN_PASSWORD": "labctl generates the lab's passwords; edit secrets.yaml in the lab folder",
+    "DATABASE_PASSWORD": "labctl generates the lab's passwords; edit secrets.yaml in the lab folder",
+    "RABBIT_PASSWORD": "labctl generates the lab's passwords; edit secrets.yaml in the lab folder",
+    "SERVICE_PASSWORD": "labctl generates the lab's passwords; edit secrets.yaml in the lab folder",
+}
+# Subnets that vagrant-libvirt (management network) and libvirt (default network) already use.
+_TAKEN_SUBNETS = {121, 122}
+
+_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_BRANCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
+# A post-config file: a DevStack variable ($NOVA_CONF, ${NOVA_CONF}) or an absolute path.
+_CONF_FILE_RE = re.compile(r"(\$[A-Z_][A-Z0-9_]*|\$\{[A-Z_][A-Z0-9_]*\}|/[A-Za-z0-9._/-]+)\Z")
+_INI_SECTION_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
+_INI_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
+_URL_RE = re.compile(r"([a-z][a-z0-9+.-]*://|git@)[^\s'\"\\`]+\Z")
+# DevStack evals post-config values inside double quotes (`iniset file sec key "value"` piped to
+# `while read a; do eval "$a"`): these characters would break out of that or be eaten by read.
+_INI_VALUE_FORBIDDEN = set('"`\\\n\r\0')
+
+
+@dataclass(frozen=True)
+class Plugin:
+    name: str
+    url: str
+    branch: str | None = None
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    file: str
+    section: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DevstackSpec:
+    repo: str = DEFAULT_DEVSTACK_REPO
+    branch: str = DEFAULT_DEVSTACK_BRANCH
+    force: bool = False
+    localrc: tuple[tuple[str, str], ...] = ()
+    post_config: tuple[PostConfig, ...] = ()
+    enable_services: tuple[str, ...] = ()
+    disable_services: tuple[str, ...] = ()
+    plugins: tuple[Plugin, ...] = ()
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    release: Release
+    role: str
+    memory_mb: int
+    cpus: int
+    disk_gb: int
+    ip: str
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    machines: tuple[Machine, ...]
+    cidr: str
+    devstack: DevstackSpec = field(default_factory=DevstackSpec)
+    accelerator: str = "auto"
+    # The lab.yaml it came from (None for `--distro` labs) and its local.conf.d/ folder, if any.
+    source: Path | None = None
+    fragments_dir: Path | None = None
+
+    @property
+    def controller(self) -> Machine | None:
+        return next((m for m in self.machines if m.role == "controller"), None)
+
+    def machine(self, name: str) -> Machine | None:
+        return next((m for m in self.machines if m.name == name), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars
+
+
+def check_name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value) or value.endswith("-"):
+        raise LabFileError(
+            f"{path}: invalid name {value!r}",
+            hint="names are 1-63 characters: a lowercase letter, then lowercase letters, digits or '-'"
+                 " (not ending with '-'); they become file, domain and host names",
+        )
+    return value
+
+
+_MEMORY_UNITS = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
+_DISK_UNITS = {"": 1, "g": 1, "gb": 1, "gib": 1, "t": 1024, "tb": 1024, "tib": 1024}
+_SIZE_RE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*\Z")
+
+
+def _size(value: Any, path: str, units: dict[str, int], unit: str, lo: int, hi: int, examples: str) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and (m := _SIZE_RE.match(value)) and m[2].lower() in units:
+        number = int(m[1]) * units[m[2].lower()]
+    if number is None:
+        raise LabFileError(f"{path}: expected {unit} like {examples}, got {value!r}",
+                           hint=f"a bare number means {unit}; suffixes: {', '.join(sorted(u for u in units if u))}")
+    if not lo <= number <= hi:
+        raise LabFileError(f"{path}: {number} {unit} is out of range ({lo}-{hi} {unit})")
+    return number
+
+
+def parse_memory(value: Any, path: str) -> int:
+    """'8G', '8192M', '8192' or 8192 -> MiB."""
+    return _size(value, path, _MEMORY_UNITS, "MiB", 512, 1024 * 1024, "8G, 8192M or 8192")
+
+
+def parse_disk(value: Any, path: str) -> int:
+    """'40G', '1T' or 40 -> GB."""
+    return _size(value, path, _DISK_UNITS, "GB", 5, 64 * 1024, "40G or 40")
+
+
+def _int(value: Any, path: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise LabFileError(f"{path}: expected a whole number from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise LabFileError(f"{path}: expected true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise LabFileError(f"{path}: expected {what}, got {value!r}")
+    return value
+
+
+def _scalar(value: Any, path: str) -> str:
+    """A localrc/INI value: one line of text. Numbers and booleans are written as DevStack expects."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise LabFileError(f"{path}: expected a single value, got {type(value).__name__}")
+    if any(c in value for c in "\n\r\0"):
+        raise LabFileError(f"{path}: value must be a single line (a newline could inject a"
+                           " local.conf section)")
+    return value
+
+
+def _mapping(value: Any, path: str, allowed: tuple[str, ...] | None = None) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LabFileError(f"{path or 'lab.yaml'}: expected a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise LabFileError(f"{path or 'lab.yaml'}: keys must be text, got {key!r}")
+        if allowed is not None and key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise LabFileError(f"{where}: unknown key; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise LabFileError(f"{path}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _release(catalog: Catalog, value: Any, path: str) -> Release:
+    try:
+        return catalog.resolve(value)
+    except CatalogError as exc:
+        raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
+    keys = ("repo", "branch", "force", "localrc", "post_config", "enable_services",
+            "disable_services", "plugins")
+    data = _mapping(raw, "devstack", keys)
+    repo = data.get("repo", DEFAULT_DEVSTACK_REPO)
+    if not isinstance(repo, str) or not repo or any(c.isspace() or c in "'\"\\`" for c in repo):
+        raise LabFileError(f"devstack.repo: expected a git URL or a folder, got {repo!r}")
+    if not _URL_RE.match(repo):
+        # A folder on the host: a local mirror or a developer's checkout, resolved next to lab.yaml.
+        folder = Path(repo).expanduser()
+        repo = str(folder if folder.is_absolute() or base_dir is None else (base_dir / folder).resolve())
+    branch = _text(data.get("branch", DEFAULT_DEVSTACK_BRANCH), "devstack.branch", _BRANCH_RE,
+                   "a branch or tag like master or stable/2025.1")
+    if ".." in branch:
+        raise LabFileError(f"devstack.branch: invalid branch {branch!r}")
+    localrc: list[tuple[str, str]] = []
+    for name, value in _mapping(data.get("localrc"), "devstack.localrc").items():
+        path = f"devstack.localrc.{name}"
+        _text(name, path, _VAR_RE, "a shell variable name")
+        if name in MANAGED_LOCALRC:
+            raise LabFileError(f"{path}: labctl sets this variable itself", hint=MANAGED_LOCALRC[name])
+        localrc.append((name, _scalar(value, path)))
+    return DevstackSpec(
+        repo=repo, branch=branch, force=_bool(data.get("force", False), "devstack.force"),
+        localrc=tuple(localrc), post_config=_post_config(data.get("post_config")),
+        enable_services=_services(data.get("enable_services"), "devstack.enable_services"),
+        disable_services=_services(data.get("disable_services"), "devstack.disable_services"),
+        plugins=_plugins(data.get("plugins")),
+    )
+
+
+def _post_config(raw: Any) -> tuple[PostConfig, ...]:
+    items: list[PostConfig] = []
+    for file, sections in _mapping(raw, "devstack.post_config").items():
+        fpath = f"devstack.post_config[{file!r}]"
+        _text(file, fpath, _CONF_FILE_RE, "a DevStack variable like $NOVA_CONF or an absolute path")
+        for section, keys in _mapping(sections, fpath).items():
+            spath = f"{fpath}.{section}"
+            _text(section, spath, _INI_SECTION_RE, "an INI section name like DEFAULT")
+            for key, value in _mapping(keys, spath).items():
+                kpath = f"{spath}.{key}"
+                _text(key, kpath, _INI_KEY_RE, "an option name")
+                text = _scalar(value, kpath)
+                if any(c in _INI_VALUE_FORBIDDEN for c in text):
+                    raise LabFileError(f"{kpath}: value may not contain quotes, backquotes or"
+                                       " backslashes (DevStack evaluates it in a shell)")
+                items.append(PostConfig(file, section, key, text))
+    return tuple(items)
+
+
+def _services(raw: Any, path: str) -> tuple[str, ...]:
+    return tuple(_text(s, f"{path}[{i}]", _SERVICE_RE, "a DevStack service name")
+                 for i, s in enumerate(_list(raw, path)))
+
+
+def _plugins(raw: Any) -> tuple[Plugin, ...]:
+    plugins = []
+    for name, spec in _mapping(raw, "devstack.plugins").items():
+        path = f"devstack.plugins.{name}"
+        _text(name, path, _SERVICE_RE, "a plugin name")
+        if isinstance(spec, str):
+            spec = {"url": spec}
+        spec = _mapping(spec, path, ("url", "branch"))
+        url = _text(spec.get("url"), f"{path}.url", _URL_RE, "a git URL")
+        branch = spec.get("branch")
+        if branch is not None:
+            _text(branch, f"{path}.branch", _BRANCH_RE, "a branch name")
+        plugins.append(Plugin(name, url, branch))
+    return tuple(plugins)
+
+
+def default_cidr(lab_name: str) -> str:
+    """A /24 derived from the lab's name, so that two labs rarely share a private network."""
+    octet = 100 + zlib.crc32(lab_name.encode()) % 100
+    while octet in _TAKEN_SUBNETS:
+        octet += 1
+    return f"192.168.{octet}.0/24"
+
+
+def _network(raw: Any, lab_name: str) -> ipaddress.IPv4Network:
+    data = _mapping(raw, "network", ("cidr",))
+    cidr = data.get("cidr", default_cidr(lab_name))
+    try:
+        net = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
+    except ValueError:
+        net = None
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 28:
+        raise LabFileError(f"network.cidr: expected an IPv4 network like 192.168.150.0/24 (at most"
+                           f" /28), got {cidr!r}")
+    return net
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    distro: Any
+    memory_mb: int
+    cpus: int
+    disk_gb: int
+
+
+def _defaults(raw: Any) -> _Defaults:
+    data = _mapping(raw, "defaults", ("distro", "memory", "cpus", "disk"))
+    return _Defaults(
+        distro=data.get("distro", "debian"),
+        memory_mb=parse_memory(data.get("memory", DEFAULT_MEMORY_MB), "defaults.memory"),
+        cpus=_int(data.get("cpus", DEFAULT_CPUS), "defaults.cpus", 1, 256),
+        disk_gb=parse_disk(data.get("disk", DEFAULT_DISK_GB), "defaults.disk"),
+    )
+
+
+def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog: Catalog) -> tuple[Machine, ...]:
+    entries = _list(raw, "machines")
+    if not entries:
+        raise LabFileError("machines: a lab needs at least one machine",
+                           hint="labctl init writes an example lab.yaml")
+    hosts = list(net.hosts())
+    reserved = {net.network_address, net.broadcast_address, hosts[0]}  # hosts[0]: libvirt's bridge
+    taken: dict[str, str] = {}
+    machines: list[Machine] = []
+    auto = iter(hosts[FIRST_HOST_OFFSET - 1:])
+    # Fixed addresses are claimed first, so that numbering never hands one of them out.
+    fixed = {str(e["ip"]) for e in entries if isinstance(e, dict) and "ip" in e}
+    for i, entry in enumerate(entries):
+        path = f"machines[{i}]"
+        data = _mapping(entry, path, ("name", "distro", "memory", "cpus", "disk", "role", "count", "ip"))
+        if "name" not in data:
+            raise LabFileError(f"{path}.name: every machine needs a name")
+        base = check_name(data["name"], f"{path}.name")
+        count = _int(data.get("count", 1), f"{path}.count", 1, 200)
+        role = data.get("role", "allinone")
+        if role not in ROLES:
+            raise LabFileError(f"{path}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+        if count > 1 and role == "controller":
+            raise LabFileError(f"{path}.count: a lab has at most one controller")
+        if count > 1 and "ip" in data:
+            raise LabFileError(f"{path}.ip: a fixed address cannot be combined with count",
+                               hint="drop ip: and let labctl number the machines")
+        release = _release(catalog, data.get("distro", defaults.distro), f"{path}.distro")
+        memory = parse_memory(data["memory"], f"{path}.memory") if "memory" in data else defaults.memory_mb
+        cpus = _int(data["cpus"], f"{path}.cpus", 1, 256) if "cpus" in data else defaults.cpus
+        disk = parse_disk(data["disk"], f"{path}.disk") if "disk" in data else defaults.disk_gb
+        names = [base] if count == 1 else [f"{base}-{n}" for n in range(1, count + 1)]
+        for name in names:
+            check_name(name, f"{path}.name")
+            if name in taken:
+                raise LabFileError(f"{path}.name: machine name {name!r} is used twice")
+            if "ip" in data:
+                ip = _fixed_ip(data["ip"], f"{path}.ip", net, reserved)
+            else:
+                ip = str(next((a for a in auto if str(a) not in fixed), ""))
+                if not ip:
+                    raise LabFileError(f"network.cidr: {net} has no free address left for {name!r}",
+                                       hint="use a larger network")
+            if ip in taken.values():
+                raise LabFileError(f"{path}.ip: address {ip} is already used by another machine")
+            taken[name] = ip
+            machines.append(Machine(name, release, role, memory, cpus, disk, ip))
+    roles = [m.role for m in machines]
+    if roles.count("controller") > 1:
+        raise LabFileError("machines: a lab has at most one controller")
+    if "compute" in roles and "controller" not in roles:
+        raise LabFileError("machines: compute machines need a controller",
+                           hint="add a machine with role: controller")
+    return tuple(machines)
+
+
+def _fixed_ip(value: Any, path: str, net: ipaddress.IPv4Network, reserved: set[Any]) -> str:
+    try:
+        ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
+    except ValueError:
+        ip = None
+    if ip is None or ip not in net or ip in reserved:
+        raise LabFileError(f"{path}: expected a free address inside {net} (not the network,"
+                           f" broadcast or .1 bridge address), got {value!r}")
+    return str(ip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab:
+    data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator"))
+    if "name" not in data:
+        raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
+    name = check_name(data["name"], "name")
+    accelerator = data.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise LabFileError(f"accelerator: expected one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    net = _network(data.get("network"), name)
+    base_dir = source.parent if source else None
+    fragments = base_dir / "local.conf.d" if base_dir else None
+    return Lab(
+        name=name,
+        machines=_machines(data.get("machines"), _defaults(data.get("defaults")), net, catalog),
+        cidr=str(net),
+        devstack=_devstack(data.get("devstack"), base_dir),
+        accelerator=accelerator,
+        source=source,
+        fragments_dir=fragments if fragments and fragments.is_dir() else None,
+    )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise LabFileError(f"{where}:{line}: {exc.problem or exc.context}",
+                           hint="fix the YAML syntax at that line") from None
+    except yaml.YAMLError as exc:
+        raise LabFileError(f"{where}: not valid YAML ({exc})") from None
+
+
+def load_lab(path: Path, catalog: Catalog) -> Lab:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabFileError(f"{path}: no such lab file",
+                           hint="labctl init writes one, or use --distro for a one-machine lab") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabFileError(f"{path}: cannot read it ({exc})") from None
+    raw = parse_yaml(text, str(path))
+    try:
+        return lab_from_dict(raw, catalog, source=path.resolve())
+    except LabFileError as exc:
+        raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
+
+
+def default_lab_dict(distro: str, catalog: Catalog, name: str | None = None) -> dict[str, Any]:
+    """The lab.yaml content of `labctl up --distro D`: one all-in-one machine."""
+    release = _release(catalog, distro, "--distro")
+    lab_name = name or f"{release.family}-{release.version.replace('.', '-')}"
+    return {
+        "name": lab_name,
+        "machines": [{"name": "devstack", "distro": release.ref, "role": "allinone",
+                      "memory": f"{DEFAULT_MEMORY_MB}M", "cpus": DEFAULT_CPUS,
+                      "disk": f"{DEFAULT_DISK_GB}G"}],
+    }

@@ -1,0 +1,152 @@
+"""Pure renderers: Lab -> Vagrantfile text; Lab x Machine -> local.conf text.
+
+No I/O: templates and fragments come in as text. Every value that reaches the Vagrantfile goes
+through `ruby_literal` (the Jinja environment's finalize), so no lab.yaml value can become Ruby code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+
+from labctl import __version__
+from labctl.errors import FragmentError
+from labctl.host import Accelerator
+from labctl.localconf import MetaConfig, parse, shell_value
+from labctl.model import ROLES, Lab, Machine
+
+BUILTIN_SELECTORS = ("base", *ROLES)
+USER_SELECTORS = ("all", *ROLES)
+_RUBY_DQ = {"\\": "\\\\", '"': '\\"', "#": "\\#"}
+
+
+def ruby_literal(value: Any) -> str:
+    """A Python value as a Ruby literal on one line.
+
+    Strings are single-quoted, where Ruby interprets only \\\\ and \\' (so `#{...}` stays text).
+    A string with control characters (a newline could end a comment and start code) is written
+    double-quoted with every such character, `"`, `\\` and `#` escaped."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        if all(" " <= c != "\x7f" for c in value):
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return '"' + "".join(_RUBY_DQ.get(c) or (f"\\u{{{ord(c):x}}}" if c < " " or c == "\x7f" else c)
+                             for c in value) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(ruby_literal(v) for v in value) + "]"
+    raise TypeError(f"no Ruby literal for {type(value).__name__}")
+
+
+def domain_prefix(lab: Lab) -> str:
+    return f"labctl-{lab.name}-"
+
+
+def network_name(lab: Lab) -> str:
+    return f"labctl-{lab.name}"
+
+
+def render_vagrantfile(template: str, lab: Lab, accel: Accelerator) -> str:
+    # Not HTML: escaping is ruby_literal's job, applied to every expression by `finalize`.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=ruby_literal,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                             autoescape=False)  # noqa: S701
+    net = ipaddress.IPv4Network(lab.cidr)
+    return env.from_string(template).render(
+        lab=lab, machines=lab.machines, accel=accel, version=__version__,
+        prefix=domain_prefix(lab), network_name=network_name(lab), netmask=str(net.netmask),
+        # Under software emulation a first boot takes minutes, not seconds.
+        boot_timeout=900 if accel.slow else 300,
+    )
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One local.conf.d file: `selector` is base/all, a role, or a machine name."""
+
+    origin: str
+    selector: str
+    text: str
+    builtin: bool
+
+    def applies_to(self, machine: Machine) -> bool:
+        return self.selector in ("base", "all", machine.role, machine.name)
+
+
+def fragment_selector(filename: str) -> str:
+    """`compute.conf` and `compute.ceph.conf` both select computes."""
+    return filename.split(".", 1)[0]
+
+
+def check_fragments(fragments: Sequence[Fragment], lab: Lab) -> None:
+    names = {m.name for m in lab.machines}
+    for frag in fragments:
+        if frag.builtin:
+            continue
+        if frag.selector not in USER_SELECTORS and frag.selector not in names:
+            raise FragmentError(
+                f"{frag.origin}: its name selects {frag.selector!r}, which is no role or machine of"
+                f" lab {lab.name!r}",
+                hint=f"name fragments after what they apply to: {', '.join(USER_SELECTORS)}, or a"
+                     f" machine name ({', '.join(sorted(names))})")
+
+
+def _render_fragment(frag: Fragment, context: Mapping[str, Any]) -> MetaConfig:
+    # Not HTML: fragments are local.conf text, parsed and validated after rendering.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)  # noqa: S701
+    try:
+        text = env.from_string(frag.text).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise FragmentError(f"{frag.origin}:{exc.lineno}: template error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise FragmentError(f"{frag.origin}: {exc.message}",
+                            hint="fragments may use lab, machine, controller, passwords, devstack") from None
+    return parse(text, frag.origin)
+
+
+def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
+                       fragments: Sequence[Fragment]) -> MetaConfig:
+    """Built-in fragments (base, then the role's), the user's (all, role, machine), then lab.yaml."""
+    context = {"lab": lab, "machine": machine, "controller": lab.controller,
+               "passwords": passwords, "devstack": lab.devstack}
+    order = {"base": 0, "all": 0, machine.role: 1, machine.name: 2}
+    chosen = sorted((f for f in fragments if f.applies_to(machine)),
+                    key=lambda f: (not f.builtin, order.get(f.selector, 2), f.origin))
+    conf = MetaConfig()
+    for frag in chosen:
+        conf.merge(_render_fragment(frag, context))
+    spec = lab.devstack
+    for name, value in spec.localrc:
+        conf.set_var(name, shell_value(value))
+    if spec.force:
+        # stack.sh refuses distros outside SUPPORTED_DISTROS unless FORCE=yes; only when asked.
+        conf.set_var("FORCE", "yes")
+    if machine.role != "compute":
+        # Services and plugins are the lab's API side; computes run only compute services.
+        if spec.enable_services:
+            conf.add_command("enable_service " + " ".join(spec.enable_services))
+        if spec.disable_services:
+            conf.add_command("disable_service " + " ".join(spec.disable_services))
+        for plugin in spec.plugins:
+            conf.add_command(" ".join(filter(None, ("enable_plugin", plugin.name, plugin.url,
+                                                    plugin.branch))))
+    for item in spec.post_config:
+        conf.set_option("post-config", item.file, item.section, item.key, item.value)
+    return conf
+
+
+def render_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
+                      fragments: Sequence[Fragment]) -> str:
+    header = (f"# local.conf of machine {machine.name} ({machine.role}) in lab {lab.name},"
+              f" written by labctl {__version__}.\n"
+              "# Edit lab.yaml or local.conf.d/ and run `labctl plan` again rather than this file.\n")
+    return compose_local_conf(lab, machine, passwords, fragments).render(header)

@@ -1,0 +1,149 @@
+"""The lab folders under $LABCTL_HOME: where each lab's files, secrets and records live.
+
+Layout: $LABCTL_HOME/labs/<lab>/ (mode 0700) holding lab.yaml (a copy, or the generated file of a
+`--distro` lab), lab.json (where the lab came from), secrets.yaml (0600), Vagrantfile and
+machines/<machine>/local.conf (0600: it holds the passwords). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labctl.errors import LabctlError, LabNotFound
+from labctl.model import NAME_RE
+
+PASSWORD_NAMES = ("admin", "database", "rabbit", "service")
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def labctl_home(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
+    if environ.get("LABCTL_HOME"):
+        return Path(environ["LABCTL_HOME"]).expanduser()
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "labctl"
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write to a temporary file beside `path`, then rename: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def generate_passwords() -> dict[str, str]:
+    # Letters and digits only: DevStack pastes passwords into shell lines and connection URLs.
+    return {name: "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(24))
+            for name in PASSWORD_NAMES}
+
+
+@dataclass(frozen=True)
+class LabDir:
+    name: str
+    path: Path
+
+    @property
+    def lab_file(self) -> Path:
+        return self.path / "lab.yaml"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.path / "lab.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.path / "secrets.yaml"
+
+    @property
+    def vagrantfile(self) -> Path:
+        return self.path / "Vagrantfile"
+
+    def local_conf(self, machine: str) -> Path:
+        return self.path / "machines" / machine / "local.conf"
+
+    def exists(self) -> bool:
+        return self.meta_file.is_file()
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            meta = json.loads(self.meta_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise LabctlError(f"lab {self.name!r}: {self.meta_file} is damaged ({exc})",
+                              hint="run `labctl plan -f lab.yaml` to write it again") from None
+        if not isinstance(meta, dict):
+            raise LabctlError(f"lab {self.name!r}: {self.meta_file} is damaged (not an object)",
+                              hint="run `labctl plan -f lab.yaml` to write it again")
+        return meta
+
+    def source(self) -> Path:
+        """The lab.yaml this lab is defined by."""
+        recorded = self.read_meta().get("source")
+        return Path(recorded) if isinstance(recorded, str) else self.lab_file
+
+    def read_passwords(self) -> dict[str, str] | None:
+        try:
+            data = yaml.safe_load(self.secrets_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, yaml.YAMLError) as exc:
+            raise LabctlError(f"lab {self.name!r}: cannot read {self.secrets_file} ({exc})",
+                              hint="fix the file, or delete it to generate new passwords") from None
+        passwords = data.get("passwords") if isinstance(data, dict) else None
+        if not isinstance(passwords, dict) or not all(
+                isinstance(passwords.get(n), str) and passwords[n].isalnum() for n in PASSWORD_NAMES):
+            raise LabctlError(
+                f"lab {self.name!r}: {self.secrets_file} must hold passwords: {', '.join(PASSWORD_NAMES)}"
+                " (letters and digits)",
+                hint="fix the file, or delete it to generate new passwords")
+        return {n: passwords[n] for n in PASSWORD_NAMES}
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.chmod(0o700)
+
+    def write_passwords(self, passwords: dict[str, str]) -> None:
+        text = ("# Passwords of this lab, shared by all its machines. Keep this file private.\n"
+                + yaml.safe_dump({"passwords": passwords}, sort_keys=False))
+        atomic_write(self.secrets_file, text, mode=0o600)
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write(self.meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class LabHome:
+    root: Path
+
+    @property
+    def labs_dir(self) -> Path:
+        return self.root / "labs"
+
+    def lab(self, name: str) -> LabDir:
+        if not NAME_RE.match(name):
+            raise LabNotFound(f"invalid lab name {name!r}", hint="labctl list shows the labs")
+        return LabDir(name, self.labs_dir / name)
+
+    def names(self) -> list[str]:
+        if not self.labs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.labs_dir.iterdir()
+                      if NAME_RE.match(p.name) and (p / "lab.json").is_file())

@@ -1,0 +1,79 @@
+"""Fixtures shared by the tests: every test runs in its own HOME, LABCTL_HOME and VAGRANT_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from labctl.catalog import Catalog, default_catalog
+from labctl.cli import main
+from labctl.host import HostFacts
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Keep every test away from the developer's ~/.local/share/labctl, ~/.vagrant.d and ~/.ssh."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "labctl-home"))
+    monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "vagrant-home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("LABCTL_DEBUG", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield work
+
+
+@pytest.fixture
+def labctl_home(tmp_path: Path) -> Path:
+    return tmp_path / "labctl-home"
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    return default_catalog()
+
+
+@pytest.fixture
+def host() -> HostFacts:
+    """A host with 8 CPUs and no usable KVM (like this project's machines)."""
+    return HostFacts(cpus=8, memory_mb=24 * 1024, cpu_flags=frozenset({"sse2"}), kvm_usable=False)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run labctl in-process as a user would type it: run("plan", "--json")."""
+
+    def _run(*argv: str) -> Result:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return _run
+
+
+def require_tool(name: str) -> str:
+    """Skip on a developer machine without `name`; fail in CI, where .ci/run installs it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed, but .ci/run should have installed it")
+        pytest.skip(f"{name} is not installed (./install.sh installs it)")
+    return path

@@ -1,0 +1,83 @@
+"""Read a local.conf the way DevStack does, to check what each machine will really get.
+
+An independent re-implementation of the semantics of DevStack's inc/meta-config (the awk in
+get_meta_section, get_meta_section_files and merge_config_file) and of how stack.sh sources the
+extracted localrc: the localrc is run by the real bash.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+_HEADER = re.compile(r"^\[\[.+\|.*\]\]")
+
+
+def _header(line: str) -> tuple[str, str] | None:
+    if not _HEADER.match(line):
+        return None
+    first = line.split()[0] if line.split() else ""
+    group, _, file = first.replace("[", "").replace("]", "").partition("|")
+    return group, file.split("|")[0]
+
+
+def meta_section_files(text: str, group: str) -> list[str]:
+    return [h[1] for line in text.splitlines() if (h := _header(line)) and h[0] == group]
+
+
+def meta_section(text: str, group: str, file: str) -> list[str]:
+    out: list[str] = []
+    active = False
+    for line in text.splitlines():
+        header = _header(line)
+        if header:
+            active = header == (group, file)
+            continue
+        if active:
+            out.append(line)
+    return out
+
+
+def merged_ini(text: str, group: str, file: str) -> dict[str, dict[str, list[str]]]:
+    """section -> option -> values, as merge_config_file's iniset/iniadd calls would leave them."""
+    result: dict[str, dict[str, list[str]]] = {}
+    section = ""
+    for line in meta_section(text, group, file):
+        if re.match(r"^\[.+\]", line):
+            section = line.split()[0].replace("[", "").replace("]", "")
+            continue
+        if re.match(r"^ *#", line) or not re.match(r"^[^ \t]+", line):
+            continue
+        attr, _, value = line.partition("=")
+        result.setdefault(section, {}).setdefault(attr.rstrip(" \t"), []).append(value.strip(" \t"))
+    return result
+
+
+def localrc_env(text: str, tmp: Path) -> tuple[dict[str, str], list[str]]:
+    """Source the [[local|localrc]] section in bash, as stack.sh does via .localrc.auto.
+
+    Returns the variables it set and the DevStack functions it called (enable_service ...)."""
+    auto = tmp / ".localrc.auto"
+    auto.write_text("# Generated file, do not edit\n" + "\n".join(meta_section(text, "local", "localrc")) + "\n")
+    script = (
+        'calls=(); for f in enable_service disable_service enable_plugin; do '
+        'eval "$f() { calls+=(\\"$f \\$*\\"); }"; done\n'
+        'before=$(compgen -v)\n'
+        f'source {auto}\n'
+        'for v in $(compgen -v); do case $v in before|calls|v|f|BASH_*|FUNCNAME|_) continue;; esac\n'
+        '  grep -qx "$v" <<<"$before" || printf "var %s=%s\\n" "$v" "${!v}"; done\n'
+        'for c in "${calls[@]}"; do printf "call %s\\n" "$c"; done\n'
+    )
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True,
+                          text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    variables: dict[str, str] = {}
+    calls: list[str] = []
+    for line in proc.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "var":
+            name, _, value = rest.partition("=")
+            variables[name] = value
+        elif kind == "call":
+            calls.append(rest)
+    return variables, calls

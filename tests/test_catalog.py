@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labctl.catalog import Catalog, load_catalog
+from labctl.errors import CatalogError
+
+# What the issue asks the catalogue to hold; DevStack master's SUPPORTED_DISTROS decides support.
+EXPECTED = {
+    "ubuntu:24.04": "noble", "ubuntu:22.04": "jammy", "ubuntu:26.04": "resolute",
+    "debian:12": "bookworm", "debian:13": "trixie", "centos:9": "rhel9", "centos:10": "rhel10",
+}
+MASTER_SUPPORTED = {"trixie", "bookworm", "noble", "resolute", "rhel9", "rhel10"}
+
+
+def test_catalogue_has_every_family_and_release(catalog: Catalog) -> None:
+    refs = {r.ref: r for r in catalog.releases()}
+    for ref, distro in EXPECTED.items():
+        assert refs[ref].devstack_distro == distro
+    assert {f.name for f in catalog.families} == {"ubuntu", "debian", "fedora", "centos", "opensuse"}
+    assert any(r.family == "fedora" for r in refs.values())
+    assert any(r.family == "opensuse" and r.version.startswith("15.") for r in refs.values())
+
+
+def test_every_release_is_complete(catalog: Catalog) -> None:
+    for r in catalog.releases():
+        assert "/" in r.box and r.user
+        assert r.package_family == {"ubuntu": "apt", "debian": "apt", "fedora": "dnf",
+                                    "centos": "dnf", "opensuse": "zypper"}[r.family]
+        assert r.min_memory_mb >= 4096 and r.min_disk_gb >= 10
+
+
+def test_master_support_matches_devstack(catalog: Catalog) -> None:
+    for r in catalog.releases():
+        expected = "supported" if r.devstack_distro in MASTER_SUPPORTED else "unsupported"
+        assert r.devstack_support("master") == expected, r.ref
+    fedora = catalog.resolve("fedora")
+    assert fedora.devstack_support("master") == "unsupported"
+    assert fedora.devstack_support("stable/2023.1") == "unknown"
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("debian", "debian:12"), ("debian:12", "debian:12"), ("debian:bookworm", "debian:12"),
+    ("Debian:13", "debian:13"), ("ubuntu", "ubuntu:24.04"), ("ubuntu:jammy", "ubuntu:22.04"),
+    ("centos:10", "centos:10"),
+])
+def test_resolve_forms(catalog: Catalog, ref: str, expected: str) -> None:
+    assert catalog.resolve(ref).ref == expected
+
+
+@pytest.mark.parametrize("ref", ["arch", "debian:11", "ubuntu-22.04", "", "  ", ":12"])
+def test_unknown_distro_lists_known_ones(catalog: Catalog, ref: str) -> None:
+    with pytest.raises(CatalogError) as err:
+        catalog.resolve(ref)
+    assert "known:" in err.value.message or "expected a distro" in err.value.message
+    assert err.value.hint
+
+
+def test_broken_catalogue_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("family: bad\npackage_family: apt\ndefault: '1'\nreleases:\n"
+                                       "  - version: '1'\n    box: bad/box\n")
+    with pytest.raises(CatalogError, match=r"bad.yaml: releases\[0\]: missing or bad field"):
+        load_catalog(tmp_path)

@@ -1,0 +1,58 @@
+"""Every rendered Vagrantfile must pass the real `vagrant validate` with vagrant-libvirt loaded."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, require_tool
+from labctl.catalog import default_catalog
+
+pytestmark = pytest.mark.vagrant
+RELEASES = [r.ref for r in default_catalog().releases()]
+
+
+def validate(folder: Path) -> subprocess.CompletedProcess[str]:
+    vagrant = require_tool("vagrant")
+    return subprocess.run([vagrant, "validate"], cwd=folder, capture_output=True, text=True, timeout=120)
+
+
+def planned_dir(run: Callable[..., Result], *argv: str) -> Path:
+    import json
+
+    result = run("plan", "--json", *argv)
+    assert result.code == 0, result.err
+    return Path(json.loads(result.out)["dir"])
+
+
+@pytest.mark.parametrize("ref", RELEASES)
+def test_each_release_validates(run: Callable[..., Result], ref: str) -> None:
+    folder = planned_dir(run, "--distro", ref)
+    proc = validate(folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "validated successfully" in proc.stdout
+
+
+def test_multimachine_lab_validates(run: Callable[..., Result], isolated_home: Path) -> None:
+    (isolated_home / "lab.yaml").write_text(
+        "name: class\ndefaults: {memory: 4G, cpus: 1, disk: 20G}\naccelerator: kvm\nmachines:\n"
+        "  - {name: ctl, role: controller, memory: 8G}\n  - {name: cmp, role: compute, count: 2}\n"
+        "  - {name: other, distro: ubuntu:24.04, role: allinone}\n")
+    folder = planned_dir(run, "-f", "lab.yaml")
+    proc = validate(folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (folder / "Vagrantfile").read_text()
+    assert text.count("config.vm.define") == 4
+
+
+def test_validate_catches_a_broken_file(tmp_path: Path) -> None:
+    """The check above can fail: a provider setting vagrant-libvirt does not know is refused."""
+    (tmp_path / "Vagrantfile").write_text(
+        'Vagrant.configure("2") do |c|\n  c.vm.box = "x/y"\n'
+        '  c.vm.provider :libvirt do |l|\n    l.no_such_setting = 1\n  end\nend\n')
+    proc = validate(tmp_path)
+    assert proc.returncode != 0
+    assert "no_such_setting" in proc.stdout + proc.stderr
