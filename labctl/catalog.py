@@ -15,7 +15,7 @@ from labctl.resources import data_path
 
 MASTER = "master"
 PACKAGE_FAMILIES = ("apt", "dnf", "zypper")
-_BOX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?\Z")
+BOX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?\Z")
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _release(family: str, title: str, package_family: str, raw: Any, where: str)
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"{where}: missing or bad field {exc}") from None
-    if not _BOX_RE.match(release.box):
+    if not BOX_RE.match(release.box):
         raise CatalogError(f"{where}: box name {release.box!r} is not of the form owner/name")
     return release
 

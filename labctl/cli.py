@@ -111,7 +111,8 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     """
     from labctl.catalog import default_catalog
     from labctl.host import read_host
-    from labctl.lab import LabRequest, plan_lab, resolve_lab
+    from labctl.lab import plan_lab, resolve_lab
+    from labctl.selection import LabRequest
 
     home = _home()
     req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory,
@@ -126,11 +127,271 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     print_plan(make_console(), result)
 
 
+def _context() -> Any:
+    from labctl.hypervisor import default_uri
+    from labctl.lifecycle import Context
+    from labctl.state import labctl_cache
+
+    return Context(_home(), labctl_cache(), default_uri())
+
+
+def _lab_dir(lab_file: Path | None, lab_name: str | None) -> Any:
+    from labctl.selection import LabRequest, resolve_lab_dir
+
+    def catalog() -> Any:
+        from labctl.catalog import default_catalog
+
+        return default_catalog()
+
+    return resolve_lab_dir(LabRequest(file=lab_file, lab=lab_name), _home(), catalog, Path.cwd())
+
+
+def _remote_words() -> list[str]:
+    """The words after `--` (main() keeps them away from click, which would drop the `--`)."""
+    obj = click.get_current_context().obj or {}
+    return list(obj.get("remote", []))
+
+
+def _reporter(to_stderr: bool = False) -> Any:
+    from labctl.ui import ConsoleReporter, make_console
+
+    return ConsoleReporter(make_console(stderr=to_stderr))
+
+
+MIRROR_HELP = "Debian mirror for building boxes (default: $LABCTL_DEBIAN_MIRROR or deb.debian.org)."
+
+
+def _mirror(value: str | None) -> str:
+    from labctl.boxbuild import DEFAULT_MIRROR
+
+    return value or os.environ.get("LABCTL_DEBIAN_MIRROR") or DEFAULT_MIRROR
+
+
+@cli.command()
+@lab_options
+@distro_options
+@click.option("--mirror", metavar="URL", help=MIRROR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON at the end (progress goes to"
+              " stderr).")
+def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: str | None,
+       memory: str | None, cpus: int | None, disk: str | None, mirror: str | None, as_json: bool) -> None:
+    """Create and start the lab's machines (only those not running yet).
+
+    Checks the host first (vagrant-libvirt, libvirtd, accelerator, free memory and disk, boxes) and
+    creates nothing when something is missing.
+    """
+    from labctl.catalog import default_catalog
+    from labctl.host import read_host
+    from labctl.lab import resolve_lab
+    from labctl.lifecycle import up_lab
+    from labctl.selection import LabRequest
+
+    ctx = _context()
+    req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory, cpus=cpus, disk=disk)
+    lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
+    plan, statuses = up_lab(lab, generated, ctx, read_host(), _reporter(as_json), _mirror(mirror))
+    if as_json:
+        _print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses]})
+        return
+    from labctl.ui import make_console, print_ready
+
+    print_ready(make_console(), plan.lab.name, statuses)
+
+
+@cli.command()
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON.")
+def status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
+    """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt)."""
+    from labctl import hypervisor
+    from labctl.inventory import lab_status
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    statuses = lab_status(lab_dir, hypervisor.connect())
+    if as_json:
+        _print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses]})
+        return
+    from labctl.ui import make_console, print_status
+
+    print_status(make_console(), lab_dir.name, statuses)
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the labs as JSON.")
+def list_(as_json: bool) -> None:
+    """List all labs and the states of their machines."""
+    from labctl.lifecycle import list_labs
+
+    labs = list(list_labs(_context()))
+    if as_json:
+        _print_json([{"lab": lab.name, "machines": lab.machines, "states": lab.states, "dir": str(lab.dir)}
+                     for lab in labs])
+        return
+    from labctl.ui import make_console, print_labs
+
+    if labs:
+        print_labs(make_console(), labs)
+    else:
+        click.echo("No labs yet: labctl up --distro debian creates one.")
+
+
+@cli.command()
+@lab_options
+@click.argument("machines", nargs=-1)
+def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
+    """Shut machines down cleanly (all of the lab's when none is named)."""
+    from labctl.lifecycle import halt_lab
+
+    halt_lab(_lab_dir(lab_file, lab_name), _context(), machines, _reporter())
+
+
+@cli.command()
+@lab_options
+@click.argument("machines", nargs=-1)
+def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
+    """Start halted machines again (all of the lab's when none is named)."""
+    from labctl.lifecycle import resume_lab
+
+    resume_lab(_lab_dir(lab_file, lab_name), _context(), machines, _reporter())
+
+
+@cli.command()
+@lab_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
+    """Delete the lab: its machines, disks, network and folder (passwords and logs included)."""
+    from labctl.lifecycle import destroy_lab
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise LabctlError(f"refusing to destroy lab {lab_dir.name!r} without confirmation",
+                              hint=f"labctl destroy -y --lab {lab_dir.name}")
+        click.confirm(f"Destroy lab {lab_dir.name!r} and everything in {lab_dir.path}?", abort=True)
+    reporter = _reporter()
+    removed = destroy_lab(lab_dir, _context(), reporter)
+    reporter.step(f"lab {lab_dir.name} destroyed ({len(removed)} libvirt object(s) removed after vagrant)")
+
+
+def _statuses(lab_dir: Any) -> Any:
+    from labctl import hypervisor
+    from labctl.inventory import lab_status
+
+    return lab_status(lab_dir, hypervisor.connect())
+
+
+@cli.command()
+@lab_options
+@click.argument("machine")
+def ssh(lab_file: Path | None, lab_name: str | None, machine: str) -> None:
+    """Open a shell on MACHINE, or run a command: labctl ssh MACHINE -- CMD."""
+    from labctl.inventory import pick_machines
+    from labctl.lifecycle import ssh_argv
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    (status,) = pick_machines(_statuses(lab_dir), [machine], False)
+    argv = ssh_argv(lab_dir, status, _remote_words())
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # noqa: S606 - an argv list; ssh takes over the terminal
+
+
+@cli.command(name="ssh-config")
+@lab_options
+def ssh_config(lab_file: Path | None, lab_name: str | None) -> None:
+    """Print an OpenSSH config block for every machine (for ssh -F, scp, rsync, editors)."""
+    from labctl.lifecycle import ssh_config as render
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    click.echo(render(lab_dir, _statuses(lab_dir)), nl=False)
+
+
+@cli.command(name="exec")
+@lab_options
+@click.option("--all", "everything", is_flag=True, help="Run on every machine of the lab.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Give up on a machine after this long.")
+@click.option("--json", "as_json", is_flag=True, help="Print each machine's exit code and output as JSON.")
+@click.argument("machines", nargs=-1)
+def exec_(lab_file: Path | None, lab_name: str | None, everything: bool, timeout: float | None, as_json: bool,
+          machines: tuple[str, ...]) -> int:
+    """Run a command on several machines at once: labctl exec (MACHINE... | --all) -- CMD.
+
+    Exits non-zero if the command failed (or could not run) on any machine.
+    """
+    from labctl.inventory import pick_machines
+    from labctl.lifecycle import exec_on
+
+    command = _remote_words()
+    if not command:
+        raise LabctlError("no command given", hint="labctl exec --all -- hostname")
+    lab_dir = _lab_dir(lab_file, lab_name)
+    targets = pick_machines(_statuses(lab_dir), machines, everything)
+    results = exec_on(lab_dir, targets, command, timeout)
+    if as_json:
+        _print_json({name: {"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "error": r.error}
+                     for name, r in results.items()})
+    else:
+        for name, r in results.items():
+            code = f"exit {r.exit_code}" if r.exit_code is not None else "did not run"
+            click.echo(f"--- {name}: {code}" + (f" ({r.error})" if r.error else ""))
+            if r.stdout:
+                click.echo(r.stdout, nl=not r.stdout.endswith("\n"))
+            if r.stderr:
+                click.echo(r.stderr, err=True, nl=not r.stderr.endswith("\n"))
+    failed = [name for name, r in results.items() if not r.ok]
+    if failed and not as_json:
+        click.echo(f"failed on: {', '.join(failed)}", err=True)
+    return 1 if failed else 0
+
+
+@cli.group()
+def box() -> None:
+    """Build and list Vagrant boxes."""
+
+
+@box.command(name="build")
+@click.argument("distro")
+@click.option("--mirror", metavar="URL", help=MIRROR_HELP)
+def box_build(distro: str, mirror: str | None) -> None:
+    """Build a box of DISTRO from its packages (offline from box registries) and add it to Vagrant."""
+    from labctl.catalog import default_catalog
+    from labctl.lifecycle import build_box_command
+    from labctl.vagrant_driver import VagrantDriver
+
+    ctx = _context()
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    driver = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
+    reporter = _reporter()
+    name, path = build_box_command(distro, ctx, driver, reporter, _mirror(mirror), default_catalog())
+    reporter.step(f"box {name} is ready (file: {path})")
+
+
+@box.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
+def box_list(as_json: bool) -> None:
+    """List the boxes Vagrant has on this host."""
+    from labctl.vagrant_driver import VagrantDriver
+
+    ctx = _context()
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    boxes = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri).box_list()
+    if as_json:
+        _print_json([{"name": n, "provider": p, "version": v} for n, p, v in boxes])
+        return
+    for n, p, v in boxes:
+        click.echo(f"{n:40} {p:10} {v}")
+    if not boxes:
+        click.echo("No boxes yet: labctl box build debian makes one.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("LABCTL_DEBUG"))
+    remote: list[str] = []
+    if "--" in args:
+        cut = args.index("--")
+        args, remote = args[:cut], args[cut + 1:]
     try:
-        result = cli.main(args=args, prog_name="labctl", standalone_mode=False)
+        result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj={"remote": remote})
     except LabctlError as exc:
         click.echo(f"labctl: error: {exc.message}", err=True)
         if exc.hint:

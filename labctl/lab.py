@@ -31,28 +31,15 @@ from labctl.render import (
     render_vagrantfile,
 )
 from labctl.resources import data_path
+from labctl.selection import LAB_FILE, LabRequest
 from labctl.state import LabDir, LabHome, atomic_write, generate_passwords
 
-LAB_FILE = "lab.yaml"
 # DevStack's multinode guide: a compute runs few services and needs less than a full node.
 COMPUTE_MIN_MEMORY_MB = 4096
 
 
 # ---------------------------------------------------------------------------------------------
 # Choosing the lab a command acts on
-
-
-@dataclass(frozen=True)
-class LabRequest:
-    """What the user named: -f FILE, --lab NAME, or --distro D (with its overrides), or nothing."""
-
-    file: Path | None = None
-    lab: str | None = None
-    distro: str | None = None
-    name: str | None = None
-    memory: str | None = None
-    cpus: int | None = None
-    disk: str | None = None
 
 
 def _distro_lab(req: LabRequest, catalog: Catalog) -> tuple[Lab, dict[str, Any]]:
@@ -152,9 +139,14 @@ class Plan:
 
 def _machine_json(mp: MachinePlan) -> dict[str, Any]:
     m = mp.machine
-    return {"name": m.name, "distro": m.release.ref, "box": m.release.box, "role": m.role,
+    return {"name": m.name, "distro": m.release.ref, "box": m.box, "role": m.role,
             "memory_mb": m.memory_mb, "cpus": m.cpus, "disk_gb": m.disk_gb, "ip": m.ip,
             "local_conf": str(mp.local_conf)}
+
+
+def _machine_meta(m: Machine) -> dict[str, Any]:
+    return {"name": m.name, "role": m.role, "ip": m.ip, "distro": m.release.ref, "box": m.box,
+            "user": m.release.user, "memory_mb": m.memory_mb, "cpus": m.cpus, "disk_gb": m.disk_gb}
 
 
 def fit_to_host(lab: Lab, host: HostFacts) -> tuple[Lab, list[str]]:
@@ -216,9 +208,24 @@ def read_fragments(lab: Lab) -> list[Fragment]:
     return fragments
 
 
-def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Plan:
-    """Validate, render everything in memory, then write the lab folder. Nothing is written unless
-    everything rendered."""
+@dataclass(frozen=True)
+class Rendered:
+    """Everything a lab's folder will hold, rendered in memory and not yet written."""
+
+    lab: Lab
+    lab_dir: LabDir
+    source: Path
+    accelerator: Accelerator
+    warnings: tuple[str, ...]
+    passwords: dict[str, str]
+    new_passwords: bool
+    lab_text: str
+    vagrantfile: str
+    local_confs: dict[str, str]
+
+
+def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Rendered:
+    """Validate and render everything; raises before anything is written."""
     lab, warnings = fit_to_host(lab, host)
     accel = choose_accelerator(lab.accelerator, host)
     lab_dir = home.lab(lab.name)
@@ -234,17 +241,29 @@ def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any]
     confs = {m.name: render_local_conf(lab, m, passwords, fragments) for m in lab.machines}
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else lab.source.read_text(encoding="utf-8") if lab.source else "")
+    return Rendered(lab, lab_dir, source, accel, tuple(warnings), passwords, new_passwords, lab_text,
+                    vagrantfile, confs)
 
+
+def write_lab(r: Rendered) -> Plan:
+    lab_dir = r.lab_dir
     lab_dir.create()
-    if new_passwords:
-        lab_dir.write_passwords(passwords)
-    atomic_write(lab_dir.lab_file, lab_text)
-    atomic_write(lab_dir.vagrantfile, vagrantfile)
-    for name, text in confs.items():
+    if r.new_passwords:
+        lab_dir.write_passwords(r.passwords)
+    atomic_write(lab_dir.lab_file, r.lab_text)
+    atomic_write(lab_dir.vagrantfile, r.vagrantfile)
+    for name, text in r.local_confs.items():
         atomic_write(lab_dir.local_conf(name), text, mode=0o600)
-    lab_dir.write_meta({"name": lab.name, "source": str(source), "labctl": __version__})
-    machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in lab.machines)
-    return Plan(lab, lab_dir.path, lab_dir.vagrantfile, machines, accel, tuple(warnings))
+    lab_dir.write_meta({"name": r.lab.name, "source": str(r.source), "labctl": __version__, "network": r.lab.cidr,
+                        "machines": [_machine_meta(m) for m in r.lab.machines]})
+    machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)
+    return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings)
+
+
+def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Plan:
+    """Validate, render everything in memory, then write the lab folder. Nothing is written unless
+    everything rendered."""
+    return write_lab(render_lab(lab, home, host, generated))
 
 
 # ---------------------------------------------------------------------------------------------

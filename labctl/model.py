@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from labctl.catalog import Catalog, Release
+from labctl.catalog import BOX_RE, Catalog, Release
 from labctl.errors import CatalogError, LabFileError
+from labctl.names import NAME_RULE, valid_name
 
-NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}\Z")
 ROLES = ("allinone", "controller", "compute")
 ACCELERATORS = ("auto", "kvm", "qemu")
 DEFAULT_DEVSTACK_REPO = "https://opendev.org/openstack/devstack"
@@ -89,6 +89,12 @@ class Machine:
     cpus: int
     disk_gb: int
     ip: str
+    # The Vagrant box: the catalogue's unless lab.yaml names one, or `up` picks a locally built one.
+    box: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.box:
+            object.__setattr__(self, "box", self.release.box)
 
 
 @dataclass(frozen=True)
@@ -115,12 +121,9 @@ class Lab:
 
 
 def check_name(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value) or value.endswith("-"):
-        raise LabFileError(
-            f"{path}: invalid name {value!r}",
-            hint="names are 1-63 characters: a lowercase letter, then lowercase letters, digits or '-'"
-                 " (not ending with '-'); they become file, domain and host names",
-        )
+    if not valid_name(value):
+        raise LabFileError(f"{path}: invalid name {value!r}", hint=NAME_RULE)
+    assert isinstance(value, str)
     return value
 
 
@@ -342,7 +345,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
     fixed = {str(e["ip"]) for e in entries if isinstance(e, dict) and "ip" in e}
     for i, entry in enumerate(entries):
         path = f"machines[{i}]"
-        data = _mapping(entry, path, ("name", "distro", "memory", "cpus", "disk", "role", "count", "ip"))
+        data = _mapping(entry, path, ("name", "distro", "box", "memory", "cpus", "disk", "role", "count", "ip"))
         if "name" not in data:
             raise LabFileError(f"{path}.name: every machine needs a name")
         base = check_name(data["name"], f"{path}.name")
@@ -359,6 +362,8 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
         memory = parse_memory(data["memory"], f"{path}.memory") if "memory" in data else defaults.memory_mb
         cpus = _int(data["cpus"], f"{path}.cpus", 1, 256) if "cpus" in data else defaults.cpus
         disk = parse_disk(data["disk"], f"{path}.disk") if "disk" in data else defaults.disk_gb
+        box = _text(data["box"], f"{path}.box", BOX_RE, "a Vagrant box name like debian/bookworm64") \
+            if "box" in data else ""
         names = [base] if count == 1 else [f"{base}-{n}" for n in range(1, count + 1)]
         for name in names:
             check_name(name, f"{path}.name")
@@ -374,7 +379,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
             if ip in taken.values():
                 raise LabFileError(f"{path}.ip: address {ip} is already used by another machine")
             taken[name] = ip
-            machines.append(Machine(name, release, role, memory, cpus, disk, ip))
+            machines.append(Machine(name, release, role, memory, cpus, disk, ip, box))
     roles = [m.role for m in machines]
     if roles.count("controller") > 1:
         raise LabFileError("machines: a lab has at most one controller")

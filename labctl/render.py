@@ -18,6 +18,7 @@ from labctl.errors import FragmentError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
 from labctl.model import ROLES, Lab, Machine
+from labctl.names import domain_name, network_name
 
 BUILTIN_SELECTORS = ("base", *ROLES)
 USER_SELECTORS = ("all", *ROLES)
@@ -47,11 +48,7 @@ def ruby_literal(value: Any) -> str:
 
 
 def domain_prefix(lab: Lab) -> str:
-    return f"labctl-{lab.name}-"
-
-
-def network_name(lab: Lab) -> str:
-    return f"labctl-{lab.name}"
+    return domain_name(lab.name, "")
 
 
 def render_vagrantfile(template: str, lab: Lab, accel: Accelerator) -> str:
@@ -62,7 +59,7 @@ def render_vagrantfile(template: str, lab: Lab, accel: Accelerator) -> str:
     net = ipaddress.IPv4Network(lab.cidr)
     return env.from_string(template).render(
         lab=lab, machines=lab.machines, accel=accel, version=__version__,
-        prefix=domain_prefix(lab), network_name=network_name(lab), netmask=str(net.netmask),
+        prefix=domain_prefix(lab), network_name=network_name(lab.name), netmask=str(net.netmask),
         # Under software emulation a first boot takes minutes, not seconds.
         boot_timeout=900 if accel.slow else 300,
     )

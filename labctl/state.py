@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from labctl.errors import LabctlError, LabNotFound
-from labctl.model import NAME_RE
+from labctl.names import NAME_RE
 
 PASSWORD_NAMES = ("admin", "database", "rabbit", "service")
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -30,6 +28,14 @@ def labctl_home(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path
         return Path(environ["LABCTL_HOME"]).expanduser()
     data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "labctl"
+
+
+def labctl_cache(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
+    """Where expensive things are kept between labs (built boxes): $LABCTL_CACHE, else the user's cache."""
+    if environ.get("LABCTL_CACHE"):
+        return Path(environ["LABCTL_CACHE"]).expanduser()
+    cache_home = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home) / "labctl"
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -78,6 +84,28 @@ class LabDir:
     def local_conf(self, machine: str) -> Path:
         return self.path / "machines" / machine / "local.conf"
 
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def vagrant_log(self) -> Path:
+        return self.logs / "vagrant.log"
+
+    @property
+    def known_hosts(self) -> Path:
+        """The lab's own known_hosts: labctl never writes the user's ~/.ssh/known_hosts."""
+        return self.path / "known_hosts"
+
+    def private_key(self, machine: str) -> Path:
+        """The key Vagrant generated for the machine at its first boot (vagrant-libvirt's place)."""
+        return self.path / ".vagrant" / "machines" / machine / "libvirt" / "private_key"
+
+    def machines(self) -> list[dict[str, Any]]:
+        """The machines as `labctl plan` recorded them (name, ip, role, user, ...), read without YAML."""
+        machines = self.read_meta().get("machines")
+        return [m for m in machines if isinstance(m, dict)] if isinstance(machines, list) else []
+
     def exists(self) -> bool:
         return self.meta_file.is_file()
 
@@ -100,6 +128,8 @@ class LabDir:
         return Path(recorded) if isinstance(recorded, str) else self.lab_file
 
     def read_passwords(self) -> dict[str, str] | None:
+        import yaml
+
         try:
             data = yaml.safe_load(self.secrets_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -121,6 +151,8 @@ class LabDir:
         self.path.chmod(0o700)
 
     def write_passwords(self, passwords: dict[str, str]) -> None:
+        import yaml
+
         text = ("# Passwords of this lab, shared by all its machines. Keep this file private.\n"
                 + yaml.safe_dump({"passwords": passwords}, sort_keys=False))
         atomic_write(self.secrets_file, text, mode=0o600)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
     from rich.console import Console
 
     from labctl.catalog import Catalog
+    from labctl.inventory import MachineStatus
     from labctl.lab import Plan
+    from labctl.lifecycle import LabSummary
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -72,3 +77,109 @@ def print_plan(console: Console, plan: Plan) -> None:
         warn(console, text)
     console.print(f"Wrote {plan.vagrantfile} and {len(plan.machines)} local.conf file(s) under"
                   f" {plan.dir / 'machines'}.")
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class ConsoleReporter:
+    """Progress of long work: a line per step with the time since start; on a terminal, a live line
+    per machine with its current step and elapsed time; elsewhere (logs, CI) one line per change."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+
+    def _stamp(self) -> str:
+        return f"[dim]{_elapsed(time.monotonic() - self.started):>6}[/]"
+
+    def step(self, text: str) -> None:
+        self.console.print(f"{self._stamp()} {text}", markup=True, highlight=False)
+
+    def warn(self, text: str) -> None:
+        warn(self.console, text)
+
+    @contextmanager
+    def machines(self, names: Sequence[str], verb: str) -> Iterator[Any]:
+        if self.console.is_terminal:
+            with _LiveMachines(self.console, names, verb) as live:
+                yield live
+        else:
+            yield _LineMachines(self, names, verb)
+
+
+class _LineMachines:
+    def __init__(self, reporter: ConsoleReporter, names: Sequence[str], verb: str) -> None:
+        self.reporter = reporter
+        self.last: dict[str, str] = {}
+        for name in names:
+            reporter.step(f"{name}: {verb}")
+
+    def update(self, name: str, text: str) -> None:
+        if text.startswith("-- ") or self.last.get(name) == text:
+            return  # vagrant's listing of domain settings, or a repeat
+        self.last[name] = text
+        self.reporter.step(f"{name}: {text}")
+
+
+class _LiveMachines:
+    def __init__(self, console: Console, names: Sequence[str], verb: str) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[machine]:<16}"),
+                                 TimeElapsedColumn(), TextColumn("{task.description}"), console=console)
+        self.tasks = {n: self.progress.add_task(verb, machine=n, total=None) for n in names}
+
+    def __enter__(self) -> _LiveMachines:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for task in self.tasks.values():
+            self.progress.update(task, total=1, completed=1)
+        self.progress.__exit__(None, None, None)
+
+    def update(self, name: str, text: str) -> None:
+        if name in self.tasks and not text.startswith("-- "):
+            self.progress.update(self.tasks[name], description=text)
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Lab {lab}", title_justify="left")
+    for col in ("machine", "role", "state", "address", "lab address", "memory", "vCPUs", "uptime"):
+        table.add_column(col, no_wrap=True)
+    colours = {"running": "green", "shutoff": "yellow", "not created": "dim"}
+    for s in statuses:
+        colour = colours.get(s.state, "red")
+        table.add_row(s.name, s.role, f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
+                      f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s))
+    console.print(table)
+
+
+def print_ready(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:
+    print_status(console, lab, statuses)
+    first = statuses[0].name if statuses else "MACHINE"
+    console.print(f"Connect: labctl ssh {first} --lab {lab}    Run everywhere: labctl exec --all --lab {lab} -- CMD")
+
+
+def print_labs(console: Console, labs: Sequence[LabSummary]) -> None:
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for col in ("lab", "machines", "states", "folder"):
+        table.add_column(col, no_wrap=True)
+    for lab in labs:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(lab.states.items()))
+        table.add_row(lab.name, str(lab.machines), states, str(lab.dir))
+    console.print(table)

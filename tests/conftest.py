@@ -77,3 +77,29 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is not installed, but .ci/run should have installed it")
         pytest.skip(f"{name} is not installed (./install.sh installs it)")
     return path
+
+
+def require_libvirt(uri: str = "qemu:///system") -> None:
+    """Skip without a running libvirtd on a developer machine; fail in CI, where .ci/run starts it."""
+    from labctl import hypervisor
+    from labctl.errors import LabctlError
+
+    try:
+        hypervisor.connect(uri).close()
+    except LabctlError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"libvirtd is not reachable at {uri} in CI: {exc.message}")
+        pytest.skip(f"libvirtd is not reachable at {uri} ({exc.hint})")
+
+
+def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
+    """Every domain, network and volume name on the host: to check that a command left nothing."""
+    from labctl import hypervisor
+
+    conn = hypervisor.connect(uri)
+    try:
+        volumes = {v.name() for p in conn.listAllStoragePools() if p.isActive() for v in p.listAllVolumes()}
+        return {"domains": {d.name() for d in conn.listAllDomains()},
+                "networks": {n.name() for n in conn.listAllNetworks()}, "volumes": volumes}
+    finally:
+        conn.close()

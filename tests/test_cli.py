@@ -15,19 +15,29 @@ from labctl.cli import cli
 CLASSROOM = "name: class\ndefaults: {memory: 4G, cpus: 1}\nmachines:\n  - {name: seat, count: 3}\n"
 
 
-def commands() -> list[str]:
-    return sorted(cli.commands)
+def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path, subcommands of groups included: ("plan",), ("box", "build"), ..."""
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        found.append((*prefix, name))
+        if isinstance(command, click.Group):
+            found += commands(command, (*prefix, name))
+    return found
 
 
-@pytest.mark.parametrize("command", commands())
-def test_every_command_has_help_and_is_in_the_readme(run: Callable[..., Result], command: str) -> None:
-    result = run(command, "--help")
+@pytest.mark.parametrize("path", commands(), ids=" ".join)
+def test_every_command_has_help_and_is_in_the_readme(run: Callable[..., Result], path: tuple[str, ...]) -> None:
+    result = run(*path, "--help")
     assert result.code == 0
-    assert f"Usage: labctl {command}" in result.out
-    summary = cli.commands[command].get_short_help_str()
+    assert f"Usage: labctl {' '.join(path)}" in result.out
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    summary = command.get_short_help_str()
     assert summary and not summary.startswith("Usage")
     readme = (REPO / "README.md").read_text()
-    assert re.search(rf"^#+ `labctl {command}\b", readme, re.M), f"README has no section for {command}"
+    assert re.search(rf"^#+ `labctl {' '.join(path)}\b", readme, re.M), f"README has no section for {path}"
 
 
 def test_top_level_help_and_version(run: Callable[..., Result]) -> None:

@@ -1,0 +1,132 @@
+"""Build a vagrant-libvirt box of Debian from Debian's own packages, with no box registry involved.
+
+mmdebstrap makes the root filesystem from a Debian mirror; debian-customize.sh turns it into a box's
+(vagrant user with Vagrant's insecure key, passwordless sudo, DHCP, SSH host keys made at first
+boot); `mkfs.ext4 -d` writes it onto a whole-disk image (no partitions, so no loop-partition
+devices are needed), extlinux makes the disk boot by itself, qemu-img compresses it to qcow2, and
+the qcow2 with metadata.json and a Vagrantfile is tarred into a .box.
+
+Building needs root (mmdebstrap, chroot, mount, extlinux): as an ordinary user these steps run
+through sudo. The result is cached; `vagrant box add` then makes it available to labs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.catalog import Release
+from labctl.errors import LabctlError
+from labctl.proc import run
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+VIRTUAL_SIZE_GB = 10
+PACKAGES = ("linux-image-cloud-amd64", "systemd-sysv", "udev", "openssh-server", "sudo", "iproute2",
+            "systemd-resolved", "ca-certificates", "python3", "git", "curl", "less")
+TOOLS = ("mmdebstrap", "mkfs.ext4", "extlinux", "qemu-img", "mount", "umount")
+BOX_VAGRANTFILE = """\
+# Box of labctl: Debian {version} built from Debian's packages.
+Vagrant.configure("2") do |config|
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+end
+"""
+
+
+@dataclass(frozen=True)
+class BoxSpec:
+    """A box labctl can build: its name in Vagrant and the file it is cached as."""
+
+    release: Release
+    name: str
+    file: Path
+
+
+def local_box_name(release: Release) -> str:
+    return f"labctl/{release.family}-{release.version}"
+
+
+def box_spec(release: Release, cache: Path) -> BoxSpec:
+    if not release.local_build:
+        raise LabctlError(f"labctl cannot build a box for {release.ref}",
+                          hint="boxes that can be built offline are marked in `labctl boxes`")
+    return BoxSpec(release, local_box_name(release),
+                   cache / "boxes" / f"{release.family}-{release.version}-amd64.box")
+
+
+def insecure_public_key() -> Path:
+    """Vagrant's well-known insecure key, as shipped by Debian's vagrant package."""
+    found = sorted(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant.pub"))
+    env = os.environ.get("LABCTL_VAGRANT_INSECURE_KEY")
+    if env:
+        found = [Path(env)]
+    if not found or not found[-1].is_file():
+        raise LabctlError("Vagrant's insecure public key (keys/vagrant.pub) was not found",
+                          hint="install Debian's vagrant package, or set LABCTL_VAGRANT_INSECURE_KEY")
+    return found[-1]
+
+
+def _privileged() -> list[str]:
+    return [] if os.geteuid() == 0 else ["sudo", "--non-interactive"]
+
+
+def check_tools() -> None:
+    missing = [t for t in TOOLS if not shutil.which(t) and not Path("/usr/sbin", t).exists()
+               and not Path("/sbin", t).exists()]
+    if missing:
+        raise LabctlError(f"building a box needs {', '.join(missing)}",
+                          hint="./install.sh installs them (apt-get install mmdebstrap extlinux e2fsprogs qemu-utils)")
+
+
+def build_box(spec: BoxSpec, *, mirror: str, step: Callable[[str], None], log: Path) -> Path:
+    """Build spec.file (replacing it atomically). `step` is told each phase as it starts."""
+    check_tools()
+    key = insecure_public_key()
+    customize = Path(__file__).parent / "boxdata" / "debian-customize.sh"
+    sudo = _privileged()
+    spec.file.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=spec.file.parent))
+    rootfs, disk, mnt = work / "rootfs", work / "disk.raw", work / "mnt"
+    mounted = False
+    try:
+        step(f"bootstrapping Debian {spec.release.codename} from {mirror}")
+        run([*sudo, "mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+             "--customize-hook", f'sh {customize} "$1" {key}',
+             spec.release.codename, str(rootfs), mirror],
+            log=log, what="mmdebstrap", timeout=1800,
+            hint=f"check that {mirror} is reachable, or pass --mirror with a Debian mirror you can reach")
+        step("writing the disk image")
+        run(["truncate", "-s", f"{VIRTUAL_SIZE_GB}G", str(disk)], log=log)
+        # No 64bit feature: extlinux cannot boot from 64bit ext4.
+        run([*sudo, "mkfs.ext4", "-q", "-F", "-O", "^64bit", "-L", "labctl-root", "-d", str(rootfs), str(disk)],
+            log=log, what="mkfs.ext4")
+        step("installing the boot loader")
+        mnt.mkdir()
+        run([*sudo, "mount", "-o", "loop", str(disk), str(mnt)], log=log, what="mount",
+            hint="loop devices are needed: run on a host (or container) where `mount -o loop` works")
+        mounted = True
+        run([*sudo, "extlinux", "--install", str(mnt / "boot" / "extlinux")], log=log, what="extlinux")
+        run([*sudo, "umount", str(mnt)], log=log, what="umount")
+        mounted = False
+        step("compressing the image")
+        image = work / "box.img"
+        run(["qemu-img", "convert", "-O", "qcow2", "-c", str(disk), str(image)], log=log, what="qemu-img")
+        disk.unlink()
+        (work / "metadata.json").write_text(json.dumps(
+            {"provider": "libvirt", "format": "qcow2", "virtual_size": VIRTUAL_SIZE_GB}))
+        (work / "Vagrantfile").write_text(BOX_VAGRANTFILE.format(version=spec.release.version))
+        partial = work / "box.partial"
+        with tarfile.open(partial, "w") as tar:
+            for name in ("metadata.json", "Vagrantfile", "box.img"):
+                tar.add(work / name, arcname=name)
+        os.replace(partial, spec.file)
+        return spec.file
+    finally:
+        if mounted:
+            run([*sudo, "umount", "-l", str(mnt)], log=log)
+        run([*sudo, "rm", "-rf", "--one-file-system", str(work)], log=log)

@@ -1,0 +1,208 @@
+"""libvirt: host capacity, domain states and addresses, and removal of what a lab left behind.
+
+The only importer of the libvirt module. Reading states through libvirt takes milliseconds where
+`vagrant status` takes over a second, so `labctl status` never starts vagrant.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from labctl.errors import LabctlError
+
+DEFAULT_URI = "qemu:///system"
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "unknown", libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+IMAGES_DIR = Path("/var/lib/libvirt/images")
+
+
+class LibvirtUnavailable(LabctlError):
+    """libvirtd cannot be reached, or the user may not talk to it."""
+
+
+def default_uri() -> str:
+    return os.environ.get("LABCTL_LIBVIRT_URI") or DEFAULT_URI
+
+
+def start_hint() -> str:
+    if Path("/run/systemd/system").is_dir():
+        return "start it: sudo systemctl start libvirtd"
+    # PID 1 is not systemd (containers, WSL, some CI): nothing starts daemons by itself.
+    return "start it (no systemd here): sudo virtlogd -d && sudo libvirtd -d"
+
+
+def _ignore_errors(_ctx: Any, _err: Any) -> None:
+    """libvirt prints every error to stderr by default; labctl reports them itself."""
+
+
+def connect(uri: str | None = None) -> libvirt.virConnect:
+    uri = uri or default_uri()
+    libvirt.registerErrorHandler(_ignore_errors, None)
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        text = str(exc)
+        if "ermission denied" in text or "uthentication" in text:
+            user = os.environ.get("USER", "$USER")
+            raise LibvirtUnavailable(
+                f"you may not talk to libvirt at {uri}: {text}",
+                hint=f"sudo usermod -aG libvirt {user}, then log out and in again (or: newgrp libvirt)",
+            ) from None
+        raise LibvirtUnavailable(f"libvirt is not reachable at {uri}: {text}", hint=start_hint()) from None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: int
+    memory_total_mb: int
+    memory_available_mb: int
+    disk_free_gb: int
+    disk_path: str
+
+
+def capacity(conn: libvirt.virConnect, pool_name: str = "default") -> Capacity:
+    """What the host can still give: memory free for new guests, CPUs, and disk where volumes go."""
+    info = conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
+    try:
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        # Page cache and buffers are given back on demand: they count as available.
+        available_kb = sum(stats.get(k, 0) for k in ("free", "buffers", "cached"))
+    except libvirt.libvirtError:
+        available_kb = 0
+    disk_free, disk_path = _disk_free(conn, pool_name)
+    return Capacity(cpus=int(info[2]), memory_total_mb=int(info[1]),
+                    memory_available_mb=available_kb // 1024 or int(info[1]),
+                    disk_free_gb=disk_free // 1024**3, disk_path=disk_path)
+
+
+def _disk_free(conn: libvirt.virConnect, pool_name: str) -> tuple[int, str]:
+    try:
+        pool = conn.storagePoolLookupByName(pool_name)
+        if pool.isActive():
+            return int(pool.info()[3]), f"storage pool {pool_name}"
+    except libvirt.libvirtError:
+        pass  # No pool yet: vagrant-libvirt creates it in /var/lib/libvirt/images.
+    path = IMAGES_DIR
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free, str(path)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    state: str
+    memory_mb: int
+    vcpus: int
+    addresses: tuple[str, ...]
+    uptime_s: float | None
+
+
+def domain_info(conn: libvirt.virConnect, name: str) -> DomainInfo | None:
+    try:
+        dom = conn.lookupByName(name)
+        state, _max_kb, memory_kb, vcpus, _cpu_time = dom.info()
+    except libvirt.libvirtError:
+        return None
+    running = state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED)
+    return DomainInfo(name=name, state=STATES.get(state, "unknown"), memory_mb=memory_kb // 1024,
+                      vcpus=vcpus, addresses=_addresses(dom) if running else (),
+                      uptime_s=_uptime(conn, dom) if running else None)
+
+
+def _addresses(dom: libvirt.virDomain) -> tuple[str, ...]:
+    """IPv4 addresses from libvirt's DHCP leases (the management network) and its ARP table."""
+    found: list[str] = []
+    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
+        try:
+            ifaces = dom.interfaceAddresses(source)
+        except libvirt.libvirtError:
+            continue
+        for iface in ifaces.values():
+            for addr in iface.get("addrs") or ():
+                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and addr["addr"] not in found:
+                    found.append(addr["addr"])
+    return tuple(found)
+
+
+def _uptime(conn: libvirt.virConnect, dom: libvirt.virDomain) -> float | None:
+    """Seconds since the domain's QEMU process started (local qemu driver only)."""
+    if not conn.getURI().startswith("qemu:///"):
+        return None
+    try:
+        pid = int(Path("/run/libvirt/qemu", f"{dom.name()}.pid").read_text().strip())
+        start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (boot + start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None  # Not readable by this user, or libvirt runs elsewhere.
+
+
+def domain_names(conn: libvirt.virConnect) -> list[str]:
+    return sorted(d.name() for d in conn.listAllDomains())
+
+
+def remove_leftovers(conn: libvirt.virConnect, domains: list[str], network: str) -> list[str]:
+    """Remove the given domains (stopped first), their `<domain>.img` volumes in every pool, and the
+    lab's network once no domain uses it. Returns what was removed. Never touches other names."""
+    removed: list[str] = []
+    for name in domains:
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            continue
+        if dom.isActive():
+            dom.destroy()
+        _undefine(dom)
+        removed.append(f"domain {name}")
+    wanted = {f"{name}.img" for name in domains}
+    for pool in conn.listAllStoragePools():
+        if not pool.isActive():
+            continue
+        pool.refresh(0)
+        for vol in pool.listAllVolumes():
+            if vol.name() in wanted:
+                vol.delete(0)
+                removed.append(f"volume {pool.name()}/{vol.name()}")
+    try:
+        net = conn.networkLookupByName(network)
+    except libvirt.libvirtError:
+        return removed
+    if not _network_in_use(conn, network):
+        persistent = net.isPersistent()
+        if net.isActive():
+            net.destroy()
+        if persistent:
+            net.undefine()
+        removed.append(f"network {network}")
+    return removed
+
+
+def _undefine(dom: libvirt.virDomain) -> None:
+    """Undefine with its saved state, snapshot metadata and NVRAM; drivers that refuse a flag get
+    the next simpler call."""
+    base = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    for flags in (base | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM, base):
+        try:
+            dom.undefineFlags(flags)
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+                raise
+    dom.undefine()
+
+
+def _network_in_use(conn: libvirt.virConnect, network: str) -> bool:
+    marker = f"<source network='{network}'"
+    return any(marker in dom.XMLDesc(0) for dom in conn.listAllDomains())

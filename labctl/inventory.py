@@ -1,0 +1,74 @@
+"""What a lab's machines are doing, read from libvirt: cheap enough for `labctl status`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labctl.errors import LabctlError, LabNotFound
+from labctl.names import domain_name
+from labctl.state import LabDir
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    name: str
+    role: str
+    lab_ip: str
+    domain: str
+    state: str  # a libvirt state ("running", "shutoff", ...) or "not created"
+    addresses: tuple[str, ...]
+    memory_mb: int | None
+    vcpus: int | None
+    uptime_s: float | None
+    user: str
+
+    @property
+    def ssh_address(self) -> str | None:
+        """The management address Vagrant uses, else the lab address; None when not running."""
+        if self.state != "running":
+            return None
+        return next((a for a in self.addresses if a != self.lab_ip), self.lab_ip)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "domain": self.domain, "state": self.state,
+                "ip": self.lab_ip, "addresses": list(self.addresses), "ssh_address": self.ssh_address,
+                "memory_mb": self.memory_mb, "vcpus": self.vcpus,
+                "uptime_s": round(self.uptime_s) if self.uptime_s is not None else None}
+
+
+def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
+    from labctl.hypervisor import domain_info
+
+    result = []
+    for m in lab_dir.machines():
+        dom = domain_name(lab_dir.name, m["name"])
+        info = domain_info(conn, dom)
+        result.append(MachineStatus(
+            name=m["name"], role=m.get("role", ""), lab_ip=m.get("ip", ""), domain=dom,
+            state=info.state if info else "not created", addresses=info.addresses if info else (),
+            memory_mb=info.memory_mb if info else None, vcpus=info.vcpus if info else None,
+            uptime_s=info.uptime_s if info else None, user=m.get("user", "vagrant")))
+    return result
+
+
+def pick_machines(statuses: Sequence[MachineStatus], names: Sequence[str], everything: bool) -> list[MachineStatus]:
+    if everything or not names:
+        if names and everything:
+            raise LabctlError("give machine names or --all, not both", hint="labctl status lists the machines")
+        if not everything and not names:
+            raise LabctlError("name the machines, or pass --all", hint="labctl status lists the machines")
+        return list(statuses)
+    known = {s.name: s for s in statuses}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LabNotFound(f"no machine named {', '.join(map(repr, unknown))} in this lab"
+                          f" (machines: {', '.join(known)})", hint="labctl status lists the machines")
+    return [known[n] for n in dict.fromkeys(names)]
+
+
+def running(statuses: Sequence[MachineStatus], lab: str) -> None:
+    down = [s.name for s in statuses if s.state != "running"]
+    if down:
+        raise LabctlError(f"not running: {', '.join(down)}", hint=f"labctl resume --lab {lab}, or labctl up")

@@ -1,0 +1,337 @@
+"""Use-cases of a lab's machines: up, status, halt, resume, destroy, list, ssh, exec, boxes.
+
+Each takes its drivers' settings (Context) and a Reporter for progress; none prints or exits.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from labctl.errors import LabctlError, LabNotFound
+from labctl.inventory import MachineStatus, lab_status, running
+from labctl.names import domain_name, network_name
+from labctl.state import LabDir, LabHome
+
+if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
+    from labctl.host import HostFacts
+    from labctl.lab import Plan
+    from labctl.model import Lab, Machine
+
+
+class Reporter(Protocol):
+    def step(self, text: str) -> None: ...
+    def warn(self, text: str) -> None: ...
+    def machines(self, names: Sequence[str], verb: str) -> AbstractContextManager[MachineProgress]: ...
+
+
+class MachineProgress(Protocol):
+    def update(self, name: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    home: LabHome
+    cache: Path
+    libvirt_uri: str
+
+
+class NotEnoughResources(LabctlError):
+    """The host cannot hold the lab: the message shows the arithmetic."""
+
+
+class BoxUnavailable(LabctlError):
+    """A machine's box is neither present nor obtainable."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Capacity
+
+
+def _sum(values: list[int], unit: str) -> str:
+    """'2 x 4096 + 8192 = 16384 MiB' for the arithmetic of a refusal."""
+    parts = [f"{n} x {v}" if n > 1 else str(v) for v, n in sorted(Counter(values).items(), reverse=True)]
+    return f"{' + '.join(parts)} = {sum(values)} {unit}"
+
+
+def check_capacity(machines: Sequence[Machine], cap: Any) -> None:
+    """Refuse, with the arithmetic, a lab whose new machines do not fit the host's free resources."""
+    if not machines:
+        return
+    memory = [m.memory_mb for m in machines]
+    if sum(memory) > cap.memory_available_mb:
+        raise NotEnoughResources(
+            f"not enough memory: the machines to start need {_sum(memory, 'MiB')}, this host has"
+            f" {cap.memory_available_mb} MiB available (of {cap.memory_total_mb} MiB)",
+            hint="use fewer or smaller machines (memory: in lab.yaml), or stop other VMs")
+    # Volumes are thin: count what DevStack will really fill, not the virtual size.
+    disk = [min(m.disk_gb, m.release.min_disk_gb) for m in machines]
+    if sum(disk) > cap.disk_free_gb:
+        raise NotEnoughResources(
+            f"not enough disk: the machines to start will use up to {_sum(disk, 'GB')}, {cap.disk_path}"
+            f" has {cap.disk_free_gb} GB free", hint="free disk space there, or use fewer machines")
+    too_wide = [m.name for m in machines if m.cpus > cap.cpus]
+    if too_wide:
+        raise NotEnoughResources(f"{', '.join(too_wide)}: more vCPUs than the host's {cap.cpus} CPUs",
+                                 hint="lower cpus: in lab.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Boxes
+
+
+def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror: str) -> Lab:
+    """Make every machine's box available to Vagrant; swap in a locally built box where the
+    catalogue's cannot be fetched and labctl can build it."""
+    from labctl.boxbuild import box_spec, build_box, local_box_name
+    from labctl.proc import CommandFailed
+
+    present = driver.box_names()
+    chosen: dict[str, str] = {}
+    for m in lab.machines:
+        if m.box in chosen or m.box in present:
+            continue
+        release = m.release
+        local = local_box_name(release) if release.local_build and m.box == release.box else None
+        if local and local in present:
+            reporter.step(f"using the locally built box {local} for {release.ref}")
+            chosen[m.box] = local
+            continue
+        try:
+            reporter.step(f"fetching box {m.box}")
+            driver.box_add(m.box, m.box)
+            present.add(m.box)
+            continue
+        except CommandFailed as exc:
+            if not local:
+                raise BoxUnavailable(f"box {m.box} is not on this host and cannot be fetched ({exc.message})",
+                                     hint="check the network to Vagrant's box registry, or set box: in"
+                                          " lab.yaml to a box you have (vagrant box list)") from None
+            reporter.warn(f"box {m.box} cannot be fetched ({exc.tail.splitlines()[-1] if exc.tail else exc.code});"
+                          f" using {local}, built from Debian's packages")
+        spec = box_spec(release, ctx.cache)
+        if not spec.file.is_file():
+            reporter.step(f"building box {local} (about a minute; cached in {spec.file})")
+            build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
+        reporter.step(f"adding box {local} to Vagrant")
+        add_built_box(driver, spec)
+        present.add(local)
+        chosen[m.box] = local
+    if not chosen:
+        return lab
+    return replace(lab, machines=tuple(replace(m, box=chosen.get(m.box, m.box)) for m in lab.machines))
+
+
+def build_box_command(distro: str, ctx: Context, driver: Any, reporter: Reporter, mirror: str,
+                      catalog: Any) -> tuple[str, Path]:
+    """`labctl box build DISTRO`: build (always anew) and add the box to Vagrant."""
+    from labctl.boxbuild import box_spec, build_box
+
+    spec = box_spec(catalog.resolve(distro), ctx.cache)
+    build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
+    reporter.step(f"adding box {spec.name} to Vagrant")
+    add_built_box(driver, spec)
+    return spec.name, spec.file
+
+
+def add_built_box(driver: Any, spec: Any) -> None:
+    """Add a built box with a version (from its file's age): vagrant-libvirt names the box's base
+    volume after it, so the same file is uploaded to libvirt once, not once per `box add`."""
+    import json
+
+    version = f"{spec.release.version.split('.')[0]}.0.{int(spec.file.stat().st_mtime)}"
+    metadata = spec.file.with_suffix(".json")
+    metadata.write_text(json.dumps({"name": spec.name, "versions": [{"version": version, "providers": [
+        {"name": "libvirt", "url": spec.file.resolve().as_uri()}]}]}))
+    driver.box_add(spec.name, str(metadata), force=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# up / halt / resume / destroy
+
+
+def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostFacts, reporter: Reporter,
+           mirror: str) -> tuple[Plan, list[MachineStatus]]:
+    from labctl import hypervisor
+    from labctl.lab import render_lab, write_lab
+    from labctl.vagrant_driver import VagrantDriver
+
+    reporter.step("checking the host")
+    lab_dir = ctx.home.lab(lab.name)
+    # Until the lab's folder is written, vagrant runs from the cache folder (boxes, validation).
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    driver = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
+    driver.check_plugin()
+    rendered = render_lab(lab, ctx.home, host, generated)
+    _validate(rendered.vagrantfile, driver)
+    conn = hypervisor.connect(ctx.libvirt_uri)
+    if rendered.accelerator.slow:
+        reporter.warn(f"software emulation: {rendered.accelerator.reason}")
+    infos = [hypervisor.domain_info(conn, domain_name(lab.name, m.name)) for m in rendered.lab.machines]
+    to_start = [m for m, info in zip(rendered.lab.machines, infos, strict=True)
+                if info is None or info.state != "running"]
+    check_capacity(to_start, hypervisor.capacity(conn))
+    for w in rendered.warnings:
+        reporter.warn(w)
+
+    reporter.step("getting boxes")
+    boxed = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
+    if boxed is not rendered.lab:
+        rendered = render_lab(boxed, ctx.home, host, generated)
+    plan = write_lab(rendered)
+    driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
+    names = [m.name for m in to_start]
+    if names:
+        with reporter.machines(names, "booting") as progress:
+            driver.up(names, progress.update)
+    return plan, lab_status(lab_dir, conn)
+
+
+def _validate(vagrantfile: str, driver: Any) -> None:
+    """`vagrant validate` on the new Vagrantfile before it replaces the lab's."""
+    with tempfile.TemporaryDirectory(prefix="labctl-validate-") as tmp:
+        Path(tmp, "Vagrantfile").write_text(vagrantfile)
+        driver.validate(Path(tmp))
+
+
+def _targets(lab_dir: LabDir, names: Sequence[str]) -> list[str]:
+    known = [m["name"] for m in lab_dir.machines()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LabNotFound(f"no machine named {', '.join(map(repr, unknown))} in lab {lab_dir.name!r}"
+                          f" (machines: {', '.join(known)})", hint="labctl status lists the machines")
+    return list(dict.fromkeys(names)) or known
+
+
+def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Reporter) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labctl.vagrant_driver import VagrantDriver
+
+    targets = _targets(lab_dir, names)
+    driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
+
+    def halt_one(name: str) -> None:
+        progress.update(name, "shutting down")
+        driver.halt(name)
+        progress.update(name, "halted")
+
+    # `vagrant halt a b` halts one machine after the other; one vagrant per machine runs them together.
+    with reporter.machines(targets, "halting") as progress, ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(halt_one, n) for n in targets]:
+            future.result()
+
+
+def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Reporter) -> None:
+    from labctl.vagrant_driver import VagrantDriver
+
+    targets = _targets(lab_dir, names)
+    driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
+    with reporter.machines(targets, "starting") as progress:
+        driver.up(targets, progress.update)
+
+
+def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
+    """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
+    from labctl import hypervisor
+    from labctl.proc import CommandFailed
+    from labctl.vagrant_driver import VagrantDriver, VagrantMissing
+
+    machines = [m["name"] for m in lab_dir.machines()]
+    conn = hypervisor.connect(ctx.libvirt_uri)
+    if lab_dir.vagrantfile.is_file() and (lab_dir.path / ".vagrant").is_dir():
+        reporter.step("destroying the machines (vagrant destroy)")
+        try:
+            VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri).destroy()
+        except (CommandFailed, VagrantMissing) as exc:
+            # libvirt removes what vagrant could not; vagrant's words stay in the log.
+            reporter.warn(f"{exc.message}; removing what is left through libvirt")
+    reporter.step("removing leftovers (domains, volumes, network)")
+    removed = hypervisor.remove_leftovers(conn, [domain_name(lab_dir.name, m) for m in machines],
+                                          network_name(lab_dir.name))
+    shutil.rmtree(lab_dir.path)
+    return removed
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    name: str
+    machines: int
+    states: dict[str, int]
+    dir: Path
+
+
+def list_labs(ctx: Context) -> Iterator[LabSummary]:
+    from labctl import hypervisor
+
+    names = ctx.home.names()
+    if not names:
+        return
+    conn = hypervisor.connect(ctx.libvirt_uri)
+    for name in names:
+        lab_dir = ctx.home.lab(name)
+        statuses = lab_status(lab_dir, conn)
+        yield LabSummary(name, len(statuses), dict(Counter(s.state for s in statuses)), lab_dir.path)
+
+
+# ---------------------------------------------------------------------------------------------
+# ssh / exec
+
+
+def _key(lab_dir: LabDir, machine: str) -> Path:
+    key = lab_dir.private_key(machine)
+    if not key.is_file():
+        raise LabctlError(f"{machine} has no SSH key yet (it was never brought up)",
+                          hint=f"labctl up --lab {lab_dir.name}")
+    return key
+
+
+def ssh_options(lab_dir: LabDir, machine: str) -> list[str]:
+    return ["-i", str(_key(lab_dir, machine)), "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
+            "-o", f"UserKnownHostsFile={lab_dir.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "LogLevel=ERROR"]
+
+
+def ssh_argv(lab_dir: LabDir, status: MachineStatus, command: Sequence[str]) -> list[str]:
+    running([status], lab_dir.name)
+    argv = ["ssh", *ssh_options(lab_dir, status.name), f"{status.user}@{status.ssh_address}"]
+    if command:
+        argv += ["--", remote_command(command)]
+    return argv
+
+
+def remote_command(command: Sequence[str]) -> str:
+    """One argument is a shell command line as typed (like ssh); several are quoted word by word."""
+    return command[0] if len(command) == 1 else shlex.join(command)
+
+
+def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
+    blocks = []
+    for s in statuses:
+        if s.ssh_address is None or not lab_dir.private_key(s.name).is_file():
+            blocks.append(f"# {s.name}: {s.state}, no address\n")
+            continue
+        blocks.append(
+            f"Host {s.name} {lab_dir.name}-{s.name}\n"
+            f"  HostName {s.ssh_address}\n  User {s.user}\n  Port 22\n"
+            f"  IdentityFile \"{lab_dir.private_key(s.name)}\"\n  IdentitiesOnly yes\n"
+            f"  PasswordAuthentication no\n"
+            f"  UserKnownHostsFile \"{lab_dir.known_hosts}\"\n  StrictHostKeyChecking accept-new\n")
+    return "\n".join(blocks)
+
+
+def exec_on(lab_dir: LabDir, statuses: Sequence[MachineStatus], command: Sequence[str],
+            timeout: float | None = None) -> dict[str, Any]:
+    from labctl.remote import Host, run_parallel
+
+    running(statuses, lab_dir.name)
+    hosts = [Host(s.name, s.ssh_address or s.lab_ip, s.user, _key(lab_dir, s.name), lab_dir.known_hosts)
+             for s in statuses]
+    return run_parallel(hosts, remote_command(command), timeout=timeout)

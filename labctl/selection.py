@@ -1,0 +1,52 @@
+"""Which lab a command acts on: -f FILE, --lab NAME, ./lab.yaml, or the only lab there is.
+
+Kept apart from the lab model so that `labctl status --lab NAME` needs neither YAML nor templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import LabctlError, LabNotFound
+from labctl.state import LabDir, LabHome
+
+LAB_FILE = "lab.yaml"
+
+
+@dataclass(frozen=True)
+class LabRequest:
+    """What the user named: -f FILE, --lab NAME, or --distro D (with its overrides), or nothing."""
+
+    file: Path | None = None
+    lab: str | None = None
+    distro: str | None = None
+    name: str | None = None
+    memory: str | None = None
+    cpus: int | None = None
+    disk: str | None = None
+
+
+def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Any, cwd: Path) -> LabDir:
+    """The folder of an existing lab: --lab NAME, -f FILE, ./lab.yaml, else the only lab."""
+    if req.file and req.lab:
+        raise LabctlError("-f and --lab both name a lab; give one", hint="-f for a lab file, --lab for a lab by name")
+    name = req.lab
+    if name is None and (req.file or (cwd / LAB_FILE).is_file()):
+        from labctl.model import load_lab
+
+        name = load_lab(req.file or cwd / LAB_FILE, catalog_loader()).name
+    if name is None:
+        names = home.names()
+        if len(names) != 1:
+            raise LabNotFound("no lab here: no lab.yaml in this folder and no lab created yet" if not names
+                              else f"several labs exist ({', '.join(names)}); say which",
+                              hint="use --lab NAME or -f lab.yaml" if names else "labctl up --distro debian")
+        name = names[0]
+    lab_dir = home.lab(name)
+    if not lab_dir.exists():
+        known = ", ".join(home.names()) or "none yet"
+        raise LabNotFound(f"no lab named {name!r} (labs: {known})", hint="labctl list shows the labs; labctl up"
+                          " creates one")
+    return lab_dir

@@ -1,0 +1,149 @@
+"""Vagrant, through python-vagrant: the only importer of it.
+
+python-vagrant sends vagrant's stderr to /dev/null by default and raises a bare CalledProcessError;
+here every command's output goes to the lab's vagrant.log and every failure raises VagrantFailed
+carrying vagrant's own last words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import vagrant
+
+from labctl.errors import LabctlError
+from labctl.proc import CommandFailed, run
+
+INSTALL_HINT = "./install.sh installs it (apt-get install vagrant vagrant-libvirt)"
+PLUGIN_HINT = "sudo apt-get install vagrant-libvirt (or: vagrant plugin install vagrant-libvirt)"
+# "==> ctl: Creating domain with the following settings..." -> ("ctl", "Creating domain ...")
+_PROGRESS_RE = re.compile(r"^==> ([a-z][a-z0-9-]*): (.*)$")
+
+
+class VagrantFailed(CommandFailed):
+    """A vagrant command failed; the message ends with vagrant's own last line."""
+
+
+class VagrantMissing(LabctlError):
+    """vagrant, or its libvirt provider, is not usable."""
+
+
+def parse_progress(line: str) -> tuple[str, str] | None:
+    """A machine's step from a line of `vagrant up` output, or None for other lines."""
+    match = _PROGRESS_RE.match(line.rstrip())
+    return (match[1], match[2].strip()) if match else None
+
+
+def vagrant_env(libvirt_uri: str) -> dict[str, str]:
+    return {
+        "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+        "LIBVIRT_DEFAULT_URI": libvirt_uri,
+        # No calls home from a lab host (and none can succeed on an offline one).
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
+        "VAGRANT_NO_COLOR": "1",
+    }
+
+
+@dataclass
+class VagrantDriver:
+    root: Path
+    log: Path
+    libvirt_uri: str
+
+    def __post_init__(self) -> None:
+        self.executable = shutil.which("vagrant")
+        if self.executable is None:
+            raise VagrantMissing("vagrant is not installed", hint=INSTALL_HINT)
+        self.env = {**os.environ, **vagrant_env(self.libvirt_uri)}
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._vagrant = vagrant.Vagrant(root=str(self.root), env=self.env,
+                                        out_cm=self._log_cm, err_cm=self._log_cm)
+
+    @contextlib.contextmanager
+    def _log_cm(self) -> Iterator[IO[str]]:
+        with self.log.open("a", encoding="utf-8") as handle:
+            yield handle
+
+    def _failed(self, what: str, exc: subprocess.CalledProcessError, hint: str | None = None) -> VagrantFailed:
+        tail = self.log.read_text(encoding="utf-8", errors="replace")[-8000:] if self.log.exists() else ""
+        # vagrant's error is the last non-empty paragraph of its output.
+        return VagrantFailed(["vagrant", what], exc.returncode, tail, what=f"vagrant {what}",
+                             hint=hint or f"vagrant's full output is in {self.log}")
+
+    def _call(self, what: str, func: Callable[[], object]) -> None:
+        try:
+            func()
+        except subprocess.CalledProcessError as exc:
+            raise self._failed(what, exc) from None
+
+    def check_plugin(self) -> None:
+        """vagrant-libvirt must be installed (its loading is checked by validate)."""
+        try:
+            plugins = self._vagrant.plugin_list()
+        except subprocess.CalledProcessError as exc:
+            raise self._failed("plugin list", exc) from None
+        if not any(p.name == "vagrant-libvirt" for p in plugins):
+            raise VagrantMissing("the vagrant-libvirt plugin is not installed", hint=PLUGIN_HINT)
+
+    def validate(self, directory: Path) -> None:
+        """`vagrant validate` of the Vagrantfile in `directory`; says plainly when vagrant-libvirt
+        cannot be loaded."""
+        try:
+            run([self.executable or "vagrant", "validate"], cwd=directory, env=vagrant_env(self.libvirt_uri),
+                log=self.log, what="vagrant validate")
+        except CommandFailed as exc:
+            if re.search(r"no usable default provider|provider .libvirt. could not be found", exc.tail, re.I):
+                raise VagrantMissing("Vagrant cannot load its libvirt provider (the vagrant-libvirt plugin)",
+                                     hint=PLUGIN_HINT) from None
+            raise VagrantFailed(exc.argv, exc.code, exc.tail, what="vagrant validate",
+                                hint=f"vagrant's full output is in {self.log}") from None
+
+    def up(self, machines: list[str], on_progress: Callable[[str, str], None]) -> None:
+        """Bring machines up (vagrant-libvirt creates them in parallel), reporting each step."""
+        def stream() -> None:
+            # python-vagrant's up() takes a single vm_name; vagrant itself takes several.
+            lines = self._vagrant._stream_vagrant_command(["up", *machines, "--no-provision", "--provider=libvirt"])
+            for line in lines:
+                with self._log_cm() as handle:
+                    handle.write(line)
+                step = parse_progress(line)
+                if step:
+                    on_progress(*step)
+        self._call("up", stream)
+
+    def halt(self, machine: str) -> None:
+        self._call("halt", lambda: self._vagrant.halt(vm_name=machine))
+
+    def destroy(self) -> None:
+        self._call("destroy", lambda: self._vagrant.destroy())
+
+    def box_names(self) -> set[str]:
+        try:
+            return {box.name for box in self._vagrant.box_list() if box.provider in (None, "libvirt")}
+        except subprocess.CalledProcessError as exc:
+            raise self._failed("box list", exc) from None
+
+    def box_list(self) -> list[tuple[str, str, str]]:
+        try:
+            return [(b.name, b.provider or "", b.version or "") for b in self._vagrant.box_list()]
+        except subprocess.CalledProcessError as exc:
+            raise self._failed("box list", exc) from None
+
+    def box_add(self, name: str, url: str, force: bool = False) -> None:
+        """Add a box from the registry (url = its name), a .box file, or a metadata .json file."""
+        # python-vagrant's box_add passes --name, which vagrant refuses for metadata files.
+        args = ["box", "add", url, "--provider", "libvirt"]
+        if not url.endswith(".json") and url != name:
+            args += ["--name", name]
+        if force:
+            args.append("--force")
+        self._call("box add", lambda: self._vagrant._call_vagrant_command(args))

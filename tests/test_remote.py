@@ -1,0 +1,59 @@
+"""The SSH layer against real OpenSSH servers on loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sshd import Sshd, free_port, make_sshd
+
+from labctl.remote import Host, run_command, run_parallel
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[Sshd]]:
+    started = [make_sshd(tmp_path / f"sshd{i}").start() for i in range(2)]
+    yield started
+    for server in started:
+        server.stop()
+
+
+def host(server: Sshd, name: str, known_hosts: Path) -> Host:
+    return Host(name, "127.0.0.1", server.user, server.client_key, known_hosts, port=server.port)
+
+
+def test_parallel_results_per_host(servers: list[Sshd], tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    hosts = [host(servers[0], "a", known), host(servers[1], "b", known),
+             Host("down", "127.0.0.1", servers[0].user, servers[0].client_key, known, port=free_port())]
+    results = run_parallel(hosts, "echo out-$PPID; echo err >&2; exit 3")
+    assert list(results) == ["a", "b", "down"]
+    for name in ("a", "b"):
+        r = results[name]
+        assert (r.exit_code, r.stderr.strip(), r.ok) == (3, "err", False)
+        assert r.stdout.startswith("out-")
+    assert results["down"].exit_code is None and results["down"].error
+    assert "Connection refused" in results["down"].error or "Unable to connect" in results["down"].error
+
+
+def test_host_keys_are_recorded_then_enforced(servers: list[Sshd], tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    first = run_command(host(servers[0], "a", known), "true")
+    assert first.ok
+    recorded = known.read_text()
+    assert f"[127.0.0.1]:{servers[0].port} ssh-ed25519 " in recorded
+    assert run_command(host(servers[0], "a", known), "true").ok
+    assert known.read_text() == recorded
+    # The same address now answers with another key: a man in the middle, or a recreated machine.
+    servers[0].stop()
+    servers[0].start()
+    changed = run_command(host(servers[0], "a", known), "true")
+    assert changed.exit_code is None and changed.error and "host key" in changed.error
+    assert known.read_text() == recorded
+
+
+def test_users_ssh_folder_is_not_touched(servers: list[Sshd], tmp_path: Path) -> None:
+    ssh_dir = Path.home() / ".ssh"
+    assert run_command(host(servers[1], "b", tmp_path / "kh"), "true").ok
+    assert not (ssh_dir / "known_hosts").exists()

@@ -1,0 +1,75 @@
+"""The vagrant driver: its output parser on captured text, and its failures with the real vagrant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool
+from labctl.vagrant_driver import VagrantDriver, VagrantFailed, VagrantMissing, parse_progress
+
+CAPTURED_UP = """\
+Bringing machine 'a' up with 'libvirt' provider...
+Bringing machine 'b' up with 'libvirt' provider...
+==> a: Creating image (snapshot of base box volume).
+==> b: Creating domain with the following settings...
+==> b:  -- Name:              labctl-t1-b
+==> a: Waiting for domain to get an IP address...
+    a: SSH address: 192.168.121.49:22
+==> a: Machine booted and ready!
+==> a: Setting hostname...
+"""
+
+
+def test_parse_progress_on_captured_output() -> None:
+    steps = [s for line in CAPTURED_UP.splitlines() if (s := parse_progress(line))]
+    assert steps == [("a", "Creating image (snapshot of base box volume)."),
+                     ("b", "Creating domain with the following settings..."),
+                     ("b", "-- Name:              labctl-t1-b"),
+                     ("a", "Waiting for domain to get an IP address..."),
+                     ("a", "Machine booted and ready!"), ("a", "Setting hostname...")]
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> VagrantDriver:
+    require_tool("vagrant")
+    (tmp_path / "Vagrantfile").write_text(
+        'Vagrant.configure("2") do |c|\n  c.vm.define "a" do |n|\n    n.vm.box = "x/y"\n  end\nend\n')
+    return VagrantDriver(tmp_path, tmp_path / "logs" / "vagrant.log", "test:///default")
+
+
+def test_failures_carry_vagrants_words(driver: VagrantDriver) -> None:
+    with pytest.raises(VagrantFailed) as err:
+        driver.up(["nosuchmachine"], lambda *_: None)
+    assert "vagrant up failed" in err.value.message
+    assert "nosuchmachine" in err.value.tail
+    assert err.value.hint and str(driver.log) in err.value.hint
+
+
+def test_validate_names_the_broken_setting(driver: VagrantDriver, tmp_path: Path) -> None:
+    (tmp_path / "Vagrantfile").write_text(
+        'Vagrant.configure("2") do |c|\n  c.vm.box = "x/y"\n  c.vm.provider :libvirt do |l|\n'
+        '    l.memoryy = 1\n  end\nend\n')
+    with pytest.raises(VagrantFailed) as err:
+        driver.validate(tmp_path)
+    assert "memoryy" in err.value.tail
+
+
+def test_plugin_present(driver: VagrantDriver) -> None:
+    driver.check_plugin()
+
+
+def test_provider_not_loadable_is_said(driver: VagrantDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # VAGRANT_NO_PLUGINS is vagrant's own switch: it really runs without vagrant-libvirt loaded.
+    monkeypatch.setenv("VAGRANT_NO_PLUGINS", "1")
+    (tmp_path / "Vagrantfile").write_text('Vagrant.configure("2") do |c|\n  c.vm.box = "x/y"\n'
+                                          '  c.vm.provider :libvirt do |l|\n    l.memory = 1\n  end\nend\n')
+    with pytest.raises(VagrantMissing, match="vagrant-libvirt"):
+        driver.validate(tmp_path)
+
+
+def test_vagrant_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(VagrantMissing, match="vagrant is not installed"):
+        VagrantDriver(tmp_path, tmp_path / "log", "test:///default")

@@ -1,0 +1,129 @@
+"""End to end on real VMs: libvirt (software emulation here), vagrant-libvirt, a Debian box built
+from Debian's packages, and SSH into the machines. Slow (minutes): marked `vm`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Result, libvirt_names, require_libvirt, require_tool
+
+pytestmark = pytest.mark.vm
+# Built boxes are kept between runs here (CI runs on the same machine again); delete to rebuild.
+TEST_CACHE = Path(os.environ.get("LABCTL_TEST_CACHE", "/var/tmp/labctl-test-cache"))
+
+
+@pytest.fixture
+def vm_env(monkeypatch: pytest.MonkeyPatch) -> Path:
+    require_tool("vagrant")
+    require_tool("mmdebstrap")
+    require_libvirt()
+    monkeypatch.setenv("LABCTL_CACHE", str(TEST_CACHE / "cache"))
+    monkeypatch.setenv("VAGRANT_HOME", str(TEST_CACHE / "vagrant.d"))
+    return TEST_CACHE
+
+
+def labctl_process(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """For commands that hand the terminal over (labctl ssh): a process of its own."""
+    return subprocess.run([sys.executable, "-m", "labctl", *argv], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_box_build(run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   vm_env: Path) -> None:
+    """Always rebuildable: a build from scratch into an empty cache gives a proper libvirt box."""
+    monkeypatch.setenv("LABCTL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "vagrant.d"))
+    result = run("box", "build", "debian")
+    assert result.code == 0, result.err
+    box = tmp_path / "cache" / "boxes" / "debian-12-amd64.box"
+    with tarfile.open(box) as tar:
+        assert sorted(tar.getnames()) == ["Vagrantfile", "box.img", "metadata.json"]
+        meta = json.load(tar.extractfile("metadata.json"))  # type: ignore[arg-type]
+        tar.extract("box.img", tmp_path, filter="data")
+    assert meta == {"provider": "libvirt", "format": "qcow2", "virtual_size": 10}
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(tmp_path / "box.img")],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["format"] == "qcow2" and info["virtual-size"] == 10 * 1024**3
+    listed = json.loads(run("box", "list", "--json").out)
+    assert {"name": "labctl/debian-12", "provider": "libvirt"}.items() <= listed[0].items()
+
+
+@pytest.fixture
+def lab_name(vm_env: Path) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    yield name
+    # Whatever happened, leave nothing of the lab on the host (CI runs on this machine next).
+    from labctl import hypervisor
+
+    conn = hypervisor.connect()
+    hypervisor.remove_leftovers(conn, [f"labctl-{name}-a", f"labctl-{name}-b"], f"labctl-{name}")
+
+
+def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name: str) -> None:
+    before = libvirt_names()
+    (isolated_home / "lab.yaml").write_text(
+        f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
+        "machines:\n  - {name: a}\n  - {name: b}\n")
+
+    up = run("up", "--json")
+    assert up.code == 0, up.err
+    machines = {m["name"]: m for m in json.loads(up.out)["machines"]}
+    assert set(machines) == {"a", "b"}
+    assert all(m["state"] == "running" and m["ssh_address"] for m in machines.values())
+    assert "software emulation" in up.err or "kvm" in up.err.lower()
+
+    status = json.loads(run("status", "--json").out)["machines"]
+    for m in status:
+        assert (m["state"], m["memory_mb"], m["vcpus"]) == ("running", 1024, 1)
+        assert m["addresses"] and m["domain"] == f"labctl-{lab_name}-{m['name']}"
+
+    hostnames = run("exec", "--all", "--json", "--", "hostname")
+    assert hostnames.code == 0, hostnames.err
+    outputs = json.loads(hostnames.out)
+    assert {n: r["stdout"].strip() for n, r in outputs.items()} == {"a": "a", "b": "b"}
+    # One argument is a shell command line; several are words, quoted as such.
+    failing = run("exec", "a", "b", "--", 'test "$(hostname)" = a')
+    assert failing.code == 1 and "--- a: exit 0" in failing.out and "--- b: exit 1" in failing.out
+    assert "failed on: b" in failing.err
+    words = run("exec", "a", "--", "echo", "$(hostname)", "it's")
+    assert words.code == 0 and "$(hostname) it's" in words.out
+
+    config = isolated_home / "ssh_config"
+    config.write_text(run("ssh-config").out)
+    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "b", "cat", "/etc/hostname"],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and plain.stdout.strip() == "b", plain.stderr
+    via_labctl = labctl_process("ssh", "a", "--", "sudo -n true && echo sudo-ok")
+    assert via_labctl.returncode == 0 and via_labctl.stdout.strip() == "sudo-ok", via_labctl.stderr
+
+    assert run("halt").code == 0
+    assert {m["state"] for m in json.loads(run("status", "--json").out)["machines"]} == {"shutoff"}
+    down = run("exec", "--all", "--", "true")
+    assert down.code == 2 and "not running: a, b" in down.err
+
+    assert run("resume", "a").code == 0
+    states = {m["name"]: m["state"] for m in json.loads(run("status", "--json").out)["machines"]}
+    assert states == {"a": "running", "b": "shutoff"}
+    assert run("exec", "a", "--", "true").code == 0
+
+    again = run("up", "--json")  # idempotent: starts only what is not running
+    assert again.code == 0, again.err
+    assert "a: booting" not in again.err
+
+    destroyed = run("destroy", "-y")
+    assert destroyed.code == 0, destroyed.err
+    after = libvirt_names()
+    assert not {n for n in after["domains"] if lab_name in n}
+    assert not {n for n in after["networks"] if lab_name in n}
+    new_volumes = after["volumes"] - before["volumes"]
+    assert all("_vagrant_box_image_" in v for v in new_volumes), new_volumes  # the box's base image aside
+    assert run("list", "--json").out.strip() == "[]"
