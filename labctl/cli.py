@@ -242,7 +242,10 @@ def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...])
     """Shut machines down cleanly (all of the lab's when none is named)."""
     from labctl.lifecycle import halt_lab
 
-    halt_lab(_lab_dir(lab_file, lab_name), _context(), machines, _reporter())
+    reporter = _reporter()
+    forced = halt_lab(_lab_dir(lab_file, lab_name), _context(), machines, reporter)
+    if forced:
+        reporter.warn(f"powered off without a clean shutdown: {', '.join(forced)}")
 
 
 @cli.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,35 @@ def _uptime(conn: libvirt.virConnect, dom: libvirt.virDomain) -> float | None:
         return time.time() - (boot + start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return None  # Not readable by this user, or libvirt runs elsewhere.
+
+
+def shut_down(conn: libvirt.virConnect, names: list[str], timeout: float,
+              on_state: Callable[[str, str], None]) -> list[str]:
+    """Ask every running domain to shut down (ACPI) at once, wait until they are off, and power off
+    those still running after `timeout`. Returns the names that had to be powered off."""
+    pending: dict[str, libvirt.virDomain] = {}
+    for name in names:
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            on_state(name, "not created")
+            continue
+        if not dom.isActive():
+            on_state(name, "already off")
+            continue
+        dom.shutdown()
+        on_state(name, "shutting down")
+        pending[name] = dom
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.5)
+        for name in [n for n, dom in pending.items() if not dom.isActive()]:
+            del pending[name]
+            on_state(name, "halted")
+    for name, dom in pending.items():
+        dom.destroy()
+        on_state(name, f"powered off (no clean shutdown within {timeout:.0f} s)")
+    return list(pending)
 
 
 def domain_names(conn: libvirt.virConnect) -> list[str]:

@@ -120,9 +120,6 @@ class VagrantDriver:
                     on_progress(*step)
         self._call("up", stream)
 
-    def halt(self, machine: str) -> None:
-        self._call("halt", lambda: self._vagrant.halt(vm_name=machine))
-
     def destroy(self) -> None:
         self._call("destroy", lambda: self._vagrant.destroy())
 

@@ -131,3 +131,16 @@ def test_capacity_refusal_shows_the_arithmetic(catalog: object) -> None:
     with pytest.raises(NotEnoughResources, match=r"4 x 20 = 80 GB.*30 GB free"):
         check_capacity(lab.machines, small_disk)
     assert isinstance(err.value, LabctlError)
+
+
+def test_shut_down_reports_every_machine(conn: libvirt.virConnect) -> None:
+    define(conn, "labctl-t-a")
+    define(conn, "labctl-t-b")
+    define(conn, "labctl-t-c", start=False)
+    seen: list[tuple[str, str]] = []
+    forced = hypervisor.shut_down(conn, ["labctl-t-a", "labctl-t-b", "labctl-t-c", "labctl-t-d"], 10,
+                                  lambda name, state: seen.append((name, state)))
+    assert forced == []
+    assert ("labctl-t-c", "already off") in seen and ("labctl-t-d", "not created") in seen
+    assert [s for n, s in seen if n == "labctl-t-a"] == ["shutting down", "halted"]
+    assert all(hypervisor.domain_info(conn, f"labctl-t-{m}").state == "shutoff" for m in "abc")  # type: ignore[union-attr]

@@ -1,0 +1,36 @@
+"""Progress as people see it: a live line per machine on a terminal, one line per change elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from labctl.ui import ConsoleReporter
+
+
+def test_terminal_shows_a_live_line_per_machine() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, force_terminal=True, width=100))
+    with reporter.machines(["ctl", "cmp-1"], "booting") as progress:
+        progress.update("ctl", "Waiting for domain to get an IP address...")
+        progress.update("cmp-1", "-- Name: labctl-x-cmp-1")  # vagrant's settings listing: not a step
+        progress.update("cmp-1", "Machine booted and ready!")
+        progress.update("stranger", "ignored")
+    text = out.getvalue()
+    assert "ctl" in text and "Waiting for domain to get an IP address..." in text
+    assert "Machine booted and ready!" in text and "labctl-x-cmp-1" not in text and "stranger" not in text
+    assert "0:00:0" in text  # each machine's elapsed time
+
+
+def test_logs_get_one_line_per_change() -> None:
+    out = io.StringIO()
+    reporter = ConsoleReporter(Console(file=out, width=100))
+    reporter.step("checking the host")
+    with reporter.machines(["a"], "booting") as progress:
+        progress.update("a", "Starting domain.")
+        progress.update("a", "Starting domain.")
+        progress.update("a", "-- Memory: 1024M")
+    lines = out.getvalue().splitlines()
+    assert [line.split(None, 1)[1] for line in lines] == ["checking the host", "a: booting", "a: Starting domain."]
+    assert all(line.lstrip().startswith("0:00") for line in lines)
