@@ -222,10 +222,15 @@ class Rendered:
     lab_text: str
     vagrantfile: str
     local_confs: dict[str, str]
+    boxes: dict[str, str]
 
 
-def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Rendered:
-    """Validate and render everything; raises before anything is written."""
+def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
+               boxes: dict[str, str] | None = None) -> Rendered:
+    """Validate and render everything; raises before anything is written.
+
+    `boxes` maps catalogue boxes to the local boxes `up` chose instead; by default the lab keeps
+    the choice it recorded, so that re-planning a lab never points it at a box it cannot get."""
     lab, warnings = fit_to_host(lab, host)
     accel = choose_accelerator(lab.accelerator, host)
     lab_dir = home.lab(lab.name)
@@ -233,6 +238,10 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     if lab_dir.exists() and lab_dir.source().resolve() != source.resolve():
         raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {lab_dir.source()}",
                           hint="give this lab another name, or destroy the other one first")
+    recorded = lab_dir.read_meta().get("boxes") if lab_dir.exists() else None
+    boxes = {**(recorded if isinstance(recorded, dict) else {}), **(boxes or {})}
+    if boxes:
+        lab = replace(lab, machines=tuple(replace(m, box=boxes.get(m.box, m.box)) for m in lab.machines))
     passwords = lab_dir.read_passwords()
     new_passwords = passwords is None
     passwords = passwords or generate_passwords()
@@ -242,7 +251,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else lab.source.read_text(encoding="utf-8") if lab.source else "")
     return Rendered(lab, lab_dir, source, accel, tuple(warnings), passwords, new_passwords, lab_text,
-                    vagrantfile, confs)
+                    vagrantfile, confs, boxes)
 
 
 def write_lab(r: Rendered) -> Plan:
@@ -255,7 +264,7 @@ def write_lab(r: Rendered) -> Plan:
     for name, text in r.local_confs.items():
         atomic_write(lab_dir.local_conf(name), text, mode=0o600)
     lab_dir.write_meta({"name": r.lab.name, "source": str(r.source), "labctl": __version__, "network": r.lab.cidr,
-                        "machines": [_machine_meta(m) for m in r.lab.machines]})
+                        "machines": [_machine_meta(m) for m in r.lab.machines], "boxes": r.boxes})
     machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)
     return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings)
 

@@ -11,7 +11,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -87,9 +87,9 @@ def check_capacity(machines: Sequence[Machine], cap: Any) -> None:
 # Boxes
 
 
-def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror: str) -> Lab:
-    """Make every machine's box available to Vagrant; swap in a locally built box where the
-    catalogue's cannot be fetched and labctl can build it."""
+def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror: str) -> dict[str, str]:
+    """Make every machine's box available to Vagrant. Returns the swaps made: catalogue box ->
+    locally built box, where the catalogue's cannot be fetched and labctl can build it."""
     from labctl.boxbuild import box_spec, build_box, local_box_name
     from labctl.proc import CommandFailed
 
@@ -124,9 +124,7 @@ def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror
         add_built_box(driver, spec)
         present.add(local)
         chosen[m.box] = local
-    if not chosen:
-        return lab
-    return replace(lab, machines=tuple(replace(m, box=chosen.get(m.box, m.box)) for m in lab.machines))
+    return chosen
 
 
 def build_box_command(distro: str, ctx: Context, driver: Any, reporter: Reporter, mirror: str,
@@ -182,9 +180,9 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         reporter.warn(w)
 
     reporter.step("getting boxes")
-    boxed = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
-    if boxed is not rendered.lab:
-        rendered = render_lab(boxed, ctx.home, host, generated)
+    swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
+    if swaps:
+        rendered = render_lab(lab, ctx.home, host, generated, boxes=swaps)
     plan = write_lab(rendered)
     driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
     names = [m.name for m in to_start]

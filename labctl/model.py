@@ -98,6 +98,15 @@ class Machine:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """Proxy settings pushed into every machine before anything is downloaded."""
+
+    http: str | None = None
+    https: str | None = None
+    no_proxy: str = ""
+
+
+@dataclass(frozen=True)
 class Lab:
     name: str
     machines: tuple[Machine, ...]
@@ -107,6 +116,9 @@ class Lab:
     # The lab.yaml it came from (None for `--distro` labs) and its local.conf.d/ folder, if any.
     source: Path | None = None
     fragments_dir: Path | None = None
+    # Extra CA certificates (files on the host) and proxies for the machines: corporate networks.
+    ca_certificates: tuple[Path, ...] = ()
+    proxy: Proxy | None = None
 
     @property
     def controller(self) -> Machine | None:
@@ -404,8 +416,50 @@ def _fixed_ip(value: Any, path: str, net: ipaddress.IPv4Network, reserved: set[A
 # Entry points
 
 
+_PROXY_URL_RE = re.compile(r"https?://[^\s'\"\\`$;&|<>]+\Z")
+_NO_PROXY_RE = re.compile(r"[A-Za-z0-9.,:/*_-]*\Z")
+
+
+def _proxy(raw: Any) -> Proxy | None:
+    if raw is None:
+        return None
+    data = _mapping(raw, "proxy", ("http", "https", "no_proxy"))
+    http = data.get("http")
+    https = data.get("https", http)
+    for key, value in (("http", http), ("https", https)):
+        if value is not None:
+            _text(value, f"proxy.{key}", _PROXY_URL_RE, "a proxy URL like http://proxy.example:3128")
+    no_proxy = data.get("no_proxy", "")
+    _text(no_proxy, "proxy.no_proxy", _NO_PROXY_RE, "a comma-separated list of hosts or domains")
+    if http is None and https is None:
+        raise LabFileError("proxy: give http, https or both")
+    return Proxy(http, https, no_proxy)
+
+
+def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
+    paths = []
+    for i, value in enumerate(_list(raw, "ca_certificates")):
+        where = f"ca_certificates[{i}]"
+        if not isinstance(value, str) or not value or "\n" in value:
+            raise LabFileError(f"{where}: expected the path of a PEM certificate file, got {value!r}")
+        path = Path(value).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LabFileError(f"{where}: cannot read {path} ({exc.__class__.__name__})",
+                               hint="give the path of a PEM file, e.g. /usr/local/share/ca-certificates/corp.crt")\
+                from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise LabFileError(f"{where}: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        paths.append(path.resolve())
+    return tuple(paths)
+
+
 def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab:
-    data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator"))
+    data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
+                              "ca_certificates", "proxy"))
     if "name" not in data:
         raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
     name = check_name(data["name"], "name")
@@ -423,6 +477,8 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
         accelerator=accelerator,
         source=source,
         fragments_dir=fragments if fragments and fragments.is_dir() else None,
+        ca_certificates=_certificates(data.get("ca_certificates"), base_dir),
+        proxy=_proxy(data.get("proxy")),
     )
 
 

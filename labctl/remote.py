@@ -7,6 +7,7 @@ or written.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,22 @@ class HostResult:
 
 class HostKeyChanged(LabctlError):
     exit_code = 1
+
+
+class SshUnreachable(LabctlError):
+    exit_code = 1
+
+
+class RemoteCommandFailed(LabctlError):
+    """A command in a machine exited non-zero: carries the command, exit code and last lines."""
+
+    exit_code = 1
+
+    def __init__(self, host: str, what: str, code: int, output: str) -> None:
+        self.code = code
+        self.tail = "\n".join(output.strip().splitlines()[-30:])
+        last = self.tail.splitlines()[-1] if self.tail else "no output"
+        super().__init__(f"{host}: {what} failed (exit {code}): {last}")
 
 
 class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -97,6 +114,99 @@ def run_command(host: Host, command: str, timeout: float | None = None) -> HostR
         return HostResult(host.name, None, error=f"{type(exc).__name__}: {exc}".rstrip(": "),
                           seconds=time.monotonic() - started)
     return HostResult(host.name, result.exited, result.stdout, result.stderr, seconds=time.monotonic() - started)
+
+
+class _Lines(io.TextIOBase):
+    """A stream for Fabric's out_stream: hands each complete line to a callback."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.on_line = on_line
+        self.partial = ""
+
+    def write(self, data: str) -> int:
+        self.partial += data
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            self.on_line(line + "\n")
+        return len(data)
+
+    def flush(self) -> None:
+        """Lines are handed over as they complete; a partial line waits for its end."""
+
+    def close(self) -> None:
+        if self.partial:
+            self.on_line(self.partial)
+            self.partial = ""
+        super().close()
+
+
+class Session:
+    """One SSH connection to a machine, for a sequence of commands and uploads."""
+
+    KEEPALIVE = 30
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.conn = connect(host)
+        try:
+            self.conn.open()
+        except paramiko.BadHostKeyException:
+            raise HostKeyChanged(f"{host.name}: the host key of {host.address} changed since labctl first saw"
+                                 " it: refusing to connect",
+                                 hint=f"if the machine was recreated, remove its line from {host.known_hosts}")\
+                from None
+        # stack.sh runs for half an hour, mostly silent on some phases: keep the connection alive.
+        self.conn.transport.set_keepalive(self.KEEPALIVE)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def run(self, command: str, what: str, *, on_line: Callable[[str], None] | None = None,
+            check: bool = True, timeout: float | None = None) -> tuple[int, str]:
+        """Run a shell command line; return (exit code, output). Raise RemoteCommandFailed if asked."""
+        collected: list[str] = []
+
+        def keep(line: str) -> None:
+            collected.append(line)
+            if len(collected) > 400:
+                del collected[:200]
+            if on_line:
+                on_line(line)
+
+        stream = _Lines(keep)
+        result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout,
+                               out_stream=stream, err_stream=stream)
+        stream.close()
+        output = "".join(collected)
+        if check and result.exited != 0:
+            raise RemoteCommandFailed(self.host.name, what, result.exited, output)
+        return result.exited, output
+
+    def upload_private(self, data: bytes) -> str:
+        """Upload to a new file only the login user can read (mode 0600 before any byte is written)."""
+        _, out = self.run("umask 077 && mktemp", "mktemp")
+        path = out.strip().splitlines()[-1]
+        self.conn.put(io.BytesIO(data), remote=path)
+        return path
+
+
+def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:
+    """Until `true` runs over SSH; a changed host key is refused at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run_command(host, "true", timeout=30)
+        if result.ok:
+            return
+        if result.error and "host key" in result.error:
+            raise HostKeyChanged(f"{host.name}: {result.error}")
+        if time.monotonic() + interval > deadline:
+            raise SshUnreachable(f"{host.name}: SSH at {host.address}:{host.port} did not answer within"
+                                 f" {timeout:.0f} s ({result.error or f'exit {result.exit_code}'})",
+                                 hint="labctl status shows whether it runs; labctl resume starts it")
+        time.sleep(interval)
 
 
 def run_parallel(hosts: Sequence[Host], command: str, timeout: float | None = None,

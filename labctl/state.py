@@ -101,6 +101,30 @@ class LabDir:
         """The key Vagrant generated for the machine at its first boot (vagrant-libvirt's place)."""
         return self.path / ".vagrant" / "machines" / machine / "libvirt" / "private_key"
 
+    @property
+    def state_file(self) -> Path:
+        return self.path / "state.json"
+
+    def stack_log(self, machine: str) -> Path:
+        return self.logs / machine / "stack.log"
+
+    def read_state(self) -> dict[str, Any]:
+        """What labctl last did to the lab's machines (stack results); {} before anything."""
+        try:
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise LabctlError(f"lab {self.name!r}: {self.state_file} is damaged ({exc})",
+                              hint="delete it: labctl then treats every machine as not stacked yet") from None
+        if not isinstance(state, dict):
+            raise LabctlError(f"lab {self.name!r}: {self.state_file} is damaged (not an object)",
+                              hint="delete it: labctl then treats every machine as not stacked yet")
+        return state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        atomic_write(self.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
     def machines(self) -> list[dict[str, Any]]:
         """The machines as `labctl plan` recorded them (name, ip, role, user, ...), read without YAML."""
         machines = self.read_meta().get("machines")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status
     from labctl.inventory import MachineStatus
     from labctl.lab import Plan
     from labctl.lifecycle import LabSummary
+    from labctl.provision import StackResult
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -183,3 +184,38 @@ def print_labs(console: Console, labs: Sequence[LabSummary]) -> None:
         states = ", ".join(f"{n} {state}" for state, n in sorted(lab.states.items()))
         table.add_row(lab.name, str(lab.machines), states, str(lab.dir))
     console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def print_stack_summary(console: Console, lab: str, results: dict[str, StackResult],
+                        discovery: str | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"DevStack on lab {lab}", title_justify="left")
+    for col in ("machine", "result", "time", "last phase", "dashboard", "keystone"):
+        table.add_column(col, no_wrap=col != "last phase")
+    colours = {"ok": "green", "failed": "red", "skipped": "yellow"}
+    for name, r in results.items():
+        table.add_row(name, f"[{colours[r.status]}]{r.status}[/]", _duration(r.seconds) if r.seconds else "",
+                      r.phase, r.dashboard or "", r.keystone or "")
+    console.print(table)
+    if discovery:
+        console.print(f"discover_hosts.sh: {discovery}", markup=False)
+    for name, r in results.items():
+        if r.status == "failed":
+            console.print(f"[red]{name} failed[/] at [bold]{r.phase}[/]: ", end="")
+            console.print(r.message, markup=False)
+            for line in r.tail:
+                console.print(f"  {line}", markup=False, style="dim")
+        elif r.status == "skipped":
+            console.print(f"[yellow]{name}[/] ", end="")
+            console.print(r.message, markup=False)
+    if any(r.status != "ok" for r in results.values()):
+        console.print(f"Full logs: labctl logs MACHINE --lab {lab}. Retry the failed machines: labctl stack"
+                      f" --lab {lab}", markup=False)
+    else:
+        console.print(f"Credentials: labctl creds --lab {lab}", markup=False)

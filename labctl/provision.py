@@ -1,0 +1,298 @@
+"""DevStack on one machine, over SSH: trust and proxies, the stack user, DevStack's source, local.conf,
+stack.sh with its output streamed, masked and logged.
+
+Every remote command is a fixed script whose values travel as quoted arguments (shlex), never
+pasted into the script. Secrets travel in uploaded files of mode 0600, never in command lines.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labctl.errors import LabctlError
+from labctl.model import DevstackSpec, Proxy
+from labctl.remote import Host, HostKeyChanged, RemoteCommandFailed, Session, SshUnreachable, wait_for_ssh
+from labctl.stacklog import StackProgress, mask
+
+STACK_HOME = "/opt/stack"
+DEVSTACK_DIR = f"{STACK_HOME}/devstack"
+GUEST_PACKAGES = ("git", "sudo", "python3")
+CA_STORES = {  # where each package family takes extra CAs, and the command that rebuilds its bundle
+    "apt": ("/usr/local/share/ca-certificates", "update-ca-certificates"),
+    "dnf": ("/etc/pki/ca-trust/source/anchors", "update-ca-trust extract"),
+    "zypper": ("/etc/pki/trust/anchors", "update-ca-certificates"),
+}
+
+# $1: package family; then the packages to make sure of. Installs only what is missing.
+PREPARE_SCRIPT = r"""
+set -eu
+family=$1; shift
+missing=""
+for p in "$@"; do command -v "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  case $family in
+    apt) apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing ;;
+    dnf) dnf install -y -q $missing ;;
+    zypper) zypper --non-interactive install $missing ;;
+  esac
+fi
+# What DevStack's tools/create-stack-user.sh does.
+getent group stack >/dev/null || groupadd stack
+getent passwd stack >/dev/null || useradd -g stack -s /bin/bash -d /opt/stack -m stack
+# RHEL and newer Ubuntu make homes 0700/0750, which breaks DevStack: it must be world-executable.
+chmod +x /opt/stack
+( umask 226 && echo "stack ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/50_stack_sh )
+"""
+
+# $1 repo URL, $2 branch, $3 destination. Clones once; later runs switch branch if it changed.
+CLONE_SCRIPT = r"""
+set -eu
+repo=$1; branch=$2; dest=$3
+if [ -d "$dest/.git" ]; then
+  current=$(git -C "$dest" rev-parse --abbrev-ref HEAD)
+  if [ "$current" != "$branch" ]; then
+    git -C "$dest" fetch origin "$branch" && git -C "$dest" checkout -B "$branch" FETCH_HEAD
+  fi
+else
+  git clone --branch "$branch" "$repo" "$dest"
+fi
+"""
+
+# $1 uploaded tarball, $2 destination: replace DevStack's tree with the pushed one, as stack.
+UNPACK_SCRIPT = r"""
+set -eu
+tarball=$1; dest=$2
+rm -rf "$dest.new" && mkdir "$dest.new"
+tar -xzf "$tarball" -C "$dest.new"
+rm -rf "$dest" && mv "$dest.new" "$dest"
+"""
+
+
+@dataclass(frozen=True)
+class StackJob:
+    """Everything needed to stack one machine."""
+
+    machine: str
+    role: str
+    host: Host
+    package_family: str
+    local_conf: str
+    devstack: DevstackSpec
+    log: Path
+    secrets: tuple[str, ...] = ()
+    certificates: tuple[tuple[str, str], ...] = ()  # (file name, PEM text)
+    proxy: Proxy | None = None
+    no_proxy_hosts: tuple[str, ...] = ()
+    clean: bool = False
+    ssh_timeout: float = 300
+
+
+@dataclass
+class StackResult:
+    machine: str
+    status: str  # "ok", "failed" or "skipped"
+    seconds: float = 0.0
+    phase: str = ""
+    message: str = ""
+    tail: list[str] = field(default_factory=list)
+    dashboard: str | None = None
+    keystone: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def proxy_files(family: str, proxy: Proxy, extra_no_proxy: Sequence[str]) -> dict[str, str]:
+    """Files that make the package manager, git, pip, sudo and shells use the proxy. Pure."""
+    no_proxy = ",".join(dict.fromkeys(
+        [h for h in proxy.no_proxy.split(",") if h] + ["localhost", "127.0.0.1", *extra_no_proxy]))
+    env = {"http_proxy": proxy.http, "https_proxy": proxy.https, "no_proxy": no_proxy}
+    exports = "".join(f"export {k}={shlex.quote(v)}\nexport {k.upper()}={shlex.quote(v)}\n"
+                      for k, v in env.items() if v)
+    files = {
+        "/etc/profile.d/labctl-proxy.sh": "# Written by labctl: the lab's proxy.\n" + exports,
+        # sudo resets the environment: keep the proxy for DevStack's `sudo pip` and package installs.
+        "/etc/sudoers.d/labctl-proxy":
+            'Defaults env_keep += "http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY"\n',
+        "/etc/pip.conf": f"[global]\nproxy = {proxy.https or proxy.http}\n",
+        "/etc/gitconfig": f"[http]\n\tproxy = {proxy.https or proxy.http}\n",
+    }
+    if family == "apt":
+        files["/etc/apt/apt.conf.d/95labctl-proxy"] = "".join(
+            f'Acquire::{scheme}::Proxy "{url}";\n' for scheme, url in (("http", proxy.http), ("https", proxy.https))
+            if url)
+    elif family == "zypper":
+        files["/etc/sysconfig/proxy"] = (f'PROXY_ENABLED="yes"\nHTTP_PROXY="{proxy.http or ""}"\n'
+                                         f'HTTPS_PROXY="{proxy.https or ""}"\nNO_PROXY="{no_proxy}"\n')
+    return files
+
+
+def _install_file(session: Session, path: str, content: str, mode: str, owner: str = "root") -> None:
+    tmp = session.upload_private(content.encode())
+    session.run(shlex.join(["sudo", "install", "-D", "-m", mode, "-o", owner, "-g", owner, tmp, path]) + " && "
+                + shlex.join(["rm", "-f", tmp]), f"writing {path}")
+
+
+def configure_network_access(session: Session, job: StackJob) -> None:
+    """Extra CAs trusted and proxies set, before anything is downloaded."""
+    if job.certificates:
+        folder, update = CA_STORES[job.package_family]
+        for name, pem in job.certificates:
+            _install_file(session, f"{folder}/labctl-{name}", pem, "0644")
+        session.run("sudo " + update, "updating the CA bundle")
+    if job.proxy:
+        for path, content in proxy_files(job.package_family, job.proxy, job.no_proxy_hosts).items():
+            _install_file(session, path, content, "0440" if path.startswith("/etc/sudoers.d/") else "0644")
+        if job.package_family == "dnf":
+            # dnf reads its proxy from the [main] section of dnf.conf, its only section by default.
+            script = 'grep -q "^proxy=" /etc/dnf/dnf.conf || printf "proxy=%s\\n" "$1" >> /etc/dnf/dnf.conf'
+            session.run(shlex.join(["sudo", "sh", "-c", script, "dnf-proxy", job.proxy.http or job.proxy.https or ""]),
+                        "setting dnf's proxy")
+
+
+def prepare_guest(session: Session, family: str) -> None:
+    session.run(shlex.join(["sudo", "sh", "-c", PREPARE_SCRIPT, "prepare", family, *GUEST_PACKAGES]),
+                "preparing the guest (packages, stack user)")
+
+
+def devstack_tarball(folder: Path) -> bytes:
+    """A DevStack checkout on the host (a mirror, or a developer's tree with its changes), .git included."""
+    if not (folder / "stack.sh").is_file():
+        raise LabctlError(f"devstack.repo: {folder} is no DevStack checkout (it has no stack.sh)",
+                          hint="point devstack.repo at a DevStack clone, or at a git URL")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=".", filter=lambda info: None if info.name.endswith("/local.conf") else info)
+    return buffer.getvalue()
+
+
+def obtain_devstack(session: Session, spec: DevstackSpec) -> str:
+    """Clone inside the machine, or push from the host when repo is a folder. Returns how."""
+    as_stack = ["sudo", "-u", "stack", "-H"]
+    if Path(spec.repo).is_absolute():
+        tmp = session.upload_private(devstack_tarball(Path(spec.repo)))
+        session.run(f"chmod 0644 {shlex.quote(tmp)} && "
+                    + shlex.join([*as_stack, "sh", "-c", UNPACK_SCRIPT, "unpack", tmp, DEVSTACK_DIR])
+                    + f"; rc=$?; rm -f {shlex.quote(tmp)}; exit $rc", "pushing DevStack from the host")
+        return f"pushed from {spec.repo}"
+    session.run(shlex.join([*as_stack, "sh", "-c", CLONE_SCRIPT, "clone", spec.repo, spec.branch, DEVSTACK_DIR]),
+                f"cloning {spec.repo} ({spec.branch})")
+    return f"cloned {spec.repo} {spec.branch}"
+
+
+def push_local_conf(session: Session, text: str) -> None:
+    _install_file(session, f"{DEVSTACK_DIR}/local.conf", text, "0600", owner="stack")
+
+
+def devstack_command(script: str, force: bool) -> str:
+    """Run one of DevStack's scripts as stack, with the proxy (profile.d) and FORCE when asked."""
+    env = ["env", "FORCE=yes"] if force else []
+    inner = f"cd {DEVSTACK_DIR} && exec {script}"
+    return shlex.join(["sudo", "-u", "stack", "-H", *env, "bash", "-l", "-c", inner])
+
+
+class _LogWriter:
+    """stack.sh's lines: masked, appended to the lab's log as they arrive, fed to the parser."""
+
+    def __init__(self, path: Path, secrets: Sequence[str], progress: StackProgress,
+                 on_phase: Callable[[str], None]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = path.open("a", encoding="utf-8")
+        self.secrets = secrets
+        self.progress = progress
+        self.on_phase = on_phase
+
+    def __call__(self, line: str) -> None:
+        safe = mask(line, self.secrets)
+        self.handle.write(safe if safe.endswith("\n") else safe + "\n")
+        self.handle.flush()
+        phase = self.progress.feed(safe)
+        if phase:
+            self.on_phase(phase)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def rotate_log(path: Path) -> None:
+    if path.exists():
+        path.replace(path.with_name(path.name + ".prev"))
+
+
+def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+    """Run every step on one machine; failures become the result, with the phase they hit."""
+    started = time.monotonic()
+    progress = StackProgress()
+    step = "waiting for SSH"
+
+    def announce(text: str) -> None:
+        nonlocal step
+        step = text
+        on_phase(text)
+
+    try:
+        announce("waiting for SSH")
+        wait_for_ssh(job.host, job.ssh_timeout)
+        with Session(job.host) as session:
+            if job.certificates or job.proxy:
+                announce("trusting CAs and setting proxies")
+                configure_network_access(session, job)
+            announce("preparing the guest")
+            prepare_guest(session, job.package_family)
+            announce("getting DevStack")
+            obtain_devstack(session, job.devstack)
+            push_local_conf(session, job.local_conf)
+            rotate_log(job.log)
+            writer = _LogWriter(job.log, job.secrets, progress, announce)
+            try:
+                if job.clean:
+                    announce("unstack.sh and clean.sh")
+                    session.run(devstack_command("./unstack.sh", job.devstack.force), "unstack.sh",
+                                on_line=writer, check=False)
+                    session.run(devstack_command("./clean.sh", job.devstack.force), "clean.sh",
+                                on_line=writer, check=False)
+                announce("stack.sh")
+                code, _ = session.run(devstack_command("./stack.sh", job.devstack.force), "stack.sh",
+                                      on_line=writer, check=False)
+            finally:
+                writer.close()
+    except (SshUnreachable, HostKeyChanged, RemoteCommandFailed) as exc:
+        tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
+        return StackResult(job.machine, "failed", time.monotonic() - started, step,
+                           mask(exc.message, job.secrets), [mask(t, job.secrets) for t in tail])
+    seconds = time.monotonic() - started
+    if code != 0:
+        message = progress.failure_line or f"stack.sh exited with {code}"
+        return StackResult(job.machine, "failed", seconds, progress.phase, message, list(progress.tail),
+                           progress.dashboard, progress.keystone)
+    return StackResult(job.machine, "ok", seconds, progress.phase, "", [], progress.dashboard, progress.keystone)
+
+
+DISCOVER_COMMAND = "./tools/discover_hosts.sh"
+
+
+def discover_hosts(host: Host, computes: Sequence[str], force: bool, attempts: int, interval: float,
+                   log: Path) -> tuple[bool, str]:
+    """Run discover_hosts.sh on the controller until every compute is mapped into the cell (computes
+    register asynchronously). Returns (all mapped, what was seen)."""
+    seen: set[str] = set()
+    output = ""
+    with Session(host) as session:
+        for attempt in range(1, attempts + 1):
+            code, output = session.run(devstack_command(DISCOVER_COMMAND, force), "discover_hosts.sh", check=False)
+            with log.open("a", encoding="utf-8") as handle:
+                handle.write(f"--- discover_hosts.sh, attempt {attempt}: exit {code}\n{output}")
+            seen |= {c for c in computes if f"'{c}'" in output or f'"{c}"' in output}
+            if code == 0 and seen >= set(computes):
+                return True, f"mapped {', '.join(sorted(seen))}"
+            if attempt < attempts:
+                time.sleep(interval)
+    missing = sorted(set(computes) - seen)
+    return False, f"not mapped yet: {', '.join(missing)} (last output: {output.strip().splitlines()[-1:]})"

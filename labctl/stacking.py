@@ -1,0 +1,206 @@
+"""Use-case: DevStack on a lab's machines, in parallel and in order, with results remembered.
+
+All-in-one machines and the controller start at once; computes start when the controller has
+stacked (never if it failed); then DevStack's discover_hosts.sh maps the computes into the cell.
+One machine's failure never stops the others, and every result is kept in the lab's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from labctl.errors import LabctlError
+from labctl.inventory import MachineStatus, running
+from labctl.model import Lab, Machine
+from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
+from labctl.remote import Host
+from labctl.state import LabDir
+
+Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
+
+
+@dataclass(frozen=True)
+class DiscoverSettings:
+    attempts: int = 12
+    interval: float = 10.0
+
+
+@dataclass
+class StackRun:
+    results: dict[str, StackResult]
+    discovery: str | None = None  # what discover_hosts.sh achieved, if it ran
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, r in self.results.items() if r.status != "ok"]
+
+
+def machines_to_stack(lab: Lab, lab_dir: LabDir, names: Sequence[str], everything: bool) -> list[Machine]:
+    """Named machines; else with --all every one; else those whose last stack failed or never ran."""
+    known = {m.name: m for m in lab.machines}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LabctlError(f"no machine named {', '.join(map(repr, unknown))} in lab {lab.name!r}",
+                          hint="labctl status lists the machines")
+    if names:
+        return [known[n] for n in dict.fromkeys(names)]
+    if everything:
+        return list(lab.machines)
+    done = lab_dir.read_state().get("stack", {})
+    return [m for m in lab.machines if done.get(m.name, {}).get("status") != "ok"]
+
+
+def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: Sequence[MachineStatus],
+              passwords: dict[str, str], clean: bool) -> list[StackJob]:
+    by_name = {s.name: s for s in statuses}
+    running([by_name[m.name] for m in machines], lab.name)
+    certificates = tuple((p.name, p.read_text(encoding="ascii")) for p in lab.ca_certificates)
+    lab_hosts = tuple(m.ip for m in lab.machines) + tuple(m.name for m in lab.machines)
+    jobs = []
+    for m in machines:
+        status = by_name[m.name]
+        conf = lab_dir.local_conf(m.name)
+        if not conf.is_file():
+            raise LabctlError(f"{m.name} has no local.conf yet", hint=f"labctl plan --lab {lab.name}")
+        jobs.append(StackJob(
+            machine=m.name, role=m.role, host=host_of(lab_dir, status), package_family=m.release.package_family,
+            local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, log=lab_dir.stack_log(m.name),
+            secrets=tuple(passwords.values()), certificates=certificates, proxy=lab.proxy,
+            no_proxy_hosts=lab_hosts, clean=clean))
+    return jobs
+
+
+def host_of(lab_dir: LabDir, status: MachineStatus) -> Host:
+    return Host(status.name, status.ssh_address or status.lab_ip, status.user, lab_dir.private_key(status.name),
+                lab_dir.known_hosts)
+
+
+def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host | None = None,
+               controller_ready: bool = False, runner: Runner = stack_machine,
+               discover: DiscoverSettings | None = None, discover_log: Any = None) -> StackRun:
+    """Stack every job; computes after the controller. `controller_ready`: the controller is not
+    among the jobs but stacked fine before (a retry of computes alone)."""
+    discover = discover or DiscoverSettings()
+    results: dict[str, StackResult] = {}
+    controller = next((j for j in jobs if j.role == "controller"), None)
+    computes = [j for j in jobs if j.role == "compute"]
+    first = [j for j in jobs if j.role != "compute"]
+    with reporter.machines([j.machine for j in jobs], "queued") as progress, \
+            ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        def start(job: StackJob) -> Future[StackResult]:
+            def on_phase(text: str) -> None:
+                progress.update(job.machine, text)
+            return pool.submit(runner, job, on_phase)
+
+        futures = {j.machine: start(j) for j in first}
+        for j in computes:
+            progress.update(j.machine, "waiting for the controller")
+        if computes:
+            if controller is not None:
+                ready = futures[controller.machine].result().ok
+                why = f"controller {controller.machine} failed"
+            else:
+                ready, why = controller_ready, "the controller has not stacked successfully"
+            for j in computes:
+                if ready:
+                    futures[j.machine] = start(j)
+                else:
+                    results[j.machine] = StackResult(j.machine, "skipped", message=f"not started: {why}")
+                    progress.update(j.machine, f"skipped: {why}")
+        for name, future in futures.items():
+            result = future.result()
+            results[name] = result
+            progress.update(name, "done" if result.ok else f"failed at {result.phase}")
+    run = StackRun({j.machine: results[j.machine] for j in jobs})
+    stacked_computes = [j.machine for j in computes if results[j.machine].ok]
+    host = controller.host if controller else controller_host
+    controller_ok = results[controller.machine].ok if controller else controller_ready
+    if stacked_computes and host is not None and controller_ok:
+        reporter.step(f"mapping computes into the cell (discover_hosts.sh on {host.name})")
+        force = jobs[0].devstack.force
+        ok, run.discovery = discover_hosts(host, stacked_computes, force, discover.attempts, discover.interval,
+                                           discover_log or jobs[0].log.parent / "discover_hosts.log")
+        if not ok:
+            reporter.warn(run.discovery)
+    return run
+
+
+def record(lab_dir: LabDir, run: StackRun) -> None:
+    state = lab_dir.read_state()
+    stack = state.setdefault("stack", {})
+    for name, r in run.results.items():
+        stack[name] = {"status": r.status, "seconds": round(r.seconds), "phase": r.phase, "message": r.message,
+                       "dashboard": r.dashboard, "keystone": r.keystone, "finished": int(time.time())}
+    if run.discovery is not None:
+        state["discover_hosts"] = run.discovery
+    lab_dir.write_state(state)
+
+
+def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, *,
+              names: Sequence[str] = (), everything: bool = False, clean: bool = False,
+              discover: DiscoverSettings | None = None) -> StackRun | None:
+    """`labctl stack`: None when every machine already stacked fine."""
+    machines = machines_to_stack(lab, lab_dir, names, everything)
+    if not machines:
+        return None
+    passwords = lab_dir.read_passwords()
+    if passwords is None:
+        raise LabctlError(f"lab {lab.name!r} has no passwords yet", hint=f"labctl plan --lab {lab.name}")
+    jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean)
+    ctl = lab.controller
+    state = lab_dir.read_state().get("stack", {})
+    by_name = {s.name: s for s in statuses}
+    controller_host = host_of(lab_dir, by_name[ctl.name]) if ctl and ctl.name in by_name else None
+    run = run_stacks(jobs, reporter, controller_host=controller_host,
+                     controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
+                     discover=discover)
+    record(lab_dir, run)
+    return run
+
+
+def with_results(run: StackRun, lab: Lab) -> dict[str, StackResult]:
+    """Results with the URLs filled in from the lab's addresses where stack.sh did not print them."""
+    out = {}
+    ips = {m.name: m.ip for m in lab.machines}
+    roles = {m.name: m.role for m in lab.machines}
+    for name, r in run.results.items():
+        if r.ok and roles.get(name) != "compute":
+            r = replace(r, dashboard=r.dashboard or f"http://{ips[name]}/dashboard",
+                        keystone=r.keystone or f"http://{ips[name]}/identity/")
+        out[name] = r
+    return out
+
+
+def credentials(lab_dir: LabDir) -> dict[str, Any]:
+    """The lab's admin credentials and, per machine that runs Keystone, its URLs."""
+    passwords = lab_dir.read_passwords()
+    if passwords is None:
+        raise LabctlError(f"lab {lab_dir.name!r} has no passwords yet", hint=f"labctl plan --lab {lab_dir.name}")
+    stacked = lab_dir.read_state().get("stack", {})
+    apis = {}
+    for m in lab_dir.machines():
+        if m.get("role") == "compute":
+            continue
+        done = stacked.get(m["name"], {})
+        apis[m["name"]] = {
+            "auth_url": (done.get("keystone") or f"http://{m['ip']}/identity/").rstrip("/"),
+            "dashboard": done.get("dashboard") or f"http://{m['ip']}/dashboard",
+            "stacked": done.get("status") == "ok",
+        }
+    return {"username": "admin", "password": passwords["admin"], "project": "admin",
+            "user_domain": "default", "project_domain": "default", "region": "RegionOne", "machines": apis}
+
+
+def openrc(creds: dict[str, Any], machine: str) -> str:
+    """An openrc for the admin user against one machine's Keystone (values quoted for the shell)."""
+    import shlex
+
+    values = {"OS_AUTH_URL": creds["machines"][machine]["auth_url"], "OS_USERNAME": creds["username"],
+              "OS_PASSWORD": creds["password"], "OS_PROJECT_NAME": creds["project"],
+              "OS_USER_DOMAIN_ID": creds["user_domain"], "OS_PROJECT_DOMAIN_ID": creds["project_domain"],
+              "OS_REGION_NAME": creds["region"], "OS_IDENTITY_API_VERSION": "3"}
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())

@@ -1,0 +1,266 @@
+"""DevStack provisioning against real sshd hosts (namespaced Debian roots, see hosts.py) running the
+stand-in DevStack: parallel runs, a failing host, a silent host, multinode order, proxies and CAs."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hosts import INSECURE_KEYS, SilentServer, TestHost, ensure_rootfs, require_root
+from standin_devstack import make_repo
+
+from labctl.catalog import Catalog
+from labctl.lab import read_fragments
+from labctl.model import Lab, load_lab
+from labctl.provision import StackJob, StackResult, stack_machine
+from labctl.remote import Host, run_command
+from labctl.render import render_local_conf
+from labctl.stacking import DiscoverSettings, run_stacks
+
+PASSWORDS = {"admin": "AdminSecret123", "database": "DbSecret456", "rabbit": "RabbitSecret789",
+             "service": "ServiceSecret012"}
+_indexes = itertools.count(10 + os.getpid() % 100)
+
+
+class Recorder:
+    """A reporter that keeps what labctl would show."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, str]] = []
+        self.steps: list[str] = []
+        self.warnings: list[str] = []
+
+    def step(self, text: str) -> None:
+        self.steps.append(text)
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+
+    def machines(self, names: Any, verb: str) -> Any:
+        recorder = self
+
+        class _Progress:
+            def __enter__(self) -> _Progress:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                return None
+
+            def update(self, name: str, text: str) -> None:
+                recorder.updates.append((name, text))
+
+        return _Progress()
+
+
+@pytest.fixture(scope="module")
+def rootfs() -> Path:
+    require_root()
+    return ensure_rootfs()
+
+
+@pytest.fixture
+def lab_hosts(rootfs: Path, tmp_path: Path) -> Iterator[Callable[..., TestHost]]:
+    started: list[TestHost] = []
+    repo = make_repo(tmp_path / "devstack")
+
+    def start(name: str) -> TestHost:
+        host = TestHost(name, next(_indexes) % 250, tmp_path / "hosts" / name, repo).start()
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        host.stop()
+
+
+def make_lab(tmp_path: Path, catalog: Catalog, machines: list[dict[str, Any]], fragments: dict[str, str],
+             devstack: str = "") -> Lab:
+    folder = tmp_path / "labdef"
+    (folder / "local.conf.d").mkdir(parents=True, exist_ok=True)
+    for name, text in fragments.items():
+        (folder / "local.conf.d" / name).write_text(text)
+    lines = ["name: hosts", "network: {cidr: 10.199.0.0/16}", "machines:"]
+    lines += [f"  - {{name: {m['name']}, role: {m['role']}, ip: {m['ip']}}}" for m in machines]
+    lines += ["devstack:", f"  repo: {tmp_path / 'devstack'}", "  localrc: {STANDIN_PHASE_SECONDS: 0.1}", devstack]
+    (folder / "lab.yaml").write_text("\n".join(lines) + "\n")
+    return load_lab(folder / "lab.yaml", catalog)
+
+
+def jobs_for(lab: Lab, hosts: dict[str, TestHost], tmp_path: Path, **changes: Any) -> list[StackJob]:
+    fragments = read_fragments(lab)
+    jobs = []
+    for m in lab.machines:
+        host = Host(m.name, hosts[m.name].address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts")
+        job = StackJob(m.name, m.role, host, "apt", render_local_conf(lab, m, PASSWORDS, fragments), lab.devstack,
+                       tmp_path / "logs" / m.name / "stack.log", tuple(PASSWORDS.values()), ssh_timeout=20)
+        jobs.append(replace(job, **changes))
+    return jobs
+
+
+def remote(host: TestHost, tmp_path: Path, command: str) -> str:
+    result = run_command(Host(host.name, host.address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts"),
+                         command)
+    assert result.ok, result
+    return result.stdout
+
+
+def seen_by_stack(host: TestHost, tmp_path: Path) -> dict[str, str]:
+    text = remote(host, tmp_path, "sudo cat /opt/stack/standin-stacked")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def allinones(n: int) -> list[dict[str, Any]]:
+    return [{"name": f"seat-{i}", "role": "allinone", "ip": "IP"} for i in range(1, n + 1)]
+
+
+def started_lab(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
+                machines: list[dict[str, Any]], fragments: dict[str, str] | None = None,
+                devstack: str = "") -> tuple[Lab, dict[str, TestHost]]:
+    hosts = {m["name"]: lab_hosts(m["name"]) for m in machines}
+    for m in machines:
+        m["ip"] = hosts[m["name"]].address
+    return make_lab(tmp_path, catalog, machines, fragments or {}, devstack), hosts
+
+
+def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                        catalog: Catalog) -> None:
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(3),
+                             {"seat-2.conf": '[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Neutron"\n'})
+    reporter = Recorder()
+    run = run_stacks(jobs_for(lab, hosts, tmp_path), reporter)
+
+    assert {n: r.status for n, r in run.results.items()} == {"seat-1": "ok", "seat-2": "failed", "seat-3": "ok"}
+    failed = run.results["seat-2"]
+    assert failed.phase == "Starting Neutron"
+    assert "stack.sh failed" in failed.message
+    assert any("failed on request" in line for line in failed.tail) and len(failed.tail) <= 30
+    ok = run.results["seat-1"]
+    assert ok.dashboard == f"http://{hosts['seat-1'].address}/dashboard"
+    assert ok.keystone == f"http://{hosts['seat-1'].address}/identity/"
+    phases = [t for n, t in reporter.updates if n == "seat-3"]
+    assert phases.index("preparing the guest") < phases.index("Installing package prerequisites") \
+        < phases.index("Starting Horizon")
+
+    # What stack.sh saw, in the machine: its own address, run as stack, with passwordless sudo.
+    seen = seen_by_stack(hosts["seat-3"], tmp_path)
+    assert seen["HOST_IP"] == hosts["seat-3"].address and seen["USER"] == "stack"
+    facts = remote(hosts["seat-1"], tmp_path, "stat -c '%a %U' /opt/stack /opt/stack/devstack/local.conf;"
+                   " sudo stat -c '%a' /etc/sudoers.d/50_stack_sh; sudo cat /etc/sudoers.d/50_stack_sh")
+    assert facts.split("\n")[:4] == ["755 stack", "600 stack", "440", "stack ALL=(ALL) NOPASSWD:ALL"]
+
+    # The lab's log: the whole output, arrived as it ran, with every password masked.
+    for name in hosts:
+        log = (tmp_path / "logs" / name / "stack.log").read_text()
+        assert "Installing OpenStack project source" in log
+        assert all(secret not in log for secret in PASSWORDS.values())
+    assert "The password: ********" in (tmp_path / "logs" / "seat-1" / "stack.log").read_text()
+    assert all(secret not in line for line in failed.tail for secret in PASSWORDS.values())
+
+
+def test_silent_ssh_fails_alone(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(2))
+    silent = SilentServer()
+    try:
+        jobs = jobs_for(lab, hosts, tmp_path, ssh_timeout=3)
+        jobs[1] = replace(jobs[1], host=replace(jobs[1].host, address="127.0.0.1", port=silent.port))
+        run = run_stacks(jobs, Recorder())
+    finally:
+        silent.close()
+    assert run.results["seat-1"].ok
+    hung = run.results["seat-2"]
+    assert hung.status == "failed" and hung.phase == "waiting for SSH"
+    assert "did not answer within 3 s" in hung.message
+
+
+def test_multinode_order_and_discovery(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                       catalog: Catalog) -> None:
+    machines = [{"name": "ctl", "role": "controller", "ip": ""}, {"name": "cmp-1", "role": "compute", "ip": ""},
+                {"name": "cmp-2", "role": "compute", "ip": ""}]
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, machines,
+                             {"controller.conf": "[[local|localrc]]\nSTANDIN_COMPUTES=cmp-1,cmp-2\n"})
+    times: dict[str, tuple[float, float]] = {}
+
+    def timed(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+        start = time.monotonic()
+        result = stack_machine(job, on_phase)
+        times[job.machine] = (start, time.monotonic())
+        return result
+
+    reporter = Recorder()
+    run = run_stacks(jobs_for(lab, hosts, tmp_path), reporter, runner=timed,
+                     discover=DiscoverSettings(attempts=3, interval=0.2))
+    assert not run.failed
+    assert times["cmp-1"][0] >= times["ctl"][1] and times["cmp-2"][0] >= times["ctl"][1]
+    assert ("cmp-1", "waiting for the controller") in reporter.updates
+    assert run.discovery == "mapped cmp-1, cmp-2"  # found on the second call: computes register late
+    compute = seen_by_stack(hosts["cmp-1"], tmp_path)
+    assert compute["SERVICE_HOST"] == hosts["ctl"].address and compute["HOST_IP"] == hosts["cmp-1"].address
+    assert compute["ENABLED_SERVICES"].startswith("n-cpu,")
+    assert run.results["cmp-1"].dashboard is None  # computes serve no dashboard
+
+
+def test_failed_controller_means_computes_never_start(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                                      catalog: Catalog) -> None:
+    machines = [{"name": "ctl", "role": "controller", "ip": ""}, {"name": "cmp-1", "role": "compute", "ip": ""}]
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, machines,
+                             {"ctl.conf": '[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Keystone"\n'})
+    run = run_stacks(jobs_for(lab, hosts, tmp_path), Recorder())
+    assert run.results["ctl"].status == "failed" and run.results["ctl"].phase == "Starting Keystone"
+    assert run.results["cmp-1"].status == "skipped" and "controller ctl failed" in run.results["cmp-1"].message
+    assert not (tmp_path / "logs" / "cmp-1").exists()
+    assert run.discovery is None
+
+
+def test_clone_inside_the_machine_and_clean(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                            catalog: Catalog) -> None:
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1))
+    # The stand-in repository is mounted at /srv/devstack in each test host: a real `git clone`
+    # (of a folder that root owns here, which git accepts only when told it is safe).
+    remote(hosts["seat-1"], tmp_path, "sudo git config --system --add safe.directory '*'")
+    cloned = replace(lab, devstack=replace(lab.devstack, repo="file:///srv/devstack", branch="master"))
+    (job,) = jobs_for(cloned, hosts, tmp_path)
+    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    origin = remote(hosts["seat-1"], tmp_path, "sudo -u stack git -C /opt/stack/devstack remote get-url origin")
+    assert origin.strip() == "file:///srv/devstack"
+    again = run_stacks([replace(job, clean=True)], Recorder())
+    assert again.results["seat-1"].ok
+    assert "standin-cleaned" in remote(hosts["seat-1"], tmp_path, "ls /opt/stack")
+    log = (tmp_path / "logs" / "seat-1" / "stack.log").read_text()
+    assert "Cleaning up (stand-in)" in log and (tmp_path / "logs" / "seat-1" / "stack.log.prev").exists()
+
+
+def test_proxy_and_ca_before_anything(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
+    ca = Path("/usr/local/share/ca-certificates")
+    pems = sorted(ca.glob("*.crt")) if ca.is_dir() else []
+    cert = tmp_path / "corp.crt"
+    if pems:
+        cert.write_text(pems[0].read_text())
+    else:  # a machine without the proxy's CA: any valid certificate will do
+        import subprocess
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=labctl-test",
+                        "-keyout", str(tmp_path / "k"), "-out", str(cert), "-days", "1"], check=True,
+                       capture_output=True)
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1), devstack="  force: true")
+    lab = replace(lab, ca_certificates=(cert,))
+    (job,) = jobs_for(lab, hosts, tmp_path, certificates=(("corp.crt", cert.read_text()),),
+                      proxy=_proxy(), no_proxy_hosts=(hosts["seat-1"].address,))
+    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    seen = seen_by_stack(hosts["seat-1"], tmp_path)
+    assert seen["http_proxy"] == "http://proxy.invalid:3128" and seen["FORCE"] == "yes"
+    files = remote(hosts["seat-1"], tmp_path, "cat /etc/apt/apt.conf.d/95labctl-proxy /etc/pip.conf;"
+                   " ls /etc/ssl/certs | grep -c labctl-corp; grep -c BEGIN /etc/ssl/certs/ca-certificates.crt")
+    assert 'Acquire::http::Proxy "http://proxy.invalid:3128";' in files
+    assert re.search(r"^1$", files, re.M)
+
+
+def _proxy() -> Any:
+    from labctl.model import Proxy
+
+    return Proxy("http://proxy.invalid:3128", "http://proxy.invalid:3128", "example.org")
