@@ -171,14 +171,17 @@ def _mirror(value: str | None) -> str:
 @lab_options
 @distro_options
 @click.option("--mirror", metavar="URL", help=MIRROR_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON at the end (progress goes to"
-              " stderr).")
+@click.option("--no-stack", is_flag=True, help="Only bring the machines up; do not run DevStack.")
+@click.option("--json", "as_json", is_flag=True, help="Print the machines (and DevStack results) as JSON at the"
+              " end; progress goes to stderr.")
 def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: str | None,
-       memory: str | None, cpus: int | None, disk: str | None, mirror: str | None, as_json: bool) -> None:
-    """Create and start the lab's machines (only those not running yet).
+       memory: str | None, cpus: int | None, disk: str | None, mirror: str | None, no_stack: bool,
+       as_json: bool) -> int:
+    """Create and start the lab's machines, then run DevStack on them.
 
     Checks the host first (vagrant-libvirt, libvirtd, accelerator, free memory and disk, boxes) and
-    creates nothing when something is missing.
+    creates nothing when something is missing. Running it again only does what is missing: machines
+    not running, DevStack not stacked. Exits 1 if DevStack failed on any machine.
     """
     from labctl.catalog import default_catalog
     from labctl.host import read_host
@@ -189,13 +192,140 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     ctx = _context()
     req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory, cpus=cpus, disk=disk)
     lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
-    plan, statuses = up_lab(lab, generated, ctx, read_host(), _reporter(as_json), _mirror(mirror))
-    if as_json:
-        _print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses]})
-        return
-    from labctl.ui import make_console, print_ready
+    reporter = _reporter(as_json)
+    plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror))
+    run = None
+    if not no_stack:
+        from labctl.stacking import stack_lab
 
-    print_ready(make_console(), plan.lab.name, statuses)
+        run = stack_lab(plan.lab, ctx.home.lab(plan.lab.name), statuses, reporter)
+    return _show_up(plan, statuses, run, as_json)
+
+
+def _show_up(plan: Any, statuses: Any, run: Any, as_json: bool) -> int:
+    from labctl.stacking import with_results
+
+    results = with_results(run, plan.lab) if run else {}
+    if as_json:
+        _print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses],
+                     "devstack": _results_json(results, run)})
+    else:
+        from labctl.ui import make_console, print_ready, print_stack_summary
+
+        console = make_console()
+        print_ready(console, plan.lab.name, statuses)
+        if run:
+            print_stack_summary(console, plan.lab.name, results, run.discovery)
+    return 1 if run and run.failed else 0
+
+
+def _results_json(results: Any, run: Any) -> dict[str, Any]:
+    return {"machines": {n: {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
+                             "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone}
+                         for n, r in results.items()},
+            "discover_hosts": run.discovery if run else None}
+
+
+@cli.command()
+@lab_options
+@click.option("--all", "everything", is_flag=True, help="Stack every machine, even those that stacked fine.")
+@click.option("--clean", is_flag=True, help="Run DevStack's unstack.sh and clean.sh first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (progress goes to stderr).")
+@click.argument("machines", nargs=-1)
+def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: bool, as_json: bool,
+          machines: tuple[str, ...]) -> int:
+    """Run DevStack on a running lab: the machines whose last run failed or never ran
+    (MACHINE... or --all for others). Exits 1 if any machine failed."""
+    from labctl import hypervisor
+    from labctl.catalog import default_catalog
+    from labctl.host import read_host
+    from labctl.inventory import lab_status
+    from labctl.lab import plan_lab, resolve_lab
+    from labctl.selection import LabRequest
+    from labctl.stacking import stack_lab, with_results
+
+    ctx = _context()
+    lab_dir = _lab_dir(lab_file, lab_name)
+    lab, _ = resolve_lab(LabRequest(lab=lab_dir.name), ctx.home, default_catalog(), Path.cwd())
+    # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
+    plan = plan_lab(lab, ctx.home, read_host())
+    reporter = _reporter(as_json)
+    run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, hypervisor.connect()), reporter, names=machines,
+                    everything=everything, clean=clean)
+    if run is None:
+        reporter.step("every machine has stacked already (labctl stack --all runs them again)")
+        return 0
+    results = with_results(run, plan.lab)
+    if as_json:
+        _print_json(_results_json(results, run))
+    else:
+        from labctl.ui import make_console, print_stack_summary
+
+        print_stack_summary(make_console(), lab_dir.name, results, run.discovery)
+    return 1 if run.failed else 0
+
+
+@cli.command()
+@lab_options
+@click.option("--follow", "-F", is_flag=True, help="Keep printing what is added, until Ctrl-C.")
+@click.argument("machine")
+def logs(lab_file: Path | None, lab_name: str | None, follow: bool, machine: str) -> None:
+    """Show MACHINE's DevStack log (stack.sh's whole output, passwords masked)."""
+    import time
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    names = [m["name"] for m in lab_dir.machines()]
+    if machine not in names:
+        raise LabctlError(f"no machine named {machine!r} in lab {lab_dir.name!r} (machines: {', '.join(names)})",
+                          hint="labctl status lists the machines")
+    path = lab_dir.stack_log(machine)
+    if not path.exists() and not follow:
+        raise LabctlError(f"{machine} has no DevStack log yet", hint=f"labctl stack --lab {lab_dir.name}")
+    offset = 0
+    try:
+        while True:
+            if path.exists():
+                if path.stat().st_size < offset:
+                    offset = 0  # a new run rotated the log
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read()
+                offset += len(data)
+                sys.stdout.write(data.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            if not follow:
+                return
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+
+
+@cli.command()
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON (the password included).")
+@click.argument("machine", required=False)
+def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: str | None) -> None:
+    """Print the lab's admin credentials and an openrc (for MACHINE, or the first API machine).
+
+    The only command that prints the lab's password."""
+    from labctl.stacking import credentials, openrc
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    data = credentials(lab_dir)
+    if as_json:
+        _print_json(data)
+        return
+    apis = list(data["machines"])
+    target = machine or (apis[0] if apis else "")
+    if target not in data["machines"]:
+        raise LabctlError(f"no machine running Keystone named {target!r} (machines: {', '.join(apis)})",
+                          hint="name the controller or an all-in-one machine")
+    click.echo(f"User: {data['username']}   Password: {data['password']}   Project: {data['project']}")
+    for name, m in data["machines"].items():
+        note = "" if m["stacked"] else "   (not stacked yet)"
+        click.echo(f"{name}: dashboard {m['dashboard']}   keystone {m['auth_url']}{note}")
+    click.echo(f"\n# openrc for {target} (labctl creds {target} --lab {lab_dir.name} | grep ^export > openrc)")
+    click.echo(openrc(data, target), nl=False)
 
 
 @cli.command()

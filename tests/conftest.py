@@ -15,6 +15,9 @@ from labctl.cli import main
 from labctl.host import HostFacts
 
 REPO = Path(__file__).resolve().parent.parent
+# Built boxes and root filesystems are kept between runs here (CI runs on the same machine again);
+# delete it to rebuild them.
+TEST_CACHE = Path(os.environ.get("LABCTL_TEST_CACHE", "/var/tmp/labctl-test-cache"))
 
 
 @pytest.fixture(autouse=True)

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
+from conftest import TEST_CACHE, require_tool
 
-TEST_CACHE = Path(os.environ.get("LABCTL_TEST_CACHE", "/var/tmp/labctl-test-cache"))
 ROOTFS = TEST_CACHE / "hosts-rootfs-bookworm"
 PACKAGES = "openssh-server,sudo,git,python3,iproute2,ca-certificates,procps"
 INSECURE_KEYS = sorted(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant"))
@@ -56,7 +55,8 @@ def ensure_rootfs() -> Path:
     hook = (f'chroot "$1" useradd -m -s /bin/bash -p "*" vagrant && '
             f'install -d -m 700 "$1/home/vagrant/.ssh" && install -m 600 {pub} "$1/home/vagrant/.ssh/authorized_keys"'
             f' && chroot "$1" chown -R vagrant:vagrant /home/vagrant/.ssh && '
-            f'echo "vagrant ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/vagrant" && chmod 440 "$1/etc/sudoers.d/vagrant"')
+            f'echo "vagrant ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/vagrant" && '
+            f'chmod 440 "$1/etc/sudoers.d/vagrant"')
     mirror = os.environ.get("LABCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
     subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", "--customize-hook", hook,
                     "bookworm", str(partial), mirror], check=True, capture_output=True, timeout=900)

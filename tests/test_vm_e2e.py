@@ -4,7 +4,6 @@ from Debian's packages, and SSH into the machines. Slow (minutes): marked `vm`."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -13,12 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from standin_devstack import make_repo
 
-from conftest import Result, libvirt_names, require_libvirt, require_tool
+from conftest import TEST_CACHE, Result, libvirt_names, require_libvirt, require_tool
 
 pytestmark = pytest.mark.vm
-# Built boxes are kept between runs here (CI runs on the same machine again); delete to rebuild.
-TEST_CACHE = Path(os.environ.get("LABCTL_TEST_CACHE", "/var/tmp/labctl-test-cache"))
 
 
 @pytest.fixture
@@ -70,16 +68,38 @@ def lab_name(vm_env: Path) -> Iterator[str]:
 
 def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name: str) -> None:
     before = libvirt_names()
+    repo = make_repo(isolated_home / "devstack")
+    (isolated_home / "local.conf.d").mkdir()
+    (isolated_home / "local.conf.d" / "b.conf").write_text('[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Neutron"\n')
     (isolated_home / "lab.yaml").write_text(
         f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
-        "machines:\n  - {name: a}\n  - {name: b}\n")
+        f"machines:\n  - {{name: a}}\n  - {{name: b}}\n"
+        f"devstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
 
+    # Machines up, then DevStack (pushed from the host folder) on both: b fails on request.
     up = run("up", "--json")
-    assert up.code == 0, up.err
-    machines = {m["name"]: m for m in json.loads(up.out)["machines"]}
+    assert up.code == 1, up.err
+    report = json.loads(up.out)
+    machines = {m["name"]: m for m in report["machines"]}
     assert set(machines) == {"a", "b"}
     assert all(m["state"] == "running" and m["ssh_address"] for m in machines.values())
     assert "software emulation" in up.err or "kvm" in up.err.lower()
+    stacked = report["devstack"]["machines"]
+    assert stacked["a"]["status"] == "ok" and stacked["a"]["dashboard"] == f"http://{machines['a']['ip']}/dashboard"
+    assert (stacked["b"]["status"], stacked["b"]["phase"]) == ("failed", "Starting Neutron")
+    log = run("logs", "a")
+    assert log.code == 0 and "Starting Horizon" in log.out and "The password: ********" in log.out
+    creds = json.loads(run("creds", "--json").out)
+    assert creds["password"] not in log.out + up.out + up.err
+    inside = run("exec", "a", "--", "sudo cat /opt/stack/standin-stacked")
+    assert f"HOST_IP={machines['a']['ip']}" in inside.out and "USER=stack" in inside.out
+
+    # Fixed: only b runs again.
+    (isolated_home / "local.conf.d" / "b.conf").unlink()
+    retry = run("stack", "--json")
+    assert retry.code == 0, retry.err
+    assert {n: r["status"] for n, r in json.loads(retry.out)["machines"].items()} == {"b": "ok"}
+    assert "every machine has stacked already" in run("stack").out
 
     status = json.loads(run("status", "--json").out)["machines"]
     for m in status:

@@ -1,0 +1,104 @@
+"""Stacking decisions that need no machine: which machines to stack, proxies, credentials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labctl.catalog import Catalog
+from labctl.errors import LabctlError
+from labctl.model import Proxy, lab_from_dict
+from labctl.provision import StackResult, devstack_command, proxy_files
+from labctl.stacking import StackRun, credentials, machines_to_stack, openrc, record
+from labctl.state import LabDir
+
+
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> LabDir:
+    d = LabDir("t", tmp_path / "t")
+    d.create()
+    d.write_meta({"name": "t", "machines": [{"name": "ctl", "role": "controller", "ip": "10.0.0.10"},
+                                            {"name": "cmp-1", "role": "compute", "ip": "10.0.0.11"},
+                                            {"name": "cmp-2", "role": "compute", "ip": "10.0.0.12"}]})
+    d.write_passwords({"admin": "Adm1n", "database": "Db", "rabbit": "Rb", "service": "Sv"})
+    return d
+
+
+def multinode(catalog: Catalog) -> object:
+    return lab_from_dict({"name": "t", "network": {"cidr": "10.0.0.0/24"},
+                          "machines": [{"name": "ctl", "role": "controller"},
+                                       {"name": "cmp", "role": "compute", "count": 2}]}, catalog)
+
+
+def test_retry_takes_failed_and_never_run(lab_dir: LabDir, catalog: Catalog) -> None:
+    lab = multinode(catalog)
+    assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["ctl", "cmp-1", "cmp-2"]  # type: ignore[arg-type]
+    record(lab_dir, StackRun({"ctl": StackResult("ctl", "ok", 100, "Starting Horizon"),
+                              "cmp-1": StackResult("cmp-1", "failed", 50, "Starting Neutron", "boom"),
+                              "cmp-2": StackResult("cmp-2", "ok", 60)}, "mapped cmp-2"))
+    assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["cmp-1"]  # type: ignore[arg-type]
+    assert [m.name for m in machines_to_stack(lab, lab_dir, [], True)] == ["ctl", "cmp-1", "cmp-2"]  # type: ignore[arg-type]
+    assert [m.name for m in machines_to_stack(lab, lab_dir, ["cmp-2"], False)] == ["cmp-2"]  # type: ignore[arg-type]
+    with pytest.raises(LabctlError, match="no machine named 'nope'"):
+        machines_to_stack(lab, lab_dir, ["nope"], False)  # type: ignore[arg-type]
+    state = json.loads(lab_dir.state_file.read_text())
+    assert state["stack"]["cmp-1"]["phase"] == "Starting Neutron" and state["discover_hosts"] == "mapped cmp-2"
+    assert "Adm1n" not in lab_dir.state_file.read_text()
+
+
+def test_damaged_state_is_reported(lab_dir: LabDir) -> None:
+    lab_dir.state_file.write_text("{not json")
+    with pytest.raises(LabctlError, match=r"state\.json is damaged") as err:
+        lab_dir.read_state()
+    assert err.value.hint and "delete it" in err.value.hint
+
+
+def test_credentials_and_openrc(lab_dir: LabDir) -> None:
+    creds = credentials(lab_dir)
+    assert creds["password"] == "Adm1n" and list(creds["machines"]) == ["ctl"]  # computes have no Keystone
+    assert creds["machines"]["ctl"]["auth_url"] == "http://10.0.0.10/identity"
+    rc = openrc(creds, "ctl")
+    assert "export OS_AUTH_URL=http://10.0.0.10/identity\n" in rc and "export OS_PASSWORD=Adm1n\n" in rc
+    assert "export OS_IDENTITY_API_VERSION=3\n" in rc
+
+
+def test_proxy_files_per_family() -> None:
+    proxy = Proxy("http://p.example:3128", "http://p.example:3128", "corp.example")
+    apt = proxy_files("apt", proxy, ["10.0.0.10"])
+    assert apt["/etc/apt/apt.conf.d/95labctl-proxy"] == ('Acquire::http::Proxy "http://p.example:3128";\n'
+                                                         'Acquire::https::Proxy "http://p.example:3128";\n')
+    profile = apt["/etc/profile.d/labctl-proxy.sh"]
+    assert "export no_proxy=corp.example,localhost,127.0.0.1,10.0.0.10\n" in profile
+    assert "env_keep" in apt["/etc/sudoers.d/labctl-proxy"] and "proxy = " in apt["/etc/pip.conf"]
+    assert "/etc/sysconfig/proxy" in proxy_files("zypper", proxy, [])
+    assert not any("apt" in p for p in proxy_files("dnf", proxy, []))
+
+
+def test_devstack_command_runs_as_stack() -> None:
+    assert devstack_command("./stack.sh", False) == (
+        "sudo -u stack -H bash -l -c 'cd /opt/stack/devstack && exec ./stack.sh'")
+    assert "env FORCE=yes" in devstack_command("./stack.sh", True)
+
+
+@pytest.mark.parametrize(("proxy", "message"), [
+    ({"http": "ftp://x"}, "proxy.http"), ({"http": "http://a b"}, "proxy.http"),
+    ({"http": "http://x;id"}, "proxy.http"), ({}, "give http, https or both"),
+    ({"http": "http://x", "no_proxy": "a b"}, "proxy.no_proxy"), ({"https": "http://x", "ftp": "y"}, "proxy.ftp"),
+])
+def test_bad_proxy(catalog: Catalog, proxy: dict[str, str], message: str) -> None:
+    from labctl.errors import LabFileError
+
+    with pytest.raises(LabFileError, match=message.replace(".", r"\.")):
+        lab_from_dict({"name": "t", "machines": [{"name": "a"}], "proxy": proxy}, catalog)
+
+
+def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
+    from labctl.errors import LabFileError
+
+    (tmp_path / "not.pem").write_text("hello")
+    for value, message in ((str(tmp_path / "missing.crt"), "cannot read"), (str(tmp_path / "not.pem"), "no PEM"),
+                           (3, "expected the path")):
+        with pytest.raises(LabFileError, match=message):
+            lab_from_dict({"name": "t", "machines": [{"name": "a"}], "ca_certificates": [value]}, catalog)
