@@ -118,7 +118,8 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory,
                      cpus=cpus, disk=disk)
     lab, generated = resolve_lab(req, home, default_catalog(), Path.cwd())
-    result = plan_lab(lab, home, read_host(), generated)
+    with home.writer(lab.name, "plan"):
+        result = plan_lab(lab, home, read_host(), generated)
     if as_json:
         _print_json(result.as_json())
         return
@@ -193,12 +194,13 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory, cpus=cpus, disk=disk)
     lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
     reporter = _reporter(as_json)
-    plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror))
-    run = None
-    if not no_stack:
-        from labctl.stacking import stack_lab
+    with ctx.home.writer(lab.name, "up"):
+        plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror))
+        run = None
+        if not no_stack:
+            from labctl.stacking import stack_lab
 
-        run = stack_lab(plan.lab, ctx.home.lab(plan.lab.name), statuses, reporter)
+            run = stack_lab(plan.lab, ctx.home.lab(plan.lab.name), statuses, reporter)
     return _show_up(plan, statuses, run, as_json)
 
 
@@ -247,11 +249,12 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     ctx = _context()
     lab_dir = _lab_dir(lab_file, lab_name)
     lab, _ = resolve_lab(LabRequest(lab=lab_dir.name), ctx.home, default_catalog(), Path.cwd())
-    # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
-    plan = plan_lab(lab, ctx.home, read_host())
     reporter = _reporter(as_json)
-    run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, hypervisor.connect()), reporter, names=machines,
-                    everything=everything, clean=clean)
+    with ctx.home.writer(lab.name, "stack"):
+        # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
+        plan = plan_lab(lab, ctx.home, read_host())
+        run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, hypervisor.connect()), reporter, names=machines,
+                        everything=everything, clean=clean)
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0
@@ -373,7 +376,9 @@ def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...])
     from labctl.lifecycle import halt_lab
 
     reporter = _reporter()
-    forced = halt_lab(_lab_dir(lab_file, lab_name), _context(), machines, reporter)
+    lab_dir = _lab_dir(lab_file, lab_name)
+    with _home().writer(lab_dir.name, "halt"):
+        forced = halt_lab(lab_dir, _context(), machines, reporter)
     if forced:
         reporter.warn(f"powered off without a clean shutdown: {', '.join(forced)}")
 
@@ -385,7 +390,9 @@ def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...
     """Start halted machines again (all of the lab's when none is named)."""
     from labctl.lifecycle import resume_lab
 
-    resume_lab(_lab_dir(lab_file, lab_name), _context(), machines, _reporter())
+    lab_dir = _lab_dir(lab_file, lab_name)
+    with _home().writer(lab_dir.name, "resume"):
+        resume_lab(lab_dir, _context(), machines, _reporter())
 
 
 @cli.command()
@@ -402,7 +409,8 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
                               hint=f"labctl destroy -y --lab {lab_dir.name}")
         click.confirm(f"Destroy lab {lab_dir.name!r} and everything in {lab_dir.path}?", abort=True)
     reporter = _reporter()
-    removed = destroy_lab(lab_dir, _context(), reporter)
+    with _home().writer(lab_dir.name, "destroy"):
+        removed = destroy_lab(lab_dir, _context(), reporter)
     reporter.step(f"lab {lab_dir.name} destroyed ({len(removed)} libvirt object(s) removed after vagrant)")
 
 
@@ -516,7 +524,20 @@ def box_list(as_json: bool) -> None:
         click.echo("No boxes yet: labctl box build debian makes one.")
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` and cleanup runs, as for Ctrl-C."""
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("LABCTL_DEBUG"))
     remote: list[str] = []
@@ -537,8 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("labctl: interrupted", err=True)
+        click.echo("labctl: interrupted; what finished is kept, run the command again to go on", err=True)
         return 130
+    except _Terminated:
+        click.echo("labctl: terminated; what finished is kept, run the command again to go on", err=True)
+        return 143
     except Exception:
         if debug:
             raise

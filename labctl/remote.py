@@ -21,6 +21,19 @@ from fabric import Config, Connection
 from labctl.errors import LabctlError
 
 CONNECT_TIMEOUT = 15
+# Set by cancel_all() when labctl is interrupted: waits stop and open sessions are closed.
+CANCELLED = threading.Event()
+_sessions: set[Session] = set()
+_sessions_lock = threading.Lock()
+
+
+def cancel_all() -> None:
+    """Stop every SSH wait and close every open session (their remote commands get EOF and die)."""
+    CANCELLED.set()
+    with _sessions_lock:
+        sessions = list(_sessions)
+    for session in sessions:
+        session.conn.close()
 
 
 @dataclass(frozen=True)
@@ -186,11 +199,15 @@ class Session:
                 from None
         # stack.sh runs for half an hour, mostly silent on some phases: keep the connection alive.
         self.conn.transport.set_keepalive(self.KEEPALIVE)
+        with _sessions_lock:
+            _sessions.add(self)
 
     def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with _sessions_lock:
+            _sessions.discard(self)
         self.conn.close()
 
     def run(self, command: str, what: str, *, on_line: Callable[[str], None] | None = None,
@@ -225,7 +242,7 @@ class Session:
 def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:
     """Until `true` runs over SSH; a changed host key is refused at once."""
     deadline = time.monotonic() + timeout
-    while True:
+    while not CANCELLED.is_set():
         result = run_command(host, "true", timeout=30)
         if result.ok:
             return
@@ -235,7 +252,8 @@ def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:
             raise SshUnreachable(f"{host.name}: SSH at {host.address}:{host.port} did not answer within"
                                  f" {timeout:.0f} s ({result.error or f'exit {result.exit_code}'})",
                                  hint="labctl status shows whether it runs; labctl resume starts it")
-        time.sleep(interval)
+        CANCELLED.wait(interval)
+    raise SshUnreachable(f"{host.name}: interrupted while waiting for SSH")
 
 
 def run_parallel(hosts: Sequence[Host], command: str, timeout: float | None = None,

@@ -17,7 +17,7 @@ from labctl.errors import LabctlError
 from labctl.inventory import MachineStatus, running
 from labctl.model import Lab, Machine
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
-from labctl.remote import Host
+from labctl.remote import CANCELLED, Host, cancel_all
 from labctl.state import LabDir
 
 Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
@@ -81,40 +81,58 @@ def host_of(lab_dir: LabDir, status: MachineStatus) -> Host:
 
 def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host | None = None,
                controller_ready: bool = False, runner: Runner = stack_machine,
-               discover: DiscoverSettings | None = None, discover_log: Any = None) -> StackRun:
+               discover: DiscoverSettings | None = None, discover_log: Any = None,
+               on_result: Callable[[StackResult], None] | None = None) -> StackRun:
     """Stack every job; computes after the controller. `controller_ready`: the controller is not
-    among the jobs but stacked fine before (a retry of computes alone)."""
-    discover = discover or DiscoverSettings()
+    among the jobs but stacked fine before (a retry of computes alone). `on_result` hears of each
+    machine as it ends, so that an interruption loses nothing that finished."""
+    CANCELLED.clear()
+    return _run_stacks(jobs, reporter, controller_host, controller_ready, runner, discover or DiscoverSettings(),
+                       discover_log, on_result or (lambda _r: None))
+
+
+def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host | None, controller_ready: bool,
+                runner: Runner, discover: DiscoverSettings, discover_log: Any,
+                on_result: Callable[[StackResult], None]) -> StackRun:
     results: dict[str, StackResult] = {}
     controller = next((j for j in jobs if j.role == "controller"), None)
     computes = [j for j in jobs if j.role == "compute"]
     first = [j for j in jobs if j.role != "compute"]
-    with reporter.machines([j.machine for j in jobs], "queued") as progress, \
-            ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+    with reporter.machines([j.machine for j in jobs], "queued") as progress:
+        pool = ThreadPoolExecutor(max_workers=max(1, len(jobs)))
+
         def start(job: StackJob) -> Future[StackResult]:
             def on_phase(text: str) -> None:
                 progress.update(job.machine, text)
             return pool.submit(runner, job, on_phase)
 
-        futures = {j.machine: start(j) for j in first}
-        for j in computes:
-            progress.update(j.machine, "waiting for the controller")
-        if computes:
-            if controller is not None:
-                ready = futures[controller.machine].result().ok
-                why = f"controller {controller.machine} failed"
-            else:
-                ready, why = controller_ready, "the controller has not stacked successfully"
+        try:
+            futures = {j.machine: start(j) for j in first}
             for j in computes:
-                if ready:
-                    futures[j.machine] = start(j)
+                progress.update(j.machine, "waiting for the controller")
+            if computes:
+                if controller is not None:
+                    ready = futures[controller.machine].result().ok
+                    why = f"controller {controller.machine} failed"
                 else:
-                    results[j.machine] = StackResult(j.machine, "skipped", message=f"not started: {why}")
-                    progress.update(j.machine, f"skipped: {why}")
-        for name, future in futures.items():
-            result = future.result()
-            results[name] = result
-            progress.update(name, "done" if result.ok else f"failed at {result.phase}")
+                    ready, why = controller_ready, "the controller has not stacked successfully"
+                for j in computes:
+                    if ready:
+                        futures[j.machine] = start(j)
+                    else:
+                        results[j.machine] = StackResult(j.machine, "skipped", message=f"not started: {why}")
+                        progress.update(j.machine, f"skipped: {why}")
+            for name, future in futures.items():
+                result = future.result()
+                results[name] = result
+                on_result(result)
+                progress.update(name, "done" if result.ok else f"failed at {result.phase}")
+        except BaseException:
+            # Ctrl-C or SIGTERM: end the SSH sessions first, so that the workers (and stack.sh) stop now.
+            cancel_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     run = StackRun({j.machine: results[j.machine] for j in jobs})
     stacked_computes = [j.machine for j in computes if results[j.machine].ok]
     host = controller.host if controller else controller_host
@@ -129,14 +147,15 @@ def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host
     return run
 
 
-def record(lab_dir: LabDir, run: StackRun) -> None:
+def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | None = None) -> None:
     state = lab_dir.read_state()
     stack = state.setdefault("stack", {})
-    for name, r in run.results.items():
-        stack[name] = {"status": r.status, "seconds": round(r.seconds), "phase": r.phase, "message": r.message,
-                       "dashboard": r.dashboard, "keystone": r.keystone, "finished": int(time.time())}
-    if run.discovery is not None:
-        state["discover_hosts"] = run.discovery
+    for r in results:
+        stack[r.machine] = {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
+                            "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
+                            "finished": int(time.time())}
+    if discovery is not None:
+        state["discover_hosts"] = discovery
     lab_dir.write_state(state)
 
 
@@ -157,8 +176,8 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     controller_host = host_of(lab_dir, by_name[ctl.name]) if ctl and ctl.name in by_name else None
     run = run_stacks(jobs, reporter, controller_host=controller_host,
                      controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
-                     discover=discover)
-    record(lab_dir, run)
+                     discover=discover, on_result=lambda r: record(lab_dir, [r]))
+    record(lab_dir, list(run.results.values()), run.discovery)
     return run
 
 

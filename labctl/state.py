@@ -7,11 +7,15 @@ machines/<machine>/local.conf (0600: it holds the passwords). Every file is writ
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import string
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,6 +189,12 @@ class LabDir:
         atomic_write(self.meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
+class LabBusy(LabctlError):
+    """Another labctl command is changing the lab."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class LabHome:
     root: Path
@@ -192,6 +202,32 @@ class LabHome:
     @property
     def labs_dir(self) -> Path:
         return self.root / "labs"
+
+    @contextlib.contextmanager
+    def writer(self, name: str, command: str) -> Iterator[None]:
+        """Be the lab's only writer while the block runs; refuse at once if another command is.
+
+        An flock on $LABCTL_HOME/locks/<lab>.lock: the kernel releases it when its holder dies, so
+        a lock left by a killed command is simply taken over. It lives outside the lab's folder so
+        that `destroy` can remove that folder while holding it."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / f"{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(path)
+                raise LabBusy(f"lab {name!r} is busy: `labctl {holder.get('command', '?')}` (pid"
+                              f" {holder.get('pid', '?')}) is changing it since {holder.get('since', '?')}",
+                              hint=f"wait for it to finish, or stop it: kill {holder.get('pid', 'PID')}") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "command": command,
+                                     "since": time.strftime("%H:%M:%S")}).encode())
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def lab(self, name: str) -> LabDir:
         if not NAME_RE.match(name):
@@ -203,3 +239,11 @@ class LabHome:
             return []
         return sorted(p.name for p in self.labs_dir.iterdir()
                       if NAME_RE.match(p.name) and (p / "lab.json").is_file())
+
+
+def _lock_holder(path: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}

@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,17 +109,34 @@ class VagrantDriver:
                                 hint=f"vagrant's full output is in {self.log}") from None
 
     def up(self, machines: list[str], on_progress: Callable[[str, str], None]) -> None:
-        """Bring machines up (vagrant-libvirt creates them in parallel), reporting each step."""
-        def stream() -> None:
-            # python-vagrant's up() takes a single vm_name; vagrant itself takes several.
-            lines = self._vagrant._stream_vagrant_command(["up", *machines, "--no-provision", "--provider=libvirt"])
-            for line in lines:
-                with self._log_cm() as handle:
-                    handle.write(line)
-                step = parse_progress(line)
-                if step:
-                    on_progress(*step)
-        self._call("up", stream)
+        """Bring machines up (vagrant-libvirt creates them in parallel), reporting each step.
+
+        Run here rather than through python-vagrant's streaming up(), which takes a single machine
+        and, when interrupted, waits for vagrant to finish: on Ctrl-C or SIGTERM vagrant is asked to
+        stop (it cleans up what it was creating) and is killed if it does not within 30 s."""
+        argv = self._vagrant._make_vagrant_command(["up", *machines, "--no-provision", "--provider=libvirt"])
+        with self._log_cm() as log:
+            proc = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    log.write(line)
+                    log.flush()
+                    step = parse_progress(line)
+                    if step:
+                        on_progress(*step)
+                code = proc.wait()
+            except BaseException:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                raise
+        if code != 0:
+            raise self._failed("up", subprocess.CalledProcessError(code, argv))
 
     def destroy(self) -> None:
         self._call("destroy", lambda: self._vagrant.destroy())

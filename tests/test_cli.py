@@ -182,7 +182,7 @@ def test_bad_fragment_writes_nothing(run: Callable[..., Result], isolated_home: 
     (isolated_home / "local.conf.d" / "all.conf").write_text("FOO=1\n")
     result = run("plan")
     assert result.code == 2 and "all.conf:1" in result.err
-    assert not labctl_home.exists()
+    assert not (labctl_home / "labs").exists()  # only the lab's lock was taken, in $LABCTL_HOME/locks
 
 
 def test_failed_replan_keeps_the_previous_files(run: Callable[..., Result], isolated_home: Path,

@@ -81,14 +81,16 @@ def lab_hosts(rootfs: Path, tmp_path: Path) -> Iterator[Callable[..., TestHost]]
 
 
 def make_lab(tmp_path: Path, catalog: Catalog, machines: list[dict[str, Any]], fragments: dict[str, str],
-             devstack: str = "") -> Lab:
+             devstack: str = "", phase_seconds: str | None = "0.1") -> Lab:
     folder = tmp_path / "labdef"
     (folder / "local.conf.d").mkdir(parents=True, exist_ok=True)
     for name, text in fragments.items():
         (folder / "local.conf.d" / name).write_text(text)
     lines = ["name: hosts", "network: {cidr: 10.199.0.0/16}", "machines:"]
     lines += [f"  - {{name: {m['name']}, role: {m['role']}, ip: {m['ip']}}}" for m in machines]
-    lines += ["devstack:", f"  repo: {tmp_path / 'devstack'}", "  localrc: {STANDIN_PHASE_SECONDS: 0.1}", devstack]
+    lines += ["devstack:", f"  repo: {tmp_path / 'devstack'}", devstack]
+    if phase_seconds is not None:
+        lines.append(f"  localrc: {{STANDIN_PHASE_SECONDS: {phase_seconds}}}")
     (folder / "lab.yaml").write_text("\n".join(lines) + "\n")
     return load_lab(folder / "lab.yaml", catalog)
 
@@ -122,11 +124,11 @@ def allinones(n: int) -> list[dict[str, Any]]:
 
 def started_lab(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
                 machines: list[dict[str, Any]], fragments: dict[str, str] | None = None,
-                devstack: str = "") -> tuple[Lab, dict[str, TestHost]]:
+                devstack: str = "", phase_seconds: str | None = "0.1") -> tuple[Lab, dict[str, TestHost]]:
     hosts = {m["name"]: lab_hosts(m["name"]) for m in machines}
     for m in machines:
         m["ip"] = hosts[m["name"]].address
-    return make_lab(tmp_path, catalog, machines, fragments or {}, devstack), hosts
+    return make_lab(tmp_path, catalog, machines, fragments or {}, devstack, phase_seconds), hosts
 
 
 def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_path: Path,
@@ -264,3 +266,68 @@ def _proxy() -> Any:
     from labctl.model import Proxy
 
     return Proxy("http://proxy.invalid:3128", "http://proxy.invalid:3128", "example.org")
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_stack_hosts import Recorder, jobs_for
+from hosts import TestHost
+from labctl.catalog import default_catalog
+from labctl.model import load_lab
+from labctl.stacking import run_stacks
+
+tmp = Path(sys.argv[1])
+addresses = json.loads(sys.argv[2])
+lab = load_lab(tmp / "labdef" / "lab.yaml", default_catalog())
+hosts = {name: TestHost(name, int(a.split(".")[2]), tmp, tmp) for name, a in addresses.items()}
+done = tmp / "results.jsonl"
+try:
+    run_stacks(jobs_for(lab, hosts, tmp), Recorder(),
+               on_result=lambda r: done.open("a").write(json.dumps([r.machine, r.status]) + "\\n"))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_stacking_and_keeps_what_finished(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                                         catalog: Catalog) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    # Phase times from fragments: lab.yaml's devstack block would override a machine's own fragment.
+    _, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(2),
+                           {"all.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=0.1\n",
+                            "seat-2.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=3\n"}, phase_seconds=None)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path),
+                              json.dumps({n: h.address for n, h in hosts.items()}), str(Path(__file__).parent)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "logs" / "seat-2" / "stack.log"
+    results = tmp_path / "results.jsonl"
+
+    def midway() -> bool:
+        return (log.exists() and "echo_summary 'Starting Keystone'" in log.read_text()
+                and results.exists() and "seat-1" in results.read_text())
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not midway():
+        assert child.poll() is None, child.communicate()
+        time.sleep(0.2)
+    assert results.read_text().strip() == '["seat-1", "ok"]'  # the fast one finished and was kept
+    interrupted = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert time.monotonic() - interrupted < 10  # within seconds, not after stack.sh's remaining phases
+    # stack.sh on seat-2 ended with its SSH session; seat-2 has no result, so a retry runs it again.
+    for _ in range(20):
+        left = run_command(Host("seat-2", hosts["seat-2"].address, "vagrant", INSECURE_KEYS[-1],
+                                tmp_path / "known_hosts"), "pgrep -f stack.sh")
+        if left.exit_code == 1:
+            break
+        time.sleep(0.5)
+    assert left.exit_code == 1, left.stdout
+    assert '"seat-2"' not in results.read_text()

@@ -11,7 +11,7 @@ from labctl.catalog import Catalog
 from labctl.errors import LabctlError
 from labctl.model import Proxy, lab_from_dict
 from labctl.provision import StackResult, devstack_command, proxy_files
-from labctl.stacking import StackRun, credentials, machines_to_stack, openrc, record
+from labctl.stacking import credentials, machines_to_stack, openrc, record
 from labctl.state import LabDir
 
 
@@ -35,9 +35,9 @@ def multinode(catalog: Catalog) -> object:
 def test_retry_takes_failed_and_never_run(lab_dir: LabDir, catalog: Catalog) -> None:
     lab = multinode(catalog)
     assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["ctl", "cmp-1", "cmp-2"]  # type: ignore[arg-type]
-    record(lab_dir, StackRun({"ctl": StackResult("ctl", "ok", 100, "Starting Horizon"),
-                              "cmp-1": StackResult("cmp-1", "failed", 50, "Starting Neutron", "boom"),
-                              "cmp-2": StackResult("cmp-2", "ok", 60)}, "mapped cmp-2"))
+    record(lab_dir, [StackResult("ctl", "ok", 100, "Starting Horizon"),
+                     StackResult("cmp-1", "failed", 50, "Starting Neutron", "boom"),
+                     StackResult("cmp-2", "ok", 60)], "mapped cmp-2")
     assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["cmp-1"]  # type: ignore[arg-type]
     assert [m.name for m in machines_to_stack(lab, lab_dir, [], True)] == ["ctl", "cmp-1", "cmp-2"]  # type: ignore[arg-type]
     assert [m.name for m in machines_to_stack(lab, lab_dir, ["cmp-2"], False)] == ["cmp-2"]  # type: ignore[arg-type]

@@ -1,0 +1,100 @@
+"""Faults caused for real: a second writer, killed commands, stale locks, torn writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO, Result
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from labctl.state import LabHome
+with LabHome(Path(sys.argv[1])).writer(sys.argv[2], "hold-for-test"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_lock(home: Path, lab: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(home), lab], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_one_writer_per_lab(run: Callable[..., Result], isolated_home: Path, labctl_home: Path) -> None:
+    (isolated_home / "lab.yaml").write_text("name: busy\nmachines: [{name: a}]\n")
+    assert run("plan").code == 0
+    holder = hold_lock(labctl_home, "busy")
+    try:
+        blocked = run("plan")
+        assert blocked.code == 1
+        assert f"`labctl hold-for-test` (pid {holder.pid})" in blocked.err and f"kill {holder.pid}" in blocked.err
+        assert run("creds").code == 0  # reading is never blocked
+        other = isolated_home / "other"
+        other.mkdir()
+        (other / "lab.yaml").write_text("name: other\nmachines: [{name: a}]\n")
+        assert run("plan", "-f", str(other / "lab.yaml")).code == 0  # other labs are not blocked
+    finally:
+        holder.kill()  # SIGKILL: the lock is left behind, stale
+        holder.wait()
+    assert run("plan").code == 0  # and taken over
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.endswith(".tmp")}
+
+
+def test_killed_plans_never_leave_a_torn_file(isolated_home: Path, labctl_home: Path) -> None:
+    lab_yaml = isolated_home / "lab.yaml"
+    lab_yaml.write_text("name: torn\nmachines:\n  - {name: seat, count: 30}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    lab_dir = labctl_home / "labs" / "torn"
+    for delay in (0.05, 0.15, 0.25, 0.35, 0.45, 0.6):
+        proc = subprocess.Popen([sys.executable, "-m", "labctl", "plan"], cwd=isolated_home, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # Whatever the moment, every file there is whole: absent, or complete and readable.
+        for name, data in _files(lab_dir).items() if lab_dir.exists() else []:
+            if name == "lab.json":
+                assert json.loads(data)["name"] == "torn"
+            elif name == "secrets.yaml":
+                assert len(yaml.safe_load(data)["passwords"]) == 4
+            elif name.endswith("local.conf"):
+                assert data.startswith(b"# local.conf") and b"[[local|localrc]]" in data
+            elif name == "Vagrantfile":
+                assert data.rstrip().endswith(b"end")
+    secrets = (lab_dir / "secrets.yaml").read_bytes() if (lab_dir / "secrets.yaml").exists() else None
+    done = subprocess.run([sys.executable, "-m", "labctl", "plan", "--json"], cwd=isolated_home, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["machines"]) == 30
+    if secrets is not None:
+        assert (lab_dir / "secrets.yaml").read_bytes() == secrets  # passwords survive every crash
+
+
+def test_sigterm_exits_143(isolated_home: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    (isolated_home / "lab.yaml").write_text("name: sig\nmachines: [{name: a}]\n")
+    subprocess.run([sys.executable, "-m", "labctl", "plan"], cwd=isolated_home, env=env, check=True,
+                   capture_output=True)
+    # `logs --follow` runs until stopped: the simplest long command.
+    follower = subprocess.Popen([sys.executable, "-m", "labctl", "logs", "a", "--follow"], cwd=isolated_home,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    follower.send_signal(signal.SIGTERM)
+    _, err = follower.communicate(timeout=10)
+    assert follower.returncode == 143 and "terminated" in err
