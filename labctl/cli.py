@@ -400,9 +400,18 @@ def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
     """Delete the lab: its machines, disks, network and folder (passwords and logs included)."""
+    from labctl.errors import LabNotFound
     from labctl.lifecycle import destroy_lab
 
-    lab_dir = _lab_dir(lab_file, lab_name)
+    try:
+        lab_dir = _lab_dir(lab_file, lab_name)
+    except LabNotFound:
+        # Its folder is gone but machines of it may remain: libvirt still knows where they came from.
+        from labctl import hypervisor
+
+        lab_dir = _home().lab(lab_name) if lab_name else None
+        if lab_dir is None or not hypervisor.domains_of(hypervisor.connect(), lab_dir.path):
+            raise
     if not yes:
         if not sys.stdin.isatty():
             raise LabctlError(f"refusing to destroy lab {lab_dir.name!r} without confirmation",

@@ -179,6 +179,21 @@ def shut_down(conn: libvirt.virConnect, names: list[str], timeout: float,
     return list(pending)
 
 
+def domains_of(conn: libvirt.virConnect, lab_folder: Path) -> list[str]:
+    """Domains that vagrant-libvirt created from this lab folder (their description says
+    "Source: <folder>/Vagrantfile"): found even when labctl lost its own record of them."""
+    marker = f"Source: {lab_folder}/Vagrantfile"
+    found = []
+    for dom in conn.listAllDomains():
+        try:
+            description = dom.metadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None)
+        except libvirt.libvirtError:
+            continue
+        if description.strip() == marker:
+            found.append(dom.name())
+    return sorted(found)
+
+
 def domain_names(conn: libvirt.virConnect) -> list[str]:
     return sorted(d.name() for d in conn.listAllDomains())
 

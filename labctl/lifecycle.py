@@ -189,7 +189,13 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     if names:
         with reporter.machines(names, "booting") as progress:
             driver.up(names, progress.update)
-    return plan, lab_status(lab_dir, conn)
+    statuses = lab_status(lab_dir, conn)
+    created = {m.name for m, info in zip(rendered.lab.machines, infos, strict=True) if info is None}
+    if created:
+        from labctl.remote import forget_hosts
+
+        forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
+    return plan, statuses
 
 
 def _validate(vagrantfile: str, driver: Any) -> None:
@@ -248,9 +254,9 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
             # libvirt removes what vagrant could not; vagrant's words stay in the log.
             reporter.warn(f"{exc.message}; removing what is left through libvirt")
     reporter.step("removing leftovers (domains, volumes, network)")
-    removed = hypervisor.remove_leftovers(conn, [domain_name(lab_dir.name, m) for m in machines],
-                                          network_name(lab_dir.name))
-    shutil.rmtree(lab_dir.path)
+    domains = {domain_name(lab_dir.name, m) for m in machines} | set(hypervisor.domains_of(conn, lab_dir.path))
+    removed = hypervisor.remove_leftovers(conn, sorted(domains), network_name(lab_dir.name))
+    shutil.rmtree(lab_dir.path, ignore_errors=True)
     return removed
 
 

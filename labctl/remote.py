@@ -129,6 +129,22 @@ def load_key(path: Path) -> paramiko.PKey:
     return key
 
 
+def forget_hosts(known_hosts: Path, addresses: Sequence[str]) -> None:
+    """Drop the recorded keys of addresses that now belong to new machines (a recreated machine, or
+    a DHCP address handed to another one): their next contact records the new key."""
+    if not known_hosts.exists() or not addresses:
+        return
+    with _TrustOnFirstUse._lock:
+        keys = paramiko.HostKeys(str(known_hosts))
+        for address in addresses:
+            for name in (address, f"[{address}]:22"):
+                if name in keys:
+                    del keys[name]
+        tmp = known_hosts.with_name(known_hosts.name + ".tmp")
+        keys.save(str(tmp))
+        tmp.replace(known_hosts)
+
+
 def connect(host: Host) -> Connection:
     # Fabric would read ~/.ssh/config and the user's keys: a lab uses only its own.
     config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})

@@ -144,3 +144,14 @@ def test_shut_down_reports_every_machine(conn: libvirt.virConnect) -> None:
     assert ("labctl-t-c", "already off") in seen and ("labctl-t-d", "not created") in seen
     assert [s for n, s in seen if n == "labctl-t-a"] == ["shutting down", "halted"]
     assert all(hypervisor.domain_info(conn, f"labctl-t-{m}").state == "shutoff" for m in "abc")  # type: ignore[union-attr]
+
+
+def test_domains_found_by_their_vagrantfile(conn: libvirt.virConnect, tmp_path: Path) -> None:
+    """A lab whose records are lost: its domains are still found, by vagrant-libvirt's description."""
+    folder = tmp_path / "labs" / "t"
+    for name, source in (("labctl-t-a", folder), ("labctl-t-b", folder), ("labctl-t-x", tmp_path / "labs" / "tt")):
+        xml = DOMAIN_XML.format(name=name, mb=256, net="default").replace(
+            "<vcpu>", f"<description>Source: {source}/Vagrantfile</description><vcpu>")
+        conn.defineXML(xml)
+    define(conn, "unrelated", start=False)
+    assert hypervisor.domains_of(conn, folder) == ["labctl-t-a", "labctl-t-b"]

@@ -166,6 +166,25 @@ def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_
     assert all(secret not in line for line in failed.tail for secret in PASSWORDS.values())
 
 
+def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords travel in uploaded 0600 files, never in a command line (visible in `ps`)."""
+    from labctl import remote
+
+    commands: list[str] = []
+    real_run = remote.Session.run
+
+    def spy(self: remote.Session, command: str, what: str, **kwargs: Any) -> tuple[int, str]:
+        commands.append(command)
+        return real_run(self, command, what, **kwargs)
+
+    monkeypatch.setattr(remote.Session, "run", spy)  # a spy: every command still runs for real
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1))
+    assert run_stacks(jobs_for(lab, hosts, tmp_path), Recorder()).results["seat-1"].ok
+    assert any("stack.sh" in c for c in commands)
+    assert not [c for c in commands for secret in PASSWORDS.values() if secret in c]
+
+
 def test_silent_ssh_fails_alone(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(2))
     silent = SilentServer()

@@ -147,3 +147,53 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     new_volumes = after["volumes"] - before["volumes"]
     assert all("_vagrant_box_image_" in v for v in new_volumes), new_volumes  # the box's base image aside
     assert run("list", "--json").out.strip() == "[]"
+
+
+def test_sigterm_during_up_then_up_finishes(run: Callable[..., Result], isolated_home: Path, lab_name: str) -> None:
+    """SIGTERM while vagrant creates the machine: labctl stops within seconds, vagrant with it, and
+    the next `labctl up` finishes the lab."""
+    import signal
+    import threading
+    import time
+
+    (isolated_home / "lab.yaml").write_text(
+        f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\nmachines:\n"
+        "  - {name: a}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "up", "--no-stack"], cwd=isolated_home,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    booting = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "Waiting for domain to get an IP address" in line:
+                booting.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert booting.wait(180), "".join(seen)
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143, "".join(seen)
+    assert time.monotonic() - stopped < 45
+    reader.join(5)
+    assert "terminated" in "".join(seen)
+    leftover = subprocess.run(["pgrep", "-af", "vagrant up"], capture_output=True, text=True).stdout
+    assert lab_name not in leftover and "--no-provision" not in leftover, leftover
+
+    again = run("up", "--no-stack", "--json")
+    assert again.code == 0, again.err
+    assert [m["state"] for m in json.loads(again.out)["machines"]] == ["running"]
+
+    # The lab's folder lost (records and Vagrant's state): destroy still finds its machines in libvirt.
+    import shutil
+
+    shutil.rmtree(Path(json.loads(again.out)["dir"]))
+    (isolated_home / "lab.yaml").unlink()
+    gone = run("destroy", "-y", "--lab", lab_name)
+    assert gone.code == 0, gone.err
+    after = libvirt_names()
+    assert not [n for n in after["domains"] | after["networks"] if lab_name in n]
+    assert not [v for v in after["volumes"] if lab_name in v]
