@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,12 @@ def write_lab(r: Rendered) -> Plan:
     atomic_write(lab_dir.vagrantfile, r.vagrantfile)
     for name, text in r.local_confs.items():
         atomic_write(lab_dir.local_conf(name), text, mode=0o600)
+    # Machines no longer in lab.yaml: their rendered local.conf goes (nothing else lives there).
+    for stale in sorted((lab_dir.path / "machines").iterdir()):
+        if stale.name not in r.local_confs and stale.is_dir():
+            (stale / "local.conf").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                stale.rmdir()
     lab_dir.write_meta({"name": r.lab.name, "source": str(r.source), "labctl": __version__, "network": r.lab.cidr,
                         "machines": [_machine_meta(m) for m in r.lab.machines], "boxes": r.boxes})
     machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)

@@ -8,6 +8,7 @@ machines/<machine>/local.conf (0600: it holds the passwords). Every file is writ
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -43,18 +44,25 @@ def labctl_cache(environ: os._Environ[str] | dict[str, str] = os.environ) -> Pat
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file beside `path`, then rename: readers see the old or the new file.
+    A full or read-only disk is a clear error, and leaves the old file as it was."""
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise LabctlError(f"cannot write {path}: {exc.strerror}",
+                              hint="free space there (or fix its permissions), or set LABCTL_HOME to another"
+                                   " folder; the lab's existing files were left as they were") from None
         raise
 
 
@@ -114,17 +122,7 @@ class LabDir:
 
     def read_state(self) -> dict[str, Any]:
         """What labctl last did to the lab's machines (stack results); {} before anything."""
-        try:
-            state = json.loads(self.state_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise LabctlError(f"lab {self.name!r}: {self.state_file} is damaged ({exc})",
-                              hint="delete it: labctl then treats every machine as not stacked yet") from None
-        if not isinstance(state, dict):
-            raise LabctlError(f"lab {self.name!r}: {self.state_file} is damaged (not an object)",
-                              hint="delete it: labctl then treats every machine as not stacked yet")
-        return state
+        return self._read_json(self.state_file, "delete it: labctl then treats every machine as not stacked yet")
 
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write(self.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
@@ -137,18 +135,20 @@ class LabDir:
     def exists(self) -> bool:
         return self.meta_file.is_file()
 
-    def read_meta(self) -> dict[str, Any]:
+    def _read_json(self, path: Path, hint: str) -> dict[str, Any]:
+        """A JSON object labctl wrote; {} when absent; a clear error when damaged or hand-broken."""
         try:
-            meta = json.loads(self.meta_file.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise LabctlError(f"lab {self.name!r}: {self.meta_file} is damaged ({exc})",
-                              hint="run `labctl plan -f lab.yaml` to write it again") from None
-        if not isinstance(meta, dict):
-            raise LabctlError(f"lab {self.name!r}: {self.meta_file} is damaged (not an object)",
-                              hint="run `labctl plan -f lab.yaml` to write it again")
-        return meta
+            raise LabctlError(f"lab {self.name!r}: {path} is damaged ({exc})", hint=hint) from None
+        if not isinstance(data, dict):
+            raise LabctlError(f"lab {self.name!r}: {path} is damaged (not an object)", hint=hint)
+        return data
+
+    def read_meta(self) -> dict[str, Any]:
+        return self._read_json(self.meta_file, "run `labctl plan -f lab.yaml` to write it again")
 
     def source(self) -> Path:
         """The lab.yaml this lab is defined by."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO, Result
@@ -98,3 +99,40 @@ def test_sigterm_exits_143(isolated_home: Path) -> None:
     follower.send_signal(signal.SIGTERM)
     _, err = follower.communicate(timeout=10)
     assert follower.returncode == 143 and "terminated" in err
+
+
+def test_full_disk_is_a_clear_error_and_keeps_the_lab(run: Callable[..., Result], isolated_home: Path,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab folder's filesystem fills up (a small tmpfs mounted for the test)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("this test mounts a filesystem: it needs root")
+        pytest.skip("this test mounts a filesystem: it needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+        monkeypatch.setenv("LABCTL_HOME", str(small))
+        (isolated_home / "lab.yaml").write_text("name: full\nmachines: [{name: a}]\n")
+        assert run("plan").code == 0
+        lab_dir = small / "labs" / "full"
+        before = _files(lab_dir)
+        with (small / "filler").open("wb", buffering=0) as filler:  # take every block that is left
+            try:
+                while True:
+                    filler.write(b"x" * 4096)
+            except OSError:
+                pass
+        (isolated_home / "lab.yaml").write_text("name: full\nmachines:\n  - {name: seat, count: 20}\n")
+        result = run("plan")
+        assert result.code == 2, result.err
+        assert "cannot write" in result.err and "No space left on device" in result.err
+        assert "Traceback" not in result.err and "internal error" not in result.err
+        after = _files(lab_dir)
+        assert after["secrets.yaml"] == before["secrets.yaml"] and after["lab.json"] == before["lab.json"]
+        assert not list(lab_dir.rglob("*.tmp"))
+        (small / "filler").unlink()
+        assert run("plan").code == 0  # space back: the lab is planned in full
+        assert len(list((lab_dir / "machines").iterdir())) == 20
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
