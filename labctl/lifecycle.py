@@ -159,7 +159,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
            mirror: str) -> tuple[Plan, list[MachineStatus]]:
     from labctl import hypervisor
     from labctl.lab import render_lab, write_lab
-    from labctl.vagrant_driver import VagrantDriver
+    from labctl.vagrant_driver import VagrantDriver, orphan_up
 
     reporter.step("checking the host")
     lab_dir = ctx.home.lab(lab.name)
@@ -183,6 +183,13 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
     if swaps:
         rendered = render_lab(lab, ctx.home, host, generated, boxes=swaps)
+    orphan = orphan_up(lab_dir.path)
+    if orphan:
+        from labctl.state import LabBusy
+
+        raise LabBusy(f"a `vagrant up` of lab {lab.name!r} (pid {orphan}) is still running, left by a labctl"
+                      " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
+                      f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
     plan = write_lab(rendered)
     driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
     names = [m.name for m in to_start]
@@ -242,10 +249,14 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
     from labctl import hypervisor
     from labctl.proc import CommandFailed
-    from labctl.vagrant_driver import VagrantDriver, VagrantMissing
+    from labctl.vagrant_driver import VagrantDriver, VagrantMissing, orphan_up, stop_process
 
     machines = [m["name"] for m in lab_dir.machines()]
     conn = hypervisor.connect(ctx.libvirt_uri)
+    orphan = orphan_up(lab_dir.path)
+    if orphan:
+        reporter.step(f"stopping the `vagrant up` (pid {orphan}) a killed labctl left running")
+        stop_process(orphan)
     if lab_dir.vagrantfile.is_file() and (lab_dir.path / ".vagrant").is_dir():
         reporter.step("destroying the machines (vagrant destroy)")
         try:

@@ -246,6 +246,14 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
                 configure_network_access(session, job)
             announce("preparing the guest")
             prepare_guest(session, job.package_family)
+            # A stack.sh left running by a labctl that was killed: never start a second one over it.
+            code, out = session.run("pgrep -u stack -a -f '[s]tack\\.sh'", "looking for a running stack.sh",
+                                    check=False)
+            if code == 0:
+                running = out.strip().splitlines()[0]
+                return StackResult(job.machine, "failed", time.monotonic() - started, "looking for a running stack.sh",
+                                   f"stack.sh is still running from an earlier labctl ({running}): wait for it to"
+                                   " end, or stop it, then retry", [])
             announce("getting DevStack")
             obtain_devstack(session, job.devstack)
             push_local_conf(session, job.local_conf)

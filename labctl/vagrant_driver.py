@@ -43,6 +43,43 @@ def parse_progress(line: str) -> tuple[str, str] | None:
     return (match[1], match[2].strip()) if match else None
 
 
+def up_pid_file(root: Path) -> Path:
+    return root / ".labctl-vagrant-up.pid"
+
+
+def orphan_up(root: Path) -> int | None:
+    """The pid of a `vagrant up` in `root` left running by a labctl that was killed, if any."""
+    pid_file = up_pid_file(root)
+    try:
+        pid = int(pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        pid_file.unlink(missing_ok=True)
+        return None
+    return pid if b"vagrant" in cmdline else None
+
+
+def stop_process(pid: int, grace: float = 30) -> None:
+    """Ask vagrant to stop as Ctrl-C would (it then cleans up what it was creating); kill it if it
+    has not within `grace` seconds."""
+    import time
+
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, 10)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                finished, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not our child: poll for its end
+                finished = 0 if Path(f"/proc/{pid}").exists() else pid
+            if finished:
+                return
+            time.sleep(0.2)
+
+
 def vagrant_env(libvirt_uri: str) -> dict[str, str]:
     return {
         "VAGRANT_DEFAULT_PROVIDER": "libvirt",
@@ -86,6 +123,10 @@ class VagrantDriver:
         except subprocess.CalledProcessError as exc:
             raise self._failed(what, exc) from None
 
+    @property
+    def pid_file(self) -> Path:
+        return up_pid_file(self.root)
+
     def check_plugin(self) -> None:
         """vagrant-libvirt must be installed (its loading is checked by validate)."""
         try:
@@ -118,6 +159,9 @@ class VagrantDriver:
         with self._log_cm() as log:
             proc = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            # If labctl is killed outright (SIGKILL), vagrant goes on in its own session: the next
+            # command finds it through this file.
+            self.pid_file.write_text(str(proc.pid))
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -128,13 +172,10 @@ class VagrantDriver:
                         on_progress(*step)
                 code = proc.wait()
             except BaseException:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc.pid)
                 raise
+            finally:
+                self.pid_file.unlink(missing_ok=True)
         if code != 0:
             raise self._failed("up", subprocess.CalledProcessError(code, argv))
 

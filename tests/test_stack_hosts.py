@@ -350,3 +350,17 @@ def test_ctrl_c_stops_stacking_and_keeps_what_finished(lab_hosts: Callable[..., 
         time.sleep(0.5)
     assert left.exit_code == 1, left.stdout
     assert '"seat-2"' not in results.read_text()
+
+
+def test_never_two_stack_sh_at_once(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
+    """A stack.sh left running by a killed labctl: the next run says so and does not start another."""
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1))
+    (job,) = jobs_for(lab, hosts, tmp_path)
+    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    remote(hosts["seat-1"], tmp_path,
+           "sudo -u stack setsid bash -c 'exec -a ./stack.sh sleep 60' >/dev/null 2>&1 < /dev/null &")
+    again = run_stacks([job], Recorder()).results["seat-1"]
+    assert again.status == "failed" and "stack.sh is still running from an earlier labctl" in again.message
+    assert "./stack.sh" in again.message
+    remote(hosts["seat-1"], tmp_path, "sudo pkill -u stack -f '[s]tack.sh'; true")
+    assert run_stacks([job], Recorder()).results["seat-1"].ok

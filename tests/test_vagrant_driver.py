@@ -73,3 +73,28 @@ def test_vagrant_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(VagrantMissing, match="vagrant is not installed"):
         VagrantDriver(tmp_path, tmp_path / "log", "test:///default")
+
+
+def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
+    import subprocess
+
+    from labctl.vagrant_driver import orphan_up, stop_process, up_pid_file
+
+    assert orphan_up(tmp_path) is None
+    # A process named like vagrant, as a killed labctl leaves one (its pid in the lab folder).
+    proc = subprocess.Popen(["bash", "-c", "exec -a vagrant-up-standin sleep 60"])
+    up_pid_file(tmp_path).write_text(str(proc.pid))
+    try:
+        assert orphan_up(tmp_path) == proc.pid
+        stop_process(proc.pid, grace=5)
+        assert proc.poll() is not None
+    finally:
+        proc.kill()
+    assert orphan_up(tmp_path) is None and not up_pid_file(tmp_path).exists()  # a dead pid is forgotten
+    other = subprocess.Popen(["sleep", "60"])  # alive, but not vagrant (a reused pid)
+    try:
+        up_pid_file(tmp_path).write_text(str(other.pid))
+        assert orphan_up(tmp_path) is None
+    finally:
+        other.kill()
+        other.wait()

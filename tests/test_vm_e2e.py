@@ -197,3 +197,44 @@ def test_sigterm_during_up_then_up_finishes(run: Callable[..., Result], isolated
     after = libvirt_names()
     assert not [n for n in after["domains"] | after["networks"] if lab_name in n]
     assert not [v for v in after["volumes"] if lab_name in v]
+
+
+def test_sigkill_during_up_is_explained_and_repaired(run: Callable[..., Result], isolated_home: Path,
+                                                     lab_name: str) -> None:
+    """labctl SIGKILLed while vagrant creates the machine: vagrant goes on alone. The next `up` says
+    so instead of failing on vagrant's lock, and `destroy` stops it and removes everything."""
+    import signal
+    import threading
+
+    (isolated_home / "lab.yaml").write_text(
+        f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\nmachines:\n"
+        "  - {name: a}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "up", "--no-stack"], cwd=isolated_home,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    booting = threading.Event()
+    seen: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "Creating domain" in line or "Waiting for domain" in line:
+                booting.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert booting.wait(180), "".join(seen)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    again = run("up", "--no-stack")
+    assert again.code == 1, again.out + again.err
+    assert "is still running, left by a labctl that was killed" in again.err and "kill -INT" in again.err
+
+    gone = run("destroy", "-y")
+    assert gone.code == 0, gone.err
+    assert "stopping the `vagrant up`" in gone.out
+    after = libvirt_names()
+    assert not [n for n in after["domains"] | after["networks"] if lab_name in n]
+    assert not [v for v in after["volumes"] if lab_name in v]
+    assert "--no-provision" not in subprocess.run(["pgrep", "-af", "vagrant up"], capture_output=True,
+                                                  text=True).stdout
