@@ -77,12 +77,18 @@ def test_vagrant_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
     import subprocess
+    import time
 
     from labctl.vagrant_driver import orphan_up, stop_process, up_pid_file
 
     assert orphan_up(tmp_path) is None
     # A process named like vagrant, as a killed labctl leaves one (its pid in the lab folder).
     proc = subprocess.Popen(["bash", "-c", "exec -a vagrant-up-standin sleep 60"])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    for _ in range(100):  # until bash has exec'd it
+        if cmdline.read_bytes().startswith(b"vagrant-up-standin"):
+            break
+        time.sleep(0.05)
     up_pid_file(tmp_path).write_text(str(proc.pid))
     try:
         assert orphan_up(tmp_path) == proc.pid
