@@ -572,7 +572,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         click.echo("labctl: terminated; what finished is kept, run the command again to go on", err=True)
         return 143
-    except Exception:
+    except Exception as exc:
+        if type(exc).__module__ == "libvirt" and not debug:
+            # libvirtd went away (or failed) in the middle of a command: say so, with how to start it.
+            from labctl.hypervisor import start_hint
+
+            click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)
+            click.echo(f"  hint: is libvirtd still running? {start_hint()}; then run the command again", err=True)
+            return 1
         if debug:
             raise
         import traceback

@@ -111,15 +111,25 @@ class DomainInfo:
 
 
 def domain_info(conn: libvirt.virConnect, name: str) -> DomainInfo | None:
-    try:
-        dom = conn.lookupByName(name)
-        state, _max_kb, memory_kb, vcpus, _cpu_time = dom.info()
-    except libvirt.libvirtError:
+    dom = _lookup(conn, name)
+    if dom is None:
         return None
+    state, _max_kb, memory_kb, vcpus, _cpu_time = dom.info()
     running = state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED)
     return DomainInfo(name=name, state=STATES.get(state, "unknown"), memory_mb=memory_kb // 1024,
                       vcpus=vcpus, addresses=_addresses(dom) if running else (),
                       uptime_s=_uptime(conn, dom) if running else None)
+
+
+def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The domain, or None if there is none by that name. Any other failure of libvirt (a daemon
+    gone mid-command) is raised, never taken for "no such machine"."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
 
 
 def _addresses(dom: libvirt.virDomain) -> tuple[str, ...]:
@@ -156,9 +166,8 @@ def shut_down(conn: libvirt.virConnect, names: list[str], timeout: float,
     those still running after `timeout`. Returns the names that had to be powered off."""
     pending: dict[str, libvirt.virDomain] = {}
     for name in names:
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError:
+        dom = _lookup(conn, name)
+        if dom is None:
             on_state(name, "not created")
             continue
         if not dom.isActive():
@@ -203,9 +212,8 @@ def remove_leftovers(conn: libvirt.virConnect, domains: list[str], network: str)
     lab's network once no domain uses it. Returns what was removed. Never touches other names."""
     removed: list[str] = []
     for name in domains:
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError:
+        dom = _lookup(conn, name)
+        if dom is None:
             continue
         if dom.isActive():
             dom.destroy()
@@ -222,8 +230,10 @@ def remove_leftovers(conn: libvirt.virConnect, domains: list[str], network: str)
                 removed.append(f"volume {pool.name()}/{vol.name()}")
     try:
         net = conn.networkLookupByName(network)
-    except libvirt.libvirtError:
-        return removed
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+            return removed
+        raise
     if not _network_in_use(conn, network):
         persistent = net.isPersistent()
         if net.isActive():

@@ -163,6 +163,13 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
 
     reporter.step("checking the host")
     lab_dir = ctx.home.lab(lab.name)
+    orphan = orphan_up(lab_dir.path)
+    if orphan:
+        from labctl.state import LabBusy
+
+        raise LabBusy(f"a `vagrant up` of lab {lab.name!r} (pid {orphan}) is still running, left by a labctl"
+                      " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
+                      f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
     # Until the lab's folder is written, vagrant runs from the cache folder (boxes, validation).
     ctx.cache.mkdir(parents=True, exist_ok=True)
     driver = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
@@ -183,13 +190,6 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
     if swaps:
         rendered = render_lab(lab, ctx.home, host, generated, boxes=swaps)
-    orphan = orphan_up(lab_dir.path)
-    if orphan:
-        from labctl.state import LabBusy
-
-        raise LabBusy(f"a `vagrant up` of lab {lab.name!r} (pid {orphan}) is still running, left by a labctl"
-                      " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
-                      f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
     plan = write_lab(rendered)
     driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
     names = [m.name for m in to_start]
