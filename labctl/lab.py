@@ -32,7 +32,7 @@ from labctl.render import (
     render_vagrantfile,
 )
 from labctl.resources import data_path
-from labctl.selection import LAB_FILE, LabRequest
+from labctl.selection import LAB_FILE, LabRequest, existing_lab, only_lab
 from labctl.state import LabDir, LabHome, atomic_write, generate_passwords
 
 # DevStack's multinode guide: a compute runs few services and needs less than a full node.
@@ -72,30 +72,14 @@ def resolve_lab(req: LabRequest, home: LabHome, catalog: Catalog, cwd: Path) -> 
         return _distro_lab(req, catalog)
     if req.file:
         return load_lab(req.file, catalog), None
-    if req.lab:
-        return load_lab(_existing(home, req.lab).source(), catalog), None
-    if (cwd / LAB_FILE).is_file():
+    if not req.lab and (cwd / LAB_FILE).is_file():
         return load_lab(cwd / LAB_FILE, catalog), None
-    names = home.names()
-    if len(names) == 1:
-        return load_lab(home.lab(names[0]).source(), catalog), None
-    if not names:
-        raise LabNotFound("no lab here: no lab.yaml in this folder and no lab created yet",
-                          hint="labctl init writes a lab.yaml, or use --distro debian for a one-machine lab")
-    raise LabNotFound(f"several labs exist ({', '.join(names)}); say which",
-                      hint="use --lab NAME or -f lab.yaml")
-
-
-def _existing(home: LabHome, name: str) -> LabDir:
-    lab_dir = home.lab(name)
-    if not lab_dir.exists():
-        known = ", ".join(home.names()) or "none yet"
-        raise LabNotFound(f"no lab named {name!r} (labs: {known})", hint="labctl list shows the labs")
+    lab_dir = existing_lab(home, req.lab or only_lab(home))
     source = lab_dir.source()
     if not source.is_file():
-        raise LabNotFound(f"lab {name!r} was defined by {source}, which no longer exists",
-                          hint=f"run labctl plan -f PATH/lab.yaml to point {name!r} at its lab file again")
-    return lab_dir
+        raise LabNotFound(f"lab {lab_dir.name!r} was defined by {source}, which no longer exists",
+                          hint=f"run labctl plan -f PATH/lab.yaml to point {lab_dir.name!r} at its lab file again")
+    return load_lab(source, catalog), None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,26 @@ class LabRequest:
     disk: str | None = None
 
 
+def only_lab(home: LabHome) -> str:
+    """The name of the only lab there is; else an error saying what to pass."""
+    names = home.names()
+    if not names:
+        raise LabNotFound("no lab here: no lab.yaml in this folder and no lab created yet",
+                          hint="labctl init writes a lab.yaml, or use --distro debian for a one-machine lab")
+    if len(names) > 1:
+        raise LabNotFound(f"several labs exist ({', '.join(names)}); say which", hint="use --lab NAME or -f lab.yaml")
+    return names[0]
+
+
+def existing_lab(home: LabHome, name: str) -> LabDir:
+    lab_dir = home.lab(name)
+    if not lab_dir.exists():
+        known = ", ".join(home.names()) or "none yet"
+        raise LabNotFound(f"no lab named {name!r} (labs: {known})",
+                          hint="labctl list shows the labs; labctl up creates one")
+    return lab_dir
+
+
 def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Any, cwd: Path) -> LabDir:
     """The folder of an existing lab: --lab NAME, -f FILE, ./lab.yaml, else the only lab."""
     if req.file and req.lab:
@@ -37,16 +57,4 @@ def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Any, cwd: Pa
         from labctl.model import load_lab
 
         name = load_lab(req.file or cwd / LAB_FILE, catalog_loader()).name
-    if name is None:
-        names = home.names()
-        if len(names) != 1:
-            raise LabNotFound("no lab here: no lab.yaml in this folder and no lab created yet" if not names
-                              else f"several labs exist ({', '.join(names)}); say which",
-                              hint="use --lab NAME or -f lab.yaml" if names else "labctl up --distro debian")
-        name = names[0]
-    lab_dir = home.lab(name)
-    if not lab_dir.exists():
-        known = ", ".join(home.names()) or "none yet"
-        raise LabNotFound(f"no lab named {name!r} (labs: {known})", hint="labctl list shows the labs; labctl up"
-                          " creates one")
-    return lab_dir
+    return existing_lab(home, name or only_lab(home))
