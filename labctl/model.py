@@ -40,6 +40,7 @@ MANAGED_LOCALRC = {
 # Subnets that vagrant-libvirt (management network) and libvirt (default network) already use.
 _TAKEN_SUBNETS = {121, 122}
 
+_HEX_RE = re.compile(r"[0-9a-f]+\Z")
 _VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _BRANCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
@@ -379,6 +380,12 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
         names = [base] if count == 1 else [f"{base}-{n}" for n in range(1, count + 1)]
         for name in names:
             check_name(name, f"{path}.name")
+            if _HEX_RE.match(name):
+                # `vagrant up a` first looks for a machine whose id starts with "a" among every
+                # machine Vagrant knows (any project), and acts on that one if there is one.
+                raise LabFileError(f"{path}.name: {name!r} is made only of hexadecimal digits, which Vagrant"
+                                   " takes for the start of another machine's id",
+                                   hint=f"use a name with a letter from g to z or a '-', e.g. 'node-{name}'")
             if name in taken:
                 raise LabFileError(f"{path}.name: machine name {name!r} is used twice")
             if "ip" in data:

@@ -152,15 +152,15 @@ def test_init_example_blocks_are_valid_when_uncommented(run: Callable[..., Resul
 
 
 @pytest.mark.parametrize(("lab_yaml", "expected"), [
-    ("name: t\nmachines:\n  - name: a\n    memory: [8G\n", r"line \d+"),
-    ("name: t\nmachines:\n  - name: a\n  - name: b\n    memory: lots\n", r"machines\[1\]\.memory"),
-    ("name: t\nmachines: [{name: a}]\ncolour: red\n", r"colour: unknown key"),
-    ("name: t\nmachines: [{name: a, distro: plan9}]\n", r"unknown distro 'plan9'; known: .*debian:12"),
-    ("name: \"it's\"\nmachines: [{name: a}]\n", r"invalid name \"it's\""),
+    ("name: t\nmachines:\n  - name: alpha\n    memory: [8G\n", r"line \d+"),
+    ("name: t\nmachines:\n  - name: alpha\n  - name: bravo\n    memory: lots\n", r"machines\[1\]\.memory"),
+    ("name: t\nmachines: [{name: alpha}]\ncolour: red\n", r"colour: unknown key"),
+    ("name: t\nmachines: [{name: alpha, distro: plan9}]\n", r"unknown distro 'plan9'; known: .*debian:12"),
+    ("name: \"it's\"\nmachines: [{name: alpha}]\n", r"invalid name \"it's\""),
     ("name: t\nmachines: [{name: '#{`id`}'}]\n", r"invalid name"),
-    ("name: ../../etc\nmachines: [{name: a}]\n", r"invalid name"),
+    ("name: ../../etc\nmachines: [{name: alpha}]\n", r"invalid name"),
     ("name: t\nmachines: [{name: a b}]\n", r"invalid name 'a b'"),
-    ("name: t\nmachines: [{name: a}]\ndevstack: {localrc: {X: \"1\\n[[post-config|/etc/x]]\"}}\n", "single line"),
+    ("name: t\nmachines: [{name: alpha}]\ndevstack: {localrc: {X: \"1\\n[[post-config|/etc/x]]\"}}\n", "single line"),
     ("", r"a lab needs a name|expected a mapping"),
     ("- just\n- a list\n", "expected a mapping"),
 ])
@@ -177,7 +177,7 @@ def test_bad_lab_files_fail_cleanly_and_write_nothing(run: Callable[..., Result]
 
 
 def test_bad_fragment_writes_nothing(run: Callable[..., Result], isolated_home: Path, labctl_home: Path) -> None:
-    (isolated_home / "lab.yaml").write_text("name: t\nmachines: [{name: a}]\n")
+    (isolated_home / "lab.yaml").write_text("name: t\nmachines: [{name: alpha}]\n")
     (isolated_home / "local.conf.d").mkdir()
     (isolated_home / "local.conf.d" / "all.conf").write_text("FOO=1\n")
     result = run("plan")
@@ -188,10 +188,10 @@ def test_bad_fragment_writes_nothing(run: Callable[..., Result], isolated_home: 
 def test_failed_replan_keeps_the_previous_files(run: Callable[..., Result], isolated_home: Path,
                                                 labctl_home: Path) -> None:
     lab_file = isolated_home / "lab.yaml"
-    lab_file.write_text("name: t\nmachines: [{name: a}]\n")
+    lab_file.write_text("name: t\nmachines: [{name: alpha}]\n")
     assert run("plan").code == 0
     before = {p: p.read_bytes() for p in (labctl_home / "labs" / "t").rglob("*") if p.is_file()}
-    lab_file.write_text("name: t\nmachines: [{name: a, memory: lots}]\n")
+    lab_file.write_text("name: t\nmachines: [{name: alpha, memory: lots}]\n")
     assert run("plan").code == 2
     after = {p: p.read_bytes() for p in (labctl_home / "labs" / "t").rglob("*") if p.is_file()}
     assert after == before
@@ -225,18 +225,18 @@ def test_choosing_the_lab(run: Callable[..., Result], isolated_home: Path) -> No
     several = run("plan")
     assert several.code == 2 and "debian-12, ubuntu-24-04" in several.err
     assert json.loads(run("plan", "--lab", "ubuntu-24-04", "--json").out)["lab"] == "ubuntu-24-04"
-    (isolated_home / "lab.yaml").write_text("name: here\nmachines: [{name: a}]\n")
+    (isolated_home / "lab.yaml").write_text("name: here\nmachines: [{name: alpha}]\n")
     assert json.loads(run("plan", "--json").out)["lab"] == "here"  # ./lab.yaml comes first
     other = isolated_home / "sub"
     other.mkdir()
-    (other / "lab.yaml").write_text("name: here\nmachines: [{name: b}]\n")
+    (other / "lab.yaml").write_text("name: here\nmachines: [{name: bravo}]\n")
     clash = run("plan", "-f", str(other / "lab.yaml"))
     assert clash.code == 2 and "already exists, defined by" in clash.err
-    assert json.loads(run("plan", "--lab", "here", "--json").out)["machines"][0]["name"] == "a"
+    assert json.loads(run("plan", "--lab", "here", "--json").out)["machines"][0]["name"] == "alpha"
 
 
 def test_lab_whose_file_vanished(run: Callable[..., Result], isolated_home: Path) -> None:
-    (isolated_home / "lab.yaml").write_text("name: gone\nmachines: [{name: a}]\n")
+    (isolated_home / "lab.yaml").write_text("name: gone\nmachines: [{name: alpha}]\n")
     assert run("plan").code == 0
     (isolated_home / "lab.yaml").unlink()
     result = run("plan", "--lab", "gone")

@@ -32,7 +32,7 @@ def test_memory_forms(value: Any, mib: int) -> None:
 
 @pytest.mark.parametrize("value", ["lots", "8X", "-1", "8.5G", True, None, [], "0", 100, "2T"])
 def test_bad_memory_names_the_field(catalog: Catalog, value: Any) -> None:
-    raw = {"name": "t", "machines": [{"name": "a"}, {"name": "b", "memory": value}]}
+    raw = {"name": "t", "machines": [{"name": "alpha"}, {"name": "bravo", "memory": value}]}
     assert error_of(catalog, raw).startswith("machines[1].memory:")
 
 
@@ -56,7 +56,7 @@ def test_hostile_names_are_rejected(catalog: Catalog, name: Any) -> None:
 def test_defaults_apply_and_machines_override(catalog: Catalog) -> None:
     result = lab_from_dict({
         "name": "t", "defaults": {"distro": "ubuntu", "memory": "4G", "cpus": 2, "disk": "30G"},
-        "machines": [{"name": "a"}, {"name": "b", "distro": "debian:13", "memory": 6144, "cpus": 3}],
+        "machines": [{"name": "alpha"}, {"name": "bravo", "distro": "debian:13", "memory": 6144, "cpus": 3}],
     }, catalog)
     a, b = result.machines
     assert (a.release.ref, a.memory_mb, a.cpus, a.disk_gb) == ("ubuntu:24.04", 4096, 2, 30)
@@ -76,33 +76,33 @@ def test_count_numbers_machines_and_addresses(catalog: Catalog) -> None:
 
 def test_numbering_skips_fixed_addresses(catalog: Catalog) -> None:
     result = lab_from_dict({"name": "t", "network": {"cidr": "10.1.0.0/24"},
-                            "machines": [{"name": "a"}, {"name": "b", "ip": "10.1.0.10"}]}, catalog)
+                            "machines": [{"name": "alpha"}, {"name": "bravo", "ip": "10.1.0.10"}]}, catalog)
     assert [m.ip for m in result.machines] == ["10.1.0.11", "10.1.0.10"]
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"name": "t", "machines": [{"name": "a", "role": "controller"}, {"name": "b", "role": "controller"}]},
+    ({"name": "t", "machines": [{"name": "alpha", "role": "controller"}, {"name": "bravo", "role": "controller"}]},
      "at most one controller"),
     ({"name": "t", "machines": [{"name": "c", "role": "controller", "count": 2}]}, "at most one controller"),
-    ({"name": "t", "machines": [{"name": "a", "role": "compute"}]}, "need a controller"),
-    ({"name": "t", "machines": [{"name": "a", "role": "boss"}]}, "machines[0].role: expected one of"),
-    ({"name": "t", "machines": [{"name": "a"}, {"name": "a"}]}, "used twice"),
-    ({"name": "t", "machines": [{"name": "a", "count": 2}, {"name": "a-1"}]}, "used twice"),
+    ({"name": "t", "machines": [{"name": "alpha", "role": "compute"}]}, "need a controller"),
+    ({"name": "t", "machines": [{"name": "alpha", "role": "boss"}]}, "machines[0].role: expected one of"),
+    ({"name": "t", "machines": [{"name": "alpha"}, {"name": "alpha"}]}, "used twice"),
+    ({"name": "t", "machines": [{"name": "alpha", "count": 2}, {"name": "alpha-1"}]}, "used twice"),
     ({"name": "t", "machines": []}, "at least one machine"),
-    ({"machines": [{"name": "a"}]}, "name: a lab needs a name"),
-    ({"name": "t", "machines": [{"name": "a", "cpu": 2}]}, "machines[0].cpu: unknown key"),
+    ({"machines": [{"name": "alpha"}]}, "name: a lab needs a name"),
+    ({"name": "t", "machines": [{"name": "alpha", "cpu": 2}]}, "machines[0].cpu: unknown key"),
     ({"name": "t", "machine": []}, "machine: unknown key"),
-    ({"name": "t", "machines": [{"name": "a", "distro": "arch"}]}, "machines[0].distro: unknown distro"),
-    ({"name": "t", "machines": [{"name": "a", "ip": "10.9.9.9"}]}, "machines[0].ip: expected a free address"),
-    ({"name": "t", "network": {"cidr": "10.0.0.0/24"}, "machines": [{"name": "a", "ip": "10.0.0.1"}]},
+    ({"name": "t", "machines": [{"name": "alpha", "distro": "arch"}]}, "machines[0].distro: unknown distro"),
+    ({"name": "t", "machines": [{"name": "alpha", "ip": "10.9.9.9"}]}, "machines[0].ip: expected a free address"),
+    ({"name": "t", "network": {"cidr": "10.0.0.0/24"}, "machines": [{"name": "alpha", "ip": "10.0.0.1"}]},
      "machines[0].ip"),
     ({"name": "t", "network": {"cidr": "10.0.0.0/24"},
-      "machines": [{"name": "a", "ip": "10.0.0.5"}, {"name": "b", "ip": "10.0.0.5"}]}, "already used"),
-    ({"name": "t", "network": {"cidr": "10.0.0.1/24"}, "machines": [{"name": "a"}]}, "network.cidr"),
-    ({"name": "t", "network": {"cidr": "fd00::/64"}, "machines": [{"name": "a"}]}, "network.cidr"),
-    ({"name": "t", "accelerator": "xen", "machines": [{"name": "a"}]}, "accelerator"),
-    ({"name": "t", "machines": [{"name": "a", "count": 0}]}, "machines[0].count"),
-    ({"name": "t", "machines": [{"name": "a", "cpus": "4"}]}, "machines[0].cpus"),
+      "machines": [{"name": "alpha", "ip": "10.0.0.5"}, {"name": "bravo", "ip": "10.0.0.5"}]}, "already used"),
+    ({"name": "t", "network": {"cidr": "10.0.0.1/24"}, "machines": [{"name": "alpha"}]}, "network.cidr"),
+    ({"name": "t", "network": {"cidr": "fd00::/64"}, "machines": [{"name": "alpha"}]}, "network.cidr"),
+    ({"name": "t", "accelerator": "xen", "machines": [{"name": "alpha"}]}, "accelerator"),
+    ({"name": "t", "machines": [{"name": "alpha", "count": 0}]}, "machines[0].count"),
+    ({"name": "t", "machines": [{"name": "alpha", "cpus": "4"}]}, "machines[0].cpus"),
     (["not", "a", "mapping"], "expected a mapping"),
 ])
 def test_invalid_labs(catalog: Catalog, raw: Any, message: str) -> None:
@@ -110,7 +110,7 @@ def test_invalid_labs(catalog: Catalog, raw: Any, message: str) -> None:
 
 
 def test_unknown_distro_lists_the_known_ones(catalog: Catalog) -> None:
-    message = error_of(catalog, {"name": "t", "machines": [{"name": "a", "distro": "gentoo"}]})
+    message = error_of(catalog, {"name": "t", "machines": [{"name": "alpha", "distro": "gentoo"}]})
     assert "debian:12" in message and "ubuntu:24.04" in message
 
 
@@ -136,12 +136,12 @@ def test_unknown_distro_lists_the_known_ones(catalog: Catalog) -> None:
     ({"repository": "x"}, "devstack.repository: unknown key"),
 ])
 def test_invalid_devstack_block(catalog: Catalog, devstack: Any, message: str) -> None:
-    assert message in error_of(catalog, {"name": "t", "machines": [{"name": "a"}], "devstack": devstack})
+    assert message in error_of(catalog, {"name": "t", "machines": [{"name": "alpha"}], "devstack": devstack})
 
 
 def test_devstack_block_is_read(catalog: Catalog, tmp_path: Path) -> None:
     (tmp_path / "lab.yaml").write_text(
-        "name: t\nmachines: [{name: a}]\ndevstack:\n  repo: ../devstack\n  branch: stable/2025.1\n"
+        "name: t\nmachines: [{name: alpha}]\ndevstack:\n  repo: ../devstack\n  branch: stable/2025.1\n"
         "  localrc: {SWIFT_HASH: abc, VERBOSE: true, N: 3}\n  force: true\n"
         "  post_config: {$NOVA_CONF: {DEFAULT: {debug: true}}}\n"
         "  enable_services: [tempest]\n  disable_services: [horizon]\n"
@@ -164,7 +164,7 @@ def test_default_devstack_is_opendev_master(catalog: Catalog) -> None:
 
 def test_yaml_syntax_error_gives_the_line(catalog: Catalog, tmp_path: Path) -> None:
     path = tmp_path / "lab.yaml"
-    path.write_text("name: t\nmachines:\n  - name: a\n    memory: [8G\n")
+    path.write_text("name: t\nmachines:\n  - name: alpha\n    memory: [8G\n")
     with pytest.raises(LabFileError) as err:
         load_lab(path, catalog)
     assert "line 5" in err.value.message or "line 4" in err.value.message
@@ -173,14 +173,14 @@ def test_yaml_syntax_error_gives_the_line(catalog: Catalog, tmp_path: Path) -> N
 
 def test_duplicate_keys_are_refused(catalog: Catalog, tmp_path: Path) -> None:
     path = tmp_path / "lab.yaml"
-    path.write_text("name: t\nmachines: [{name: a}]\nname: u\n")
+    path.write_text("name: t\nmachines: [{name: alpha}]\nname: u\n")
     with pytest.raises(LabFileError, match=r"line 3.*duplicate key 'name'"):
         load_lab(path, catalog)
 
 
 def test_yaml_tags_are_not_executed(catalog: Catalog, tmp_path: Path) -> None:
     path = tmp_path / "lab.yaml"
-    path.write_text("name: !!python/object/apply:os.system ['touch pwned']\nmachines: [{name: a}]\n")
+    path.write_text("name: !!python/object/apply:os.system ['touch pwned']\nmachines: [{name: alpha}]\n")
     with pytest.raises(LabFileError):
         load_lab(path, catalog)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
@@ -190,3 +190,13 @@ def test_default_cidr_is_stable_and_avoids_libvirt_networks() -> None:
     assert default_cidr("a") == default_cidr("a")
     for name in (f"lab{i}" for i in range(300)):
         assert default_cidr(name).split(".")[2] not in {"121", "122"}
+
+
+@pytest.mark.parametrize("name", ["a", "b", "db", "cafe", "f00d", "a1"])
+def test_hex_only_machine_names_are_refused(catalog: Catalog, name: str) -> None:
+    # `vagrant up NAME` first takes NAME for the start of any known machine's id (seen in CI:
+    # `vagrant up a` started another machine, whose id began with "a").
+    message = error_of(catalog, {"name": "t", "machines": [{"name": name}]})
+    assert "hexadecimal" in message and "another machine's id" in message
+    counted = lab_from_dict({"name": "t", "machines": [{"name": name, "count": 2}]}, catalog)
+    assert counted.machines[0].name == f"{name}-1"  # a '-' is no hexadecimal digit

@@ -34,7 +34,7 @@ def hold_lock(home: Path, lab: str) -> subprocess.Popen[str]:
 
 
 def test_one_writer_per_lab(run: Callable[..., Result], isolated_home: Path, labctl_home: Path) -> None:
-    (isolated_home / "lab.yaml").write_text("name: busy\nmachines: [{name: a}]\n")
+    (isolated_home / "lab.yaml").write_text("name: busy\nmachines: [{name: alpha}]\n")
     assert run("plan").code == 0
     holder = hold_lock(labctl_home, "busy")
     try:
@@ -44,7 +44,7 @@ def test_one_writer_per_lab(run: Callable[..., Result], isolated_home: Path, lab
         assert run("creds").code == 0  # reading is never blocked
         other = isolated_home / "other"
         other.mkdir()
-        (other / "lab.yaml").write_text("name: other\nmachines: [{name: a}]\n")
+        (other / "lab.yaml").write_text("name: other\nmachines: [{name: alpha}]\n")
         assert run("plan", "-f", str(other / "lab.yaml")).code == 0  # other labs are not blocked
     finally:
         holder.kill()  # SIGKILL: the lock is left behind, stale
@@ -89,11 +89,11 @@ def test_killed_plans_never_leave_a_torn_file(isolated_home: Path, labctl_home: 
 
 def test_sigterm_exits_143(isolated_home: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    (isolated_home / "lab.yaml").write_text("name: sig\nmachines: [{name: a}]\n")
+    (isolated_home / "lab.yaml").write_text("name: sig\nmachines: [{name: alpha}]\n")
     subprocess.run([sys.executable, "-m", "labctl", "plan"], cwd=isolated_home, env=env, check=True,
                    capture_output=True)
     # `logs --follow` runs until stopped: the simplest long command.
-    follower = subprocess.Popen([sys.executable, "-m", "labctl", "logs", "a", "--follow"], cwd=isolated_home,
+    follower = subprocess.Popen([sys.executable, "-m", "labctl", "logs", "alpha", "--follow"], cwd=isolated_home,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     follower.send_signal(signal.SIGTERM)
@@ -113,7 +113,7 @@ def test_full_disk_is_a_clear_error_and_keeps_the_lab(run: Callable[..., Result]
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
     try:
         monkeypatch.setenv("LABCTL_HOME", str(small))
-        (isolated_home / "lab.yaml").write_text("name: full\nmachines: [{name: a}]\n")
+        (isolated_home / "lab.yaml").write_text("name: full\nmachines: [{name: alpha}]\n")
         assert run("plan").code == 0
         lab_dir = small / "labs" / "full"
         before = _files(lab_dir)

@@ -129,11 +129,11 @@ def test_meta_sections_are_merged_not_repeated(multinode: Lab) -> None:
 
 
 def test_force_only_when_asked(catalog: Catalog, tmp_path: Path) -> None:
-    raw: dict[str, Any] = {"name": "f", "machines": [{"name": "a", "distro": "fedora"}]}
-    text = render_all(lab_from_dict(raw, catalog))["a"]
+    raw: dict[str, Any] = {"name": "f", "machines": [{"name": "alpha", "distro": "fedora"}]}
+    text = render_all(lab_from_dict(raw, catalog))["alpha"]
     assert "FORCE" not in localrc_env(text, tmp_path)[0]
     raw["devstack"] = {"force": True}
-    assert localrc_env(render_all(lab_from_dict(raw, catalog))["a"], tmp_path)[0]["FORCE"] == "yes"
+    assert localrc_env(render_all(lab_from_dict(raw, catalog))["alpha"], tmp_path)[0]["FORCE"] == "yes"
 
 
 def test_localconf_parse_rejects_content_outside_sections() -> None:
@@ -161,7 +161,7 @@ def test_user_fragment_errors_name_the_file(multinode: Lab, catalog: Catalog) ->
 
 
 def test_builtin_fragments_order(catalog: Catalog) -> None:
-    lab = lab_from_dict({"name": "t", "machines": [{"name": "a"}]}, catalog)
+    lab = lab_from_dict({"name": "t", "machines": [{"name": "alpha"}]}, catalog)
     frags = [Fragment("mine", "all", "[[local|localrc]]\nLIBVIRT_TYPE=kvm\n", False),
              Fragment("base", "base", "[[local|localrc]]\nLIBVIRT_TYPE=qemu\nA=1\n", True)]
     text = render_local_conf(lab, lab.machines[0], PASSWORDS, frags)
@@ -195,7 +195,7 @@ def test_ruby_literal_other_types() -> None:
 
 
 def test_vagrantfile_accelerator_settings(catalog: Catalog) -> None:
-    lab = lab_from_dict({"name": "t", "machines": [{"name": "a"}]}, catalog)
+    lab = lab_from_dict({"name": "t", "machines": [{"name": "alpha"}]}, catalog)
     emulated = vagrantfile(lab)
     assert "libvirt.driver = 'qemu'" in emulated and "libvirt.cpu_model = 'qemu64'" in emulated
     kvm = render_vagrantfile((REPO / "Vagrantfile.j2").read_text(), lab, KVM)

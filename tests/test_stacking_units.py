@@ -91,7 +91,7 @@ def test_bad_proxy(catalog: Catalog, proxy: dict[str, str], message: str) -> Non
     from labctl.errors import LabFileError
 
     with pytest.raises(LabFileError, match=message.replace(".", r"\.")):
-        lab_from_dict({"name": "t", "machines": [{"name": "a"}], "proxy": proxy}, catalog)
+        lab_from_dict({"name": "t", "machines": [{"name": "alpha"}], "proxy": proxy}, catalog)
 
 
 def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
@@ -101,4 +101,4 @@ def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
     for value, message in ((str(tmp_path / "missing.crt"), "cannot read"), (str(tmp_path / "not.pem"), "no PEM"),
                            (3, "expected the path")):
         with pytest.raises(LabFileError, match=message):
-            lab_from_dict({"name": "t", "machines": [{"name": "a"}], "ca_certificates": [value]}, catalog)
+            lab_from_dict({"name": "t", "machines": [{"name": "alpha"}], "ca_certificates": [value]}, catalog)

@@ -63,17 +63,18 @@ def lab_name(vm_env: Path) -> Iterator[str]:
     from labctl import hypervisor
 
     conn = hypervisor.connect()
-    hypervisor.remove_leftovers(conn, [f"labctl-{name}-a", f"labctl-{name}-b"], f"labctl-{name}")
+    hypervisor.remove_leftovers(conn, [f"labctl-{name}-alpha", f"labctl-{name}-bravo"], f"labctl-{name}")
 
 
 def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name: str) -> None:
     before = libvirt_names()
     repo = make_repo(isolated_home / "devstack")
     (isolated_home / "local.conf.d").mkdir()
-    (isolated_home / "local.conf.d" / "b.conf").write_text('[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Neutron"\n')
+    (isolated_home / "local.conf.d" / "bravo.conf").write_text(
+        '[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Neutron"\n')
     (isolated_home / "lab.yaml").write_text(
         f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
-        f"machines:\n  - {{name: a}}\n  - {{name: b}}\n"
+        f"machines:\n  - {{name: alpha}}\n  - {{name: bravo}}\n"
         f"devstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
 
     # Machines up, then DevStack (pushed from the host folder) on both: b fails on request.
@@ -81,24 +82,25 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     assert up.code == 1, up.err
     report = json.loads(up.out)
     machines = {m["name"]: m for m in report["machines"]}
-    assert set(machines) == {"a", "b"}
+    assert set(machines) == {"alpha", "bravo"}
     assert all(m["state"] == "running" and m["ssh_address"] for m in machines.values())
     assert "software emulation" in up.err or "kvm" in up.err.lower()
     stacked = report["devstack"]["machines"]
-    assert stacked["a"]["status"] == "ok" and stacked["a"]["dashboard"] == f"http://{machines['a']['ip']}/dashboard"
-    assert (stacked["b"]["status"], stacked["b"]["phase"]) == ("failed", "Starting Neutron")
-    log = run("logs", "a")
+    assert stacked["alpha"]["status"] == "ok"
+    assert stacked["alpha"]["dashboard"] == f"http://{machines['alpha']['ip']}/dashboard"
+    assert (stacked["bravo"]["status"], stacked["bravo"]["phase"]) == ("failed", "Starting Neutron")
+    log = run("logs", "alpha")
     assert log.code == 0 and "Starting Horizon" in log.out and "The password: ********" in log.out
     creds = json.loads(run("creds", "--json").out)
     assert creds["password"] not in log.out + up.out + up.err
-    inside = run("exec", "a", "--", "sudo cat /opt/stack/standin-stacked")
-    assert f"HOST_IP={machines['a']['ip']}" in inside.out and "USER=stack" in inside.out
+    inside = run("exec", "alpha", "--", "sudo cat /opt/stack/standin-stacked")
+    assert f"HOST_IP={machines['alpha']['ip']}" in inside.out and "USER=stack" in inside.out
 
     # Fixed: only b runs again.
-    (isolated_home / "local.conf.d" / "b.conf").unlink()
+    (isolated_home / "local.conf.d" / "bravo.conf").unlink()
     retry = run("stack", "--json")
     assert retry.code == 0, retry.err
-    assert {n: r["status"] for n, r in json.loads(retry.out)["machines"].items()} == {"b": "ok"}
+    assert {n: r["status"] for n, r in json.loads(retry.out)["machines"].items()} == {"bravo": "ok"}
     assert "every machine has stacked already" in run("stack").out
 
     status = json.loads(run("status", "--json").out)["machines"]
@@ -109,35 +111,35 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     hostnames = run("exec", "--all", "--json", "--", "hostname")
     assert hostnames.code == 0, hostnames.err
     outputs = json.loads(hostnames.out)
-    assert {n: r["stdout"].strip() for n, r in outputs.items()} == {"a": "a", "b": "b"}
+    assert {n: r["stdout"].strip() for n, r in outputs.items()} == {"alpha": "alpha", "bravo": "bravo"}
     # One argument is a shell command line; several are words, quoted as such.
-    failing = run("exec", "a", "b", "--", 'test "$(hostname)" = a')
-    assert failing.code == 1 and "--- a: exit 0" in failing.out and "--- b: exit 1" in failing.out
-    assert "failed on: b" in failing.err
-    words = run("exec", "a", "--", "echo", "$(hostname)", "it's")
+    failing = run("exec", "alpha", "bravo", "--", 'test "$(hostname)" = alpha')
+    assert failing.code == 1 and "--- alpha: exit 0" in failing.out and "--- bravo: exit 1" in failing.out
+    assert "failed on: bravo" in failing.err
+    words = run("exec", "alpha", "--", "echo", "$(hostname)", "it's")
     assert words.code == 0 and "$(hostname) it's" in words.out
 
     config = isolated_home / "ssh_config"
     config.write_text(run("ssh-config").out)
-    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "b", "cat", "/etc/hostname"],
+    plain = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "bravo", "cat", "/etc/hostname"],
                            capture_output=True, text=True, timeout=60)
-    assert plain.returncode == 0 and plain.stdout.strip() == "b", plain.stderr
-    via_labctl = labctl_process("ssh", "a", "--", "sudo -n true && echo sudo-ok")
+    assert plain.returncode == 0 and plain.stdout.strip() == "bravo", plain.stderr
+    via_labctl = labctl_process("ssh", "alpha", "--", "sudo -n true && echo sudo-ok")
     assert via_labctl.returncode == 0 and via_labctl.stdout.strip() == "sudo-ok", via_labctl.stderr
 
     assert run("halt").code == 0
     assert {m["state"] for m in json.loads(run("status", "--json").out)["machines"]} == {"shutoff"}
     down = run("exec", "--all", "--", "true")
-    assert down.code == 2 and "not running: a, b" in down.err
+    assert down.code == 2 and "not running: alpha, bravo" in down.err
 
-    assert run("resume", "a").code == 0
+    assert run("resume", "alpha").code == 0
     states = {m["name"]: m["state"] for m in json.loads(run("status", "--json").out)["machines"]}
-    assert states == {"a": "running", "b": "shutoff"}
-    assert run("exec", "a", "--", "true").code == 0
+    assert states == {"alpha": "running", "bravo": "shutoff"}
+    assert run("exec", "alpha", "--", "true").code == 0
 
     again = run("up", "--json")  # idempotent: starts only what is not running
     assert again.code == 0, again.err
-    assert "a: booting" not in again.err
+    assert "alpha: booting" not in again.err
 
     destroyed = run("destroy", "-y")
     assert destroyed.code == 0, destroyed.err
@@ -158,7 +160,7 @@ def test_sigterm_during_up_then_up_finishes(run: Callable[..., Result], isolated
 
     (isolated_home / "lab.yaml").write_text(
         f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\nmachines:\n"
-        "  - {name: a}\n")
+        "  - {name: alpha}\n")
     proc = subprocess.Popen([sys.executable, "-m", "labctl", "up", "--no-stack"], cwd=isolated_home,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []
@@ -208,7 +210,7 @@ def test_sigkill_during_up_is_explained_and_repaired(run: Callable[..., Result],
 
     (isolated_home / "lab.yaml").write_text(
         f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\nmachines:\n"
-        "  - {name: a}\n")
+        "  - {name: alpha}\n")
     proc = subprocess.Popen([sys.executable, "-m", "labctl", "up", "--no-stack"], cwd=isolated_home,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     booting = threading.Event()
