@@ -276,6 +276,11 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
         return StackResult(job.machine, "failed", time.monotonic() - started, step,
                            mask(exc.message, job.secrets), [mask(t, job.secrets) for t in tail])
     seconds = time.monotonic() - started
+    if code == -1:  # the SSH channel closed with no exit status: the machine, or its network, went away
+        return StackResult(job.machine, "failed", seconds, progress.phase,
+                           f"lost the connection to {job.host.address} while stack.sh ran: the machine stopped or"
+                           " its network went (labctl status shows it; labctl stack retries)", list(progress.tail),
+                           progress.dashboard, progress.keystone)
     if code != 0:
         message = progress.failure_line or f"stack.sh exited with {code}"
         return StackResult(job.machine, "failed", seconds, progress.phase, message, list(progress.tail),

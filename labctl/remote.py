@@ -208,11 +208,14 @@ class Session:
         self.conn = connect(host)
         try:
             self.conn.open()
-        except paramiko.BadHostKeyException:
-            raise HostKeyChanged(f"{host.name}: the host key of {host.address} changed since labctl first saw"
-                                 " it: refusing to connect",
-                                 hint=f"if the machine was recreated, remove its line from {host.known_hosts}")\
-                from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            if isinstance(exc, paramiko.BadHostKeyException):
+                raise HostKeyChanged(f"{host.name}: the host key of {host.address} changed since labctl first saw"
+                                     " it: refusing to connect",
+                                     hint=f"if the machine was recreated, remove its line from {host.known_hosts}")\
+                    from None
+            raise SshUnreachable(f"{host.name}: cannot open SSH to {host.address}:{host.port} ({exc})",
+                                 hint="labctl status shows whether it runs") from None
         # stack.sh runs for half an hour, mostly silent on some phases: keep the connection alive.
         self.conn.transport.set_keepalive(self.KEEPALIVE)
         with _sessions_lock:
@@ -239,13 +242,19 @@ class Session:
                 on_line(line)
 
         stream = _Lines(keep)
-        result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout,
-                               out_stream=stream, err_stream=stream)
+        try:
+            result = self.conn.run(command, hide=True, warn=True, in_stream=False, timeout=timeout,
+                                   out_stream=stream, err_stream=stream)
+            exited = result.exited
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            # The connection broke under the command (the machine went away): no exit status.
+            keep(f"labctl: connection lost: {exc}\n")
+            exited = -1
         stream.close()
         output = "".join(collected)
-        if check and result.exited != 0:
-            raise RemoteCommandFailed(self.host.name, what, result.exited, output)
-        return result.exited, output
+        if check and exited != 0:
+            raise RemoteCommandFailed(self.host.name, what, exited, output)
+        return exited, output
 
     def upload_private(self, data: bytes) -> str:
         """Upload to a new file only the login user can read (mode 0600 before any byte is written)."""

@@ -364,3 +364,35 @@ def test_never_two_stack_sh_at_once(lab_hosts: Callable[..., TestHost], tmp_path
     assert "./stack.sh" in again.message
     remote(hosts["seat-1"], tmp_path, "sudo pkill -u stack -f '[s]tack.sh'; true")
     assert run_stacks([job], Recorder()).results["seat-1"].ok
+
+
+def test_host_dying_mid_stack_fails_alone(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                          catalog: Catalog) -> None:
+    """A machine whose sshd and everything else die in the middle of stack.sh (as a VM powered
+    off): that machine fails, saying the connection was lost, and the others finish."""
+    import threading
+
+    _, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(2),
+                           {"all.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=0.3\n",
+                            "seat-2.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=2\n"}, phase_seconds=None)
+    lab = load_lab(tmp_path / "labdef" / "lab.yaml", catalog)
+    log = tmp_path / "logs" / "seat-2" / "stack.log"
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and "echo_summary 'Starting Keystone'" in log.read_text():
+                hosts["seat-2"].stop()  # every process of the host dies, its network goes
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    started = time.monotonic()
+    run = run_stacks(jobs_for(lab, hosts, tmp_path), Recorder())
+    killer.join()
+    assert run.results["seat-1"].ok
+    dead = run.results["seat-2"]
+    assert dead.status == "failed" and dead.phase == "Starting Keystone"
+    assert "lost the connection" in dead.message, dead.message
+    assert time.monotonic() - started < 60
