@@ -504,14 +504,11 @@ def box() -> None:
 def box_build(distro: str, mirror: str | None) -> None:
     """Build a box of DISTRO from its packages (offline from box registries) and add it to Vagrant."""
     from labctl.catalog import default_catalog
-    from labctl.lifecycle import build_box_command
-    from labctl.vagrant_driver import VagrantDriver
+    from labctl.lifecycle import build_box_command, cache_driver
 
     ctx = _context()
-    ctx.cache.mkdir(parents=True, exist_ok=True)
-    driver = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
     reporter = _reporter()
-    name, path = build_box_command(distro, ctx, driver, reporter, _mirror(mirror), default_catalog())
+    name, path = build_box_command(distro, ctx, cache_driver(ctx), reporter, _mirror(mirror), default_catalog())
     reporter.step(f"box {name} is ready (file: {path})")
 
 
@@ -519,11 +516,9 @@ def box_build(distro: str, mirror: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
 def box_list(as_json: bool) -> None:
     """List the boxes Vagrant has on this host."""
-    from labctl.vagrant_driver import VagrantDriver
+    from labctl.lifecycle import cache_driver
 
-    ctx = _context()
-    ctx.cache.mkdir(parents=True, exist_ok=True)
-    boxes = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri).box_list()
+    boxes = cache_driver(_context()).box_list()
     if as_json:
         _print_json([{"name": n, "provider": p, "version": v} for n, p, v in boxes])
         return

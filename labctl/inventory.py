@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labctl.errors import LabctlError, LabNotFound
 from labctl.names import domain_name
 from labctl.state import LabDir
+
+if TYPE_CHECKING:  # fabric is imported only by the commands that connect
+    from labctl.remote import Host
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,11 @@ def running(statuses: Sequence[MachineStatus], lab: str) -> None:
     down = [s.name for s in statuses if s.state != "running"]
     if down:
         raise LabctlError(f"not running: {', '.join(down)}", hint=f"labctl resume --lab {lab}, or labctl up")
+
+
+def host_of(lab_dir: LabDir, status: MachineStatus) -> Host:
+    """How labctl reaches a machine over SSH: its address, the lab's key for it, the lab's known_hosts."""
+    from labctl.remote import Host
+
+    return Host(status.name, status.ssh_address or status.lab_ip, status.user, lab_dir.private_key(status.name),
+                lab_dir.known_hosts)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from labctl.errors import LabctlError, LabNotFound
-from labctl.inventory import MachineStatus, lab_status, running
+from labctl.inventory import MachineStatus, host_of, lab_status, running
 from labctl.names import domain_name, network_name
 from labctl.state import LabDir, LabHome
 
@@ -85,6 +85,14 @@ def check_capacity(machines: Sequence[Machine], cap: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Boxes
+
+
+def cache_driver(ctx: Context) -> Any:
+    """Vagrant run from labctl's cache folder: for boxes, and for labs not written yet."""
+    from labctl.vagrant_driver import VagrantDriver
+
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    return VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
 
 
 def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror: str) -> dict[str, str]:
@@ -171,8 +179,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
                       " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
                       f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
     # Until the lab's folder is written, vagrant runs from the cache folder (boxes, validation).
-    ctx.cache.mkdir(parents=True, exist_ok=True)
-    driver = VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
+    driver = cache_driver(ctx)
     driver.check_plugin()
     rendered = render_lab(lab, ctx.home, host, generated)
     _validate(rendered.vagrantfile, driver)
@@ -340,9 +347,9 @@ def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
 
 def exec_on(lab_dir: LabDir, statuses: Sequence[MachineStatus], command: Sequence[str],
             timeout: float | None = None) -> dict[str, Any]:
-    from labctl.remote import Host, run_parallel
+    from labctl.remote import run_parallel
 
     running(statuses, lab_dir.name)
-    hosts = [Host(s.name, s.ssh_address or s.lab_ip, s.user, _key(lab_dir, s.name), lab_dir.known_hosts)
-             for s in statuses]
-    return run_parallel(hosts, remote_command(command), timeout=timeout)
+    for s in statuses:
+        _key(lab_dir, s.name)  # a machine never brought up has no key: say so before connecting
+    return run_parallel([host_of(lab_dir, s) for s in statuses], remote_command(command), timeout=timeout)

@@ -63,6 +63,11 @@ class HostResult:
 class HostKeyChanged(LabctlError):
     exit_code = 1
 
+    def __init__(self, host: Host) -> None:
+        super().__init__(f"{host.name}: the host key of {host.address} changed since labctl first saw it:"
+                         " refusing to connect",
+                         hint=f"if the machine was recreated, remove its line from {host.known_hosts}")
+
 
 class SshUnreachable(LabctlError):
     exit_code = 1
@@ -165,9 +170,9 @@ def run_command(host: Host, command: str, timeout: float | None = None) -> HostR
         with connect(host) as conn:
             result = conn.run(command, timeout=timeout, in_stream=False)
     except paramiko.BadHostKeyException:
-        return HostResult(host.name, None, error=f"the host key of {host.address} changed since labctl first"
-                          f" saw it: refusing to connect (if the machine was recreated, remove its line from"
-                          f" {host.known_hosts})", seconds=time.monotonic() - started)
+        changed = HostKeyChanged(host)
+        return HostResult(host.name, None, error=f"{changed.message} ({changed.hint})",
+                          seconds=time.monotonic() - started)
     except Exception as exc:  # any SSH failure is this host's result, not a crash
         return HostResult(host.name, None, error=f"{type(exc).__name__}: {exc}".rstrip(": "),
                           seconds=time.monotonic() - started)
@@ -210,10 +215,7 @@ class Session:
             self.conn.open()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             if isinstance(exc, paramiko.BadHostKeyException):
-                raise HostKeyChanged(f"{host.name}: the host key of {host.address} changed since labctl first saw"
-                                     " it: refusing to connect",
-                                     hint=f"if the machine was recreated, remove its line from {host.known_hosts}")\
-                    from None
+                raise HostKeyChanged(host) from None
             raise SshUnreachable(f"{host.name}: cannot open SSH to {host.address}:{host.port} ({exc})",
                                  hint="labctl status shows whether it runs") from None
         # stack.sh runs for half an hour, mostly silent on some phases: keep the connection alive.
@@ -272,7 +274,7 @@ def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:
         if result.ok:
             return
         if result.error and "host key" in result.error:
-            raise HostKeyChanged(f"{host.name}: {result.error}")
+            raise HostKeyChanged(host)
         if time.monotonic() + interval > deadline:
             raise SshUnreachable(f"{host.name}: SSH at {host.address}:{host.port} did not answer within"
                                  f" {timeout:.0f} s ({result.error or f'exit {result.exit_code}'})",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from labctl.errors import LabctlError
-from labctl.inventory import MachineStatus, running
+from labctl.inventory import MachineStatus, host_of, running
 from labctl.model import Lab, Machine
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
 from labctl.remote import CANCELLED, Host, cancel_all
@@ -72,11 +72,6 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
             secrets=tuple(passwords.values()), certificates=certificates, proxy=lab.proxy,
             no_proxy_hosts=lab_hosts, clean=clean))
     return jobs
-
-
-def host_of(lab_dir: LabDir, status: MachineStatus) -> Host:
-    return Host(status.name, status.ssh_address or status.lab_ip, status.user, lab_dir.private_key(status.name),
-                lab_dir.known_hosts)
 
 
 def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host | None = None,
