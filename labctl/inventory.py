@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ class MachineStatus:
     vcpus: int | None
     uptime_s: float | None
     user: str
+    devstack: str = ""  # stacked, failed at PHASE, stacking, interrupted, skipped; "" never run
 
     @property
     def ssh_address(self) -> str | None:
@@ -38,13 +40,15 @@ class MachineStatus:
         return {"name": self.name, "role": self.role, "domain": self.domain, "state": self.state,
                 "ip": self.lab_ip, "addresses": list(self.addresses), "ssh_address": self.ssh_address,
                 "memory_mb": self.memory_mb, "vcpus": self.vcpus,
-                "uptime_s": round(self.uptime_s) if self.uptime_s is not None else None}
+                "uptime_s": round(self.uptime_s) if self.uptime_s is not None else None,
+                "devstack": self.devstack or None}
 
 
 def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
     from labctl.hypervisor import domain_info
 
     result = []
+    stacks = devstack_states(lab_dir)
     for m in lab_dir.machines():
         dom = domain_name(lab_dir.name, m["name"])
         info = domain_info(conn, dom)
@@ -52,8 +56,40 @@ def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
             name=m["name"], role=m.get("role", ""), lab_ip=m.get("ip", ""), domain=dom,
             state=info.state if info else "not created", addresses=info.addresses if info else (),
             memory_mb=info.memory_mb if info else None, vcpus=info.vcpus if info else None,
-            uptime_s=info.uptime_s if info else None, user=m.get("user", "vagrant")))
+            uptime_s=info.uptime_s if info else None, user=m.get("user", "vagrant"),
+            devstack=stacks.get(m["name"], "")))
     return result
+
+
+def devstack_states(lab_dir: LabDir) -> dict[str, str]:
+    """Each machine's DevStack as `labctl status` shows it: stacked, failed, interrupted, ..."""
+    out: dict[str, str] = {}
+    stack = lab_dir.read_state().get("stack")
+    for name, entry in (stack.items() if isinstance(stack, dict) else ()):
+        if not isinstance(entry, dict):
+            continue
+        status = str(entry.get("status", ""))
+        if status == "ok":
+            out[name] = "stacked"
+        elif status == "failed":
+            out[name] = f"failed at {entry.get('phase') or 'start'}"
+        elif status == "started":
+            out[name] = "stacking" if _alive(entry.get("pid")) else "interrupted"
+        else:
+            out[name] = status
+    return out
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pick_machines(statuses: Sequence[MachineStatus], names: Sequence[str], everything: bool) -> list[MachineStatus]:

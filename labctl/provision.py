@@ -74,6 +74,30 @@ rm -rf "$dest" && mv "$dest.new" "$dest"
 """
 
 
+# DevStack's scripts run in an SSH session of their own. labctl writes that session's id (with the
+# boot's id) in the login user's home as it starts them. A later labctl holds the lab's lock, so no
+# other labctl drives the machine: processes still alive in a recorded session were left by a labctl
+# that was killed (their output goes nowhere; stack.sh would die half-way at its next line). It
+# stops them and starts again. A stack.sh that labctl did not start (run by hand) is never touched.
+SESSION_FILE = ".labctl-stack.session"
+RECORD_SESSION = f'printf "%s %s\\n" "$(cat /proc/sys/kernel/random/boot_id)" "$$" > ~/{SESSION_FILE} && '
+LEFTOVER_SCRIPT = r"""
+f=$HOME/""" + SESSION_FILE + r"""
+if [ -s "$f" ]; then
+  read -r boot sid < "$f"
+  if [ "$boot" = "$(cat /proc/sys/kernel/random/boot_id)" ] && pgrep -s "$sid" >/dev/null; then
+    echo "stopped the DevStack run that an interrupted labctl left running (session $sid)"
+    sudo pkill -TERM -s "$sid"
+    for i in $(seq 1 20); do pgrep -s "$sid" >/dev/null || break; sleep 0.5; done
+    sudo pkill -KILL -s "$sid"
+  fi
+  rm -f "$f"
+fi
+if pgrep -u stack -a -f '[s]tack\.sh'; then exit 3; fi
+exit 0
+"""
+
+
 @dataclass(frozen=True)
 class StackJob:
     """Everything needed to stack one machine."""
@@ -246,13 +270,15 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
                 configure_network_access(session, job)
             announce("preparing the guest")
             prepare_guest(session, job.package_family)
-            # A stack.sh left running by a labctl that was killed: never start a second one over it.
-            code, out = session.run("pgrep -u stack -a -f '[s]tack\\.sh'", "looking for a running stack.sh",
+            # Never two stack.sh at once: stop one that an interrupted labctl left, refuse over another.
+            code, out = session.run(shlex.join(["sh", "-c", LEFTOVER_SCRIPT]), "looking for a running stack.sh",
                                     check=False)
-            if code == 0:
-                running = out.strip().splitlines()[0]
+            lines = out.strip().splitlines()
+            if lines and lines[0].startswith("stopped "):
+                on_phase(lines.pop(0))
+            if code == 3:
                 return StackResult(job.machine, "failed", time.monotonic() - started, "looking for a running stack.sh",
-                                   f"stack.sh is still running from an earlier labctl ({running}): wait for it to"
+                                   f"a stack.sh that labctl did not start is running ({lines[-1]}): wait for it to"
                                    " end, or stop it, then retry", [])
             announce("getting DevStack")
             obtain_devstack(session, job.devstack)
@@ -262,12 +288,11 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
             try:
                 if job.clean:
                     announce("unstack.sh and clean.sh")
-                    session.run(devstack_command("./unstack.sh", job.devstack.force), "unstack.sh",
-                                on_line=writer, check=False)
-                    session.run(devstack_command("./clean.sh", job.devstack.force), "clean.sh",
-                                on_line=writer, check=False)
+                    for script in ("./unstack.sh", "./clean.sh"):
+                        session.run(RECORD_SESSION + devstack_command(script, job.devstack.force), script[2:],
+                                    on_line=writer, check=False)
                 announce("stack.sh")
-                code, _ = session.run(devstack_command("./stack.sh", job.devstack.force), "stack.sh",
+                code, _ = session.run(RECORD_SESSION + devstack_command("./stack.sh", job.devstack.force), "stack.sh",
                                       on_line=writer, check=False)
             finally:
                 writer.close()

@@ -8,6 +8,7 @@ or written.
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -206,7 +207,12 @@ class _Lines(io.TextIOBase):
 class Session:
     """One SSH connection to a machine, for a sequence of commands and uploads."""
 
-    KEEPALIVE = 30
+    # A machine that vanishes without a word (powered off, its network gone) sends no FIN: TCP would
+    # wait a quarter of an hour. labctl sends a keepalive every KEEPALIVE seconds, and the kernel
+    # gives up on data left unacknowledged for DEAD_AFTER seconds (TCP_USER_TIMEOUT): such a loss
+    # is noticed within KEEPALIVE + DEAD_AFTER seconds, even while stack.sh says nothing.
+    KEEPALIVE = 15
+    DEAD_AFTER = 60
 
     def __init__(self, host: Host) -> None:
         self.host = host
@@ -218,8 +224,10 @@ class Session:
                 raise HostKeyChanged(host) from None
             raise SshUnreachable(f"{host.name}: cannot open SSH to {host.address}:{host.port} ({exc})",
                                  hint="labctl status shows whether it runs") from None
-        # stack.sh runs for half an hour, mostly silent on some phases: keep the connection alive.
         self.conn.transport.set_keepalive(self.KEEPALIVE)
+        sock = self.conn.transport.sock
+        if hasattr(socket, "TCP_USER_TIMEOUT") and isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.DEAD_AFTER * 1000))
         with _sessions_lock:
             _sessions.add(self)
 

@@ -7,6 +7,8 @@ One machine's failure never stops the others, and every result is kept in the la
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -142,6 +144,18 @@ def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host |
     return run
 
 
+def mark(lab_dir: LabDir, machines: Sequence[str], status: str) -> None:
+    """Before stacking ("started", with labctl's pid) and when stopped ("interrupted"): a machine
+    being stacked is never taken for stacked, whatever happens to labctl meanwhile."""
+    state = lab_dir.read_state()
+    stack = state.setdefault("stack", {})
+    for name in machines:
+        if status == "interrupted" and stack.get(name, {}).get("status") != "started":
+            continue  # finished before the interruption: its result stays
+        stack[name] = {"status": status, "pid": os.getpid(), "since": int(time.time())}
+    lab_dir.write_state(state)
+
+
 def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | None = None) -> None:
     state = lab_dir.read_state()
     stack = state.setdefault("stack", {})
@@ -169,9 +183,16 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     state = lab_dir.read_state().get("stack", {})
     by_name = {s.name: s for s in statuses}
     controller_host = host_of(lab_dir, by_name[ctl.name]) if ctl and ctl.name in by_name else None
-    run = run_stacks(jobs, reporter, controller_host=controller_host,
-                     controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
-                     discover=discover, on_result=lambda r: record(lab_dir, [r]))
+    names = [j.machine for j in jobs]
+    mark(lab_dir, names, "started")
+    try:
+        run = run_stacks(jobs, reporter, controller_host=controller_host,
+                         controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
+                         discover=discover, on_result=lambda r: record(lab_dir, [r]))
+    except BaseException:
+        with contextlib.suppress(LabctlError):  # a full disk must not hide what stopped the run
+            mark(lab_dir, names, "interrupted")
+        raise
     record(lab_dir, list(run.results.values()), run.discovery)
     return run
 

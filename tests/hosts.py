@@ -51,6 +51,7 @@ def ensure_rootfs() -> Path:
         return ROOTFS
     partial = ROOTFS.with_name(ROOTFS.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)  # a fresh machine has no test cache yet
     pub = INSECURE_KEYS[-1].with_suffix(".pub")
     hook = (f'chroot "$1" useradd -m -s /bin/bash -p "*" vagrant && '
             f'install -d -m 700 "$1/home/vagrant/.ssh" && install -m 600 {pub} "$1/home/vagrant/.ssh/authorized_keys"'
@@ -58,8 +59,9 @@ def ensure_rootfs() -> Path:
             f'echo "vagrant ALL=(ALL) NOPASSWD:ALL" > "$1/etc/sudoers.d/vagrant" && '
             f'chmod 440 "$1/etc/sudoers.d/vagrant"')
     mirror = os.environ.get("LABCTL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", "--customize-hook", hook,
-                    "bookworm", str(partial), mirror], check=True, capture_output=True, timeout=900)
+    built = subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}", "--customize-hook", hook,
+                            "bookworm", str(partial), mirror], capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, f"mmdebstrap failed ({built.returncode}): {built.stderr[-2000:]}"
     partial.rename(ROOTFS)
     return ROOTFS
 

@@ -352,18 +352,81 @@ def test_ctrl_c_stops_stacking_and_keeps_what_finished(lab_hosts: Callable[..., 
     assert '"seat-2"' not in results.read_text()
 
 
-def test_never_two_stack_sh_at_once(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
-    """A stack.sh left running by a killed labctl: the next run says so and does not start another."""
+def test_stack_sh_run_by_hand_is_refused_and_left_alone(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                                        catalog: Catalog) -> None:
+    """A stack.sh that labctl did not start (someone runs it by hand): never a second one over it,
+    and never stopped by labctl."""
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1))
     (job,) = jobs_for(lab, hosts, tmp_path)
     assert run_stacks([job], Recorder()).results["seat-1"].ok
     remote(hosts["seat-1"], tmp_path,
            "sudo -u stack setsid bash -c 'exec -a ./stack.sh sleep 60' >/dev/null 2>&1 < /dev/null &")
     again = run_stacks([job], Recorder()).results["seat-1"]
-    assert again.status == "failed" and "stack.sh is still running from an earlier labctl" in again.message
+    assert again.status == "failed" and "a stack.sh that labctl did not start is running" in again.message
     assert "./stack.sh" in again.message
+    assert "./stack.sh" in remote(hosts["seat-1"], tmp_path, "pgrep -a -u stack -f '[s]tack.sh'")
     remote(hosts["seat-1"], tmp_path, "sudo pkill -u stack -f '[s]tack.sh'; true")
     assert run_stacks([job], Recorder()).results["seat-1"].ok
+
+
+def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                                              catalog: Catalog) -> None:
+    """labctl SIGKILLed during stack.sh (no cleanup possible): stack.sh goes on in the machine with
+    nobody reading it. The next run stops it, says so, and stacks the machine; never two at once."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    _, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1),
+                           {"all.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=30\n"}, phase_seconds=None)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path),
+                              json.dumps({n: h.address for n, h in hosts.items()}), str(Path(__file__).parent)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "logs" / "seat-1" / "stack.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "echo_summary 'Installing package prerequisites'" in log.read_text()):
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    host = hosts["seat-1"]
+    assert "stack.sh" in remote(host, tmp_path, "pgrep -a -u stack -f '[s]tack.sh'")  # left running, unread
+
+    lab = load_lab(tmp_path / "labdef" / "lab.yaml", catalog)
+    (job,) = jobs_for(lab, hosts, tmp_path)
+    job = replace(job, local_conf=job.local_conf.replace("STANDIN_PHASE_SECONDS=30", "STANDIN_PHASE_SECONDS=0.1"))
+    recorder = Recorder()
+    watcher_seen: list[str] = []
+
+    def watch() -> None:  # at no moment two stack.sh in the machine (processes and their SSH session)
+        while not done.is_set():
+            r = run_command(Host("seat-1", host.address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts"),
+                            "ps -u stack -o sid=,comm=,args=")
+            watcher_seen.append(r.stdout)
+            time.sleep(0.2)
+
+    import threading
+
+    done = threading.Event()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    while not watcher_seen:  # the leftover seen before the new run begins
+        time.sleep(0.05)
+    try:
+        again = run_stacks([job], recorder).results["seat-1"]
+    finally:
+        done.set()
+        watcher.join()
+    assert again.ok, again
+    assert any(text.startswith("stopped the DevStack run that an interrupted labctl left running")
+               for _, text in recorder.updates), recorder.updates
+    # Each sample: the sessions that the stack user's processes belong to.
+    sessions = [{line.split()[0] for line in out.splitlines() if "stack.sh" in line} for out in watcher_seen]
+    assert all(len(s) <= 1 for s in sessions), watcher_seen
+    assert len(set().union(*sessions)) == 2, watcher_seen  # the leftover, then the new run: one after the other
+    assert remote(host, tmp_path, "pgrep -a -u stack -f '[s]tack.sh'; true").strip() == ""
+    assert seen_by_stack(host, tmp_path)["USER"] == "stack"
 
 
 def test_host_dying_mid_stack_fails_alone(lab_hosts: Callable[..., TestHost], tmp_path: Path,
@@ -396,3 +459,44 @@ def test_host_dying_mid_stack_fails_alone(lab_hosts: Callable[..., TestHost], tm
     assert dead.status == "failed" and dead.phase == "Starting Keystone"
     assert "lost the connection" in dead.message, dead.message
     assert time.monotonic() - started < 60
+
+
+def test_host_vanishing_silently_is_noticed(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine that vanishes without a word (a VM powered off sends no FIN: here the host's link
+    goes down under it): keepalives go unanswered and the kernel gives up after DEAD_AFTER seconds,
+    so that machine fails instead of hanging for TCP's quarter of an hour; the other finishes."""
+    import subprocess
+    import threading
+
+    from labctl.remote import Session
+
+    # Seconds instead of the real 15 s + 60 s, so that the test takes seconds too.
+    monkeypatch.setattr(Session, "KEEPALIVE", 1)
+    monkeypatch.setattr(Session, "DEAD_AFTER", 3)
+    _, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(2),
+                           {"all.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=0.3\n",
+                            "seat-2.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=60\n"}, phase_seconds=None)
+    lab = load_lab(tmp_path / "labdef" / "lab.yaml", catalog)
+    log = tmp_path / "logs" / "seat-2" / "stack.log"
+    cut: list[float] = []
+
+    def cut_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and "echo_summary 'Installing package prerequisites'" in log.read_text():
+                subprocess.run(["ip", "-n", hosts["seat-2"].netns, "link", "set", "eth0", "down"], check=True)
+                cut.append(time.monotonic())
+                return
+            time.sleep(0.1)
+
+    cutter = threading.Thread(target=cut_when_started)
+    cutter.start()
+    run = run_stacks(jobs_for(lab, hosts, tmp_path), Recorder())
+    cutter.join()
+    assert cut, "stack.sh never started on seat-2"
+    assert run.results["seat-1"].ok
+    lost = run.results["seat-2"]
+    assert lost.status == "failed" and lost.phase == "Installing package prerequisites"
+    assert "lost the connection" in lost.message, lost.message
+    assert time.monotonic() - cut[0] < 30  # not the 8 phases of 60 s still ahead, nor TCP's own timeout

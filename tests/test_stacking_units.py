@@ -9,9 +9,10 @@ import pytest
 
 from labctl.catalog import Catalog
 from labctl.errors import LabctlError
+from labctl.inventory import devstack_states
 from labctl.model import Proxy, lab_from_dict
 from labctl.provision import StackResult, devstack_command, proxy_files
-from labctl.stacking import credentials, machines_to_stack, openrc, record
+from labctl.stacking import credentials, machines_to_stack, mark, openrc, record
 from labctl.state import LabDir
 
 
@@ -46,6 +47,36 @@ def test_retry_takes_failed_and_never_run(lab_dir: LabDir, catalog: Catalog) -> 
     state = json.loads(lab_dir.state_file.read_text())
     assert state["stack"]["cmp-1"]["phase"] == "Starting Neutron" and state["discover_hosts"] == "mapped cmp-2"
     assert "Adm1n" not in lab_dir.state_file.read_text()
+
+
+def test_a_stack_in_progress_is_never_taken_for_done(lab_dir: LabDir, catalog: Catalog) -> None:
+    """Machines being stacked are marked first: whatever happens to labctl then (SIGKILL included),
+    they are not taken for stacked, `status` tells an interrupted run from a running one, and a
+    machine created anew forgets its predecessor's DevStack."""
+    import subprocess
+    import sys
+
+    lab = multinode(catalog)
+    record(lab_dir, [StackResult("ctl", "ok", 100), StackResult("cmp-1", "ok", 50), StackResult("cmp-2", "ok", 60)])
+    mark(lab_dir, ["ctl", "cmp-1"], "started")  # this process: a labctl that is still running
+    assert devstack_states(lab_dir) == {"ctl": "stacking", "cmp-1": "stacking", "cmp-2": "stacked"}
+    assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["ctl", "cmp-1"]  # type: ignore[arg-type]
+    record(lab_dir, [StackResult("ctl", "failed", 10, "Starting Keystone [x]")])
+    mark(lab_dir, ["ctl", "cmp-1"], "interrupted")  # only what had not finished
+    assert devstack_states(lab_dir) == {"ctl": "failed at Starting Keystone [x]", "cmp-1": "interrupted",
+                                        "cmp-2": "stacked"}
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    mark(lab_dir, ["cmp-2"], "started")
+    state = json.loads(lab_dir.state_file.read_text())
+    state["stack"]["cmp-2"]["pid"] = gone.pid  # a labctl that was SIGKILLed: its pid is gone
+    lab_dir.write_state(state)
+    assert devstack_states(lab_dir)["cmp-2"] == "interrupted"
+
+    lab_dir.forget_stacks(["ctl", "cmp-2"])
+    assert devstack_states(lab_dir) == {"cmp-1": "interrupted"}
+    assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["ctl", "cmp-1", "cmp-2"]  # type: ignore[arg-type]
 
 
 def test_damaged_state_is_reported(lab_dir: LabDir) -> None:
