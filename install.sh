@@ -30,7 +30,18 @@ echo "==> libvirt"
 if [ -d /run/systemd/system ]; then
   "${SUDO[@]}" systemctl enable --now virtlogd libvirtd
 else
-  # No systemd (containers, WSL, CI sandboxes): start the daemons by hand.
+  # No systemd (containers, WSL, CI sandboxes), hence no polkit, which is what lets the libvirt
+  # group manage VMs on a desktop: the same rule through libvirt's own socket permissions
+  # (read-write socket root:libvirt 0770, members of libvirt only). Then start the daemons by hand.
+  conf=/etc/libvirt/libvirtd.conf
+  if ! grep -q '^# labctl: libvirt group access' "$conf"; then
+    printf '%s\n' '# labctl: libvirt group access without polkit (install.sh)' 'unix_sock_group = "libvirt"' \
+      'unix_sock_rw_perms = "0770"' 'auth_unix_rw = "none"' | "${SUDO[@]}" tee -a "$conf" >/dev/null
+    if pgrep -x libvirtd >/dev/null; then  # running with the old settings: restart it (VMs keep running)
+      "${SUDO[@]}" pkill -x libvirtd
+      for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.2; done
+    fi
+  fi
   pgrep -x virtlogd >/dev/null || "${SUDO[@]}" virtlogd -d
   pgrep -x libvirtd >/dev/null || "${SUDO[@]}" libvirtd -d
 fi
@@ -40,7 +51,16 @@ if [ "$(id -u)" -ne 0 ] && ! id -nG | tr ' ' '\n' | grep -qx libvirt; then
 fi
 
 echo "==> labctl in .venv"
-"${PYTHON:-python3}" -m venv .venv
+# Debian's own python3 where there is one: a venv made from a Python in someone's home (pyenv)
+# cannot be run by the other users of the machine.
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3
+  [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+fi
+if [ -e .venv/bin/python ] && [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$PYTHON")")" ]; then
+  rm -rf .venv  # made by another Python: venv cannot switch it over
+fi
+"$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
 mkdir -p "$HOME/.local/bin"

@@ -34,3 +34,21 @@ def test_logs_get_one_line_per_change() -> None:
     lines = out.getvalue().splitlines()
     assert [line.split(None, 1)[1] for line in lines] == ["checking the host", "a: booting", "a: Starting domain."]
     assert all(line.lstrip().startswith("0:00") for line in lines)
+
+
+def test_status_shows_each_machines_devstack() -> None:
+    from labctl.inventory import MachineStatus
+    from labctl.ui import print_status
+
+    def machine(name: str, state: str, devstack: str) -> MachineStatus:
+        return MachineStatus(name, "allinone", "10.0.0.2", f"labctl-x-{name}", state, (), None, None, None, "vagrant",
+                             devstack)
+
+    out = io.StringIO()
+    print_status(Console(file=out, width=160), "x", [
+        machine("alpha", "running", "stacked"), machine("bravo", "running", "failed at Starting [Neutron]"),
+        machine("charlie", "shutoff", "interrupted"), machine("delta", "not created", "")])
+    rows = {line.split("│")[1].strip(): line.split("│")[-2].strip() for line in out.getvalue().splitlines()
+            if line.startswith("│")}
+    assert rows == {"alpha": "stacked", "bravo": "failed at Starting [Neutron]", "charlie": "interrupted",
+                    "delta": "not run"}  # text from stack.sh is shown as it is, never read as markup

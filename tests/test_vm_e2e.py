@@ -278,8 +278,8 @@ def _libvirtd(action: str) -> None:
 def test_faults_during_stack_then_up_finishes(run: Callable[..., Result], isolated_home: Path, lab_name: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Faults caused for real on real VMs, each followed by what must hold:
-    1. labctl SIGKILLed during stack.sh: `status` says interrupted; the next `up` stops the stack.sh
-       left behind and stacks both machines.
+    1. `labctl stack` SIGTERMed, then `labctl up` SIGKILLed, during stack.sh: `status` says
+       interrupted; the next `up` stops the stack.sh left behind and stacks both machines.
     2. a VM powered off (`virsh destroy`) during stack.sh: that machine fails, saying the connection
        was lost, the other finishes; the next `up` starts it again and stacks it, and only it.
     3. libvirtd stopped in the middle of `halt`: one line saying how to start it, no traceback;
@@ -309,15 +309,27 @@ def test_faults_during_stack_then_up_finishes(run: Callable[..., Result], isolat
     def devstack() -> dict[str, str]:
         return {m["name"]: m["devstack"] for m in json.loads(run("status", "--json").out)["machines"]}
 
-    # 1. SIGKILL in the middle of `labctl stack`.
-    proc = subprocess.Popen([sys.executable, "-m", "labctl", "stack"], cwd=isolated_home,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (started("alpha") and started("bravo")):
-        assert proc.poll() is None and time.monotonic() < deadline, "stack.sh did not start in both machines"
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    def stack_then(sig: signal.Signals, command: str) -> int:
+        proc = subprocess.Popen([sys.executable, "-m", "labctl", command], cwd=isolated_home,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while not (started("alpha") and started("bravo")):
+            assert proc.poll() is None and time.monotonic() < deadline, "stack.sh did not start in both machines"
+            time.sleep(0.5)
+        for machine in ("alpha", "bravo"):
+            (lab_dir / "logs" / machine / "stack.log").unlink()  # so that the next wait sees the next run
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        assert time.monotonic() - sent < 15  # within seconds, not after stack.sh's remaining phases
+        return code
+
+    # 1. SIGTERM in the middle of `labctl stack`, then SIGKILL in the middle of `labctl up` (stacking
+    #    the running machines). The second run first stops the stack.sh that the first one left
+    #    behind (its sessions closed, it would die at its next line).
+    assert stack_then(signal.SIGTERM, "stack") == 143
+    assert devstack() == {"alpha": "interrupted", "bravo": "interrupted"}
+    assert stack_then(signal.SIGKILL, "up") == -signal.SIGKILL
     assert devstack() == {"alpha": "interrupted", "bravo": "interrupted"}
     left = run("exec", "--all", "--json", "--", "pgrep -u stack -c -f '[s]tack.sh'")
     assert all(r["exit_code"] == 0 for r in json.loads(left.out).values()), left.out  # left running, unread
@@ -383,3 +395,65 @@ def test_faults_during_stack_then_up_finishes(run: Callable[..., Result], isolat
     gone = run("destroy", "-y")
     assert gone.code == 0, gone.err
     assert not [n for n in libvirt_names()["domains"] if lab_name in n]
+
+
+USER = "labctl-e2e"
+
+
+def test_ordinary_user_in_the_libvirt_group(vm_env: Path, lab_name: str) -> None:
+    """Least privilege: an ordinary user in the libvirt group, with no sudo, brings a lab up,
+    reaches its machine over SSH and destroys it; everything labctl writes belongs to that user."""
+    import os
+    import pwd
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("making a test user needs root (CI runs as root)")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/bash", "--groups", "libvirt", USER],
+                       check=True)
+    base = Path(tempfile.mkdtemp(prefix="labctl-user-", dir="/var/tmp"))
+    try:
+        for d in ("home", "work", "cache/boxes"):
+            (base / d).mkdir(parents=True)
+        box = vm_env / "cache" / "boxes" / "debian-12-amd64.box"
+        if not box.is_file():  # built by the tests before; else built here, as root, into the cache
+            built = subprocess.run([sys.executable, "-m", "labctl", "box", "build", "debian"], capture_output=True,
+                                   text=True, env={**os.environ, "LABCTL_CACHE": str(vm_env / "cache")})
+            assert built.returncode == 0, built.stderr
+        subprocess.run(["chown", "-R", f"{USER}:{USER}", str(base)], check=True)
+        # The same file (root's, readable): vagrant-libvirt finds its volume already in libvirt.
+        os.link(box, base / "cache" / "boxes" / box.name)
+        (base / "work" / "lab.yaml").write_text(
+            f"name: {lab_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
+            "machines:\n  - {name: alpha}\n")
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
+               "LABCTL_HOME": str(base / "labctl"), "VAGRANT_HOME": str(base / "vagrant.d"),
+               "LABCTL_CACHE": str(base / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+
+        def as_user(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["runuser", "-u", USER, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+                                   *argv], cwd=base / "work", capture_output=True, text=True, timeout=timeout)
+
+        usable = as_user(sys.executable, "-c", "import labctl")
+        assert usable.returncode == 0, f"the test user cannot run labctl's Python: {usable.stderr}"
+        assert as_user("sudo", "-n", "true").returncode != 0  # truly unprivileged
+        reach = as_user("virsh", "-c", "qemu:///system", "list")
+        assert reach.returncode == 0, f"the libvirt group cannot reach libvirtd (install.sh sets it up): {reach.stderr}"
+
+        up = as_user(sys.executable, "-m", "labctl", "up", "--no-stack", "--json")
+        assert up.returncode == 0, up.stderr
+        assert [m["state"] for m in json.loads(up.stdout)["machines"]] == ["running"]
+        who = as_user(sys.executable, "-m", "labctl", "exec", "alpha", "--", "id -un")
+        assert who.returncode == 0 and "vagrant" in who.stdout, who.stdout + who.stderr
+        written = [*(base / "labctl").rglob("*"), *(base / "cache").rglob("*"), *(base / "vagrant.d").rglob("*")]
+        owners = {p.owner() for p in written if p.name != box.name}
+        assert owners == {USER}, owners
+        gone = as_user(sys.executable, "-m", "labctl", "destroy", "-y")
+        assert gone.returncode == 0, gone.stderr
+        assert not [n for n in libvirt_names()["domains"] if lab_name in n]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
