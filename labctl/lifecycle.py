@@ -209,7 +209,6 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         from labctl.remote import forget_hosts
 
         lab_dir.forget_stacks(created)
-
         forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
     return plan, statuses
 

@@ -150,7 +150,8 @@ def mark(lab_dir: LabDir, machines: Sequence[str], status: str) -> None:
     state = lab_dir.read_state()
     stack = state.setdefault("stack", {})
     for name in machines:
-        if status == "interrupted" and stack.get(name, {}).get("status") != "started":
+        entry = stack.get(name)
+        if status == "interrupted" and not (isinstance(entry, dict) and entry.get("status") == "started"):
             continue  # finished before the interruption: its result stays
         stack[name] = {"status": status, "pid": os.getpid(), "since": int(time.time())}
     lab_dir.write_state(state)
