@@ -413,9 +413,11 @@ def test_ordinary_user_in_the_libvirt_group(vm_env: Path, lab_name: str) -> None
         pytest.skip("making a test user needs root (CI runs as root)")
     try:
         pwd.getpwnam(USER)
+        made_user = False
     except KeyError:
         subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/bash", "--groups", "libvirt", USER],
                        check=True)
+        made_user = True
     base = Path(tempfile.mkdtemp(prefix="labctl-user-", dir="/var/tmp"))
     try:
         for d in ("home", "work", "cache/boxes"):
@@ -458,3 +460,5 @@ def test_ordinary_user_in_the_libvirt_group(vm_env: Path, lab_name: str) -> None
         assert not [n for n in libvirt_names()["domains"] if lab_name in n]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        if made_user:  # nothing of the test left on the machine
+            subprocess.run(["userdel", USER], check=False, capture_output=True)
