@@ -335,7 +335,8 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON.")
 def status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
-    """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt)."""
+    """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt), and its
+    DevStack as labctl last saw it (stacked, failed, stacking, interrupted)."""
     from labctl import hypervisor
     from labctl.inventory import lab_status
 
