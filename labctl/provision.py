@@ -81,8 +81,9 @@ rm -rf "$dest" && mv "$dest.new" "$dest"
 # stops them and starts again. A stack.sh that labctl did not start (run by hand) is never touched.
 SESSION_FILE = ".labctl-stack.session"
 RECORD_SESSION = f'printf "%s %s\\n" "$(cat /proc/sys/kernel/random/boot_id)" "$$" > ~/{SESSION_FILE} && '
+# $1: the session file, in the login user's home.
 LEFTOVER_SCRIPT = r"""
-f=$HOME/""" + SESSION_FILE + r"""
+f=$HOME/$1
 if [ -s "$f" ]; then
   read -r boot sid < "$f"
   if [ "$boot" = "$(cat /proc/sys/kernel/random/boot_id)" ] && pgrep -s "$sid" >/dev/null; then
@@ -271,7 +272,8 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
             announce("preparing the guest")
             prepare_guest(session, job.package_family)
             # Never two stack.sh at once: stop one that an interrupted labctl left, refuse over another.
-            code, out = session.run(shlex.join(["sh", "-c", LEFTOVER_SCRIPT]), "looking for a running stack.sh",
+            code, out = session.run(shlex.join(["sh", "-c", LEFTOVER_SCRIPT, "leftover", SESSION_FILE]),
+                                    "looking for a running stack.sh",
                                     check=False)
             lines = out.strip().splitlines()
             if lines and lines[0].startswith("stopped "):

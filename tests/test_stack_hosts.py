@@ -377,6 +377,7 @@ def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable
     import signal
     import subprocess
     import sys
+    import threading
 
     _, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1),
                            {"all.conf": "[[local|localrc]]\nSTANDIN_PHASE_SECONDS=30\n"}, phase_seconds=None)
@@ -398,6 +399,7 @@ def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable
     job = replace(job, local_conf=job.local_conf.replace("STANDIN_PHASE_SECONDS=30", "STANDIN_PHASE_SECONDS=0.1"))
     recorder = Recorder()
     watcher_seen: list[str] = []
+    done = threading.Event()
 
     def watch() -> None:  # at no moment two stack.sh in the machine (processes and their SSH session)
         while not done.is_set():
@@ -406,9 +408,6 @@ def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable
             watcher_seen.append(r.stdout)
             time.sleep(0.2)
 
-    import threading
-
-    done = threading.Event()
     watcher = threading.Thread(target=watch)
     watcher.start()
     while not watcher_seen:  # the leftover seen before the new run begins
