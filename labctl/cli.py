@@ -200,14 +200,13 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
         if not no_stack:
             from labctl.stacking import stack_lab
 
-            run = stack_lab(plan.lab, ctx.home.lab(plan.lab.name), statuses, reporter)
+            run = stack_lab(plan.lab, ctx.home.lab(plan.lab.name), statuses, reporter, cache=ctx.cache)
     return _show_up(plan, statuses, run, as_json)
 
 
 def _show_up(plan: Any, statuses: Any, run: Any, as_json: bool) -> int:
-    from labctl.stacking import with_results
 
-    results = with_results(run, plan.lab) if run else {}
+    results = run.results if run else {}
     if as_json:
         _print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses],
                      "devstack": _results_json(results, run)})
@@ -223,7 +222,8 @@ def _show_up(plan: Any, statuses: Any, run: Any, as_json: bool) -> int:
 
 def _results_json(results: Any, run: Any) -> dict[str, Any]:
     return {"machines": {n: {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
-                             "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone}
+                             "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
+                             "phases": [{"phase": p, "seconds": s} for p, s in r.phases]}
                          for n, r in results.items()},
             "discover_hosts": run.discovery if run else None}
 
@@ -244,7 +244,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     from labctl.inventory import lab_status
     from labctl.lab import plan_lab, resolve_lab
     from labctl.selection import LabRequest
-    from labctl.stacking import stack_lab, with_results
+    from labctl.stacking import stack_lab
 
     ctx = _context()
     lab_dir = _lab_dir(lab_file, lab_name)
@@ -254,11 +254,11 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
         plan = plan_lab(lab, ctx.home, read_host())
         run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, hypervisor.connect()), reporter, names=machines,
-                        everything=everything, clean=clean)
+                        everything=everything, clean=clean, cache=ctx.cache)
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0
-    results = with_results(run, plan.lab)
+    results = run.results
     if as_json:
         _print_json(_results_json(results, run))
     else:
@@ -326,7 +326,8 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
     click.echo(f"User: {data['username']}   Password: {data['password']}   Project: {data['project']}")
     for name, m in data["machines"].items():
         note = "" if m["stacked"] else "   (not stacked yet)"
-        click.echo(f"{name}: dashboard {m['dashboard']}   keystone {m['auth_url']}{note}")
+        dashboard = f"dashboard {m['dashboard']}   " if m["dashboard"] else ""
+        click.echo(f"{name}: {dashboard}keystone {m['auth_url']}{note}")
     click.echo(f"\n# openrc for {target} (labctl creds {target} --lab {lab_dir.name} | grep ^export > openrc)")
     click.echo(openrc(data, target), nl=False)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from labctl.errors import LabctlError, LabNotFound
 from labctl.names import domain_name
+from labctl.stacklog import slowest
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # fabric is imported only by the commands that connect
@@ -28,6 +29,7 @@ class MachineStatus:
     uptime_s: float | None
     user: str
     devstack: str = ""  # stacked, failed at PHASE, stacking, interrupted, skipped; "" never run
+    devstack_phases: tuple[tuple[str, float], ...] = ()  # the last run's phases and their seconds
 
     @property
     def ssh_address(self) -> str | None:
@@ -41,7 +43,9 @@ class MachineStatus:
                 "ip": self.lab_ip, "addresses": list(self.addresses), "ssh_address": self.ssh_address,
                 "memory_mb": self.memory_mb, "vcpus": self.vcpus,
                 "uptime_s": round(self.uptime_s) if self.uptime_s is not None else None,
-                "devstack": self.devstack or None}
+                "devstack": self.devstack or None,
+                "devstack_phases": [{"phase": p, "seconds": s} for p, s in self.devstack_phases],
+                "devstack_slowest": [{"phase": p, "seconds": s} for p, s in slowest(self.devstack_phases)]}
 
 
 def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
@@ -49,6 +53,7 @@ def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
 
     result = []
     stacks = devstack_states(lab_dir)
+    phases = devstack_phases(lab_dir)
     for m in lab_dir.machines():
         dom = domain_name(lab_dir.name, m["name"])
         info = domain_info(conn, dom)
@@ -57,8 +62,20 @@ def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
             state=info.state if info else "not created", addresses=info.addresses if info else (),
             memory_mb=info.memory_mb if info else None, vcpus=info.vcpus if info else None,
             uptime_s=info.uptime_s if info else None, user=m.get("user", "vagrant"),
-            devstack=stacks.get(m["name"], "")))
+            devstack=stacks.get(m["name"], ""), devstack_phases=phases.get(m["name"], ())))
     return result
+
+
+def devstack_phases(lab_dir: LabDir) -> dict[str, tuple[tuple[str, float], ...]]:
+    """Each machine's DevStack phases of its last finished run, with their seconds."""
+    out = {}
+    stack = lab_dir.read_state().get("stack")
+    for name, entry in (stack.items() if isinstance(stack, dict) else ()):
+        phases = entry.get("phases") if isinstance(entry, dict) else None
+        if isinstance(phases, list):
+            out[name] = tuple((str(p[0]), float(p[1])) for p in phases
+                              if isinstance(p, list) and len(p) == 2 and isinstance(p[1], int | float))
+    return out
 
 
 def devstack_states(lab_dir: LabDir) -> dict[str, str]:

@@ -12,7 +12,9 @@ import yaml
 from labctl import __version__
 from labctl.catalog import Catalog, Release
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
+from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, choose_accelerator
+from labctl.mirrors import devstack_source, git_base_url, served_folders
 from labctl.model import (
     Lab,
     Machine,
@@ -93,6 +95,15 @@ class MachinePlan:
 
 
 @dataclass(frozen=True)
+class ServedMirror:
+    """A host folder that labctl serves to the machines while they stack."""
+
+    folder: Path
+    url: str
+    repositories: int
+
+
+@dataclass(frozen=True)
 class Plan:
     lab: Lab
     dir: Path
@@ -100,6 +111,8 @@ class Plan:
     machines: tuple[MachinePlan, ...]
     accelerator: Accelerator
     warnings: tuple[str, ...]
+    devstack_from: str = ""  # where the machines get DevStack: a URL, or the checkout pushed
+    mirrors: tuple[ServedMirror, ...] = ()
 
     @property
     def totals(self) -> dict[str, int]:
@@ -115,7 +128,10 @@ class Plan:
             "network": self.lab.cidr,
             "accelerator": {"name": self.accelerator.name, "reason": self.accelerator.reason},
             "devstack": {"repo": self.lab.devstack.repo, "branch": self.lab.devstack.branch,
-                         "force": self.lab.devstack.force},
+                         "force": self.lab.devstack.force, "from": self.devstack_from,
+                         "git_base": git_base_url(self.lab),
+                         "served": [{"folder": str(m.folder), "url": m.url, "repositories": m.repositories}
+                                    for m in self.mirrors]},
             "machines": [_machine_json(mp) for mp in self.machines],
             "totals": self.totals,
             "warnings": list(self.warnings),
@@ -208,6 +224,8 @@ class Rendered:
     vagrantfile: str
     local_confs: dict[str, str]
     boxes: dict[str, str]
+    devstack_from: str
+    mirrors: tuple[ServedMirror, ...]
 
 
 def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
@@ -219,8 +237,8 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     lab, warnings = fit_to_host(lab, host)
     accel = choose_accelerator(lab.accelerator, host)
     lab_dir = home.lab(lab.name)
-    source = lab.source or lab_dir.lab_file
-    if lab_dir.exists() and lab_dir.source().resolve() != source.resolve():
+    lab_source = lab.source or lab_dir.lab_file
+    if lab_dir.exists() and lab_dir.source().resolve() != lab_source.resolve():
         raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {lab_dir.source()}",
                           hint="give this lab another name, or destroy the other one first")
     recorded = lab_dir.read_meta().get("boxes") if lab_dir.exists() else None
@@ -231,12 +249,15 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     new_passwords = passwords is None
     passwords = passwords or generate_passwords()
     fragments = read_fragments(lab)
+    mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s))) for s in served_folders(lab))
+    source = devstack_source(lab)
+    devstack_from = source.url or f"{source.folder} (pushed as it is)"
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel)
     confs = {m.name: render_local_conf(lab, m, passwords, fragments) for m in lab.machines}
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else lab.source.read_text(encoding="utf-8") if lab.source else "")
-    return Rendered(lab, lab_dir, source, accel, tuple(warnings), passwords, new_passwords, lab_text,
-                    vagrantfile, confs, boxes)
+    return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords, lab_text,
+                    vagrantfile, confs, boxes, devstack_from, mirrors)
 
 
 def write_lab(r: Rendered) -> Plan:
@@ -257,7 +278,8 @@ def write_lab(r: Rendered) -> Plan:
     lab_dir.write_meta({"name": r.lab.name, "source": str(r.source), "labctl": __version__, "network": r.lab.cidr,
                         "machines": [_machine_meta(m) for m in r.lab.machines], "boxes": r.boxes})
     machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)
-    return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings)
+    return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings, r.devstack_from,
+                r.mirrors)
 
 
 def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Plan:

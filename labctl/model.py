@@ -71,6 +71,7 @@ class PostConfig:
 
 @dataclass(frozen=True)
 class DevstackSpec:
+    # A git URL, or an absolute folder on the host (a DevStack checkout, or a bare repository).
     repo: str = DEFAULT_DEVSTACK_REPO
     branch: str = DEFAULT_DEVSTACK_BRANCH
     force: bool = False
@@ -79,6 +80,13 @@ class DevstackSpec:
     enable_services: tuple[str, ...] = ()
     disable_services: tuple[str, ...] = ()
     plugins: tuple[Plugin, ...] = ()
+    # DevStack's GIT_BASE: a URL, or an absolute folder of mirrors (<folder>/openstack/<name>.git)
+    # that labctl serves to the machines. None: DevStack's own default (opendev.org).
+    git_base: str | None = None
+
+    @property
+    def git_base_folder(self) -> Path | None:
+        return Path(self.git_base) if self.git_base and Path(self.git_base).is_absolute() else None
 
 
 @dataclass(frozen=True)
@@ -234,17 +242,28 @@ def _release(catalog: Catalog, value: Any, path: str) -> Release:
 # Sections
 
 
+def _url_or_folder(value: Any, path: str, base_dir: Path | None) -> str:
+    """A git URL as it is, or a folder on the host made absolute (relative to lab.yaml's folder)."""
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "'\"\\`\0" for c in value):
+        raise LabFileError(f"{path}: expected a git URL or a folder, got {value!r}")
+    if _URL_RE.match(value):
+        return value.rstrip("/")
+    folder = Path(value).expanduser()
+    return str(folder if folder.is_absolute() or base_dir is None else (base_dir / folder).resolve())
+
+
 def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
     keys = ("repo", "branch", "force", "localrc", "post_config", "enable_services",
-            "disable_services", "plugins")
+            "disable_services", "plugins", "git_base")
     data = _mapping(raw, "devstack", keys)
-    repo = data.get("repo", DEFAULT_DEVSTACK_REPO)
-    if not isinstance(repo, str) or not repo or any(c.isspace() or c in "'\"\\`" for c in repo):
-        raise LabFileError(f"devstack.repo: expected a git URL or a folder, got {repo!r}")
-    if not _URL_RE.match(repo):
-        # A folder on the host: a local mirror or a developer's checkout, resolved next to lab.yaml.
-        folder = Path(repo).expanduser()
-        repo = str(folder if folder.is_absolute() or base_dir is None else (base_dir / folder).resolve())
+    git_base = _url_or_folder(data["git_base"], "devstack.git_base", base_dir) if "git_base" in data else None
+    if git_base and not _URL_RE.match(git_base) and not Path(git_base).is_dir():
+        raise LabFileError(f"devstack.git_base: {git_base} is no folder",
+                           hint="give a URL like https://opendev.org, or a folder of mirrors laid out as"
+                                " FOLDER/openstack/NAME.git")
+    # With mirrors, DevStack itself comes from them too, unless repo says otherwise.
+    default_repo = f"{git_base}/openstack/devstack.git" if git_base else DEFAULT_DEVSTACK_REPO
+    repo = _url_or_folder(data.get("repo", default_repo), "devstack.repo", base_dir)
     branch = _text(data.get("branch", DEFAULT_DEVSTACK_BRANCH), "devstack.branch", _BRANCH_RE,
                    "a branch or tag like master or stable/2025.1")
     if ".." in branch:
@@ -255,13 +274,15 @@ def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
         _text(name, path, _VAR_RE, "a shell variable name")
         if name in MANAGED_LOCALRC:
             raise LabFileError(f"{path}: labctl sets this variable itself", hint=MANAGED_LOCALRC[name])
+        if name == "GIT_BASE" and git_base:
+            raise LabFileError(f"{path}: devstack.git_base sets GIT_BASE already", hint="keep only devstack.git_base")
         localrc.append((name, _scalar(value, path)))
     return DevstackSpec(
         repo=repo, branch=branch, force=_bool(data.get("force", False), "devstack.force"),
         localrc=tuple(localrc), post_config=_post_config(data.get("post_config")),
         enable_services=_services(data.get("enable_services"), "devstack.enable_services"),
         disable_services=_services(data.get("disable_services"), "devstack.disable_services"),
-        plugins=_plugins(data.get("plugins")),
+        plugins=_plugins(data.get("plugins")), git_base=git_base,
     )
 
 

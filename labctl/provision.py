@@ -16,26 +16,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.errors import LabctlError
+from labctl.mirrors import DevstackSource
 from labctl.model import DevstackSpec, Proxy
 from labctl.remote import Host, HostKeyChanged, RemoteCommandFailed, Session, SshUnreachable, wait_for_ssh
-from labctl.stacklog import StackProgress, mask
+from labctl.stacklog import DETAIL_SEP, StackProgress, mask
 
 STACK_HOME = "/opt/stack"
 DEVSTACK_DIR = f"{STACK_HOME}/devstack"
-GUEST_PACKAGES = ("git", "sudo", "python3")
+# What a fresh box must have before stack.sh can start, per package family: (command, package).
+# DevStack's GetOSVersion runs lsb_release before it installs anything, except on the RHEL family
+# (read from /etc/os-release); its own attempt to install it fails on a box with no package lists.
+GUEST_NEEDS = {
+    "apt": (("git", "git"), ("sudo", "sudo"), ("python3", "python3"), ("lsb_release", "lsb-release")),
+    "dnf": (("git", "git"), ("sudo", "sudo"), ("python3", "python3"), ("lsb_release", "lsb_release")),
+    "zypper": (("git", "git"), ("sudo", "sudo"), ("python3", "python3"), ("lsb_release", "lsb-release")),
+}
 CA_STORES = {  # where each package family takes extra CAs, and the command that rebuilds its bundle
     "apt": ("/usr/local/share/ca-certificates", "update-ca-certificates"),
     "dnf": ("/etc/pki/ca-trust/source/anchors", "update-ca-trust extract"),
     "zypper": ("/etc/pki/trust/anchors", "update-ca-certificates"),
 }
 
-# $1: package family; then the packages to make sure of. Installs only what is missing.
+# $1: package family; then COMMAND:PACKAGE pairs. Installs only what is missing; a fresh box has no
+# package lists, so apt's are fetched first.
 PREPARE_SCRIPT = r"""
 set -eu
 family=$1; shift
+id=$(. /etc/os-release && echo "${ID:-}")
 missing=""
-for p in "$@"; do command -v "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+for pair in "$@"; do
+  cmd=${pair%%:*}
+  case $cmd:$id in lsb_release:*almalinux*|lsb_release:*centos*|lsb_release:*rocky*|lsb_release:*rhel*) continue ;; esac
+  command -v "$cmd" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
+done
 if [ -n "$missing" ]; then
+  echo "installing:$missing"
   case $family in
     apt) apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing ;;
     dnf) dnf install -y -q $missing ;;
@@ -50,11 +65,13 @@ chmod +x /opt/stack
 ( umask 226 && echo "stack ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/50_stack_sh )
 """
 
-# $1 repo URL, $2 branch, $3 destination. Clones once; later runs switch branch if it changed.
+# $1 repo URL, $2 branch, $3 destination. Clones once; later runs switch branch if it changed (from
+# the URL given now: a mirror's address may have changed).
 CLONE_SCRIPT = r"""
 set -eu
 repo=$1; branch=$2; dest=$3
 if [ -d "$dest/.git" ]; then
+  git -C "$dest" remote set-url origin "$repo"
   current=$(git -C "$dest" rev-parse --abbrev-ref HEAD)
   if [ "$current" != "$branch" ]; then
     git -C "$dest" fetch origin "$branch" && git -C "$dest" checkout -B "$branch" FETCH_HEAD
@@ -63,6 +80,9 @@ else
   git clone --branch "$branch" "$repo" "$dest"
 fi
 """
+
+# $1 address, $2 port: can this machine reach labctl's git server on the host?
+GIT_SERVER_CHECK = """timeout 15 bash -c ': < "/dev/tcp/$0/$1"' "$1" "$2" 2>&1"""
 
 # $1 uploaded tarball, $2 destination: replace DevStack's tree with the pushed one, as stack.
 UNPACK_SCRIPT = r"""
@@ -109,6 +129,7 @@ class StackJob:
     package_family: str
     local_conf: str
     devstack: DevstackSpec
+    source: DevstackSource
     log: Path
     secrets: tuple[str, ...] = ()
     certificates: tuple[tuple[str, str], ...] = ()  # (file name, PEM text)
@@ -116,6 +137,7 @@ class StackJob:
     no_proxy_hosts: tuple[str, ...] = ()
     clean: bool = False
     ssh_timeout: float = 300
+    git_server: tuple[str, int] | None = None  # labctl's git daemon on the host, when it serves mirrors
 
 
 @dataclass
@@ -128,6 +150,7 @@ class StackResult:
     tail: list[str] = field(default_factory=list)
     dashboard: str | None = None
     keystone: str | None = None
+    phases: list[tuple[str, float]] = field(default_factory=list)  # DevStack's phases and their seconds
 
     @property
     def ok(self) -> bool:
@@ -183,8 +206,9 @@ def configure_network_access(session: Session, job: StackJob) -> None:
 
 
 def prepare_guest(session: Session, family: str) -> None:
-    session.run(shlex.join(["sudo", "sh", "-c", PREPARE_SCRIPT, "prepare", family, *GUEST_PACKAGES]),
-                "preparing the guest (packages, stack user)")
+    needs = [f"{command}:{package}" for command, package in GUEST_NEEDS[family]]
+    session.run(shlex.join(["sudo", "sh", "-c", PREPARE_SCRIPT, "prepare", family, *needs]),
+                "preparing the guest (DevStack's prerequisites, stack user)")
 
 
 def devstack_tarball(folder: Path) -> bytes:
@@ -198,18 +222,28 @@ def devstack_tarball(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def obtain_devstack(session: Session, spec: DevstackSpec) -> str:
-    """Clone inside the machine, or push from the host when repo is a folder. Returns how."""
+def check_git_server(session: Session, address: str, port: int) -> None:
+    code, out = session.run(shlex.join(["sh", "-c", GIT_SERVER_CHECK, "check", address, str(port)]),
+                            "reaching labctl's git server", check=False)
+    if code != 0:
+        last = out.strip().splitlines()[-1:] or [f"exit {code}"]
+        raise RemoteCommandFailed(session.host.name, f"reaching the host's git mirrors at {address}:{port}", code,
+                                  f"{last[0]} (a firewall on the host? allow TCP {port} from the lab's network)")
+
+
+def obtain_devstack(session: Session, source: DevstackSource, branch: str) -> str:
+    """Clone inside the machine, or push from the host's checkout. Returns how."""
     as_stack = ["sudo", "-u", "stack", "-H"]
-    if Path(spec.repo).is_absolute():
-        tmp = session.upload_private(devstack_tarball(Path(spec.repo)))
+    if source.folder is not None:
+        tmp = session.upload_private(devstack_tarball(source.folder))
         session.run(f"chmod 0644 {shlex.quote(tmp)} && "
                     + shlex.join([*as_stack, "sh", "-c", UNPACK_SCRIPT, "unpack", tmp, DEVSTACK_DIR])
                     + f"; rc=$?; rm -f {shlex.quote(tmp)}; exit $rc", "pushing DevStack from the host")
-        return f"pushed from {spec.repo}"
-    session.run(shlex.join([*as_stack, "sh", "-c", CLONE_SCRIPT, "clone", spec.repo, spec.branch, DEVSTACK_DIR]),
-                f"cloning {spec.repo} ({spec.branch})")
-    return f"cloned {spec.repo} {spec.branch}"
+        return f"pushed from {source.folder}"
+    assert source.url is not None
+    session.run(shlex.join([*as_stack, "sh", "-c", CLONE_SCRIPT, "clone", source.url, branch, DEVSTACK_DIR]),
+                f"cloning {source.url} ({branch})")
+    return f"cloned {source.url} {branch}"
 
 
 def push_local_conf(session: Session, text: str) -> None:
@@ -224,7 +258,11 @@ def devstack_command(script: str, force: bool) -> str:
 
 
 class _LogWriter:
-    """stack.sh's lines: masked, appended to the lab's log as they arrive, fed to the parser."""
+    """stack.sh's lines: masked, appended to the lab's log as they arrive, fed to the parser. The
+    machine's progress shows each new phase at once, and what DevStack does inside it (its function
+    at work) at most every STEP_EVERY seconds."""
+
+    STEP_EVERY = 1.0
 
     def __init__(self, path: Path, secrets: Sequence[str], progress: StackProgress,
                  on_phase: Callable[[str], None]) -> None:
@@ -233,14 +271,19 @@ class _LogWriter:
         self.secrets = secrets
         self.progress = progress
         self.on_phase = on_phase
+        self.shown: tuple[str, str | None] = ("", None)
+        self.shown_at = 0.0
 
     def __call__(self, line: str) -> None:
         safe = mask(line, self.secrets)
         self.handle.write(safe if safe.endswith("\n") else safe + "\n")
         self.handle.flush()
         phase = self.progress.feed(safe)
-        if phase:
-            self.on_phase(phase)
+        now = time.monotonic()
+        current = (self.progress.phase, self.progress.step)
+        if phase or (current != self.shown and now - self.shown_at >= self.STEP_EVERY):
+            self.shown, self.shown_at = current, now
+            self.on_phase(self.progress.phase + (DETAIL_SEP + self.progress.step if self.progress.step else ""))
 
     def close(self) -> None:
         self.handle.close()
@@ -282,8 +325,11 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
                 return StackResult(job.machine, "failed", time.monotonic() - started, "looking for a running stack.sh",
                                    f"a stack.sh that labctl did not start is running ({lines[-1]}): wait for it to"
                                    " end, or stop it, then retry", [])
+            if job.git_server:
+                announce("reaching the host's git mirrors")
+                check_git_server(session, *job.git_server)
             announce("getting DevStack")
-            obtain_devstack(session, job.devstack)
+            obtain_devstack(session, job.source, job.devstack.branch)
             push_local_conf(session, job.local_conf)
             rotate_log(job.log)
             writer = _LogWriter(job.log, job.secrets, progress, announce)
@@ -298,6 +344,7 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
                                       on_line=writer, check=False)
             finally:
                 writer.close()
+                progress.finish()
     except (SshUnreachable, HostKeyChanged, RemoteCommandFailed) as exc:
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
         return StackResult(job.machine, "failed", time.monotonic() - started, step,
@@ -307,12 +354,13 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
         return StackResult(job.machine, "failed", seconds, progress.phase,
                            f"lost the connection to {job.host.address} while stack.sh ran: the machine stopped or"
                            " its network went (labctl status shows it; labctl stack retries)", list(progress.tail),
-                           progress.dashboard, progress.keystone)
+                           progress.dashboard, progress.keystone, progress.phase_times())
     if code != 0:
         message = progress.failure_line or f"stack.sh exited with {code}"
         return StackResult(job.machine, "failed", seconds, progress.phase, message, list(progress.tail),
-                           progress.dashboard, progress.keystone)
-    return StackResult(job.machine, "ok", seconds, progress.phase, "", [], progress.dashboard, progress.keystone)
+                           progress.dashboard, progress.keystone, progress.phase_times())
+    return StackResult(job.machine, "ok", seconds, progress.phase, "", [], progress.dashboard, progress.keystone,
+                       progress.phase_times())
 
 
 DISCOVER_COMMAND = "./tools/discover_hosts.sh"

@@ -17,6 +17,7 @@ from labctl import __version__
 from labctl.errors import FragmentError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
+from labctl.mirrors import git_base_url
 from labctl.model import ROLES, Lab, Machine
 from labctl.names import domain_name, network_name
 
@@ -122,6 +123,9 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
     for frag in chosen:
         conf.merge(_render_fragment(frag, context))
     spec = lab.devstack
+    git_base = git_base_url(lab)
+    if git_base:
+        conf.set_var("GIT_BASE", shell_value(git_base))
     for name, value in spec.localrc:
         conf.set_var(name, shell_value(value))
     if spec.force:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError
 from labctl.inventory import MachineStatus, host_of, running
+from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders
 from labctl.model import Lab, Machine
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
 from labctl.remote import CANCELLED, Host, cancel_all
-from labctl.state import LabDir
+from labctl.state import LabDir, labctl_cache
 
 Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
 
@@ -61,7 +63,9 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     by_name = {s.name: s for s in statuses}
     running([by_name[m.name] for m in machines], lab.name)
     certificates = tuple((p.name, p.read_text(encoding="ascii")) for p in lab.ca_certificates)
-    lab_hosts = tuple(m.ip for m in lab.machines) + tuple(m.name for m in lab.machines)
+    lab_hosts = (host_address(lab.cidr), *(m.ip for m in lab.machines), *(m.name for m in lab.machines))
+    source = devstack_source(lab)
+    git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
     jobs = []
     for m in machines:
         status = by_name[m.name]
@@ -70,9 +74,9 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
             raise LabctlError(f"{m.name} has no local.conf yet", hint=f"labctl plan --lab {lab.name}")
         jobs.append(StackJob(
             machine=m.name, role=m.role, host=host_of(lab_dir, status), package_family=m.release.package_family,
-            local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, log=lab_dir.stack_log(m.name),
-            secrets=tuple(passwords.values()), certificates=certificates, proxy=lab.proxy,
-            no_proxy_hosts=lab_hosts, clean=clean))
+            local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, source=source,
+            log=lab_dir.stack_log(m.name), secrets=tuple(passwords.values()), certificates=certificates,
+            proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server))
     return jobs
 
 
@@ -163,16 +167,39 @@ def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | Non
     for r in results:
         stack[r.machine] = {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
                             "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
+                            "phases": [[name, seconds] for name, seconds in r.phases],
                             "finished": int(time.time())}
     if discovery is not None:
         state["discover_hosts"] = discovery
     lab_dir.write_state(state)
 
 
+@contextlib.contextmanager
+def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Any) -> Iterator[None]:
+    """The lab's git mirrors served on its network's host address while its machines stack."""
+    from labctl.gitserver import GitServer, prepare
+
+    served = served_folders(lab)
+    if not served:
+        yield
+        return
+    root = cache / "git"
+    paths = []
+    for folder in served:
+        reporter.step(f"preparing the git mirrors of {folder.source} (a copy in {root})")
+        paths.append(prepare(folder, root))
+    address = host_address(lab.cidr)
+    with GitServer(root, address, lab_dir.logs / "git-daemon.log") as server:
+        server.start(paths)
+        reporter.step(f"serving them to the machines at git://{address}/ while DevStack runs")
+        yield
+
+
 def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, *,
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
-              discover: DiscoverSettings | None = None) -> StackRun | None:
-    """`labctl stack`: None when every machine already stacked fine."""
+              discover: DiscoverSettings | None = None, cache: Path | None = None) -> StackRun | None:
+    """`labctl stack`: None when every machine already stacked fine. `cache`: where the copies of
+    served mirrors are kept (labctl's cache by default)."""
     machines = machines_to_stack(lab, lab_dir, names, everything)
     if not machines:
         return None
@@ -187,9 +214,10 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     names = [j.machine for j in jobs]
     mark(lab_dir, names, "started")
     try:
-        run = run_stacks(jobs, reporter, controller_host=controller_host,
-                         controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
-                         discover=discover, on_result=lambda r: record(lab_dir, [r]))
+        with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter):
+            run = run_stacks(jobs, reporter, controller_host=controller_host,
+                             controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
+                             discover=discover, on_result=lambda r: record(lab_dir, [r]))
     except BaseException:
         with contextlib.suppress(LabctlError):  # a full disk must not hide what stopped the run
             mark(lab_dir, names, "interrupted")
@@ -198,17 +226,6 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     return run
 
 
-def with_results(run: StackRun, lab: Lab) -> dict[str, StackResult]:
-    """Results with the URLs filled in from the lab's addresses where stack.sh did not print them."""
-    out = {}
-    ips = {m.name: m.ip for m in lab.machines}
-    roles = {m.name: m.role for m in lab.machines}
-    for name, r in run.results.items():
-        if r.ok and roles.get(name) != "compute":
-            r = replace(r, dashboard=r.dashboard or f"http://{ips[name]}/dashboard",
-                        keystone=r.keystone or f"http://{ips[name]}/identity/")
-        out[name] = r
-    return out
 
 
 def credentials(lab_dir: LabDir) -> dict[str, Any]:
@@ -222,9 +239,10 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
         if m.get("role") == "compute":
             continue
         done = stacked.get(m["name"], {})
+        # What DevStack said it serves; before it said anything, where Keystone will be.
         apis[m["name"]] = {
             "auth_url": (done.get("keystone") or f"http://{m['ip']}/identity/").rstrip("/"),
-            "dashboard": done.get("dashboard") or f"http://{m['ip']}/dashboard",
+            "dashboard": done.get("dashboard") if done.get("status") == "ok" else None,
             "stacked": done.get("status") == "ok",
         }
     return {"username": "admin", "password": passwords["admin"], "project": "admin",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from labctl.stacklog import DETAIL_SEP, slowest
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
     from rich.console import Console
@@ -60,7 +62,10 @@ def print_plan(console: Console, plan: Plan) -> None:
 
     lab = plan.lab
     console.print(f"Lab [bold]{lab.name}[/] in {plan.dir}")
-    console.print(f"DevStack {lab.devstack.branch} from {lab.devstack.repo}")
+    console.print(f"DevStack {lab.devstack.branch} from {plan.devstack_from}", markup=False)
+    for mirror in plan.mirrors:
+        console.print(f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories), served to the machines"
+                      f" as GIT_BASE={mirror.url} while DevStack runs", markup=False)
     console.print(f"Accelerator: {plan.accelerator.name} ({plan.accelerator.reason})")
     table = Table(title_justify="left")
     for col in ("machine", "role", "distro", "address", "memory", "CPUs", "disk"):
@@ -112,16 +117,29 @@ class ConsoleReporter:
 
 
 class _LineMachines:
-    def __init__(self, reporter: ConsoleReporter, names: Sequence[str], verb: str) -> None:
+    """One line per change; what DevStack does inside a phase changes every second, so a change of
+    that alone is printed at most once a minute (never a silent minute, never a flood)."""
+
+    DETAIL_EVERY = 60.0
+
+    def __init__(self, reporter: ConsoleReporter, names: Sequence[str], verb: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.reporter = reporter
-        self.last: dict[str, str] = {}
+        self.clock = clock
+        self.last: dict[str, tuple[str, float]] = {}
         for name in names:
             reporter.step(f"{name}: {verb}")
 
     def update(self, name: str, text: str) -> None:
-        if text.startswith("-- ") or self.last.get(name) == text:
-            return  # vagrant's listing of domain settings, or a repeat
-        self.last[name] = text
+        if text.startswith("-- "):
+            return  # vagrant's listing of domain settings
+        head = text.split(DETAIL_SEP, 1)[0]
+        last, at = self.last.get(name, ("", 0.0))
+        now = self.clock()
+        if last == text or (DETAIL_SEP in text and last.split(DETAIL_SEP, 1)[0] == head
+                            and now - at < self.DETAIL_EVERY):
+            return
+        self.last[name] = (text, now)
         self.reporter.step(f"{name}: {text}")
 
 
@@ -206,6 +224,11 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
         table.add_row(name, f"[{colours[r.status]}]{r.status}[/]", _duration(r.seconds) if r.seconds else "",
                       r.phase, r.dashboard or "", r.keystone or "")
     console.print(table)
+    for name, r in results.items():
+        if r.phases:
+            top = ", ".join(f"{phase} {_duration(seconds)}" for phase, seconds in slowest(r.phases))
+            console.print(f"[dim]{name}, slowest phases:[/] ", end="")
+            console.print(top, markup=False, style="dim")
     if discovery:
         console.print(f"discover_hosts.sh: {discovery}", markup=False)
     for name, r in results.items():

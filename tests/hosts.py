@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import pytest
 
 from conftest import TEST_CACHE, require_tool
 
-ROOTFS = TEST_CACHE / "hosts-rootfs-bookworm"
-PACKAGES = "openssh-server,sudo,git,python3,iproute2,ca-certificates,procps"
+# What a DevStack box has before labctl prepares it (lsb-release: labctl installs it on a real box,
+# but these hosts reach no package mirror). The cache folder's name changes with the list.
+PACKAGES = "openssh-server,sudo,git,python3,iproute2,ca-certificates,procps,lsb-release"
+ROOTFS = TEST_CACHE / f"hosts-rootfs-bookworm-{zlib.crc32(PACKAGES.encode()):08x}"
 INSECURE_KEYS = sorted(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant"))
 
 HOST_SCRIPT = r"""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -18,6 +19,7 @@ from standin_devstack import make_repo
 
 from labctl.catalog import Catalog
 from labctl.lab import read_fragments
+from labctl.mirrors import GIT_PORT, devstack_source, host_address
 from labctl.model import Lab, load_lab
 from labctl.provision import StackJob, StackResult, stack_machine
 from labctl.remote import Host, run_command
@@ -81,14 +83,15 @@ def lab_hosts(rootfs: Path, tmp_path: Path) -> Iterator[Callable[..., TestHost]]
 
 
 def make_lab(tmp_path: Path, catalog: Catalog, machines: list[dict[str, Any]], fragments: dict[str, str],
-             devstack: str = "", phase_seconds: str | None = "0.1") -> Lab:
+             devstack: str = "", phase_seconds: str | None = "0.1", cidr: str = "10.199.0.0/16",
+             repo: str | None = "devstack") -> Lab:
     folder = tmp_path / "labdef"
     (folder / "local.conf.d").mkdir(parents=True, exist_ok=True)
     for name, text in fragments.items():
         (folder / "local.conf.d" / name).write_text(text)
-    lines = ["name: hosts", "network: {cidr: 10.199.0.0/16}", "machines:"]
+    lines = ["name: hosts", f"network: {{cidr: {cidr}}}", "machines:"]
     lines += [f"  - {{name: {m['name']}, role: {m['role']}, ip: {m['ip']}}}" for m in machines]
-    lines += ["devstack:", f"  repo: {tmp_path / 'devstack'}", devstack]
+    lines += ["devstack:", f"  repo: {tmp_path / repo}" if repo else "", devstack]
     if phase_seconds is not None:
         lines.append(f"  localrc: {{STANDIN_PHASE_SECONDS: {phase_seconds}}}")
     (folder / "lab.yaml").write_text("\n".join(lines) + "\n")
@@ -101,7 +104,8 @@ def jobs_for(lab: Lab, hosts: dict[str, TestHost], tmp_path: Path, **changes: An
     for m in lab.machines:
         host = Host(m.name, hosts[m.name].address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts")
         job = StackJob(m.name, m.role, host, "apt", render_local_conf(lab, m, PASSWORDS, fragments), lab.devstack,
-                       tmp_path / "logs" / m.name / "stack.log", tuple(PASSWORDS.values()), ssh_timeout=20)
+                       devstack_source(lab), tmp_path / "logs" / m.name / "stack.log", tuple(PASSWORDS.values()),
+                       ssh_timeout=20)
         jobs.append(replace(job, **changes))
     return jobs
 
@@ -264,7 +268,6 @@ def test_proxy_and_ca_before_anything(lab_hosts: Callable[..., TestHost], tmp_pa
     if pems:
         cert.write_text(pems[0].read_text())
     else:  # a machine without the proxy's CA: any valid certificate will do
-        import subprocess
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=labctl-test",
                         "-keyout", str(tmp_path / "k"), "-out", str(cert), "-days", "1"], check=True,
                        capture_output=True)
@@ -279,6 +282,46 @@ def test_proxy_and_ca_before_anything(lab_hosts: Callable[..., TestHost], tmp_pa
                    " ls /etc/ssl/certs | grep -c labctl-corp; grep -c BEGIN /etc/ssl/certs/ca-certificates.crt")
     assert 'Acquire::http::Proxy "http://proxy.invalid:3128";' in files
     assert re.search(r"^1$", files, re.M)
+
+
+def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                         catalog: Catalog) -> None:
+    """devstack.git_base naming a folder of mirrors on the host (damaged the way ../shared/mirrors is:
+    no refs/ folders): DevStack and what stack.sh clones come from labctl's git daemon on the lab
+    network's host address."""
+    from test_gitserver import damage, git, make_mirror
+
+    from labctl.stacking import serving_mirrors
+    from labctl.state import LabDir
+
+    host = lab_hosts("seat-1")
+    mirrors = tmp_path / "mirrors"
+    requirements = make_mirror(mirrors, "requirements")
+    git("clone", "-q", "--bare", str(make_repo(tmp_path / "standin")), str(mirrors / "openstack" / "devstack.git"))
+    for repo in (requirements, mirrors / "openstack" / "devstack.git"):
+        damage(repo)
+    net = f"10.199.{host.index}.0/24"  # the test host's own link: the host side is its first address
+    lab = make_lab(tmp_path, catalog, [{"name": "seat-1", "role": "allinone", "ip": host.address}], {},
+                   devstack=f"  git_base: {mirrors}", cidr=net, repo=None)
+    assert host_address(lab.cidr) == f"10.199.{host.index}.1"
+    (job,) = jobs_for(lab, {"seat-1": host}, tmp_path, git_server=(host_address(lab.cidr), GIT_PORT))
+    assert "GIT_BASE=git://10.199." in job.local_conf
+    reporter = Recorder()
+    lab_dir = LabDir("hosts", tmp_path / "labdir")
+    with serving_mirrors(lab, lab_dir, tmp_path / "cache", reporter):
+        run = run_stacks([job], reporter)
+    assert run.results["seat-1"].ok, run.results["seat-1"]
+    served = next((tmp_path / "cache" / "git").iterdir())
+    expected = git("--git-dir", str(served / "openstack" / "requirements.git"), "rev-parse", "master").stdout
+    assert seen_by_stack(host, tmp_path)["REQUIREMENTS"] == expected.strip()
+    origin = remote(host, tmp_path, "sudo -u stack git -C /opt/stack/devstack remote get-url origin")
+    assert origin.strip() == f"git://10.199.{host.index}.1/{served.name}/openstack/devstack.git"
+    assert ("seat-1", "reaching the host's git mirrors") in reporter.updates
+    daemon_log = (lab_dir.logs / "git-daemon.log").read_text()
+    assert "requirements.git" in daemon_log and "devstack.git" in daemon_log
+    # Served only while DevStack runs.
+    assert subprocess.run(["git", "ls-remote", f"git://10.199.{host.index}.1/{served.name}/openstack/"
+                           "requirements.git"], capture_output=True, timeout=30).returncode != 0
 
 
 def _proxy() -> Any:
@@ -314,7 +357,6 @@ def test_ctrl_c_stops_stacking_and_keeps_what_finished(lab_hosts: Callable[..., 
                                                          catalog: Catalog) -> None:
     import json
     import signal
-    import subprocess
     import sys
 
     # Phase times from fragments: lab.yaml's devstack block would override a machine's own fragment.
@@ -375,7 +417,6 @@ def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable
     nobody reading it. The next run stops it, says so, and stacks the machine; never two at once."""
     import json
     import signal
-    import subprocess
     import sys
     import threading
 
@@ -465,7 +506,6 @@ def test_host_vanishing_silently_is_noticed(lab_hosts: Callable[..., TestHost], 
     """A machine that vanishes without a word (a VM powered off sends no FIN: here the host's link
     goes down under it): keepalives go unanswered and the kernel gives up after DEAD_AFTER seconds,
     so that machine fails instead of hanging for TCP's quarter of an hour; the other finishes."""
-    import subprocess
     import threading
 
     from labctl.remote import Session

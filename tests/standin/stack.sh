@@ -25,6 +25,13 @@ source "$TOP_DIR/.localrc.auto"
 DEST=${DEST:-/opt/stack}
 STANDIN_PHASE_SECONDS=${STANDIN_PHASE_SECONDS:-0.2}
 sudo -n true || { echo "stack.sh: $USER needs passwordless sudo"; exit 1; }
+command -v lsb_release >/dev/null || { echo "Unable to determine DISTRO, can not continue."; exit 1; }
+if [[ -n "${GIT_BASE:-}" ]]; then
+    # What DevStack clones first of all, as its git_clone does it: requirements, from GIT_BASE.
+    rm -rf "$DEST/requirements"
+    git clone -q --no-checkout "$GIT_BASE/openstack/requirements.git" "$DEST/requirements"
+    (cd "$DEST/requirements" && git fetch -q origin master && git checkout -q FETCH_HEAD)
+fi
 
 if [[ -n "$LOGFILE" ]]; then
     mkdir -p "$(dirname "$LOGFILE")"
@@ -59,6 +66,7 @@ done
 {
     echo "HOST_IP=$HOST_IP"; echo "SERVICE_HOST=${SERVICE_HOST:-}"; echo "ENABLED_SERVICES=${ENABLED_SERVICES:-}"
     echo "FORCE=${FORCE:-}"; echo "http_proxy=${http_proxy:-}"; echo "USER=$USER"
+    echo "REQUIREMENTS=$(git -C "$DEST/requirements" rev-parse HEAD 2>/dev/null)"
     printf 'CALL=%s\n' "${STANDIN_CALLS[@]}"
 } > "$DEST/standin-stacked"
 set +o xtrace

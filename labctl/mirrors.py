@@ -1,0 +1,103 @@
+"""Where a lab's machines get DevStack and the repositories DevStack clones (its GIT_BASE).
+
+`devstack.git_base` is a URL, passed through to DevStack, or a folder of git mirrors on the host laid
+out as DevStack's GIT_BASE expects (`<folder>/openstack/<name>.git`, bare or not). A folder is served
+to the machines by `git daemon` on the lab network's host address (gitserver.py), from a copy that
+labctl keeps in its cache: one copy on the host serves every machine of every lab, and nothing is
+fetched from the internet. `devstack.repo` may be a URL, a DevStack checkout on the host (pushed as
+it is, uncommitted changes included), or a bare repository (served like the mirrors).
+
+Only what is here decides the URLs: a pure function of the lab, so that local.conf can be rendered
+before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.errors import LabFileError
+from labctl.model import Lab
+
+GIT_PORT = 9418
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def host_address(cidr: str) -> str:
+    """The host's own address on a lab network: its first address (libvirt's bridge)."""
+    return str(next(ipaddress.IPv4Network(cidr).hosts()))
+
+
+def served_name(folder: Path) -> str:
+    """The name a host folder is served under: readable, and distinct for distinct folders."""
+    stem = folder.name[:-4] if folder.name.endswith(".git") else folder.name
+    slug = _SLUG.sub("-", stem.lower()).strip("-")[:40] or "mirror"
+    return f"{slug}-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A host folder that git daemon serves: a folder of mirrors (tree) or one repository."""
+
+    source: Path
+    name: str
+    tree: bool
+
+    def url(self, cidr: str) -> str:
+        return f"git://{host_address(cidr)}/{self.name}" + ("" if self.tree else ".git")
+
+
+def is_git_dir(folder: Path) -> bool:
+    return (folder / "HEAD").is_file() and (folder / "objects").is_dir()
+
+
+def _git_base(lab: Lab) -> Served | None:
+    folder = lab.devstack.git_base_folder
+    return Served(folder, served_name(folder), True) if folder else None
+
+
+def git_base_url(lab: Lab) -> str | None:
+    """GIT_BASE for the lab's local.conf: the URL given, or where labctl serves the folder."""
+    served = _git_base(lab)
+    return served.url(lab.cidr) if served else lab.devstack.git_base
+
+
+@dataclass(frozen=True)
+class DevstackSource:
+    """How a machine gets DevStack: cloned from `url`, or pushed from the checkout `folder`."""
+
+    url: str | None = None
+    folder: Path | None = None
+
+
+def devstack_source(lab: Lab) -> DevstackSource:
+    repo = lab.devstack.repo
+    folder = Path(repo)
+    if not folder.is_absolute():
+        return DevstackSource(url=repo)
+    if (folder / "stack.sh").is_file():
+        return DevstackSource(folder=folder)
+    git_base = _git_base(lab)
+    if not is_git_dir(folder) and not is_git_dir(folder / ".git"):
+        if git_base and folder.parent.parent == git_base.source and not folder.exists():
+            raise LabFileError(f"devstack.git_base: {git_base.source} has no {folder.parent.name}/{folder.name}",
+                               hint="add a devstack mirror there, or set devstack.repo")
+        raise LabFileError(f"devstack.repo: {folder} is neither a DevStack checkout (it has no stack.sh) nor a"
+                           " git repository", hint="point devstack.repo at a DevStack clone, a bare mirror of"
+                                                    " it, or a git URL")
+    if git_base and folder.is_relative_to(git_base.source):
+        return DevstackSource(url=f"{git_base.url(lab.cidr)}/{folder.relative_to(git_base.source).as_posix()}")
+    return DevstackSource(url=Served(folder, served_name(folder), False).url(lab.cidr))
+
+
+def served_folders(lab: Lab) -> list[Served]:
+    """The host folders the lab's machines clone from, to be served while they stack."""
+    served = [s for s in [_git_base(lab)] if s]
+    repo = Path(lab.devstack.repo)
+    if repo.is_absolute() and not (repo / "stack.sh").is_file() and not any(
+            repo.is_relative_to(s.source) for s in served):
+        served.append(Served(repo, served_name(repo), False))
+    return served
