@@ -106,3 +106,14 @@ def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
                 "networks": {n.name() for n in conn.listAllNetworks()}, "volumes": volumes}
     finally:
         conn.close()
+
+
+@pytest.fixture
+def vm_env(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Real VMs: vagrant, mmdebstrap and libvirtd there; boxes and Vagrant's state in the test cache."""
+    require_tool("vagrant")
+    require_tool("mmdebstrap")
+    require_libvirt()
+    monkeypatch.setenv("LABCTL_CACHE", str(TEST_CACHE / "cache"))
+    monkeypatch.setenv("VAGRANT_HOME", str(TEST_CACHE / "vagrant.d"))
+    return TEST_CACHE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -322,6 +323,32 @@ def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tm
     # Served only while DevStack runs.
     assert subprocess.run(["git", "ls-remote", f"git://10.199.{host.index}.1/{served.name}/openstack/"
                            "requirements.git"], capture_output=True, timeout=30).returncode != 0
+
+
+@pytest.mark.parametrize(("family", "os_id", "installed"), [
+    ("apt", "debian", "apt-get update -q|apt-get install -y -q lsb-release"),
+    ("dnf", "fedora", "dnf install -y -q lsb_release"),
+    ("dnf", "centos", ""),  # DevStack reads the RHEL family from /etc/os-release: no lsb_release needed
+    ("zypper", "opensuse-leap", "zypper --non-interactive install lsb-release"),
+])
+def test_devstack_prerequisites_on_a_fresh_box(lab_hosts: Callable[..., TestHost], tmp_path: Path,
+                                               family: str, os_id: str, installed: str) -> None:
+    """A fresh box: no lsb_release (DevStack's GetOSVersion needs it before it installs anything).
+    The package managers are stand-ins that record their calls (the test host reaches no mirror)."""
+    from labctl.provision import prepare_guest
+    from labctl.remote import Session
+
+    host = lab_hosts("fresh")
+    stub = 'echo "$(basename "$0") $*" >> /var/log/pkg-calls'
+    setup = (f"rm -f /usr/bin/lsb_release && echo ID={os_id} > /etc/os-release && for m in apt-get dnf zypper; do"
+             f" printf '%s\\n' '#!/bin/sh' {shlex.quote(stub)} > /usr/local/bin/$m && chmod +x /usr/local/bin/$m;"
+             " done && touch /var/log/pkg-calls")
+    remote(host, tmp_path, "sudo sh -c " + shlex.quote(setup))
+    with Session(Host("fresh", host.address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts")) as session:
+        prepare_guest(session, family)
+    calls = remote(host, tmp_path, "cat /var/log/pkg-calls").strip()
+    assert calls == installed.replace("|", "\n")
+    assert remote(host, tmp_path, "getent passwd stack; sudo cat /etc/sudoers.d/50_stack_sh").count("stack") >= 2
 
 
 def _proxy() -> Any:

@@ -133,3 +133,38 @@ def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
                            (3, "expected the path")):
         with pytest.raises(LabFileError, match=message):
             lab_from_dict({"name": "t", "machines": [{"name": "alpha"}], "ca_certificates": [value]}, catalog)
+
+
+def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) -> None:
+    import libvirt
+
+    from labctl.inventory import lab_status
+
+    phases = [("starting", 180.0), ("Installing package prerequisites", 560.5),
+              ("Installing OpenStack project source", 470.0), ("Starting Keystone", 610.0)]
+    record(lab_dir, [StackResult("ctl", "ok", 1820, "Starting Keystone", phases=phases)])
+    conn = libvirt.open("test:///default")  # no such domains there: "not created", DevStack from the records
+    try:
+        ctl = next(s for s in lab_status(lab_dir, conn) if s.name == "ctl").as_json()
+    finally:
+        conn.close()
+    assert ctl["devstack"] == "stacked"
+    assert ctl["devstack_phases"] == [{"phase": p, "seconds": s} for p, s in phases]
+    assert [p["phase"] for p in ctl["devstack_slowest"]] == ["Starting Keystone", "Installing package prerequisites",
+                                                             "Installing OpenStack project source"]
+    # A hand-edited record: no crash, the phases it cannot read are left out.
+    state = json.loads(lab_dir.state_file.read_text())
+    state["stack"]["ctl"]["phases"] = [["x", "lots"], "y", ["Starting Keystone", 3]]
+    lab_dir.write_state(state)
+    conn = libvirt.open("test:///default")
+    try:
+        ctl = next(s for s in lab_status(lab_dir, conn) if s.name == "ctl").as_json()
+    finally:
+        conn.close()
+    assert ctl["devstack_phases"] == [{"phase": "Starting Keystone", "seconds": 3.0}]
+
+
+def test_urls_come_only_from_what_devstack_said(lab_dir: LabDir) -> None:
+    record(lab_dir, [StackResult("ctl", "ok", 100, "Starting Keystone", keystone="http://10.0.0.10/identity/")])
+    creds = credentials(lab_dir)
+    assert creds["machines"]["ctl"] == {"auth_url": "http://10.0.0.10/identity", "dashboard": None, "stacked": True}

@@ -52,3 +52,38 @@ def test_status_shows_each_machines_devstack() -> None:
             if line.startswith("│")}
     assert rows == {"alpha": "stacked", "bravo": "failed at Starting [Neutron]", "charlie": "interrupted",
                     "delta": "not run"}  # text from stack.sh is shown as it is, never read as markup
+
+
+def test_logs_show_devstacks_inner_steps_at_most_once_a_minute() -> None:
+    from labctl.ui import _LineMachines
+
+    out = io.StringIO()
+    now = [0.0]
+    lines = _LineMachines(ConsoleReporter(Console(file=out, width=120)), ["ks"], "queued", clock=lambda: now[0])
+    for second, text in [(1, "Starting Keystone"), (2, "Starting Keystone · start_keystone"),
+                         (3, "Starting Keystone · create_keystone_accounts"),
+                         (62, "Starting Keystone · create_keystone_accounts (functions-common:oscwrap)"),
+                         (63, "Starting Keystone · create_keystone_accounts (functions-common:get_or_create_role)"),
+                         (64, "done")]:
+        now[0] = second
+        lines.update("ks", text)
+    shown = [line.split(None, 1)[1] for line in out.getvalue().splitlines()]
+    assert shown == ["ks: queued", "ks: Starting Keystone",
+                     "ks: Starting Keystone · create_keystone_accounts (functions-common:oscwrap)", "ks: done"]
+
+
+def test_stack_summary_names_the_slowest_phases_and_only_urls_devstack_gave() -> None:
+    from labctl.provision import StackResult
+    from labctl.ui import print_stack_summary
+
+    out = io.StringIO()
+    phases = [("starting", 200.0), ("Installing package prerequisites", 540.0),
+              ("Installing OpenStack project source", 480.0), ("Configuring and starting MySQL", 20.0),
+              ("Starting Keystone", 600.0)]
+    print_stack_summary(Console(file=out, width=200), "x", {
+        "ks": StackResult("ks", "ok", 1840, "Starting Keystone", keystone="http://10.0.0.2/identity/", phases=phases)},
+        None)
+    text = out.getvalue()
+    assert ("ks, slowest phases: Starting Keystone 10m00s, Installing package prerequisites 9m00s,"
+            " Installing OpenStack project source 8m00s") in text
+    assert "http://10.0.0.2/identity/" in text and "dashboard" in text and "/dashboard" not in text

@@ -15,19 +15,9 @@ from pathlib import Path
 import pytest
 from standin_devstack import make_repo
 
-from conftest import TEST_CACHE, Result, libvirt_names, require_libvirt, require_tool
+from conftest import Result, libvirt_names
 
 pytestmark = pytest.mark.vm
-
-
-@pytest.fixture
-def vm_env(monkeypatch: pytest.MonkeyPatch) -> Path:
-    require_tool("vagrant")
-    require_tool("mmdebstrap")
-    require_libvirt()
-    monkeypatch.setenv("LABCTL_CACHE", str(TEST_CACHE / "cache"))
-    monkeypatch.setenv("VAGRANT_HOME", str(TEST_CACHE / "vagrant.d"))
-    return TEST_CACHE
 
 
 def labctl_process(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,107 @@
+"""The real DevStack, end to end: `labctl up` of a lab file that names ../shared/mirrors/ stacks the
+real DevStack master, keystone-only, in a real Debian 12 VM (software emulation here: about 30
+minutes), then Keystone issues a token to `labctl creds`' admin and refuses a wrong password.
+
+Marked `devstack` (and `vm`): `pytest -m "not devstack"` skips it. The stand-in DevStack of the other
+tests cannot tell whether labctl gets what the real one needs; this test can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Result, libvirt_names
+
+pytestmark = [pytest.mark.vm, pytest.mark.devstack]
+
+MIRRORS = REPO.parent / "shared" / "mirrors"
+HOST_CAS = Path("/usr/local/share/ca-certificates")
+
+
+def token(auth_url: str, user: str, password: str) -> int:
+    """POST /v3/auth/tokens from the host, straight to the VM (no proxy): the HTTP status."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    request = urllib.request.Request(f"{auth_url}/v3/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310 - an http URL of the lab's
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=60) as response:
+            assert response.headers.get("X-Subject-Token")
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.fixture
+def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
+    if not (MIRRORS / "openstack" / "devstack.git").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{MIRRORS} is missing: CI has ../shared/ beside the clone")
+        pytest.skip(f"{MIRRORS} is not there")
+    name = f"real-{uuid.uuid4().hex[:6]}"
+    cas = sorted(HOST_CAS.glob("*.crt")) if HOST_CAS.is_dir() else []
+    lines = [f"name: {name}", "defaults: {distro: debian:12, memory: 8G, cpus: 2, disk: 20G}",
+             "machines:", "  - {name: ks}"]
+    if cas:  # a TLS-intercepting proxy between the VM and PyPI: its CA must be trusted inside
+        lines += ["ca_certificates:", *(f"  - {p}" for p in cas)]
+    lines += ["devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
+    (isolated_home / "lab.yaml").write_text("\n".join(lines) + "\n")
+    yield name, isolated_home
+    from labctl import hypervisor
+
+    hypervisor.remove_leftovers(hypervisor.connect(), [f"labctl-{name}-ks"], f"labctl-{name}")
+
+
+def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple[str, Path]) -> None:
+    name, folder = real_lab
+    progress = folder / "up.progress"
+    with progress.open("w") as err:
+        up = subprocess.run([sys.executable, "-m", "labctl", "up", "--json"], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=err, text=True, timeout=3600, stdin=subprocess.DEVNULL)
+    shown = progress.read_text()
+    assert up.returncode == 0, shown[-5000:]
+    report = json.loads(up.stdout)
+    ks = report["devstack"]["machines"]["ks"]
+    ip = report["machines"][0]["ip"]
+    assert ks["status"] == "ok"
+    # Only what DevStack says it serves: Keystone, and no dashboard (no Horizon in this lab).
+    assert ks["keystone"] == f"http://{ip}/identity/" and ks["dashboard"] is None
+    phases = [p["phase"] for p in ks["phases"]]
+    assert phases[-4:] == ["Installing package prerequisites", "Installing OpenStack project source",
+                           "Configuring and starting MySQL", "Starting Keystone"]
+    # Live progress: labctl's steps and DevStack's phases, never apt's or pip's lines.
+    assert "ks: Starting Keystone" in shown
+    assert "Setting up " not in shown and "Collecting " not in shown
+    assert "serving them to the machines at git://" in shown
+
+    creds = json.loads(run("creds", "--json", "--lab", name).out)
+    auth_url = creds["machines"]["ks"]["auth_url"]
+    assert auth_url == f"http://{ip}/identity" and creds["machines"]["ks"]["dashboard"] is None
+    assert token(auth_url, creds["username"], creds["password"]) == 201
+    assert token(auth_url, creds["username"], creds["password"] + "x") == 401
+    # The openrc `labctl creds` prints works inside the machine too, with DevStack's own client.
+    openrc = run("creds", "--lab", name).out.split("# openrc", 1)[1].split("\n", 1)[1]
+    inside = run("exec", "ks", "--lab", name, "--", openrc + "openstack token issue -f value -c id")
+    assert inside.code == 0 and len(inside.out.strip().splitlines()[-1]) > 20, inside.out + inside.err
+
+    status = json.loads(run("status", "--json", "--lab", name).out)["machines"][0]
+    assert status["devstack"] == "stacked"
+    assert status["devstack_slowest"] and {p["phase"] for p in status["devstack_slowest"]} <= set(phases)
+    log = run("logs", "ks", "--lab", name).out
+    assert creds["password"] not in log and "The password: ********" in log
+
+    assert run("destroy", "-y", "--lab", name).code == 0
+    after = libvirt_names()
+    assert not [n for n in after["domains"] | after["networks"] if name in n]
