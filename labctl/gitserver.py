@@ -18,6 +18,7 @@ the labctl that started it (setpriv --pdeathsig): a killed labctl leaves no serv
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -79,11 +80,11 @@ def _files(git_dir: Path) -> list[Path]:
         here = Path(top).relative_to(git_dir)
         for name in list(dirs):
             rel = here / name
-            if (git_dir / rel).is_symlink():
-                raise MirrorError(f"{git_dir / rel} is a symbolic link: labctl serves no file from outside"
-                                  " a mirror", hint="replace the link by the folder it points to")
             if rel.as_posix() in _SKIPPED:
                 dirs.remove(name)
+            elif (git_dir / rel).is_symlink():
+                raise MirrorError(f"{git_dir / rel} is a symbolic link: labctl serves no file from outside"
+                                  " a mirror", hint="replace the link by the folder it points to")
         for name in files:
             rel = here / name
             if rel.as_posix() in _SKIPPED or name.endswith(".lock"):
@@ -162,6 +163,20 @@ def prepare(served: Served, root: Path) -> Path:
     except (OSError, ValueError, AttributeError):
         pass
     root.mkdir(parents=True, exist_ok=True)
+    # Two labctl (two labs) may refresh the same copy at once: one at a time.
+    with (root / f".{dest.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+                return dest  # the other one just made it
+        except (OSError, ValueError, AttributeError):
+            pass
+        _replace(served, repos, files, size, fingerprint, root, dest)
+    return dest
+
+
+def _replace(served: Served, repos: dict[str, Path], files: dict[str, list[Path]], size: int, fingerprint: str,
+             root: Path, dest: Path) -> None:
     free = shutil.disk_usage(root).free
     if size > free:
         raise MirrorError(f"no room for a copy of {served.source}: {size // 2**20} MiB needed,"
@@ -171,7 +186,8 @@ def prepare(served: Served, root: Path) -> Path:
     try:
         for served_path, git_dir in repos.items():
             _copy_repository(git_dir, files[served_path], partial / served_path if served_path else partial)
-        (partial / stamp.name).write_text(json.dumps({"source": str(served.source), "fingerprint": fingerprint}))
+        (partial / ".labctl-source.json").write_text(json.dumps({"source": str(served.source),
+                                                               "fingerprint": fingerprint}))
         old = root / f".{dest.name}.old-{os.getpid()}"
         if dest.exists():
             dest.rename(old)
@@ -179,7 +195,6 @@ def prepare(served: Served, root: Path) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return dest
 
 
 class GitServer:
