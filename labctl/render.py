@@ -20,6 +20,7 @@ from labctl.localconf import MetaConfig, parse, shell_value
 from labctl.mirrors import git_base_url
 from labctl.model import ROLES, Lab, Machine
 from labctl.names import domain_name, network_name
+from labctl.sandbox import render_untrusted
 
 BUILTIN_SELECTORS = ("base", *ROLES)
 USER_SELECTORS = ("all", *ROLES)
@@ -97,31 +98,33 @@ def check_fragments(fragments: Sequence[Fragment], lab: Lab) -> None:
                      f" machine name ({', '.join(sorted(names))})")
 
 
-def _render_fragment(frag: Fragment, context: Mapping[str, Any]) -> MetaConfig:
-    # Not HTML: fragments are local.conf text, parsed and validated after rendering.
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)  # noqa: S701
-    try:
-        text = env.from_string(frag.text).render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise FragmentError(f"{frag.origin}:{exc.lineno}: template error: {exc.message}") from None
-    except jinja2.UndefinedError as exc:
-        raise FragmentError(f"{frag.origin}: {exc.message}",
-                            hint="fragments may use lab, machine, controller, passwords, devstack") from None
-    return parse(text, frag.origin)
+def _machine_data(m: Machine) -> dict[str, Any]:
+    return {"name": m.name, "role": m.role, "ip": m.ip, "memory_mb": m.memory_mb, "cpus": m.cpus,
+            "disk_gb": m.disk_gb, "distro": m.release.ref, "family": m.release.family, "box": m.box}
+
+
+def fragment_context(lab: Lab, machine: Machine, passwords: Mapping[str, str]) -> dict[str, Any]:
+    """What a fragment sees: plain data only (fragments come from strangers, see sandbox.py)."""
+    spec = lab.devstack
+    return {
+        "lab": {"name": lab.name, "cidr": lab.cidr, "machines": [_machine_data(m) for m in lab.machines]},
+        "machine": _machine_data(machine),
+        "controller": _machine_data(lab.controller) if lab.controller else None,
+        "passwords": dict(passwords),
+        "devstack": {"repo": spec.repo, "branch": spec.branch, "force": spec.force, "git_base": git_base_url(lab)},
+    }
 
 
 def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
                        fragments: Sequence[Fragment]) -> MetaConfig:
     """Built-in fragments (base, then the role's), the user's (all, role, machine), then lab.yaml."""
-    context = {"lab": lab, "machine": machine, "controller": lab.controller,
-               "passwords": passwords, "devstack": lab.devstack}
+    context = fragment_context(lab, machine, passwords)
     order = {"base": 0, "all": 0, machine.role: 1, machine.name: 2}
     chosen = sorted((f for f in fragments if f.applies_to(machine)),
                     key=lambda f: (not f.builtin, order.get(f.selector, 2), f.origin))
     conf = MetaConfig()
     for frag in chosen:
-        conf.merge(_render_fragment(frag, context))
+        conf.merge(parse(render_untrusted(frag.text, context, frag.origin), frag.origin))
     spec = lab.devstack
     git_base = git_base_url(lab)
     if git_base:
