@@ -19,8 +19,11 @@ HEADER_RE = re.compile(r"\[\[([^]|\s]+)\|([^]\s]*)\]\]\s*\Z")
 _ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z")
 _SECTION_RE = re.compile(r"\[([^]\s]+)\]\s*\Z")
 LOCALRC = ("local", "localrc")
-# Values that bash reads the same quoted or not: left bare so local.conf looks like DevStack's docs.
-_BARE_VALUE_RE = re.compile(r"[A-Za-z0-9_@%+=:,./${}-]*\Z")
+# Values that bash reads the same quoted or not (once plain references are taken out): left bare so
+# local.conf looks like DevStack's docs.
+_BARE_VALUE_RE = re.compile(r"[A-Za-z0-9_@%+=:,./-]*\Z")
+# A plain reference to a variable: the only expansion a value from lab.yaml may make.
+REFERENCE_RE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 
 @dataclass
@@ -107,9 +110,21 @@ def parse(text: str, origin: str) -> MetaConfig:
 
 
 def shell_value(value: str) -> str:
-    """A localrc value from lab.yaml, written so bash reads exactly it. `$VAR` still expands
-    (local.conf commonly says `SERVICE_HOST=$HOST_IP`); command substitution does not."""
-    if _BARE_VALUE_RE.match(value):
+    """A localrc value from lab.yaml, written so bash reads exactly it. Plain `$VAR` and `${VAR}`
+    references still expand (local.conf commonly says `SERVICE_HOST=$HOST_IP`); every other `$`
+    (command substitution, arithmetic, `${VAR:...}` and `${VAR@P}`, which evaluate code), backquote,
+    quote and backslash is text."""
+    plain = REFERENCE_RE.sub("", value)
+    if _BARE_VALUE_RE.match(plain) and "$" not in plain:
         return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$(", "\\$(")
-    return f'"{escaped}"'
+    out, pos = [], 0
+    for ref in REFERENCE_RE.finditer(value):
+        out += [_dq_escape(value[pos:ref.start()]), ref.group()]
+        pos = ref.end()
+    out.append(_dq_escape(value[pos:]))
+    return '"' + "".join(out) + '"'
+
+
+def _dq_escape(text: str) -> str:
+    """Text inside bash double quotes, taken literally."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`").replace("$", "\\$")

@@ -18,6 +18,7 @@ import yaml
 
 from labctl.catalog import BOX_RE, Catalog, Release
 from labctl.errors import CatalogError, LabFileError
+from labctl.localconf import REFERENCE_RE
 from labctl.names import NAME_RULE, valid_name
 
 ROLES = ("allinone", "controller", "compute")
@@ -48,7 +49,9 @@ _BRANCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
 _CONF_FILE_RE = re.compile(r"(\$[A-Z_][A-Z0-9_]*|\$\{[A-Z_][A-Z0-9_]*\}|/[A-Za-z0-9._/-]+)\Z")
 _INI_SECTION_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
 _INI_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
-_URL_RE = re.compile(r"([a-z][a-z0-9+.-]*://|git@)[^\s'\"\\`]+\Z")
+# A git URL: its characters are those of URLs that mean nothing to a shell (no ; $ ` ' " ( ) & | < >
+# space or glob), since DevStack sources the lines they end up in (enable_plugin, GIT_BASE).
+_URL_RE = re.compile(r"([a-z][a-z0-9+.-]*://|git@)[A-Za-z0-9._~:/@%+=,-]+\Z")
 # DevStack evals post-config values inside double quotes (`iniset file sec key "value"` piped to
 # `while read a; do eval "$a"`): these characters would break out of that or be eaten by read.
 _INI_VALUE_FORBIDDEN = set('"`\\\n\r\0')
@@ -298,9 +301,9 @@ def _post_config(raw: Any) -> tuple[PostConfig, ...]:
                 kpath = f"{spath}.{key}"
                 _text(key, kpath, _INI_KEY_RE, "an option name")
                 text = _scalar(value, kpath)
-                if any(c in _INI_VALUE_FORBIDDEN for c in text):
-                    raise LabFileError(f"{kpath}: value may not contain quotes, backquotes or"
-                                       " backslashes (DevStack evaluates it in a shell)")
+                if any(c in _INI_VALUE_FORBIDDEN for c in text) or "$" in REFERENCE_RE.sub("", text):
+                    raise LabFileError(f"{kpath}: value may not contain quotes, backquotes, backslashes or"
+                                       " a $ other than $VAR or ${VAR} (DevStack evaluates it in a shell)")
                 items.append(PostConfig(file, section, key, text))
     return tuple(items)
 

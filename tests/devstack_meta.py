@@ -81,3 +81,73 @@ def localrc_env(text: str, tmp: Path) -> tuple[dict[str, str], list[str]]:
         elif kind == "call":
             calls.append(rest)
     return variables, calls
+
+
+# What DevStack itself runs, from its real source (../shared/mirrors): the reading of local.conf by
+# inc/meta-config's own functions, and the localrc sourced as stack.sh sources it.
+DEVSTACK_READS = r"""
+set +u
+cd "$1"
+die() { echo "die: $*" >&2; exit 1; }
+warn() { echo "warn: $*" >&2; }
+source "$2/inc/ini-config"
+source "$2/inc/meta-config"
+extract_localrc_section "$1/local.conf" "$1/localrc" "$1/.localrc.auto"
+calls=()
+enable_service() { calls+=("enable_service $*"); }
+disable_service() { calls+=("disable_service $*"); }
+enable_plugin() { calls+=("enable_plugin $*"); }
+before=$(compgen -v)
+source "$1/.localrc.auto"
+for v in $(compgen -v); do case $v in before|calls|v|BASH_*|FUNCNAME|_) continue;; esac
+  grep -qx "$v" <<<"$before" || printf 'var %s=%s\n' "$v" "${!v}"; done
+for c in "${calls[@]+"${calls[@]}"}"; do printf 'call %s\n' "$c"; done
+STACK_USER=$(id -un)
+for f in $(get_meta_section_files "$1/local.conf" post-config); do
+  case $f in \$*) name=${f#\$}; name=${name#\{}; name=${name%\}}; printf -v "$name" '%s' "$1/post-config-$name";; esac
+done
+merge_config_group "$1/local.conf" post-config
+"""
+
+
+def devstack_source(tmp: Path) -> Path:
+    """DevStack's inc/ folder at master, from ../shared/mirrors (skip where it is not there)."""
+    import pytest
+
+    from conftest import REPO
+    from labctl.gitserver import prepare
+    from labctl.mirrors import Served
+
+    mirrors = REPO.parent / "shared" / "mirrors"
+    if not (mirrors / "openstack" / "devstack.git").is_dir():
+        pytest.skip(f"{mirrors} is not there")
+    copy = prepare(Served(mirrors, "mirrors", True), tmp / "mirror-copy")
+    out = tmp / "devstack"
+    (out / "inc").mkdir(parents=True)
+    for name in ("inc/meta-config", "inc/ini-config"):
+        text = subprocess.run(["git", "--git-dir", str(copy / "openstack" / "devstack.git"), "show", f"master:{name}"],
+                              capture_output=True, text=True, check=True).stdout
+        (out / name).write_text(text)
+    return out
+
+
+def devstack_reads(local_conf: str, devstack: Path, work: Path) -> tuple[dict[str, str], list[str], str]:
+    """local.conf read by DevStack's own inc/meta-config in `work`: its localrc variables, the DevStack
+    functions it called, and every post-config file it wrote, concatenated."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "local.conf").write_text(local_conf)
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", DEVSTACK_READS, "reads", str(work), str(devstack)],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+                          cwd=work, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    variables: dict[str, str] = {}
+    calls: list[str] = []
+    for line in proc.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "var":
+            name, _, value = rest.partition("=")
+            variables[name] = value
+        elif kind == "call":
+            calls.append(rest)
+    written = "".join(p.read_text() for p in sorted(work.glob("post-config-*")))
+    return variables, calls, written
