@@ -7,6 +7,7 @@ through `ruby_literal` (the Jinja environment's finalize), so no lab.yaml value 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from labctl.errors import FragmentError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
 from labctl.mirrors import git_base_url
-from labctl.model import ROLES, Lab, Machine
+from labctl.model import MANAGED_LOCALRC, ROLES, Lab, Machine
 from labctl.names import domain_name, network_name
 from labctl.sandbox import render_untrusted
 
@@ -115,6 +116,19 @@ def fragment_context(lab: Lab, machine: Machine, passwords: Mapping[str, str]) -
     }
 
 
+# A variable labctl manages, named other than as a $VAR reference (an assignment, export, readonly...).
+_MANAGED_NAME_RE = re.compile(r"(?<![$\w{])(" + "|".join(MANAGED_LOCALRC) + r")(?!\w)")
+
+
+def _refuse_managed(conf: MetaConfig, origin: str) -> None:
+    """A lab's fragment may not set what labctl sets (addresses, passwords): `creds` would print a
+    password that is not the lab's, and the real one would go unmasked."""
+    for kind, text in conf.lines:
+        name = text if kind == "var" else (m[1] if (m := _MANAGED_NAME_RE.search(text)) else None)
+        if name in MANAGED_LOCALRC:
+            raise FragmentError(f"{origin}: sets {name}, which labctl sets itself", hint=MANAGED_LOCALRC[name])
+
+
 def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
                        fragments: Sequence[Fragment]) -> MetaConfig:
     """Built-in fragments (base, then the role's), the user's (all, role, machine), then lab.yaml."""
@@ -124,7 +138,10 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
                     key=lambda f: (not f.builtin, order.get(f.selector, 2), f.origin))
     conf = MetaConfig()
     for frag in chosen:
-        conf.merge(parse(render_untrusted(frag.text, context, frag.origin), frag.origin))
+        part = parse(render_untrusted(frag.text, context, frag.origin), frag.origin)
+        if not frag.builtin:
+            _refuse_managed(part, frag.origin)
+        conf.merge(part)
     spec = lab.devstack
     git_base = git_base_url(lab)
     if git_base:

@@ -62,3 +62,25 @@ def test_fragments_still_see_plain_lab_data(run: Callable[..., Result], tmp_path
 
     conf = Path(json.loads(result.out)["machines"][0]["local_conf"]).read_text()
     assert "WHO=plain-ks-allinone-10.9.0.10\nN=2\nBR=master\nPEER_1=10.9.0.10\nPEER_2=10.9.0.11\n" in conf
+
+
+@pytest.mark.parametrize("line", ["ADMIN_PASSWORD=mine", "HOST_IP=10.0.0.99", "  ADMIN_PASSWORD=mine",
+                                  "export SERVICE_PASSWORD=x", "readonly DATABASE_PASSWORD",
+                                  "declare -g RABBIT_PASSWORD=x", "eval SERVICE_HOST=1.2.3.4"])
+def test_fragments_may_not_set_what_labctl_manages(run: Callable[..., Result], tmp_path: Path, labctl_home: Path,
+                                                  line: str) -> None:
+    (tmp_path / "local.conf.d").mkdir()
+    (tmp_path / "local.conf.d" / "all.conf").write_text(f"[[local|localrc]]\n{line}\n")
+    (tmp_path / "lab.yaml").write_text("name: managed\nmachines:\n  - {name: ks}\n")
+    result = run("plan", "-f", str(tmp_path / "lab.yaml"))
+    assert result.code == 2 and "which labctl sets itself" in result.err and "all.conf" in result.err
+    assert not (labctl_home / "labs" / "managed").exists()
+
+
+def test_fragments_may_refer_to_what_labctl_manages(run: Callable[..., Result], tmp_path: Path) -> None:
+    (tmp_path / "local.conf.d").mkdir()
+    (tmp_path / "local.conf.d" / "all.conf").write_text(
+        "[[local|localrc]]\nMY_IP=$HOST_IP\nOTHER=${SERVICE_HOST}\n[[post-config|$NOVA_CONF]]\n[DEFAULT]\n"
+        "my_ip = $HOST_IP\n")
+    (tmp_path / "lab.yaml").write_text("name: managed\nmachines:\n  - {name: ks}\n")
+    assert run("plan", "-f", str(tmp_path / "lab.yaml")).code == 0
