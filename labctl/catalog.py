@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from labctl.errors import CatalogError
+from labctl.errors import CatalogError, show
 from labctl.resources import data_path
 
 MASTER = "master"
@@ -72,17 +72,17 @@ class Catalog:
     def resolve(self, ref: str) -> Release:
         """'debian' (the family's default), 'debian:12' or 'debian:bookworm' -> a Release."""
         if not isinstance(ref, str) or not ref.strip():
-            raise CatalogError(f"expected a distro like 'debian' or 'debian:12', got {ref!r}",
+            raise CatalogError(f"expected a distro like 'debian' or 'debian:12', got {show(ref)}",
                                hint="labctl boxes lists the known distros")
         family_name, _, version = ref.strip().lower().partition(":")
         family = next((f for f in self.families if f.name == family_name), None)
         if family is None:
-            raise CatalogError(f"unknown distro {ref!r}; known: {', '.join(self.known())}",
+            raise CatalogError(f"unknown distro {show(ref)}; known: {', '.join(self.known())}",
                                hint="labctl boxes lists every release")
         release = family.release(version or family.default)
         if release is None:
             versions = ", ".join(r.ref for r in family.releases)
-            raise CatalogError(f"unknown {family.title} release {ref!r}; known: {versions}",
+            raise CatalogError(f"unknown {family.title} release {show(ref)}; known: {versions}",
                                hint="labctl boxes lists every release")
         return release
 
@@ -106,7 +106,7 @@ def _release(family: str, title: str, package_family: str, raw: Any, where: str)
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"{where}: missing or bad field {exc}") from None
     if not BOX_RE.match(release.box):
-        raise CatalogError(f"{where}: box name {release.box!r} is not of the form owner/name")
+        raise CatalogError(f"{where}: box name {show(release.box)} is not of the form owner/name")
     return release
 
 
@@ -123,7 +123,7 @@ def load_family(path: Path) -> Family:
                      for i, r in enumerate(raw["releases"]))
     family = Family(name=name, title=title, default=str(raw.get("default", "")), releases=releases)
     if family.release(family.default) is None:
-        raise CatalogError(f"{where}: default release {family.default!r} is not among its releases")
+        raise CatalogError(f"{where}: default release {show(family.default)} is not among its releases")
     return family
 
 

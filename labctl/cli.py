@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from labctl import __version__
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERROR = 2
@@ -553,9 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj={"remote": remote})
     except LabctlError as exc:
-        click.echo(f"labctl: error: {exc.message}", err=True)
+        click.echo(f"labctl: error: {printable(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"  hint: {exc.hint}", err=True)
+            click.echo(f"  hint: {printable(exc.hint)}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("labctl: interrupted", err=True)

@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import reprlib
+
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxtuple = 2, 4, 4, 4
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+MAX_MESSAGE = 600
+
+
+def show(value: object) -> str:
+    """A value from a lab file, for an error message: quoted, control characters escaped, and short
+    (a YAML alias bomb or a megabyte string must not become the message)."""
+    return _SHOW.repr(value)
+
+
+def printable(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A message as it may reach a terminal: no escape sequences (a name from a stranger's lab may
+    hold some), and at most `limit` characters."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 class LabctlError(Exception):
     """A failure the user can act on. `hint` says what to run or change."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ from labctl.proc import CommandFailed, run
 # index, and alternates (objects from elsewhere on the host).
 _SKIPPED = {"config", "hooks", "logs", "index", "objects/info/alternates", "objects/info/http-alternates"}
 MAX_REPOSITORIES = 2000
+MAX_ENTRIES = 20_000  # looked at per folder, when looking for repositories
 MAX_FILES = 2_000_000
 _CONFIG = "[core]\n\trepositoryformatversion = {version}\n\tfilemode = true\n\tbare = true\n"
 
@@ -44,14 +46,22 @@ class MirrorError(LabctlError):
     pass
 
 
+def _entries(folder: Path) -> list[Path]:
+    """A folder's entries; an unreadable folder has none (a git_base may name any folder)."""
+    try:
+        return list(itertools.islice(folder.iterdir(), MAX_ENTRIES))
+    except OSError:
+        return []
+
+
 def repositories(served: Served) -> dict[str, Path]:
     """Served path (`openstack/keystone.git`) -> the source's git directory."""
     if not served.tree:
         git_dir = served.source if is_git_dir(served.source) else served.source / ".git"
         return {"": git_dir}
     repos: dict[str, Path] = {}
-    for org in sorted(p for p in served.source.iterdir() if p.is_dir() and not p.is_symlink()):
-        for entry in sorted(org.iterdir()):
+    for org in sorted(p for p in _entries(served.source) if p.is_dir() and not p.is_symlink()):
+        for entry in sorted(_entries(org)):
             if entry.is_symlink() or not entry.is_dir():
                 continue
             if is_git_dir(entry):

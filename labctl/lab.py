@@ -12,6 +12,7 @@ import yaml
 from labctl import __version__
 from labctl.catalog import Catalog, Release
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
+from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, choose_accelerator
 from labctl.mirrors import devstack_source, git_base_url, served_folders
@@ -199,11 +200,13 @@ def read_fragments(lab: Lab) -> list[Fragment]:
     fragments = [Fragment(f"local.conf.d/{name}.conf", name, (builtin / f"{name}.conf").read_text(), True)
                  for name in BUILTIN_SELECTORS]
     if lab.fragments_dir:
+        folder = lab.fragments_dir.parent.resolve()
         for path in sorted(lab.fragments_dir.glob("*.conf")):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise LabFileError(f"{path}: cannot read it ({exc})") from None
+            # A link out of the lab's folder would copy a file of this host (a key...) into the machines.
+            if not path.resolve().is_relative_to(folder):
+                raise LabFileError(f"{path}: links to {path.resolve()}, outside the lab's folder {folder}",
+                                   hint="copy the fragment into local.conf.d/ instead of linking to it")
+            text = read_bounded(path, FRAGMENT_LIMIT, "local.conf fragment")
             fragments.append(Fragment(str(path), fragment_selector(path.name), text, False))
     check_fragments(fragments, lab)
     return fragments
@@ -255,7 +258,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel)
     confs = {m.name: render_local_conf(lab, m, passwords, fragments) for m in lab.machines}
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
-                else lab.source.read_text(encoding="utf-8") if lab.source else "")
+                else read_bounded(lab.source, LAB_FILE_LIMIT, "lab file") if lab.source else "")
     return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords, lab_text,
                     vagrantfile, confs, boxes, devstack_from, mirrors)
 

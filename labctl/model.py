@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from labctl.catalog import BOX_RE, Catalog, Release
-from labctl.errors import CatalogError, LabFileError
+from labctl.errors import CatalogError, LabFileError, show
+from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
+from labctl.labyaml import parse_yaml
 from labctl.localconf import REFERENCE_RE
 from labctl.names import NAME_RULE, valid_name
 
@@ -40,6 +40,14 @@ MANAGED_LOCALRC = {
 }
 # Subnets that vagrant-libvirt (management network) and libvirt (default network) already use.
 _TAKEN_SUBNETS = {121, 122}
+_RESERVED_NETWORKS = (
+    (ipaddress.IPv4Network("192.168.121.0/24"), "vagrant-libvirt's management network"),
+    (ipaddress.IPv4Network("192.168.122.0/24"), "libvirt's default network"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "link-local addresses"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+    (ipaddress.IPv4Network("0.0.0.0/8"), "'this network'"),
+)
 
 _HEX_RE = re.compile(r"[0-9a-f]+\Z")
 _VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -146,14 +154,14 @@ class Lab:
 
 def check_name(value: Any, path: str) -> str:
     if not valid_name(value):
-        raise LabFileError(f"{path}: invalid name {value!r}", hint=NAME_RULE)
+        raise LabFileError(f"{path}: invalid name {show(value)}", hint=NAME_RULE)
     assert isinstance(value, str)
     return value
 
 
 _MEMORY_UNITS = {"": 1, "m": 1, "mb": 1, "mib": 1, "g": 1024, "gb": 1024, "gib": 1024}
 _DISK_UNITS = {"": 1, "g": 1, "gb": 1, "gib": 1, "t": 1024, "tb": 1024, "tib": 1024}
-_SIZE_RE = re.compile(r"\s*(\d+)\s*([A-Za-z]*)\s*\Z")
+_SIZE_RE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*\Z", re.ASCII)
 
 
 def _size(value: Any, path: str, units: dict[str, int], unit: str, lo: int, hi: int, examples: str) -> int:
@@ -163,7 +171,7 @@ def _size(value: Any, path: str, units: dict[str, int], unit: str, lo: int, hi: 
     elif isinstance(value, str) and (m := _SIZE_RE.match(value)) and m[2].lower() in units:
         number = int(m[1]) * units[m[2].lower()]
     if number is None:
-        raise LabFileError(f"{path}: expected {unit} like {examples}, got {value!r}",
+        raise LabFileError(f"{path}: expected {unit} like {examples}, got {show(value)}",
                            hint=f"a bare number means {unit}; suffixes: {', '.join(sorted(u for u in units if u))}")
     if not lo <= number <= hi:
         raise LabFileError(f"{path}: {number} {unit} is out of range ({lo}-{hi} {unit})")
@@ -182,19 +190,19 @@ def parse_disk(value: Any, path: str) -> int:
 
 def _int(value: Any, path: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise LabFileError(f"{path}: expected a whole number from {lo} to {hi}, got {value!r}")
+        raise LabFileError(f"{path}: expected a whole number from {lo} to {hi}, got {show(value)}")
     return value
 
 
 def _bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        raise LabFileError(f"{path}: expected true or false, got {value!r}")
+        raise LabFileError(f"{path}: expected true or false, got {show(value)}")
     return value
 
 
 def _text(value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
-        raise LabFileError(f"{path}: expected {what}, got {value!r}")
+        raise LabFileError(f"{path}: expected {what}, got {show(value)}")
     return value
 
 
@@ -219,7 +227,7 @@ def _mapping(value: Any, path: str, allowed: tuple[str, ...] | None = None) -> M
         raise LabFileError(f"{path or 'lab.yaml'}: expected a mapping, got {type(value).__name__}")
     for key in value:
         if not isinstance(key, str):
-            raise LabFileError(f"{path or 'lab.yaml'}: keys must be text, got {key!r}")
+            raise LabFileError(f"{path or 'lab.yaml'}: keys must be text, got {show(key)}")
         if allowed is not None and key not in allowed:
             where = f"{path}.{key}" if path else key
             raise LabFileError(f"{where}: unknown key; expected one of: {', '.join(allowed)}")
@@ -248,7 +256,7 @@ def _release(catalog: Catalog, value: Any, path: str) -> Release:
 def _url_or_folder(value: Any, path: str, base_dir: Path | None) -> str:
     """A git URL as it is, or a folder on the host made absolute (relative to lab.yaml's folder)."""
     if not isinstance(value, str) or not value or any(c.isspace() or c in "'\"\\`\0" for c in value):
-        raise LabFileError(f"{path}: expected a git URL or a folder, got {value!r}")
+        raise LabFileError(f"{path}: expected a git URL or a folder, got {show(value)}")
     if _URL_RE.match(value):
         return value.rstrip("/")
     folder = Path(value).expanduser()
@@ -270,7 +278,7 @@ def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
     branch = _text(data.get("branch", DEFAULT_DEVSTACK_BRANCH), "devstack.branch", _BRANCH_RE,
                    "a branch or tag like master or stable/2025.1")
     if ".." in branch:
-        raise LabFileError(f"devstack.branch: invalid branch {branch!r}")
+        raise LabFileError(f"devstack.branch: invalid branch {show(branch)}")
     localrc: list[tuple[str, str]] = []
     for name, value in _mapping(data.get("localrc"), "devstack.localrc").items():
         path = f"devstack.localrc.{name}"
@@ -292,7 +300,7 @@ def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
 def _post_config(raw: Any) -> tuple[PostConfig, ...]:
     items: list[PostConfig] = []
     for file, sections in _mapping(raw, "devstack.post_config").items():
-        fpath = f"devstack.post_config[{file!r}]"
+        fpath = f"devstack.post_config[{show(file)}]"
         _text(file, fpath, _CONF_FILE_RE, "a DevStack variable like $NOVA_CONF or an absolute path")
         for section, keys in _mapping(sections, fpath).items():
             spath = f"{fpath}.{section}"
@@ -344,9 +352,17 @@ def _network(raw: Any, lab_name: str) -> ipaddress.IPv4Network:
         net = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
     except ValueError:
         net = None
-    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 28:
-        raise LabFileError(f"network.cidr: expected an IPv4 network like 192.168.150.0/24 (at most"
-                           f" /28), got {cidr!r}")
+    # At least /16: a lab network is a bridge on this host, and each of its addresses a candidate.
+    if not isinstance(net, ipaddress.IPv4Network) or not 16 <= net.prefixlen <= 28:
+        raise LabFileError(f"network.cidr: expected an IPv4 network like 192.168.150.0/24 (from /16 to"
+                           f" /28), got {show(cidr)}")
+    for taken, why in _RESERVED_NETWORKS:
+        if net.overlaps(taken):
+            raise LabFileError(f"network.cidr: {net} overlaps {taken}, {why}",
+                               hint="pick a private /24 of your own, e.g. 192.168.150.0/24")
+    if not net.is_private:
+        raise LabFileError(f"network.cidr: {net} is not a private network: its addresses belong to someone"
+                           " on the internet", hint="pick one in 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
     return net
 
 
@@ -389,7 +405,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
         count = _int(data.get("count", 1), f"{path}.count", 1, 200)
         role = data.get("role", "allinone")
         if role not in ROLES:
-            raise LabFileError(f"{path}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+            raise LabFileError(f"{path}.role: expected one of {', '.join(ROLES)}, got {show(role)}")
         if count > 1 and role == "controller":
             raise LabFileError(f"{path}.count: a lab has at most one controller")
         if count > 1 and "ip" in data:
@@ -407,17 +423,17 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
             if _HEX_RE.match(name):
                 # `vagrant up a` first looks for a machine whose id starts with "a" among every
                 # machine Vagrant knows (any project), and acts on that one if there is one.
-                raise LabFileError(f"{path}.name: {name!r} is made only of hexadecimal digits, which Vagrant"
+                raise LabFileError(f"{path}.name: {show(name)} is made only of hexadecimal digits, which Vagrant"
                                    " takes for the start of another machine's id",
                                    hint=f"use a name with a letter from g to z or a '-', e.g. 'node-{name}'")
             if name in taken:
-                raise LabFileError(f"{path}.name: machine name {name!r} is used twice")
+                raise LabFileError(f"{path}.name: machine name {show(name)} is used twice")
             if "ip" in data:
                 ip = _fixed_ip(data["ip"], f"{path}.ip", net, reserved)
             else:
                 ip = str(next((a for a in auto if str(a) not in fixed), ""))
                 if not ip:
-                    raise LabFileError(f"network.cidr: {net} has no free address left for {name!r}",
+                    raise LabFileError(f"network.cidr: {net} has no free address left for {show(name)}",
                                        hint="use a larger network")
             if ip in taken.values():
                 raise LabFileError(f"{path}.ip: address {ip} is already used by another machine")
@@ -439,7 +455,7 @@ def _fixed_ip(value: Any, path: str, net: ipaddress.IPv4Network, reserved: set[A
         ip = None
     if ip is None or ip not in net or ip in reserved:
         raise LabFileError(f"{path}: expected a free address inside {net} (not the network,"
-                           f" broadcast or .1 bridge address), got {value!r}")
+                           f" broadcast or .1 bridge address), got {show(value)}")
     return str(ip)
 
 
@@ -472,17 +488,17 @@ def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
     for i, value in enumerate(_list(raw, "ca_certificates")):
         where = f"ca_certificates[{i}]"
         if not isinstance(value, str) or not value or "\n" in value:
-            raise LabFileError(f"{where}: expected the path of a PEM certificate file, got {value!r}")
+            raise LabFileError(f"{where}: expected the path of a PEM certificate file, got {show(value)}")
         path = Path(value).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         try:
-            text = path.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise LabFileError(f"{where}: cannot read {path} ({exc.__class__.__name__})",
+            text = read_bounded(path, CERTIFICATE_LIMIT, "PEM certificate file", encoding="ascii")
+        except LabFileError as exc:
+            raise LabFileError(f"{where}: {exc.message}",
                                hint="give the path of a PEM file, e.g. /usr/local/share/ca-certificates/corp.crt")\
                 from None
-        if "-----BEGIN CERTIFICATE-----" not in text:
+        if not certificate_blocks(text):
             raise LabFileError(f"{where}: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
         paths.append(path.resolve())
     return tuple(paths)
@@ -496,7 +512,7 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
     name = check_name(data["name"], "name")
     accelerator = data.get("accelerator", "auto")
     if accelerator not in ACCELERATORS:
-        raise LabFileError(f"accelerator: expected one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+        raise LabFileError(f"accelerator: expected one of {', '.join(ACCELERATORS)}, got {show(accelerator)}")
     net = _network(data.get("network"), name)
     base_dir = source.parent if source else None
     fragments = base_dir / "local.conf.d" if base_dir else None
@@ -513,44 +529,12 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
     )
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def parse_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise LabFileError(f"{where}:{line}: {exc.problem or exc.context}",
-                           hint="fix the YAML syntax at that line") from None
-    except yaml.YAMLError as exc:
-        raise LabFileError(f"{where}: not valid YAML ({exc})") from None
-
-
 def load_lab(path: Path, catalog: Catalog) -> Lab:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabFileError(f"{path}: no such lab file",
-                           hint="labctl init writes one, or use --distro for a one-machine lab") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabFileError(f"{path}: cannot read it ({exc})") from None
+        text = read_bounded(path, LAB_FILE_LIMIT, "lab file")
+    except LabFileError as exc:
+        hint = "labctl init writes one, or use --distro for a one-machine lab" if "no such" in exc.message else None
+        raise LabFileError(exc.message, hint=hint) from None
     raw = parse_yaml(text, str(path))
     try:
         return lab_from_dict(raw, catalog, source=path.resolve())

@@ -31,11 +31,16 @@ GUEST_NEEDS = {
     "dnf": (("git", "git"), ("sudo", "sudo"), ("python3", "python3"), ("lsb_release", "lsb_release")),
     "zypper": (("git", "git"), ("sudo", "sudo"), ("python3", "python3"), ("lsb_release", "lsb-release")),
 }
-CA_STORES = {  # where each package family takes extra CAs, and the command that rebuilds its bundle
-    "apt": ("/usr/local/share/ca-certificates", "update-ca-certificates"),
-    "dnf": ("/etc/pki/ca-trust/source/anchors", "update-ca-trust extract"),
-    "zypper": ("/etc/pki/trust/anchors", "update-ca-certificates"),
+CA_STORES = {  # where each package family takes extra CAs, the command that rebuilds its bundle, the bundle
+    "apt": ("/usr/local/share/ca-certificates", "update-ca-certificates", "/etc/ssl/certs/ca-certificates.crt"),
+    "dnf": ("/etc/pki/ca-trust/source/anchors", "update-ca-trust extract", "/etc/pki/tls/certs/ca-bundle.crt"),
+    "zypper": ("/etc/pki/trust/anchors", "update-ca-certificates", "/etc/ssl/ca-bundle.pem"),
 }
+# $1: the system's bundle, then one line of each certificate's body: is each in the bundle now?
+CA_CHECK_SCRIPT = r"""
+bundle=$1; shift
+for line in "$@"; do grep -qF -- "$line" "$bundle" || { echo "not in $bundle: ...$line..."; exit 1; }; done
+"""
 
 # $1: package family; then COMMAND:PACKAGE pairs. Installs only what is missing; a fresh box has no
 # package lists, so apt's are fetched first.
@@ -191,10 +196,14 @@ def _install_file(session: Session, path: str, content: str, mode: str, owner: s
 def configure_network_access(session: Session, job: StackJob) -> None:
     """Extra CAs trusted and proxies set, before anything is downloaded."""
     if job.certificates:
-        folder, update = CA_STORES[job.package_family]
+        folder, update, bundle = CA_STORES[job.package_family]
         for name, pem in job.certificates:
-            _install_file(session, f"{folder}/labctl-{name}", pem, "0644")
+            _install_file(session, f"{folder}/{name}", pem, "0644")
         session.run("sudo " + update, "updating the CA bundle")
+        # A certificate the family's tool did not take would fail every download later, far from here.
+        bodies = [pem.splitlines()[1] for _, pem in job.certificates]
+        session.run(shlex.join(["sh", "-c", CA_CHECK_SCRIPT, "check", bundle, *bodies]),
+                    "checking that the lab's CAs are trusted")
     if job.proxy:
         for path, content in proxy_files(job.package_family, job.proxy, job.no_proxy_hosts).items():
             _install_file(session, path, content, "0440" if path.startswith("/etc/sudoers.d/") else "0644")

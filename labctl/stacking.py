@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError
+from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
 from labctl.inventory import MachineStatus, host_of, running
 from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders
 from labctl.model import Lab, Machine
@@ -58,11 +60,24 @@ def machines_to_stack(lab: Lab, lab_dir: LabDir, names: Sequence[str], everythin
     return [m for m in lab.machines if done.get(m.name, {}).get("status") != "ok"]
 
 
+def guest_certificates(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
+    """(file name, PEM) for each certificate of the lab's CA files, and only certificates (a combined
+    PEM may hold a private key). Names end in .crt, which every family's tool reads (Debian's
+    update-ca-certificates reads nothing else), and are numbered: two files of the same name never
+    overwrite each other."""
+    out: list[tuple[str, str]] = []
+    for path in paths:
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem)[:40] or "ca"
+        for block in certificate_blocks(read_bounded(path, CERTIFICATE_LIMIT, "PEM certificate file", "ascii")):
+            out.append((f"labctl-{len(out) + 1:02d}-{stem}.crt", block))
+    return tuple(out)
+
+
 def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: Sequence[MachineStatus],
               passwords: dict[str, str], clean: bool) -> list[StackJob]:
     by_name = {s.name: s for s in statuses}
     running([by_name[m.name] for m in machines], lab.name)
-    certificates = tuple((p.name, p.read_text(encoding="ascii")) for p in lab.ca_certificates)
+    certificates = guest_certificates(lab.ca_certificates)
     lab_hosts = (host_address(lab.cidr), *(m.ip for m in lab.machines), *(m.name for m in lab.machines))
     source = devstack_source(lab)
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import shlex
 import subprocess
 import time
@@ -262,27 +261,39 @@ def test_clone_inside_the_machine_and_clean(lab_hosts: Callable[..., TestHost], 
     assert "Cleaning up (stand-in)" in log and (tmp_path / "logs" / "seat-1" / "stack.log.prev").exists()
 
 
+def _self_signed(folder: Path, name: str) -> tuple[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                    "-keyout", str(folder / "key"), "-out", str(folder / "cert"), "-days", "1"], check=True,
+                   capture_output=True)
+    return (folder / "cert").read_text(), (folder / "key").read_text()
+
+
 def test_proxy_and_ca_before_anything(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
-    ca = Path("/usr/local/share/ca-certificates")
-    pems = sorted(ca.glob("*.crt")) if ca.is_dir() else []
-    cert = tmp_path / "corp.crt"
-    if pems:
-        cert.write_text(pems[0].read_text())
-    else:  # a machine without the proxy's CA: any valid certificate will do
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=labctl-test",
-                        "-keyout", str(tmp_path / "k"), "-out", str(cert), "-days", "1"], check=True,
-                       capture_output=True)
+    """CA files as people have them: a combined PEM with its private key, named .pem (which Debian's
+    update-ca-certificates never reads), and two files of the same name in different folders."""
+    from labctl.stacking import guest_certificates
+
+    cert1, key1 = _self_signed(tmp_path / "a", "labctl-test-one")
+    cert2, _ = _self_signed(tmp_path / "b", "labctl-test-two")
+    (tmp_path / "a" / "corp.pem").write_text(cert1 + key1)
+    (tmp_path / "b" / "corp.pem").write_text(cert2)
+    certificates = guest_certificates([tmp_path / "a" / "corp.pem", tmp_path / "b" / "corp.pem"])
+    assert [name for name, _ in certificates] == ["labctl-01-corp.crt", "labctl-02-corp.crt"]
+    assert "PRIVATE KEY" not in "".join(pem for _, pem in certificates)
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1), devstack="  force: true")
-    lab = replace(lab, ca_certificates=(cert,))
-    (job,) = jobs_for(lab, hosts, tmp_path, certificates=(("corp.crt", cert.read_text()),),
-                      proxy=_proxy(), no_proxy_hosts=(hosts["seat-1"].address,))
+    (job,) = jobs_for(lab, hosts, tmp_path, certificates=certificates, proxy=_proxy(),
+                      no_proxy_hosts=(hosts["seat-1"].address,))
     assert run_stacks([job], Recorder()).results["seat-1"].ok
     seen = seen_by_stack(hosts["seat-1"], tmp_path)
     assert seen["http_proxy"] == "http://proxy.invalid:3128" and seen["FORCE"] == "yes"
     files = remote(hosts["seat-1"], tmp_path, "cat /etc/apt/apt.conf.d/95labctl-proxy /etc/pip.conf;"
-                   " ls /etc/ssl/certs | grep -c labctl-corp; grep -c BEGIN /etc/ssl/certs/ca-certificates.crt")
+                   " ls /usr/local/share/ca-certificates; grep -rc 'PRIVATE KEY' /usr/local/share/ca-certificates;"
+                   " true")
     assert 'Acquire::http::Proxy "http://proxy.invalid:3128";' in files
-    assert re.search(r"^1$", files, re.M)
+    assert "labctl-01-corp.crt\nlabctl-02-corp.crt" in files and ":1" not in files
+    for cert in (cert1, cert2):  # both trusted: in the system's bundle
+        assert cert.splitlines()[1] in remote(hosts["seat-1"], tmp_path, "cat /etc/ssl/certs/ca-certificates.crt")
 
 
 def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tmp_path: Path,

@@ -1,0 +1,87 @@
+"""lab.yaml as text -> plain data (dicts, lists, strings, whole numbers, booleans, None).
+
+A strict YAML: duplicate keys are refused, keys must be plain scalars, and a value is taken as the
+user wrote it. YAML 1.1, which PyYAML speaks, reads `0755` as 493, `23.10` as 23.1, `NO` as False,
+`190:20` as 11420 and `2026-01-01` as a date: here only `true`/`false` are booleans, only decimal
+numbers without a leading zero are whole numbers, `~`/`null`/nothing is None, and everything else
+stays the text it is. Text that is not valid Unicode (a lone surrogate, from a "\\ud800" escape)
+is refused: it could not be written back to a file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from labctl.errors import LabFileError, show
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader with labctl's resolver (below) and no duplicate or complex keys."""
+
+
+# A resolver of our own: PyYAML's implicit resolvers are class-level, keyed by first character.
+_StrictLoader.yaml_implicit_resolvers = {}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*))$"),
+                                    list("-+0123456789"))
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"),
+                                    ["~", "n", "N", ""])
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(None, None, "a key must be a plain name, not a list or mapping",
+                                                    key_node.start_mark)
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {show(key)}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_text(data: Any, where: str) -> None:
+    """Every string valid Unicode. Aliases share their objects: each is visited once, so an alias
+    bomb costs no more than its text."""
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LabFileError(f"{where}: {show(item)} holds a character that is not valid Unicode text (a lone"
+                                   " surrogate)", hint="write the character itself, or leave it out") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise LabFileError(f"{where}:{line}: {exc.problem or exc.context}",
+                           hint="fix the YAML syntax at that line") from None
+    except yaml.YAMLError as exc:
+        raise LabFileError(f"{where}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise LabFileError(f"{where}: nested too deeply", hint="a lab file is a few levels deep") from None
+    _check_text(data, where)
+    return data
