@@ -51,7 +51,10 @@ class Served:
 
 
 def is_git_dir(folder: Path) -> bool:
-    return (folder / "HEAD").is_file() and (folder / "objects").is_dir()
+    try:
+        return (folder / "HEAD").is_file() and (folder / "objects").is_dir()
+    except OSError:  # unreadable (a git_base may name any folder): not a repository labctl can serve
+        return False
 
 
 def _git_base(lab: Lab) -> Served | None:
