@@ -3,9 +3,9 @@
 A strict YAML: duplicate keys are refused, keys must be plain scalars, and a value is taken as the
 user wrote it. YAML 1.1, which PyYAML speaks, reads `0755` as 493, `23.10` as 23.1, `NO` as False,
 `190:20` as 11420 and `2026-01-01` as a date: here only `true`/`false` are booleans, only decimal
-numbers without a leading zero (and of at most 18 digits) are whole numbers, `~`/`null`/nothing is None, and everything else
-stays the text it is. Text that is not valid Unicode (a lone surrogate, from a "\\ud800" escape)
-is refused: it could not be written back to a file.
+numbers without a leading zero (of at most 18 digits) are whole numbers, `~`/`null`/nothing is
+None, and everything else stays the text it is. Text that is not valid Unicode (a lone surrogate,
+from a "\\ud800" escape) is refused: it could not be written back to a file.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from devstack_meta import localrc_env
 
 from conftest import Result
+from devstack_meta import localrc_env
 
 CANARY = "canary-from-hostile-lab"
 BASE = "name: hostile\nmachines:\n  - {name: ks}\n"

@@ -129,8 +129,8 @@ def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
     from labctl.errors import LabFileError
 
     (tmp_path / "not.pem").write_text("hello")
-    for value, message in ((str(tmp_path / "missing.crt"), "no such PEM certificate file"), (str(tmp_path / "not.pem"), "no PEM"),
-                           (3, "expected the path")):
+    for value, message in ((str(tmp_path / "missing.crt"), "no such PEM certificate file"),
+                           (str(tmp_path / "not.pem"), "no PEM"), (3, "expected the path")):
         with pytest.raises(LabFileError, match=message):
             lab_from_dict({"name": "t", "machines": [{"name": "alpha"}], "ca_certificates": [value]}, catalog)
 
