@@ -33,14 +33,14 @@ def labctl(*argv: str, cwd: Path | None = None, check: bool = True) -> subproces
     return proc
 
 
-def new_lab(folder: Path) -> tuple[str, float]:
+def new_lab(folder: Path, mirrors: Path) -> tuple[str, float]:
     name = f"bench-{os.getpid()}"
     cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
     lines = [f"name: {name}", "defaults: {distro: debian:12, memory: 8G, cpus: 2, disk: 20G}", "machines:",
              "  - {name: ks}"]
     if cas:
         lines += ["ca_certificates:", *(f"  - {p}" for p in cas)]
-    lines += ["devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
+    lines += ["devstack:", f"  git_base: {mirrors}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
     (folder / "lab.yaml").write_text("\n".join(lines) + "\n")
     started = time.monotonic()
     labctl("up", cwd=folder)
@@ -54,12 +54,13 @@ def minutes(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", help="measure a lab that has stacked already (nothing is created or destroyed)")
+    parser.add_argument("--mirrors", type=Path, default=MIRRORS, help=f"the git mirrors (default: {MIRRORS})")
     args = parser.parse_args()
     up_seconds = None
     with tempfile.TemporaryDirectory() as tmp:
         name = args.lab
         if name is None:
-            name, up_seconds = new_lab(Path(tmp))
+            name, up_seconds = new_lab(Path(tmp), args.mirrors.resolve())
         status = json.loads(labctl("status", "--json", "--lab", name).stdout)["machines"]
         if args.lab is None:
             labctl("destroy", "-y", "--lab", name, check=False)

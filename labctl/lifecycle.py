@@ -313,8 +313,13 @@ def _key(lab_dir: LabDir, machine: str) -> Path:
 
 
 def ssh_options(lab_dir: LabDir, machine: str) -> list[str]:
-    return ["-i", str(_key(lab_dir, machine)), "-o", "IdentitiesOnly=yes", "-o", "PasswordAuthentication=no",
-            "-o", f"UserKnownHostsFile={lab_dir.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+    """ssh's options for a lab machine: the lab's key and known_hosts only. Neither the user's
+    ~/.ssh/config nor the system's is read (-F /dev/null): a ForwardAgent or ProxyJump there must not
+    reach machines that run third-party code. A -o value is parsed like a config line, split at
+    spaces unless quoted: the known_hosts path is quoted (LABCTL_HOME may hold a space)."""
+    return ["-F", "/dev/null", "-i", str(_key(lab_dir, machine)), "-o", "IdentitiesOnly=yes",
+            "-o", "PasswordAuthentication=no", "-o", "ForwardAgent=no", "-o", "ForwardX11=no",
+            "-o", f'UserKnownHostsFile="{lab_dir.known_hosts}"', "-o", "StrictHostKeyChecking=accept-new",
             "-o", "LogLevel=ERROR"]
 
 
@@ -341,7 +346,7 @@ def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
             f"Host {s.name} {lab_dir.name}-{s.name}\n"
             f"  HostName {s.ssh_address}\n  User {s.user}\n  Port 22\n"
             f"  IdentityFile \"{lab_dir.private_key(s.name)}\"\n  IdentitiesOnly yes\n"
-            f"  PasswordAuthentication no\n"
+            f"  PasswordAuthentication no\n  ForwardAgent no\n"
             f"  UserKnownHostsFile \"{lab_dir.known_hosts}\"\n  StrictHostKeyChecking accept-new\n")
     return "\n".join(blocks)
 

@@ -152,9 +152,10 @@ def forget_hosts(known_hosts: Path, addresses: Sequence[str]) -> None:
 
 
 def connect(host: Host) -> Connection:
-    # Fabric would read ~/.ssh/config and the user's keys: a lab uses only its own.
-    config = Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
-    conn = Connection(host.address, user=host.user, port=host.port, config=config,
+    # Fabric would read ~/.ssh/config, /etc/fabric.yaml and ~/.fabric.yaml (forward_agent, gateway...)
+    # and the user's keys: a lab uses only its own settings (lazy: no configuration file is loaded).
+    config = Config(lazy=True, overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+    conn = Connection(host.address, user=host.user, port=host.port, config=config, forward_agent=False,
                       connect_timeout=CONNECT_TIMEOUT,
                       connect_kwargs={"pkey": load_key(host.key_file), "look_for_keys": False,
                                       "allow_agent": False, "banner_timeout": CONNECT_TIMEOUT,

@@ -57,3 +57,39 @@ def test_users_ssh_folder_is_not_touched(servers: list[Sshd], tmp_path: Path) ->
     ssh_dir = Path.home() / ".ssh"
     assert run_command(host(servers[1], "b", tmp_path / "kh"), "true").ok
     assert not (ssh_dir / "known_hosts").exists()
+
+
+def test_users_fabric_and_ssh_configs_never_reach_lab_connections(servers: list[Sshd], tmp_path: Path,
+                                                                   isolated_home: Path) -> None:
+    """~/.fabric.yaml and ~/.ssh/config may forward the user's agent or go through a gateway: lab
+    machines run third-party code, so labctl's connections (Fabric's and `labctl ssh`'s) ignore them."""
+    import os
+    import subprocess
+
+    from labctl.lifecycle import ssh_options
+    from labctl.remote import connect
+    from labctl.state import LabDir
+
+    home = Path(os.environ["HOME"])
+    (home / ".fabric.yaml").write_text("forward_agent: true\ngateway: gateway.invalid\n")
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "config").write_text("Host *\n  ForwardAgent yes\n  ProxyCommand false\n")
+    target = host(servers[0], "a", tmp_path / "known_hosts")
+    conn = connect(target)
+    assert conn.forward_agent is False and conn.gateway is None
+    assert run_command(target, "echo fine").stdout.strip() == "fine"
+
+    # `labctl ssh`: a LABCTL_HOME with a space in it, and the user's ssh config above.
+    lab_dir = LabDir("spaced", tmp_path / "My Labs" / "spaced")
+    key = lab_dir.private_key("a")
+    key.parent.mkdir(parents=True)
+    key.write_bytes(servers[0].client_key.read_bytes())
+    key.chmod(0o600)
+    argv = ["ssh", *ssh_options(lab_dir, "a"), "-o", "BatchMode=yes", "-p", str(servers[0].port),
+            f"{servers[0].user}@127.0.0.1", "echo fine"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, "HOME": str(home)})
+    assert done.returncode == 0 and done.stdout.strip() == "fine", done.stderr
+    assert "ForwardAgent=no" in argv and argv[1:3] == ["-F", "/dev/null"]
+    # The host key went to the lab's known_hosts, not to a file named after half of its path.
+    assert lab_dir.known_hosts.is_file() and "127.0.0.1" in lab_dir.known_hosts.read_text()
+    assert not (tmp_path / "My").exists()
