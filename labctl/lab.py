@@ -36,7 +36,7 @@ from labctl.render import (
 )
 from labctl.resources import data_path
 from labctl.selection import LAB_FILE, LabRequest, existing_lab, only_lab
-from labctl.state import LabDir, LabHome, atomic_write, generate_passwords
+from labctl.state import LabDir, LabHome, atomic_write, generate_passwords, user_file_mode
 
 # DevStack's multinode guide: a compute runs few services and needs less than a full node.
 COMPUTE_MIN_MEMORY_MB = 4096
@@ -300,5 +300,5 @@ def init_lab_file(path: Path, name: str, force: bool) -> Path:
     if path.exists() and not force:
         raise LabConflict(f"{path} already exists", hint="use --force to overwrite it, or give another path")
     template = (Path(__file__).parent / "templates" / LAB_FILE).read_text(encoding="utf-8")
-    atomic_write(path, template.replace("{{ name }}", name))
+    atomic_write(path, template.replace("{{ name }}", name), mode=user_file_mode())
     return path

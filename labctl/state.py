@@ -43,6 +43,32 @@ def labctl_cache(environ: os._Environ[str] | dict[str, str] = os.environ) -> Pat
     return Path(cache_home) / "labctl"
 
 
+def private_dir(path: Path) -> None:
+    """A folder only its owner may enter (0700, whatever the umask), made if missing."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.is_symlink() or not path.is_dir():
+            raise LabctlError(f"{path} should be a folder of labctl's", hint="move it away, or set LABCTL_HOME")\
+                from None
+        return
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+
+
+def user_file_mode() -> int:
+    """0666 less the process's umask: for files the user asked for (a lab.yaml from `init`)."""
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("Umask:"))
+        return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     """Write to a temporary file beside `path`, then rename: readers see the old or the new file.
     A full or read-only disk is a clear error, and leaves the old file as it was."""
@@ -182,8 +208,9 @@ class LabDir:
         return {n: passwords[n] for n in PASSWORD_NAMES}
 
     def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path.chmod(0o700)
+        # $LABCTL_HOME, labs/ and the lab's folder are the user's alone, whatever the umask.
+        for folder in (self.path.parent.parent, self.path.parent, self.path):
+            private_dir(folder)
 
     def write_passwords(self, passwords: dict[str, str]) -> None:
         import yaml
@@ -218,9 +245,16 @@ class LabHome:
         a lock left by a killed command is simply taken over. It lives outside the lab's folder so
         that `destroy` can remove that folder while holding it."""
         locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        private_dir(locks)
         path = locks / f"{name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # never through a link planted there: it would truncate the file it points to
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise LabctlError(f"{path} is a symbolic link, not labctl's lock file: refusing to open it",
+                              hint=f"remove it (rm {path}) and look at who put it there") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
