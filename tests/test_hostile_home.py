@@ -54,7 +54,7 @@ def test_a_link_planted_as_the_lock_file_is_refused_and_its_target_kept(labctl_h
     target.write_text("keep me\n")
     (labctl_home / "locks").mkdir(parents=True)
     (labctl_home / "locks" / "victim.lock").symlink_to(target)
-    with pytest.raises(LabctlError, match="is a symbolic link, not labctl's lock file"):
-        with LabHome(labctl_home).writer("victim", "destroy"):
-            pass
+    with pytest.raises(LabctlError, match="is a symbolic link, not labctl's lock file"), \
+            LabHome(labctl_home).writer("victim", "destroy"):
+        pass
     assert target.read_text() == "keep me\n"
