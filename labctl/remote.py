@@ -7,11 +7,15 @@ or written.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
+import os
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,23 +90,48 @@ class RemoteCommandFailed(LabctlError):
         super().__init__(f"{host}: {what} failed (exit {code}): {last}")
 
 
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Record an unknown host's key in the lab's known_hosts (one writer at a time)."""
+@contextlib.contextmanager
+def _known_hosts_lock(path: Path) -> Iterator[None]:
+    """One writer of a lab's known_hosts at a time, across threads and processes (`exec` and
+    `stack` at once): a thread lock, then an flock on a file beside it (never through a link)."""
+    with _TrustOnFirstUse.lock:
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
-    _lock = threading.Lock()
+
+def _save_host_keys(keys: paramiko.HostKeys, path: Path) -> None:
+    """Write through a temporary file of its own, then rename: a reader sees the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        keys.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
+    """Record an unknown host's key in the lab's known_hosts (one writer at a time), keeping every key
+    another writer recorded meanwhile (the file is read again under the lock)."""
+
+    lock = threading.Lock()
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        with self._lock:
+        with _known_hosts_lock(self.path):
             keys = paramiko.HostKeys()
             if self.path.exists():
                 keys.load(str(self.path))
             keys.add(hostname, key.get_name(), key)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            keys.save(str(tmp))
-            tmp.replace(self.path)
+            _save_host_keys(keys, self.path)
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
@@ -140,15 +169,13 @@ def forget_hosts(known_hosts: Path, addresses: Sequence[str]) -> None:
     a DHCP address handed to another one): their next contact records the new key."""
     if not known_hosts.exists() or not addresses:
         return
-    with _TrustOnFirstUse._lock:
+    with _known_hosts_lock(known_hosts):
         keys = paramiko.HostKeys(str(known_hosts))
         for address in addresses:
             for name in (address, f"[{address}]:22"):
                 if name in keys:
                     del keys[name]
-        tmp = known_hosts.with_name(known_hosts.name + ".tmp")
-        keys.save(str(tmp))
-        tmp.replace(known_hosts)
+        _save_host_keys(keys, known_hosts)
 
 
 def connect(host: Host) -> Connection:

@@ -93,3 +93,35 @@ def test_users_fabric_and_ssh_configs_never_reach_lab_connections(servers: list[
     # The host key went to the lab's known_hosts, not to a file named after half of its path.
     assert lab_dir.known_hosts.is_file() and "127.0.0.1" in lab_dir.known_hosts.read_text()
     assert not (tmp_path / "My").exists()
+
+
+RACE = """
+import sys
+from pathlib import Path
+import paramiko
+from labctl.remote import _TrustOnFirstUse
+path, tag = Path(sys.argv[1]), sys.argv[2]
+key = paramiko.Ed25519Key.from_private_key_file(sys.argv[3])
+client = paramiko.SSHClient()
+policy = _TrustOnFirstUse(path)
+for i in range(150):
+    policy.missing_host_key(client, f"10.{tag}.{i // 250}.{i % 250}", key)
+"""
+
+
+def test_two_processes_recording_first_contacts_lose_no_key(tmp_path: Path) -> None:
+    """`labctl exec` and `labctl stack` at once, both meeting machines for the first time."""
+    import subprocess
+    import sys
+
+    from sshd import keygen
+
+    key = keygen(tmp_path / "k")
+    known = tmp_path / "known_hosts"
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(known), tag, str(key)], stderr=subprocess.PIPE,
+                              text=True) for tag in ("1", "2", "3")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    hosts = {line.split()[0] for line in known.read_text().splitlines() if line.strip()}
+    assert len(hosts) == 450
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
