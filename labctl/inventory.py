@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from labctl import records
 from labctl.errors import LabctlError, LabNotFound
 from labctl.names import domain_name
 from labctl.stacklog import slowest
@@ -68,32 +69,21 @@ def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
 
 def devstack_phases(lab_dir: LabDir) -> dict[str, tuple[tuple[str, float], ...]]:
     """Each machine's DevStack phases of its last finished run, with their seconds."""
-    out = {}
-    stack = lab_dir.read_state().get("stack")
-    for name, entry in (stack.items() if isinstance(stack, dict) else ()):
-        phases = entry.get("phases") if isinstance(entry, dict) else None
-        if isinstance(phases, list):
-            out[name] = tuple((str(p[0]), float(p[1])) for p in phases
-                              if isinstance(p, list) and len(p) == 2 and isinstance(p[1], int | float))
-    return out
+    return {name: r.phases for name, r in records.read(lab_dir).stack.items() if r.phases}
 
 
 def devstack_states(lab_dir: LabDir) -> dict[str, str]:
     """Each machine's DevStack as `labctl status` shows it: stacked, failed, interrupted, ..."""
     out: dict[str, str] = {}
-    stack = lab_dir.read_state().get("stack")
-    for name, entry in (stack.items() if isinstance(stack, dict) else ()):
-        if not isinstance(entry, dict):
-            continue
-        status = str(entry.get("status", ""))
-        if status == "ok":
+    for name, r in records.read(lab_dir).stack.items():
+        if r.status == "ok":
             out[name] = "stacked"
-        elif status == "failed":
-            out[name] = f"failed at {entry.get('phase') or 'start'}"
-        elif status == "started":
-            out[name] = "stacking" if _alive(entry.get("pid")) else "interrupted"
+        elif r.status == "failed":
+            out[name] = f"failed at {r.phase or 'start'}"
+        elif r.status == "started":
+            out[name] = "stacking" if _alive(r.pid) else "interrupted"
         else:
-            out[name] = status
+            out[name] = r.status
     return out
 
 

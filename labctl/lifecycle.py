@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from labctl import records
 from labctl.errors import LabctlError, LabNotFound
 from labctl.inventory import MachineStatus, host_of, lab_status, running
 from labctl.names import domain_name, network_name
@@ -208,7 +209,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     if created:
         from labctl.remote import forget_hosts
 
-        lab_dir.forget_stacks(created)
+        records.forget(lab_dir, list(created))
         forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
     return plan, statuses
 

@@ -8,7 +8,6 @@ One machine's failure never stops the others, and every result is kept in the la
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labctl import records
 from labctl.errors import LabctlError
 from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
 from labctl.inventory import MachineStatus, host_of, running
@@ -56,8 +56,8 @@ def machines_to_stack(lab: Lab, lab_dir: LabDir, names: Sequence[str], everythin
         return [known[n] for n in dict.fromkeys(names)]
     if everything:
         return list(lab.machines)
-    done = lab_dir.read_state().get("stack", {})
-    return [m for m in lab.machines if done.get(m.name, {}).get("status") != "ok"]
+    done = records.read(lab_dir).stack
+    return [m for m in lab.machines if not (m.name in done and done[m.name].ok)]
 
 
 def guest_certificates(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
@@ -164,29 +164,18 @@ def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host |
 
 
 def mark(lab_dir: LabDir, machines: Sequence[str], status: str) -> None:
-    """Before stacking ("started", with labctl's pid) and when stopped ("interrupted"): a machine
-    being stacked is never taken for stacked, whatever happens to labctl meanwhile."""
-    state = lab_dir.read_state()
-    stack = state.setdefault("stack", {})
-    for name in machines:
-        entry = stack.get(name)
-        if status == "interrupted" and not (isinstance(entry, dict) and entry.get("status") == "started"):
-            continue  # finished before the interruption: its result stays
-        stack[name] = {"status": status, "pid": os.getpid(), "since": int(time.time())}
-    lab_dir.write_state(state)
+    records.mark(lab_dir, list(machines), status)
 
 
 def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | None = None) -> None:
-    state = lab_dir.read_state()
-    stack = state.setdefault("stack", {})
+    state = records.read(lab_dir)
     for r in results:
-        stack[r.machine] = {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
-                            "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
-                            "phases": [[name, seconds] for name, seconds in r.phases],
-                            "finished": int(time.time())}
+        state.stack[r.machine] = records.StackRecord(
+            r.status, r.phase, round(r.seconds), r.message, r.dashboard, r.keystone, tuple(r.phases),
+            finished=int(time.time()))
     if discovery is not None:
-        state["discover_hosts"] = discovery
-    lab_dir.write_state(state)
+        state.discover_hosts = discovery
+    records.write(lab_dir, state)
 
 
 @contextlib.contextmanager
@@ -223,7 +212,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
         raise LabctlError(f"lab {lab.name!r} has no passwords yet", hint=f"labctl plan --lab {lab.name}")
     jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean)
     ctl = lab.controller
-    state = lab_dir.read_state().get("stack", {})
+    done = records.read(lab_dir).stack
     by_name = {s.name: s for s in statuses}
     controller_host = host_of(lab_dir, by_name[ctl.name]) if ctl and ctl.name in by_name else None
     names = [j.machine for j in jobs]
@@ -231,7 +220,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     try:
         with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter):
             run = run_stacks(jobs, reporter, controller_host=controller_host,
-                             controller_ready=bool(ctl and state.get(ctl.name, {}).get("status") == "ok"),
+                             controller_ready=bool(ctl and ctl.name in done and done[ctl.name].ok),
                              discover=discover, on_result=lambda r: record(lab_dir, [r]))
     except BaseException:
         with contextlib.suppress(LabctlError):  # a full disk must not hide what stopped the run
@@ -248,17 +237,18 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
     passwords = lab_dir.read_passwords()
     if passwords is None:
         raise LabctlError(f"lab {lab_dir.name!r} has no passwords yet", hint=f"labctl plan --lab {lab_dir.name}")
-    stacked = lab_dir.read_state().get("stack", {})
+    stacked = records.read(lab_dir).stack
     apis = {}
     for m in lab_dir.machines():
-        if m.get("role") == "compute":
+        if m.get("role") == "compute" or not isinstance(m.get("name"), str):
             continue
-        done = stacked.get(m["name"], {})
+        done = stacked.get(m["name"])
+        ok = bool(done and done.ok)
         # What DevStack said it serves; before it said anything, where Keystone will be.
         apis[m["name"]] = {
-            "auth_url": (done.get("keystone") or f"http://{m['ip']}/identity/").rstrip("/"),
-            "dashboard": done.get("dashboard") if done.get("status") == "ok" else None,
-            "stacked": done.get("status") == "ok",
+            "auth_url": ((done.keystone if done else None) or f"http://{m.get('ip')}/identity/").rstrip("/"),
+            "dashboard": done.dashboard if done and ok else None,
+            "stacked": ok,
         }
     return {"username": "admin", "password": passwords["admin"], "project": "admin",
             "user_domain": "default", "project_domain": "default", "region": "RegionOne", "machines": apis}

@@ -16,7 +16,7 @@ import secrets
 import string
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,18 +147,11 @@ class LabDir:
         return self.logs / machine / "stack.log"
 
     def read_state(self) -> dict[str, Any]:
-        """What labctl last did to the lab's machines (stack results); {} before anything."""
+        """state.json as it is ({} before anything): records.py reads it into typed records."""
         return self._read_json(self.state_file, "delete it: labctl then treats every machine as not stacked yet")
 
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write(self.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
-
-    def forget_stacks(self, names: Iterable[str]) -> None:
-        """Machines created anew have no DevStack, whatever was recorded for their predecessors."""
-        state = self.read_state()
-        stack = state.get("stack")
-        if isinstance(stack, dict) and [n for n in names if stack.pop(n, None) is not None]:
-            self.write_state(state)
 
     def machines(self) -> list[dict[str, Any]]:
         """The machines as `labctl plan` recorded them (name, ip, role, user, ...), read without YAML."""

@@ -323,7 +323,7 @@ def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tm
     with serving_mirrors(lab, lab_dir, tmp_path / "cache", reporter):
         run = run_stacks([job], reporter)
     assert run.results["seat-1"].ok, run.results["seat-1"]
-    served = next((tmp_path / "cache" / "git").iterdir())
+    served = next(p for p in (tmp_path / "cache" / "git").iterdir() if not p.name.startswith("."))
     expected = git("--git-dir", str(served / "openstack" / "requirements.git"), "rev-parse", "master").stdout
     assert seen_by_stack(host, tmp_path)["REQUIREMENTS"] == expected.strip()
     origin = remote(host, tmp_path, "sudo -u stack git -C /opt/stack/devstack remote get-url origin")

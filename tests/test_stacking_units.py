@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from labctl import records
 from labctl.catalog import Catalog
 from labctl.errors import LabctlError
 from labctl.inventory import devstack_states
@@ -74,7 +75,7 @@ def test_a_stack_in_progress_is_never_taken_for_done(lab_dir: LabDir, catalog: C
     lab_dir.write_state(state)
     assert devstack_states(lab_dir)["cmp-2"] == "interrupted"
 
-    lab_dir.forget_stacks(["ctl", "cmp-2"])
+    records.forget(lab_dir, ["ctl", "cmp-2"])
     assert devstack_states(lab_dir) == {"cmp-1": "interrupted"}
     assert [m.name for m in machines_to_stack(lab, lab_dir, [], False)] == ["ctl", "cmp-1", "cmp-2"]  # type: ignore[arg-type]
 
@@ -168,3 +169,22 @@ def test_urls_come_only_from_what_devstack_said(lab_dir: LabDir) -> None:
     record(lab_dir, [StackResult("ctl", "ok", 100, "Starting Keystone", keystone="http://10.0.0.10/identity/")])
     creds = credentials(lab_dir)
     assert creds["machines"]["ctl"] == {"auth_url": "http://10.0.0.10/identity", "dashboard": None, "stacked": True}
+
+
+@pytest.mark.parametrize("stack", [
+    {"ctl": "ok"}, {"ctl": ["ok"]}, {"ctl": {"status": 3}}, {"ctl": {"status": "ok", "keystone": 5, "phases": "x"}},
+    "ok", [1, 2], None, {"ctl": {"status": "ok", "seconds": "lots", "pid": "me"}},
+])
+def test_hand_edited_records_never_crash(lab_dir: LabDir, stack: object) -> None:
+    """state.json edited by hand: a record that cannot be read counts as "never ran"."""
+    from labctl.inventory import devstack_phases
+
+    lab_dir.state_file.write_text(json.dumps({"stack": stack}))
+    creds = credentials(lab_dir)
+    assert creds["machines"]["ctl"]["auth_url"].startswith("http://")
+    states = devstack_states(lab_dir)
+    devstack_phases(lab_dir)
+    if isinstance(stack, dict) and stack.get("ctl") == {"status": "ok", "keystone": 5, "phases": "x"}:
+        assert states == {"ctl": "stacked"} and creds["machines"]["ctl"]["auth_url"] == "http://10.0.0.10/identity"
+    mark(lab_dir, ["ctl"], "started")
+    assert json.loads(lab_dir.state_file.read_text())["format"] == 1
