@@ -15,7 +15,7 @@ from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, choose_accelerator
-from labctl.mirrors import devstack_source, git_base_url, served_folders
+from labctl.mirrors import devstack_source, git_base_url, redact, served_folders
 from labctl.model import (
     Lab,
     Machine,
@@ -128,9 +128,9 @@ class Plan:
             "vagrantfile": str(self.vagrantfile),
             "network": self.lab.cidr,
             "accelerator": {"name": self.accelerator.name, "reason": self.accelerator.reason},
-            "devstack": {"repo": self.lab.devstack.repo, "branch": self.lab.devstack.branch,
-                         "force": self.lab.devstack.force, "from": self.devstack_from,
-                         "git_base": git_base_url(self.lab),
+            "devstack": {"repo": redact(self.lab.devstack.repo), "branch": self.lab.devstack.branch,
+                         "force": self.lab.devstack.force, "from": redact(self.devstack_from),
+                         "git_base": redact(git_base) if (git_base := git_base_url(self.lab)) else None,
                          "served": [{"folder": str(m.folder), "url": m.url, "repositories": m.repositories}
                                     for m in self.mirrors]},
             "machines": [_machine_json(mp) for mp in self.machines],

@@ -26,6 +26,27 @@ GIT_PORT = 9418
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^@/:]*)(?::[^@/]*)?@")
+
+
+def redact(url: str) -> str:
+    """A URL fit to print: a password or token in it replaced by ****."""
+    def hide(m: re.Match[str]) -> str:
+        return f"{m['scheme']}{m['user']}:****@" if ":" in m.group()[len(m['scheme']):] else f"{m['scheme']}****@"
+    return _USERINFO.sub(hide, url)
+
+
+def url_secrets(*urls: str | None) -> list[str]:
+    """The passwords or tokens in URLs, for masking in logs: a password, or a user part long enough
+    to be a token (not `git@`, whose masking would blot out every "git" of a log)."""
+    out = []
+    for url in urls:
+        if url and (m := re.match(r"^[a-z][a-z0-9+.-]*://([^@/]*)@", url)):
+            user, _, password = m[1].partition(":")
+            out.append(password if password else user if len(user) >= 16 else "")
+    return [s for s in out if len(s) >= 4]
+
+
 def host_address(cidr: str) -> str:
     """The host's own address on a lab network: its first address (libvirt's bridge)."""
     return str(next(ipaddress.IPv4Network(cidr).hosts()))

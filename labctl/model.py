@@ -125,6 +125,11 @@ class Proxy:
     https: str | None = None
     no_proxy: str = ""
 
+    @property
+    def has_credentials(self) -> bool:
+        """A user (and password) in a proxy URL: the files that hold it must not be world-readable."""
+        return any(url and "@" in url.split("://", 1)[-1].split("/", 1)[0] for url in (self.http, self.https))
+
 
 @dataclass(frozen=True)
 class Lab:

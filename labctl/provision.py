@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.errors import LabctlError
-from labctl.mirrors import DevstackSource
+from labctl.mirrors import DevstackSource, redact
 from labctl.model import DevstackSpec, Proxy
 from labctl.remote import Host, HostKeyChanged, RemoteCommandFailed, Session, SshUnreachable, wait_for_ssh
 from labctl.stacklog import DETAIL_SEP, StackProgress, mask
@@ -41,6 +41,8 @@ CA_CHECK_SCRIPT = r"""
 bundle=$1; shift
 for line in "$@"; do grep -qF -- "$line" "$bundle" || { echo "not in $bundle: ...$line..."; exit 1; }; done
 """
+
+STACK_GROUP = "getent group stack >/dev/null || groupadd stack"
 
 # $1: package family; then COMMAND:PACKAGE pairs. Installs only what is missing; a fresh box has no
 # package lists, so apt's are fetched first.
@@ -187,10 +189,11 @@ def proxy_files(family: str, proxy: Proxy, extra_no_proxy: Sequence[str]) -> dic
     return files
 
 
-def _install_file(session: Session, path: str, content: str, mode: str, owner: str = "root") -> None:
+def _install_file(session: Session, path: str, content: str, mode: str, owner: str = "root",
+                  group: str | None = None) -> None:
     tmp = session.upload_private(content.encode())
-    session.run(shlex.join(["sudo", "install", "-D", "-m", mode, "-o", owner, "-g", owner, tmp, path]) + " && "
-                + shlex.join(["rm", "-f", tmp]), f"writing {path}")
+    session.run(shlex.join(["sudo", "install", "-D", "-m", mode, "-o", owner, "-g", group or owner, tmp, path])
+                + " && " + shlex.join(["rm", "-f", tmp]), f"writing {path}")
 
 
 def configure_network_access(session: Session, job: StackJob) -> None:
@@ -205,12 +208,20 @@ def configure_network_access(session: Session, job: StackJob) -> None:
         session.run(shlex.join(["sh", "-c", CA_CHECK_SCRIPT, "check", bundle, *bodies]),
                     "checking that the lab's CAs are trusted")
     if job.proxy:
+        # A proxy URL with a user and password: its files readable by root and the stack group only
+        # (DevStack runs as stack), and the password never on a command line.
+        secret = job.proxy.has_credentials
+        if secret:
+            session.run("sudo sh -c " + shlex.quote(STACK_GROUP), "making the stack group")
         for path, content in proxy_files(job.package_family, job.proxy, job.no_proxy_hosts).items():
-            _install_file(session, path, content, "0440" if path.startswith("/etc/sudoers.d/") else "0644")
+            mode = "0440" if path.startswith("/etc/sudoers.d/") else "0640" if secret else "0644"
+            _install_file(session, path, content, mode, group="stack" if secret else None)
         if job.package_family == "dnf":
             # dnf reads its proxy from the [main] section of dnf.conf, its only section by default.
-            script = 'grep -q "^proxy=" /etc/dnf/dnf.conf || printf "proxy=%s\\n" "$1" >> /etc/dnf/dnf.conf'
-            session.run(shlex.join(["sudo", "sh", "-c", script, "dnf-proxy", job.proxy.http or job.proxy.https or ""]),
+            line = session.upload_private(f"proxy={job.proxy.http or job.proxy.https or ''}\n".encode())
+            script = ('grep -q "^proxy=" /etc/dnf/dnf.conf || cat "$1" >> /etc/dnf/dnf.conf; rm -f "$1";'
+                      ' [ "$2" = secret ] && chmod 0640 /etc/dnf/dnf.conf; true')
+            session.run(shlex.join(["sudo", "sh", "-c", script, "dnf-proxy", line, "secret" if secret else "plain"]),
                         "setting dnf's proxy")
 
 
@@ -251,8 +262,8 @@ def obtain_devstack(session: Session, source: DevstackSource, branch: str) -> st
         return f"pushed from {source.folder}"
     assert source.url is not None
     session.run(shlex.join([*as_stack, "sh", "-c", CLONE_SCRIPT, "clone", source.url, branch, DEVSTACK_DIR]),
-                f"cloning {source.url} ({branch})")
-    return f"cloned {source.url} {branch}"
+                f"cloning {redact(source.url)} ({branch})")
+    return f"cloned {redact(source.url)} {branch}"
 
 
 def push_local_conf(session: Session, text: str) -> None:
@@ -376,7 +387,7 @@ DISCOVER_COMMAND = "./tools/discover_hosts.sh"
 
 
 def discover_hosts(host: Host, computes: Sequence[str], force: bool, attempts: int, interval: float,
-                   log: Path) -> tuple[bool, str]:
+                   log: Path, secrets: Sequence[str] = ()) -> tuple[bool, str]:
     """Run discover_hosts.sh on the controller until every compute is mapped into the cell (computes
     register asynchronously). Returns (all mapped, what was seen)."""
     seen: set[str] = set()
@@ -384,6 +395,7 @@ def discover_hosts(host: Host, computes: Sequence[str], force: bool, attempts: i
     with Session(host) as session:
         for attempt in range(1, attempts + 1):
             code, output = session.run(devstack_command(DISCOVER_COMMAND, force), "discover_hosts.sh", check=False)
+            output = "".join(mask(line, secrets) for line in output.splitlines(keepends=True))
             with log.open("a", encoding="utf-8") as handle:
                 handle.write(f"--- discover_hosts.sh, attempt {attempt}: exit {code}\n{output}")
             seen |= {c for c in computes if f"'{c}'" in output or f'"{c}"' in output}

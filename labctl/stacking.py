@@ -20,7 +20,7 @@ from labctl import records
 from labctl.errors import LabctlError
 from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
 from labctl.inventory import MachineStatus, host_of, running
-from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders
+from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders, url_secrets
 from labctl.model import Lab, Machine
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
 from labctl.remote import CANCELLED, Host, cancel_all
@@ -80,6 +80,9 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     certificates = guest_certificates(lab.ca_certificates)
     lab_hosts = (host_address(lab.cidr), *(m.ip for m in lab.machines), *(m.name for m in lab.machines))
     source = devstack_source(lab)
+    proxy = lab.proxy
+    secrets = (*passwords.values(), *url_secrets(lab.devstack.repo, lab.devstack.git_base,
+                                                 *((proxy.http, proxy.https) if proxy else ())))
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
     jobs = []
     for m in machines:
@@ -90,7 +93,7 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
         jobs.append(StackJob(
             machine=m.name, role=m.role, host=host_of(lab_dir, status), package_family=m.release.package_family,
             local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, source=source,
-            log=lab_dir.stack_log(m.name), secrets=tuple(passwords.values()), certificates=certificates,
+            log=lab_dir.stack_log(m.name), secrets=secrets, certificates=certificates,
             proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server))
     return jobs
 
@@ -157,7 +160,8 @@ def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host |
         reporter.step(f"mapping computes into the cell (discover_hosts.sh on {host.name})")
         force = jobs[0].devstack.force
         ok, run.discovery = discover_hosts(host, stacked_computes, force, discover.attempts, discover.interval,
-                                           discover_log or jobs[0].log.parent / "discover_hosts.log")
+                                           discover_log or jobs[0].log.parent / "discover_hosts.log",
+                                           jobs[0].secrets)
         if not ok:
             reporter.warn(run.discovery)
     return run

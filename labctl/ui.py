@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from labctl.mirrors import redact
 from labctl.stacklog import DETAIL_SEP, slowest
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
@@ -62,7 +63,7 @@ def print_plan(console: Console, plan: Plan) -> None:
 
     lab = plan.lab
     console.print(f"Lab [bold]{lab.name}[/] in {plan.dir}")
-    console.print(f"DevStack {lab.devstack.branch} from {plan.devstack_from}", markup=False)
+    console.print(f"DevStack {lab.devstack.branch} from {redact(plan.devstack_from)}", markup=False)
     for mirror in plan.mirrors:
         console.print(f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories), served to the machines"
                       f" as GIT_BASE={mirror.url} while DevStack runs", markup=False)

@@ -103,3 +103,17 @@ def test_a_work_tree_checkout_is_pushed(run: Callable[..., Result], tmp_path: Pa
     devstack = data["devstack"]
     assert isinstance(devstack, dict)
     assert devstack["from"] == f"{repo} (pushed as it is)"
+
+
+def test_tokens_in_urls_are_never_printed(run: Callable[..., Result], tmp_path: Path) -> None:
+    from labctl.mirrors import redact, url_secrets
+
+    token = "ghp_0123456789abcdefABCDEF"
+    result, _ = plan(run, lab_file(tmp_path, f"  repo: https://{token}@git.example.org/devstack\n"
+                                                f"  git_base: https://bot:{token}@git.example.org\n"))
+    assert result.code == 0, result.err
+    assert token not in result.out + result.err
+    table = run("plan", "-f", str(tmp_path / "lab.yaml"))
+    assert token not in table.out and "https://****@git.example.org/devstack" in table.out
+    assert redact("https://bot:pw@h/x") == "https://bot:****@h/x" and redact("https://h/x") == "https://h/x"
+    assert url_secrets("https://git@h/x", f"https://{token}@h", "http://u:secret@proxy:3128") == [token, "secret"]

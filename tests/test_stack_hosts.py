@@ -173,20 +173,29 @@ def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_
 def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Passwords travel in uploaded 0600 files, never in a command line (visible in `ps`)."""
-    from labctl import remote
+    from labctl import remote as ssh
 
     commands: list[str] = []
-    real_run = remote.Session.run
+    real_run = ssh.Session.run
 
-    def spy(self: remote.Session, command: str, what: str, **kwargs: Any) -> tuple[int, str]:
+    def spy(self: ssh.Session, command: str, what: str, **kwargs: Any) -> tuple[int, str]:
         commands.append(command)
         return real_run(self, command, what, **kwargs)
 
-    monkeypatch.setattr(remote.Session, "run", spy)  # a spy: every command still runs for real
+    monkeypatch.setattr(ssh.Session, "run", spy)  # a spy: every command still runs for real
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1))
-    assert run_stacks(jobs_for(lab, hosts, tmp_path), Recorder()).results["seat-1"].ok
+    from labctl.model import Proxy
+
+    proxy = Proxy("http://trainer:Pr0xyS3cret@proxy.invalid:3128", "http://trainer:Pr0xyS3cret@proxy.invalid:3128")
+    (job,) = jobs_for(lab, hosts, tmp_path, proxy=proxy, secrets=(*PASSWORDS.values(), "Pr0xyS3cret"))
+    assert run_stacks([job], Recorder()).results["seat-1"].ok
     assert any("stack.sh" in c for c in commands)
-    assert not [c for c in commands for secret in PASSWORDS.values() if secret in c]
+    assert not [c for c in commands for secret in [*PASSWORDS.values(), "Pr0xyS3cret"] if secret in c]
+    # The proxy's password is in the machine's proxy files, readable by root and the stack group only.
+    modes = remote(hosts["seat-1"], tmp_path, "stat -c '%a %U %G %n' /etc/pip.conf /etc/gitconfig"
+                        " /etc/profile.d/labctl-proxy.sh /etc/apt/apt.conf.d/95labctl-proxy")
+    assert [line.split()[:3] for line in modes.splitlines()] == [["640", "root", "stack"]] * 4
+    assert "Pr0xyS3cret" not in (tmp_path / "logs" / "seat-1" / "stack.log").read_text()
 
 
 def test_silent_ssh_fails_alone(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
