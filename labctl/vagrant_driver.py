@@ -47,16 +47,31 @@ def up_pid_file(root: Path) -> Path:
     return root / ".labctl-vagrant-up.pid"
 
 
+def _start_ticks(pid: int) -> int:
+    """When a process started (clock ticks since boot): with its pid, it names one process for good."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+def record_up(root: Path, pid: int) -> None:
+    up_pid_file(root).write_text(f"{pid} {_start_ticks(pid)}\n")
+
+
 def orphan_up(root: Path) -> int | None:
-    """The pid of a `vagrant up` in `root` left running by a labctl that was killed, if any."""
+    """The pid of a `vagrant up` in `root` left running by a labctl that was killed, if any. Pids
+    are reused: the process must be the one recorded (same start time), a vagrant, working in this
+    lab's folder; any other process is never named, let alone signalled."""
     pid_file = up_pid_file(root)
     try:
-        pid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        pid_text, ticks_text = pid_file.read_text().split()
+        pid, ticks = int(pid_text), int(ticks_text)
+        same = (_start_ticks(pid) == ticks and b"vagrant" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                and Path(f"/proc/{pid}/cwd").resolve() == root.resolve())
     except (OSError, ValueError):
+        same = False
+    if not same:
         pid_file.unlink(missing_ok=True)
         return None
-    return pid if b"vagrant" in cmdline else None
+    return pid
 
 
 def stop_process(pid: int, grace: float = 30) -> None:
@@ -161,7 +176,7 @@ class VagrantDriver:
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
             # If labctl is killed outright (SIGKILL), vagrant goes on in its own session: the next
             # command finds it through this file.
-            self.pid_file.write_text(str(proc.pid))
+            record_up(self.root, proc.pid)
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,21 +76,25 @@ def test_vagrant_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         VagrantDriver(tmp_path, tmp_path / "log", "test:///default")
 
 
-def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
-    import subprocess
+def _vagrant_standin(cwd: Path) -> subprocess.Popen[bytes]:
+    """A process named like vagrant, working in `cwd`, as a killed labctl leaves one."""
     import time
 
-    from labctl.vagrant_driver import orphan_up, stop_process, up_pid_file
-
-    assert orphan_up(tmp_path) is None
-    # A process named like vagrant, as a killed labctl leaves one (its pid in the lab folder).
-    proc = subprocess.Popen(["bash", "-c", "exec -a vagrant-up-standin sleep 60"])
+    proc = subprocess.Popen(["bash", "-c", "exec -a vagrant-up-standin sleep 60"], cwd=cwd)
     cmdline = Path(f"/proc/{proc.pid}/cmdline")
     for _ in range(100):  # until bash has exec'd it
         if cmdline.read_bytes().startswith(b"vagrant-up-standin"):
             break
         time.sleep(0.05)
-    up_pid_file(tmp_path).write_text(str(proc.pid))
+    return proc
+
+
+def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
+    from labctl.vagrant_driver import orphan_up, record_up, stop_process, up_pid_file
+
+    assert orphan_up(tmp_path) is None
+    proc = _vagrant_standin(tmp_path)
+    record_up(tmp_path, proc.pid)
     try:
         assert orphan_up(tmp_path) == proc.pid
         stop_process(proc.pid, grace=5)
@@ -99,8 +104,28 @@ def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
     assert orphan_up(tmp_path) is None and not up_pid_file(tmp_path).exists()  # a dead pid is forgotten
     other = subprocess.Popen(["sleep", "60"])  # alive, but not vagrant (a reused pid)
     try:
-        up_pid_file(tmp_path).write_text(str(other.pid))
+        up_pid_file(tmp_path).write_text(f"{other.pid} 0\n")
         assert orphan_up(tmp_path) is None
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize("impostor", ["another lab's vagrant", "a reused pid"])
+def test_destroy_never_names_a_process_that_is_not_the_labs_vagrant(tmp_path: Path, impostor: str) -> None:
+    """Pids are reused: a vagrant of another folder, or any process that got the recorded pid after
+    the lab's vagrant ended (its start time differs), is never taken for the lab's."""
+    from labctl.vagrant_driver import _start_ticks, orphan_up, up_pid_file
+
+    lab, elsewhere = tmp_path / "lab", tmp_path / "other-lab"
+    lab.mkdir()
+    elsewhere.mkdir()
+    proc = _vagrant_standin(elsewhere if impostor == "another lab's vagrant" else lab)
+    try:
+        ticks = _start_ticks(proc.pid) - (0 if impostor == "another lab's vagrant" else 1)
+        up_pid_file(lab).write_text(f"{proc.pid} {ticks}\n")
+        assert orphan_up(lab) is None
+        assert proc.poll() is None  # untouched
+    finally:
+        proc.kill()
+        proc.wait()
