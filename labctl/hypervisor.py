@@ -191,35 +191,44 @@ def shut_down(conn: libvirt.virConnect, names: list[str], timeout: float,
 def domains_of(conn: libvirt.virConnect, lab_folder: Path) -> list[str]:
     """Domains that vagrant-libvirt created from this lab folder (their description says
     "Source: <folder>/Vagrantfile"): found even when labctl lost its own record of them."""
-    marker = f"Source: {lab_folder}/Vagrantfile"
-    found = []
-    for dom in conn.listAllDomains():
-        try:
-            description = dom.metadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None)
-        except libvirt.libvirtError:
-            continue
-        if description.strip() == marker:
-            found.append(dom.name())
-    return sorted(found)
+    return sorted(dom.name() for dom in conn.listAllDomains() if _source_folder(dom) == str(lab_folder))
 
 
 def domain_names(conn: libvirt.virConnect) -> list[str]:
     return sorted(d.name() for d in conn.listAllDomains())
 
 
-def remove_leftovers(conn: libvirt.virConnect, domains: list[str], network: str) -> list[str]:
+def _source_folder(dom: libvirt.virDomain) -> str | None:
+    """The lab folder vagrant-libvirt created a domain from (its description), if it says."""
+    try:
+        description = dom.metadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, None)
+    except libvirt.libvirtError:
+        return None
+    text = description.strip()
+    return text[len("Source: "):-len("/Vagrantfile")] if text.startswith("Source: ") and \
+        text.endswith("/Vagrantfile") else None
+
+
+def remove_leftovers(conn: libvirt.virConnect, domains: list[str], network: str,
+                     owner: Path | None = None) -> list[str]:
     """Remove the given domains (stopped first), their `<domain>.img` volumes in every pool, and the
-    lab's network once no domain uses it. Returns what was removed. Never touches other names."""
+    lab's network once no domain uses it. Returns what was removed. Never touches other names, nor
+    a domain that vagrant created from another folder than `owner` (another lab's, of the same name)."""
     removed: list[str] = []
+    kept = set()
     for name in domains:
         dom = _lookup(conn, name)
         if dom is None:
+            continue
+        source = _source_folder(dom)
+        if owner is not None and source is not None and Path(source) != owner:
+            kept.add(name)
             continue
         if dom.isActive():
             dom.destroy()
         _undefine(dom)
         removed.append(f"domain {name}")
-    wanted = {f"{name}.img" for name in domains}
+    wanted = {f"{name}.img" for name in domains if name not in kept}
     for pool in conn.listAllStoragePools():
         if not pool.isActive():
             continue

@@ -26,6 +26,7 @@ from labctl.model import (
     parse_disk,
     parse_memory,
 )
+from labctl.names import domain_name
 from labctl.render import (
     BUILTIN_SELECTORS,
     Fragment,
@@ -231,6 +232,23 @@ class Rendered:
     mirrors: tuple[ServedMirror, ...]
 
 
+def check_domains_free(lab: Lab, home: LabHome) -> None:
+    """Domain names are labctl-<lab>-<machine>: lab `web` with machine `db-x1` and lab `web-db` with
+    machine `x1` would both own labctl-web-db-x1 (and destroy the other's). Refused before anything."""
+    ours = {domain_name(lab.name, m.name): m.name for m in lab.machines}
+    for other in home.names():
+        if other == lab.name:
+            continue
+        for machine in home.lab(other).machines():
+            name = machine.get("name")
+            domain = domain_name(other, name) if isinstance(name, str) else None
+            if domain in ours:
+                raise LabConflict(f"machine {ours[domain]!r} of lab {lab.name!r} would be the VM {domain}, which lab"
+                                  f" {other!r} (machine {name!r}) has already",
+                                  hint="rename the lab or the machine (names that run into each other across a"
+                                       " '-' make the same VM name)")
+
+
 def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
                boxes: dict[str, str] | None = None) -> Rendered:
     """Validate and render everything; raises before anything is written.
@@ -244,6 +262,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     if lab_dir.exists() and lab_dir.source().resolve() != lab_source.resolve():
         raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {lab_dir.source()}",
                           hint="give this lab another name, or destroy the other one first")
+    check_domains_free(lab, home)
     recorded = lab_dir.read_meta().get("boxes") if lab_dir.exists() else None
     boxes = {**(recorded if isinstance(recorded, dict) else {}), **(boxes or {})}
     if boxes:

@@ -275,7 +275,7 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
             reporter.warn(f"{exc.message}; removing what is left through libvirt")
     reporter.step("removing leftovers (domains, volumes, network)")
     domains = {domain_name(lab_dir.name, m) for m in machines} | set(hypervisor.domains_of(conn, lab_dir.path))
-    removed = hypervisor.remove_leftovers(conn, sorted(domains), network_name(lab_dir.name))
+    removed = hypervisor.remove_leftovers(conn, sorted(domains), network_name(lab_dir.name), owner=lab_dir.path)
     shutil.rmtree(lab_dir.path, ignore_errors=True)
     return removed
 

@@ -283,3 +283,15 @@ def test_libvirt_failing_mid_command_is_explained(run: Callable[..., Result], is
     result = run("status")
     assert result.code == 1 and "libvirt failed during the command" in result.err
     assert "hint: is libvirtd still running?" in result.err and "internal error" not in result.err
+
+
+def test_two_labs_that_would_share_a_vm_are_refused(run: Callable[..., Result], tmp_path: Path,
+                                                   labctl_home: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "lab.yaml").write_text("name: web\nmachines:\n  - {name: db-x1}\n")
+    (tmp_path / "b" / "lab.yaml").write_text("name: web-db\nmachines:\n  - {name: x1}\n")
+    assert run("plan", "-f", str(tmp_path / "a" / "lab.yaml")).code == 0
+    second = run("plan", "-f", str(tmp_path / "b" / "lab.yaml"))
+    assert second.code == 2 and "labctl-web-db-x1, which lab 'web' (machine 'db-x1') has already" in second.err
+    assert not (labctl_home / "labs" / "web-db").exists()

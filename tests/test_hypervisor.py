@@ -155,3 +155,19 @@ def test_domains_found_by_their_vagrantfile(conn: libvirt.virConnect, tmp_path: 
         conn.defineXML(xml)
     define(conn, "unrelated", start=False)
     assert hypervisor.domains_of(conn, folder) == ["labctl-t-a", "labctl-t-b"]
+
+
+def test_destroy_never_removes_another_labs_vm_of_the_same_name(conn: libvirt.virConnect, tmp_path: Path) -> None:
+    """Lab `web` (machine `db-x1`) and lab `web-db` (machine `x1`) both name a VM labctl-web-db-x1; the
+    VM vagrant made from web's folder is web's: destroying web-db leaves it, and its disk."""
+    define(conn, "labctl-web-db-x1", net="default")
+    conn.lookupByName("labctl-web-db-x1").setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, f"Source: {tmp_path}/labs/web/Vagrantfile", None, None)
+    pool = conn.storagePoolLookupByName("default")
+    pool.createXML(VOLUME_XML.format(name="labctl-web-db-x1.img"), 0)
+    removed = hypervisor.remove_leftovers(conn, ["labctl-web-db-x1"], "labctl-web-db", owner=tmp_path / "labs/web-db")
+    assert removed == [] and "labctl-web-db-x1" in hypervisor.domain_names(conn)
+    assert "labctl-web-db-x1.img" in pool.listVolumes()
+    assert hypervisor.domains_of(conn, tmp_path / "labs" / "web") == ["labctl-web-db-x1"]
+    removed = hypervisor.remove_leftovers(conn, ["labctl-web-db-x1"], "labctl-web", owner=tmp_path / "labs/web")
+    assert removed == ["domain labctl-web-db-x1", "volume default/labctl-web-db-x1.img"]
