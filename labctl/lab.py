@@ -232,6 +232,27 @@ class Rendered:
     mirrors: tuple[ServedMirror, ...]
 
 
+def check_network_free(lab: Lab, home: LabHome) -> None:
+    """Two labs on one network would hand out the same addresses (and share a bridge address)."""
+    import ipaddress
+
+    ours = ipaddress.IPv4Network(lab.cidr)
+    taken = {}
+    for other in home.names():
+        recorded = home.lab(other).read_meta().get("network") if other != lab.name else None
+        try:
+            taken[other] = ipaddress.IPv4Network(recorded) if isinstance(recorded, str) else None
+        except ValueError:
+            taken[other] = None
+    for other, net in taken.items():
+        if net is not None and net.overlaps(ours):
+            used = {n for n in taken.values() if n is not None}
+            free = next((f"192.168.{i}.0/24" for i in range(150, 255)
+                         if not any(ipaddress.IPv4Network(f"192.168.{i}.0/24").overlaps(n) for n in used)), None)
+            raise LabConflict(f"lab {lab.name!r} would use network {ours}, which lab {other!r} uses ({net})",
+                              hint=f"set network.cidr in lab.yaml to a free one{f', e.g. {free}' if free else ''}")
+
+
 def check_domains_free(lab: Lab, home: LabHome) -> None:
     """Domain names are labctl-<lab>-<machine>: lab `web` with machine `db-x1` and lab `web-db` with
     machine `x1` would both own labctl-web-db-x1 (and destroy the other's). Refused before anything."""
@@ -263,6 +284,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
         raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {lab_dir.source()}",
                           hint="give this lab another name, or destroy the other one first")
     check_domains_free(lab, home)
+    check_network_free(lab, home)
     recorded = lab_dir.read_meta().get("boxes") if lab_dir.exists() else None
     boxes = {**(recorded if isinstance(recorded, dict) else {}), **(boxes or {})}
     if boxes:

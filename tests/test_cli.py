@@ -295,3 +295,16 @@ def test_two_labs_that_would_share_a_vm_are_refused(run: Callable[..., Result], 
     second = run("plan", "-f", str(tmp_path / "b" / "lab.yaml"))
     assert second.code == 2 and "labctl-web-db-x1, which lab 'web' (machine 'db-x1') has already" in second.err
     assert not (labctl_home / "labs" / "web-db").exists()
+
+
+def test_two_labs_on_one_network_are_refused_with_a_free_one_named(run: Callable[..., Result], tmp_path: Path,
+                                                                    labctl_home: Path) -> None:
+    for name, cidr in (("one", "192.168.150.0/24"), ("two", "192.168.150.0/25")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "lab.yaml").write_text(f"name: {name}\nnetwork: {{cidr: {cidr}}}\nmachines:\n"
+                                                  "  - {name: ks}\n")
+    assert run("plan", "-f", str(tmp_path / "one" / "lab.yaml")).code == 0
+    second = run("plan", "-f", str(tmp_path / "two" / "lab.yaml"))
+    assert second.code == 2 and "which lab 'one' uses (192.168.150.0/24)" in second.err
+    assert "e.g. 192.168.151.0/24" in second.err and not (labctl_home / "labs" / "two").exists()
+    assert run("plan", "-f", str(tmp_path / "one" / "lab.yaml")).code == 0  # a lab against itself: fine
