@@ -54,6 +54,20 @@ def merged_ini(text: str, group: str, file: str) -> dict[str, dict[str, list[str
     return result
 
 
+def _vars_and_calls(output: str) -> tuple[dict[str, str], list[str]]:
+    """The "var NAME=VALUE" and "call TEXT" lines the reading scripts print."""
+    variables: dict[str, str] = {}
+    calls: list[str] = []
+    for line in proc.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "var":
+            name, _, value = rest.partition("=")
+            variables[name] = value
+        elif kind == "call":
+            calls.append(rest)
+    return variables, calls
+
+
 def localrc_env(text: str, tmp: Path) -> tuple[dict[str, str], list[str]]:
     """Source the [[local|localrc]] section in bash, as stack.sh does via .localrc.auto.
 
@@ -71,16 +85,7 @@ def localrc_env(text: str, tmp: Path) -> tuple[dict[str, str], list[str]]:
     )
     proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True,
                           text=True, check=True, env={"PATH": "/usr/bin:/bin"})
-    variables: dict[str, str] = {}
-    calls: list[str] = []
-    for line in proc.stdout.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "var":
-            name, _, value = rest.partition("=")
-            variables[name] = value
-        elif kind == "call":
-            calls.append(rest)
-    return variables, calls
+    return _vars_and_calls(proc.stdout)
 
 
 # What DevStack itself runs, from its real source (../shared/mirrors): the reading of local.conf by
@@ -140,14 +145,6 @@ def devstack_reads(local_conf: str, devstack: Path, work: Path) -> tuple[dict[st
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
                           cwd=work, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    variables: dict[str, str] = {}
-    calls: list[str] = []
-    for line in proc.stdout.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind == "var":
-            name, _, value = rest.partition("=")
-            variables[name] = value
-        elif kind == "call":
-            calls.append(rest)
+    variables, calls = _vars_and_calls(proc.stdout)
     written = "".join(p.read_text() for p in sorted(work.glob("post-config-*")))
     return variables, calls, written
