@@ -58,7 +58,7 @@ def _vars_and_calls(output: str) -> tuple[dict[str, str], list[str]]:
     """The "var NAME=VALUE" and "call TEXT" lines the reading scripts print."""
     variables: dict[str, str] = {}
     calls: list[str] = []
-    for line in proc.stdout.splitlines():
+    for line in output.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "var":
             name, _, value = rest.partition("=")
