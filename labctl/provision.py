@@ -352,6 +352,7 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
             obtain_devstack(session, job.source, job.devstack.branch)
             push_local_conf(session, job.local_conf)
             rotate_log(job.log)
+            progress = StackProgress()  # DevStack's phases are timed from stack.sh's start on
             writer = _LogWriter(job.log, job.secrets, progress, announce)
             try:
                 if job.clean:
