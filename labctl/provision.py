@@ -42,7 +42,8 @@ bundle=$1; shift
 for line in "$@"; do grep -qF -- "$line" "$bundle" || { echo "not in $bundle: ...$line..."; exit 1; }; done
 """
 
-STACK_GROUP = "getent group stack >/dev/null || groupadd stack"
+# The stack group, with the login user in it (its login shells read the proxy's files too).
+STACK_GROUP = 'getent group stack >/dev/null || groupadd stack; usermod -aG stack "${SUDO_USER:-root}"'
 
 # $1: package family; then COMMAND:PACKAGE pairs. Installs only what is missing; a fresh box has no
 # package lists, so apt's are fetched first.
@@ -209,7 +210,8 @@ def configure_network_access(session: Session, job: StackJob) -> None:
                     "checking that the lab's CAs are trusted")
     if job.proxy:
         # A proxy URL with a user and password: its files readable by root and the stack group only
-        # (DevStack runs as stack), and the password never on a command line.
+        # (DevStack runs as stack; the login user joins the group), and the password never on a
+        # command line.
         secret = job.proxy.has_credentials
         if secret:
             session.run("sudo sh -c " + shlex.quote(STACK_GROUP), "making the stack group")

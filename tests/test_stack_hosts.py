@@ -195,6 +195,7 @@ def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_p
     modes = remote(hosts["seat-1"], tmp_path, "stat -c '%a %U %G %n' /etc/pip.conf /etc/gitconfig"
                         " /etc/profile.d/labctl-proxy.sh /etc/apt/apt.conf.d/95labctl-proxy")
     assert [line.split()[:3] for line in modes.splitlines()] == [["640", "root", "stack"]] * 4
+    assert "Pr0xyS3cret" in remote(hosts["seat-1"], tmp_path, "cat /etc/profile.d/labctl-proxy.sh")  # login user
     assert "Pr0xyS3cret" not in (tmp_path / "logs" / "seat-1" / "stack.log").read_text()
 
 
