@@ -39,7 +39,8 @@ _NOT_A_PHASE = re.compile(r"^stack\.sh log ")
 # (install_libs, create_keystone_accounts, stack_install_service keystone, git_clone URL ...).
 _STEP = re.compile(r"^(?P<word>[a-z][a-z0-9]*_[a-z0-9_]+)(?:\s+(?P<arg>[^\s'\"]+))?")
 # Predicates and small helpers DevStack calls everywhere: they say nothing of what it is at.
-_TRIVIAL = re.compile(r"^(is_[a-z0-9_]+|[a-z0-9_]+_enabled|trueorfalse|die_if_not_set|get_field|local|time_start|time_stop)$")
+_TRIVIAL = re.compile(r"^(is_[a-z0-9_]+|[a-z0-9_]+_enabled|trueorfalse|die_if_not_set|get_field|local"
+                      r"|time_start|time_stop)$")
 _SOURCED = re.compile(r"^source \S*?/devstack/(?P<file>\S+)$")
 _DASHBOARD = re.compile(r"^Horizon is now available at (?P<url>\S+)")
 _KEYSTONE = re.compile(r"^Keystone is serving at (?P<url>\S+)")
