@@ -323,7 +323,9 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
     if target not in data["machines"]:
         raise LabctlError(f"no machine running Keystone named {target!r} (machines: {', '.join(apis)})",
                           hint="name the controller or an all-in-one machine")
-    click.echo(f"User: {data['username']}   Password: {data['password']}   Project: {data['project']}")
+    password = data["machines"][target]["password"]
+    click.echo(f"User: {data['username']}   Password: {password}   Project: {data['project']}"
+               + (f"   (the password of {target})" if password != data["password"] else ""))
     for name, m in data["machines"].items():
         note = "" if m["stacked"] else "   (not stacked yet)"
         dashboard = f"dashboard {m['dashboard']}   " if m["dashboard"] else ""

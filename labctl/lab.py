@@ -11,6 +11,7 @@ import yaml
 
 from labctl import __version__
 from labctl.catalog import Catalog, Release
+from labctl.classroom.seats import classroom_json, passwords_for, seat_secrets
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
@@ -37,7 +38,7 @@ from labctl.render import (
 )
 from labctl.resources import data_path
 from labctl.selection import LAB_FILE, LabRequest, existing_lab, only_lab
-from labctl.state import LabDir, LabHome, atomic_write, generate_passwords, user_file_mode
+from labctl.state import LabDir, LabHome, atomic_write, generate_password, generate_passwords, user_file_mode
 
 # DevStack's multinode guide: a compute runs few services and needs less than a full node.
 COMPUTE_MIN_MEMORY_MB = 4096
@@ -230,6 +231,7 @@ class Rendered:
     boxes: dict[str, str]
     devstack_from: str
     mirrors: tuple[ServedMirror, ...]
+    seat_passwords: dict[str, dict[str, str]]
 
 
 def check_network_free(lab: Lab, home: LabHome) -> None:
@@ -292,23 +294,27 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     passwords = lab_dir.read_passwords()
     new_passwords = passwords is None
     passwords = passwords or generate_passwords()
+    seat_passwords = lab_dir.read_seat_passwords() if not new_passwords else {}
+    new_seats = [s.name for s in lab.classroom.seats if s.name not in seat_passwords] if lab.classroom else []
+    seat_passwords = {**seat_passwords, **{n: seat_secrets(generate_password) for n in new_seats}}
     fragments = read_fragments(lab)
     mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s))) for s in served_folders(lab))
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel)
-    confs = {m.name: render_local_conf(lab, m, passwords, fragments) for m in lab.machines}
+    confs = {m.name: render_local_conf(lab, m, passwords_for(m.name, passwords, seat_passwords), fragments)
+             for m in lab.machines}
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else read_bounded(lab.source, LAB_FILE_LIMIT, "lab file") if lab.source else "")
-    return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords, lab_text,
-                    vagrantfile, confs, boxes, devstack_from, mirrors)
+    return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords or bool(new_seats),
+                    lab_text, vagrantfile, confs, boxes, devstack_from, mirrors, seat_passwords)
 
 
 def write_lab(r: Rendered) -> Plan:
     lab_dir = r.lab_dir
     lab_dir.create()
     if r.new_passwords:
-        lab_dir.write_passwords(r.passwords)
+        lab_dir.write_passwords(r.passwords, r.seat_passwords)
     atomic_write(lab_dir.lab_file, r.lab_text)
     atomic_write(lab_dir.vagrantfile, r.vagrantfile)
     for name, text in r.local_confs.items():
@@ -320,7 +326,8 @@ def write_lab(r: Rendered) -> Plan:
             with contextlib.suppress(OSError):
                 stale.rmdir()
     lab_dir.write_meta({"name": r.lab.name, "source": str(r.source), "labctl": __version__, "network": r.lab.cidr,
-                        "machines": [_machine_meta(m) for m in r.lab.machines], "boxes": r.boxes})
+                        "machines": [_machine_meta(m) for m in r.lab.machines], "boxes": r.boxes,
+                        "classroom": classroom_json(r.lab.classroom) if r.lab.classroom else None})
     machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)
     return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings, r.devstack_from,
                 r.mirrors)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.catalog import BOX_RE, Catalog, Release
+from labctl.classroom.seats import Classroom, parse_classroom, seat_machines
 from labctl.errors import CatalogError, LabFileError, show
 from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
 from labctl.labyaml import parse_yaml
@@ -144,6 +145,8 @@ class Lab:
     # Extra CA certificates (files on the host) and proxies for the machines: corporate networks.
     ca_certificates: tuple[Path, ...] = ()
     proxy: Proxy | None = None
+    # A classroom lab: one all-in-one machine per seat (machines named after the seats).
+    classroom: Classroom | None = None
 
     @property
     def controller(self) -> Machine | None:
@@ -389,7 +392,9 @@ def _defaults(raw: Any) -> _Defaults:
     )
 
 
-def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog: Catalog) -> tuple[Machine, ...]:
+def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog: Catalog,
+              where: str | None = None) -> tuple[Machine, ...]:
+    """`where`: the field that errors name instead of machines[i] (classroom.seat for seats)."""
     entries = _list(raw, "machines")
     if not entries:
         raise LabFileError("machines: a lab needs at least one machine",
@@ -402,7 +407,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
     # Fixed addresses are claimed first, so that numbering never hands one of them out.
     fixed = {str(e["ip"]) for e in entries if isinstance(e, dict) and "ip" in e}
     for i, entry in enumerate(entries):
-        path = f"machines[{i}]"
+        path = where or f"machines[{i}]"
         data = _mapping(entry, path, ("name", "distro", "box", "memory", "cpus", "disk", "role", "count", "ip"))
         if "name" not in data:
             raise LabFileError(f"{path}.name: every machine needs a name")
@@ -511,7 +516,7 @@ def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
 
 def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab:
     data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
-                              "ca_certificates", "proxy"))
+                              "ca_certificates", "proxy", "classroom"))
     if "name" not in data:
         raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
     name = check_name(data["name"], "name")
@@ -519,11 +524,19 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
     if accelerator not in ACCELERATORS:
         raise LabFileError(f"accelerator: expected one of {', '.join(ACCELERATORS)}, got {show(accelerator)}")
     net = _network(data.get("network"), name)
+    classroom = None
+    machines = data.get("machines")
+    if "classroom" in data:
+        if machines is not None:
+            raise LabFileError("machines: a classroom lab describes its seat machine under classroom.seat,"
+                               " and labctl makes one per seat", hint="move the machine's settings to classroom.seat")
+        classroom, seat = parse_classroom(data["classroom"])
+        machines = seat_machines(classroom, seat)
     base_dir = source.parent if source else None
     fragments = base_dir / "local.conf.d" if base_dir else None
     return Lab(
         name=name,
-        machines=_machines(data.get("machines"), _defaults(data.get("defaults")), net, catalog),
+        machines=_machines(machines, _defaults(data.get("defaults")), net, catalog, "classroom.seat" if classroom else None),
         cidr=str(net),
         devstack=_devstack(data.get("devstack"), base_dir),
         accelerator=accelerator,
@@ -531,6 +544,7 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
         fragments_dir=fragments if fragments and fragments.is_dir() else None,
         ca_certificates=_certificates(data.get("ca_certificates"), base_dir),
         proxy=_proxy(data.get("proxy")),
+        classroom=classroom,
     )
 
 

@@ -146,6 +146,7 @@ class StackJob:
     clean: bool = False
     ssh_timeout: float = 300
     git_server: tuple[str, int] | None = None  # labctl's git daemon on the host, when it serves mirrors
+    seat_login: str | None = None  # a classroom seat: the trainee's SSH password (user stack)
 
 
 @dataclass
@@ -225,6 +226,28 @@ def configure_network_access(session: Session, job: StackJob) -> None:
                       ' [ "$2" = secret ] && chmod 0640 /etc/dnf/dnf.conf; true')
             session.run(shlex.join(["sudo", "sh", "-c", script, "dnf-proxy", line, "secret" if secret else "plain"]),
                         "setting dnf's proxy")
+
+
+# The trainee of a seat logs in as stack with the seat's own password: a password on paper is what
+# a classroom can hand out. Only for stack; vagrant (labctl's own way in) keeps its key alone.
+SEAT_SSHD_CONFIG = """# Written by labctl: this machine is a classroom seat.
+Match User stack
+    PasswordAuthentication yes
+    KbdInteractiveAuthentication yes
+"""
+SEAT_SSHD_PATH = "/etc/ssh/sshd_config.d/labctl-seat.conf"
+SSHD_RELOAD = ("sshd -t && { systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null"
+               " || kill -HUP \"$(cat /run/sshd.pid)\"; }")
+
+
+def open_seat(session: Session, password: str) -> None:
+    """Let the seat's trainee in: the stack user's password (never on a command line), and sshd
+    taking passwords for stack."""
+    login = session.upload_private(f"stack:{password}\n".encode())
+    session.run(shlex.join(["sudo", "sh", "-c", 'chpasswd < "$1"; code=$?; rm -f "$1"; exit $code', "seat", login]),
+                "setting the trainee's password")
+    _install_file(session, SEAT_SSHD_PATH, SEAT_SSHD_CONFIG, "0644")
+    session.run(shlex.join(["sudo", "sh", "-c", SSHD_RELOAD]), "reloading sshd")
 
 
 def prepare_guest(session: Session, family: str) -> None:
@@ -336,6 +359,9 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
                 configure_network_access(session, job)
             announce("preparing the guest")
             prepare_guest(session, job.package_family)
+            if job.seat_login:
+                announce("opening the seat to its trainee")
+                open_seat(session, job.seat_login)
             # Never two stack.sh at once: stop one that an interrupted labctl left, refuse over another.
             code, out = session.run(shlex.join(["sh", "-c", LEFTOVER_SCRIPT, "leftover", SESSION_FILE]),
                                     "looking for a running stack.sh",

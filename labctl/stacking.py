@@ -81,7 +81,8 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     lab_hosts = (host_address(lab.cidr), *(m.ip for m in lab.machines), *(m.name for m in lab.machines))
     source = devstack_source(lab)
     proxy = lab.proxy
-    secrets = (*passwords.values(), *url_secrets(lab.devstack.repo, lab.devstack.git_base,
+    seats = lab_dir.read_seat_passwords()
+    secrets = (*passwords.values(), *(p for own in seats.values() for p in own.values()), *url_secrets(lab.devstack.repo, lab.devstack.git_base,
                                                  *((proxy.http, proxy.https) if proxy else ())))
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
     jobs = []
@@ -94,7 +95,8 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
             machine=m.name, role=m.role, host=host_of(lab_dir, status), package_family=m.release.package_family,
             local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, source=source,
             log=lab_dir.stack_log(m.name), secrets=secrets, certificates=certificates,
-            proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server))
+            proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server,
+            seat_login=seats[m.name]["login"] if m.name in seats else None))
     return jobs
 
 
@@ -242,6 +244,7 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
     if passwords is None:
         raise LabctlError(f"lab {lab_dir.name!r} has no passwords yet", hint=f"labctl plan --lab {lab_dir.name}")
     stacked = records.read(lab_dir).stack
+    seats = lab_dir.read_seat_passwords()
     apis = {}
     for m in lab_dir.machines():
         if m.get("role") == "compute" or not isinstance(m.get("name"), str):
@@ -253,6 +256,7 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
             "auth_url": ((done.keystone if done else None) or f"http://{m.get('ip')}/identity/").rstrip("/"),
             "dashboard": done.dashboard if done and ok else None,
             "stacked": ok,
+            "password": seats[m["name"]]["admin"] if m["name"] in seats else passwords["admin"],
         }
     return {"username": "admin", "password": passwords["admin"], "project": "admin",
             "user_domain": "default", "project_domain": "default", "region": "RegionOne", "machines": apis}
@@ -263,7 +267,7 @@ def openrc(creds: dict[str, Any], machine: str) -> str:
     import shlex
 
     values = {"OS_AUTH_URL": creds["machines"][machine]["auth_url"], "OS_USERNAME": creds["username"],
-              "OS_PASSWORD": creds["password"], "OS_PROJECT_NAME": creds["project"],
+              "OS_PASSWORD": creds["machines"][machine]["password"], "OS_PROJECT_NAME": creds["project"],
               "OS_USER_DOMAIN_ID": creds["user_domain"], "OS_PROJECT_DOMAIN_ID": creds["project_domain"],
               "OS_REGION_NAME": creds["region"], "OS_IDENTITY_API_VERSION": "3"}
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())

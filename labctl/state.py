@@ -92,10 +92,13 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def generate_passwords() -> dict[str, str]:
+def generate_password() -> str:
     # Letters and digits only: DevStack pastes passwords into shell lines and connection URLs.
-    return {name: "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(24))
-            for name in PASSWORD_NAMES}
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(24))
+
+
+def generate_passwords() -> dict[str, str]:
+    return {name: generate_password() for name in PASSWORD_NAMES}
 
 
 @dataclass(frozen=True)
@@ -200,16 +203,39 @@ class LabDir:
                 hint="fix the file, or delete it to generate new passwords")
         return {n: passwords[n] for n in PASSWORD_NAMES}
 
+    def read_seat_passwords(self) -> dict[str, dict[str, str]]:
+        """Each classroom seat's own passwords ({} for a lab without seats, or before `plan`)."""
+        import yaml
+
+        from labctl.classroom.seats import SEAT_RE, SEAT_SECRET_NAMES, valid_seat_secrets
+
+        try:
+            data = yaml.safe_load(self.secrets_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return {}  # read_passwords, called first everywhere, says what is wrong with the file
+        seats = data.get("seats") if isinstance(data, dict) else None
+        if seats is None:
+            return {}
+        if not isinstance(seats, dict) or not all(isinstance(k, str) and SEAT_RE.match(k) and valid_seat_secrets(v)
+                                                  for k, v in seats.items()):
+            raise LabctlError(f"lab {self.name!r}: {self.secrets_file} has damaged seat passwords (each seat needs"
+                              f" {', '.join(SEAT_SECRET_NAMES)}: letters and digits)",
+                              hint="fix the file, or delete its seats: section to generate new ones")
+        return {k: {n: v[n] for n in SEAT_SECRET_NAMES} for k, v in seats.items()}
+
     def create(self) -> None:
         # $LABCTL_HOME, labs/ and the lab's folder are the user's alone, whatever the umask.
         for folder in (self.path.parent.parent, self.path.parent, self.path):
             private_dir(folder)
 
-    def write_passwords(self, passwords: dict[str, str]) -> None:
+    def write_passwords(self, passwords: dict[str, str], seats: dict[str, dict[str, str]] | None = None) -> None:
         import yaml
 
-        text = ("# Passwords of this lab, shared by all its machines. Keep this file private.\n"
-                + yaml.safe_dump({"passwords": passwords}, sort_keys=False))
+        data: dict[str, Any] = {"passwords": passwords}
+        if seats:
+            data["seats"] = seats
+        text = ("# Passwords of this lab (seats: each classroom seat's own). Keep this file private.\n"
+                + yaml.safe_dump(data, sort_keys=False))
         atomic_write(self.secrets_file, text, mode=0o600)
 
     def write_meta(self, meta: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import IO
 import vagrant
 
 from labctl.errors import LabctlError
-from labctl.proc import CommandFailed, run
+from labctl.proc import CommandFailed, run, start_ticks
 
 INSTALL_HINT = "./install.sh installs it (apt-get install vagrant vagrant-libvirt)"
 PLUGIN_HINT = "sudo apt-get install vagrant-libvirt (or: vagrant plugin install vagrant-libvirt)"
@@ -47,13 +47,8 @@ def up_pid_file(root: Path) -> Path:
     return root / ".labctl-vagrant-up.pid"
 
 
-def _start_ticks(pid: int) -> int:
-    """When a process started (clock ticks since boot): with its pid, it names one process for good."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-
-
 def record_up(root: Path, pid: int) -> None:
-    up_pid_file(root).write_text(f"{pid} {_start_ticks(pid)}\n")
+    up_pid_file(root).write_text(f"{pid} {start_ticks(pid)}\n")
 
 
 def orphan_up(root: Path) -> int | None:
@@ -64,7 +59,7 @@ def orphan_up(root: Path) -> int | None:
     try:
         pid_text, ticks_text = pid_file.read_text().split()
         pid, ticks = int(pid_text), int(ticks_text)
-        same = (_start_ticks(pid) == ticks and b"vagrant" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        same = (start_ticks(pid) == ticks and b"vagrant" in Path(f"/proc/{pid}/cmdline").read_bytes()
                 and Path(f"/proc/{pid}/cwd").resolve() == root.resolve())
     except (OSError, ValueError):
         same = False

@@ -168,7 +168,8 @@ def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) 
 def test_urls_come_only_from_what_devstack_said(lab_dir: LabDir) -> None:
     record(lab_dir, [StackResult("ctl", "ok", 100, "Starting Keystone", keystone="http://10.0.0.10/identity/")])
     creds = credentials(lab_dir)
-    assert creds["machines"]["ctl"] == {"auth_url": "http://10.0.0.10/identity", "dashboard": None, "stacked": True}
+    assert creds["machines"]["ctl"] == {"auth_url": "http://10.0.0.10/identity", "dashboard": None, "stacked": True,
+                                        "password": creds["password"]}
 
 
 @pytest.mark.parametrize("stack", [

@@ -115,14 +115,15 @@ def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
 def test_destroy_never_names_a_process_that_is_not_the_labs_vagrant(tmp_path: Path, impostor: str) -> None:
     """Pids are reused: a vagrant of another folder, or any process that got the recorded pid after
     the lab's vagrant ended (its start time differs), is never taken for the lab's."""
-    from labctl.vagrant_driver import _start_ticks, orphan_up, up_pid_file
+    from labctl.proc import start_ticks
+    from labctl.vagrant_driver import orphan_up, up_pid_file
 
     lab, elsewhere = tmp_path / "lab", tmp_path / "other-lab"
     lab.mkdir()
     elsewhere.mkdir()
     proc = _vagrant_standin(elsewhere if impostor == "another lab's vagrant" else lab)
     try:
-        ticks = _start_ticks(proc.pid) - (0 if impostor == "another lab's vagrant" else 1)
+        ticks = start_ticks(proc.pid) - (0 if impostor == "another lab's vagrant" else 1)
         up_pid_file(lab).write_text(f"{proc.pid} {ticks}\n")
         assert orphan_up(lab) is None
         assert proc.poll() is None  # untouched

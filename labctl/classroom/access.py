@@ -1,0 +1,164 @@
+"""How a trainee's laptop reaches its seat.
+
+The seats live on the host's private lab network, which the classroom network cannot route to. The
+host forwards two TCP ports per seat (classroom.ssh_port + N to the seat's SSH, classroom.web_port
++ N to its web server: dashboard and Keystone), so that a trainee needs nothing but an SSH client
+and a browser: `ssh -p 2207 stack@host` with the seat's own password. Why ports, not the host as an
+SSH jump: a jump needs an account (and keys handed out as files) on the trainer's host, while ports
+give trainees no foothold on it at all; each port leads to one seat, and each seat has its own
+password, so seat 1's credentials open nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from labctl.classroom.seats import Classroom, classroom_from_json
+from labctl.errors import LabctlError
+from labctl.proc import start_ticks
+from labctl.state import LabDir, atomic_write
+
+SSH_PORT = 22
+WEB_PORT = 80
+READY_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Door:
+    seat: str
+    trainee: str | None
+    spare: bool
+    seat_address: str
+    ssh_port: int
+    web_port: int
+
+
+def classroom_of(lab_dir: LabDir) -> Classroom:
+    classroom = classroom_from_json(lab_dir.read_meta().get("classroom"))
+    if classroom is None:
+        raise LabctlError(f"lab {lab_dir.name!r} is not a classroom (its lab.yaml has no classroom: section)",
+                          hint="see the README, \"A classroom\"; then run labctl plan again")
+    return classroom
+
+
+def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
+    ips = {m.get("name"): m.get("ip") for m in lab_dir.machines()}
+    result = []
+    for seat in classroom.seats:
+        ip = ips.get(seat.name)
+        if isinstance(ip, str):
+            ssh, web = classroom.ports(seat)
+            result.append(Door(seat.name, seat.trainee, seat.spare, ip, ssh, web))
+    return result
+
+
+def routes(classroom: Classroom, seat_doors: Sequence[Door]) -> list[list[str | int]]:
+    out: list[list[str | int]] = []
+    for d in seat_doors:
+        out.append([classroom.listen, d.ssh_port, d.seat_address, SSH_PORT])
+        out.append([classroom.listen, d.web_port, d.seat_address, WEB_PORT])
+    return out
+
+
+def _routes_file(lab_dir: LabDir) -> Path:
+    return lab_dir.path / "access.json"
+
+
+def _pid_file(lab_dir: LabDir) -> Path:
+    return lab_dir.path / "access.pid"
+
+
+def forwarder_pid(lab_dir: LabDir) -> int | None:
+    """The running forwarder of this lab: the recorded process (same start time), running labctl's
+    forwarder on this lab's routes. Any other process is never named, let alone signalled."""
+    try:
+        pid_text, ticks_text = _pid_file(lab_dir).read_text().split()
+        pid, ticks = int(pid_text), int(ticks_text)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        same = (start_ticks(pid) == ticks and b"labctl.classroom.forward" in cmdline
+                and os.fsencode(_routes_file(lab_dir)) in cmdline)
+    except (OSError, ValueError):
+        same = False
+    return pid if same else None
+
+
+def open_access(lab_dir: LabDir) -> list[Door]:
+    """Start (or keep) the lab's forwarder. Raises with the port at fault when one is taken."""
+    classroom = classroom_of(lab_dir)
+    seat_doors = doors(lab_dir, classroom)
+    wanted = {"routes": routes(classroom, seat_doors)}
+    path = _routes_file(lab_dir)
+    running = forwarder_pid(lab_dir)
+    if running is not None:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()) == wanted:
+                return seat_doors
+        close_access(lab_dir)
+    atomic_write(path, json.dumps(wanted, indent=2) + "\n", mode=0o600)
+    log = lab_dir.logs / "access.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as err:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, argv list
+            [sys.executable, "-m", "labctl.classroom.forward", str(path)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=err, start_new_session=True, cwd="/")
+    assert proc.stdout is not None  # noqa: S101 - stdout=PIPE above
+    line = _first_line(proc, READY_TIMEOUT)
+    if line != "ready":
+        with contextlib.suppress(OSError):
+            proc.kill()
+        proc.wait()
+        why = line.removeprefix("error: ") if line else f"it did not start (see {log})"
+        raise LabctlError(f"classroom access for lab {lab_dir.name!r}: {why}",
+                          hint="another program or classroom uses that port: change classroom.ssh_port or"
+                               " web_port in lab.yaml, run labctl plan, then labctl access open")
+    proc.stdout.close()
+    atomic_write(_pid_file(lab_dir), f"{proc.pid} {start_ticks(proc.pid)}\n")
+    return seat_doors
+
+
+def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    import selectors
+
+    assert proc.stdout is not None  # noqa: S101 - stdout=PIPE at the call site
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline(200).decode(errors="replace").strip()
+
+
+def close_access(lab_dir: LabDir) -> bool:
+    """Stop the lab's forwarder; False when none was running."""
+    pid = forwarder_pid(lab_dir)
+    _pid_file(lab_dir).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if start_ticks(pid) is None:
+                break
+        except (OSError, ValueError, IndexError):
+            break
+        _reap(pid)
+        time.sleep(0.05)
+    else:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """The forwarder is our child when this process started it: collect it, or it stays a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,229 @@
+"""The `classroom:` section of lab.yaml: seats, trainees, and how trainees reach their seat.
+
+A classroom lab describes one seat machine (an all-in-one DevStack) and labctl makes one copy per
+seat, named `seat-01`, `seat-02`... so that a trainer can say "seat 7". Each seat has its own
+secrets (DevStack's passwords and the trainee's SSH password): no trainee can log into, or reach
+the database of, another's seat.
+
+    classroom:
+      trainees: [Ada Lovelace, Grace Hopper]   # one seat each, in this order
+      seats: 12                                # at least this many seats (unnamed ones are free)
+      spares: 2                                # more seats for walk-ins, marked as spares
+      seat: {distro: debian:12, memory: 8G, cpus: 2, disk: 40G}
+      address: 192.168.1.50                    # what trainees type to reach this host
+      listen: 0.0.0.0                          # where the host listens for them
+      ssh_port: 2200                           # seat N: ssh -p 2200+N stack@address
+      web_port: 8000                           # seat N: http://address:8000+N/dashboard
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labctl.errors import LabFileError, show
+
+MAX_SEATS = 99
+SEAT_RE = re.compile(r"seat-([0-9]{2})\Z")
+TRAINEE_NAME_LIMIT = 60
+# What trainees read off paper and type: no 0/O, 1/l/I, no symbols a keyboard layout moves.
+READABLE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+READABLE_LENGTH = 12  # about 59 bits
+SEAT_SECRET_NAMES = ("admin", "database", "rabbit", "service", "login")
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
+SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk")
+KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port")
+
+
+@dataclass(frozen=True)
+class Seat:
+    number: int
+    trainee: str | None = None
+    spare: bool = False
+
+    @property
+    def name(self) -> str:
+        return seat_name(self.number)
+
+
+@dataclass(frozen=True)
+class Classroom:
+    seats: tuple[Seat, ...]
+    # What trainees type to reach this host (a name or an address); None: the host's own address on
+    # its default route, found when the sheet is written.
+    address: str | None = None
+    listen: str = "0.0.0.0"  # noqa: S104 - trainees come from the classroom network, not from this host
+    ssh_port: int = 2200
+    web_port: int = 8000
+
+    def seat(self, name: str) -> Seat | None:
+        return next((s for s in self.seats if s.name == name), None)
+
+    def ports(self, seat: Seat) -> tuple[int, int]:
+        """(SSH, web) ports on the host that lead to `seat`."""
+        return self.ssh_port + seat.number, self.web_port + seat.number
+
+
+def seat_name(number: int) -> str:
+    return f"seat-{number:02d}"
+
+
+def readable_password() -> str:
+    return "".join(secrets.choice(READABLE_ALPHABET) for _ in range(READABLE_LENGTH))
+
+
+def seat_secrets(generate_service_password: Any) -> dict[str, str]:
+    """A seat's own passwords: what trainees type (admin, login) is readable; the rest is not typed."""
+    return {"admin": readable_password(), "database": generate_service_password(),
+            "rabbit": generate_service_password(), "service": generate_service_password(),
+            "login": readable_password()}
+
+
+def valid_seat_secrets(raw: Any) -> bool:
+    return isinstance(raw, dict) and all(isinstance(raw.get(n), str) and raw[n].isalnum() and raw[n].isascii()
+                                         for n in SEAT_SECRET_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _whole(value: Any, path: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise LabFileError(f"{path}: expected a whole number from {lo} to {hi}, got {show(value)}")
+    return value
+
+
+def _trainee(value: Any, path: str) -> str:
+    """A name printed on the sheet, in a terminal and in CSV: one line of printable text."""
+    if not isinstance(value, str) or not value.strip():
+        raise LabFileError(f"{path}: expected a trainee's name, got {show(value)}")
+    name = " ".join(value.split())
+    if len(name) > TRAINEE_NAME_LIMIT or any(unicodedata.category(c).startswith("C") for c in name):
+        raise LabFileError(f"{path}: a trainee's name is one line of printable text of at most"
+                           f" {TRAINEE_NAME_LIMIT} characters, got {show(value)}")
+    return name
+
+
+def _listen(value: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value)) if isinstance(value, str) else ""
+    except ValueError:
+        pass
+    raise LabFileError(f"classroom.listen: expected an IPv4 address of this host (or 0.0.0.0 for all),"
+                       f" got {show(value)}")
+
+
+def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
+    """The classroom and the seat machine's settings (machine keys, checked by the lab model)."""
+    if not isinstance(raw, dict):
+        raise LabFileError(f"classroom: expected a mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in KEYS:
+            raise LabFileError(f"classroom.{show(key)}: unknown key; expected one of: {', '.join(KEYS)}")
+    names = raw.get("trainees") or []
+    if not isinstance(names, list):
+        raise LabFileError(f"classroom.trainees: expected a list of names, got {type(names).__name__}")
+    trainees = [_trainee(v, f"classroom.trainees[{i}]") for i, v in enumerate(names[:MAX_SEATS + 1])]
+    wanted = _whole(raw["seats"], "classroom.seats", 1, MAX_SEATS) if "seats" in raw else 0
+    spares = _whole(raw.get("spares", 0), "classroom.spares", 0, MAX_SEATS)
+    regular = max(wanted, len(trainees))
+    if regular == 0:
+        raise LabFileError("classroom: say how many seats (seats: 12) or list the trainees (trainees: [...])")
+    if regular + spares > MAX_SEATS:
+        raise LabFileError(f"classroom: {regular} seats and {spares} spares make {regular + spares} seats;"
+                           f" a classroom has at most {MAX_SEATS}",
+                           hint="split the class into two labs (each with its own network)")
+    seats = tuple(Seat(n, trainees[n - 1] if n <= len(trainees) else None, n > regular)
+                  for n in range(1, regular + spares + 1))
+    address = raw.get("address")
+    if address is not None and (not isinstance(address, str) or not _ADDRESS_RE.match(address)):
+        raise LabFileError(f"classroom.address: expected this host's name or address as trainees reach it,"
+                           f" got {show(address)}")
+    ssh_port = _whole(raw.get("ssh_port", 2200), "classroom.ssh_port", 1024, 65535 - len(seats))
+    web_port = _whole(raw.get("web_port", 8000), "classroom.web_port", 1024, 65535 - len(seats))
+    if abs(ssh_port - web_port) <= len(seats):
+        raise LabFileError(f"classroom: SSH ports {ssh_port + 1}-{ssh_port + len(seats)} and web ports"
+                           f" {web_port + 1}-{web_port + len(seats)} overlap",
+                           hint="keep ssh_port and web_port more than the number of seats apart")
+    machine = raw.get("seat") or {}
+    if not isinstance(machine, Mapping):
+        raise LabFileError(f"classroom.seat: expected a mapping, got {type(machine).__name__}")
+    for key in machine:
+        if key not in SEAT_MACHINE_KEYS:
+            raise LabFileError(f"classroom.seat.{show(key)}: unknown key; expected one of:"
+                               f" {', '.join(SEAT_MACHINE_KEYS)}")
+    classroom = Classroom(seats, address, _listen(raw.get("listen", "0.0.0.0")), ssh_port,  # noqa: S104
+                          web_port)
+    return classroom, dict(machine)
+
+
+def seat_machines(classroom: Classroom, machine: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lab's `machines:` entries: one all-in-one per seat, with the seat's settings."""
+    return [{**machine, "name": s.name, "role": "allinone"} for s in classroom.seats]
+
+
+def fitting_seats(seat_memory_mb: int, seat_disk_gb: int, memory_available_mb: int, disk_free_gb: int) -> int:
+    """How many seats of this size the host has room for."""
+    return max(0, min(memory_available_mb // max(seat_memory_mb, 1), disk_free_gb // max(seat_disk_gb, 1)))
+
+
+def passwords_for(machine: str, lab_passwords: Mapping[str, str],
+                  seat_passwords: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """DevStack's passwords on `machine`: its seat's own in a classroom, else the lab's."""
+    own = seat_passwords.get(machine)
+    return {n: (own or lab_passwords)[n] for n in lab_passwords}
+
+
+# ---------------------------------------------------------------------------------------------
+# Records (lab.json) and the class's arithmetic
+
+
+def classroom_json(classroom: Classroom) -> dict[str, Any]:
+    return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare}
+                      for s in classroom.seats],
+            "address": classroom.address, "listen": classroom.listen,
+            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port}
+
+
+def classroom_from_json(raw: Any) -> Classroom | None:
+    """The classroom labctl recorded in lab.json; None for a lab without one (or a damaged record,
+    which `labctl plan` writes again)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("seats"), list):
+        return None
+    try:
+        seats = tuple(Seat(int(s["number"]), s.get("trainee") if isinstance(s.get("trainee"), str) else None,
+                           bool(s.get("spare"))) for s in raw["seats"])
+        return Classroom(seats, raw.get("address") if isinstance(raw.get("address"), str) else None,
+                         str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]))  # noqa: S104
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class ClassFit:
+    seats: int
+    seat_memory_mb: int
+    seat_disk_gb: int
+    memory_available_mb: int
+    disk_free_gb: int
+
+    @property
+    def fitting(self) -> int:
+        return fitting_seats(self.seat_memory_mb, self.seat_disk_gb, self.memory_available_mb, self.disk_free_gb)
+
+    @property
+    def fits(self) -> bool:
+        return self.fitting >= self.seats
+
+    def lines(self) -> list[str]:
+        n, mem, disk = self.seats, self.seat_memory_mb, self.seat_disk_gb
+        verdict = "fits" if self.fits else f"does not fit: {self.fitting} seat(s) would"
+        return [f"memory: {n} seats x {mem} MiB = {n * mem} MiB; this host has {self.memory_available_mb} MiB"
+                f" available", f"disk: {n} seats x up to {disk} GB = {n * disk} GB; {self.disk_free_gb} GB free",
+                f"the class {verdict}"]
