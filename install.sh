@@ -21,6 +21,8 @@ PACKAGES=(
   libvirt-dev pkg-config gcc python3-dev python3-venv
   # SSH to the VMs, and building a Debian box offline (labctl box build).
   openssh-client openssh-server mmdebstrap extlinux e2fsprogs git
+  # The tests look at the classroom sheet the way a person does: in a real browser.
+  chromium-headless-shell fonts-dejavu-core
 )
 echo "==> apt packages"
 "${SUDO[@]}" apt-get update -qq

@@ -120,12 +120,40 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     lab, generated = resolve_lab(req, home, default_catalog(), Path.cwd())
     with home.writer(lab.name, "plan"):
         result = plan_lab(lab, home, read_host(), generated)
+    fit = _class_fit(result.lab)
     if as_json:
-        _print_json(result.as_json())
+        data = result.as_json()
+        if fit is not None:
+            data["classroom"]["fit"] = {"seats": fit.seats, "fitting": fit.fitting, "fits": fit.fits,
+                                        "arithmetic": fit.lines()}
+        _print_json(data)
         return
     from labctl.ui import make_console, print_plan
 
-    print_plan(make_console(), result)
+    console = make_console()
+    print_plan(console, result)
+    if fit is not None:
+        for line in fit.lines():
+            console.print(("Class: " if line.startswith("memory") else "       ") + line,
+                          style=None if fit.fits else "yellow", markup=False, highlight=False)
+
+
+def _class_fit(lab: Any) -> Any:
+    """A classroom's arithmetic against this host's free memory and disk; None without a classroom,
+    or when libvirt cannot be asked (plan creates nothing and needs no libvirt)."""
+    if lab.classroom is None:
+        return None
+    from labctl import hypervisor
+    from labctl.lifecycle import class_fit
+
+    try:
+        conn = hypervisor.connect(_context().libvirt_uri)
+    except LabctlError:
+        return None
+    try:
+        return class_fit(lab, hypervisor.capacity(conn))
+    finally:
+        conn.close()
 
 
 def _context() -> Any:
@@ -198,9 +226,12 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
         plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror))
         run = None
         if not no_stack:
+            from labctl.snapshots import take_stacked
             from labctl.stacking import stack_lab
 
-            run = stack_lab(plan.lab, ctx.home.lab(plan.lab.name), statuses, reporter, cache=ctx.cache)
+            lab_dir = ctx.home.lab(plan.lab.name)
+            run = stack_lab(plan.lab, lab_dir, statuses, reporter, cache=ctx.cache,
+                            snapshot=take_stacked(lab_dir, ctx.libvirt_uri))
     return _show_up(plan, statuses, run, as_json)
 
 
@@ -244,6 +275,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     from labctl.inventory import lab_status
     from labctl.lab import plan_lab, resolve_lab
     from labctl.selection import LabRequest
+    from labctl.snapshots import take_stacked
     from labctl.stacking import stack_lab
 
     ctx = _context()
@@ -254,7 +286,8 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
         plan = plan_lab(lab, ctx.home, read_host())
         run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, hypervisor.connect()), reporter, names=machines,
-                        everything=everything, clean=clean, cache=ctx.cache)
+                        everything=everything, clean=clean, cache=ctx.cache,
+                        snapshot=take_stacked(lab_dir, ctx.libvirt_uri))
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0
@@ -596,3 +629,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("  hint: this is a bug in labctl; rerun with --debug and report it", err=True)
         return 1
     return result if isinstance(result, int) else 0
+
+
+from labctl import cli_classroom  # noqa: E402,F401 - registers the classroom and snapshot commands

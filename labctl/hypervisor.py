@@ -270,3 +270,105 @@ def _undefine(dom: libvirt.virDomain) -> None:
 def _network_in_use(conn: libvirt.virConnect, network: str) -> bool:
     marker = f"<source network='{network}'"
     return any(marker in dom.XMLDesc(0) for dom in conn.listAllDomains())
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots: internal to the domain's qcow2 disk, memory included when it runs, so that a restored
+# DevStack is running at once.
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    created: int  # seconds since the epoch
+    state: str    # the domain's state when it was taken: "running" (memory kept) or "shutoff"
+    description: str
+
+
+class SnapshotMissing(LabctlError):
+    """The machine has no snapshot by that name."""
+
+
+def _snapshot_info(snap: libvirt.virDomainSnapshot) -> SnapshotInfo:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(snap.getXMLDesc(0))  # noqa: S314 - libvirt's own XML about our domain
+    return SnapshotInfo(snap.getName(), int(root.findtext("creationTime") or 0), root.findtext("state") or "",
+                        root.findtext("description") or "")
+
+
+def snapshots(conn: libvirt.virConnect, domain: str) -> list[SnapshotInfo]:
+    dom = _lookup(conn, domain)
+    if dom is None:
+        return []
+    return sorted((_snapshot_info(s) for s in dom.listAllSnapshots()), key=lambda s: (s.created, s.name))
+
+
+def _domain(conn: libvirt.virConnect, domain: str) -> libvirt.virDomain:
+    dom = _lookup(conn, domain)
+    if dom is None:
+        raise LabctlError(f"libvirt has no domain {domain}", hint="labctl status shows the lab's machines;"
+                          " labctl up makes the missing ones")
+    return dom
+
+
+class SnapshotFailed(LabctlError):
+    """libvirt could not take, restore or delete a snapshot: its own words."""
+
+
+def take_snapshot(conn: libvirt.virConnect, domain: str, name: str, description: str) -> SnapshotInfo:
+    """Take snapshot `name` of `domain` (running: memory included), replacing one of the same name.
+    The old one goes only once the new one exists, under a temporary name until then."""
+    try:
+        return _take_snapshot(conn, domain, name, description)
+    except libvirt.libvirtError as exc:
+        raise SnapshotFailed(f"{domain}: libvirt could not take snapshot {name!r}: {exc.get_error_message()}",
+                             hint="disks must be qcow2 and the pool must have room for the memory") from None
+
+
+def _take_snapshot(conn: libvirt.virConnect, domain: str, name: str, description: str) -> SnapshotInfo:
+    from xml.sax.saxutils import escape
+
+    dom = _domain(conn, domain)
+    old = _find_snapshot(dom, name)
+    xml = (f"<domainsnapshot><name>{escape(name if old is None else name + '.new')}</name>"
+           f"<description>{escape(description)}</description></domainsnapshot>")
+    snap = dom.snapshotCreateXML(xml, 0)
+    if old is not None:
+        old.delete(0)
+        # libvirt cannot rename a snapshot: take it again under its name, then drop the temporary one.
+        snap.delete(0)
+        snap = dom.snapshotCreateXML(xml.replace(f"{escape(name)}.new", escape(name)), 0)
+    return _snapshot_info(snap)
+
+
+def _find_snapshot(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot | None:
+    try:
+        return dom.snapshotLookupByName(name, 0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+            return None
+        raise
+
+
+def revert_snapshot(conn: libvirt.virConnect, domain: str, name: str) -> None:
+    """Bring `domain` back to snapshot `name`, running (a snapshot of a running machine resumes at once)."""
+    dom = _domain(conn, domain)
+    snap = _find_snapshot(dom, name)
+    if snap is None:
+        raise SnapshotMissing(f"{domain} has no snapshot {name!r}",
+                              hint="labctl snapshot list shows the machine's snapshots")
+    try:
+        dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+    except libvirt.libvirtError as exc:
+        raise SnapshotFailed(f"{domain}: libvirt could not restore snapshot {name!r}: {exc.get_error_message()}",
+                             hint="labctl status shows the machine; labctl snapshot list its snapshots") from None
+
+
+def delete_snapshot(conn: libvirt.virConnect, domain: str, name: str) -> bool:
+    dom = _lookup(conn, domain)
+    snap = _find_snapshot(dom, name) if dom is not None else None
+    if snap is None:
+        return False
+    snap.delete(0)
+    return True

@@ -138,6 +138,7 @@ class Plan:
             "machines": [_machine_json(mp) for mp in self.machines],
             "totals": self.totals,
             "warnings": list(self.warnings),
+            "classroom": classroom_json(self.lab.classroom) if self.lab.classroom else None,
         }
 
 

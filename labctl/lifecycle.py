@@ -22,6 +22,7 @@ from labctl.names import domain_name, network_name
 from labctl.state import LabDir, LabHome
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
+    from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
@@ -190,7 +191,15 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     infos = [hypervisor.domain_info(conn, domain_name(lab.name, m.name)) for m in rendered.lab.machines]
     to_start = [m for m, info in zip(rendered.lab.machines, infos, strict=True)
                 if info is None or info.state != "running"]
-    check_capacity(to_start, hypervisor.capacity(conn))
+    cap = hypervisor.capacity(conn)
+    try:
+        check_capacity(to_start, cap)
+    except NotEnoughResources as exc:
+        if rendered.lab.classroom and to_start:
+            fit = class_fit(rendered.lab, cap, len(to_start))
+            exc.hint = (f"{fit.fitting} of the {fit.seats} seats to start would fit: lower classroom.seats or"
+                        " the seat's memory, or stop other VMs")
+        raise
     for w in rendered.warnings:
         reporter.warn(w)
 
@@ -211,7 +220,28 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
 
         records.forget(lab_dir, list(created))
         forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
+    if rendered.lab.classroom:
+        open_doors(lab_dir, reporter)
     return plan, statuses
+
+
+def class_fit(lab: Lab, cap: Any, seats: int | None = None) -> ClassFit:
+    """The class's arithmetic against the host's free memory and disk."""
+    from labctl.classroom.seats import ClassFit
+
+    seat = lab.machines[0]
+    return ClassFit(seats or len(lab.machines), seat.memory_mb, min(seat.disk_gb, seat.release.min_disk_gb),
+                    cap.memory_available_mb, cap.disk_free_gb)
+
+
+def open_doors(lab_dir: LabDir, reporter: Reporter) -> None:
+    from labctl.classroom.access import open_access
+
+    doors = open_access(lab_dir)
+    if doors:
+        first, last = doors[0], doors[-1]
+        reporter.step(f"trainees reach their seats from the classroom network: SSH on ports {first.ssh_port}-"
+                      f"{last.ssh_port}, web on {first.web_port}-{last.web_port} (labctl sheet writes the cards)")
 
 
 def _validate(vagrantfile: str, driver: Any) -> None:
@@ -242,6 +272,11 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
     domains = {domain_name(lab_dir.name, n): n for n in targets}
     with reporter.machines(targets, "halting") as progress:
         forced = hypervisor.shut_down(conn, list(domains), timeout, lambda d, text: progress.update(domains[d], text))
+    if not names:
+        from labctl.classroom.access import close_access
+
+        if close_access(lab_dir):
+            reporter.step("closed the trainees' ports (labctl resume opens them again)")
     return [domains[d] for d in forced]
 
 
@@ -252,16 +287,25 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
     driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)
+    if lab_dir.read_meta().get("classroom"):
+        open_doors(lab_dir, reporter)
 
 
 def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
     from labctl import hypervisor
+    from labctl.classroom.access import close_access
     from labctl.proc import CommandFailed
+    from labctl.snapshots import drop_all
     from labctl.vagrant_driver import VagrantDriver, VagrantMissing, orphan_up, stop_process
 
     machines = [m["name"] for m in lab_dir.machines()]
     conn = hypervisor.connect(ctx.libvirt_uri)
+    if close_access(lab_dir):
+        reporter.step("closed the trainees' ports")
+    dropped = drop_all(lab_dir, conn, machines)
+    if dropped:
+        reporter.step(f"deleted {dropped} snapshot(s)")
     orphan = orphan_up(lab_dir.path)
     if orphan:
         reporter.step(f"stopping the `vagrant up` (pid {orphan}) a killed labctl left running")

@@ -536,7 +536,8 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
     fragments = base_dir / "local.conf.d" if base_dir else None
     return Lab(
         name=name,
-        machines=_machines(machines, _defaults(data.get("defaults")), net, catalog, "classroom.seat" if classroom else None),
+        machines=_machines(machines, _defaults(data.get("defaults")), net, catalog,
+                           "classroom.seat" if classroom else None),
         cidr=str(net),
         devstack=_devstack(data.get("devstack"), base_dir),
         accelerator=accelerator,

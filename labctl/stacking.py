@@ -82,7 +82,8 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     source = devstack_source(lab)
     proxy = lab.proxy
     seats = lab_dir.read_seat_passwords()
-    secrets = (*passwords.values(), *(p for own in seats.values() for p in own.values()), *url_secrets(lab.devstack.repo, lab.devstack.git_base,
+    secrets = (*passwords.values(), *(p for own in seats.values() for p in own.values()),
+               *url_secrets(lab.devstack.repo, lab.devstack.git_base,
                                                  *((proxy.http, proxy.https) if proxy else ())))
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
     jobs = []
@@ -173,12 +174,28 @@ def mark(lab_dir: LabDir, machines: Sequence[str], status: str) -> None:
     records.mark(lab_dir, list(machines), status)
 
 
+def _record_of(r: StackResult) -> records.StackRecord:
+    return records.StackRecord(r.status, r.phase, round(r.seconds), r.message, r.dashboard, r.keystone,
+                               tuple(r.phases), finished=int(time.time()))
+
+
+def _then_snapshot(snapshot: Callable[[str, records.StackRecord], None], reporter: Any) -> Runner:
+    def run(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+        result = stack_machine(job, on_phase)
+        if result.ok:
+            on_phase("taking the stacked snapshot")
+            try:
+                snapshot(job.machine, _record_of(result))
+            except LabctlError as exc:
+                reporter.warn(f"{job.machine}: stacked, but no snapshot: {exc.message}")
+        return result
+    return run
+
+
 def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | None = None) -> None:
     state = records.read(lab_dir)
     for r in results:
-        state.stack[r.machine] = records.StackRecord(
-            r.status, r.phase, round(r.seconds), r.message, r.dashboard, r.keystone, tuple(r.phases),
-            finished=int(time.time()))
+        state.stack[r.machine] = _record_of(r)
     if discovery is not None:
         state.discover_hosts = discovery
     records.write(lab_dir, state)
@@ -207,9 +224,11 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Any) -> It
 
 def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, *,
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
-              discover: DiscoverSettings | None = None, cache: Path | None = None) -> StackRun | None:
+              discover: DiscoverSettings | None = None, cache: Path | None = None,
+              snapshot: Callable[[str, records.StackRecord], None] | None = None) -> StackRun | None:
     """`labctl stack`: None when every machine already stacked fine. `cache`: where the copies of
-    served mirrors are kept (labctl's cache by default)."""
+    served mirrors are kept (labctl's cache by default). `snapshot`: called in a machine's worker
+    as soon as it has stacked (the `stacked` snapshot); its failure is a warning, not a failed stack."""
     machines = machines_to_stack(lab, lab_dir, names, everything)
     if not machines:
         return None
@@ -227,7 +246,8 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
         with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter):
             run = run_stacks(jobs, reporter, controller_host=controller_host,
                              controller_ready=bool(ctl and ctl.name in done and done[ctl.name].ok),
-                             discover=discover, on_result=lambda r: record(lab_dir, [r]))
+                             discover=discover, on_result=lambda r: record(lab_dir, [r]),
+                             runner=_then_snapshot(snapshot, reporter) if snapshot else stack_machine)
     except BaseException:
         with contextlib.suppress(LabctlError):  # a full disk must not hide what stopped the run
             mark(lab_dir, names, "interrupted")

@@ -21,11 +21,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl.classroom.seats import Classroom, classroom_from_json
 from labctl.errors import LabctlError
 from labctl.proc import start_ticks
 from labctl.state import LabDir, atomic_write
+
+if TYPE_CHECKING:
+    from labctl.classroom.sheet import Sheet
+    from labctl.inventory import MachineStatus
 
 SSH_PORT = 22
 WEB_PORT = 80
@@ -107,10 +112,10 @@ def open_access(lab_dir: LabDir) -> list[Door]:
     log = lab_dir.logs / "access.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as err:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, argv list
+        proc = subprocess.Popen(
             [sys.executable, "-m", "labctl.classroom.forward", str(path)], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=err, start_new_session=True, cwd="/")
-    assert proc.stdout is not None  # noqa: S101 - stdout=PIPE above
+    assert proc.stdout is not None
     line = _first_line(proc, READY_TIMEOUT)
     if line != "ready":
         with contextlib.suppress(OSError):
@@ -128,7 +133,7 @@ def open_access(lab_dir: LabDir) -> list[Door]:
 def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     import selectors
 
-    assert proc.stdout is not None  # noqa: S101 - stdout=PIPE at the call site
+    assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
@@ -162,3 +167,37 @@ def _reap(pid: int) -> None:
     """The forwarder is our child when this process started it: collect it, or it stays a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def host_address() -> str:
+    """This host's address on its default route: what trainees type when lab.yaml names none. No
+    packet is sent (a UDP socket only picks its source address)."""
+    import socket
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+        return str(s.getsockname()[0])
+    return socket.gethostname()
+
+
+def build_sheet(lab_dir: LabDir, statuses: Sequence[MachineStatus], host: str) -> Sheet:
+    """The cards of every seat, from the lab's records (secrets, DevStack's results) and statuses."""
+    from labctl import records
+    from labctl.classroom.sheet import Sheet, card
+
+    classroom = classroom_of(lab_dir)
+    address = classroom.address or host_address()
+    secrets = lab_dir.read_seat_passwords()
+    stacked = records.read(lab_dir).stack
+    by_name = {s.name: s for s in statuses}
+    cards = []
+    for d in doors(lab_dir, classroom):
+        status = by_name.get(d.seat)
+        record = stacked.get(d.seat)
+        if d.seat not in secrets:
+            raise LabctlError(f"seat {d.seat} has no passwords yet", hint=f"labctl plan --lab {lab_dir.name}")
+        cards.append(card(seat=d.seat, number=int(d.seat.rsplit("-", 1)[1]), trainee=d.trainee, spare=d.spare,
+                          address=address, ssh_port=d.ssh_port, web_port=d.web_port, secrets=secrets[d.seat],
+                          has_dashboard=bool(record and record.dashboard), state=status.state if status else "unknown",
+                          devstack=status.devstack if status else "", host=host, seat_address=d.seat_address))
+    return Sheet(lab_dir.name, address, tuple(cards))

@@ -46,7 +46,7 @@ def _handler(target: tuple[str, int], slots: asyncio.Semaphore):  # type: ignore
         async with slots:
             try:
                 up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*target), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 writer.close()  # the seat is down: the trainee's client says "connection closed"
                 return
             await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))

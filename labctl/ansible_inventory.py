@@ -1,0 +1,51 @@
+"""`labctl inventory`: the lab as an Ansible inventory (YAML), so that a playbook reaches every machine.
+
+Groups per role (allinone, controller, compute) and, in a classroom, per seat (seat_07: Ansible's
+group names are identifiers). Each host carries the SSH settings labctl itself uses: the lab's
+key for that machine, the lab's known_hosts, no user or system ssh_config.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from labctl.state import LabDir
+
+if TYPE_CHECKING:
+    from labctl.inventory import MachineStatus
+
+
+def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, Any]:
+    from labctl.classroom.seats import SEAT_RE
+
+    hosts: dict[str, Any] = {}
+    children: dict[str, Any] = {}
+    for s in statuses:
+        key = lab_dir.private_key(s.name)
+        if s.ssh_address is None or not key.is_file():
+            continue  # not running, or never up: Ansible would only time out on it
+        hosts[s.name] = {
+            "ansible_host": s.ssh_address, "ansible_user": s.user, "ansible_ssh_private_key_file": str(key),
+            # The same options as `labctl ssh`; ansible splits this string like a shell.
+            "ansible_ssh_common_args": shlex.join([
+                "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "ForwardAgent=no",
+                "-o", f'UserKnownHostsFile="{lab_dir.known_hosts}"', "-o", "StrictHostKeyChecking=accept-new"]),
+            "labctl_lab_ip": s.lab_ip, "labctl_role": s.role,
+        }
+        children.setdefault(s.role, {"hosts": {}})["hosts"][s.name] = None
+        if SEAT_RE.match(s.name):
+            children.setdefault("seats", {"hosts": {}})["hosts"][s.name] = None
+            children[s.name.replace("-", "_")] = {"hosts": {s.name: None}}
+    return {"all": {"hosts": hosts, "children": children, "vars": {"labctl_lab": lab_dir.name}}}
+
+
+def render(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
+    skipped = [s.name for s in statuses if s.ssh_address is None or not lab_dir.private_key(s.name).is_file()]
+    head = f"# Ansible inventory of lab {lab_dir.name}, written by labctl inventory.\n"
+    if skipped:
+        head += f"# Left out (not running): {', '.join(skipped)}\n"
+    return head + yaml.safe_dump(inventory(lab_dir, statuses), sort_keys=False, default_flow_style=False)

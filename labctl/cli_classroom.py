@@ -1,0 +1,243 @@
+"""The commands of the classroom and of snapshots: access, sheet, inventory, snapshot, reset.
+
+Registered on cli.py's group (imported at its end); the same rules: parse, call one use-case,
+render its result. LabctlError is caught by cli.main only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labctl.cli import _context, _lab_dir, _print_json, _reporter, _statuses, cli, lab_options
+from labctl.errors import LabctlError, printable
+
+# ---------------------------------------------------------------------------------------------
+# Trainees' access
+
+
+@cli.group()
+def access() -> None:
+    """The ports through which trainees reach their seats (a classroom lab).
+
+    Seat N: SSH on classroom.ssh_port + N, dashboard and Keystone on classroom.web_port + N, on this
+    host. `labctl up` and `resume` open them, `halt` (of the whole lab) and `destroy` close them.
+    """
+
+
+@access.command(name="open")
+@lab_options
+def access_open(lab_file: Path | None, lab_name: str | None) -> None:
+    """Open (or keep open) the trainees' ports."""
+    from labctl.lifecycle import open_doors
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    with _context().home.writer(lab_dir.name, "access open"):
+        open_doors(lab_dir, _reporter())
+
+
+@access.command(name="close")
+@lab_options
+def access_close(lab_file: Path | None, lab_name: str | None) -> None:
+    """Close the trainees' ports (the seats keep running)."""
+    from labctl.classroom.access import close_access
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    closed = close_access(lab_dir)
+    click.echo("closed the trainees' ports" if closed else "the trainees' ports were not open")
+
+
+@access.command(name="status")
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
+def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
+    """Show whether the ports are open, and which port leads to which seat."""
+    from labctl.classroom.access import classroom_of, doors, forwarder_pid, host_address
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    classroom = classroom_of(lab_dir)
+    pid = forwarder_pid(lab_dir)
+    seat_doors = doors(lab_dir, classroom)
+    address = classroom.address or host_address()
+    if as_json:
+        _print_json({"open": pid is not None, "pid": pid, "listen": classroom.listen, "address": address,
+                     "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port,
+                                "seat_address": d.seat_address} for d in seat_doors]})
+        return
+    click.echo(f"ports {'open' if pid else 'closed'} on {classroom.listen}" + (f" (pid {pid})" if pid else "")
+               + ("" if pid else f"; labctl access open --lab {lab_dir.name} opens them"))
+    for d in seat_doors:
+        click.echo(f"{d.seat}: ssh -p {d.ssh_port} stack@{address}   http://{address}:{d.web_port}/  ->"
+                   f" {d.seat_address}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The sheet
+
+
+@cli.command()
+@lab_options
+@click.option("--format", "fmt", type=click.Choice(["html", "csv", "md"]), default="html", show_default=True,
+              help="HTML prints one card per half page; CSV and Markdown are for other tools.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write it (default: ./<lab>-sheet.<format>; - for standard output).")
+def sheet(lab_file: Path | None, lab_name: str | None, fmt: str, output: Path | None) -> None:
+    """Write the sheet to hand out: a card per seat (trainee, ssh command, dashboard and Keystone
+    URLs, passwords) and the trainer's overview. It holds passwords: it is written readable by you only."""
+    import socket
+
+    from labctl.classroom.access import build_sheet
+    from labctl.classroom.sheet import render, sheet_summary
+    from labctl.state import atomic_write
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    data = build_sheet(lab_dir, _statuses(lab_dir), socket.gethostname())
+    text = render(data, fmt)
+    if str(output) == "-":
+        click.echo(text, nl=False)
+        return
+    path = output or Path(f"{lab_dir.name}-sheet.{fmt}")
+    if path.is_dir() or path.is_symlink():
+        raise LabctlError(f"{path} is a folder or a symbolic link; the sheet is written to a new or regular file",
+                          hint="give another path with -o")
+    try:
+        atomic_write(path, text, mode=0o600)
+    except LabctlError:
+        raise
+    except OSError as exc:
+        raise LabctlError(f"cannot write {path}: {exc.strerror}", hint="give another path with -o") from None
+    click.echo(f"Wrote {path} ({sheet_summary(data.cards)}; trainees reach this host at {data.address}).")
+    if fmt == "html":
+        click.echo("Open it in a browser and print it: one card per half page, then the trainer's overview.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ansible
+
+
+@cli.command()
+@lab_options
+def inventory(lab_file: Path | None, lab_name: str | None) -> None:
+    """Print the lab as an Ansible inventory (YAML): groups per role and per seat, with the SSH
+    settings that work. E.g. ansible all -i <(labctl inventory) -m ping"""
+    from labctl.ansible_inventory import render
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    click.echo(render(lab_dir, _statuses(lab_dir)), nl=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots
+
+
+@cli.group()
+def snapshot() -> None:
+    """Snapshots of the lab's machines, through libvirt, memory included: a restored DevStack runs
+    at once. labctl takes `stacked` by itself when a machine stacks; `labctl reset` goes back to it."""
+
+
+def _conn() -> Any:
+    from labctl import hypervisor
+
+    return hypervisor.connect(_context().libvirt_uri)
+
+
+@snapshot.command(name="save")
+@lab_options
+@click.option("--description", "-d", default="", help="A note kept with the snapshot.")
+@click.argument("name")
+@click.argument("machines", nargs=-1)
+def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str, name: str,
+                  machines: tuple[str, ...]) -> None:
+    """Take snapshot NAME of MACHINES (all of the lab's when none is named), replacing one of that name."""
+    from labctl.snapshots import check_snapshot_name, pick, save
+
+    check_snapshot_name(name)
+    lab_dir = _lab_dir(lab_file, lab_name)
+    reporter = _reporter()
+    with _context().home.writer(lab_dir.name, "snapshot save"):
+        for machine, _info in save(lab_dir, _conn(), pick(lab_dir, machines), name, printable(description)):
+            reporter.step(f"{machine}: snapshot {name} taken")
+
+
+@snapshot.command(name="list")
+@lab_options
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@click.argument("machines", nargs=-1)
+def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: tuple[str, ...]) -> None:
+    """List the snapshots of MACHINES (all of the lab's when none is named)."""
+    import time
+
+    from labctl.snapshots import listing, pick
+
+    lab_dir = _lab_dir(lab_file, lab_name)
+    found = listing(lab_dir, _conn(), pick(lab_dir, machines))
+    if as_json:
+        _print_json({m: [{"name": s.name, "created": s.created, "state": s.state, "description": s.description}
+                         for s in snaps] for m, snaps in found.items()})
+        return
+    for machine, snaps in found.items():
+        if not snaps:
+            click.echo(f"{machine}: no snapshots")
+        for s in snaps:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created))
+            click.echo(f"{machine}: {s.name:20} {when}  {s.state:8} {printable(s.description)}")
+
+
+@snapshot.command(name="restore")
+@lab_options
+@click.argument("name")
+@click.argument("machines", nargs=-1)
+def snapshot_restore(lab_file: Path | None, lab_name: str | None, name: str, machines: tuple[str, ...]) -> int:
+    """Bring MACHINES (all of the lab's when none is named) back to snapshot NAME, running.
+    What changed in them since is lost."""
+    lab_dir = _lab_dir(lab_file, lab_name)
+    return _restore(lab_dir, name, machines)
+
+
+def _restore(lab_dir: Any, name: str, machines: tuple[str, ...]) -> int:
+    from labctl.snapshots import pick, restore
+
+    reporter = _reporter()
+    targets = pick(lab_dir, machines)
+    with _context().home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
+        results = restore(lab_dir, _conn(), targets, name, lambda: _statuses(lab_dir), progress.update)
+    for r in results:
+        if not r.clock_set:
+            reporter.warn(f"{r.machine}: {r.message}")
+    reporter.step(f"{', '.join(targets)}: back to {name}")
+    return 0 if all(r.clock_set for r in results) else 1
+
+
+@snapshot.command(name="delete")
+@lab_options
+@click.argument("name")
+@click.argument("machines", nargs=-1)
+def snapshot_delete(lab_file: Path | None, lab_name: str | None, name: str, machines: tuple[str, ...]) -> None:
+    """Delete snapshot NAME of MACHINES (all of the lab's when none is named)."""
+    from labctl.snapshots import check_snapshot_name, delete, pick
+
+    check_snapshot_name(name)
+    lab_dir = _lab_dir(lab_file, lab_name)
+    with _context().home.writer(lab_dir.name, "snapshot delete"):
+        gone = delete(lab_dir, _conn(), pick(lab_dir, machines), name)
+    click.echo(f"deleted {name} of {', '.join(gone)}" if gone else f"no machine had a snapshot {name}")
+
+
+@cli.command()
+@lab_options
+@click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab.")
+@click.argument("machines", nargs=-1)
+def reset(lab_file: Path | None, lab_name: str | None, everything: bool, machines: tuple[str, ...]) -> int:
+    """Bring MACHINES (e.g. seat-07) back to their `stacked` snapshot, taken when they last stacked
+    successfully: a broken seat runs a clean DevStack again in about a minute."""
+    from labctl.snapshots import STACKED
+
+    if not machines and not everything:
+        raise LabctlError("name the machines to reset (e.g. labctl reset seat-07), or --all",
+                          hint="labctl status lists the machines")
+    lab_dir = _lab_dir(lab_file, lab_name)
+    return _restore(lab_dir, STACKED, machines)
+

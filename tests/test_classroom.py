@@ -1,0 +1,440 @@
+"""The classroom without VMs: seats in lab.yaml, each seat's secrets, the sheet's renderers, the
+trainees' port forwarder (real sockets), snapshots on libvirt's test driver, the Ansible inventory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import Result
+from labctl.catalog import Catalog
+from labctl.classroom.seats import ClassFit, readable_password
+from labctl.classroom.sheet import Sheet, card, render_csv, render_html, render_markdown
+from labctl.errors import LabctlError, LabFileError
+from labctl.model import lab_from_dict
+from labctl.state import LabDir, LabHome
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def classroom_lab(**classroom: Any) -> dict[str, Any]:
+    return {"name": "class", "defaults": {"memory": "1G", "cpus": 1, "disk": "10G"},
+            "network": {"cidr": "192.168.77.0/24"}, "classroom": {"seats": 3, **classroom}}
+
+
+def error_of(catalog: Catalog, raw: Any) -> str:
+    with pytest.raises(LabFileError) as err:
+        lab_from_dict(raw, catalog)
+    return err.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# lab.yaml
+
+
+def test_seats_are_named_for_the_trainer_and_numbered_in_order(catalog: Catalog) -> None:
+    lab = lab_from_dict(classroom_lab(trainees=["Ada Lovelace", "  Grace   Hopper "], spares=1), catalog)
+    assert lab.classroom is not None
+    assert [(s.name, s.trainee, s.spare) for s in lab.classroom.seats] == [
+        ("seat-01", "Ada Lovelace", False), ("seat-02", "Grace Hopper", False), ("seat-03", None, False),
+        ("seat-04", None, True)]
+    assert [(m.name, m.role, m.ip, m.memory_mb) for m in lab.machines] == [
+        (f"seat-0{n}", "allinone", f"192.168.77.{9 + n}", 1024) for n in range(1, 5)]
+    assert lab.classroom.ports(lab.classroom.seats[6 - 4]) == (2203, 8003)
+
+
+def test_more_trainees_than_seats_gives_each_a_seat(catalog: Catalog) -> None:
+    lab = lab_from_dict(classroom_lab(seats=1, trainees=["a", "b"]), catalog)
+    assert [m.name for m in lab.machines] == ["seat-01", "seat-02"]
+
+
+def test_the_seat_machine_takes_its_own_settings(catalog: Catalog) -> None:
+    lab = lab_from_dict(classroom_lab(seat={"memory": "2G", "distro": "debian:12"}), catalog)
+    assert {m.memory_mb for m in lab.machines} == {2048}
+
+
+@pytest.mark.parametrize(("classroom", "expected"), [
+    ({"seats": 0}, "classroom.seats: expected a whole number from 1 to 99"),
+    ({"seats": 100}, "classroom.seats: expected a whole number from 1 to 99"),
+    ({"seats": 60, "spares": 40}, "a classroom has at most 99"),
+    ({"seats": None}, "classroom.seats"),
+    ({"seats": True}, "classroom.seats"),
+    ({"seats": 2, "trainees": "Ada"}, "classroom.trainees: expected a list"),
+    ({"seats": 2, "trainees": ["Ada\x1b[2J"]}, "one line of printable text"),
+    ({"seats": 2, "trainees": ["Ada\u202eevil"]}, "one line of printable text"),
+    ({"seats": 2, "trainees": ["x" * 61]}, "at most 60"),
+    ({"seats": 2, "trainees": [["nested"]]}, "expected a trainee's name"),
+    ({"seats": 2, "trainees": [""]}, "expected a trainee's name"),
+    ({"seats": 2, "address": "host; rm -rf /"}, "classroom.address"),
+    ({"seats": 2, "address": "-oProxyCommand=x"}, "classroom.address"),
+    ({"seats": 2, "listen": "everywhere"}, "classroom.listen"),
+    ({"seats": 2, "ssh_port": 22}, "classroom.ssh_port"),
+    ({"seats": 2, "ssh_port": 65535}, "classroom.ssh_port"),
+    ({"seats": 3, "ssh_port": 8001, "web_port": 8000}, "overlap"),
+    ({"seats": 2, "seat": {"role": "controller"}}, "classroom.seat.'role': unknown key"),
+    ({"seats": 2, "seat": {"memory": "lots"}}, "classroom.seat.memory"),
+    ({"seats": 2, "seat": ["a"]}, "classroom.seat: expected a mapping"),
+    ({"teachers": 2}, "classroom.'teachers': unknown key"),
+    ({}, "say how many seats"),
+    ("twelve", "classroom: expected a mapping"),
+])
+def test_bad_classrooms_are_one_clear_line(catalog: Catalog, classroom: Any, expected: str) -> None:
+    raw = {"name": "class", "classroom": classroom}
+    assert expected in error_of(catalog, raw)
+
+
+def test_a_classroom_has_no_machines_list(catalog: Catalog) -> None:
+    raw = {**classroom_lab(), "machines": [{"name": "m"}]}
+    assert "classroom.seat" in error_of(catalog, raw)
+
+
+def test_a_small_network_says_it_has_no_room_for_the_class(catalog: Catalog) -> None:
+    raw = {**classroom_lab(seats=20), "network": {"cidr": "192.168.77.0/28"}}
+    assert "no free address left for 'seat-" in error_of(catalog, raw)
+
+
+def test_readable_passwords_avoid_look_alikes() -> None:
+    words = {readable_password() for _ in range(200)}
+    assert len(words) == 200
+    assert not any(set(w) & set("0o1lI") for w in words)
+    assert all(len(w) == 12 and w.isalnum() for w in words)
+
+
+def test_class_arithmetic_says_how_many_seats_fit() -> None:
+    fit = ClassFit(seats=12, seat_memory_mb=8192, seat_disk_gb=20, memory_available_mb=60000, disk_free_gb=500)
+    assert (fit.fits, fit.fitting) == (False, 7)
+    assert fit.lines() == ["memory: 12 seats x 8192 MiB = 98304 MiB; this host has 60000 MiB available",
+                           "disk: 12 seats x up to 20 GB = 240 GB; 500 GB free",
+                           "the class does not fit: 7 seat(s) would"]
+    assert ClassFit(3, 1024, 10, 4096, 30).fitting == 3
+    assert ClassFit(3, 1024, 10, 4096, 25).fitting == 2  # the disk decides
+
+
+# ---------------------------------------------------------------------------------------------
+# plan: each seat its own secrets, kept across plans
+
+
+def write_lab(folder: Path, raw: dict[str, Any]) -> Path:
+    path = folder / "lab.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_each_seat_has_its_own_passwords_kept_across_plans(run: Callable[..., Result], isolated_home: Path,
+                                                          labctl_home: Path) -> None:
+    write_lab(isolated_home, classroom_lab(trainees=["Ada"]))
+    planned = run("plan", "--json")
+    assert planned.code == 0, planned.err
+    data = json.loads(planned.out)
+    assert [s["name"] for s in data["classroom"]["seats"]] == ["seat-01", "seat-02", "seat-03"]
+    lab_dir = LabHome(labctl_home).lab("class")
+    seats = lab_dir.read_seat_passwords()
+    assert set(seats) == {"seat-01", "seat-02", "seat-03"}
+    for name in ("admin", "database", "rabbit", "service", "login"):
+        assert len({seats[s][name] for s in seats}) == 3, name  # no two seats share a password
+    lab_passwords = lab_dir.read_passwords()
+    assert lab_passwords is not None
+    for seat, own in seats.items():
+        conf = lab_dir.local_conf(seat).read_text()
+        assert f"ADMIN_PASSWORD={own['admin']}" in conf and f"DATABASE_PASSWORD={own['database']}" in conf
+        assert lab_passwords["admin"] not in conf
+        assert all(other["admin"] not in conf for s, other in seats.items() if s != seat)
+    assert oct(lab_dir.secrets_file.stat().st_mode & 0o777) == "0o600"
+
+    # Two more seats: the first three keep theirs (their trainees have the sheet already).
+    write_lab(isolated_home, classroom_lab(seats=5))
+    assert run("plan").code == 0
+    again = lab_dir.read_seat_passwords()
+    assert {k: again[k] for k in seats} == seats and set(again) == {f"seat-0{n}" for n in range(1, 6)}
+
+    creds = json.loads(run("creds", "--json").out)
+    assert creds["machines"]["seat-02"]["password"] == seats["seat-02"]["admin"]
+    text = run("creds", "seat-02").out
+    assert f"OS_PASSWORD={seats['seat-02']['admin']}" in text and "the password of seat-02" in text
+
+
+def test_damaged_seat_secrets_are_one_line(run: Callable[..., Result], isolated_home: Path,
+                                           labctl_home: Path) -> None:
+    write_lab(isolated_home, classroom_lab())
+    assert run("plan").code == 0
+    secrets = LabHome(labctl_home).lab("class").secrets_file
+    data = yaml.safe_load(secrets.read_text())
+    data["seats"]["seat-01"]["login"] = "a b;c"
+    secrets.write_text(yaml.safe_dump(data))
+    result = run("plan")
+    assert result.code != 0 and "damaged seat passwords" in result.err and "Traceback" not in result.err
+
+
+# ---------------------------------------------------------------------------------------------
+# The sheet's renderers, with hostile names
+
+
+HOSTILE = '<script>alert(1)</script> =HYPERLINK("http://x") | *bold*'
+
+
+def a_sheet(n: int = 3, trainee: str = HOSTILE) -> Sheet:
+    cards = tuple(card(seat=f"seat-0{i}", number=i, trainee=trainee if i == 1 else f"Trainee {i}", spare=False,
+                       address="10.0.0.1", ssh_port=2200 + i, web_port=8000 + i,
+                       secrets={"login": f"login{i}", "admin": f"admin{i}"}, has_dashboard=i != 3,
+                       state="running", devstack="stacked", host="bighost", seat_address=f"192.168.77.{9 + i}")
+                  for i in range(1, n + 1))
+    return Sheet("class", "10.0.0.1", cards)
+
+
+def test_html_escapes_names() -> None:
+    html = render_html(a_sheet())
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count('class="card"') == 3
+    assert "ssh -p 2201 stack@10.0.0.1" in html and "http://10.0.0.1:8002/dashboard" in html
+    assert "not enabled in this lab" in html  # seat 3 has no dashboard
+
+
+def test_csv_cells_cannot_become_formulas() -> None:
+    rows = list(csv.DictReader(io.StringIO(render_csv(a_sheet()))))
+    assert len(rows) == 3
+    assert rows[0]["trainee"].startswith("'<script>") or rows[0]["trainee"].startswith("<script>")
+    formula = render_csv(a_sheet(1, trainee='=HYPERLINK("http://x")'))
+    assert next(iter(csv.DictReader(io.StringIO(formula))))["trainee"] == "'=HYPERLINK(\"http://x\")"
+    assert rows[1]["ssh_command"] == "ssh -p 2202 stack@10.0.0.1" and rows[1]["login_password"] == "login2"
+
+
+def test_markdown_escapes_its_own_syntax() -> None:
+    md = render_markdown(a_sheet())
+    assert "<script>" not in md and "\\<script\\>" in md
+    table_row = next(line for line in md.splitlines() if line.startswith("| seat-01"))
+    assert table_row.count(" | ") == 5  # the name's | is escaped, the table keeps its columns
+    assert "`ssh -p 2203 stack@10.0.0.1`" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# The forwarder: real sockets
+
+
+class EchoServer:
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _echo(client: socket.socket) -> None:
+        with client:
+            while data := client.recv(65536):
+                client.sendall(b"seat:" + data)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoServer]:
+    server = EchoServer()
+    yield server
+    server.sock.close()
+
+
+def test_forwarder_pumps_bytes_both_ways_and_stops_on_sigterm(tmp_path: Path, echo: EchoServer) -> None:
+    port = free_port()
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps({"routes": [["127.0.0.1", port, "127.0.0.1", echo.port]]}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "labctl.classroom.forward", str(routes)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        big = os.urandom(300_000)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(big)
+            conn.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := conn.recv(65536):
+                got += chunk
+        assert got.startswith(b"seat:") and got.replace(b"seat:", b"") == big.replace(b"seat:", b"")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_forwarder_says_which_port_is_taken(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        routes = tmp_path / "routes.json"
+        routes.write_text(json.dumps({"routes": [["127.0.0.1", port, "127.0.0.1", 9]]}))
+        out = subprocess.run([sys.executable, "-m", "labctl.classroom.forward", str(routes)], capture_output=True,
+                             text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1 and out.stdout.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+
+
+def classroom_dir(tmp_path: Path, ssh_port: int, web_port: int) -> LabDir:
+    d = LabDir("class", tmp_path / "class")
+    d.create()
+    d.write_meta({"name": "class", "machines": [{"name": f"seat-0{n}", "role": "allinone", "ip": f"127.0.0.{n + 1}"}
+                                                for n in (1, 2)],
+                  "classroom": {"seats": [{"number": 1, "trainee": "Ada"}, {"number": 2, "trainee": None}],
+                                "address": None, "listen": "127.0.0.1", "ssh_port": ssh_port,
+                                "web_port": web_port}})
+    return d
+
+
+def test_access_opens_once_and_closes_for_good(tmp_path: Path) -> None:
+    from labctl.classroom.access import close_access, forwarder_pid, open_access
+
+    base = 30000 + os.getpid() % 20000
+    lab_dir = classroom_dir(tmp_path, base, base + 100)
+    doors = open_access(lab_dir)
+    try:
+        assert [(d.seat, d.ssh_port, d.web_port, d.seat_address) for d in doors] == [
+            ("seat-01", base + 1, base + 101, "127.0.0.2"), ("seat-02", base + 2, base + 102, "127.0.0.3")]
+        pid = forwarder_pid(lab_dir)
+        assert pid is not None
+        for port in (base + 1, base + 2, base + 101, base + 102):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert open_access(lab_dir) == doors and forwarder_pid(lab_dir) == pid  # kept, not restarted
+    finally:
+        assert close_access(lab_dir)
+    assert forwarder_pid(lab_dir) is None and not close_access(lab_dir)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", base + 1), timeout=2).close()
+
+
+def test_a_taken_port_is_a_clear_error_and_nothing_runs(tmp_path: Path) -> None:
+    from labctl.classroom.access import forwarder_pid, open_access
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        lab_dir = classroom_dir(tmp_path, port - 2, port + 500)  # seat 2's SSH port is taken
+        with pytest.raises(LabctlError) as err:
+            open_access(lab_dir)
+    assert f"cannot listen on 127.0.0.1:{port}" in err.value.message and "ssh_port" in (err.value.hint or "")
+    assert forwarder_pid(lab_dir) is None
+
+
+def test_a_recorded_pid_of_another_process_is_never_signalled(tmp_path: Path) -> None:
+    from labctl.classroom.access import close_access, forwarder_pid
+    from labctl.proc import start_ticks
+
+    lab_dir = classroom_dir(tmp_path, 41000, 42000)
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (lab_dir.path / "access.pid").write_text(f"{other.pid} {start_ticks(other.pid)}\n")
+        assert forwarder_pid(lab_dir) is None
+        assert not close_access(lab_dir)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_access_of_a_lab_without_classroom_says_so(run: Callable[..., Result], isolated_home: Path) -> None:
+    (isolated_home / "lab.yaml").write_text("name: plain\nmachines: [{name: m, memory: 1G, disk: 10G}]\n")
+    assert run("plan").code == 0
+    for argv in (("access", "open"), ("access", "status"), ("sheet",)):
+        result = run(*argv)
+        assert result.code == 2 and "is not a classroom" in result.err, argv
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots on libvirt's test driver
+
+
+@pytest.fixture
+def test_conn() -> Iterator[Any]:
+    import libvirt
+
+    conn = libvirt.open("test:///default")
+    dom = conn.lookupByName("test")
+    conn.defineXML(dom.XMLDesc(0).replace("<name>test</name>", "<name>labctl-class-seat-01</name>")
+                   .replace(dom.UUIDString(), "6a0d4b7e-1f1e-4c8b-9a6d-2f7f8d2b0c01"))
+    conn.lookupByName("labctl-class-seat-01").create()
+    yield conn
+    conn.close()
+
+
+def test_snapshots_save_list_restore_delete(tmp_path: Path, test_conn: Any) -> None:
+    from labctl import hypervisor, records, snapshots
+    from labctl.inventory import MachineStatus
+    from labctl.provision import StackResult
+    from labctl.stacking import record
+
+    lab_dir = classroom_dir(tmp_path, 41000, 42000)
+    record(lab_dir, [StackResult("seat-01", "ok", 10, "Starting Horizon", dashboard="http://x/dashboard")])
+    snapshots.save(lab_dir, test_conn, ["seat-01"], "clean", "before the exercise")
+    again = snapshots.save(lab_dir, test_conn, ["seat-01"], "clean")  # replaced, not doubled
+    listed = snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"]
+    assert [(s.name, s.state) for s in listed] == [("clean", "running")]
+    assert again[0][1].name == "clean"
+
+    record(lab_dir, [StackResult("seat-01", "failed", 10, "Starting Keystone")])
+    with pytest.raises(LabctlError, match="no snapshot 'gone'"):
+        snapshots.restore(lab_dir, test_conn, ["seat-01"], "gone", lambda: [], lambda *_: None)
+    assert records.read(lab_dir).stack["seat-01"].status == "failed"  # a refused restore changed nothing
+
+    # The test driver's domain has no SSH: the restore says its clock could not be set, and brings
+    # back what labctl knew when the snapshot was taken (stacked fine).
+    seat = MachineStatus("seat-01", "allinone", "127.0.0.2", "labctl-class-seat-01", "running", ("127.0.0.2",),
+                         1024, 1, 5.0, "vagrant")
+    lab_dir.private_key("seat-01").parent.mkdir(parents=True)
+    lab_dir.private_key("seat-01").write_text("not a key")
+    steps: list[tuple[str, str]] = []
+    restored = snapshots.restore(lab_dir, test_conn, ["seat-01"], "clean", lambda: [seat],
+                                 lambda m, text: steps.append((m, text)), ssh_timeout=0.5)
+    assert [(r.machine, r.clock_set) for r in restored] == [("seat-01", False)]
+    assert "clock is behind" in restored[0].message
+    assert steps[:2] == [("seat-01", "restoring clean"), ("seat-01", "setting the clock")]
+    back = records.read(lab_dir).stack["seat-01"]
+    assert (back.status, back.dashboard) == ("ok", "http://x/dashboard")
+    assert hypervisor.domain_info(test_conn, "labctl-class-seat-01").state == "running"  # type: ignore[union-attr]
+
+    assert snapshots.delete(lab_dir, test_conn, ["seat-01"], "clean") == ["seat-01"]
+    assert snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"] == []
+    assert snapshots.delete(lab_dir, test_conn, ["seat-01", "seat-02"], "clean") == []
+
+
+def test_destroy_drops_every_snapshot(tmp_path: Path, test_conn: Any) -> None:
+    from labctl import snapshots
+
+    lab_dir = classroom_dir(tmp_path, 41000, 42000)
+    for name in ("a", "b", snapshots.STACKED):
+        snapshots.save(lab_dir, test_conn, ["seat-01"], name)
+    assert snapshots.drop_all(lab_dir, test_conn, ["seat-01", "seat-02"]) == 3
+    assert snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"] == []
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a b", "-rf", "x" * 64, "a;b", "ok.new", "é"])
+def test_bad_snapshot_names(name: str) -> None:
+    from labctl.snapshots import check_snapshot_name
+
+    with pytest.raises(LabctlError, match="snapshot name"):
+        check_snapshot_name(name)
+
+
+def test_reset_needs_a_machine(run: Callable[..., Result], isolated_home: Path) -> None:
+    write_lab(isolated_home, classroom_lab())
+    assert run("plan").code == 0
+    result = run("reset")
+    assert result.code == 2 and "name the machines to reset" in result.err
+    unknown = run("snapshot", "list", "seat-09")
+    assert unknown.code == 2 and "no machine 'seat-09'" in unknown.err
