@@ -96,6 +96,18 @@ def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple
     inside = run("exec", "ks", "--lab", name, "--", openrc + "openstack token issue -f value -c id")
     assert inside.code == 0 and len(inside.out.strip().splitlines()[-1]) > 20, inside.out + inside.err
 
+    # A trainee breaks the real DevStack; `reset` brings back the `stacked` snapshot labctl took,
+    # memory included: MySQL and Keystone run at once, without what was done since.
+    snaps = json.loads(run("snapshot", "list", "--json", "--lab", name).out)
+    assert [s["name"] for s in snaps["ks"]] == ["stacked"] and snaps["ks"][0]["state"] == "running"
+    made = run("exec", "ks", "--lab", name, "--", openrc + "openstack project create broken-by-trainee")
+    assert made.code == 0, made.out + made.err
+    reset = run("reset", "ks", "--lab", name)
+    assert reset.code == 0, reset.out + reset.err
+    assert token(auth_url, creds["username"], creds["password"]) == 201
+    gone = run("exec", "ks", "--lab", name, "--", openrc + "openstack project show broken-by-trainee")
+    assert gone.code == 1 and "No project" in gone.out + gone.err, gone.out + gone.err
+
     status = json.loads(run("status", "--json", "--lab", name).out)["machines"][0]
     assert status["devstack"] == "stacked"
     assert status["devstack_slowest"] and {p["phase"] for p in status["devstack_slowest"]} <= set(phases)
