@@ -317,8 +317,7 @@ class SnapshotFailed(LabctlError):
 
 
 def take_snapshot(conn: libvirt.virConnect, domain: str, name: str, description: str) -> SnapshotInfo:
-    """Take snapshot `name` of `domain` (running: memory included), replacing one of the same name.
-    The old one goes only once the new one exists, under a temporary name until then."""
+    """Take snapshot `name` of `domain` (running: memory included), replacing one of the same name."""
     try:
         return _take_snapshot(conn, domain, name, description)
     except libvirt.libvirtError as exc:
@@ -330,16 +329,14 @@ def _take_snapshot(conn: libvirt.virConnect, domain: str, name: str, description
     from xml.sax.saxutils import escape
 
     dom = _domain(conn, domain)
+    # The old one goes first: a snapshot of an older state under this name would be restored by
+    # mistake (after a new stack, `stacked` must be the new DevStack, or nothing).
     old = _find_snapshot(dom, name)
-    xml = (f"<domainsnapshot><name>{escape(name if old is None else name + '.new')}</name>"
-           f"<description>{escape(description)}</description></domainsnapshot>")
-    snap = dom.snapshotCreateXML(xml, 0)
     if old is not None:
         old.delete(0)
-        # libvirt cannot rename a snapshot: take it again under its name, then drop the temporary one.
-        snap.delete(0)
-        snap = dom.snapshotCreateXML(xml.replace(f"{escape(name)}.new", escape(name)), 0)
-    return _snapshot_info(snap)
+    xml = (f"<domainsnapshot><name>{escape(name)}</name><description>{escape(description)}</description>"
+           "</domainsnapshot>")
+    return _snapshot_info(dom.snapshotCreateXML(xml, 0))
 
 
 def _find_snapshot(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot | None:

@@ -11,7 +11,7 @@ import yaml
 
 from labctl import __version__
 from labctl.catalog import Catalog, Release
-from labctl.classroom.seats import classroom_json, passwords_for, seat_secrets
+from labctl.classroom.seats import Classroom, classroom_from_json, classroom_json, passwords_for, seat_secrets
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
@@ -256,6 +256,25 @@ def check_network_free(lab: Lab, home: LabHome) -> None:
                               hint=f"set network.cidr in lab.yaml to a free one{f', e.g. {free}' if free else ''}")
 
 
+def _ports(classroom: Classroom) -> set[int]:
+    return {p for seat in classroom.seats for p in classroom.ports(seat)}
+
+
+def check_ports_free(lab: Lab, home: LabHome) -> None:
+    """Two classrooms forwarding the same ports: the second could not open them, after its seats
+    were made. Refused before anything."""
+    if lab.classroom is None:
+        return
+    ours = _ports(lab.classroom)
+    for other in home.names():
+        theirs = classroom_from_json(home.lab(other).read_meta().get("classroom")) if other != lab.name else None
+        clash = sorted(ours & _ports(theirs)) if theirs else []
+        if clash and theirs:
+            raise LabConflict(f"classroom {lab.name!r} would forward port {clash[0]}, which classroom {other!r}"
+                              f" forwards already", hint="set classroom.ssh_port and web_port in lab.yaml to free"
+                              f" ranges, e.g. ssh_port: {max(_ports(theirs)) + 100}")
+
+
 def check_domains_free(lab: Lab, home: LabHome) -> None:
     """Domain names are labctl-<lab>-<machine>: lab `web` with machine `db-x1` and lab `web-db` with
     machine `x1` would both own labctl-web-db-x1 (and destroy the other's). Refused before anything."""
@@ -288,6 +307,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
                           hint="give this lab another name, or destroy the other one first")
     check_domains_free(lab, home)
     check_network_free(lab, home)
+    check_ports_free(lab, home)
     recorded = lab_dir.read_meta().get("boxes") if lab_dir.exists() else None
     boxes = {**(recorded if isinstance(recorded, dict) else {}), **(boxes or {})}
     if boxes:

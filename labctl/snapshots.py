@@ -38,7 +38,7 @@ class Restored:
 
 
 def check_snapshot_name(name: str) -> str:
-    if not NAME_RE.match(name) or name.endswith(".new"):
+    if not NAME_RE.match(name):
         raise LabctlError(f"snapshot name {show(name)}: use letters, digits, '.', '_' and '-' (at most 63)",
                           hint="e.g. labctl snapshot save before-exercise-3")
     return name

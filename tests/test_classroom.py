@@ -423,7 +423,7 @@ def test_destroy_drops_every_snapshot(tmp_path: Path, test_conn: Any) -> None:
     assert snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"] == []
 
 
-@pytest.mark.parametrize("name", ["", "../x", "a b", "-rf", "x" * 64, "a;b", "ok.new", "é"])
+@pytest.mark.parametrize("name", ["", "../x", "a b", "-rf", "x" * 64, "a;b", "é", "a\nb"])
 def test_bad_snapshot_names(name: str) -> None:
     from labctl.snapshots import check_snapshot_name
 
@@ -438,3 +438,17 @@ def test_reset_needs_a_machine(run: Callable[..., Result], isolated_home: Path) 
     assert result.code == 2 and "name the machines to reset" in result.err
     unknown = run("snapshot", "list", "seat-09")
     assert unknown.code == 2 and "no machine 'seat-09'" in unknown.err
+
+
+def test_two_classrooms_never_forward_the_same_ports(run: Callable[..., Result], isolated_home: Path) -> None:
+    write_lab(isolated_home, classroom_lab())
+    assert run("plan").code == 0
+    other = isolated_home / "other"
+    other.mkdir()
+    raw = {**classroom_lab(), "name": "other", "network": {"cidr": "192.168.78.0/24"}}
+    write_lab(other, raw)
+    clash = run("plan", "-f", str(other / "lab.yaml"))
+    assert clash.code == 2 and "would forward port 2201, which classroom 'class' forwards" in clash.err
+    assert "ssh_port: " in clash.err
+    write_lab(other, {**raw, "classroom": {"seats": 3, "ssh_port": 3200, "web_port": 9000}})
+    assert run("plan", "-f", str(other / "lab.yaml")).code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -60,3 +61,18 @@ def test_lab_too_big_for_the_host(run: Callable[..., Result], labctl_home: Path,
         "name: huge\ndefaults: {memory: 64G, cpus: 1, disk: 10G}\nmachines:\n  - {name: seat, count: 40}\n")
     err = up_fails(run, labctl_home)
     assert "not enough memory" in err and "40 x 65536 = 2621440 MiB" in err and "MiB available" in err
+
+
+def test_classroom_too_big_says_how_many_seats_fit(run: Callable[..., Result], labctl_home: Path,
+                                                   isolated_home: Path) -> None:
+    require_tool("vagrant")
+    require_libvirt()
+    (isolated_home / "lab.yaml").write_text(
+        "name: bigclass\ndefaults: {memory: 64G, cpus: 1, disk: 10G}\nclassroom: {seats: 40}\n")
+    err = up_fails(run, labctl_home)  # before anything is created
+    planned = run("plan", "--json")
+    fit = json.loads(planned.out)["classroom"]["fit"]
+    assert (fit["seats"], fit["fits"]) == (40, False) and fit["fitting"] < 40
+    assert fit["arithmetic"][0].startswith("memory: 40 seats x 65536 MiB = 2621440 MiB; this host has")
+    assert f"does not fit: {fit['fitting']} seat(s) would" in run("plan").out
+    assert "40 x 65536 = 2621440 MiB" in err and f"{fit['fitting']} of the 40 seats to start would fit" in err
