@@ -187,10 +187,26 @@ def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_p
     from labctl.model import Proxy
 
     proxy = Proxy("http://trainer:Pr0xyS3cret@proxy.invalid:3128", "http://trainer:Pr0xyS3cret@proxy.invalid:3128")
-    (job,) = jobs_for(lab, hosts, tmp_path, proxy=proxy, secrets=(*PASSWORDS.values(), "Pr0xyS3cret"))
+    # A classroom seat: the trainee's password is set too.
+    (job,) = jobs_for(lab, hosts, tmp_path, proxy=proxy, secrets=(*PASSWORDS.values(), "Pr0xyS3cret"),
+                      seat_login="tr4ineelogin")
     assert run_stacks([job], Recorder()).results["seat-1"].ok
-    assert any("stack.sh" in c for c in commands)
-    assert not [c for c in commands for secret in [*PASSWORDS.values(), "Pr0xyS3cret"] if secret in c]
+    assert any("stack.sh" in c for c in commands) and any("chpasswd" in c for c in commands)
+    assert not [c for c in commands for secret in [*PASSWORDS.values(), "Pr0xyS3cret", "tr4ineelogin"] if secret in c]
+    # ... and works: the trainee logs in as stack with it (sshd reloaded), and with nothing else.
+    import paramiko
+
+    for password, works in (("tr4ineelogin", True), ("wrong", False)):
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a test host of this test
+        try:
+            client.connect(hosts["seat-1"].address, username="stack", password=password, look_for_keys=False,
+                           allow_agent=False, timeout=20)
+            assert works
+        except paramiko.AuthenticationException:
+            assert not works
+        finally:
+            client.close()
     # The proxy's password is in the machine's proxy files, readable by root and the stack group only.
     modes = remote(hosts["seat-1"], tmp_path, "stat -c '%a %U %G %n' /etc/pip.conf /etc/gitconfig"
                         " /etc/profile.d/labctl-proxy.sh /etc/apt/apt.conf.d/95labctl-proxy")
