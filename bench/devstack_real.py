@@ -12,25 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import describe
+from machine import describe, labctl
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRRORS = ROOT.parent / "shared" / "mirrors"
 OUT = ROOT / "bench" / "results" / "devstack.md"
-
-
-def labctl(*argv: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "labctl", *argv], cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        sys.exit(f"labctl {' '.join(argv)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    return proc
 
 
 def new_lab(folder: Path, mirrors: Path) -> tuple[str, float]:

@@ -1,10 +1,11 @@
-"""The machine a benchmark ran on, written beside its results."""
+"""The machine a benchmark ran on, written beside its results; and how the benchmarks run labctl."""
 
 from __future__ import annotations
 
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,3 +31,12 @@ def describe() -> str:
         f"- kernel: {platform.release()}; Python {platform.python_version()}",
         f"- {_first(['vagrant', '--version'])}; libvirt {_first(['virsh', '--version'])}",
     ])
+
+
+def labctl(*argv: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """labctl as a user runs it (this interpreter's); on failure, the benchmark stops with its words."""
+    proc = subprocess.run([sys.executable, "-m", "labctl", *argv], cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        sys.exit(f"labctl {' '.join(argv)} failed ({proc.returncode}): {proc.stderr[-3000:]}{proc.stdout[-2000:]}")
+    return proc

@@ -94,15 +94,7 @@ class TestHost:
         upper, work, merged = (self.folder / d for d in ("upper", "work", "merged"))
         for d in (upper, work, merged):
             d.mkdir(parents=True, exist_ok=True)
-        ip = ["ip"]
-        subprocess.run([*ip, "netns", "add", self.netns], check=True)
-        subprocess.run([*ip, "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns],
-                       check=True)
-        subprocess.run([*ip, "addr", "add", f"10.199.{self.index}.1/24", "dev", self.veth], check=True)
-        subprocess.run([*ip, "link", "set", self.veth, "up"], check=True)
-        for cmd in (["addr", "add", f"{self.address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
-                    ["link", "set", "lo", "up"]):
-            subprocess.run([*ip, "-n", self.netns, *cmd], check=True)
+        add_namespace(self.netns, self.veth, f"10.199.{self.index}.1", self.address)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child",
              "sh", "-c", HOST_SCRIPT, "host", str(merged), self.name, str(self.repo), str(ROOTFS), str(upper),
@@ -118,6 +110,21 @@ class TestHost:
             self.proc.wait(timeout=10)
         subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
         subprocess.run(["ip", "link", "del", self.veth], check=False, capture_output=True)
+
+
+def add_namespace(netns: str, veth: str, host_address: str, address: str, default_route: bool = False) -> None:
+    """A network namespace joined to this host by a veth pair: `host_address` on this side, `address`
+    (eth0) inside, both /24; with `default_route`, everything inside goes through this host."""
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns], check=True)
+    subprocess.run(["ip", "addr", "add", f"{host_address}/24", "dev", veth], check=True)
+    subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+    inside = [["addr", "add", f"{address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
+              ["link", "set", "lo", "up"]]
+    if default_route:
+        inside.append(["route", "add", "default", "via", host_address])
+    for cmd in inside:
+        subprocess.run(["ip", "-n", netns, *cmd], check=True)
 
 
 def wait_port(address: str, port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:

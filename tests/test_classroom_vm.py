@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hosts import require_root
+from hosts import add_namespace, require_root
 from PIL import Image
 from standin_devstack import make_repo
 from test_sheet_browser import CARD_HEADER, bands, browse
@@ -38,15 +38,7 @@ class Laptop:
         self.address = f"10.198.{index}.2"
 
     def __enter__(self) -> Laptop:
-        ip = ["ip"]
-        subprocess.run([*ip, "netns", "add", self.netns], check=True)
-        subprocess.run([*ip, "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.netns],
-                       check=True)
-        subprocess.run([*ip, "addr", "add", f"{self.host_address}/24", "dev", self.veth], check=True)
-        subprocess.run([*ip, "link", "set", self.veth, "up"], check=True)
-        for cmd in (["addr", "add", f"{self.address}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
-                    ["link", "set", "lo", "up"], ["route", "add", "default", "via", self.host_address]):
-            subprocess.run([*ip, "-n", self.netns, *cmd], check=True)
+        add_namespace(self.netns, self.veth, self.host_address, self.address, default_route=True)
         return self
 
     def __exit__(self, *_: object) -> None:
