@@ -30,7 +30,7 @@ OUT = ROOT / "bench" / "results" / "reset.md"
 RUNS = 3
 
 
-def new_lab(folder: Path, memory: str, real: bool) -> str:
+def new_lab(folder: Path, memory: str, real: bool, mirrors: Path) -> str:
     name = f"reset-{memory.lower()}-{os.getpid()}"
     lines = [f"name: {name}", f"defaults: {{distro: debian:12, memory: {memory}, cpus: 2, disk: 20G}}",
              "classroom: {seats: 1, ssh_port: " + str(24000 + os.getpid() % 1000 * 2) + "}"]
@@ -38,7 +38,7 @@ def new_lab(folder: Path, memory: str, real: bool) -> str:
         cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
         if cas:
             lines += ["ca_certificates:", *(f"  - {p}" for p in cas)]
-        lines += ["devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
+        lines += ["devstack:", f"  git_base: {mirrors}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
     else:
         from standin_devstack import make_repo
 
@@ -73,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", help="a classroom lab that has stacked already (nothing created or destroyed)")
     parser.add_argument("--real", action="store_true", help="also the real keystone-only DevStack (8 GiB)")
+    parser.add_argument("--mirrors", type=Path, default=MIRRORS, help=f"the git mirrors (default: {MIRRORS})")
     args = parser.parse_args()
     rows = []
     cases: list[tuple[str, bool]] = [] if args.lab else [("1G", False), ("4G", False)]
@@ -82,7 +83,7 @@ def main() -> None:
         for memory, real in cases:
             folder = Path(tmp) / memory
             folder.mkdir()
-            name = new_lab(folder, memory, real)
+            name = new_lab(folder, memory, real, args.mirrors.resolve())
             try:
                 marker = "/opt/stack/devstack/.stackenv" if real else "/opt/stack/standin-stacked"
                 times = measure(name, marker)

@@ -32,7 +32,10 @@ def make_console(stderr: bool = False) -> Console:
 
 
 def warn(console: Console, text: str) -> None:
-    console.print(f"[yellow]warning:[/] {text}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # The text may quote a lab file, libvirt or a guest: [brackets] in it are words, not markup.
+    console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
 
 
 def print_boxes(console: Console, catalog: Catalog, master: str) -> None:

@@ -87,3 +87,9 @@ def test_stack_summary_names_the_slowest_phases_and_only_urls_devstack_gave() ->
     assert ("ks, slowest phases: Starting Keystone 10m00s, Installing package prerequisites 9m00s,"
             " Installing OpenStack project source 8m00s") in text
     assert "http://10.0.0.2/identity/" in text and "dashboard" in text and "/dashboard" not in text
+
+
+def test_warnings_print_brackets_as_words() -> None:
+    out = io.StringIO()
+    ConsoleReporter(Console(file=out, width=200)).warn("cannot listen on [::]:2201 ([bold]taken[/bold]) [/]")
+    assert "cannot listen on [::]:2201 ([bold]taken[/bold]) [/]" in out.getvalue()
