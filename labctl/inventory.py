@@ -31,6 +31,7 @@ class MachineStatus:
     user: str
     devstack: str = ""  # stacked, failed at PHASE, stacking, interrupted, skipped; "" never run
     devstack_phases: tuple[tuple[str, float], ...] = ()  # the last run's phases and their seconds
+    trainee: str | None = None  # a classroom seat's trainee ("" for a seat nobody has yet)
 
     @property
     def ssh_address(self) -> str | None:
@@ -46,13 +47,17 @@ class MachineStatus:
                 "uptime_s": round(self.uptime_s) if self.uptime_s is not None else None,
                 "devstack": self.devstack or None,
                 "devstack_phases": [{"phase": p, "seconds": s} for p, s in self.devstack_phases],
-                "devstack_slowest": [{"phase": p, "seconds": s} for p, s in slowest(self.devstack_phases)]}
+                "devstack_slowest": [{"phase": p, "seconds": s} for p, s in slowest(self.devstack_phases)],
+                **({"trainee": self.trainee or None} if self.trainee is not None else {})}
 
 
 def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
+    from labctl.classroom.seats import classroom_from_json
     from labctl.hypervisor import domain_info
 
     result = []
+    classroom = classroom_from_json(lab_dir.read_meta().get("classroom"))
+    trainees = {s.name: s.trainee or "" for s in classroom.seats} if classroom else {}
     stacks = devstack_states(lab_dir)
     phases = devstack_phases(lab_dir)
     for m in lab_dir.machines():
@@ -63,7 +68,8 @@ def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
             state=info.state if info else "not created", addresses=info.addresses if info else (),
             memory_mb=info.memory_mb if info else None, vcpus=info.vcpus if info else None,
             uptime_s=info.uptime_s if info else None, user=m.get("user", "vagrant"),
-            devstack=stacks.get(m["name"], ""), devstack_phases=phases.get(m["name"], ())))
+            devstack=stacks.get(m["name"], ""), devstack_phases=phases.get(m["name"], ()),
+            trainee=trainees.get(m["name"])))
     return result
 
 

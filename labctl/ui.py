@@ -181,13 +181,16 @@ def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) 
     from rich.table import Table
 
     table = Table(title=f"Lab {lab}", title_justify="left")
-    for col in ("machine", "role", "state", "address", "lab address", "memory", "vCPUs", "uptime", "DevStack"):
+    seats = any(s.trainee is not None for s in statuses)
+    second = "trainee" if seats else "role"
+    for col in ("machine", second, "state", "address", "lab address", "memory", "vCPUs", "uptime", "DevStack"):
         table.add_column(col, no_wrap=True)
     colours = {"running": "green", "shutoff": "yellow", "not created": "dim"}
     for s in statuses:
         colour = colours.get(s.state, "red")
         stack_colour = "green" if s.devstack == "stacked" else "yellow" if s.devstack == "stacking" else "red"
-        table.add_row(s.name, s.role, f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
+        table.add_row(s.name, escape(s.trainee or "") if seats else s.role, f"[{colour}]{s.state}[/]",
+                      s.ssh_address or "", s.lab_ip,
                       f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s),
                       f"[{stack_colour}]{escape(s.devstack)}[/]" if s.devstack else "[dim]not run[/]")
     console.print(table)

@@ -112,6 +112,7 @@ def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: 
             "seat-01": ["stacked"], "seat-02": ["stacked"], "seat-03": ["stacked"]}
         status = json.loads(run("status", "--json").out)["machines"]
         assert [(m["name"], m["devstack"]) for m in status] == [(f"seat-0{n}", "stacked") for n in (1, 2, 3)]
+        assert [m["trainee"] for m in status] == ["Ada Lovelace", "Grace Hopper", None]
 
         # The sheet, in a browser: three cards.
         sheet = run("sheet", "-o", str(tmp_path / "sheet.html"))

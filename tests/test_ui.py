@@ -93,3 +93,16 @@ def test_warnings_print_brackets_as_words() -> None:
     out = io.StringIO()
     ConsoleReporter(Console(file=out, width=200)).warn("cannot listen on [::]:2201 ([bold]taken[/bold]) [/]")
     assert "cannot listen on [::]:2201 ([bold]taken[/bold]) [/]" in out.getvalue()
+
+
+def test_status_of_a_classroom_shows_trainees_as_written() -> None:
+    from labctl.inventory import MachineStatus
+    from labctl.ui import print_status
+
+    out = io.StringIO()
+    seats = [MachineStatus(f"seat-0{n}", "allinone", f"10.0.0.{n}", f"d{n}", "running", (), 1024, 1, 5.0, "vagrant",
+                           trainee=t) for n, t in ((1, "[red]Ada[/red]"), (2, ""))]
+    print_status(Console(file=out, width=200), "class", seats)
+    text = out.getvalue()
+    assert "trainee" in text and "[red]Ada[/red]" in text and "role" not in text
+    assert seats[0].as_json()["trainee"] == "[red]Ada[/red]" and seats[1].as_json()["trainee"] is None
