@@ -223,6 +223,28 @@ CASES: dict[str, Case] = {
     "enc-zero-width-name": Case("name: h\u200b\nmachines:\n  - {name: ks}\n"),
     "enc-rtl-value": Case(localrc("X: \"a\u202eb\""), harmless=reads_as({"X": "a\u202eb"})),
     "enc-bom": Case("\ufeff" + BASE, harmless=lambda folder, conf: None),
+    # A classroom (issue 11): names printed on sheets and in terminals, ports, addresses.
+    **{f"class-{key}": Case(f"name: hostile\nclassroom: {value}\n") for key, value in {
+        "escape-name": '{seats: 2, trainees: ["\\e]0;pwned\\a Ada"]}',
+        "newline-name": '{seats: 2, trainees: ["Ada\\nBob"]}',
+        "bidi-name": '{seats: 2, trainees: ["\\u202egnp.exe"]}',
+        "nul-name": '{seats: 2, trainees: ["Ada\\0"]}',
+        "huge-name": "{seats: 2, trainees: [" + "x" * 5000 + "]}",
+        "many-trainees": "{trainees: [" + ", ".join(["t"] * 5000) + "]}",
+        "bool-seats": "{seats: yes}",
+        "float-seats": "{seats: 2.5}",
+        "huge-seats": "{seats: " + "9" * 5000 + "}",
+        "negative-spares": "{seats: 2, spares: -1}",
+        "shell-address": '{seats: 2, address: "$(touch canary)"}',
+        "option-address": '{seats: 2, address: "-oProxyCommand=touch canary"}',
+        "listen-name": '{seats: 2, listen: "localhost; touch canary"}',
+        "privileged-port": "{seats: 2, ssh_port: 21}",
+        "port-overflow": "{seats: 3, web_port: 65534}",
+        "seat-role": "{seats: 2, seat: {role: controller}}",
+        "seat-count": "{seats: 2, seat: {count: 40}}",
+        "seat-ruby": '{seats: 2, seat: {box: "#{`touch canary`}"}}',
+        "with-machines": "{seats: 2}\nmachines: [{name: m}]",
+    }.items()},
 }
 
 

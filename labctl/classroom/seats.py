@@ -103,8 +103,9 @@ def _trainee(value: Any, path: str) -> str:
     """A name printed on the sheet, in a terminal and in CSV: one line of printable text."""
     if not isinstance(value, str) or not value.strip():
         raise LabFileError(f"{path}: expected a trainee's name, got {show(value)}")
-    name = " ".join(value.split())
-    if len(name) > TRAINEE_NAME_LIMIT or any(unicodedata.category(c).startswith("C") for c in name):
+    name = " ".join(w for w in value.split(" ") if w)  # extra spaces go; any other blank (a newline, a tab) is refused
+    if len(name) > TRAINEE_NAME_LIMIT or any(unicodedata.category(c).startswith(("C", "Z")) and c != " "
+                                             for c in name):
         raise LabFileError(f"{path}: a trainee's name is one line of printable text of at most"
                            f" {TRAINEE_NAME_LIMIT} characters, got {show(value)}")
     return name
