@@ -164,6 +164,13 @@ def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: 
         assert ping.returncode == 0, ping.stdout + ping.stderr
         assert ping.stdout.count("SUCCESS") == 3
 
+        # The whole class halted: the ports close; resumed, they open again.
+        assert run("halt").code == 0
+        assert not laptop.reaches(laptop.host_address, base + 1)
+        assert run("resume", "seat-01").code == 0
+        again = laptop.ssh(seat1["ssh_command"], seat1["login_password"], "hostname", tmp_path)
+        assert again.returncode == 0 and again.stdout.strip() == "seat-01", again.stderr
+
         destroyed = run("destroy", "-y")
         assert destroyed.code == 0, destroyed.err
         said = destroyed.out + destroyed.err
