@@ -83,8 +83,7 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     proxy = lab.proxy
     seats = lab_dir.read_seat_passwords()
     secrets = (*passwords.values(), *(p for own in seats.values() for p in own.values()),
-               *url_secrets(lab.devstack.repo, lab.devstack.git_base,
-                                                 *((proxy.http, proxy.https) if proxy else ())))
+               *url_secrets(lab.devstack.repo, lab.devstack.git_base, *((proxy.http, proxy.https) if proxy else ())))
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
     jobs = []
     for m in machines:
