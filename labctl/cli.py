@@ -310,7 +310,9 @@ def logs(lab_file: Path | None, lab_name: str | None, follow: bool, machine: str
     import time
 
     lab_dir = _lab_dir(lab_file, lab_name)
-    names = [m["name"] for m in lab_dir.machines()]
+    from labctl.records import read_lab
+
+    names = read_lab(lab_dir).machine_names
     if machine not in names:
         raise LabctlError(f"no machine named {machine!r} in lab {lab_dir.name!r} (machines: {', '.join(names)})",
                           hint="labctl status lists the machines")

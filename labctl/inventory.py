@@ -52,24 +52,24 @@ class MachineStatus:
 
 
 def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
-    from labctl.classroom.seats import classroom_from_json
     from labctl.hypervisor import domain_info
+    from labctl.records import read_lab
 
     result = []
-    classroom = classroom_from_json(lab_dir.read_meta().get("classroom"))
-    trainees = {s.name: s.trainee or "" for s in classroom.seats} if classroom else {}
+    record = read_lab(lab_dir)
+    trainees = {s.name: s.trainee or "" for s in record.classroom.seats} if record.classroom else {}
     stacks = devstack_states(lab_dir)
     phases = devstack_phases(lab_dir)
-    for m in lab_dir.machines():
-        dom = domain_name(lab_dir.name, m["name"])
+    for m in record.machines:
+        dom = domain_name(lab_dir.name, m.name)
         info = domain_info(conn, dom)
         result.append(MachineStatus(
-            name=m["name"], role=m.get("role", ""), lab_ip=m.get("ip", ""), domain=dom,
+            name=m.name, role=m.role, lab_ip=m.ip, domain=dom,
             state=info.state if info else "not created", addresses=info.addresses if info else (),
             memory_mb=info.memory_mb if info else None, vcpus=info.vcpus if info else None,
-            uptime_s=info.uptime_s if info else None, user=m.get("user", "vagrant"),
-            devstack=stacks.get(m["name"], ""), devstack_phases=phases.get(m["name"], ()),
-            trainee=trainees.get(m["name"])))
+            uptime_s=info.uptime_s if info else None, user=m.user,
+            devstack=stacks.get(m.name, ""), devstack_phases=phases.get(m.name, ()),
+            trainee=trainees.get(m.name)))
     return result
 
 

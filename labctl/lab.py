@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from labctl import __version__
+from labctl import __version__, records
 from labctl.catalog import Catalog, Release
-from labctl.classroom.seats import Classroom, classroom_from_json, classroom_json, passwords_for, seat_secrets
+from labctl.classroom.seats import Classroom, classroom_json, passwords_for, seat_secrets
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
@@ -80,7 +80,7 @@ def resolve_lab(req: LabRequest, home: LabHome, catalog: Catalog, cwd: Path) -> 
     if not req.lab and (cwd / LAB_FILE).is_file():
         return load_lab(cwd / LAB_FILE, catalog), None
     lab_dir = existing_lab(home, req.lab or only_lab(home))
-    source = lab_dir.source()
+    source = records.lab_source(lab_dir)
     if not source.is_file():
         raise LabNotFound(f"lab {lab_dir.name!r} was defined by {source}, which no longer exists",
                           hint=f"run labctl plan -f PATH/lab.yaml to point {lab_dir.name!r} at its lab file again")
@@ -149,9 +149,9 @@ def _machine_json(mp: MachinePlan) -> dict[str, Any]:
             "local_conf": str(mp.local_conf)}
 
 
-def _machine_meta(m: Machine) -> dict[str, Any]:
-    return {"name": m.name, "role": m.role, "ip": m.ip, "distro": m.release.ref, "box": m.box,
-            "user": m.release.user, "memory_mb": m.memory_mb, "cpus": m.cpus, "disk_gb": m.disk_gb}
+def _machine_record(m: Machine) -> records.MachineRecord:
+    return records.MachineRecord(m.name, m.role, m.ip, m.release.ref, m.box, m.release.user, m.memory_mb, m.cpus,
+                                 m.disk_gb)
 
 
 def fit_to_host(lab: Lab, host: HostFacts) -> tuple[Lab, list[str]]:
@@ -242,7 +242,7 @@ def check_network_free(lab: Lab, home: LabHome) -> None:
     ours = ipaddress.IPv4Network(lab.cidr)
     taken = {}
     for other in home.names():
-        recorded = home.lab(other).read_meta().get("network") if other != lab.name else None
+        recorded = records.read_lab(home.lab(other)).network if other != lab.name else None
         try:
             taken[other] = ipaddress.IPv4Network(recorded) if isinstance(recorded, str) else None
         except ValueError:
@@ -267,7 +267,7 @@ def check_ports_free(lab: Lab, home: LabHome) -> None:
         return
     ours = _ports(lab.classroom)
     for other in home.names():
-        theirs = classroom_from_json(home.lab(other).read_meta().get("classroom")) if other != lab.name else None
+        theirs = records.read_lab(home.lab(other)).classroom if other != lab.name else None
         clash = sorted(ours & _ports(theirs)) if theirs else []
         if clash and theirs:
             raise LabConflict(f"classroom {lab.name!r} would forward port {clash[0]}, which classroom {other!r}"
@@ -282,9 +282,8 @@ def check_domains_free(lab: Lab, home: LabHome) -> None:
     for other in home.names():
         if other == lab.name:
             continue
-        for machine in home.lab(other).machines():
-            name = machine.get("name")
-            domain = domain_name(other, name) if isinstance(name, str) else None
+        for name in records.read_lab(home.lab(other)).machine_names:
+            domain = domain_name(other, name)
             if domain in ours:
                 raise LabConflict(f"machine {ours[domain]!r} of lab {lab.name!r} would be the VM {domain}, which lab"
                                   f" {other!r} (machine {name!r}) has already",
@@ -302,14 +301,13 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     accel = choose_accelerator(lab.accelerator, host)
     lab_dir = home.lab(lab.name)
     lab_source = lab.source or lab_dir.lab_file
-    if lab_dir.exists() and lab_dir.source().resolve() != lab_source.resolve():
-        raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {lab_dir.source()}",
+    if lab_dir.exists() and records.lab_source(lab_dir).resolve() != lab_source.resolve():
+        raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {records.lab_source(lab_dir)}",
                           hint="give this lab another name, or destroy the other one first")
     check_domains_free(lab, home)
     check_network_free(lab, home)
     check_ports_free(lab, home)
-    recorded = lab_dir.read_meta().get("boxes") if lab_dir.exists() else None
-    boxes = {**(recorded if isinstance(recorded, dict) else {}), **(boxes or {})}
+    boxes = {**(records.read_lab(lab_dir).boxes if lab_dir.exists() else {}), **(boxes or {})}
     if boxes:
         lab = replace(lab, machines=tuple(replace(m, box=boxes.get(m.box, m.box)) for m in lab.machines))
     passwords = lab_dir.read_passwords()
@@ -346,9 +344,9 @@ def write_lab(r: Rendered) -> Plan:
             (stale / "local.conf").unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 stale.rmdir()
-    lab_dir.write_meta({"name": r.lab.name, "source": str(r.source), "labctl": __version__, "network": r.lab.cidr,
-                        "machines": [_machine_meta(m) for m in r.lab.machines], "boxes": r.boxes,
-                        "classroom": classroom_json(r.lab.classroom) if r.lab.classroom else None})
+    records.write_lab(lab_dir, records.LabRecord(
+        r.lab.name, r.source, __version__, r.lab.cidr, tuple(_machine_record(m) for m in r.lab.machines), r.boxes,
+        r.lab.classroom))
     machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)
     return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings, r.devstack_from,
                 r.mirrors)

@@ -255,7 +255,7 @@ def _validate(vagrantfile: str, driver: Any) -> None:
 
 
 def _targets(lab_dir: LabDir, names: Sequence[str]) -> list[str]:
-    known = [m["name"] for m in lab_dir.machines()]
+    known = records.read_lab(lab_dir).machine_names
     unknown = [n for n in names if n not in known]
     if unknown:
         raise LabNotFound(f"no machine named {', '.join(map(repr, unknown))} in lab {lab_dir.name!r}"
@@ -290,7 +290,7 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
     driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)
-    if lab_dir.read_meta().get("classroom"):
+    if records.read_lab(lab_dir).classroom:
         open_doors(lab_dir, reporter)
 
 
@@ -302,7 +302,7 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     from labctl.snapshots import drop_all
     from labctl.vagrant_driver import VagrantDriver, VagrantMissing, orphan_up, stop_process
 
-    machines = [m["name"] for m in lab_dir.machines()]
+    machines = records.read_lab(lab_dir).machine_names
     conn = hypervisor.connect(ctx.libvirt_uri)
     if close_access(lab_dir):
         reporter.step("closed the trainees' ports")

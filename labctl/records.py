@@ -1,10 +1,14 @@
-"""A lab's record of its DevStack runs (state.json in the lab's folder), read and written here only.
+"""A lab's records, read and written here only:
 
+- lab.json, what `labctl plan` made of the lab file (LabRecord):
+    {"format": 1, "name", "source", "labctl", "network", "machines": [MachineRecord], "boxes", "classroom"}
+- state.json, its DevStack runs (LabState):
     {"format": 1, "stack": {MACHINE: StackRecord}, "discover_hosts": "what discover_hosts.sh did"}
 
-The file is labctl's, but people edit such files by hand: a record that cannot be read (a string
-where a mapping belongs, a number where text does) counts as "never ran", so that labctl runs
-DevStack there again; it never makes a command crash.
+The files are labctl's, but people edit such files by hand: a stack record that cannot be read (a
+string where a mapping belongs, a number where text does) counts as "never ran", so that labctl runs
+DevStack there again; a machine whose name is not a valid name (a path, say) is not the lab's. A
+record never makes a command crash, and never leads labctl outside the lab's folder.
 """
 
 from __future__ import annotations
@@ -12,11 +16,16 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from labctl.classroom.seats import Classroom, classroom_from_json, classroom_json
+from labctl.errors import LabctlError
+from labctl.names import valid_name
 from labctl.state import LabDir
 
 FORMAT = 1
+LAB_FORMAT = 1
 STATUSES = ("ok", "failed", "skipped", "started", "interrupted")
 
 
@@ -112,3 +121,86 @@ def forget(lab_dir: LabDir, machines: list[str]) -> None:
     state = read(lab_dir)
     if [name for name in machines if state.stack.pop(name, None) is not None]:
         write(lab_dir, state)
+
+
+# ---------------------------------------------------------------------------------------------
+# lab.json
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    name: str
+    role: str = ""
+    ip: str = ""
+    distro: str = ""
+    box: str = ""
+    user: str = "vagrant"
+    memory_mb: int | None = None
+    cpus: int | None = None
+    disk_gb: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: object) -> MachineRecord | None:
+        if not isinstance(raw, dict) or not valid_name(raw.get("name")):
+            return None
+        return cls(name=str(raw["name"]), role=_text(raw, "role"), ip=_text(raw, "ip"), distro=_text(raw, "distro"),
+                   box=_text(raw, "box"), user=_optional_text(raw, "user") or "vagrant",
+                   memory_mb=_number(raw, "memory_mb"), cpus=_number(raw, "cpus"), disk_gb=_number(raw, "disk_gb"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LabRecord:
+    name: str
+    source: Path | None = None  # the lab.yaml it is defined by
+    labctl: str = ""            # the version that wrote it
+    network: str | None = None
+    machines: tuple[MachineRecord, ...] = ()
+    boxes: dict[str, str] = field(default_factory=dict)  # catalogue box -> the local box used instead
+    classroom: Classroom | None = None
+
+    @property
+    def machine_names(self) -> list[str]:
+        return [m.name for m in self.machines]
+
+    def machine(self, name: str) -> MachineRecord | None:
+        return next((m for m in self.machines if m.name == name), None)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], name: str) -> LabRecord:
+        version = raw.get("format", LAB_FORMAT)
+        if not isinstance(version, int) or version > LAB_FORMAT:
+            raise LabctlError(f"lab {name!r}: lab.json is of format {version!r}, which this labctl ({LAB_FORMAT})"
+                              " does not know", hint="use the labctl that made this lab, or a newer one")
+        machines = raw.get("machines")
+        boxes = raw.get("boxes")
+        source = _optional_text(raw, "source")
+        return cls(
+            name=name, source=Path(source) if source else None, labctl=_text(raw, "labctl"),
+            network=_optional_text(raw, "network"),
+            machines=tuple(m for m in map(MachineRecord.from_dict, machines if isinstance(machines, list) else ())
+                           if m is not None),
+            boxes={k: v for k, v in boxes.items() if isinstance(k, str) and isinstance(v, str)}
+            if isinstance(boxes, dict) else {},
+            classroom=classroom_from_json(raw.get("classroom")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": LAB_FORMAT, "name": self.name, "source": str(self.source) if self.source else None,
+                "labctl": self.labctl, "network": self.network, "machines": [m.to_dict() for m in self.machines],
+                "boxes": self.boxes, "classroom": classroom_json(self.classroom) if self.classroom else None}
+
+
+def read_lab(lab_dir: LabDir) -> LabRecord:
+    """lab.json, typed; an empty record before the first `plan`."""
+    return LabRecord.from_dict(lab_dir.read_meta(), lab_dir.name)
+
+
+def write_lab(lab_dir: LabDir, record: LabRecord) -> None:
+    lab_dir.write_meta(record.to_dict())
+
+
+def lab_source(lab_dir: LabDir) -> Path:
+    """The lab.yaml this lab is defined by (its copy in the lab's folder if none is recorded)."""
+    return read_lab(lab_dir).source or lab_dir.lab_file

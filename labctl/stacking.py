@@ -265,17 +265,17 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
     stacked = records.read(lab_dir).stack
     seats = lab_dir.read_seat_passwords()
     apis = {}
-    for m in lab_dir.machines():
-        if m.get("role") == "compute" or not isinstance(m.get("name"), str):
+    for m in records.read_lab(lab_dir).machines:
+        if m.role == "compute":
             continue
-        done = stacked.get(m["name"])
+        done = stacked.get(m.name)
         ok = bool(done and done.ok)
         # What DevStack said it serves; before it said anything, where Keystone will be.
-        apis[m["name"]] = {
-            "auth_url": ((done.keystone if done else None) or f"http://{m.get('ip')}/identity/").rstrip("/"),
+        apis[m.name] = {
+            "auth_url": ((done.keystone if done else None) or f"http://{m.ip}/identity/").rstrip("/"),
             "dashboard": done.dashboard if done and ok else None,
             "stacked": ok,
-            "password": seats[m["name"]]["admin"] if m["name"] in seats else passwords["admin"],
+            "password": seats[m.name]["admin"] if m.name in seats else passwords["admin"],
         }
     return {"username": "admin", "password": passwords["admin"], "project": "admin",
             "user_domain": "default", "project_domain": "default", "region": "RegionOne", "machines": apis}

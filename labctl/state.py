@@ -156,11 +156,6 @@ class LabDir:
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write(self.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
-    def machines(self) -> list[dict[str, Any]]:
-        """The machines as `labctl plan` recorded them (name, ip, role, user, ...), read without YAML."""
-        machines = self.read_meta().get("machines")
-        return [m for m in machines if isinstance(m, dict)] if isinstance(machines, list) else []
-
     def exists(self) -> bool:
         return self.meta_file.is_file()
 
@@ -177,12 +172,8 @@ class LabDir:
         return data
 
     def read_meta(self) -> dict[str, Any]:
+        """lab.json as it is ({} before `plan`): records.read_lab reads it into a typed record."""
         return self._read_json(self.meta_file, "run `labctl plan -f lab.yaml` to write it again")
-
-    def source(self) -> Path:
-        """The lab.yaml this lab is defined by."""
-        recorded = self.read_meta().get("source")
-        return Path(recorded) if isinstance(recorded, str) else self.lab_file
 
     def read_passwords(self) -> dict[str, str] | None:
         import yaml

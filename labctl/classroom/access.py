@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labctl.classroom.seats import Classroom, classroom_from_json
+from labctl.classroom.seats import Classroom
 from labctl.errors import LabctlError
 from labctl.proc import start_ticks
 from labctl.state import LabDir, atomic_write
@@ -48,7 +48,9 @@ class Door:
 
 
 def classroom_of(lab_dir: LabDir) -> Classroom:
-    classroom = classroom_from_json(lab_dir.read_meta().get("classroom"))
+    from labctl.records import read_lab
+
+    classroom = read_lab(lab_dir).classroom
     if classroom is None:
         raise LabctlError(f"lab {lab_dir.name!r} is not a classroom (its lab.yaml has no classroom: section)",
                           hint="see the README, \"A classroom\"; then run labctl plan again")
@@ -56,11 +58,13 @@ def classroom_of(lab_dir: LabDir) -> Classroom:
 
 
 def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
-    ips = {m.get("name"): m.get("ip") for m in lab_dir.machines()}
+    from labctl.records import read_lab
+
+    ips = {m.name: m.ip for m in read_lab(lab_dir).machines}
     result = []
     for seat in classroom.seats:
         ip = ips.get(seat.name)
-        if isinstance(ip, str):
+        if ip:
             ssh, web = classroom.ports(seat)
             result.append(Door(seat.name, seat.trainee, seat.spare, ip, ssh, web))
     return result
