@@ -452,3 +452,15 @@ def test_two_classrooms_never_forward_the_same_ports(run: Callable[..., Result],
     assert "ssh_port: " in clash.err
     write_lab(other, {**raw, "classroom": {"seats": 3, "ssh_port": 3200, "web_port": 9000}})
     assert run("plan", "-f", str(other / "lab.yaml")).code == 0
+
+
+def test_access_status_says_which_port_leads_where(run: Callable[..., Result], isolated_home: Path) -> None:
+    write_lab(isolated_home, classroom_lab(address="class.example", ssh_port=3300, web_port=9300))
+    assert run("plan").code == 0
+    data = json.loads(run("access", "status", "--json").out)
+    assert data["open"] is False and data["address"] == "class.example"
+    assert [(s["seat"], s["ssh_port"], s["web_port"], s["seat_address"]) for s in data["seats"]] == [
+        (f"seat-0{n}", 3300 + n, 9300 + n, f"192.168.77.{9 + n}") for n in (1, 2, 3)]
+    text = run("access", "status").out
+    assert "ports closed" in text and "seat-02: ssh -p 3302 stack@class.example" in text
+    assert run("access", "close").out.strip() == "the trainees' ports were not open"
