@@ -87,7 +87,7 @@ def main() -> None:
             try:
                 marker = "/opt/stack/devstack/.stackenv" if real else "/opt/stack/standin-stacked"
                 times = measure(name, marker)
-                note = "Keystone issues a token after each reset" if real and keystone_answers(name) else ""
+                note = "Keystone issues a token after the last reset" if real and keystone_answers(name) else ""
             finally:
                 labctl("destroy", "-y", "--lab", name, check=False)
             what = "real keystone-only DevStack" if real else "stand-in DevStack"
