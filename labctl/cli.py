@@ -143,17 +143,20 @@ def _class_fit(lab: Any) -> Any:
     or when libvirt cannot be asked (plan creates nothing and needs no libvirt)."""
     if lab.classroom is None:
         return None
-    from labctl import hypervisor
     from labctl.lifecycle import class_fit
 
     try:
-        conn = hypervisor.connect(_context().libvirt_uri)
+        with _hypervisor() as hypervisor:
+            return class_fit(lab, hypervisor.capacity())
     except LabctlError:
         return None
-    try:
-        return class_fit(lab, hypervisor.capacity(conn))
-    finally:
-        conn.close()
+
+
+def _hypervisor() -> Any:
+    """The libvirt host of this command (LABCTL_LIBVIRT_URI, else qemu:///system), connected."""
+    from labctl.hypervisor import Hypervisor, default_uri
+
+    return Hypervisor.open(default_uri())
 
 
 def _context() -> Any:
@@ -269,7 +272,6 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
           machines: tuple[str, ...]) -> int:
     """Run DevStack on a running lab: the machines whose last run failed or never ran
     (MACHINE... or --all for others). Exits 1 if any machine failed."""
-    from labctl import hypervisor
     from labctl.catalog import default_catalog
     from labctl.host import read_host
     from labctl.inventory import lab_status
@@ -285,7 +287,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     with ctx.home.writer(lab.name, "stack"):
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
         plan = plan_lab(lab, ctx.home, read_host())
-        run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, hypervisor.connect()), reporter, names=machines,
+        run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, _hypervisor()), reporter, names=machines,
                         everything=everything, clean=clean, cache=ctx.cache,
                         snapshot=take_stacked(lab_dir, ctx.libvirt_uri))
     if run is None:
@@ -375,11 +377,10 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
 def status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
     """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt), and its
     DevStack as labctl last saw it (stacked, failed, stacking, interrupted)."""
-    from labctl import hypervisor
     from labctl.inventory import lab_status
 
     lab_dir = _lab_dir(lab_file, lab_name)
-    statuses = lab_status(lab_dir, hypervisor.connect())
+    statuses = lab_status(lab_dir, _hypervisor())
     if as_json:
         _print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses]})
         return
@@ -446,10 +447,9 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
         lab_dir = _lab_dir(lab_file, lab_name)
     except LabNotFound:
         # Its folder is gone but machines of it may remain: libvirt still knows where they came from.
-        from labctl import hypervisor
 
         lab_dir = _home().lab(lab_name) if lab_name else None
-        if lab_dir is None or not hypervisor.domains_of(hypervisor.connect(), lab_dir.path):
+        if lab_dir is None or not _hypervisor().domains_of(lab_dir.path):
             raise
     if not yes:
         if not sys.stdin.isatty():
@@ -463,10 +463,9 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
 
 
 def _statuses(lab_dir: Any) -> Any:
-    from labctl import hypervisor
     from labctl.inventory import lab_status
 
-    return lab_status(lab_dir, hypervisor.connect())
+    return lab_status(lab_dir, _hypervisor())
 
 
 @cli.command()
@@ -608,7 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143
     except Exception as exc:
         if type(exc).__module__ == "libvirt" and not debug:
-            # libvirtd went away (or failed) in the middle of a command: say so, with how to start it.
+            # The Hypervisor adapter turns libvirt's errors into labctl's; one that escaped it still
+            # means libvirtd went away (or failed) mid-command: say so, with how to start it.
             from labctl.hypervisor import start_hint
 
             click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)

@@ -139,9 +139,9 @@ def snapshot() -> None:
 
 
 def _conn() -> Any:
-    from labctl import hypervisor
+    from labctl.hypervisor import Hypervisor
 
-    return hypervisor.connect(_context().libvirt_uri)
+    return Hypervisor.open(_context().libvirt_uri)
 
 
 @snapshot.command(name="save")

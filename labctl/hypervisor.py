@@ -1,18 +1,22 @@
-"""libvirt: host capacity, domain states and addresses, and removal of what a lab left behind.
+"""libvirt: host capacity, domain states and addresses, snapshots, and removal of what a lab left behind.
 
-The only importer of the libvirt module. Reading states through libvirt takes milliseconds where
-`vagrant status` takes over a second, so `labctl status` never starts vagrant.
+The only importer of the libvirt module. The rest of labctl holds a `Hypervisor` (at the end of this
+module): one libvirt host by its URI, owning its connection and turning libvirt's errors into labctl's.
+Reading states through libvirt takes milliseconds where `vagrant status` takes over a second, so
+`labctl status` never starts vagrant.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
 
@@ -369,3 +373,99 @@ def delete_snapshot(conn: libvirt.virConnect, domain: str, name: str) -> bool:
         return False
     snap.delete(0)
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter: one object per libvirt connection
+
+
+class LibvirtFailed(LabctlError):
+    """libvirt failed in the middle of a command (libvirtd gone, a domain removed under labctl)."""
+
+    exit_code = 1
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _libvirt_errors(method: F) -> F:
+    """libvirt's errors leave the adapter as labctl's, with how to start libvirtd."""
+    @functools.wraps(method)
+    def call(self: Hypervisor, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except libvirt.libvirtError as exc:
+            raise LibvirtFailed(f"libvirt failed during the command: {exc}",
+                                hint=f"is libvirtd still running? {start_hint()}; then run the command again") from None
+    return call  # type: ignore[return-value]
+
+
+class Hypervisor:
+    """One libvirt host, reached through its URI: capacity, domains, shutdowns, leftovers, snapshots.
+    It owns its connection (opened at first use, closed by close() or `with`), and nothing outside
+    this module sees libvirt's own objects or errors."""
+
+    def __init__(self, uri: str | None = None, conn: libvirt.virConnect | None = None) -> None:
+        self.uri = uri or default_uri()
+        self._conn = conn
+
+    @classmethod
+    def open(cls, uri: str | None = None) -> Hypervisor:
+        """Connected now: a command that needs libvirt says so before it does anything."""
+        hypervisor = cls(uri)
+        hypervisor.conn  # noqa: B018 - the connection is made by the property
+        return hypervisor
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            self._conn = connect(self.uri)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Hypervisor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @_libvirt_errors
+    def capacity(self, pool_name: str = "default") -> Capacity:
+        return capacity(self.conn, pool_name)
+
+    @_libvirt_errors
+    def domain(self, name: str) -> DomainInfo | None:
+        return domain_info(self.conn, name)
+
+    @_libvirt_errors
+    def domains_of(self, lab_folder: Path) -> list[str]:
+        return domains_of(self.conn, lab_folder)
+
+    @_libvirt_errors
+    def shut_down(self, names: list[str], timeout: float, on_state: Callable[[str, str], None]) -> list[str]:
+        return shut_down(self.conn, names, timeout, on_state)
+
+    @_libvirt_errors
+    def remove_leftovers(self, domains: list[str], network: str, owner: Path | None = None) -> list[str]:
+        return remove_leftovers(self.conn, domains, network, owner)
+
+    @_libvirt_errors
+    def snapshots(self, domain: str) -> list[SnapshotInfo]:
+        return snapshots(self.conn, domain)
+
+    @_libvirt_errors
+    def take_snapshot(self, domain: str, name: str, description: str) -> SnapshotInfo:
+        return take_snapshot(self.conn, domain, name, description)
+
+    @_libvirt_errors
+    def revert_snapshot(self, domain: str, name: str) -> None:
+        revert_snapshot(self.conn, domain, name)
+
+    @_libvirt_errors
+    def delete_snapshot(self, domain: str, name: str) -> bool:
+        return delete_snapshot(self.conn, domain, name)

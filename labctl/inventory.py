@@ -13,7 +13,8 @@ from labctl.names import domain_name
 from labctl.stacklog import slowest
 from labctl.state import LabDir
 
-if TYPE_CHECKING:  # fabric is imported only by the commands that connect
+if TYPE_CHECKING:  # fabric and libvirt are imported only by the commands that connect
+    from labctl.hypervisor import Hypervisor
     from labctl.remote import Host
 
 
@@ -51,8 +52,7 @@ class MachineStatus:
                 **({"trainee": self.trainee or None} if self.trainee is not None else {})}
 
 
-def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
-    from labctl.hypervisor import domain_info
+def lab_status(lab_dir: LabDir, hypervisor: Hypervisor) -> list[MachineStatus]:
     from labctl.records import read_lab
 
     result = []
@@ -62,7 +62,7 @@ def lab_status(lab_dir: LabDir, conn: Any) -> list[MachineStatus]:
     phases = devstack_phases(lab_dir)
     for m in record.machines:
         dom = domain_name(lab_dir.name, m.name)
-        info = domain_info(conn, dom)
+        info = hypervisor.domain(dom)
         result.append(MachineStatus(
             name=m.name, role=m.role, lab_ip=m.ip, domain=dom,
             state=info.state if info else "not created", addresses=info.addresses if info else (),

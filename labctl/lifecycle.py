@@ -185,13 +185,13 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     driver.check_plugin()
     rendered = render_lab(lab, ctx.home, host, generated)
     _validate(rendered.vagrantfile, driver)
-    conn = hypervisor.connect(ctx.libvirt_uri)
+    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
     if rendered.accelerator.slow:
         reporter.warn(f"software emulation: {rendered.accelerator.reason}")
-    infos = [hypervisor.domain_info(conn, domain_name(lab.name, m.name)) for m in rendered.lab.machines]
+    infos = [hv.domain(domain_name(lab.name, m.name)) for m in rendered.lab.machines]
     to_start = [m for m, info in zip(rendered.lab.machines, infos, strict=True)
                 if info is None or info.state != "running"]
-    cap = hypervisor.capacity(conn)
+    cap = hv.capacity()
     try:
         check_capacity(to_start, cap)
     except NotEnoughResources as exc:
@@ -213,7 +213,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     if names:
         with reporter.machines(names, "booting") as progress:
             driver.up(names, progress.update)
-    statuses = lab_status(lab_dir, conn)
+    statuses = lab_status(lab_dir, hv)
     created = {m.name for m, info in zip(rendered.lab.machines, infos, strict=True) if info is None}
     if created:
         from labctl.remote import forget_hosts
@@ -271,10 +271,10 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
     from labctl import hypervisor
 
     targets = _targets(lab_dir, names)
-    conn = hypervisor.connect(ctx.libvirt_uri)
+    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
     domains = {domain_name(lab_dir.name, n): n for n in targets}
     with reporter.machines(targets, "halting") as progress:
-        forced = hypervisor.shut_down(conn, list(domains), timeout, lambda d, text: progress.update(domains[d], text))
+        forced = hv.shut_down(list(domains), timeout, lambda d, text: progress.update(domains[d], text))
     if not names:
         from labctl.classroom.access import close_access
 
@@ -303,10 +303,10 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     from labctl.vagrant_driver import VagrantDriver, VagrantMissing, orphan_up, stop_process
 
     machines = records.read_lab(lab_dir).machine_names
-    conn = hypervisor.connect(ctx.libvirt_uri)
+    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
     if close_access(lab_dir):
         reporter.step("closed the trainees' ports")
-    dropped = drop_all(lab_dir, conn, machines)
+    dropped = drop_all(lab_dir, hv, machines)
     if dropped:
         reporter.step(f"deleted {dropped} snapshot(s)")
     orphan = orphan_up(lab_dir.path)
@@ -321,8 +321,8 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
             # libvirt removes what vagrant could not; vagrant's words stay in the log.
             reporter.warn(f"{exc.message}; removing what is left through libvirt")
     reporter.step("removing leftovers (domains, volumes, network)")
-    domains = {domain_name(lab_dir.name, m) for m in machines} | set(hypervisor.domains_of(conn, lab_dir.path))
-    removed = hypervisor.remove_leftovers(conn, sorted(domains), network_name(lab_dir.name), owner=lab_dir.path)
+    domains = {domain_name(lab_dir.name, m) for m in machines} | set(hv.domains_of(lab_dir.path))
+    removed = hv.remove_leftovers(sorted(domains), network_name(lab_dir.name), owner=lab_dir.path)
     shutil.rmtree(lab_dir.path, ignore_errors=True)
     return removed
 
@@ -341,10 +341,10 @@ def list_labs(ctx: Context) -> Iterator[LabSummary]:
     names = ctx.home.names()
     if not names:
         return
-    conn = hypervisor.connect(ctx.libvirt_uri)
+    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
     for name in names:
         lab_dir = ctx.home.lab(name)
-        statuses = lab_status(lab_dir, conn)
+        statuses = lab_status(lab_dir, hv)
         yield LabSummary(name, len(statuses), dict(Counter(s.state for s in statuses)), lab_dir.path)
 
 

@@ -22,7 +22,7 @@ from labctl.names import domain_name
 from labctl.state import LabDir, atomic_write
 
 if TYPE_CHECKING:
-    from labctl.hypervisor import SnapshotInfo
+    from labctl.hypervisor import Hypervisor, SnapshotInfo
     from labctl.inventory import MachineStatus
 
 STACKED = "stacked"
@@ -78,15 +78,13 @@ def _forget_kept(lab_dir: LabDir, machine: str, name: str) -> None:
         atomic_write(_kept_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
-def save(lab_dir: LabDir, conn: Any, machines: Sequence[str], name: str,
+def save(lab_dir: LabDir, hypervisor: Hypervisor, machines: Sequence[str], name: str,
          description: str = "") -> list[tuple[str, SnapshotInfo]]:
-    from labctl import hypervisor
-
     check_snapshot_name(name)
     state = records.read(lab_dir).stack
     taken = []
     for machine in machines:
-        info = hypervisor.take_snapshot(conn, domain_name(lab_dir.name, machine), name,
+        info = hypervisor.take_snapshot(domain_name(lab_dir.name, machine), name,
                                         description or f"taken by labctl snapshot save ({time.strftime('%F %T')})")
         _keep(lab_dir, machine, name, state.get(machine))
         taken.append((machine, info))
@@ -97,57 +95,46 @@ def take_stacked(lab_dir: LabDir, uri: str) -> Callable[[str, records.StackRecor
     """What stacking calls when a machine has stacked: the `stacked` snapshot, with that record.
     Its own connection each time: it runs in the machine's worker thread."""
     def take(machine: str, record: records.StackRecord) -> None:
-        from labctl import hypervisor
+        from labctl.hypervisor import Hypervisor
 
-        conn = hypervisor.connect(uri)
-        try:
-            hypervisor.take_snapshot(conn, domain_name(lab_dir.name, machine), STACKED,
+        with Hypervisor(uri) as hypervisor:
+            hypervisor.take_snapshot(domain_name(lab_dir.name, machine), STACKED,
                                      f"DevStack stacked, taken by labctl ({time.strftime('%F %T')})")
-        finally:
-            conn.close()
         _keep(lab_dir, machine, STACKED, record)
     return take
 
 
-def listing(lab_dir: LabDir, conn: Any, machines: Sequence[str]) -> dict[str, list[SnapshotInfo]]:
-    from labctl import hypervisor
-
-    return {m: hypervisor.snapshots(conn, domain_name(lab_dir.name, m)) for m in machines}
+def listing(lab_dir: LabDir, hypervisor: Hypervisor, machines: Sequence[str]) -> dict[str, list[SnapshotInfo]]:
+    return {m: hypervisor.snapshots(domain_name(lab_dir.name, m)) for m in machines}
 
 
-def delete(lab_dir: LabDir, conn: Any, machines: Sequence[str], name: str) -> list[str]:
+def delete(lab_dir: LabDir, hypervisor: Hypervisor, machines: Sequence[str], name: str) -> list[str]:
     """The machines that had snapshot `name` (it is gone from them)."""
-    from labctl import hypervisor
-
     gone = []
     for machine in machines:
-        if hypervisor.delete_snapshot(conn, domain_name(lab_dir.name, machine), name):
+        if hypervisor.delete_snapshot(domain_name(lab_dir.name, machine), name):
             gone.append(machine)
         _forget_kept(lab_dir, machine, name)
     return gone
 
 
-def drop_all(lab_dir: LabDir, conn: Any, machines: Sequence[str]) -> int:
+def drop_all(lab_dir: LabDir, hypervisor: Hypervisor, machines: Sequence[str]) -> int:
     """Every snapshot of the lab's machines (destroy): libvirt refuses to remove a domain that has some."""
-    from labctl import hypervisor
-
     count = 0
     for machine in machines:
-        for info in reversed(hypervisor.snapshots(conn, domain_name(lab_dir.name, machine))):
-            count += hypervisor.delete_snapshot(conn, domain_name(lab_dir.name, machine), info.name)
+        for info in reversed(hypervisor.snapshots(domain_name(lab_dir.name, machine))):
+            count += hypervisor.delete_snapshot(domain_name(lab_dir.name, machine), info.name)
     return count
 
 
-def restore(lab_dir: LabDir, conn: Any, machines: Sequence[str], name: str,
+def restore(lab_dir: LabDir, hypervisor: Hypervisor, machines: Sequence[str], name: str,
             statuses: Callable[[], Sequence[MachineStatus]], on_step: Callable[[str, str], None],
             ssh_timeout: float = SSH_AFTER_RESTORE) -> list[Restored]:
     """Bring each machine back to snapshot `name`, running, with the DevStack record of that moment;
     then set its clock (it resumes at the time of the snapshot) once SSH answers."""
-    from labctl import hypervisor
-
     check_snapshot_name(name)
     missing = [m for m in machines
-               if name not in {s.name for s in hypervisor.snapshots(conn, domain_name(lab_dir.name, m))}]
+               if name not in {s.name for s in hypervisor.snapshots(domain_name(lab_dir.name, m))}]
     if missing:
         raise LabctlError(f"no snapshot {name!r} on {', '.join(missing)}",
                           hint="labctl snapshot list shows them" + (
@@ -157,7 +144,7 @@ def restore(lab_dir: LabDir, conn: Any, machines: Sequence[str], name: str,
     state = records.read(lab_dir)
     for machine in machines:
         on_step(machine, f"restoring {name}")
-        hypervisor.revert_snapshot(conn, domain_name(lab_dir.name, machine), name)
+        hypervisor.revert_snapshot(domain_name(lab_dir.name, machine), name)
         saved = records.StackRecord.from_dict(kept.get(machine, {}).get(name))
         if saved is None:
             state.stack.pop(machine, None)

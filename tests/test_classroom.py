@@ -369,12 +369,14 @@ def test_conn() -> Iterator[Any]:
     conn.defineXML(dom.XMLDesc(0).replace("<name>test</name>", "<name>labctl-class-seat-01</name>")
                    .replace(dom.UUIDString(), "6a0d4b7e-1f1e-4c8b-9a6d-2f7f8d2b0c01"))
     conn.lookupByName("labctl-class-seat-01").create()
-    yield conn
-    conn.close()
+    from labctl.hypervisor import Hypervisor
+
+    with Hypervisor("test:///default", conn) as hypervisor:
+        yield hypervisor
 
 
 def test_snapshots_save_list_restore_delete(tmp_path: Path, test_conn: Any) -> None:
-    from labctl import hypervisor, records, snapshots
+    from labctl import records, snapshots
     from labctl.inventory import MachineStatus
     from labctl.provision import StackResult
     from labctl.stacking import record
@@ -406,7 +408,7 @@ def test_snapshots_save_list_restore_delete(tmp_path: Path, test_conn: Any) -> N
     assert steps[:2] == [("seat-01", "restoring clean"), ("seat-01", "setting the clock")]
     back = records.read(lab_dir).stack["seat-01"]
     assert (back.status, back.dashboard) == ("ok", "http://x/dashboard")
-    assert hypervisor.domain_info(test_conn, "labctl-class-seat-01").state == "running"  # type: ignore[union-attr]
+    assert test_conn.domain("labctl-class-seat-01").state == "running"
 
     assert snapshots.delete(lab_dir, test_conn, ["seat-01"], "clean") == ["seat-01"]
     assert snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"] == []

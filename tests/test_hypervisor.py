@@ -171,3 +171,21 @@ def test_destroy_never_removes_another_labs_vm_of_the_same_name(conn: libvirt.vi
     assert hypervisor.domains_of(conn, tmp_path / "labs" / "web") == ["labctl-web-db-x1"]
     removed = hypervisor.remove_leftovers(conn, ["labctl-web-db-x1"], "labctl-web", owner=tmp_path / "labs/web")
     assert removed == ["domain labctl-web-db-x1", "volume default/labctl-web-db-x1.img"]
+
+
+def test_the_adapter_owns_its_connection_and_speaks_labctls_errors() -> None:
+    """A Hypervisor answers through its own connection; libvirt's errors leave it as labctl's."""
+    from labctl.hypervisor import Hypervisor, LibvirtFailed, LibvirtUnavailable
+
+    with Hypervisor("test:///default") as hv:
+        assert hv.domain("test") is not None and hv.domain("no-such-domain") is None
+        assert hv.capacity().cpus > 0
+    closed = libvirt.open("test:///default")
+    closed.close()
+    broken = Hypervisor("test:///default", closed)  # libvirtd gone under a running command
+    for call in (lambda: broken.domain("test"), lambda: broken.capacity(), lambda: broken.snapshots("test")):
+        with pytest.raises(LibvirtFailed) as err:
+            call()
+        assert isinstance(err.value, LabctlError) and "is libvirtd still running?" in (err.value.hint or "")
+    with pytest.raises(LibvirtUnavailable):
+        Hypervisor.open("qemu+unix:///system?socket=/nonexistent/libvirt-sock")

@@ -137,18 +137,14 @@ def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
 
 
 def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) -> None:
-    import libvirt
-
+    from labctl.hypervisor import Hypervisor
     from labctl.inventory import lab_status
 
     phases = [("starting", 180.0), ("Installing package prerequisites", 560.5),
               ("Installing OpenStack project source", 470.0), ("Starting Keystone", 610.0)]
     record(lab_dir, [StackResult("ctl", "ok", 1820, "Starting Keystone", phases=phases)])
-    conn = libvirt.open("test:///default")  # no such domains there: "not created", DevStack from the records
-    try:
-        ctl = next(s for s in lab_status(lab_dir, conn) if s.name == "ctl").as_json()
-    finally:
-        conn.close()
+    with Hypervisor("test:///default") as hv:  # no such domains there: "not created", DevStack from the records
+        ctl = next(s for s in lab_status(lab_dir, hv) if s.name == "ctl").as_json()
     assert ctl["devstack"] == "stacked"
     assert ctl["devstack_phases"] == [{"phase": p, "seconds": s} for p, s in phases]
     assert [p["phase"] for p in ctl["devstack_slowest"]] == ["Starting Keystone", "Installing package prerequisites",
@@ -157,11 +153,8 @@ def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) 
     state = json.loads(lab_dir.state_file.read_text())
     state["stack"]["ctl"]["phases"] = [["x", "lots"], "y", ["Starting Keystone", 3]]
     lab_dir.write_state(state)
-    conn = libvirt.open("test:///default")
-    try:
-        ctl = next(s for s in lab_status(lab_dir, conn) if s.name == "ctl").as_json()
-    finally:
-        conn.close()
+    with Hypervisor("test:///default") as hv:
+        ctl = next(s for s in lab_status(lab_dir, hv) if s.name == "ctl").as_json()
     assert ctl["devstack_phases"] == [{"phase": "Starting Keystone", "seconds": 3.0}]
 
 
