@@ -165,7 +165,7 @@ class VagrantDriver:
         Run here rather than through python-vagrant's streaming up(), which takes a single machine
         and, when interrupted, waits for vagrant to finish: on Ctrl-C or SIGTERM vagrant is asked to
         stop (it cleans up what it was creating) and is killed if it does not within 30 s."""
-        argv = self._vagrant._make_vagrant_command(["up", *machines, "--no-provision", "--provider=libvirt"])
+        argv = self._argv("up", *machines, "--no-provision", "--provider=libvirt")
         with self._log_cm() as log:
             proc = subprocess.Popen(argv, cwd=self.root, env=self.env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -212,4 +212,13 @@ class VagrantDriver:
             args += ["--name", name]
         if force:
             args.append("--force")
-        self._call("box add", lambda: self._vagrant._call_vagrant_command(args))
+        self._call("box add", lambda: self._check_call(args))
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.executable or "vagrant", *args]
+
+    def _check_call(self, args: list[str]) -> None:
+        """A vagrant command python-vagrant has no method for, its output in the lab's vagrant.log."""
+        with self._log_cm() as log:
+            subprocess.check_call(self._argv(*args), cwd=self.root, env=self.env, stdout=log,
+                                  stderr=subprocess.STDOUT)

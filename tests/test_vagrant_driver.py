@@ -130,3 +130,12 @@ def test_destroy_never_names_a_process_that_is_not_the_labs_vagrant(tmp_path: Pa
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_box_add_failure_carries_vagrants_words(driver: VagrantDriver, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.box"
+    bad.write_text("not a box\n")
+    with pytest.raises(VagrantFailed) as err:
+        driver.box_add("labctl/broken", str(bad))
+    assert err.value.message.startswith("vagrant box add failed (exit 1)")
+    assert "failed to unpackage" in err.value.tail  # vagrant's own words, from the lab's vagrant.log
