@@ -146,25 +146,29 @@ def _class_fit(lab: Any) -> Any:
     from labctl.lifecycle import class_fit
 
     try:
-        with _hypervisor() as hypervisor:
-            return class_fit(lab, hypervisor.capacity())
+        return class_fit(lab, _hypervisor().capacity())
     except LabctlError:
         return None
 
 
 def _hypervisor() -> Any:
     """The libvirt host of this command (LABCTL_LIBVIRT_URI, else qemu:///system), connected."""
-    from labctl.hypervisor import Hypervisor, default_uri
-
-    return Hypervisor.open(default_uri())
+    return _context().hypervisor()
 
 
 def _context() -> Any:
-    from labctl.hypervisor import default_uri
-    from labctl.lifecycle import Context
-    from labctl.state import labctl_cache
+    """The command's context, built once (main() closes it)."""
+    obj = click.get_current_context().obj
+    if obj is None or "context" not in obj:
+        from labctl.hypervisor import default_uri
+        from labctl.lifecycle import Context
+        from labctl.state import labctl_cache
 
-    return Context(_home(), labctl_cache(), default_uri())
+        context = Context(_home(), labctl_cache(), default_uri())
+        if obj is None:
+            return context
+        obj["context"] = context
+    return obj["context"]
 
 
 def _lab_dir(lab_file: Path | None, lab_name: str | None) -> Any:
@@ -586,8 +590,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in args:
         cut = args.index("--")
         args, remote = args[:cut], args[cut + 1:]
+    obj: dict[str, Any] = {"remote": remote}
     try:
-        result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj={"remote": remote})
+        result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj=obj)
     except LabctlError as exc:
         click.echo(f"labctl: error: {printable(exc.message)}", err=True)
         if exc.hint:
@@ -630,6 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(f"labctl: internal error: {sys.exc_info()[1]!r}{where}", err=True)
         click.echo("  hint: this is a bug in labctl; rerun with --debug and report it", err=True)
         return 1
+    finally:
+        if "context" in obj:
+            obj["context"].close()
     return result if isinstance(result, int) else 0
 
 

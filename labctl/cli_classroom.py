@@ -139,9 +139,7 @@ def snapshot() -> None:
 
 
 def _conn() -> Any:
-    from labctl.hypervisor import Hypervisor
-
-    return Hypervisor.open(_context().libvirt_uri)
+    return _context().hypervisor()
 
 
 @snapshot.command(name="save")

@@ -11,7 +11,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +24,7 @@ from labctl.state import LabDir, LabHome
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
+    from labctl.hypervisor import Hypervisor
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
 
@@ -40,9 +41,25 @@ class MachineProgress(Protocol):
 
 @dataclass(frozen=True)
 class Context:
+    """What a command works with, built once per command: the labs' home, the cache, and the
+    hypervisor (connected at first use; tests may hand in another)."""
+
     home: LabHome
     cache: Path
     libvirt_uri: str
+    _hypervisor: list[Hypervisor] = field(default_factory=list, repr=False, compare=False)
+
+    def hypervisor(self) -> Hypervisor:
+        if not self._hypervisor:
+            from labctl.hypervisor import Hypervisor
+
+            self._hypervisor.append(Hypervisor.open(self.libvirt_uri))
+        return self._hypervisor[0]
+
+    def close(self) -> None:
+        for hypervisor in self._hypervisor:
+            hypervisor.close()
+        self._hypervisor.clear()
 
 
 class NotEnoughResources(LabctlError):
@@ -167,7 +184,6 @@ def add_built_box(driver: Any, spec: Any) -> None:
 
 def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostFacts, reporter: Reporter,
            mirror: str) -> tuple[Plan, list[MachineStatus]]:
-    from labctl import hypervisor
     from labctl.lab import render_lab, write_lab
     from labctl.vagrant_driver import VagrantDriver, orphan_up
 
@@ -185,7 +201,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     driver.check_plugin()
     rendered = render_lab(lab, ctx.home, host, generated)
     _validate(rendered.vagrantfile, driver)
-    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
+    hv = ctx.hypervisor()
     if rendered.accelerator.slow:
         reporter.warn(f"software emulation: {rendered.accelerator.reason}")
     infos = [hv.domain(domain_name(lab.name, m.name)) for m in rendered.lab.machines]
@@ -268,10 +284,9 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
     """Shut machines down cleanly, all at once. Through libvirt, not `vagrant halt`: vagrant halts
     one machine after the other and concurrent vagrant processes lock each other out; vagrant-libvirt
     reads the state back from libvirt, so both agree. Returns the machines that had to be powered off."""
-    from labctl import hypervisor
 
     targets = _targets(lab_dir, names)
-    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
+    hv = ctx.hypervisor()
     domains = {domain_name(lab_dir.name, n): n for n in targets}
     with reporter.machines(targets, "halting") as progress:
         forced = hv.shut_down(list(domains), timeout, lambda d, text: progress.update(domains[d], text))
@@ -296,14 +311,13 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
 
 def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
-    from labctl import hypervisor
     from labctl.classroom.access import close_access
     from labctl.proc import CommandFailed
     from labctl.snapshots import drop_all
     from labctl.vagrant_driver import VagrantDriver, VagrantMissing, orphan_up, stop_process
 
     machines = records.read_lab(lab_dir).machine_names
-    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
+    hv = ctx.hypervisor()
     if close_access(lab_dir):
         reporter.step("closed the trainees' ports")
     dropped = drop_all(lab_dir, hv, machines)
@@ -336,12 +350,11 @@ class LabSummary:
 
 
 def list_labs(ctx: Context) -> Iterator[LabSummary]:
-    from labctl import hypervisor
 
     names = ctx.home.names()
     if not names:
         return
-    hv = hypervisor.Hypervisor.open(ctx.libvirt_uri)
+    hv = ctx.hypervisor()
     for name in names:
         lab_dir = ctx.home.lab(name)
         statuses = lab_status(lab_dir, hv)
