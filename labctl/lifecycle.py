@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from labctl import records
-from labctl.errors import LabctlError, LabNotFound
+from labctl.errors import LabctlError
 from labctl.inventory import MachineStatus, host_of, lab_status, running
 from labctl.names import domain_name, network_name
 from labctl.state import LabDir, LabHome
@@ -270,14 +270,6 @@ def _validate(vagrantfile: str, driver: Any) -> None:
         driver.validate(Path(tmp))
 
 
-def _targets(lab_dir: LabDir, names: Sequence[str]) -> list[str]:
-    known = records.read_lab(lab_dir).machine_names
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise LabNotFound(f"no machine named {', '.join(map(repr, unknown))} in lab {lab_dir.name!r}"
-                          f" (machines: {', '.join(known)})", hint="labctl status lists the machines")
-    return list(dict.fromkeys(names)) or known
-
 
 def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Reporter,
              timeout: float = 180) -> list[str]:
@@ -285,7 +277,7 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
     one machine after the other and concurrent vagrant processes lock each other out; vagrant-libvirt
     reads the state back from libvirt, so both agree. Returns the machines that had to be powered off."""
 
-    targets = _targets(lab_dir, names)
+    targets = records.read_lab(lab_dir).pick(names)
     hv = ctx.hypervisor()
     domains = {domain_name(lab_dir.name, n): n for n in targets}
     with reporter.machines(targets, "halting") as progress:
@@ -301,7 +293,7 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
 def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Reporter) -> None:
     from labctl.vagrant_driver import VagrantDriver
 
-    targets = _targets(lab_dir, names)
+    targets = records.read_lab(lab_dir).pick(names)
     driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)

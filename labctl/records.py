@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labctl.classroom.seats import Classroom, classroom_from_json, classroom_json
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, LabNotFound, show
 from labctl.names import valid_name
 from labctl.state import LabDir
 
@@ -167,6 +168,15 @@ class LabRecord:
 
     def machine(self, name: str) -> MachineRecord | None:
         return next((m for m in self.machines if m.name == name), None)
+
+    def pick(self, names: Sequence[str]) -> list[str]:
+        """The named machines, once each (all of the lab's when none is named); unknown names refused."""
+        known = self.machine_names
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise LabNotFound(f"no machine named {', '.join(map(show, unknown))} in lab {self.name!r}"
+                              f" (machines: {', '.join(known)})", hint="labctl status lists the machines")
+        return list(dict.fromkeys(names)) or known
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], name: str) -> LabRecord:

@@ -46,12 +46,7 @@ def check_snapshot_name(name: str) -> str:
 
 def pick(lab_dir: LabDir, names: Sequence[str]) -> list[str]:
     """The named machines (all of the lab's when none is named), refusing names it does not have."""
-    machines = records.read_lab(lab_dir).machine_names
-    unknown = [n for n in names if n not in machines]
-    if unknown:
-        raise LabctlError(f"lab {lab_dir.name!r} has no machine {', '.join(map(show, unknown))}"
-                          f" (machines: {', '.join(machines)})", hint="labctl status lists them")
-    return list(names) or machines
+    return records.read_lab(lab_dir).pick(names)
 
 
 def _kept_file(lab_dir: LabDir) -> Any:

@@ -439,7 +439,7 @@ def test_reset_needs_a_machine(run: Callable[..., Result], isolated_home: Path) 
     result = run("reset")
     assert result.code == 2 and "name the machines to reset" in result.err
     unknown = run("snapshot", "list", "seat-09")
-    assert unknown.code == 2 and "no machine 'seat-09'" in unknown.err
+    assert unknown.code == 2 and "no machine named 'seat-09' in lab 'class'" in unknown.err
 
 
 def test_two_classrooms_never_forward_the_same_ports(run: Callable[..., Result], isolated_home: Path) -> None:
