@@ -21,6 +21,8 @@ PACKAGES=(
   libvirt-dev pkg-config gcc python3-dev python3-venv
   # SSH to the VMs, and building a Debian box offline (labctl box build).
   openssh-client openssh-server mmdebstrap extlinux e2fsprogs git
+  # The host's package cache for every lab (labctl cache); the PyPI cache comes with labctl (devpi-server).
+  apt-cacher-ng
   # The tests look at the classroom sheet the way a person does: in a real browser.
   chromium-headless-shell fonts-dejavu-core
 )

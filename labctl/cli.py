@@ -222,7 +222,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     from labctl.catalog import default_catalog
     from labctl.host import read_host
     from labctl.lab import resolve_lab
-    from labctl.lifecycle import up_lab
+    from labctl.lifecycle import host_caches, up_lab
     from labctl.selection import LabRequest
 
     ctx = _context()
@@ -230,15 +230,16 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
     reporter = _reporter(as_json)
     with ctx.home.writer(lab.name, "up"):
+        caches = host_caches(lab, ctx, reporter)  # before anything is made: a cache that cannot start stops here
         plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror))
         run = None
         if not no_stack:
+            from labctl.classroom.clone import stack_classroom
             from labctl.snapshots import take_stacked
-            from labctl.stacking import stack_lab
 
             lab_dir = ctx.home.lab(plan.lab.name)
-            run = stack_lab(plan.lab, lab_dir, statuses, reporter, cache=ctx.cache,
-                            snapshot=take_stacked(lab_dir, ctx.libvirt_uri))
+            run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
+                                  snapshot=take_stacked(lab_dir, ctx.libvirt_uri), caches=caches)
     return _show_up(plan, statuses, run, as_json)
 
 
@@ -277,12 +278,13 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     """Run DevStack on a running lab: the machines whose last run failed or never ran
     (MACHINE... or --all for others). Exits 1 if any machine failed."""
     from labctl.catalog import default_catalog
+    from labctl.classroom.clone import stack_classroom
     from labctl.host import read_host
     from labctl.inventory import lab_status
     from labctl.lab import plan_lab, resolve_lab
+    from labctl.lifecycle import host_caches
     from labctl.selection import LabRequest
     from labctl.snapshots import take_stacked
-    from labctl.stacking import stack_lab
 
     ctx = _context()
     lab_dir = _lab_dir(lab_file, lab_name)
@@ -291,9 +293,10 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     with ctx.home.writer(lab.name, "stack"):
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
         plan = plan_lab(lab, ctx.home, read_host())
-        run = stack_lab(plan.lab, lab_dir, lab_status(lab_dir, _hypervisor()), reporter, names=machines,
-                        everything=everything, clean=clean, cache=ctx.cache,
-                        snapshot=take_stacked(lab_dir, ctx.libvirt_uri))
+        run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, _hypervisor()), reporter, _hypervisor(),
+                              names=machines, everything=everything, clean=clean, cache=ctx.cache,
+                              snapshot=take_stacked(lab_dir, ctx.libvirt_uri),
+                              caches=host_caches(plan.lab, ctx, reporter))
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0
@@ -641,4 +644,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-from labctl import cli_classroom  # noqa: E402,F401 - registers the classroom and snapshot commands
+from labctl import cli_cache, cli_classroom  # noqa: E402,F401 - register their commands on the group

@@ -232,7 +232,8 @@ def remove_leftovers(conn: libvirt.virConnect, domains: list[str], network: str,
             dom.destroy()
         _undefine(dom)
         removed.append(f"domain {name}")
-    wanted = {f"{name}.img" for name in domains if name not in kept}
+    # A domain's disk, and the stacked disk its classroom's clones grew from (clone_disks).
+    wanted = {f"{name}{suffix}" for name in domains if name not in kept for suffix in (".img", BASE_SUFFIX)}
     for pool in conn.listAllStoragePools():
         if not pool.isActive():
             continue
@@ -379,6 +380,91 @@ def delete_snapshot(conn: libvirt.virConnect, domain: str, name: str) -> bool:
 # The adapter: one object per libvirt connection
 
 
+BASE_SUFFIX = ".base.img"
+
+
+def disk_path(dom: libvirt.virDomain) -> Path:
+    """The file of a domain's first disk."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(dom.XMLDesc(0))  # noqa: S314 - libvirt's own XML about our domain
+    for disk in root.iter("disk"):
+        source = disk.find("source")
+        if disk.get("device") == "disk" and source is not None and source.get("file"):
+            return Path(source.get("file", ""))
+    raise LabctlError(f"domain {dom.name()} has no disk file", hint=f"virsh dumpxml {dom.name()}")
+
+
+def clone_disks(conn: libvirt.virConnect, template: str, clones: list[str]) -> Path:
+    """Make every clone's disk start from the template's, without copying it: the template's disk
+    (stacked, shut off) becomes a read-only base, `<template>.base.img` beside it, and the template and
+    each clone get a fresh qcow2 overlay on it at their own disk's path (their domains do not change).
+    Every domain must be shut off. Returns the base."""
+    from labctl.proc import run
+
+    doms = {name: conn.lookupByName(name) for name in [template, *clones]}
+    running = [name for name, dom in doms.items() if dom.isActive()]
+    if running:
+        raise LabctlError(f"cannot clone disks of running machines: {', '.join(running)}",
+                          hint="labctl halt them first")
+    source = disk_path(doms[template])
+    base = source.with_name(f"{template}{BASE_SUFFIX}")
+    if base.exists():
+        raise LabctlError(f"{base} exists already: this classroom was cloned before",
+                          hint="labctl destroy the lab and up again, or labctl stack the seats one by one")
+    source.rename(base)
+    base.chmod(0o444)
+    for name, dom in doms.items():
+        path = source if name == template else disk_path(dom)
+        if name != template:
+            path.unlink(missing_ok=True)
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(path)],
+            what=f"qemu-img create (the disk of {name})")
+    for pool in conn.listAllStoragePools():
+        if pool.isActive():
+            pool.refresh(0)
+    return base
+
+
+def start(conn: libvirt.virConnect, names: list[str]) -> None:
+    for name in names:
+        dom = conn.lookupByName(name)
+        if not dom.isActive():
+            dom.create()
+
+
+MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name and address for it
+MANAGEMENT_XML = """<network>
+  <name>vagrant-libvirt</name>
+  <forward mode="nat"/>
+  <ip address="192.168.121.1" netmask="255.255.255.0">
+    <dhcp><range start="192.168.121.2" end="192.168.121.254"/></dhcp>
+  </ip>
+</network>"""
+
+
+def management_address(conn: libvirt.virConnect) -> str:
+    """The host's address on vagrant-libvirt's management network, which every lab's machines join
+    (their eth0). Made here, exactly as vagrant-libvirt makes it, when no lab made it yet: then no lab
+    owns it, and no lab's destroy removes it (vagrant-libvirt removes only networks it created)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        net = conn.networkLookupByName(MANAGEMENT_NETWORK)
+    except libvirt.libvirtError:
+        net = conn.networkDefineXML(MANAGEMENT_XML)
+        net.setAutostart(True)
+    if not net.isActive():
+        net.create()
+    ip = ET.fromstring(net.XMLDesc()).find("ip")  # noqa: S314 - libvirt's own XML about its network
+    address = ip.get("address") if ip is not None else None
+    if not address:
+        raise LabctlError(f"libvirt's network {MANAGEMENT_NETWORK} has no IPv4 address for the host",
+                          hint=f"virsh net-dumpxml {MANAGEMENT_NETWORK}; remove it when no lab runs (virsh"
+                               f" net-destroy {MANAGEMENT_NETWORK}; virsh net-undefine {MANAGEMENT_NETWORK})")
+    return address
+
+
 class LibvirtFailed(LabctlError):
     """libvirt failed in the middle of a command (libvirtd gone, a domain removed under labctl)."""
 
@@ -469,3 +555,15 @@ class Hypervisor:
     @_libvirt_errors
     def delete_snapshot(self, domain: str, name: str) -> bool:
         return delete_snapshot(self.conn, domain, name)
+
+    @_libvirt_errors
+    def management_address(self) -> str:
+        return management_address(self.conn)
+
+    @_libvirt_errors
+    def clone_disks(self, template: str, clones: list[str]) -> Path:
+        return clone_disks(self.conn, template, clones)
+
+    @_libvirt_errors
+    def start(self, names: list[str]) -> None:
+        start(self.conn, names)

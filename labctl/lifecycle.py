@@ -22,6 +22,7 @@ from labctl.names import domain_name, network_name
 from labctl.state import LabDir, LabHome
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
+    from labctl.cache.services import Endpoints
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
     from labctl.hypervisor import Hypervisor
@@ -60,6 +61,23 @@ class Context:
         for hypervisor in self._hypervisor:
             hypervisor.close()
         self._hypervisor.clear()
+
+
+def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
+    """The host's package caches running, when the lab uses them (started if need be, kept when they
+    run); None for a lab that does not. A cache that cannot start is an error, never the internet."""
+    if not lab.caches:
+        return None
+    from labctl.cache.services import HostCaches
+
+    caches = HostCaches(ctx.cache)
+    ends = caches.endpoints()
+    if ends is None:
+        reporter.step(f"starting the host's package caches (apt-cacher-ng, devpi-server) in {caches.root}")
+        ends = caches.start(ctx.hypervisor().management_address())
+    reporter.step(f"the machines fetch packages through the host's caches at {ends.address}"
+                  + (" (offline: only what they hold)" if ends.offline else ""))
+    return ends
 
 
 class NotEnoughResources(LabctlError):

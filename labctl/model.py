@@ -147,6 +147,9 @@ class Lab:
     proxy: Proxy | None = None
     # A classroom lab: one all-in-one machine per seat (machines named after the seats).
     classroom: Classroom | None = None
+    # The host's package caches (labctl.cache): asked for in lab.yaml; a classroom uses them unless
+    # it says `caches: false` (N seats would download everything N times).
+    caches: bool = False
 
     @property
     def controller(self) -> Machine | None:
@@ -516,7 +519,7 @@ def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
 
 def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab:
     data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
-                              "ca_certificates", "proxy", "classroom"))
+                              "ca_certificates", "proxy", "classroom", "caches"))
     if "name" not in data:
         raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
     name = check_name(data["name"], "name")
@@ -546,6 +549,7 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
         ca_certificates=_certificates(data.get("ca_certificates"), base_dir),
         proxy=_proxy(data.get("proxy")),
         classroom=classroom,
+        caches=_bool(data["caches"], "caches") if "caches" in data else classroom is not None,
     )
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labctl.cache.guest import REACH_SCRIPT, guest_files
+from labctl.cache.services import Endpoints
 from labctl.errors import LabctlError
 from labctl.mirrors import DevstackSource, redact
 from labctl.model import DevstackSpec, Proxy
@@ -147,6 +149,7 @@ class StackJob:
     ssh_timeout: float = 300
     git_server: tuple[str, int] | None = None  # labctl's git daemon on the host, when it serves mirrors
     seat_login: str | None = None  # a classroom seat: the trainee's SSH password (user stack)
+    caches: Endpoints | None = None  # the host's package caches, when the lab uses them
 
 
 @dataclass
@@ -226,6 +229,22 @@ def configure_network_access(session: Session, job: StackJob) -> None:
                       ' [ "$2" = secret ] && chmod 0640 /etc/dnf/dnf.conf; true')
             session.run(shlex.join(["sudo", "sh", "-c", script, "dnf-proxy", line, "secret" if secret else "plain"]),
                         "setting dnf's proxy")
+    if job.caches:
+        use_caches(session, job.package_family, job.caches)
+
+
+def use_caches(session: Session, family: str, ends: Endpoints) -> None:
+    """The machine fetches packages through the host's caches (after the proxy's files: the cache's
+    pip.conf replaces the proxy's), and can reach them: never the internet behind their back."""
+    code, out = session.run(shlex.join(["bash", "-c", REACH_SCRIPT, "reach", ends.address,
+                                        str(ends.apt_port), str(ends.pypi_port)]),
+                            "reaching the host's caches", check=False)
+    if code != 0:
+        raise RemoteCommandFailed(session.host.name, "reaching the host's package caches", code,
+                                  f"{out.strip()} (labctl cache shows whether they run; a firewall on the host"
+                                  f" must allow TCP {ends.apt_port} and {ends.pypi_port} from the labs' machines)")
+    for path, content in guest_files(family, ends).items():
+        _install_file(session, path, content, "0644")
 
 
 # The trainee of a seat logs in as stack with the seat's own password: a password on paper is what
@@ -354,8 +373,8 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
         announce("waiting for SSH")
         wait_for_ssh(job.host, job.ssh_timeout)
         with Session(job.host) as session:
-            if job.certificates or job.proxy:
-                announce("trusting CAs and setting proxies")
+            if job.certificates or job.proxy or job.caches:
+                announce("trusting CAs, setting proxies and the host's caches")
                 configure_network_access(session, job)
             announce("preparing the guest")
             prepare_guest(session, job.package_family)

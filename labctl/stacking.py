@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl import records
+from labctl.cache.services import Endpoints
 from labctl.errors import LabctlError
 from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
 from labctl.inventory import MachineStatus, host_of, running
@@ -74,11 +75,12 @@ def guest_certificates(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
 
 
 def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: Sequence[MachineStatus],
-              passwords: dict[str, str], clean: bool) -> list[StackJob]:
+              passwords: dict[str, str], clean: bool, caches: Endpoints | None = None) -> list[StackJob]:
     by_name = {s.name: s for s in statuses}
     running([by_name[m.name] for m in machines], lab.name)
     certificates = guest_certificates(lab.ca_certificates)
-    lab_hosts = (host_address(lab.cidr), *(m.ip for m in lab.machines), *(m.name for m in lab.machines))
+    lab_hosts = (host_address(lab.cidr), *(m.ip for m in lab.machines), *(m.name for m in lab.machines),
+                 *((caches.address,) if caches else ()))
     source = devstack_source(lab)
     proxy = lab.proxy
     seats = lab_dir.read_seat_passwords()
@@ -96,7 +98,7 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
             local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, source=source,
             log=lab_dir.stack_log(m.name), secrets=secrets, certificates=certificates,
             proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server,
-            seat_login=seats[m.name]["login"] if m.name in seats else None))
+            seat_login=seats[m.name]["login"] if m.name in seats else None, caches=caches))
     return jobs
 
 
@@ -224,17 +226,19 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Any) -> It
 def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, *,
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
               discover: DiscoverSettings | None = None, cache: Path | None = None,
-              snapshot: Callable[[str, records.StackRecord], None] | None = None) -> StackRun | None:
+              snapshot: Callable[[str, records.StackRecord], None] | None = None,
+              caches: Endpoints | None = None) -> StackRun | None:
     """`labctl stack`: None when every machine already stacked fine. `cache`: where the copies of
     served mirrors are kept (labctl's cache by default). `snapshot`: called in a machine's worker
-    as soon as it has stacked (the `stacked` snapshot); its failure is a warning, not a failed stack."""
+    as soon as it has stacked (the `stacked` snapshot); its failure is a warning, not a failed stack.
+    `caches`: where the host's package caches listen, when the lab uses them (lifecycle.host_caches)."""
     machines = machines_to_stack(lab, lab_dir, names, everything)
     if not machines:
         return None
     passwords = lab_dir.read_passwords()
     if passwords is None:
         raise LabctlError(f"lab {lab.name!r} has no passwords yet", hint=f"labctl plan --lab {lab.name}")
-    jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean)
+    jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean, caches)
     ctl = lab.controller
     done = records.read(lab_dir).stack
     by_name = {s.name: s for s in statuses}

@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parent.parent
 # Built boxes and root filesystems are kept between runs here (CI runs on the same machine again);
 # delete it to rebuild them.
 TEST_CACHE = Path(os.environ.get("LABCTL_TEST_CACHE", "/var/tmp/labctl-test-cache"))
+TEST_APT_PORT, TEST_PYPI_PORT = 3159, 3158
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_caches() -> Iterator[None]:
+    """The host caches that VM tests started (in the test cache) stop with the test session."""
+    yield
+    from labctl.cache.services import HostCaches
+
+    HostCaches(TEST_CACHE / "cache").stop()
 
 
 @pytest.fixture(autouse=True)
@@ -115,5 +125,8 @@ def vm_env(monkeypatch: pytest.MonkeyPatch) -> Path:
     require_tool("mmdebstrap")
     require_libvirt()
     monkeypatch.setenv("LABCTL_CACHE", str(TEST_CACHE / "cache"))
+    # The tests' own host caches (labctl.cache), beside any the user runs on the usual ports.
+    monkeypatch.setenv("LABCTL_APT_CACHE_PORT", str(TEST_APT_PORT))
+    monkeypatch.setenv("LABCTL_PYPI_CACHE_PORT", str(TEST_PYPI_PORT))
     monkeypatch.setenv("VAGRANT_HOME", str(TEST_CACHE / "vagrant.d"))
     return TEST_CACHE

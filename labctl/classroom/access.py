@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labctl import daemon
 from labctl.classroom.seats import Classroom
 from labctl.errors import LabctlError
-from labctl.proc import start_ticks
 from labctl.state import LabDir, atomic_write
 
 if TYPE_CHECKING:
@@ -86,18 +82,14 @@ def _pid_file(lab_dir: LabDir) -> Path:
     return lab_dir.path / "access.pid"
 
 
+def _markers(lab_dir: LabDir) -> list[str]:
+    return ["labctl.classroom.forward", str(_routes_file(lab_dir))]
+
+
 def forwarder_pid(lab_dir: LabDir) -> int | None:
     """The running forwarder of this lab: the recorded process (same start time), running labctl's
     forwarder on this lab's routes. Any other process is never named, let alone signalled."""
-    try:
-        pid_text, ticks_text = _pid_file(lab_dir).read_text().split()
-        pid, ticks = int(pid_text), int(ticks_text)
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        same = (start_ticks(pid) == ticks and b"labctl.classroom.forward" in cmdline
-                and os.fsencode(_routes_file(lab_dir)) in cmdline)
-    except (OSError, ValueError):
-        same = False
-    return pid if same else None
+    return daemon.running(_pid_file(lab_dir), _markers(lab_dir))
 
 
 def open_access(lab_dir: LabDir) -> list[Door]:
@@ -114,63 +106,23 @@ def open_access(lab_dir: LabDir) -> list[Door]:
         close_access(lab_dir)
     atomic_write(path, json.dumps(wanted, indent=2) + "\n", mode=0o600)
     log = lab_dir.logs / "access.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "labctl.classroom.forward", str(path)], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=err, start_new_session=True, cwd="/")
-    assert proc.stdout is not None
-    line = _first_line(proc, READY_TIMEOUT)
+    proc = daemon.spawn([sys.executable, "-m", "labctl.classroom.forward", str(path)], log, stdout=True)
+    line = daemon.first_line(proc, READY_TIMEOUT)
     if line != "ready":
-        with contextlib.suppress(OSError):
-            proc.kill()
-        proc.wait()
+        daemon.kill(proc)
         why = line.removeprefix("error: ") if line else f"it did not start (see {log})"
         raise LabctlError(f"classroom access for lab {lab_dir.name!r}: {why}",
                           hint="another program or classroom uses that port: change classroom.ssh_port or"
                                " web_port in lab.yaml, run labctl plan, then labctl access open")
-    proc.stdout.close()
-    atomic_write(_pid_file(lab_dir), f"{proc.pid} {start_ticks(proc.pid)}\n")
-    return seat_doors
-
-
-def _first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    import selectors
-
     assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            return ""
-    return proc.stdout.readline(200).decode(errors="replace").strip()
+    proc.stdout.close()
+    daemon.record(_pid_file(lab_dir), proc)
+    return seat_doors
 
 
 def close_access(lab_dir: LabDir) -> bool:
     """Stop the lab's forwarder; False when none was running."""
-    pid = forwarder_pid(lab_dir)
-    _pid_file(lab_dir).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if start_ticks(pid) is None:
-                break
-        except (OSError, ValueError, IndexError):
-            break
-        _reap(pid)
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    return True
-
-
-def _reap(pid: int) -> None:
-    """The forwarder is our child when this process started it: collect it, or it stays a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    return daemon.stop(_pid_file(lab_dir), _markers(lab_dir))
 
 
 def host_address() -> str:

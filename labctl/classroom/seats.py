@@ -14,6 +14,7 @@ the database of, another's seat.
       listen: 0.0.0.0                          # where the host listens for them
       ssh_port: 2200                           # seat N: ssh -p 2200+N stack@address
       web_port: 8000                           # seat N: http://address:8000+N/dashboard
+      clone: true                              # stack seat-01 once, copy it to the others (default)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ READABLE_LENGTH = 12  # about 59 bits
 SEAT_SECRET_NAMES = ("admin", "database", "rabbit", "service", "login")
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk")
-KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port")
+KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port", "clone")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class Classroom:
     listen: str = "0.0.0.0"  # noqa: S104 - trainees come from the classroom network, not from this host
     ssh_port: int = 2200
     web_port: int = 8000
+    # Stack seat-01 once and make the other seats from its disk (labctl.classroom.clone), instead of
+    # N runs of stack.sh fighting for the host's CPUs.
+    clone: bool = True
 
     def seat(self, name: str) -> Seat | None:
         return next((s for s in self.seats if s.name == name), None)
@@ -159,8 +163,11 @@ def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
         if key not in SEAT_MACHINE_KEYS:
             raise LabFileError(f"classroom.seat.{show(key)}: unknown key; expected one of:"
                                f" {', '.join(SEAT_MACHINE_KEYS)}")
+    clone = raw.get("clone", True)
+    if not isinstance(clone, bool):
+        raise LabFileError(f"classroom.clone: expected true or false, got {show(clone)}")
     classroom = Classroom(seats, address, _listen(raw.get("listen", "0.0.0.0")), ssh_port,  # noqa: S104
-                          web_port)
+                          web_port, clone)
     return classroom, dict(machine)
 
 
@@ -189,7 +196,7 @@ def classroom_json(classroom: Classroom) -> dict[str, Any]:
     return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare}
                       for s in classroom.seats],
             "address": classroom.address, "listen": classroom.listen,
-            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port}
+            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone}
 
 
 def classroom_from_json(raw: Any) -> Classroom | None:
@@ -201,7 +208,8 @@ def classroom_from_json(raw: Any) -> Classroom | None:
         seats = tuple(Seat(int(s["number"]), s.get("trainee") if isinstance(s.get("trainee"), str) else None,
                            bool(s.get("spare"))) for s in raw["seats"])
         return Classroom(seats, raw.get("address") if isinstance(raw.get("address"), str) else None,
-                         str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]))  # noqa: S104
+                         str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]),  # noqa: S104
+                         raw.get("clone") is not False)
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -1,0 +1,192 @@
+"""A classroom at the speed of one seat: stack seat-01 once, then make every other seat from its disk.
+
+N runs of stack.sh on one host cost N times its CPU (under software emulation, the whole host for
+half an hour each). Instead (classroom.clone, the default):
+1. the other seats, just booted from the box, are shut off: they wait without using the CPU;
+2. seat-01 stacks, alone and at full speed;
+3. seat-01 is shut off cleanly and its disk becomes a read-only base; seat-01 and every other seat
+   get a qcow2 overlay on it (hypervisor.clone_disks): no copy, seconds;
+4. every seat boots with seat-01's stacked DevStack, and each clone is made its own seat
+   (clone_guest.FIXUP_SCRIPT: name, address, keys, passwords, Keystone's catalog and users), in
+   parallel; then the trainee's password, the seat's own local.conf, and its `stacked` snapshot.
+Each clone keeps its own address on the lab network (the catalog is rewritten) rather than all seats
+sharing one address on networks of their own: the sheet, the forwarded ports and `labctl ssh` need
+nothing new, and the clone's Keystone is checked with its own password before labctl says "ok".
+
+`labctl stack` of named seats, a classroom with `clone: false`, or a seat-01 that has stacked
+already, stacks seats one by one as any lab.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from labctl import records
+from labctl.classroom.clone_guest import FIXUP_SCRIPT
+from labctl.errors import LabctlError
+from labctl.inventory import MachineStatus, lab_status
+from labctl.model import Lab
+from labctl.names import domain_name
+from labctl.provision import StackResult, open_seat, push_local_conf
+from labctl.remote import Host, RemoteCommandFailed, Session, SshUnreachable, forget_hosts, wait_for_ssh
+from labctl.stacking import StackRun, machines_to_stack, record, stack_lab
+from labctl.stacklog import mask
+from labctl.state import LabDir
+
+TEMPLATE = "seat-01"
+BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
+SECRET_NAMES = ("admin", "database", "rabbit", "service")
+
+
+def public_key(private_key: Path) -> str:
+    """The authorized_keys line of a private key Vagrant made for a machine."""
+    import paramiko
+
+    key = paramiko.PKey.from_path(private_key)
+    return f"{key.get_name()} {key.get_base64()} labctl"
+
+
+def fixup_spec(lab: Lab, seat: str, seats: dict[str, dict[str, str]], user: str, authorized_key: str) -> dict[str, Any]:
+    """What the clone script needs to make seat-01's copy into `seat` (secrets included: it travels
+    in a file of mode 0600). Pure."""
+    template, own = seats[TEMPLATE], seats[seat]
+    ips = {m.name: m.ip for m in lab.machines}
+    return {"name": seat, "old_name": TEMPLATE, "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
+            "login_user": user, "authorized_key": authorized_key,
+            "secrets": [[template[n], own[n]] for n in SECRET_NAMES],
+            **{n: [template[n], own[n]] for n in SECRET_NAMES}}
+
+
+def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
+    return bool(lab.classroom and lab.classroom.clone and TEMPLATE in names and len(names) > 1)
+
+
+def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, hypervisor: Any,
+                    *, snapshot: Callable[[str, records.StackRecord], None] | None = None,
+                    **stack_options: Any) -> StackRun | None:
+    """`labctl up`/`stack` of a lab: a classroom whose seats all need DevStack is stacked once and
+    cloned; any other lab (or set of machines) is stacked machine by machine (stacking.stack_lab)."""
+    names = [m.name for m in machines_to_stack(lab, lab_dir, stack_options.get("names", ()),
+                                               stack_options.get("everything", False))]
+    if not clone_applies(lab, names) or stack_options.get("clean"):
+        return stack_lab(lab, lab_dir, statuses, reporter, snapshot=snapshot, **stack_options)
+    clones = [n for n in names if n != TEMPLATE]
+    doms = {n: domain_name(lab.name, n) for n in names}
+    reporter.step(f"stacking {TEMPLATE} once; {len(clones)} more seats will be made from its disk"
+                  " (classroom.clone: false stacks every seat)")
+    with reporter.machines(clones, "waiting") as progress:
+        hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
+            _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
+    options = {k: v for k, v in stack_options.items() if k not in ("names", "everything")}
+    run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], **options)
+    assert run is not None
+    if not run.results[TEMPLATE].ok:
+        reporter.warn(f"{TEMPLATE} did not stack: the other seats stay off (labctl up starts them and tries again)")
+        return run
+    reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
+    hypervisor.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))
+    base = hypervisor.clone_disks(doms[TEMPLATE], [doms[n] for n in clones])
+    reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
+    hypervisor.start([doms[n] for n in names])
+    current = _wait_for_addresses(lab_dir, hypervisor, names)
+    seats = lab_dir.read_seat_passwords()
+    by_name = {s.name: s for s in current}
+    results: dict[str, StackResult] = {TEMPLATE: run.results[TEMPLATE]}
+    with reporter.machines(clones, "booting") as progress, ThreadPoolExecutor(max_workers=len(clones) + 1) as pool:
+        futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, progress.update) for n in clones}
+        template_ready = pool.submit(_template_back, lab_dir, by_name[TEMPLATE])
+        for name, future in futures.items():
+            results[name] = future.result()
+            record(lab_dir, [results[name]])
+            progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
+        template_ready.result()
+    if snapshot is not None:
+        for name in names:
+            if results[name].ok:
+                try:
+                    snapshot(name, records.read(lab_dir).stack[name])
+                except LabctlError as exc:
+                    reporter.warn(f"{name}: stacked, but no snapshot: {exc.message}")
+    return StackRun({n: results[n] for n in names})
+
+
+def _seat(domain: str, doms: dict[str, str]) -> str:
+    return next((n for n, d in doms.items() if d == domain), domain)
+
+
+def _wait_for_addresses(lab_dir: LabDir, hypervisor: Any, names: Sequence[str]) -> list[MachineStatus]:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while True:
+        statuses = lab_status(lab_dir, hypervisor)
+        waiting = [s.name for s in statuses if s.name in names and not (s.state == "running" and
+                                                                         s.ssh_address and s.ssh_address != s.lab_ip)]
+        if not waiting:
+            return statuses
+        if time.monotonic() > deadline:
+            raise LabctlError(f"{', '.join(waiting)} got no address within {BOOT_TIMEOUT:.0f} s after cloning",
+                              hint="labctl status shows them; labctl halt and resume, then labctl stack")
+        time.sleep(3)
+
+
+def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> Host:
+    assert status.ssh_address is not None
+    return Host(status.name, status.ssh_address, status.user, lab_dir.private_key(key_of), lab_dir.known_hosts)
+
+
+def _template_back(lab_dir: LabDir, status: MachineStatus) -> None:
+    """seat-01 boots from its overlay as it was; only its SSH must answer again."""
+    wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)
+
+
+def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
+               seats: dict[str, dict[str, str]], update: Callable[[str, str], None]) -> StackResult:
+    """Turn one booted copy of seat-01 into seat `name`; failures become its result."""
+    started = time.monotonic()
+    status = by_name[name]
+    own = seats[name]
+    secrets = [v for seat in seats.values() for v in seat.values()]
+    log = lab_dir.stack_log(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    step = "waiting for SSH"
+    try:
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"--- {time.strftime('%F %T')} made from {TEMPLATE}'s stacked disk (classroom.clone)\n")
+            assert status.ssh_address is not None
+            forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
+            update(name, step)
+            wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
+            step = "making it its own seat"
+            update(name, step)
+            spec = fixup_spec(lab, name, seats, status.user, public_key(lab_dir.private_key(name)))
+            with Session(_host(lab_dir, status, TEMPLATE)) as session:
+                spec_file = session.upload_private(json.dumps(spec).encode())
+                script = session.upload_private(FIXUP_SCRIPT.encode())
+
+                def line(text: str) -> None:
+                    out.write(mask(text, secrets).rstrip("\n") + "\n")
+                    out.flush()
+                    update(name, f"{step}: {mask(text, secrets).strip()[:80]}")
+
+                session.run(shlex.join(["sudo", "python3", script, spec_file])
+                            + f"; rc=$?; rm -f {shlex.quote(script)}; exit $rc", "making the copy its own seat",
+                            on_line=line)
+            forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
+            step = "opening the seat to its trainee"
+            update(name, step)
+            with Session(_host(lab_dir, status, name)) as session:
+                open_seat(session, own["login"])
+                push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
+    except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
+        message = exc.message if isinstance(exc, LabctlError) else str(exc)
+        tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
+        return StackResult(name, "failed", time.monotonic() - started, step, mask(message, secrets),
+                           [mask(t, secrets) for t in tail])
+    ip = status.lab_ip
+    return StackResult(name, "ok", time.monotonic() - started, f"cloned from {TEMPLATE}", "", [], None,
+                       f"http://{ip}/identity/", [("Cloned from seat-01", time.monotonic() - started)])

@@ -1,0 +1,215 @@
+"""What runs inside a cloned seat, as root, to make seat-01's copy its own seat. Pure text: the
+script is uploaded and run by labctl.classroom.clone; its values come in a JSON file of mode 0600
+that it deletes at once (secrets never on a command line).
+
+A clone starts as an exact copy of seat-01's stacked disk: seat-01's name, address, SSH host keys,
+machine-id, Keystone's token keys, and seat-01's passwords in MySQL, in Keystone and in every file
+DevStack wrote. Each of those is replaced here, DevStack's services stopped meanwhile:
+- the hostname (/etc/hostname, /etc/hosts), the machine-id, labctl's key for the login user;
+- the seat's own address: on its interface, and in every file under /etc and DevStack's own files
+  (.stackenv, local.conf, clouds.yaml...), then in Keystone's catalog (its endpoints, in MySQL);
+- the seat's own passwords: in those files, MySQL's (ALTER USER), RabbitMQ's when it runs, and the
+  OpenStack users' through Keystone's API (a user whose password was seat-01's admin or service
+  password gets this seat's);
+- Keystone's fernet and credential keys, made anew: seat-01's tokens must not open this seat;
+- the SSH host keys, made anew, last (labctl forgets the old key for this address afterwards).
+It ends by asking Keystone for a token with the new admin password, and with seat-01's (refused).
+"""
+
+FIXUP_SCRIPT = r'''
+import json, os, re, shutil, subprocess, sys, time, urllib.error, urllib.request
+
+spec = json.load(open(sys.argv[1]))
+os.unlink(sys.argv[1])
+old_ip, new_ip = spec["old_ip"], spec["new_ip"]
+pairs = [(old, new) for old, new in spec["secrets"] if old and old != new]
+
+
+def sh(*argv, check=True, **kw):
+    proc = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    if check and proc.returncode != 0:
+        sys.exit(f"{' '.join(argv[:3])} failed ({proc.returncode}): {proc.stdout.strip()[-400:]}")
+    return proc.stdout
+
+
+def say(text):
+    print(text, flush=True)
+
+
+# 1. DevStack's services stop (MySQL stays: its passwords change below).
+units = sh("systemctl", "list-units", "devstack@*", "--plain", "--no-legend", "--all").split()
+units = [u for u in units if u.startswith("devstack@")]
+if units:
+    sh("systemctl", "stop", *units)
+say(f"stopped {len(units)} DevStack services")
+
+# 2. Name, machine-id, labctl's key.
+name = spec["name"]
+with open("/etc/hostname", "w") as f:
+    f.write(name + "\n")
+sh("hostname", name)
+with open("/etc/hosts") as f:
+    hosts = f.read()
+with open("/etc/hosts", "w") as f:
+    f.write(re.sub(r"(?<![\w.-])" + re.escape(spec["old_name"]) + r"(?![\w.-])", name, hosts))
+for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+    if os.path.isfile(path) and not os.path.islink(path):
+        os.unlink(path)
+sh("systemd-machine-id-setup", check=False)
+home = os.path.expanduser("~" + spec["login_user"])
+keys = os.path.join(home, ".ssh", "authorized_keys")
+with open(keys, "w") as f:
+    f.write(spec["authorized_key"].strip() + "\n")
+say("name, machine-id and key set")
+
+# 3. The address on its interface.
+ip_re = re.compile(r"(?<![\d.])" + re.escape(old_ip) + r"(?![\d])")
+for line in sh("ip", "-o", "-4", "addr", "show").splitlines():
+    fields = line.split()
+    if "inet" in fields:
+        addr = fields[fields.index("inet") + 1]
+        if addr.split("/")[0] == old_ip:
+            prefix = addr.split("/")[1]
+            sh("ip", "addr", "add", f"{new_ip}/{prefix}", "dev", fields[1])
+            sh("ip", "addr", "del", addr, "dev", fields[1])
+            say(f"{fields[1]}: {old_ip} -> {new_ip}")
+
+# 4. Every file DevStack (or the box) wrote the address or a password in.
+ROOTS = ["/etc", "/opt/stack/devstack/.stackenv", "/opt/stack/devstack/local.conf", "/opt/stack/.config",
+         "/root/.config", "/opt/stack/.my.cnf", "/root/.my.cnf"]
+SKIP = ("/etc/ssh/ssh_host_", "/etc/keystone/fernet-keys", "/etc/keystone/credential-keys", "/etc/ssl/",
+        "/etc/alternatives/")
+changed = []
+
+
+def fix(path):
+    if path.startswith(SKIP) or os.path.islink(path) or not os.path.isfile(path):
+        return
+    try:
+        if os.path.getsize(path) > 2 * 1024 * 1024:
+            return
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return
+    new = ip_re.sub(new_ip, text)
+    for old, value in pairs:
+        new = new.replace(old, value)
+    if new != text:
+        with open(path, "r+", encoding="utf-8") as f:  # same file: owner and mode stay
+            f.write(new)
+            f.truncate()
+        changed.append(path)
+
+
+for root in ROOTS:
+    if os.path.isfile(root):
+        fix(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for filename in filenames:
+            fix(os.path.join(dirpath, filename))
+say(f"rewrote {len(changed)} files: {' '.join(changed[:40])}")
+
+# 5. MySQL: the database password, then Keystone's catalog.
+db_old, db_new = spec["database"]
+if shutil.which("mysql") and db_old:
+    cnf = "/root/.labctl-clone.cnf"
+    fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[client]\nuser=root\npassword={db_old}\n")
+    try:
+        def sql(statement, database=None):  # on stdin: a password in it stays off the command line
+            argv = ["mysql", f"--defaults-extra-file={cnf}", "-N", "-B"] + ([database] if database else [])
+            return sh(*argv, input=statement + ";\n")
+
+        def quoted(text):
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        for host in sql("SELECT host FROM mysql.user WHERE user='root'").split():
+            sql(f"ALTER USER 'root'@{quoted(host)} IDENTIFIED BY {quoted(db_new)}")
+        with open(cnf, "w") as f:
+            f.write(f"[client]\nuser=root\npassword={db_new}\n")
+        if "keystone" in sql("SHOW DATABASES").split():
+            for a, b in ((f"//{old_ip}/", f"//{new_ip}/"), (f"//{old_ip}:", f"//{new_ip}:")):
+                sql(f"UPDATE endpoint SET url=REPLACE(url, '{a}', '{b}')", "keystone")
+        say("MySQL: password and Keystone's endpoints")
+    finally:
+        os.unlink(cnf)
+if shutil.which("rabbitmqctl") and spec["rabbit"][0]:
+    sh("rabbitmqctl", "change_password", "stackrabbit", spec["rabbit"][1], check=False)
+
+# 6. Keystone's own keys, anew.
+manage = next((p for p in ("/opt/stack/data/venv/bin/keystone-manage", "/usr/local/bin/keystone-manage")
+               if os.path.isfile(p)), None)
+if manage and os.path.isdir("/etc/keystone"):
+    for sub, command in (("fernet-keys", "fernet_setup"), ("credential-keys", "credential_setup")):
+        if os.path.isdir(f"/etc/keystone/{sub}"):
+            shutil.rmtree(f"/etc/keystone/{sub}")
+            sh("sudo", "-u", "stack", "-H", manage, "--config-file", "/etc/keystone/keystone.conf", command)
+    say("Keystone's fernet and credential keys made anew")
+
+# 7. Services back, with the new settings.
+for service in ("memcached", "apache2", "httpd"):
+    found = subprocess.run(["systemctl", "cat", service], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if found.returncode == 0:
+        sh("systemctl", "restart", service, check=False)
+if units:
+    sh("systemctl", "start", *units)
+say(f"started {len(units)} DevStack services")
+
+
+# 8. The OpenStack users' passwords, through Keystone.
+def call(method, path, body=None, token=None):
+    request = urllib.request.Request(f"http://{new_ip}/identity/v3{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json",
+                                              **({"X-Auth-Token": token} if token else {})})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.status, response.headers.get("X-Subject-Token"), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, None, b""
+
+
+def auth(user, password, by_id=False, scoped=True):
+    who = {"id": user} if by_id else {"name": user, "domain": {"id": "default"}}
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {**who, "password": password}}}}}
+    if scoped:
+        body["auth"]["scope"] = {"project": {"name": "admin", "domain": {"id": "default"}}}
+    return call("POST", "/auth/tokens", body)
+
+
+admin_old, admin_new = spec["admin"]
+service_old, service_new = spec["service"]
+if any(u.startswith("devstack@keystone") for u in units):
+    deadline = time.time() + 300
+    while True:
+        status, token, _ = auth("admin", admin_old)
+        if status == 201 or time.time() > deadline:
+            break
+        time.sleep(3)
+    if status != 201:
+        sys.exit(f"Keystone did not issue a token with seat-01's admin password (HTTP {status})")
+    users = json.loads(call("GET", "/users", token=token)[2])["users"]
+    moved = 0
+    for user in users:
+        for old, new in ((admin_old, admin_new), (service_old, service_new)):
+            if old and auth(user["id"], old, by_id=True, scoped=False)[0] == 201:
+                code = call("PATCH", f"/users/{user['id']}", {"user": {"password": new}}, token)[0]
+                if code != 200:
+                    sys.exit(f"Keystone refused the new password of {user['name']} (HTTP {code})")
+                moved += 1
+                break
+    own, refused = auth("admin", admin_new)[0], auth("admin", admin_old)[0]
+    say(f"Keystone: {moved} users have this seat's passwords; admin token {own}, with seat-01's {refused}")
+    if own != 201 or refused != 401:
+        sys.exit("Keystone does not answer with this seat's own admin password alone")
+
+# 9. SSH host keys of its own, last.
+for entry in os.listdir("/etc/ssh"):
+    if entry.startswith("ssh_host_"):
+        os.unlink(os.path.join("/etc/ssh", entry))
+sh("ssh-keygen", "-A")
+sh("sh", "-c", "systemctl reload ssh 2>/dev/null || systemctl reload sshd")
+say("done")
+'''

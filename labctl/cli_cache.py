@@ -1,0 +1,86 @@
+"""`labctl cache`: the host's package caches, shared by every lab (labctl.cache).
+
+Registered on cli.py's group (imported at its end); the same rules as every command: parse, call
+one use-case, render its result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from labctl.cli import _context, _print_json, cli
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the caches' state and counts as JSON.")
+@click.pass_context
+def cache(click_ctx: click.Context, as_json: bool) -> None:
+    """The host's package caches: one download of each Debian package and PyPI file for every lab.
+
+    apt-cacher-ng (Debian and Ubuntu packages) and devpi-server (PyPI) listen on the host's address on
+    the labs' management network. A lab uses them with `caches: true` in lab.yaml (a classroom does
+    unless it says `caches: false`); `labctl up` starts them, and they serve every later lab, across
+    `destroy`, until `labctl cache stop`. Without a subcommand: what runs, its size and its hits.
+    """
+    if click_ctx.invoked_subcommand is None:
+        _show(as_json)
+
+
+def _show(as_json: bool) -> None:
+    from labctl.cache.services import HostCaches
+
+    caches = HostCaches(_context().cache)
+    states = caches.status()
+    ends = caches.endpoints()
+    if as_json:
+        _print_json({"folder": str(caches.root), "offline": bool(ends and ends.offline),
+                     "caches": [s.as_json() for s in states]})
+        return
+    from rich.table import Table
+
+    from labctl.ui import make_console
+
+    table = Table(title=f"Host caches in {caches.root}" + (" (offline)" if ends and ends.offline else ""),
+                  title_justify="left")
+    for column in ("cache", "state", "address", "size", "files asked", "from the cache", "fetched from outside"):
+        table.add_column(column, justify="right" if column in ("size", "files asked", "from the cache",
+                                                                "fetched from outside") else "left")
+    for s in states:
+        share = f"{s.hits} ({100 * s.hits // s.requests} %)" if s.requests else "0"
+        table.add_row(f"{s.name} ({s.program})", "running" if s.running else "stopped", s.url or "-",
+                      _size(s.size_bytes), str(s.requests), share, _size(s.fetched_bytes))
+    console = make_console()
+    console.print(table)
+    if not any(s.running for s in states):
+        console.print("start them with: labctl cache start (labctl up starts them for a lab with caches: true)")
+
+
+@cache.command(name="start")
+@click.option("--offline", is_flag=True, help="The outside is cut (a conference network down): serve only what"
+              " the caches hold, and never try the internet.")
+def cache_start(offline: bool) -> None:
+    """Start the caches (or keep them running); --offline to serve only what they hold."""
+    from labctl.cache.services import HostCaches
+
+    ctx = _context()
+    ends = HostCaches(ctx.cache).start(ctx.hypervisor().management_address(), offline=offline)
+    click.echo(f"apt cache: {ends.apt_proxy}\nPyPI cache: {ends.pypi_index}" + ("\n(offline)" if offline else ""))
+
+
+@cache.command(name="stop")
+def cache_stop() -> None:
+    """Stop the caches (what they hold stays on disk for next time)."""
+    from labctl.cache.services import HostCaches
+
+    stopped: list[Any] = HostCaches(_context().cache).stop()
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "the caches were not running")

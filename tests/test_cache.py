@@ -1,0 +1,229 @@
+"""The host's caches for real: apt-cacher-ng and devpi-server started by labctl on this host, fetching
+from Debian's archive and PyPI once, serving the second time from disk, serving only what they hold
+when started --offline, and saying so when they cannot start. Plus what a machine is given (pure),
+the lab file's settings, and the disks of a cloned classroom on the real libvirt."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require_tool
+from labctl.cache.guest import APT_CONF, PIP_CONF, guest_files
+from labctl.cache.services import CacheError, Endpoints, HostCaches, apt_log_stats, devpi_log_stats
+from labctl.catalog import Catalog
+from labctl.classroom.clone import clone_applies, fixup_spec
+from labctl.errors import LabFileError
+from labctl.model import lab_from_dict
+
+# A small package of bookworm's pool, and one that no test fetches first.
+DEB = "http://deb.debian.org/debian/pool/main/s/sl/sl_5.02-1+b1_amd64.deb"
+UNCACHED_DEB = "http://deb.debian.org/debian/pool/main/c/cowsay/cowsay_3.03+dfsg2-8_all.deb"
+
+
+def free_port() -> int:
+    """A free port below 32768: apt-cacher-ng takes no higher one."""
+    import random
+
+    while True:
+        port = random.randint(20000, 32000)  # noqa: S311 - a port number, not a secret
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+
+
+def through_apt(ends: Endpoints, url: str) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": ends.apt_proxy}))
+    try:
+        with opener.open(url, timeout=120) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def pip_download(ends: Endpoints, requirement: str, dest: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("PIP_FIND_LINKS", None)
+    return subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest),
+                           "-i", ends.pypi_index, requirement], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+
+
+def counts(caches: HostCaches) -> dict[str, Any]:
+    return {s.name: s for s in caches.status()}
+
+
+def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path) -> None:
+    require_tool("apt-cacher-ng")
+    caches = HostCaches(tmp_path / "cache")
+    ports = {"apt_port": free_port(), "pypi_port": free_port()}
+    ends = caches.start("127.0.0.1", **ports)
+    try:
+        pids = (caches.pid("apt"), caches.pid("pypi"))
+        assert all(pids)
+        # Started again: the same processes, kept.
+        assert caches.start("127.0.0.1", **ports) == ends and (caches.pid("apt"), caches.pid("pypi")) == pids
+
+        assert through_apt(ends, DEB) == 200
+        first = counts(caches)["apt"]
+        assert first.requests == 1 and first.hits == 0 and first.fetched_bytes > 10_000
+        assert through_apt(ends, DEB) == 200
+        second = counts(caches)["apt"]
+        assert second.requests == 2 and second.hits == 1 and second.fetched_bytes == first.fetched_bytes
+
+        got = pip_download(ends, "six==1.17.0", tmp_path / "dl1")
+        assert got.returncode == 0, got.stderr
+        pypi = counts(caches)["pypi"]
+        assert pypi.requests == 1 and pypi.hits == 0 and pypi.fetched_bytes > 5_000
+        assert pip_download(ends, "six==1.17.0", tmp_path / "dl2").returncode == 0
+        pypi2 = counts(caches)["pypi"]
+        assert pypi2.requests == 2 and pypi2.hits == 1 and pypi2.fetched_bytes == pypi.fetched_bytes
+
+        # The outside is gone: --offline serves what the caches hold, and fetches nothing else.
+        offline = caches.start("127.0.0.1", offline=True, **ports)
+        assert offline.offline and caches.pid("apt") != pids[0]
+        assert through_apt(offline, DEB) == 200
+        assert through_apt(offline, UNCACHED_DEB) >= 500
+        assert pip_download(offline, "six==1.17.0", tmp_path / "dl3").returncode == 0
+        assert pip_download(offline, "idna==3.10", tmp_path / "dl4").returncode != 0
+        after = counts(caches)
+        assert after["apt"].fetched_bytes == second.fetched_bytes
+        assert after["pypi"].fetched_bytes == pypi2.fetched_bytes
+
+        # Another program on a cache's port: one line naming it, nothing else stopped.
+        caches.stop()
+        with socket.socket() as holder:
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind(("127.0.0.1", ports["apt_port"]))
+            holder.listen()
+            with pytest.raises(CacheError) as err:
+                caches.start("127.0.0.1", **ports)
+            assert f"127.0.0.1:{ports['apt_port']}" in err.value.message and "\n" not in err.value.message
+        assert caches.pid("apt") is None and caches.pid("pypi") is None
+    finally:
+        caches.stop()
+    assert caches.pid("apt") is None and caches.pid("pypi") is None and caches.endpoints() is None
+
+
+def test_missing_apt_cacher_ng_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # apt-cacher-ng is installed here and cannot be taken away for a test: labctl's lookup is told it is not.
+    monkeypatch.setattr("labctl.cache.services.shutil.which", lambda *_a, **_k: None)
+    with pytest.raises(CacheError) as err:
+        HostCaches(tmp_path).start("127.0.0.1", apt_port=free_port(), pypi_port=free_port())
+    assert "apt-cacher-ng is not installed" in err.value.message and "install.sh" in (err.value.hint or "")
+
+
+def test_statistics_from_the_caches_own_logs(tmp_path: Path) -> None:
+    apt = tmp_path / "apt-cacher.log"
+    apt.write_text("1795695825|I|13436|192.168.121.5|debrep/pool/main/s/sl/sl_5.02-1+b1_amd64.deb\n"
+                   "1795695825|O|13402|192.168.121.5|debrep/pool/main/s/sl/sl_5.02-1+b1_amd64.deb\n"
+                   "1795695825|O|13402|192.168.121.6|debrep/pool/main/s/sl/sl_5.02-1+b1_amd64.deb\n"
+                   "1795695842|E|640|127.0.0.1|debrep/dists/bookworm/InRelease [HTTP error, code: 503]\n"
+                   "garbage|line\n")
+    assert apt_log_stats(apt) == (2, 1, 13436)
+    assert apt_log_stats(tmp_path / "none.log") == (0, 0, 0)
+    devpi = tmp_path / "devpi.log"
+    devpi.write_text(
+        "2026-11-26 12:22:37,573 INFO  [req1] GET /root/pypi/+simple/six/\n"
+        "2026-11-26 12:22:37,589 INFO  [req2] GET /root/pypi/+f/8ab/b2f1d86890a2d/six-1.16.0-py2.py3-none-any.whl\n"
+        "2026-11-26 12:22:37,596 INFO  [req2] [Rtx1] reading remote: URL('https://files.pythonhosted.org/packages/"
+        "d9/5a/six-1.16.0-py2.py3-none-any.whl'), target"
+        " root/pypi/+f/8ab/b2f1d86890a2d/six-1.16.0-py2.py3-none-any.whl\n"
+        "2026-11-26 12:22:40,589 INFO  [req3] GET /root/pypi/+f/8ab/b2f1d86890a2d/six-1.16.0-py2.py3-none-any.whl\n")
+    assert devpi_log_stats(devpi) == (2, 1)
+
+
+def test_what_a_machine_is_given() -> None:
+    ends = Endpoints("192.168.121.1", 3149, 3148)
+    files = guest_files("apt", ends)
+    assert 'Acquire::http::Proxy "http://192.168.121.1:3149/";' in files[APT_CONF]
+    assert "index-url = http://192.168.121.1:3148/root/pypi/+simple/" in files[PIP_CONF]
+    assert "trusted-host = 192.168.121.1" in files[PIP_CONF]
+    assert "proxy" not in files[PIP_CONF]  # pip would send even the cache's requests through it
+    assert APT_CONF not in guest_files("dnf", ends) and PIP_CONF in guest_files("dnf", ends)
+
+
+def test_lab_file_settings(catalog: Catalog) -> None:
+    base = {"name": "c", "defaults": {"memory": "1G", "cpus": 1, "disk": "10G"}}
+    assert not lab_from_dict({**base, "machines": [{"name": "m"}]}, catalog).caches
+    assert lab_from_dict({**base, "machines": [{"name": "m"}], "caches": True}, catalog).caches
+    classroom = lab_from_dict({**base, "classroom": {"seats": 3}}, catalog)
+    assert classroom.caches and classroom.classroom and classroom.classroom.clone
+    assert not lab_from_dict({**base, "classroom": {"seats": 3}, "caches": False}, catalog).caches
+    for raw, words in (({"caches": "yes"}, "caches: expected true or false"),
+                       ({"classroom": {"seats": 2, "clone": 1}}, "classroom.clone: expected true or false")):
+        with pytest.raises(LabFileError) as err:
+            lab_from_dict({**base, **({"machines": [{"name": "m"}]} if "classroom" not in raw else {}), **raw},
+                          catalog)
+        assert words in err.value.message
+
+
+def test_what_a_clone_is_told(catalog: Catalog) -> None:
+    lab = lab_from_dict({"name": "c", "network": {"cidr": "192.168.77.0/24"}, "classroom": {"seats": 3}}, catalog)
+    seats = {f"seat-0{n}": {k: f"{k}{n}" for k in ("admin", "database", "rabbit", "service", "login")}
+             for n in (1, 2, 3)}
+    spec = fixup_spec(lab, "seat-03", seats, "vagrant", "ssh-ed25519 AAAA labctl")
+    assert spec["old_ip"] == lab.machine("seat-01").ip and spec["new_ip"] == lab.machine("seat-03").ip  # type: ignore[union-attr]
+    assert spec["admin"] == ["admin1", "admin3"] and ["database1", "database3"] in spec["secrets"]
+    assert all("login" not in pair[0] for pair in spec["secrets"])  # the trainee's goes through chpasswd
+    assert clone_applies(lab, ["seat-01", "seat-02"]) and not clone_applies(lab, ["seat-02", "seat-03"])
+    assert not clone_applies(lab, ["seat-01"])
+
+
+def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
+    """Two shut-off domains on the real libvirt (never started): the template's disk becomes the base,
+    both get overlays on it, and the clone reads the template's data."""
+    require_tool("qemu-img")
+    require_tool("qemu-io")
+    from labctl.hypervisor import Hypervisor, libvirt
+
+    try:
+        hypervisor = Hypervisor.open()
+    except Exception as exc:  # libvirtd not running on a developer's machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no libvirtd: {exc}")
+    tag = uuid.uuid4().hex[:6]
+    disks = {n: tmp_path / f"labctl-t{tag}-{n}.img" for n in ("seat-01", "seat-02")}
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disks["seat-01"]), "64M"], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 64k", str(disks["seat-01"])], check=True, capture_output=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disks["seat-02"]), "64M"], check=True)
+    names = {n: f"labctl-t{tag}-{n}" for n in disks}
+    doms = []
+    try:
+        for n, path in disks.items():
+            doms.append(hypervisor.conn.defineXML(
+                f"<domain type='qemu'><name>{names[n]}</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+                f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+                f"<source file='{path}'/><target dev='vda' bus='virtio'/></disk></devices></domain>"))
+        base = hypervisor.clone_disks(names["seat-01"], [names["seat-02"]])
+        assert base == tmp_path / f"labctl-t{tag}-seat-01.base.img" and oct(base.stat().st_mode & 0o777) == "0o444"
+        for path in disks.values():
+            info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)], check=True,
+                                             capture_output=True, text=True).stdout)
+            assert info["backing-filename"] == str(base)
+        read = subprocess.run(["qemu-io", "-r", "-c", "read -P 0x5a 0 64k", str(disks["seat-02"])],
+                              capture_output=True, text=True, check=False)
+        assert read.returncode == 0 and "Pattern verification failed" not in read.stdout, read.stdout
+        with pytest.raises(Exception, match="cloned before"):
+            hypervisor.clone_disks(names["seat-01"], [names["seat-02"]])
+    finally:
+        for dom in doms:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefine()
+        hypervisor.close()
