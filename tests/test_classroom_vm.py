@@ -87,11 +87,12 @@ def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: 
     with Laptop(index) as laptop:
         (isolated_home / "lab.yaml").write_text(
             f"name: {class_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
-            f"classroom:\n  trainees: [Ada Lovelace, Grace Hopper]\n  seats: 3\n"
+            f"classroom:\n  trainees: [Ada Lovelace, Grace Hopper]\n  seats: 3\n  clone: false\n"
             f"  address: {laptop.host_address}\n  ssh_port: {base}\n  web_port: {base + 50}\n"
             f"devstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
 
-        # All seats up and stacking in parallel, one progress line per seat; seat 2 fails on request.
+        # All seats up and stacking in parallel (clone: false; test_clone_vm.py clones), one progress
+        # line per seat; seat 2 fails on request.
         up = run("up", "--json")
         assert up.code == 1, up.err
         results = json.loads(up.out)["devstack"]["machines"]

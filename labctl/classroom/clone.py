@@ -42,6 +42,44 @@ from labctl.state import LabDir
 TEMPLATE = "seat-01"
 BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
 SECRET_NAMES = ("admin", "database", "rabbit", "service")
+# Before seat-01's disk is copied. Every copy boots with seat-01's machine-id, from which
+# systemd-networkd derives its DHCP client id: every seat would ask for, and get, seat-01's address.
+# A unit that runs before systemd-networkd tells a copy from seat-01 by its network cards (seat-01's
+# MACs are written in it) and makes a copy ask DHCP by its own MAC; on seat-01 it does nothing, so
+# seat-01 keeps its address. It is removed from every seat once made (UNDO_TEMPLATE).
+CLONE_DHCP_SCRIPT = """#!/bin/sh
+# Written by labctl: on a copy of a classroom's seat-01, ask DHCP by this machine's own MAC.
+for a in /sys/class/net/*/address; do
+  case " {macs} " in *" $(cat "$a") "*) exit 0 ;; esac
+done
+for f in /etc/systemd/network/*.network; do
+  [ -f "$f" ] && grep -q '^DHCP=' "$f" || continue
+  mkdir -p "$f.d" && printf '[DHCPv4]\\nClientIdentifier=mac\\n' > "$f.d/labctl-clone.conf"
+done
+"""
+CLONE_DHCP_UNIT = """[Unit]
+Description=labctl: a copy of a classroom seat asks DHCP as itself
+DefaultDependencies=no
+After=local-fs.target
+Before=systemd-networkd.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/labctl-clone-dhcp
+
+[Install]
+WantedBy=systemd-networkd.service
+"""
+# $1 the script, $2 the unit (uploaded files): installed and enabled, then everything on disk.
+PREPARE_TEMPLATE = """set -e
+install -m 0755 "$1" /usr/local/sbin/labctl-clone-dhcp
+install -m 0644 "$2" /etc/systemd/system/labctl-clone-dhcp.service
+rm -f "$1" "$2"
+systemctl enable labctl-clone-dhcp.service >/dev/null 2>&1
+sync
+"""
+UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 || true;"
+                 " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp")
 
 
 def public_key(private_key: Path) -> str:
@@ -58,7 +96,7 @@ def fixup_spec(lab: Lab, seat: str, seats: dict[str, dict[str, str]], user: str,
     template, own = seats[TEMPLATE], seats[seat]
     ips = {m.name: m.ip for m in lab.machines}
     return {"name": seat, "old_name": TEMPLATE, "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
-            "login_user": user, "authorized_key": authorized_key,
+            "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
             "secrets": [[template[n], own[n]] for n in SECRET_NAMES],
             **{n: [template[n], own[n]] for n in SECRET_NAMES}}
 
@@ -90,13 +128,21 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
         reporter.warn(f"{TEMPLATE} did not stack: the other seats stay off (labctl up starts them and tries again)")
         return run
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
+    by_name = {s.name: s for s in statuses}
+    with Session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
+        _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
+        script = session.upload_private(CLONE_DHCP_SCRIPT.replace("{macs}", " ".join(macs.split())).encode())
+        unit = session.upload_private(CLONE_DHCP_UNIT.encode())
+        session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
+                    f"preparing {TEMPLATE}'s disk to be copied")
     hypervisor.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))
     base = hypervisor.clone_disks(doms[TEMPLATE], [doms[n] for n in clones])
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
     hypervisor.start([doms[n] for n in names])
-    current = _wait_for_addresses(lab_dir, hypervisor, names)
+    current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
     seats = lab_dir.read_seat_passwords()
     by_name = {s.name: s for s in current}
+    forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address])  # new leases
     results: dict[str, StackResult] = {TEMPLATE: run.results[TEMPLATE]}
     with reporter.machines(clones, "booting") as progress, ThreadPoolExecutor(max_workers=len(clones) + 1) as pool:
         futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, progress.update) for n in clones}
@@ -120,12 +166,21 @@ def _seat(domain: str, doms: dict[str, str]) -> str:
     return next((n for n, d in doms.items() if d == domain), domain)
 
 
-def _wait_for_addresses(lab_dir: LabDir, hypervisor: Any, names: Sequence[str]) -> list[MachineStatus]:
+def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: Any, names: Sequence[str]) -> list[MachineStatus]:
+    """Until every seat has its own DHCP lease on the management network. Never an address of the lab
+    network: a copy answers on seat-01's lab address until it is made its own seat, and labctl would
+    then reach seat-01 instead."""
+    import ipaddress
+
+    network = ipaddress.IPv4Network(lab.cidr)
+
+    def leased(s: MachineStatus) -> bool:
+        return bool(s.state == "running" and s.ssh_address and ipaddress.IPv4Address(s.ssh_address) not in network)
+
     deadline = time.monotonic() + BOOT_TIMEOUT
     while True:
         statuses = lab_status(lab_dir, hypervisor)
-        waiting = [s.name for s in statuses if s.name in names and not (s.state == "running" and
-                                                                         s.ssh_address and s.ssh_address != s.lab_ip)]
+        waiting = [s.name for s in statuses if s.name in names and not leased(s)]
         if not waiting:
             return statuses
         if time.monotonic() > deadline:
@@ -140,8 +195,11 @@ def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> Host:
 
 
 def _template_back(lab_dir: LabDir, status: MachineStatus) -> None:
-    """seat-01 boots from its overlay as it was; only its SSH must answer again."""
-    wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)
+    """seat-01 boots from its overlay as it was; its SSH answers again, and the unit for copies goes."""
+    host = _host(lab_dir, status, TEMPLATE)
+    wait_for_ssh(host, BOOT_TIMEOUT)
+    with Session(host) as session:
+        session.run(shlex.join(["sudo", "sh", "-c", UNDO_TEMPLATE]), "removing the unit for copies")
 
 
 def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
