@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from labctl.cache.services import Endpoints
 
-APT_CONF = "/etc/apt/apt.conf.d/94labctl-cache"
+APT_CONF = "/etc/apt/apt.conf.d/96labctl-cache"  # read after 95labctl-proxy: the cache wins for http
 PIP_CONF = "/etc/pip.conf"
 PIP_TIMEOUT = 120  # seconds: a cache fetching a large wheel from PyPI for the first time
 

@@ -37,8 +37,9 @@ def say(text):
 
 
 # 1. DevStack's services stop (MySQL stays: its passwords change below).
-units = sh("systemctl", "list-units", "devstack@*", "--plain", "--no-legend", "--all").split()
-units = [u for u in units if u.startswith("devstack@")]
+listed = sh("systemctl", "list-units", "devstack@*", "--plain", "--no-legend", "--all").splitlines()
+first = [line.split()[0] for line in listed if line.split()]
+units = list(dict.fromkeys(u for u in first if u.startswith("devstack@")))
 if units:
     sh("systemctl", "stop", *units)
 say(f"stopped {len(units)} DevStack services")
@@ -134,8 +135,8 @@ if shutil.which("mysql") and db_old:
         say("MySQL: password and Keystone's endpoints")
     finally:
         os.unlink(cnf)
-if shutil.which("rabbitmqctl") and spec["rabbit"][0]:
-    sh("rabbitmqctl", "change_password", "stackrabbit", spec["rabbit"][1], check=False)
+if shutil.which("rabbitmqctl") and spec["rabbit"][0]:  # the password on stdin (not tried: no rabbit in key,mysql)
+    sh("rabbitmqctl", "change_password", "stackrabbit", check=False, input=spec["rabbit"][1] + "\n")
 
 # 6. Keystone's own keys, anew.
 manage = next((p for p in ("/opt/stack/data/venv/bin/keystone-manage", "/usr/local/bin/keystone-manage")
@@ -191,6 +192,8 @@ if any(u.startswith("devstack@keystone") for u in units):
     if status != 201:
         sys.exit(f"Keystone did not issue a token with seat-01's admin password (HTTP {status})")
     users = json.loads(call("GET", "/users", token=token)[2])["users"]
+    # admin last: a new password ends the tokens of its user, this script's included.
+    users.sort(key=lambda u: u["name"] == "admin")
     moved = 0
     for user in users:
         for old, new in ((admin_old, admin_new), (service_old, service_new)):
