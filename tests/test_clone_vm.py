@@ -103,5 +103,7 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     assert destroyed.code == 0, destroyed.err
     after = libvirt_names()
     assert not {n for n in after["domains"] | after["networks"] | after["volumes"] if class_name in n}
+    # The caches outlive the lab, for the next one.
+    assert all(c["running"] for c in json.loads(run("cache", "--json").out)["caches"])
     assert all("_vagrant_box_image_" in v for v in after["volumes"] - before["volumes"])
     assert TEST_CACHE.exists()
