@@ -71,10 +71,12 @@ def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
     from labctl.cache.services import HostCaches
 
     caches = HostCaches(ctx.cache)
+    # The management network first, made by labctl if no lab made it: then no lab's destroy removes it.
+    address = ctx.hypervisor().management_address()
     ends = caches.endpoints()
-    if ends is None:
+    if ends is None or ends.address != address:
         reporter.step(f"starting the host's package caches (apt-cacher-ng, devpi-server) in {caches.root}")
-        ends = caches.start(ctx.hypervisor().management_address())
+        ends = caches.start(address)
     reporter.step(f"the machines fetch packages through the host's caches at {ends.address}"
                   + (" (offline: only what they hold)" if ends.offline else ""))
     return ends

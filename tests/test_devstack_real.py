@@ -1,6 +1,7 @@
 """The real DevStack, end to end: `labctl up` of a lab file that names ../shared/mirrors/ stacks the
-real DevStack master, keystone-only, in a real Debian 12 VM (software emulation here: about 30
-minutes), then Keystone issues a token to `labctl creds`' admin and refuses a wrong password.
+real DevStack master, keystone-only, through the host's package caches, in a real Debian 12 VM
+(software emulation here: about 30 minutes), then Keystone issues a token to `labctl creds`' admin
+and refuses a wrong password.
 
 Marked `devstack` (and `vm`): `pytest -m "not devstack"` skips it. The stand-in DevStack of the other
 tests cannot tell whether labctl gets what the real one needs; this test can.
@@ -56,7 +57,8 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
              "machines:", "  - {name: ks}"]
     if cas:  # a TLS-intercepting proxy between the VM and PyPI: its CA must be trusted inside
         lines += ["ca_certificates:", *(f"  - {p}" for p in cas)]
-    lines += ["devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
+    # Packages and PyPI files through the host's caches (labctl.cache): DevStack's own pip and apt use them.
+    lines += ["caches: true", "devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
     (isolated_home / "lab.yaml").write_text("\n".join(lines) + "\n")
     yield name, isolated_home
     from labctl import hypervisor
@@ -85,6 +87,11 @@ def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple
     assert "ks: Starting Keystone" in shown
     assert "Setting up " not in shown and "Collecting " not in shown
     assert "serving them to the machines at git://" in shown
+    # Every Debian package and PyPI file came through the host's caches.
+    caches = {c["name"]: c for c in json.loads(run("cache", "--json").out)["caches"]}
+    assert caches["apt"]["requests"] > 50 and caches["pypi"]["requests"] > 50, caches
+    log_text = run("logs", "ks", "--lab", name).out
+    assert f"Downloading http://{caches['pypi']['url'].split('/')[2]}/root/pypi/" in log_text
 
     creds = json.loads(run("creds", "--json", "--lab", name).out)
     auth_url = creds["machines"]["ks"]["auth_url"]

@@ -131,7 +131,8 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     by_name = {s.name: s for s in statuses}
     with Session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
         _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
-        script = session.upload_private(CLONE_DHCP_SCRIPT.replace("{macs}", " ".join(macs.split())).encode())
+        cards = " ".join(m for m in macs.split() if m.strip("0:"))  # not the loopback's 00:00:00:00:00:00
+        script = session.upload_private(CLONE_DHCP_SCRIPT.replace("{macs}", cards).encode())
         unit = session.upload_private(CLONE_DHCP_UNIT.encode())
         session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
                     f"preparing {TEMPLATE}'s disk to be copied")
