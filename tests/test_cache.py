@@ -227,3 +227,15 @@ def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.undefine()
         hypervisor.close()
+
+
+def test_the_unit_a_copy_runs_before_its_network() -> None:
+    from labctl.classroom.clone import clone_dhcp_script
+
+    script = clone_dhcp_script(["52:54:00:aa:bb:cc", "00:00:00:00:00:00"],
+                               {"52:54:00:11:22:33": "0123456789abcdef0123456789abcdef",
+                                "52:54:00:11:22:44": "$(reboot)", "x) reboot;;": "0123456789abcdef0123456789abcdef"})
+    assert '" 52:54:00:aa:bb:cc "' in script  # seat-01's card; not the loopback's zeros, which every copy has
+    assert "52:54:00:11:22:33) echo 0123456789abcdef0123456789abcdef > /etc/machine-id; exit 0 ;;" in script
+    assert "reboot" not in script  # what is no MAC or machine-id never reaches the script
+    assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0

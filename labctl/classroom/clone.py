@@ -19,7 +19,9 @@ already, stacks seats one by one as any lab.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +36,17 @@ from labctl.inventory import MachineStatus, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
 from labctl.provision import StackResult, open_seat, push_local_conf
-from labctl.remote import Host, RemoteCommandFailed, Session, SshUnreachable, forget_hosts, wait_for_ssh
+from labctl.remote import (
+    CANCELLED,
+    Host,
+    HostKeyChanged,
+    RemoteCommandFailed,
+    Session,
+    SshUnreachable,
+    cancel_all,
+    forget_hosts,
+    wait_for_ssh,
+)
 from labctl.stacking import StackRun, machines_to_stack, record, stack_lab
 from labctl.stacklog import mask
 from labctl.state import LabDir
@@ -44,19 +56,38 @@ BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulati
 SECRET_NAMES = ("admin", "database", "rabbit", "service")
 # Before seat-01's disk is copied. Every copy boots with seat-01's machine-id, from which
 # systemd-networkd derives its DHCP client id: every seat would ask for, and get, seat-01's address.
-# A unit that runs before systemd-networkd tells a copy from seat-01 by its network cards (seat-01's
-# MACs are written in it) and makes a copy ask DHCP by its own MAC; on seat-01 it does nothing, so
-# seat-01 keeps its address. It is removed from every seat once made (UNDO_TEMPLATE).
+# A unit that runs before systemd-networkd tells a copy from seat-01 by its network cards, and gives
+# a copy back the machine-id it had before it was shut off (so its DHCP lease too: no address
+# changes, and none is left stale behind it); a copy labctl knew no machine-id of asks DHCP by its
+# MAC. On seat-01 it does nothing. It is removed from every seat once made (UNDO_TEMPLATE).
 CLONE_DHCP_SCRIPT = """#!/bin/sh
-# Written by labctl: on a copy of a classroom's seat-01, ask DHCP by this machine's own MAC.
+# Written by labctl: a copy of a classroom's seat-01 takes back its own identity before its network.
 for a in /sys/class/net/*/address; do
-  case " {macs} " in *" $(cat "$a") "*) exit 0 ;; esac
+  case " {template} " in *" $(cat "$a") "*) exit 0 ;; esac
+done
+for a in /sys/class/net/*/address; do
+  case "$(cat "$a")" in
+{known}
+  esac
 done
 for f in /etc/systemd/network/*.network; do
   [ -f "$f" ] && grep -q '^DHCP=' "$f" || continue
   mkdir -p "$f.d" && printf '[DHCPv4]\\nClientIdentifier=mac\\n' > "$f.d/labctl-clone.conf"
 done
 """
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_MACHINE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def clone_dhcp_script(template_macs: Sequence[str], machine_ids: dict[str, str]) -> str:
+    """The unit's script: seat-01's cards, and each copy's card -> its machine-id. Pure; values that
+    are no MAC or machine-id are left out (they come from the machines)."""
+    cards = " ".join(m for m in template_macs if _MAC_RE.match(m) and m.strip("0:"))  # not the loopback
+    known = "".join(f"    {mac}) echo {mid} > /etc/machine-id; exit 0 ;;\n" for mac, mid in sorted(machine_ids.items())
+                    if _MAC_RE.match(mac) and mac.strip("0:") and _MACHINE_ID_RE.match(mid))
+    return CLONE_DHCP_SCRIPT.replace("{template}", cards).replace("{known}\n", known)
+
+
 CLONE_DHCP_UNIT = """[Unit]
 Description=labctl: a copy of a classroom seat asks DHCP as itself
 DefaultDependencies=no
@@ -118,6 +149,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"stacking {TEMPLATE} once; {len(clones)} more seats will be made from its disk"
                   " (classroom.clone: false stacks every seat)")
+    machine_ids = _identities(lab_dir, statuses, clones)
     with reporter.machines(clones, "waiting") as progress:
         hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
             _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
@@ -131,8 +163,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     by_name = {s.name: s for s in statuses}
     with Session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
         _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
-        cards = " ".join(m for m in macs.split() if m.strip("0:"))  # not the loopback's 00:00:00:00:00:00
-        script = session.upload_private(CLONE_DHCP_SCRIPT.replace("{macs}", cards).encode())
+        script = session.upload_private(clone_dhcp_script(macs.split(), machine_ids).encode())
         unit = session.upload_private(CLONE_DHCP_UNIT.encode())
         session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
                     f"preparing {TEMPLATE}'s disk to be copied")
@@ -145,14 +176,23 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     by_name = {s.name: s for s in current}
     forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address])  # new leases
     results: dict[str, StackResult] = {TEMPLATE: run.results[TEMPLATE]}
-    with reporter.machines(clones, "booting") as progress, ThreadPoolExecutor(max_workers=len(clones) + 1) as pool:
-        futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, progress.update) for n in clones}
-        template_ready = pool.submit(_template_back, lab_dir, by_name[TEMPLATE])
-        for name, future in futures.items():
-            results[name] = future.result()
-            record(lab_dir, [results[name]])
-            progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
-        template_ready.result()
+    CANCELLED.clear()
+    with reporter.machines(clones, "booting") as progress:
+        pool = ThreadPoolExecutor(max_workers=len(clones) + 1)
+        try:
+            futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, progress.update) for n in clones}
+            template_ready = pool.submit(_template_back, lab_dir, by_name[TEMPLATE])
+            for name, future in futures.items():
+                results[name] = future.result()
+                record(lab_dir, [results[name]])
+                progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
+            template_ready.result()
+        except BaseException:
+            # Ctrl-C or SIGTERM: end the SSH waits and sessions now, so that the workers stop at once.
+            cancel_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     if snapshot is not None:
         for name in names:
             if results[name].ok:
@@ -161,6 +201,19 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
                 except LabctlError as exc:
                     reporter.warn(f"{name}: stacked, but no snapshot: {exc.message}")
     return StackRun({n: results[n] for n in names})
+
+
+def _identities(lab_dir: LabDir, statuses: Sequence[MachineStatus], seats: Sequence[str]) -> dict[str, str]:
+    """Each running seat's network cards -> its machine-id, read before its disk is replaced."""
+    found: dict[str, str] = {}
+    for status in statuses:
+        if status.name in seats and status.ssh_address:
+            with contextlib.suppress(SshUnreachable, RemoteCommandFailed, HostKeyChanged), \
+                    Session(_host(lab_dir, status, status.name)) as session:
+                _, out = session.run("cat /etc/machine-id /sys/class/net/*/address", "reading its identity")
+                words = out.split()
+                found.update(dict.fromkeys(words[1:], words[0]) if words else {})
+    return found
 
 
 def _seat(domain: str, doms: dict[str, str]) -> str:
@@ -238,7 +291,9 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
             forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
             step = "opening the seat to its trainee"
             update(name, step)
-            with Session(_host(lab_dir, status, name)) as session:
+            own_host = _host(lab_dir, status, name)
+            wait_for_ssh(own_host, 120)  # sshd starts again with its new keys: a moment without a listener
+            with Session(own_host) as session:
                 open_seat(session, own["login"])
                 push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:

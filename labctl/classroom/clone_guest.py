@@ -5,7 +5,8 @@ that it deletes at once (secrets never on a command line).
 A clone starts as an exact copy of seat-01's stacked disk: seat-01's name, address, SSH host keys,
 machine-id, Keystone's token keys, and seat-01's passwords in MySQL, in Keystone and in every file
 DevStack wrote. Each of those is replaced here, DevStack's services stopped meanwhile:
-- the hostname (/etc/hostname, /etc/hosts), the machine-id, labctl's key for the login user;
+- the hostname (/etc/hostname, /etc/hosts) and labctl's key for the login user (the machine-id is
+  the seat's own already: labctl.classroom.clone's unit put it back before the network started);
 - the seat's own address: on its interface, and in every file under /etc and DevStack's own files
   (.stackenv, local.conf, clouds.yaml...), then in Keystone's catalog (its endpoints, in MySQL);
 - the seat's own passwords: in those files, MySQL's (ALTER USER), RabbitMQ's when it runs, and the
@@ -44,7 +45,7 @@ if units:
     sh("systemctl", "stop", *units)
 say(f"stopped {len(units)} DevStack services")
 
-# 2. Name, machine-id, labctl's key.
+# 2. Name and labctl's key.
 name = spec["name"]
 with open("/etc/hostname", "w") as f:
     f.write(name + "\n")
@@ -53,15 +54,11 @@ with open("/etc/hosts") as f:
     hosts = f.read()
 with open("/etc/hosts", "w") as f:
     f.write(re.sub(r"(?<![\w.-])" + re.escape(spec["old_name"]) + r"(?![\w.-])", name, hosts))
-for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-    if os.path.isfile(path) and not os.path.islink(path):
-        os.unlink(path)
-sh("systemd-machine-id-setup", check=False)
 home = os.path.expanduser("~" + spec["login_user"])
 keys = os.path.join(home, ".ssh", "authorized_keys")
 with open(keys, "w") as f:
     f.write(spec["authorized_key"].strip() + "\n")
-say("name, machine-id and key set")
+say("name and key set")
 
 # 3. The address on its interface.
 ip_re = re.compile(r"(?<![\d.])" + re.escape(old_ip) + r"(?![\d])")
