@@ -14,12 +14,13 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import require_tool
+from conftest import Result, require_tool
 from labctl.cache.guest import APT_CONF, PIP_CONF, guest_files
 from labctl.cache.services import CacheError, Endpoints, HostCaches, apt_log_stats, devpi_log_stats
 from labctl.catalog import Catalog
@@ -239,3 +240,11 @@ def test_the_unit_a_copy_runs_before_its_network() -> None:
     assert "52:54:00:11:22:33) echo 0123456789abcdef0123456789abcdef > /etc/machine-id; exit 0 ;;" in script
     assert "reboot" not in script  # what is no MAC or machine-id never reaches the script
     assert subprocess.run(["sh", "-n"], input=script, text=True, check=False).returncode == 0
+
+
+def test_cache_command_when_nothing_runs(run: Callable[..., Result]) -> None:
+    shown = run("cache")
+    assert shown.code == 0 and "stopped" in shown.out and "labctl cache start" in shown.out
+    data = json.loads(run("cache", "--json").out)
+    assert [(c["name"], c["running"], c["requests"]) for c in data["caches"]] == [("apt", False, 0), ("pypi", False, 0)]
+    assert run("cache", "stop").out.strip() == "the caches were not running"
