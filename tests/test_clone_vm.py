@@ -99,6 +99,20 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     cache = {c["name"]: c for c in json.loads(run("cache", "--json").out)["caches"]}
     assert cache["apt"]["running"] and cache["apt"]["requests"] > 0
 
+    # The outside cut (the caches offline, the machine's proxy routed nowhere): what the cache holds
+    # still installs; what it does not hold is refused, never fetched.
+    assert run("cache", "start", "--offline").code == 0
+    try:
+        cut = ("export http_proxy=http://192.0.2.1:9 https_proxy=http://192.0.2.1:9;"
+               " sudo rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb &&"
+               " sudo -E apt-get update -q && sudo -E apt-get install -q -y --download-only sl")
+        offline = run("exec", "seat-03", "--", cut)
+        assert offline.code == 0, offline.out + offline.err
+        missing = run("exec", "seat-03", "--", "sudo apt-get install -q -y --download-only cowsay")
+        assert missing.code != 0
+    finally:
+        assert run("cache", "start").code == 0
+
     destroyed = run("destroy", "-y")
     assert destroyed.code == 0, destroyed.err
     after = libvirt_names()
