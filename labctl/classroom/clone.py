@@ -174,7 +174,8 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
     seats = lab_dir.read_seat_passwords()
     by_name = {s.name: s for s in current}
-    forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address])  # new leases
+    # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
+    forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
     results: dict[str, StackResult] = {TEMPLATE: run.results[TEMPLATE]}
     CANCELLED.clear()
     with reporter.machines(clones, "booting") as progress:
