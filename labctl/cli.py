@@ -230,8 +230,10 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
     reporter = _reporter(as_json)
     with ctx.home.writer(lab.name, "up"):
-        caches = host_caches(lab, ctx, reporter)  # before anything is made: a cache that cannot start stops here
-        plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror))
+        started: list[Any] = []  # the host's caches, once the checks passed and before anything is made
+        plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, _mirror(mirror),
+                                before_create=lambda: started.append(host_caches(lab, ctx, reporter)))
+        caches = started[0] if started else None
         run = None
         if not no_stack:
             from labctl.classroom.clone import stack_classroom

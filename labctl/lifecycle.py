@@ -9,7 +9,7 @@ import shlex
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +203,8 @@ def add_built_box(driver: Any, spec: Any) -> None:
 
 
 def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostFacts, reporter: Reporter,
-           mirror: str) -> tuple[Plan, list[MachineStatus]]:
+           mirror: str, before_create: Callable[[], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
+    """`before_create`: called once every check passed, before anything is made (the host's caches)."""
     from labctl.lab import render_lab, write_lab
     from labctl.vagrant_driver import VagrantDriver, orphan_up
 
@@ -238,6 +239,8 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         raise
     for w in rendered.warnings:
         reporter.warn(w)
+    if before_create is not None:
+        before_create()
 
     reporter.step("getting boxes")
     swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)

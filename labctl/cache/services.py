@@ -239,6 +239,7 @@ class HostCaches:
             "Remap-secdeb: security.debian.org security.debian.org/debian-security deb.debian.org/debian-security"
             " /debian-security ; deb.debian.org/debian-security security.debian.org",
             "ReportPage: acng-report.html", "ExThreshold: 4", "NetworkTimeout: 30",
+            "UnbufferLogs: 1",  # `labctl cache` counts from the transfer log: each line as it happens
             # Served from the cache only, never fetched, when the outside is cut (labctl cache start --offline).
             f"Offlinemode: {1 if ends.offline else 0}",
         ]
