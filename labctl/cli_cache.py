@@ -6,19 +6,20 @@ one use-case, render its result.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from labctl.cli import _context, _print_json, cli
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 @cli.group(invoke_without_command=True)
@@ -82,5 +83,5 @@ def cache_stop() -> None:
     """Stop the caches (what they hold stays on disk for next time)."""
     from labctl.cache.services import HostCaches
 
-    stopped: list[Any] = HostCaches(_context().cache).stop()
+    stopped = HostCaches(_context().cache).stop()
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "the caches were not running")

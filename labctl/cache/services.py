@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -204,11 +205,8 @@ class HostCaches:
                                  hint=f"another program holds port {port} (ss -ltnp | grep {port}): stop it,"
                                       " then run labctl cache start") from None
 
-    def _wait(self, proc: object, ends: Endpoints, port: int, what: str, log: Path, timeout: float) -> None:
-        import subprocess
-
-        assert isinstance(proc, subprocess.Popen)
-
+    def _wait(self, proc: subprocess.Popen[bytes], ends: Endpoints, port: int, what: str, log: Path,
+              timeout: float) -> None:
         def answers() -> bool:
             with contextlib.suppress(OSError), socket.create_connection((ends.address, port), timeout=1):
                 return True
