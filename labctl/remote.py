@@ -41,6 +41,12 @@ def cancel_all() -> None:
         session.conn.close()
 
 
+def public_key(private_key: Path) -> str:
+    """The authorized_keys line of a private key Vagrant made for a machine."""
+    key = paramiko.PKey.from_path(private_key)
+    return f"{key.get_name()} {key.get_base64()} labctl"
+
+
 @dataclass(frozen=True)
 class Host:
     name: str

@@ -26,7 +26,6 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from labctl import records
@@ -45,6 +44,7 @@ from labctl.remote import (
     SshUnreachable,
     cancel_all,
     forget_hosts,
+    public_key,
     wait_for_ssh,
 )
 from labctl.stacking import StackRun, machines_to_stack, record, stack_lab
@@ -111,14 +111,6 @@ sync
 """
 UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 || true;"
                  " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp")
-
-
-def public_key(private_key: Path) -> str:
-    """The authorized_keys line of a private key Vagrant made for a machine."""
-    import paramiko
-
-    key = paramiko.PKey.from_path(private_key)
-    return f"{key.get_name()} {key.get_base64()} labctl"
 
 
 def fixup_spec(lab: Lab, seat: str, seats: dict[str, dict[str, str]], user: str, authorized_key: str) -> dict[str, Any]:
