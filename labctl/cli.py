@@ -118,24 +118,40 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory,
                      cpus=cpus, disk=disk)
     lab, generated = resolve_lab(req, home, default_catalog(), Path.cwd())
+    placement = _placement(lab)  # refuses a lab the hosts cannot hold, before any file is written
     with home.writer(lab.name, "plan"):
         result = plan_lab(lab, home, read_host(), generated)
-    fit = _class_fit(result.lab)
+    fit = _class_fit(result.lab) if placement is None else None
     if as_json:
         data = result.as_json()
         if fit is not None:
             data["classroom"]["fit"] = {"seats": fit.seats, "fitting": fit.fitting, "fits": fit.fits,
                                         "arithmetic": fit.lines()}
+        if placement is not None:
+            data["placement"] = {"hosts": placement.hosts, "arithmetic": placement.lines()}
         _print_json(data)
         return
     from labctl.ui import make_console, print_plan
 
     console = make_console()
     print_plan(console, result)
+    if placement is not None:
+        for i, line in enumerate(placement.lines()):
+            console.print(("Hosts: " if i == 0 else "       ") + line, markup=False, highlight=False)
     if fit is not None:
         for line in fit.lines():
             console.print(("Class: " if line.startswith("memory") else "       ") + line,
                           style=None if fit.fits else "yellow", markup=False, highlight=False)
+
+
+def _placement(lab: Any) -> Any:
+    """With a host inventory, each machine's host (by free memory, pins kept); None without one."""
+    ctx = _context()
+    if ctx.hosts_file is None or not (ctx.hosts_file.exists() or ctx.hosts_file.is_symlink()):
+        return None
+    from labctl.hosts.survey import place_machines
+
+    return place_machines(lab.machines, ctx.hosts(), ctx.host_hypervisor)
 
 
 def _class_fit(lab: Any) -> Any:
@@ -160,11 +176,12 @@ def _context() -> Any:
     """The command's context, built once (main() closes it)."""
     obj = click.get_current_context().obj
     if obj is None or "context" not in obj:
+        from labctl.hosts.inventory import hosts_file
         from labctl.hypervisor import default_uri
         from labctl.lifecycle import Context
         from labctl.state import labctl_cache
 
-        context = Context(_home(), labctl_cache(), default_uri())
+        context = Context(_home(), labctl_cache(), default_uri(), hosts_file())
         if obj is None:
             return context
         obj["context"] = context
@@ -646,4 +663,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-from labctl import cli_cache, cli_classroom  # noqa: E402,F401 - register their commands on the group
+from labctl import cli_cache, cli_classroom, cli_hosts  # noqa: E402,F401 - register their commands on the group

@@ -54,3 +54,7 @@ class LabNotFound(LabctlError):
 
 class LabConflict(LabctlError):
     """An existing lab or file stands where labctl would write."""
+
+
+class NotEnoughResources(LabctlError):
+    """The host (or the hosts together) cannot hold the lab: the message shows the arithmetic."""

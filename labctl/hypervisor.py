@@ -91,6 +91,48 @@ def capacity(conn: libvirt.virConnect, pool_name: str = "default") -> Capacity:
                     disk_free_gb=disk_free // 1024**3, disk_path=disk_path)
 
 
+@dataclass(frozen=True)
+class HostCapacity:
+    """A host's memory as libvirt tells it, for placing machines across hosts."""
+
+    cpus: int
+    memory_total_mb: int
+    memory_domains_mb: int  # held by its running domains
+    memory_available_mb: int | None  # free + cache by the host's own count; None if libvirt cannot say
+    accelerator: str  # "kvm", else the best libvirt offers ("qemu": software emulation)
+    domains_running: int
+
+
+def host_capacity(conn: libvirt.virConnect) -> HostCapacity:
+    info = conn.getInfo()
+    total_mb = int(info[1])
+    running = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    held_kb = sum(int(d.info()[2]) for d in running)
+    try:
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        available: int | None = sum(stats.get(k, 0) for k in ("free", "buffers", "cached")) // 1024
+        # getInfo() counts NUMA nodes' memory, which can miss hot-plugged memory the kernel has.
+        total_mb = max(total_mb, int(stats.get("total", 0)) // 1024)
+    except libvirt.libvirtError:
+        available = None  # libvirt's test driver, and drivers that keep no node statistics
+    return HostCapacity(cpus=int(info[2]), memory_total_mb=total_mb, memory_domains_mb=held_kb // 1024,
+                        memory_available_mb=available, accelerator=_accelerator(conn.getCapabilities()),
+                        domains_running=len(running))
+
+
+def _accelerator(capabilities_xml: str) -> str:
+    """"kvm" where libvirt offers KVM guests and the host CPU has vmx/svm (a nested /dev/kvm without
+    them opens, and its guests die); else "qemu" (software emulation), or the driver's own kind."""
+    import xml.etree.ElementTree as ET
+
+    caps = ET.fromstring(capabilities_xml)  # noqa: S314 - libvirt's own XML about its host
+    kinds = {str(d.get("type")) for d in caps.iterfind("guest/arch/domain")}
+    features = {str(f.get("name")) for f in caps.iterfind("host/cpu/feature")}
+    if "kvm" in kinds and features & {"vmx", "svm"}:
+        return "kvm"
+    return "qemu" if "qemu" in kinds or "kvm" in kinds else min(kinds, default="none")
+
+
 def _disk_free(conn: libvirt.virConnect, pool_name: str) -> tuple[int, str]:
     try:
         pool = conn.storagePoolLookupByName(pool_name)
@@ -523,6 +565,10 @@ class Hypervisor:
     @_libvirt_errors
     def capacity(self, pool_name: str = "default") -> Capacity:
         return capacity(self.conn, pool_name)
+
+    @_libvirt_errors
+    def host_capacity(self) -> HostCapacity:
+        return host_capacity(self.conn)
 
     @_libvirt_errors
     def domain(self, name: str) -> DomainInfo | None:

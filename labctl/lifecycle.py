@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from labctl import records
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, NotEnoughResources
 from labctl.inventory import MachineStatus, host_of, lab_status, running
 from labctl.names import domain_name, network_name
 from labctl.state import LabDir, LabHome
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
     from labctl.cache.services import Endpoints
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
+    from labctl.hosts.inventory import HostEntry
     from labctl.hypervisor import Hypervisor
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
@@ -48,19 +49,39 @@ class Context:
     home: LabHome
     cache: Path
     libvirt_uri: str
+    hosts_file: Path | None = None  # the host inventory; None: this machine alone
     _hypervisor: list[Hypervisor] = field(default_factory=list, repr=False, compare=False)
+    _hosts: dict[str, Hypervisor] = field(default_factory=dict, repr=False, compare=False)
 
     def hypervisor(self) -> Hypervisor:
+        """This machine's libvirt (libvirt_uri)."""
         if not self._hypervisor:
             from labctl.hypervisor import Hypervisor
 
             self._hypervisor.append(Hypervisor.open(self.libvirt_uri))
         return self._hypervisor[0]
 
+    def hosts(self) -> list[HostEntry]:
+        """The host inventory (hosts.yaml), or this machine alone."""
+        from labctl.hosts.inventory import load_hosts, local_host
+
+        return load_hosts(self.hosts_file, self.libvirt_uri) if self.hosts_file else [local_host(self.libvirt_uri)]
+
+    def host_hypervisor(self, entry: HostEntry) -> Hypervisor:
+        """One inventory host's libvirt, connected once per command (LabctlError when it cannot be)."""
+        if entry.connect_uri == self.libvirt_uri:
+            return self.hypervisor()
+        if entry.name not in self._hosts:
+            from labctl.hypervisor import Hypervisor
+
+            self._hosts[entry.name] = Hypervisor.open(entry.connect_uri)
+        return self._hosts[entry.name]
+
     def close(self) -> None:
-        for hypervisor in self._hypervisor:
+        for hypervisor in [*self._hypervisor, *self._hosts.values()]:
             hypervisor.close()
         self._hypervisor.clear()
+        self._hosts.clear()
 
 
 def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
@@ -80,10 +101,6 @@ def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
     reporter.step(f"the machines fetch packages through the host's caches at {ends.address}"
                   + (" (offline: only what they hold)" if ends.offline else ""))
     return ends
-
-
-class NotEnoughResources(LabctlError):
-    """The host cannot hold the lab: the message shows the arithmetic."""
 
 
 class BoxUnavailable(LabctlError):

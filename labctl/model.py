@@ -112,6 +112,7 @@ class Machine:
     ip: str
     # The Vagrant box: the catalogue's unless lab.yaml names one, or `up` picks a locally built one.
     box: str = ""
+    host: str | None = None  # the inventory host lab.yaml pins it to (labctl.hosts)
 
     def __post_init__(self) -> None:
         if not self.box:
@@ -411,7 +412,8 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
     fixed = {str(e["ip"]) for e in entries if isinstance(e, dict) and "ip" in e}
     for i, entry in enumerate(entries):
         path = where or f"machines[{i}]"
-        data = _mapping(entry, path, ("name", "distro", "box", "memory", "cpus", "disk", "role", "count", "ip"))
+        data = _mapping(entry, path, ("name", "distro", "box", "memory", "cpus", "disk", "role", "count", "ip",
+                                      "host"))
         if "name" not in data:
             raise LabFileError(f"{path}.name: every machine needs a name")
         base = check_name(data["name"], f"{path}.name")
@@ -430,6 +432,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
         disk = parse_disk(data["disk"], f"{path}.disk") if "disk" in data else defaults.disk_gb
         box = _text(data["box"], f"{path}.box", BOX_RE, "a Vagrant box name like debian/bookworm64") \
             if "box" in data else ""
+        host = check_name(data["host"], f"{path}.host") if data.get("host") is not None else None
         names = [base] if count == 1 else [f"{base}-{n}" for n in range(1, count + 1)]
         for name in names:
             check_name(name, f"{path}.name")
@@ -451,7 +454,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
             if ip in taken.values():
                 raise LabFileError(f"{path}.ip: address {ip} is already used by another machine")
             taken[name] = ip
-            machines.append(Machine(name, release, role, memory, cpus, disk, ip, box))
+            machines.append(Machine(name, release, role, memory, cpus, disk, ip, box, host))
     roles = [m.role for m in machines]
     if roles.count("controller") > 1:
         raise LabFileError("machines: a lab has at most one controller")

@@ -39,6 +39,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "labctl-home"))
     monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "vagrant-home"))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)  # the host inventory: ~/.config/labctl/hosts.yaml
+    monkeypatch.delenv("LABCTL_HOSTS", raising=False)
     monkeypatch.delenv("LABCTL_DEBUG", raising=False)
     work = tmp_path / "work"
     work.mkdir()

@@ -1,0 +1,73 @@
+"""`labctl hosts`: the hypervisor hosts labctl may place machines on (labctl.hosts).
+
+Registered on cli.py's group (imported at its end); parse, call one use-case, render its result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from labctl.cli import _context, _print_json, cli
+
+
+def _room_json(room: Any) -> dict[str, Any]:
+    cap = room.capacity
+    return {"name": room.name, "uri": room.entry.uri, "reachable": room.error is None, "error": room.error,
+            "reserve_mb": room.entry.reserve_mb,
+            **({"cpus": cap.cpus, "accelerator": cap.accelerator, "memory_total_mb": cap.memory_total_mb,
+                "memory_domains_mb": cap.memory_domains_mb, "domains_running": cap.domains_running,
+                "memory_available_mb": cap.memory_available_mb, "memory_free_mb": room.free_mb}
+               if cap else {})}
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the hosts and their capacity as JSON.")
+def hosts(as_json: bool) -> int:
+    """The hypervisor hosts labctl places machines on, with their capacity live from libvirt.
+
+    The inventory is ~/.config/labctl/hosts.yaml ($LABCTL_HOSTS names another file): each host's name,
+    libvirt URI (qemu:///system here, qemu+ssh://USER@HOST/system for another), ssh_key, and the
+    memory to keep free for the host itself (reserve). Without it, this machine alone. Exits 1 when a
+    host cannot be reached.
+    """
+    from labctl.hosts.survey import survey
+
+    ctx = _context()
+    entries = ctx.hosts()
+    rooms = survey(entries, ctx.host_hypervisor)
+    source = str(ctx.hosts_file) if ctx.hosts_file and ctx.hosts_file.exists() else None
+    if as_json:
+        _print_json({"inventory": source, "hosts": [_room_json(r) for r in rooms]})
+    else:
+        _table(rooms, source, str(ctx.hosts_file) if ctx.hosts_file else "hosts.yaml")
+    return 1 if any(r.error for r in rooms) else 0
+
+
+def _table(rooms: list[Any], source: str | None, path: str) -> None:
+    from rich.table import Table
+
+    from labctl.ui import make_console
+
+    title = f"Hosts (from {source})" if source else "Hosts: this machine alone (no host inventory)"
+    table = Table(title=title, title_justify="left")
+    for column in ("host", "libvirt URI", "state", "CPUs", "KVM", "memory", "running VMs", "reserve", "free"):
+        table.add_column(column, justify="right" if column in ("CPUs", "memory", "running VMs", "reserve", "free")
+                         else "left")
+    for r in rooms:
+        cap = r.capacity
+        if cap is None:
+            table.add_row(r.name, r.entry.uri, "[red]unreachable[/red]", *["-"] * 6)
+            continue
+        kvm = "yes" if cap.accelerator == "kvm" else f"no ({cap.accelerator})"
+        table.add_row(r.name, r.entry.uri, "up", str(cap.cpus), kvm, f"{cap.memory_total_mb} MiB",
+                      f"{cap.domains_running}: {cap.memory_domains_mb} MiB", f"{r.entry.reserve_mb} MiB",
+                      f"[bold]{r.free_mb} MiB[/bold]")
+    console = make_console()
+    console.print(table)
+    for r in rooms:
+        if r.error:
+            console.print(f"{r.name}: {r.error}", style="red", markup=False, highlight=False)
+    if source is None:
+        console.print(f"add hosts in {path} (labctl hosts --help shows how)", highlight=False)

@@ -1,0 +1,338 @@
+"""Several hypervisor hosts: the inventory, each host's room live from libvirt, and placement.
+
+Hosts of different sizes are libvirt test-driver hosts (test:///FILE.xml: a node of that memory and
+those CPUs, with running domains). An unreachable host is a real qemu+ssh:// URI whose SSH port has
+nothing listening: libvirt's own SSH transport fails as it would for a host that is down.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Result
+from labctl.errors import LabFileError, NotEnoughResources
+from labctl.hosts.inventory import HostEntry, load_hosts, parse_hosts
+from labctl.hosts.placement import HostRoom, HostUnknown, Need, place
+from labctl.hosts.survey import survey
+from labctl.hypervisor import HostCapacity, Hypervisor, _accelerator
+
+GIB = 1024
+
+
+def node_xml(folder: Path, name: str, memory_gib: int, cpus: int, running: tuple[int, ...] = ()) -> str:
+    """A libvirt test-driver host: `memory_gib` of memory, `cpus` CPUs, domains running with the given
+    GiB each. Returns its URI."""
+    domains = "".join(f'<domain type="test"><name>vm{i}</name><memory unit="MiB">{gib * GIB}</memory>'
+                      f"<vcpu>1</vcpu><os><type>hvm</type></os></domain>" for i, gib in enumerate(running))
+    path = folder / f"{name}.xml"
+    path.write_text(f"<node><cpu><mhz>2000</mhz><model>x86_64</model><active>{cpus}</active><nodes>1</nodes>"
+                    f"<sockets>1</sockets><cores>{cpus}</cores><threads>1</threads></cpu>"
+                    f"<memory>{memory_gib * GIB * 1024}</memory>{domains}</node>")
+    return f"test://{path}"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The inventory
+
+
+def test_no_inventory_means_this_machine_alone(tmp_path: Path) -> None:
+    assert load_hosts(tmp_path / "hosts.yaml", "qemu:///system") == [HostEntry("local", "qemu:///system")]
+
+
+def test_inventory_parsed_with_reserve_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  - {name: here, uri: 'qemu:///system', reserve: 2G}\n"
+                    "  - {name: rack2, uri: 'qemu+ssh://labctl@rack2.example.org:2222/system', ssh_key: ~/.ssh/k}\n")
+    here, rack2 = load_hosts(path, "qemu:///system")
+    assert (here.name, here.reserve_mb, here.remote, here.address) == ("here", 2048, False, None)
+    assert (rack2.remote, rack2.address, rack2.ssh_user, rack2.reserve_mb) == (True, "rack2.example.org", "labctl", 0)
+    assert rack2.ssh_key == Path.home() / ".ssh/k"
+    assert rack2.connect_uri == f"qemu+ssh://labctl@rack2.example.org:2222/system?no_tty=1&keyfile={Path.home()}/.ssh/k"
+    assert here.connect_uri == "qemu:///system"
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("hosts: []", "names no host"),
+    ("hosts:\n  - {name: a, uri: 'qemu+ssh://h/system?command=touch%20/tmp/x'}", "not a libvirt URI"),
+    ("hosts:\n  - {name: a, uri: 'qemu+ssh://h/system', ssh_key: 'k'}", "not an absolute path"),
+    ("hosts:\n  - {name: a, uri: 'qemu:///system', ssh_key: '/k'}", "only a qemu\\+ssh"),
+    ("hosts:\n  - {name: a, uri: 'qemu+ssh:///system'}", "names no host"),
+    ("hosts:\n  - {name: a, uri: 'qemu+ssh://h:99999/system'}", "not a libvirt URI"),
+    ("hosts:\n  - {name: a, uri: 'lxc:///'}", "not a libvirt URI"),
+    ("hosts:\n  - {name: 'A;rm', uri: 'qemu:///system'}", "invalid name"),
+    ("hosts:\n  - {name: a, uri: 'qemu:///system'}\n  - {name: a, uri: 'test:///default'}", "named twice"),
+    ("hosts:\n  - {name: a, uri: 'qemu:///system'}\n  - {name: b, uri: 'qemu:///system'}",
+     "qemu:///system is also 'a'"),
+    ("hosts:\n  - {name: a, uri: 'qemu:///system', reserve: lots}", "reserve: expected MiB"),
+    ("hosts:\n  - {name: a}", "uri: missing"),
+    ("hosts:\n  - {name: a, uri: 'qemu:///system', cpus: 4}", "unknown key"),
+    ("hosts: " + "[" * 5000, "nested too deeply"),
+])
+def test_inventory_refuses_what_it_cannot_use(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(text)
+    with pytest.raises(LabFileError, match=error) as exc:
+        load_hosts(path, "qemu:///system")
+    assert str(path) in exc.value.message
+
+
+def test_too_many_hosts_and_too_big_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n" + "".join(f"  - {{name: h{i}, uri: 'test:///f{i}'}}\n" for i in range(65)))
+    with pytest.raises(LabFileError, match="at most 64"):
+        load_hosts(path, "qemu:///system")
+    path.write_text("hosts: []\n" + "#" * 300_000)
+    with pytest.raises(LabFileError, match="more than the 256 KiB"):
+        load_hosts(path, "qemu:///system")
+
+
+def test_inventory_entries_parse_alone() -> None:
+    assert [e.name for e in parse_hosts({"hosts": [{"name": "x", "uri": "test:///default"}]})] == ["x"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Each host's room, from libvirt
+
+
+def test_capacity_of_a_test_host_counts_its_running_domains(tmp_path: Path) -> None:
+    with Hypervisor(node_xml(tmp_path, "h", 64, 16, running=(8, 4))) as hv:
+        cap = hv.host_capacity()
+    assert (cap.cpus, cap.memory_total_mb, cap.memory_domains_mb, cap.domains_running) == (16, 64 * GIB, 12 * GIB, 2)
+    room = HostRoom(HostEntry("h", "test:///x", reserve_mb=4 * GIB), cap)
+    assert room.free_mb == (64 - 12 - 4) * GIB
+
+
+def test_free_memory_is_the_smaller_of_left_by_domains_and_available() -> None:
+    cap = HostCapacity(cpus=4, memory_total_mb=32 * GIB, memory_domains_mb=8 * GIB, memory_available_mb=10 * GIB,
+                       accelerator="kvm", domains_running=1)
+    assert HostRoom(HostEntry("h", "qemu:///system", reserve_mb=GIB), cap).free_mb == 9 * GIB
+    assert HostRoom(HostEntry("h", "qemu:///system", reserve_mb=64 * GIB), cap).free_mb == 0
+
+
+def test_accelerator_needs_kvm_and_the_cpu_flag() -> None:
+    def caps(kinds: str, features: str) -> str:
+        return (f"<capabilities><host><cpu>{features}</cpu></host><guest><arch name='x86_64'>{kinds}"
+                "</arch></guest></capabilities>")
+
+    kvm_and_qemu = "<domain type='qemu'/><domain type='kvm'/>"
+    assert _accelerator(caps(kvm_and_qemu, "<feature name='vmx'/>")) == "kvm"
+    assert _accelerator(caps(kvm_and_qemu, "<feature name='svm'/>")) == "kvm"
+    # nested /dev/kvm without vmx/svm: libvirt offers kvm, its guests would die
+    assert _accelerator(caps(kvm_and_qemu, "<feature name='avx'/>")) == "qemu"
+    assert _accelerator(caps("<domain type='qemu'/>", "")) == "qemu"
+    assert _accelerator(caps("<domain type='test'/>", "")) == "test"
+
+
+def test_this_machine_has_a_room() -> None:
+    """The real libvirtd: its capacity is read through the same call (skipped without libvirtd)."""
+    from conftest import require_libvirt
+
+    require_libvirt()
+    with Hypervisor("qemu:///system") as hv:
+        cap = hv.host_capacity()
+    assert cap.cpus >= 1 and cap.memory_total_mb > 1024 and cap.memory_available_mb is not None
+    assert cap.accelerator in ("kvm", "qemu")
+
+
+def test_survey_names_an_unreachable_host_and_asks_the_others(tmp_path: Path) -> None:
+    entries = [HostEntry("big", node_xml(tmp_path, "big", 64, 16)),
+               HostEntry("down", f"qemu+ssh://nobody@127.0.0.1:{closed_port()}/system"),
+               HostEntry("small", node_xml(tmp_path, "small", 16, 4))]
+    opened: list[Hypervisor] = []
+
+    def open_host(entry: HostEntry) -> Hypervisor:
+        opened.append(Hypervisor.open(entry.connect_uri))
+        return opened[-1]
+
+    rooms = survey(entries, open_host)
+    for hv in opened:
+        hv.close()
+    assert [r.name for r in rooms] == ["big", "down", "small"]
+    assert rooms[0].free_mb == 64 * GIB and rooms[2].free_mb == 16 * GIB
+    assert rooms[1].capacity is None and rooms[1].free_mb == 0
+    assert rooms[1].error and "127.0.0.1" in rooms[1].error and "Connection refused" in rooms[1].error
+
+
+# ---------------------------------------------------------------------------------------------
+# Placement (pure, on rooms as libvirt's test driver reports them)
+
+
+@pytest.fixture
+def rooms(tmp_path: Path) -> list[HostRoom]:
+    """A big host (64 GiB, 8 GiB of it held by a running VM, 4 GiB reserved) and a small one (16 GiB)."""
+    specs = [("big", 64, 16, (8,), 4), ("small", 16, 4, (), 0)]
+    out = []
+    for name, gib, cpus, running, reserve in specs:
+        entry = HostEntry(name, node_xml(tmp_path, name, gib, cpus, running), reserve_mb=reserve * GIB)
+        with Hypervisor(entry.uri) as hv:
+            out.append(HostRoom(entry, hv.host_capacity()))
+    assert [r.free_mb for r in out] == [52 * GIB, 16 * GIB]
+    return out
+
+
+def seats(n: int, gib: int = 8, cpus: int = 2) -> list[Need]:
+    return [Need(f"seat-{i:02d}", gib * GIB, cpus) for i in range(1, n + 1)]
+
+
+def test_a_class_that_fits_spreads_by_free_memory(rooms: list[HostRoom]) -> None:
+    placement = place(seats(8), rooms)
+    # 52 GiB and 16 GiB free: the big host takes seats until what it has left is no more than the small one's
+    assert len(placement.on("big")) == 6 and len(placement.on("small")) == 2
+    assert placement.lines() == [
+        "big: 6 machine(s) (seat-01, seat-02, seat-03, seat-04, seat-05, seat-06):"
+        " 6 x 8192 = 49152 MiB of 53248 MiB free",
+        "small: 2 machine(s) (seat-07, seat-08): 2 x 8192 = 16384 MiB of 16384 MiB free"]
+
+
+def test_two_small_machines_go_to_two_hosts(rooms: list[HostRoom]) -> None:
+    equal = [HostRoom(r.entry, r.capacity) for r in rooms]
+    placement = place(seats(2, gib=1), [equal[0], HostRoom(HostEntry("twin", "test:///t", reserve_mb=4 * GIB),
+                                                            equal[0].capacity)])
+    assert set(placement.hosts.values()) == {"big", "twin"}
+
+
+def test_a_class_too_big_is_refused_with_the_arithmetic(rooms: list[HostRoom]) -> None:
+    with pytest.raises(NotEnoughResources) as exc:
+        place(seats(9), rooms)
+    message = exc.value.message
+    assert "9 x 8192 = 73728 MiB" in message
+    assert "big 53248 + small 16384 = 69632 MiB free after their reserves" in message
+    assert "1 machine(s) find no room (seat-09)" in message
+    assert exc.value.hint and "hosts.yaml" in exc.value.hint
+
+
+def test_pins_and_kept_machines_stay_where_they_are(rooms: list[HostRoom]) -> None:
+    needs = [Need("ctl", 8 * GIB, 2, pin="small"), Need("old", 0, 2, kept="small", running=True),
+             Need("c1", 4 * GIB, 2), Need("c2", 4 * GIB, 2)]
+    placement = place(needs, rooms)
+    assert placement.hosts == {"ctl": "small", "old": "small", "c1": "big", "c2": "big"}
+
+
+def test_a_kept_machine_wins_over_a_changed_pin(rooms: list[HostRoom]) -> None:
+    placement = place([Need("ctl", 4 * GIB, 2, pin="big", kept="small")], rooms)
+    assert placement.hosts == {"ctl": "small"}
+
+
+def test_a_pin_to_a_host_too_small_is_refused(rooms: list[HostRoom]) -> None:
+    with pytest.raises(NotEnoughResources, match="small is short of 16384 MiB"):
+        place([Need("a", 16 * GIB, 2, pin="small"), Need("b", 16 * GIB, 2, pin="small")], rooms)
+
+
+def test_a_pin_to_an_unknown_host_names_the_hosts(rooms: list[HostRoom]) -> None:
+    with pytest.raises(HostUnknown, match=r"pinned to host 'rack9'.*hosts: big, small"):
+        place([Need("a", GIB, 1, pin="rack9")], rooms)
+
+
+def test_cpus_decide_too(rooms: list[HostRoom]) -> None:
+    placement = place([Need("wide", GIB, 8)], rooms)
+    assert placement.hosts == {"wide": "big"}  # small has 4 CPUs
+    with pytest.raises(NotEnoughResources, match="wide want more vCPUs than any host has"):
+        place([Need("wide", GIB, 32)], rooms)
+
+
+def test_an_unreachable_host_gets_nothing_and_is_named(rooms: list[HostRoom]) -> None:
+    down = HostRoom(HostEntry("down", "qemu+ssh://x@down/system"), error="libvirt is not reachable")
+    placement = place(seats(2), [down, *rooms])
+    assert "down" not in placement.hosts.values()
+    assert placement.lines()[0] == "down: unreachable (libvirt is not reachable)"
+    with pytest.raises(NotEnoughResources, match=r"\(unreachable: down\)"):
+        place(seats(20), [down, *rooms])
+
+
+# ---------------------------------------------------------------------------------------------
+# labctl hosts
+
+
+def test_hosts_command_lists_capacity_and_marks_a_down_host(run: Callable[..., Result], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(f"hosts:\n  - {{name: big, uri: '{node_xml(tmp_path, 'big', 64, 16, (8,))}', reserve: 4G}}\n"
+                         f"  - {{name: down, uri: 'qemu+ssh://nobody@127.0.0.1:{closed_port()}/system'}}\n")
+    monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
+    result = run("hosts")
+    assert result.code == 1
+    assert "big" in result.out and "53248 MiB" in result.out and "unreachable" in result.out
+    assert "down: libvirt is not reachable" in result.out and "Traceback" not in result.out + result.err
+    data = json.loads(run("hosts", "--json").out)
+    big, down = data["hosts"]
+    assert (big["memory_free_mb"], big["domains_running"], big["reachable"]) == (53248, 1, True)
+    assert down["reachable"] is False and "Connection refused" in down["error"]
+
+
+def test_hosts_command_without_inventory_is_this_machine(run: Callable[..., Result],
+                                                         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LABCTL_LIBVIRT_URI", node_xml(tmp_path, "here", 32, 8))
+    result = run("hosts", "--json")
+    assert result.code == 0
+    data = json.loads(result.out)
+    assert data["inventory"] is None and [h["name"] for h in data["hosts"]] == ["local"]
+    assert data["hosts"][0]["memory_free_mb"] == 32 * GIB
+
+
+def test_hosts_command_with_a_broken_inventory_is_one_line(run: Callable[..., Result], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("hosts:\n  - {name: a, uri: 'qemu+ssh://h/system?command=id'}\n")
+    monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
+    result = run("hosts")
+    assert result.code == 2 and "not a libvirt URI" in result.err and "Traceback" not in result.err
+
+
+# ---------------------------------------------------------------------------------------------
+# labctl plan with an inventory
+
+
+def write_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big, small = node_xml(tmp_path, "big", 64, 16, (8,)), node_xml(tmp_path, "small", 16, 4)
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(f"hosts:\n  - {{name: big, uri: '{big}', reserve: 4G}}\n  - {{name: small, uri: '{small}'}}\n")
+    monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
+
+
+def test_plan_places_a_class_across_the_hosts(run: Callable[..., Result], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    write_inventory(tmp_path, monkeypatch)
+    Path("lab.yaml").write_text("name: class\nclassroom: {seats: 8, seat: {memory: 8G, cpus: 2}}\n")
+    result = run("plan")
+    assert result.code == 0, result.err
+    assert "Hosts: big: 6 machine(s) (seat-01, seat-02, seat-03, seat-04, seat-05, seat-06)" in result.out
+    assert "small: 2 machine(s) (seat-07, seat-08): 2 x 8192 = 16384 MiB of 16384 MiB free" in result.out
+    data = json.loads(run("plan", "--json").out)
+    assert data["placement"]["hosts"]["seat-08"] == "small" and len(data["placement"]["arithmetic"]) == 2
+
+
+def test_plan_refuses_a_class_the_hosts_cannot_hold_and_writes_nothing(
+        run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labctl_home: Path) -> None:
+    write_inventory(tmp_path, monkeypatch)
+    Path("lab.yaml").write_text("name: class\nclassroom: {seats: 12, seat: {memory: 8G, cpus: 2}}\n")
+    result = run("plan")
+    assert result.code == 2
+    assert "12 x 8192 = 98304 MiB" in result.err and "big 53248 + small 16384 = 69632 MiB" in result.err
+    assert "4 machine(s) find no room" in result.err
+    assert not (labctl_home / "labs" / "class").exists()
+
+
+def test_plan_honours_a_pin_and_refuses_an_unknown_host(run: Callable[..., Result], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    write_inventory(tmp_path, monkeypatch)
+    Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, role: controller, memory: 4G, host: small}\n"
+                                "  - {name: cpu, role: compute, memory: 4G}\n")
+    data = json.loads(run("plan", "--json").out)
+    assert data["placement"]["hosts"] == {"ctl": "small", "cpu": "big"}
+    Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, memory: 4G, host: rack9}\n")
+    result = run("plan")
+    assert result.code == 2 and "ctl is pinned to host 'rack9'" in result.err and "hosts: big, small" in result.err
+    Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, memory: 4G, host: 'x; rm -rf /'}\n")
+    result = run("plan")
+    assert result.code == 2 and "machines[0].host: invalid name" in result.err
