@@ -14,7 +14,7 @@ from labctl.stacklog import slowest
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # fabric and libvirt are imported only by the commands that connect
-    from labctl.hypervisor import Hypervisor
+    from labctl.protocols import HypervisorPort
     from labctl.remote import Host
 
 
@@ -52,7 +52,7 @@ class MachineStatus:
                 **({"trainee": self.trainee or None} if self.trainee is not None else {})}
 
 
-def lab_status(lab_dir: LabDir, hypervisor: Hypervisor) -> list[MachineStatus]:
+def lab_status(lab_dir: LabDir, hypervisor: HypervisorPort) -> list[MachineStatus]:
     from labctl.records import read_lab
 
     result = []

@@ -26,9 +26,10 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
     from labctl.hosts.inventory import HostEntry
-    from labctl.hypervisor import Hypervisor
+    from labctl.hypervisor import Capacity
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
+    from labctl.protocols import HypervisorPort, VagrantPort
 
 
 class Reporter(Protocol):
@@ -43,22 +44,30 @@ class MachineProgress(Protocol):
 
 @dataclass(frozen=True)
 class Context:
-    """What a command works with, built once per command: the labs' home, the cache, and the
-    hypervisor (connected at first use; tests may hand in another)."""
+    """What a command works with, built once per command: the labs' home, the cache, the host
+    inventory, and the outside systems behind their protocols (labctl.protocols). The adapters are
+    made by the factories; tests hand in factories that make fakes."""
 
     home: LabHome
     cache: Path
     libvirt_uri: str
     hosts_file: Path | None = None  # the host inventory; None: this machine alone
-    _hypervisor: list[Hypervisor] = field(default_factory=list, repr=False, compare=False)
-    _hosts: dict[str, Hypervisor] = field(default_factory=dict, repr=False, compare=False)
+    open_hypervisor: Callable[[str], HypervisorPort] | None = None  # URI -> connected; default: libvirt
+    make_vagrant: Callable[[Path, Path, str], VagrantPort] | None = None  # folder, log, URI; default: vagrant
+    _hypervisor: list[HypervisorPort] = field(default_factory=list, repr=False, compare=False)
+    _hosts: dict[str, HypervisorPort] = field(default_factory=dict, repr=False, compare=False)
 
-    def hypervisor(self) -> Hypervisor:
-        """This machine's libvirt (libvirt_uri)."""
+    def _open(self, uri: str) -> HypervisorPort:
+        if self.open_hypervisor is not None:
+            return self.open_hypervisor(uri)
+        from labctl.hypervisor import Hypervisor
+
+        return Hypervisor.open(uri)
+
+    def hypervisor(self) -> HypervisorPort:
+        """This machine's libvirt (libvirt_uri), connected at first use."""
         if not self._hypervisor:
-            from labctl.hypervisor import Hypervisor
-
-            self._hypervisor.append(Hypervisor.open(self.libvirt_uri))
+            self._hypervisor.append(self._open(self.libvirt_uri))
         return self._hypervisor[0]
 
     def hosts(self) -> list[HostEntry]:
@@ -67,15 +76,21 @@ class Context:
 
         return load_hosts(self.hosts_file, self.libvirt_uri) if self.hosts_file else [local_host(self.libvirt_uri)]
 
-    def host_hypervisor(self, entry: HostEntry) -> Hypervisor:
+    def host_hypervisor(self, entry: HostEntry) -> HypervisorPort:
         """One inventory host's libvirt, connected once per command (LabctlError when it cannot be)."""
         if entry.connect_uri == self.libvirt_uri:
             return self.hypervisor()
         if entry.name not in self._hosts:
-            from labctl.hypervisor import Hypervisor
-
-            self._hosts[entry.name] = Hypervisor.open(entry.connect_uri)
+            self._hosts[entry.name] = self._open(entry.connect_uri)
         return self._hosts[entry.name]
+
+    def vagrant(self, folder: Path, log: Path) -> VagrantPort:
+        """Vagrant run in `folder`, its output appended to `log`."""
+        if self.make_vagrant is not None:
+            return self.make_vagrant(folder, log, self.libvirt_uri)
+        from labctl.vagrant_driver import VagrantDriver
+
+        return VagrantDriver(folder, log, self.libvirt_uri)
 
     def close(self) -> None:
         for hypervisor in [*self._hypervisor, *self._hosts.values()]:
@@ -117,7 +132,7 @@ def _sum(values: list[int], unit: str) -> str:
     return f"{' + '.join(parts)} = {sum(values)} {unit}"
 
 
-def check_capacity(machines: Sequence[Machine], cap: Any) -> None:
+def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
     """Refuse, with the arithmetic, a lab whose new machines do not fit the host's free resources."""
     if not machines:
         return
@@ -143,15 +158,13 @@ def check_capacity(machines: Sequence[Machine], cap: Any) -> None:
 # Boxes
 
 
-def cache_driver(ctx: Context) -> Any:
+def cache_driver(ctx: Context) -> VagrantPort:
     """Vagrant run from labctl's cache folder: for boxes, and for labs not written yet."""
-    from labctl.vagrant_driver import VagrantDriver
-
     ctx.cache.mkdir(parents=True, exist_ok=True)
-    return VagrantDriver(ctx.cache, ctx.cache / "logs" / "vagrant.log", ctx.libvirt_uri)
+    return ctx.vagrant(ctx.cache, ctx.cache / "logs" / "vagrant.log")
 
 
-def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror: str) -> dict[str, str]:
+def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str) -> dict[str, str]:
     """Make every machine's box available to Vagrant. Returns the swaps made: catalogue box ->
     locally built box, where the catalogue's cannot be fetched and labctl can build it."""
     from labctl.boxbuild import box_spec, build_box, local_box_name
@@ -191,7 +204,7 @@ def ensure_boxes(lab: Lab, ctx: Context, driver: Any, reporter: Reporter, mirror
     return chosen
 
 
-def build_box_command(distro: str, ctx: Context, driver: Any, reporter: Reporter, mirror: str,
+def build_box_command(distro: str, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
                       catalog: Any) -> tuple[str, Path]:
     """`labctl box build DISTRO`: build (always anew) and add the box to Vagrant."""
     from labctl.boxbuild import box_spec, build_box
@@ -203,7 +216,7 @@ def build_box_command(distro: str, ctx: Context, driver: Any, reporter: Reporter
     return spec.name, spec.file
 
 
-def add_built_box(driver: Any, spec: Any) -> None:
+def add_built_box(driver: VagrantPort, spec: Any) -> None:
     """Add a built box with a version (from its file's age): vagrant-libvirt names the box's base
     volume after it, so the same file is uploaded to libvirt once, not once per `box add`."""
     import json
@@ -223,7 +236,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
            mirror: str, before_create: Callable[[], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
     """`before_create`: called once every check passed, before anything is made (the host's caches)."""
     from labctl.lab import render_lab, write_lab
-    from labctl.vagrant_driver import VagrantDriver, orphan_up
+    from labctl.vagrant_driver import orphan_up
 
     reporter.step("checking the host")
     lab_dir = ctx.home.lab(lab.name)
@@ -264,7 +277,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     if swaps:
         rendered = render_lab(lab, ctx.home, host, generated, boxes=swaps)
     plan = write_lab(rendered)
-    driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
+    driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     names = [m.name for m in to_start]
     if names:
         with reporter.machines(names, "booting") as progress:
@@ -284,7 +297,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     return plan, statuses
 
 
-def class_fit(lab: Lab, cap: Any, seats: int | None = None) -> ClassFit:
+def class_fit(lab: Lab, cap: Capacity, seats: int | None = None) -> ClassFit:
     """The class's arithmetic against the host's free memory and disk."""
     from labctl.classroom.seats import ClassFit
 
@@ -303,7 +316,7 @@ def open_doors(lab_dir: LabDir, reporter: Reporter) -> None:
                       f"{last.ssh_port}, web on {first.web_port}-{last.web_port} (labctl sheet writes the cards)")
 
 
-def _validate(vagrantfile: str, driver: Any) -> None:
+def _validate(vagrantfile: str, driver: VagrantPort) -> None:
     """`vagrant validate` on the new Vagrantfile before it replaces the lab's."""
     with tempfile.TemporaryDirectory(prefix="labctl-validate-") as tmp:
         Path(tmp, "Vagrantfile").write_text(vagrantfile)
@@ -331,10 +344,8 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
 
 
 def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Reporter) -> None:
-    from labctl.vagrant_driver import VagrantDriver
-
     targets = records.read_lab(lab_dir).pick(names)
-    driver = VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri)
+    driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)
     if records.read_lab(lab_dir).classroom:
@@ -346,7 +357,7 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     from labctl.classroom.access import close_access
     from labctl.proc import CommandFailed
     from labctl.snapshots import drop_all
-    from labctl.vagrant_driver import VagrantDriver, VagrantMissing, orphan_up, stop_process
+    from labctl.vagrant_driver import VagrantMissing, orphan_up, stop_process
 
     machines = records.read_lab(lab_dir).machine_names
     hv = ctx.hypervisor()
@@ -362,7 +373,7 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     if lab_dir.vagrantfile.is_file() and (lab_dir.path / ".vagrant").is_dir():
         reporter.step("destroying the machines (vagrant destroy)")
         try:
-            VagrantDriver(lab_dir.path, lab_dir.vagrant_log, ctx.libvirt_uri).destroy()
+            ctx.vagrant(lab_dir.path, lab_dir.vagrant_log).destroy()
         except (CommandFailed, VagrantMissing) as exc:
             # libvirt removes what vagrant could not; vagrant's words stay in the log.
             reporter.warn(f"{exc.message}; removing what is left through libvirt")

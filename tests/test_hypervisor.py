@@ -10,8 +10,8 @@ import libvirt
 import pytest
 
 from labctl import hypervisor
-from labctl.errors import LabctlError
-from labctl.lifecycle import NotEnoughResources, check_capacity
+from labctl.errors import LabctlError, NotEnoughResources
+from labctl.lifecycle import check_capacity
 from labctl.model import lab_from_dict
 
 DOMAIN_XML = """<domain type='test'><name>{name}</name><memory unit='MiB'>{mb}</memory><vcpu>2</vcpu>

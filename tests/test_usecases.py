@@ -3,36 +3,18 @@ host, and what they make of its answers, without libvirt."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from fakes import FakeHost, FakeVagrant
+
 from labctl import records
-from labctl.hypervisor import DomainInfo
-from labctl.lifecycle import Context, halt_lab, list_labs
+from labctl.catalog import default_catalog
+from labctl.errors import NotEnoughResources
+from labctl.host import HostFacts
+from labctl.lifecycle import Context, destroy_lab, halt_lab, list_labs, up_lab
+from labctl.model import lab_from_dict
 from labctl.state import LabHome
-
-
-class FakeHypervisor:
-    """Answers like a host where `running` domains run; records the shutdowns asked."""
-
-    def __init__(self, running: set[str], stubborn: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-        self.running = running
-        self.stubborn = stubborn
-        self.asked: list[list[str]] = []
-
-    def domain(self, name: str) -> DomainInfo | None:
-        if name not in self.running:
-            return None
-        return DomainInfo(name, "running", 1024, 1, ("192.168.121.5",), 60.0)
-
-    def shut_down(self, names: list[str], timeout: float, on_state: Callable[[str, str], None]) -> list[str]:
-        self.asked.append(names)
-        for name in names:
-            on_state(name, "halted")
-        return [n for n in names if n in self.stubborn]
-
-    def close(self) -> None:
-        pass
 
 
 class Reporter:
@@ -60,10 +42,10 @@ class Reporter:
         return Progress()
 
 
-def context(tmp_path: Path, fake: FakeHypervisor) -> Context:
-    ctx = Context(LabHome(tmp_path / "home"), tmp_path / "cache", "fake:///")
-    ctx._hypervisor.append(fake)  # type: ignore[arg-type]  # the test hands in its fake
-    return ctx
+def context(tmp_path: Path, fake: FakeHost, vagrant: FakeVagrant | None = None) -> Context:
+    """A command's context whose hypervisor and vagrant are the fakes."""
+    return Context(LabHome(tmp_path / "home"), tmp_path / "cache", "fake:///", open_hypervisor=lambda _uri: fake,
+                   make_vagrant=lambda _folder, _log, _uri: vagrant or FakeVagrant(fake))
 
 
 def make_lab(ctx: Context, name: str, machines: list[str]) -> None:
@@ -73,19 +55,71 @@ def make_lab(ctx: Context, name: str, machines: list[str]) -> None:
 
 
 def test_halt_asks_for_the_labs_domains_and_names_the_forced_ones(tmp_path: Path) -> None:
-    fake = FakeHypervisor({"labctl-web-a", "labctl-web-b"}, stubborn={"labctl-web-b"})
+    fake = FakeHost(domains={"labctl-web-a": "running", "labctl-web-b": "running"}, stubborn={"labctl-web-b"})
     ctx = context(tmp_path, fake)
     make_lab(ctx, "web", ["a", "b"])
     reporter = Reporter()
     assert halt_lab(ctx.home.lab("web"), ctx, [], reporter) == ["b"]  # type: ignore[arg-type]
-    assert fake.asked == [["labctl-web-a", "labctl-web-b"]]
+    assert fake.calls == [("shut_down", ["labctl-web-a", "labctl-web-b"])]
     assert "a: halted" in reporter.lines
 
 
 def test_list_reads_every_lab_through_one_hypervisor(tmp_path: Path) -> None:
-    fake = FakeHypervisor({"labctl-web-a"})
+    fake = FakeHost(domains={"labctl-web-a": "running"})
     ctx = context(tmp_path, fake)
     make_lab(ctx, "web", ["a", "b"])
     make_lab(ctx, "db", ["x"])
     labs = {lab.name: lab.states for lab in list_labs(ctx)}
     assert labs == {"web": {"running": 1, "not created": 1}, "db": {"not created": 1}}
+
+
+HOST = HostFacts(cpus=16, memory_mb=64 * 1024, cpu_flags=frozenset({"vmx"}), kvm_usable=True)
+
+
+def duo(name: str = "duo") -> object:
+    raw = {"name": name, "defaults": {"distro": "debian:12", "memory": "4G", "cpus": 2},
+           "machines": [{"name": "ctl", "role": "controller"}, {"name": "cpu", "role": "compute"}]}
+    return lab_from_dict(raw, default_catalog())
+
+
+def test_up_validates_then_boots_only_what_is_not_running(tmp_path: Path) -> None:
+    host = FakeHost(domains={"labctl-duo-ctl": "running"})
+    vagrant = FakeVagrant(host, lab="duo")
+    ctx = context(tmp_path, host, vagrant)
+    made: list[str] = []
+    plan, statuses = up_lab(duo(), None, ctx, HOST, Reporter(), "http://deb.debian.org/debian",  # type: ignore[arg-type]
+                            before_create=lambda: made.append("caches"))
+    kinds = [c[0] for c in vagrant.calls]
+    assert kinds[:2] == ["check_plugin", "validate"] and ("validate", True) in vagrant.calls
+    assert ("up", ["cpu"]) in vagrant.calls  # ctl runs already
+    assert made == ["caches"]
+    assert {s.name: s.state for s in statuses} == {"ctl": "running", "cpu": "running"}
+    assert records.read_lab(ctx.home.lab("duo")).machine_names == ["ctl", "cpu"]
+    assert plan.vagrantfile.is_file()
+
+
+def test_up_refuses_before_anything_is_made_when_the_host_is_full(tmp_path: Path) -> None:
+    host = FakeHost(memory_mb=6 * 1024)
+    vagrant = FakeVagrant(host, lab="duo")
+    ctx = context(tmp_path, host, vagrant)
+    made: list[str] = []
+    with pytest.raises(NotEnoughResources, match=r"2 x 4096 = 8192 MiB.*6144 MiB available"):
+        up_lab(duo(), None, ctx, HOST, Reporter(), "http://deb.debian.org/debian",  # type: ignore[arg-type]
+               before_create=lambda: made.append("caches"))
+    assert not any(c[0] == "up" for c in vagrant.calls) and made == []
+    assert not ctx.home.lab("duo").path.exists()
+
+
+def test_destroy_asks_vagrant_then_libvirt_for_what_is_left(tmp_path: Path) -> None:
+    host = FakeHost()
+    vagrant = FakeVagrant(host, lab="duo")
+    ctx = context(tmp_path, host, vagrant)
+    up_lab(duo(), None, ctx, HOST, Reporter(), "http://deb.debian.org/debian")  # type: ignore[arg-type]
+    lab_dir = ctx.home.lab("duo")
+    (lab_dir.path / ".vagrant").mkdir()
+    vagrant.lab = "nothing"  # this vagrant destroys nothing: libvirt must remove what is left
+    removed = destroy_lab(lab_dir, ctx, Reporter())  # type: ignore[arg-type]
+    assert ("destroy", None) in vagrant.calls
+    leftovers = next(arg for kind, arg in host.calls if kind == "remove_leftovers")
+    assert leftovers == (["labctl-duo-cpu", "labctl-duo-ctl"], "labctl-duo")
+    assert sorted(removed) == ["labctl-duo-cpu", "labctl-duo-ctl"] and not lab_dir.path.exists()

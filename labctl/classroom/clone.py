@@ -26,7 +26,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labctl import records
 from labctl.classroom.clone_guest import FIXUP_SCRIPT
@@ -50,6 +50,9 @@ from labctl.remote import (
 from labctl.stacking import StackRun, machines_to_stack, record, stack_lab
 from labctl.stacklog import mask
 from labctl.state import LabDir
+
+if TYPE_CHECKING:
+    from labctl.protocols import HypervisorPort
 
 TEMPLATE = "seat-01"
 BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
@@ -128,7 +131,8 @@ def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
     return bool(lab.classroom and lab.classroom.clone and TEMPLATE in names and len(names) > 1)
 
 
-def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, hypervisor: Any,
+def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any,
+                    hypervisor: HypervisorPort,
                     *, snapshot: Callable[[str, records.StackRecord], None] | None = None,
                     **stack_options: Any) -> StackRun | None:
     """`labctl up`/`stack` of a lab: a classroom whose seats all need DevStack is stacked once and
@@ -213,7 +217,8 @@ def _seat(domain: str, doms: dict[str, str]) -> str:
     return next((n for n, d in doms.items() if d == domain), domain)
 
 
-def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: Any, names: Sequence[str]) -> list[MachineStatus]:
+def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort,
+                        names: Sequence[str]) -> list[MachineStatus]:
     """Until every seat has its own DHCP lease on the management network. Never an address of the lab
     network: a copy answers on seat-01's lab address until it is made its own seat, and labctl would
     then reach seat-01 instead."""
