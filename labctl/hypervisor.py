@@ -72,7 +72,7 @@ class Capacity:
     cpus: int
     memory_total_mb: int
     memory_available_mb: int
-    disk_free_gb: int
+    disk_free_gb: int | None  # None: libvirt cannot tell yet (another host, before its pool exists)
     disk_path: str
 
 
@@ -88,7 +88,12 @@ def capacity(conn: libvirt.virConnect, pool_name: str = "default") -> Capacity:
     disk_free, disk_path = _disk_free(conn, pool_name)
     return Capacity(cpus=int(info[2]), memory_total_mb=int(info[1]),
                     memory_available_mb=available_kb // 1024 or int(info[1]),
-                    disk_free_gb=disk_free // 1024**3, disk_path=disk_path)
+                    disk_free_gb=disk_free // 1024**3 if disk_free is not None else None, disk_path=disk_path)
+
+
+def is_local(uri: str) -> bool:
+    """A URI of this machine's libvirt (no host part): qemu:///system, test:///default."""
+    return "://" in uri and uri.split("://", 1)[1].startswith("/")
 
 
 @dataclass(frozen=True)
@@ -133,13 +138,18 @@ def _accelerator(capabilities_xml: str) -> str:
     return "qemu" if "qemu" in kinds or "kvm" in kinds else min(kinds, default="none")
 
 
-def _disk_free(conn: libvirt.virConnect, pool_name: str) -> tuple[int, str]:
+def _disk_free(conn: libvirt.virConnect, pool_name: str) -> tuple[int | None, str]:
+    """Free bytes where the machines' volumes go, from libvirt's storage pool. Before any lab made
+    the pool (vagrant-libvirt makes it in /var/lib/libvirt/images), this machine's disk there; for
+    another host, unknown (None): labctl reads no remote file system except through libvirt."""
     try:
         pool = conn.storagePoolLookupByName(pool_name)
         if pool.isActive():
             return int(pool.info()[3]), f"storage pool {pool_name}"
     except libvirt.libvirtError:
-        pass  # No pool yet: vagrant-libvirt creates it in /var/lib/libvirt/images.
+        pass
+    if not is_local(conn.getURI()):
+        return None, f"storage pool {pool_name} (not made yet)"
     path = IMAGES_DIR
     while not path.exists():
         path = path.parent
@@ -193,17 +203,36 @@ def _addresses(dom: libvirt.virDomain) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _uptime(conn: libvirt.virConnect, dom: libvirt.virDomain) -> float | None:
-    """Seconds since the domain's QEMU process started (local qemu driver only)."""
-    if not conn.getURI().startswith("qemu:///"):
-        return None
+# When labctl saw a domain start, kept in the running domain's own live metadata: libvirt forgets it
+# when the domain stops, so it never outlives the run it dates, and it reads the same on any host.
+STARTED_NS = "https://labctl.invalid/xmlns/started/1"
+
+
+def _started_at(dom: libvirt.virDomain) -> float | None:
+    import xml.etree.ElementTree as ET
+
     try:
-        pid = int(Path("/run/libvirt/qemu", f"{dom.name()}.pid").read_text().strip())
-        start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
-        return time.time() - (boot + start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return None  # Not readable by this user, or libvirt runs elsewhere.
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, STARTED_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return float(ET.fromstring(text).get("at", ""))  # noqa: S314 - what labctl itself wrote
+    except (libvirt.libvirtError, ValueError, ET.ParseError):
+        return None  # started by something else than labctl, or stopped since
+
+
+def _uptime(conn: libvirt.virConnect, dom: libvirt.virDomain) -> float | None:
+    """Seconds since labctl saw the domain start; None when labctl did not start it."""
+    at = _started_at(dom)
+    return max(0.0, time.time() - at) if at is not None else None
+
+
+def mark_started(conn: libvirt.virConnect, names: list[str]) -> None:
+    """Date the run of each running domain that has no date yet (labctl just started it)."""
+    for name in names:
+        dom = _lookup(conn, name)
+        if dom is None or not dom.isActive() or _started_at(dom) is not None:
+            continue
+        with contextlib.suppress(libvirt.libvirtError):  # a domain gone or stopped meanwhile has no run to date
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, f'<started at="{int(time.time())}"/>', "labctl",
+                            STARTED_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
 
 def shut_down(conn: libvirt.virConnect, names: list[str], timeout: float,
@@ -473,6 +502,7 @@ def start(conn: libvirt.virConnect, names: list[str]) -> None:
         dom = conn.lookupByName(name)
         if not dom.isActive():
             dom.create()
+    mark_started(conn, names)
 
 
 MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name and address for it
@@ -613,3 +643,7 @@ class Hypervisor:
     @_libvirt_errors
     def start(self, names: list[str]) -> None:
         start(self.conn, names)
+
+    @_libvirt_errors
+    def mark_started(self, names: list[str]) -> None:
+        mark_started(self.conn, names)

@@ -144,7 +144,7 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
             hint="use fewer or smaller machines (memory: in lab.yaml), or stop other VMs")
     # Volumes are thin: count what DevStack will really fill, not the virtual size.
     disk = [min(m.disk_gb, m.release.min_disk_gb) for m in machines]
-    if sum(disk) > cap.disk_free_gb:
+    if cap.disk_free_gb is not None and sum(disk) > cap.disk_free_gb:
         raise NotEnoughResources(
             f"not enough disk: the machines to start will use up to {_sum(disk, 'GB')}, {cap.disk_path}"
             f" has {cap.disk_free_gb} GB free", hint="free disk space there, or use fewer machines")
@@ -282,6 +282,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     if names:
         with reporter.machines(names, "booting") as progress:
             driver.up(names, progress.update)
+        hv.mark_started([domain_name(lab.name, n) for n in names])
     statuses = lab_status(lab_dir, hv)
     created = {m.name for m, info in zip(rendered.lab.machines, infos, strict=True) if info is None}
     if created:
@@ -348,6 +349,7 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)
+    ctx.hypervisor().mark_started([domain_name(lab_dir.name, n) for n in targets])
     if records.read_lab(lab_dir).classroom:
         open_doors(lab_dir, reporter)
 

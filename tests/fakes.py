@@ -85,6 +85,9 @@ class FakeHost:
         for name in names:
             self.domains[name] = "running"
 
+    def mark_started(self, names: list[str]) -> None:
+        self.calls.append(("mark_started", list(names)))
+
     def close(self) -> None:
         self.closed = True
 

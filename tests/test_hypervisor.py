@@ -189,3 +189,25 @@ def test_the_adapter_owns_its_connection_and_speaks_labctls_errors() -> None:
         assert isinstance(err.value, LabctlError) and "is libvirtd still running?" in (err.value.hint or "")
     with pytest.raises(LibvirtUnavailable):
         Hypervisor.open("qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+
+
+def test_uptime_is_dated_by_labctl_in_the_running_domains_metadata(conn: libvirt.virConnect) -> None:
+    """Uptime from libvirt itself (any host): labctl dates a run it started, and the date goes
+    with the run."""
+    define(conn, "labctl-t-u", start=False)
+    hypervisor.start(conn, ["labctl-t-u"])
+    info = hypervisor.domain_info(conn, "labctl-t-u")
+    assert info is not None and info.uptime_s is not None and 0 <= info.uptime_s < 60
+    dom = conn.lookupByName("labctl-t-u")
+    dom.destroy()
+    dom.create()  # started by something else than labctl: no date, no uptime
+    again = hypervisor.domain_info(conn, "labctl-t-u")
+    assert again is not None and again.state == "running" and again.uptime_s is None
+    hypervisor.mark_started(conn, ["labctl-t-u", "labctl-t-missing"])
+    dated = hypervisor.domain_info(conn, "labctl-t-u")
+    assert dated is not None and dated.uptime_s is not None
+
+
+def test_is_local() -> None:
+    assert hypervisor.is_local("qemu:///system") and hypervisor.is_local("test:///default")
+    assert not hypervisor.is_local("qemu+ssh://labctl@rack2/system")

@@ -92,6 +92,7 @@ def test_up_validates_then_boots_only_what_is_not_running(tmp_path: Path) -> Non
     kinds = [c[0] for c in vagrant.calls]
     assert kinds[:2] == ["check_plugin", "validate"] and ("validate", True) in vagrant.calls
     assert ("up", ["cpu"]) in vagrant.calls  # ctl runs already
+    assert ("mark_started", ["labctl-duo-cpu"]) in host.calls  # its uptime counts from now
     assert made == ["caches"]
     assert {s.name: s.state for s in statuses} == {"ctl": "running", "cpu": "running"}
     assert records.read_lab(ctx.home.lab("duo")).machine_names == ["ctl", "cpu"]

@@ -101,6 +101,7 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     for m in status:
         assert (m["state"], m["memory_mb"], m["vcpus"]) == ("running", 1024, 1)
         assert m["addresses"] and m["domain"] == f"labctl-{lab_name}-{m['name']}"
+        assert 0 < m["uptime_s"] < 7200  # dated by labctl in the running domain's libvirt metadata
 
     hostnames = run("exec", "--all", "--json", "--", "hostname")
     assert hostnames.code == 0, hostnames.err

@@ -176,9 +176,10 @@ def seat_machines(classroom: Classroom, machine: dict[str, Any]) -> list[dict[st
     return [{**machine, "name": s.name, "role": "allinone"} for s in classroom.seats]
 
 
-def fitting_seats(seat_memory_mb: int, seat_disk_gb: int, memory_available_mb: int, disk_free_gb: int) -> int:
-    """How many seats of this size the host has room for."""
-    return max(0, min(memory_available_mb // max(seat_memory_mb, 1), disk_free_gb // max(seat_disk_gb, 1)))
+def fitting_seats(seat_memory_mb: int, seat_disk_gb: int, memory_available_mb: int, disk_free_gb: int | None) -> int:
+    """How many seats of this size the host has room for (disk not counted when unknown)."""
+    by_memory = memory_available_mb // max(seat_memory_mb, 1)
+    return max(0, by_memory if disk_free_gb is None else min(by_memory, disk_free_gb // max(seat_disk_gb, 1)))
 
 
 def passwords_for(machine: str, lab_passwords: Mapping[str, str],
@@ -220,7 +221,7 @@ class ClassFit:
     seat_memory_mb: int
     seat_disk_gb: int
     memory_available_mb: int
-    disk_free_gb: int
+    disk_free_gb: int | None
 
     @property
     def fitting(self) -> int:
@@ -234,5 +235,6 @@ class ClassFit:
         n, mem, disk = self.seats, self.seat_memory_mb, self.seat_disk_gb
         verdict = "fits" if self.fits else f"does not fit: {self.fitting} seat(s) would"
         return [f"memory: {n} seats x {mem} MiB = {n * mem} MiB; this host has {self.memory_available_mb} MiB"
-                f" available", f"disk: {n} seats x up to {disk} GB = {n * disk} GB; {self.disk_free_gb} GB free",
+                f" available", f"disk: {n} seats x up to {disk} GB = {n * disk} GB; "
+                + (f"{self.disk_free_gb} GB free" if self.disk_free_gb is not None else "free space not known yet"),
                 f"the class {verdict}"]
