@@ -68,6 +68,6 @@ def _table(rooms: list[Any], source: str | None, path: str) -> None:
     console.print(table)
     for r in rooms:
         if r.error:
-            console.print(f"{r.name}: {r.error}", style="red", markup=False, highlight=False)
+            console.print(r.error, style="red", markup=False, highlight=False)  # it names the host
     if source is None:
         console.print(f"add hosts in {path} (labctl hosts --help shows how)", highlight=False)

@@ -78,10 +78,15 @@ class Context:
 
     def host_hypervisor(self, entry: HostEntry) -> HypervisorPort:
         """One inventory host's libvirt, connected once per command (LabctlError when it cannot be)."""
-        if entry.connect_uri == self.libvirt_uri:
+        if entry.uri == self.libvirt_uri:
             return self.hypervisor()
         if entry.name not in self._hosts:
-            self._hosts[entry.name] = self._open(entry.connect_uri)
+            from labctl.hosts.transport import host_unreachable, libvirt_uri
+
+            try:
+                self._hosts[entry.name] = self._open(libvirt_uri(entry, self.home.root))
+            except LabctlError as exc:
+                raise host_unreachable(entry, exc.message, self.home.root) from None
         return self._hosts[entry.name]
 
     def vagrant(self, folder: Path, log: Path) -> VagrantPort:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from labctl.errors import LabFileError, NotEnoughResources
 from labctl.hosts.inventory import HostEntry, load_hosts, parse_hosts
 from labctl.hosts.placement import HostRoom, HostUnknown, Need, place
 from labctl.hosts.survey import survey
+from labctl.hosts.transport import libvirt_uri, proxy_command
 from labctl.hypervisor import HostCapacity, Hypervisor, _accelerator
 
 GIB = 1024
@@ -58,8 +60,15 @@ def test_inventory_parsed_with_reserve_and_key(tmp_path: Path) -> None:
     assert (here.name, here.reserve_mb, here.remote, here.address) == ("here", 2048, False, None)
     assert (rack2.remote, rack2.address, rack2.ssh_user, rack2.reserve_mb) == (True, "rack2.example.org", "labctl", 0)
     assert rack2.ssh_key == Path.home() / ".ssh/k"
-    assert rack2.connect_uri == f"qemu+ssh://labctl@rack2.example.org:2222/system?no_tty=1&keyfile={Path.home()}/.ssh/k"
-    assert here.connect_uri == "qemu:///system"
+    assert libvirt_uri(here, tmp_path / "home") == "qemu:///system"
+    uri = libvirt_uri(rack2, tmp_path / "home")
+    script = tmp_path / "home" / "hosts" / "rack2.ssh"
+    assert uri == f"qemu+ext:///system?command={script}"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o700
+    text = script.read_text()
+    assert "-o BatchMode=yes" in text and f"UserKnownHostsFile={tmp_path}/home/hosts/known_hosts" in text
+    assert "-p 2222 -l labctl rack2.example.org" in text and "virt-ssh-helper qemu:///system" in text
+    assert proxy_command(rack2, tmp_path / "home").endswith("-l labctl rack2.example.org -W %h:%p")
 
 
 @pytest.mark.parametrize(("text", "error"), [
@@ -152,7 +161,7 @@ def test_survey_names_an_unreachable_host_and_asks_the_others(tmp_path: Path) ->
     opened: list[Hypervisor] = []
 
     def open_host(entry: HostEntry) -> Hypervisor:
-        opened.append(Hypervisor.open(entry.connect_uri))
+        opened.append(Hypervisor.open(libvirt_uri(entry, tmp_path / "home")))
         return opened[-1]
 
     rooms = survey(entries, open_host)
@@ -263,7 +272,8 @@ def test_hosts_command_lists_capacity_and_marks_a_down_host(run: Callable[..., R
     result = run("hosts")
     assert result.code == 1
     assert "big" in result.out and "53248 MiB" in result.out and "unreachable" in result.out
-    assert "down: libvirt is not reachable" in result.out and "Traceback" not in result.out + result.err
+    assert "host down (qemu+ssh://nobody@127.0.0.1:" in result.out and "cannot be reached" in result.out
+    assert "Traceback" not in result.out + result.err
     data = json.loads(run("hosts", "--json").out)
     big, down = data["hosts"]
     assert (big["memory_free_mb"], big["domains_running"], big["reachable"]) == (53248, 1, True)
@@ -336,3 +346,48 @@ def test_plan_honours_a_pin_and_refuses_an_unknown_host(run: Callable[..., Resul
     Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, memory: 4G, host: 'x; rm -rf /'}\n")
     result = run("plan")
     assert result.code == 2 and "machines[0].host: invalid name" in result.err
+
+
+# ---------------------------------------------------------------------------------------------
+# A host over SSH: this machine's own libvirtd through a real sshd on a loopback port
+
+
+def test_a_host_over_ssh_is_reached_with_labctls_own_known_hosts(run: Callable[..., Result], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 labctl_home: Path) -> None:
+    from sshd import keygen, make_sshd
+
+    from conftest import require_libvirt
+
+    require_libvirt()
+    sshd = make_sshd(tmp_path / "sshd").start()
+    try:
+        inventory = tmp_path / "hosts.yaml"
+        inventory.write_text(f"hosts:\n  - {{name: far, uri: 'qemu+ssh://{sshd.user}@127.0.0.1:{sshd.port}/system',"
+                             f" ssh_key: '{sshd.client_key}', reserve: 1G}}\n")
+        monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
+        data = json.loads(run("hosts", "--json").out)
+        far = data["hosts"][0]
+        assert far["reachable"] is True, far["error"]
+        assert far["accelerator"] in ("kvm", "qemu") and far["memory_total_mb"] > 1024
+        recorded = (labctl_home / "hosts" / "known_hosts").read_text()
+        assert recorded.count("ssh-ed25519") == 1  # recorded at first contact, in labctl's file only
+        # The host comes back with another key (reinstalled, or someone in the middle): refused.
+        sshd.stop()
+        sshd.start(host_key=keygen(tmp_path / "other_host_key"))
+        result = run("hosts")
+        assert result.code == 1
+        assert "host far (qemu+ssh://" in result.out and "cannot be reached" in result.out
+        assert (labctl_home / "hosts" / "known_hosts").read_text() == recorded
+    finally:
+        sshd.stop()
+
+
+def test_a_changed_host_key_gets_a_hint(tmp_path: Path) -> None:
+    from labctl.hosts.transport import host_unreachable
+
+    entry = HostEntry("far", "qemu+ssh://u@far/system")
+    error = host_unreachable(entry, "libvirt is not reachable at qemu+ext:///system?command=/x: Cannot recv data:"
+                                    " Host key verification failed.: Connection reset by peer", tmp_path)
+    assert error.message.startswith("host far (qemu+ssh://u@far/system) cannot be reached: Host key verification")
+    assert error.hint and "known_hosts" in error.hint and "ssh-keygen -R" in error.hint

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from labctl.errors import LabFileError, show
 from labctl.files import read_bounded
@@ -67,16 +66,6 @@ class HostEntry:
     def ssh_user(self) -> str | None:
         m = URI_RE.match(self.uri)
         return m["user"] if m and m["scheme"] in REMOTE_SCHEMES else None
-
-    @property
-    def connect_uri(self) -> str:
-        """The URI labctl opens: over SSH, with the host's key and without a terminal (a host that
-        would ask for a password fails at once, never waits on a prompt nobody sees)."""
-        m = URI_RE.match(self.uri)
-        if not m or m["scheme"] != "qemu+ssh":
-            return self.uri
-        params = ["no_tty=1"] + ([f"keyfile={quote(str(self.ssh_key), safe='/._-~')}"] if self.ssh_key else [])
-        return f"{self.uri}?{'&'.join(params)}"
 
 
 def hosts_file(environ: Mapping[str, str] = os.environ) -> Path:

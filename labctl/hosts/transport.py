@@ -1,0 +1,100 @@
+"""How labctl reaches another host: OpenSSH, with labctl's own options, never the user's ~/.ssh.
+
+libvirt's qemu+ssh:// transport runs `ssh` as the user's OpenSSH is configured: host keys from
+~/.ssh/known_hosts (read from the passwd entry, whatever $HOME says), a prompt when the key is new.
+labctl instead writes, per host, a small script running `ssh` with its options, and opens libvirt
+through it (qemu+ext:///system?command=SCRIPT):
+- the host's key is recorded at first contact in labctl's own known_hosts ($LABCTL_HOME/hosts/),
+  and a changed key is refused (as for the machines' keys);
+- BatchMode: a host that would ask for a password fails at once, never waits on a hidden prompt;
+- a connect timeout: a host that is down is named in seconds, not after TCP's minutes.
+On the host, virt-ssh-helper (libvirt >= 6.8) bridges to its libvirtd; nc on its socket otherwise.
+The same options make the ProxyCommand through which labctl and Vagrant reach a host's machines.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from labctl.errors import LabctlError
+from labctl.hosts.inventory import URI_RE
+from labctl.state import private_dir
+
+if TYPE_CHECKING:
+    from labctl.hosts.inventory import HostEntry
+
+CONNECT_TIMEOUT = 10
+
+
+def hosts_dir(labctl_home: Path) -> Path:
+    return labctl_home / "hosts"
+
+
+def known_hosts(labctl_home: Path) -> Path:
+    return hosts_dir(labctl_home) / "known_hosts"
+
+
+def ssh_argv(entry: HostEntry, labctl_home: Path) -> list[str]:
+    """`ssh` to the host itself, with labctl's options (a command or -W to follow)."""
+    m = URI_RE.match(entry.uri)
+    if m is None or m["scheme"] != "qemu+ssh" or not m["host"]:
+        raise ValueError(f"{entry.name} is not reached over SSH")
+    argv = ["ssh", "-T", "-e", "none", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts(labctl_home)}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ServerAliveInterval=15"]
+    if entry.ssh_key:
+        argv += ["-o", "IdentitiesOnly=yes", "-i", str(entry.ssh_key)]
+    if m["port"]:
+        argv += ["-p", m["port"]]
+    if m["user"]:
+        argv += ["-l", m["user"]]
+    return [*argv, m["host"].strip("[]")]
+
+
+def proxy_command(entry: HostEntry, labctl_home: Path) -> str:
+    """An OpenSSH ProxyCommand reaching a machine on `entry` through the host (%h:%p: the machine)."""
+    return shlex.join([*ssh_argv(entry, labctl_home), "-W", "%h:%p"])
+
+
+def libvirt_uri(entry: HostEntry, labctl_home: Path) -> str:
+    """The URI labctl (and Vagrant) open for the host: its own for this machine, else libvirt's
+    external transport through a script of labctl's (written here, mode 0700)."""
+    m = URI_RE.match(entry.uri)
+    if m is None or m["scheme"] != "qemu+ssh":
+        return entry.uri
+    folder = hosts_dir(labctl_home)
+    private_dir(labctl_home)
+    private_dir(folder)
+    remote_uri = f"qemu://{m['path']}"
+    bridge = (f"if command -v virt-ssh-helper >/dev/null 2>&1; then exec virt-ssh-helper {shlex.quote(remote_uri)};"
+              " else exec nc -U /var/run/libvirt/libvirt-sock; fi")
+    script = folder / f"{entry.name}.ssh"
+    text = (f"#!/bin/sh\n# written by labctl for host {entry.name}: libvirt reaches it through this\n"
+            f"exec {shlex.join(ssh_argv(entry, labctl_home))} {shlex.quote(bridge)}\n")
+    tmp = script.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, script)
+    return f"qemu+ext:///system?command={quote(str(script), safe='/')}"
+
+
+class HostUnreachable(LabctlError):
+    """An inventory host's libvirt cannot be reached (the host is down, SSH refused, a key changed)."""
+
+
+def host_unreachable(entry: HostEntry, message: str, labctl_home: Path) -> HostUnreachable:
+    """libvirt's words about a failed connection, as the host's name and what to do about it."""
+    reason = message.split(": ", 2)[-1] if "libvirt is not reachable at" in message else message
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in reason or "Host key verification failed" in reason:
+        hint = (f"{entry.name}'s SSH host key is not the one labctl recorded; if the host was reinstalled,"
+                f" remove its line from {known_hosts(labctl_home)} (ssh-keygen -R HOST -f FILE)")
+    elif "Permission denied" in reason:
+        hint = f"the host refused the key: add {entry.ssh_key or 'your key'}.pub to its authorized_keys"
+    else:
+        hint = f"is {entry.name} up, with sshd and libvirtd running? (labctl hosts shows every host)"
+    return HostUnreachable(f"host {entry.name} ({entry.uri}) cannot be reached: {reason.strip()}", hint=hint)
