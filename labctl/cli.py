@@ -118,9 +118,10 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory,
                      cpus=cpus, disk=disk)
     lab, generated = resolve_lab(req, home, default_catalog(), Path.cwd())
-    placement = _placement(lab)  # refuses a lab the hosts cannot hold, before any file is written
+    spread = _spread(lab)  # refuses a lab the hosts cannot hold, before any file is written
+    placement = spread.placement
     with home.writer(lab.name, "plan"):
-        result = plan_lab(lab, home, read_host(), generated)
+        result = plan_lab(spread.lab, home, read_host(), generated, routes=spread.routes)
     fit = _class_fit(result.lab) if placement is None else None
     if as_json:
         data = result.as_json()
@@ -144,14 +145,13 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
                           style=None if fit.fits else "yellow", markup=False, highlight=False)
 
 
-def _placement(lab: Any) -> Any:
-    """With a host inventory, each machine's host (by free memory, pins kept); None without one."""
-    ctx = _context()
-    if ctx.hosts_file is None or not (ctx.hosts_file.exists() or ctx.hosts_file.is_symlink()):
-        return None
-    from labctl.hosts.survey import place_machines
+def _spread(lab: Any) -> Any:
+    """The lab's machines on the inventory's hosts (by free memory, pins and existing machines kept);
+    without an inventory, all on this machine, and libvirt is not asked (plan creates nothing)."""
+    from labctl.hosts.spread import spread_existing, spread_lab
 
-    return place_machines(lab.machines, ctx.hosts(), ctx.host_hypervisor)
+    ctx = _context()
+    return spread_existing(lab, ctx) if ctx.has_inventory() else spread_lab(lab, ctx, {}, ())
 
 
 def _class_fit(lab: Any) -> Any:
@@ -258,7 +258,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
 
             lab_dir = ctx.home.lab(plan.lab.name)
             run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
-                                  snapshot=take_stacked(lab_dir, ctx.libvirt_uri), caches=caches)
+                                  snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches)
     return _show_up(plan, statuses, run, as_json)
 
 
@@ -311,10 +311,11 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     reporter = _reporter(as_json)
     with ctx.home.writer(lab.name, "stack"):
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
-        plan = plan_lab(lab, ctx.home, read_host())
-        run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, _hypervisor()), reporter, _hypervisor(),
-                              names=machines, everything=everything, clean=clean, cache=ctx.cache,
-                              snapshot=take_stacked(lab_dir, ctx.libvirt_uri),
+        spread = _spread(lab)  # machines stay on the hosts they live on
+        plan = plan_lab(spread.lab, ctx.home, read_host(), routes=spread.routes)
+        run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter,
+                              ctx.hypervisor(), names=machines, everything=everything, clean=clean, cache=ctx.cache,
+                              snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)),
                               caches=host_caches(plan.lab, ctx, reporter))
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
@@ -406,7 +407,7 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
     from labctl.inventory import lab_status
 
     lab_dir = _lab_dir(lab_file, lab_name)
-    statuses = lab_status(lab_dir, _hypervisor())
+    statuses = lab_status(lab_dir, _hypervisor(), _context())
     if as_json:
         _print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses]})
         return
@@ -491,7 +492,7 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
 def _statuses(lab_dir: Any) -> Any:
     from labctl.inventory import lab_status
 
-    return lab_status(lab_dir, _hypervisor())
+    return lab_status(lab_dir, _hypervisor(), _context())
 
 
 @cli.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from labctl import records
 from labctl.errors import LabctlError, LabNotFound
@@ -33,6 +33,8 @@ class MachineStatus:
     devstack: str = ""  # stacked, failed at PHASE, stacking, interrupted, skipped; "" never run
     devstack_phases: tuple[tuple[str, float], ...] = ()  # the last run's phases and their seconds
     trainee: str | None = None  # a classroom seat's trainee ("" for a seat nobody has yet)
+    host: str | None = None  # the inventory host it lives on (None: this machine)
+    proxy: str | None = None  # ProxyCommand to reach it through its host (%h:%p), for a remote host
 
     @property
     def ssh_address(self) -> str | None:
@@ -49,10 +51,23 @@ class MachineStatus:
                 "devstack": self.devstack or None,
                 "devstack_phases": [{"phase": p, "seconds": s} for p, s in self.devstack_phases],
                 "devstack_slowest": [{"phase": p, "seconds": s} for p, s in slowest(self.devstack_phases)],
+                "host": self.host,
                 **({"trainee": self.trainee or None} if self.trainee is not None else {})}
 
 
-def lab_status(lab_dir: LabDir, hypervisor: HypervisorPort) -> list[MachineStatus]:
+class HostAccess(Protocol):
+    """The hosts a lab's machines live on (the Context): each one's libvirt, and how to reach its machines."""
+
+    def hypervisor_on(self, host: str | None) -> HypervisorPort: ...
+    def proxy_for(self, host: str | None) -> str | None: ...
+
+
+HOST_DOWN = "host unreachable"
+
+
+def lab_status(lab_dir: LabDir, hypervisor: HypervisorPort, hosts: HostAccess | None = None) -> list[MachineStatus]:
+    """Each machine's state from the libvirt of the host it lives on. A host that cannot be reached
+    leaves its machines "host unreachable"; the others are read all the same."""
     from labctl.records import read_lab
 
     result = []
@@ -62,14 +77,23 @@ def lab_status(lab_dir: LabDir, hypervisor: HypervisorPort) -> list[MachineStatu
     phases = devstack_phases(lab_dir)
     for m in record.machines:
         dom = domain_name(lab_dir.name, m.name)
-        info = hypervisor.domain(dom)
+        proxy = None
+        try:
+            hv = hosts.hypervisor_on(m.host) if hosts is not None and m.host else hypervisor
+            proxy = hosts.proxy_for(m.host) if hosts is not None and m.host else None
+            info = hv.domain(dom)
+            state = info.state if info else "not created"
+        except LabctlError:
+            if m.host is None:
+                raise  # this machine's libvirt: the command cannot go on without it
+            info, state = None, HOST_DOWN
         result.append(MachineStatus(
             name=m.name, role=m.role, lab_ip=m.ip, domain=dom,
-            state=info.state if info else "not created", addresses=info.addresses if info else (),
+            state=state, addresses=info.addresses if info else (),
             memory_mb=info.memory_mb if info else None, vcpus=info.vcpus if info else None,
             uptime_s=info.uptime_s if info else None, user=m.user,
             devstack=stacks.get(m.name, ""), devstack_phases=phases.get(m.name, ()),
-            trainee=trainees.get(m.name)))
+            trainee=trainees.get(m.name), host=m.host, proxy=proxy))
     return result
 
 
@@ -130,5 +154,7 @@ def host_of(lab_dir: LabDir, status: MachineStatus) -> Host:
     """How labctl reaches a machine over SSH: its address, the lab's key for it, the lab's known_hosts."""
     from labctl.remote import Host
 
-    return Host(status.name, status.ssh_address or status.lab_ip, status.user, lab_dir.private_key(status.name),
-                lab_dir.known_hosts)
+    address = status.ssh_address or status.lab_ip
+    proxy = status.proxy.replace("%h", address).replace("%p", "22") if status.proxy else None
+    return Host(status.name, address, status.user, lab_dir.private_key(status.name), lab_dir.known_hosts,
+                proxy_command=proxy)

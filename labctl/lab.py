@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -39,6 +40,9 @@ from labctl.render import (
 from labctl.resources import data_path
 from labctl.selection import LAB_FILE, LabRequest, existing_lab, only_lab
 from labctl.state import LabDir, LabHome, atomic_write, generate_password, generate_passwords, user_file_mode
+
+if TYPE_CHECKING:
+    from labctl.hosts.transport import HostRoute
 
 # DevStack's multinode guide: a compute runs few services and needs less than a full node.
 COMPUTE_MIN_MEMORY_MB = 4096
@@ -151,7 +155,7 @@ def _machine_json(mp: MachinePlan) -> dict[str, Any]:
 
 def _machine_record(m: Machine) -> records.MachineRecord:
     return records.MachineRecord(m.name, m.role, m.ip, m.release.ref, m.box, m.release.user, m.memory_mb, m.cpus,
-                                 m.disk_gb)
+                                 m.disk_gb, m.host)
 
 
 def fit_to_host(lab: Lab, host: HostFacts) -> tuple[Lab, list[str]]:
@@ -292,7 +296,7 @@ def check_domains_free(lab: Lab, home: LabHome) -> None:
 
 
 def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
-               boxes: dict[str, str] | None = None) -> Rendered:
+               boxes: dict[str, str] | None = None, routes: Mapping[str, HostRoute] | None = None) -> Rendered:
     """Validate and render everything; raises before anything is written.
 
     `boxes` maps catalogue boxes to the local boxes `up` chose instead; by default the lab keeps
@@ -320,7 +324,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s))) for s in served_folders(lab))
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
-    vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel)
+    vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel, routes)
     confs = {m.name: render_local_conf(lab, m, passwords_for(m.name, passwords, seat_passwords), fragments)
              for m in lab.machines}
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
@@ -352,10 +356,11 @@ def write_lab(r: Rendered) -> Plan:
                 r.mirrors)
 
 
-def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None) -> Plan:
+def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
+             routes: Mapping[str, HostRoute] | None = None) -> Plan:
     """Validate, render everything in memory, then write the lab folder. Nothing is written unless
     everything rendered."""
-    return write_lab(render_lab(lab, home, host, generated))
+    return write_lab(render_lab(lab, home, host, generated, routes=routes))
 
 
 # ---------------------------------------------------------------------------------------------

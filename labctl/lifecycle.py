@@ -89,6 +89,43 @@ class Context:
                 raise host_unreachable(entry, exc.message, self.home.root) from None
         return self._hosts[entry.name]
 
+    def has_inventory(self) -> bool:
+        return self.hosts_file is not None and (self.hosts_file.exists() or self.hosts_file.is_symlink())
+
+    def entry(self, host: str) -> HostEntry:
+        from labctl.hosts.placement import HostUnknown
+
+        entries = self.hosts()
+        found = next((e for e in entries if e.name == host), None)
+        if found is None:
+            names = ", ".join(e.name for e in entries)
+            raise HostUnknown(f"host {host!r} is not in the host inventory (hosts: {names})",
+                              hint="a lab's machines live there: put the host back in hosts.yaml (labctl hosts)")
+        return found
+
+    def hypervisor_on(self, host: str | None) -> HypervisorPort:
+        """The libvirt of the host a machine lives on (None: this machine)."""
+        return self.hypervisor() if host is None else self.host_hypervisor(self.entry(host))
+
+    def uri_of(self, lab_dir: LabDir) -> Callable[[str], str]:
+        """machine -> the libvirt URI of the host it lives on (for connections of its own, in threads)."""
+        from labctl.hosts.transport import libvirt_uri
+
+        record = records.read_lab(lab_dir)
+
+        def uri(machine: str) -> str:
+            m = record.machine(machine)
+            return libvirt_uri(self.entry(m.host), self.home.root) if m and m.host else self.libvirt_uri
+        return uri
+
+    def proxy_for(self, host: str | None) -> str | None:
+        """The ProxyCommand to a machine on that host (%h:%p); None for this machine's."""
+        if host is None:
+            return None
+        from labctl.hosts.transport import route
+
+        return route(self.entry(host), self.home.root).proxy
+
     def vagrant(self, folder: Path, log: Path) -> VagrantPort:
         """Vagrant run in `folder`, its output appended to `log`."""
         if self.make_vagrant is not None:
@@ -240,6 +277,7 @@ def add_built_box(driver: VagrantPort, spec: Any) -> None:
 def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostFacts, reporter: Reporter,
            mirror: str, before_create: Callable[[], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
     """`before_create`: called once every check passed, before anything is made (the host's caches)."""
+    from labctl.hosts.spread import spread_existing
     from labctl.lab import render_lab, write_lab
     from labctl.vagrant_driver import orphan_up
 
@@ -255,23 +293,27 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     # Until the lab's folder is written, vagrant runs from the cache folder (boxes, validation).
     driver = cache_driver(ctx)
     driver.check_plugin()
-    rendered = render_lab(lab, ctx.home, host, generated)
+    spread = spread_existing(lab, ctx)  # where each machine lives already (never moved), and where new ones go
+    infos = spread.domains
+    rendered = render_lab(spread.lab, ctx.home, host, generated, routes=spread.routes)
     _validate(rendered.vagrantfile, driver)
     hv = ctx.hypervisor()
     if rendered.accelerator.slow:
         reporter.warn(f"software emulation: {rendered.accelerator.reason}")
-    infos = [hv.domain(domain_name(lab.name, m.name)) for m in rendered.lab.machines]
-    to_start = [m for m, info in zip(rendered.lab.machines, infos, strict=True)
-                if info is None or info.state != "running"]
-    cap = hv.capacity()
-    try:
-        check_capacity(to_start, cap)
-    except NotEnoughResources as exc:
-        if rendered.lab.classroom and to_start:
-            fit = class_fit(rendered.lab, cap, len(to_start))
-            exc.hint = (f"{fit.fitting} of the {fit.seats} seats to start would fit: lower classroom.seats or"
-                        " the seat's memory, or stop other VMs")
-        raise
+    to_start = [m for m in rendered.lab.machines if (i := infos[m.name]) is None or i.state != "running"]
+    if spread.placement is not None:
+        for line in spread.placement.lines():
+            reporter.step(f"host {line}")
+    else:
+        cap = hv.capacity()
+        try:
+            check_capacity(to_start, cap)
+        except NotEnoughResources as exc:
+            if rendered.lab.classroom and to_start:
+                fit = class_fit(rendered.lab, cap, len(to_start))
+                exc.hint = (f"{fit.fitting} of the {fit.seats} seats to start would fit: lower classroom.seats or"
+                            " the seat's memory, or stop other VMs")
+            raise
     for w in rendered.warnings:
         reporter.warn(w)
     if before_create is not None:
@@ -280,15 +322,15 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     reporter.step("getting boxes")
     swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
     if swaps:
-        rendered = render_lab(lab, ctx.home, host, generated, boxes=swaps)
+        rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps, routes=spread.routes)
     plan = write_lab(rendered)
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     names = [m.name for m in to_start]
     if names:
         with reporter.machines(names, "booting") as progress:
             driver.up(names, progress.update)
-        hv.mark_started([domain_name(lab.name, n) for n in names])
-    statuses = lab_status(lab_dir, hv)
+        _mark_started(ctx, lab.name, [(m.name, m.host) for m in to_start])
+    statuses = lab_status(lab_dir, hv, ctx)
     created = {m.name for m, info in zip(rendered.lab.machines, infos, strict=True) if info is None}
     if created:
         from labctl.remote import forget_hosts
@@ -301,6 +343,15 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         except LabctlError as exc:  # the seats stack all the same; the ports can be opened later
             reporter.warn(f"{exc.message} ({exc.hint}); the seats go on without their ports for now")
     return plan, statuses
+
+
+def _mark_started(ctx: Context, lab: str, machines: Sequence[tuple[str, str | None]]) -> None:
+    """Date the runs just started, on the host each machine lives on."""
+    by_host: dict[str | None, list[str]] = {}
+    for name, host in machines:
+        by_host.setdefault(host, []).append(domain_name(lab, name))
+    for host, domains in by_host.items():
+        ctx.hypervisor_on(host).mark_started(domains)
 
 
 def class_fit(lab: Lab, cap: Capacity, seats: int | None = None) -> ClassFit:
@@ -336,11 +387,18 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
     one machine after the other and concurrent vagrant processes lock each other out; vagrant-libvirt
     reads the state back from libvirt, so both agree. Returns the machines that had to be powered off."""
 
-    targets = records.read_lab(lab_dir).pick(names)
-    hv = ctx.hypervisor()
+    record = records.read_lab(lab_dir)
+    targets = record.pick(names)
     domains = {domain_name(lab_dir.name, n): n for n in targets}
+    by_host: dict[str | None, list[str]] = {}
+    for name in targets:
+        machine = record.machine(name)
+        by_host.setdefault(machine.host if machine else None, []).append(domain_name(lab_dir.name, name))
+    forced: list[str] = []
     with reporter.machines(targets, "halting") as progress:
-        forced = hv.shut_down(list(domains), timeout, lambda d, text: progress.update(domains[d], text))
+        for host, doms in by_host.items():  # each host shuts its machines down all at once
+            forced += ctx.hypervisor_on(host).shut_down(doms, timeout,
+                                                        lambda d, text: progress.update(domains[d], text))
     if not names:
         from labctl.classroom.access import close_access
 
@@ -354,7 +412,8 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)
-    ctx.hypervisor().mark_started([domain_name(lab_dir.name, n) for n in targets])
+    record = records.read_lab(lab_dir)
+    _mark_started(ctx, lab_dir.name, [(n, m.host if (m := record.machine(n)) else None) for n in targets])
     if records.read_lab(lab_dir).classroom:
         open_doors(lab_dir, reporter)
 
@@ -366,11 +425,15 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     from labctl.snapshots import drop_all
     from labctl.vagrant_driver import VagrantMissing, orphan_up, stop_process
 
-    machines = records.read_lab(lab_dir).machine_names
+    record = records.read_lab(lab_dir)
+    machines = record.machine_names
     hv = ctx.hypervisor()
+    # Every host the lab's machines live on, reached before anything is removed: a host that is down
+    # stops the destroy with its name, and the lab stays whole to be destroyed once it is back.
+    hosts = {m.host: ctx.hypervisor_on(m.host) for m in record.machines if m.host}
     if close_access(lab_dir):
         reporter.step("closed the trainees' ports")
-    dropped = drop_all(lab_dir, hv, machines)
+    dropped = drop_all(lab_dir, hv, [m.name for m in record.machines if not m.host])
     if dropped:
         reporter.step(f"deleted {dropped} snapshot(s)")
     orphan = orphan_up(lab_dir.path)
@@ -387,6 +450,11 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     reporter.step("removing leftovers (domains, volumes, network)")
     domains = {domain_name(lab_dir.name, m) for m in machines} | set(hv.domains_of(lab_dir.path))
     removed = hv.remove_leftovers(sorted(domains), network_name(lab_dir.name), owner=lab_dir.path)
+    for host, other in hosts.items():
+        reporter.step(f"removing leftovers on host {host}")
+        on_host = {domain_name(lab_dir.name, m.name) for m in record.machines if m.host == host}
+        removed += other.remove_leftovers(sorted(on_host | set(other.domains_of(lab_dir.path))),
+                                          network_name(lab_dir.name), owner=lab_dir.path)
     shutil.rmtree(lab_dir.path, ignore_errors=True)
     return removed
 
@@ -407,7 +475,7 @@ def list_labs(ctx: Context) -> Iterator[LabSummary]:
     hv = ctx.hypervisor()
     for name in names:
         lab_dir = ctx.home.lab(name)
-        statuses = lab_status(lab_dir, hv)
+        statuses = lab_status(lab_dir, hv, ctx)
         yield LabSummary(name, len(statuses), dict(Counter(s.state for s in statuses)), lab_dir.path)
 
 
@@ -436,10 +504,15 @@ def ssh_options(lab_dir: LabDir, machine: str) -> list[str]:
 
 def ssh_argv(lab_dir: LabDir, status: MachineStatus, command: Sequence[str]) -> list[str]:
     running([status], lab_dir.name)
-    argv = ["ssh", *ssh_options(lab_dir, status.name), f"{status.user}@{status.ssh_address}"]
+    argv = ["ssh", *ssh_options(lab_dir, status.name), *_proxy_option(status), f"{status.user}@{status.ssh_address}"]
     if command:
         argv += ["--", remote_command(command)]
     return argv
+
+
+def _proxy_option(status: MachineStatus) -> list[str]:
+    """Through the machine's hypervisor host, when that is another machine (its network is private)."""
+    return ["-o", f"ProxyCommand={status.proxy}"] if status.proxy else []
 
 
 def remote_command(command: Sequence[str]) -> str:
@@ -458,7 +531,8 @@ def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
             f"  HostName {s.ssh_address}\n  User {s.user}\n  Port 22\n"
             f"  IdentityFile \"{lab_dir.private_key(s.name)}\"\n  IdentitiesOnly yes\n"
             f"  PasswordAuthentication no\n  ForwardAgent no\n"
-            f"  UserKnownHostsFile \"{lab_dir.known_hosts}\"\n  StrictHostKeyChecking accept-new\n")
+            f"  UserKnownHostsFile \"{lab_dir.known_hosts}\"\n  StrictHostKeyChecking accept-new\n"
+            + (f"  ProxyCommand {s.proxy}\n" if s.proxy else ""))
     return "\n".join(blocks)
 
 

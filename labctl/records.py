@@ -139,14 +139,17 @@ class MachineRecord:
     memory_mb: int | None = None
     cpus: int | None = None
     disk_gb: int | None = None
+    host: str | None = None  # the inventory host it lives on; None: this machine (labctl.hosts)
 
     @classmethod
     def from_dict(cls, raw: object) -> MachineRecord | None:
         if not isinstance(raw, dict) or not valid_name(raw.get("name")):
             return None
+        host = raw.get("host")
         return cls(name=str(raw["name"]), role=_text(raw, "role"), ip=_text(raw, "ip"), distro=_text(raw, "distro"),
                    box=_text(raw, "box"), user=_optional_text(raw, "user") or "vagrant",
-                   memory_mb=_number(raw, "memory_mb"), cpus=_number(raw, "cpus"), disk_gb=_number(raw, "disk_gb"))
+                   memory_mb=_number(raw, "memory_mb"), cpus=_number(raw, "cpus"), disk_gb=_number(raw, "disk_gb"),
+                   host=host if valid_name(host) else None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -55,6 +55,7 @@ class Host:
     key_file: Path
     known_hosts: Path
     port: int = 22
+    proxy_command: str | None = None  # through the machine's hypervisor host, when that is another machine
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,9 @@ def connect(host: Host) -> Connection:
     # Fabric would read ~/.ssh/config, /etc/fabric.yaml and ~/.fabric.yaml (forward_agent, gateway...)
     # and the user's keys: a lab uses only its own settings (lazy: no configuration file is loaded).
     config = Config(lazy=True, overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+    # A machine on another hypervisor host sits on that host's private network: through the host.
     conn = Connection(host.address, user=host.user, port=host.port, config=config, forward_agent=False,
-                      connect_timeout=CONNECT_TIMEOUT,
+                      connect_timeout=CONNECT_TIMEOUT, gateway=host.proxy_command,
                       connect_kwargs={"pkey": load_key(host.key_file), "look_for_keys": False,
                                       "allow_agent": False, "banner_timeout": CONNECT_TIMEOUT,
                                       "auth_timeout": CONNECT_TIMEOUT})

@@ -10,18 +10,21 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from labctl import __version__
-from labctl.errors import FragmentError
+from labctl.errors import FragmentError, LabctlError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
 from labctl.mirrors import git_base_url
 from labctl.model import MANAGED_LOCALRC, ROLES, Lab, Machine
 from labctl.names import domain_name, network_name
 from labctl.sandbox import render_untrusted
+
+if TYPE_CHECKING:
+    from labctl.hosts.transport import HostRoute
 
 BUILTIN_SELECTORS = ("base", *ROLES)
 USER_SELECTORS = ("all", *ROLES)
@@ -54,14 +57,21 @@ def domain_prefix(lab: Lab) -> str:
     return domain_name(lab.name, "")
 
 
-def render_vagrantfile(template: str, lab: Lab, accel: Accelerator) -> str:
+def render_vagrantfile(template: str, lab: Lab, accel: Accelerator,
+                       routes: Mapping[str, HostRoute] | None = None) -> str:
+    """`routes`: how to reach each host the machines are placed on (Machine.host), other than this one."""
+    routes = routes or {}
+    missing = sorted({m.host for m in lab.machines if m.host and m.host not in routes})
+    if missing:
+        raise LabctlError(f"no way to reach host {', '.join(missing)}: it is not in the host inventory",
+                          hint="labctl hosts lists the hosts; add it to hosts.yaml")
     # Not HTML: escaping is ruby_literal's job, applied to every expression by `finalize`.
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=ruby_literal,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                              autoescape=False)  # noqa: S701
     net = ipaddress.IPv4Network(lab.cidr)
     return env.from_string(template).render(
-        lab=lab, machines=lab.machines, accel=accel, version=__version__,
+        lab=lab, machines=lab.machines, accel=accel, version=__version__, routes=routes,
         prefix=domain_prefix(lab), network_name=network_name(lab.name), netmask=str(net.netmask),
         # Under software emulation a first boot takes minutes, not seconds.
         boot_timeout=900 if accel.slow else 300,

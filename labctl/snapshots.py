@@ -87,13 +87,14 @@ def save(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str], n
     return taken
 
 
-def take_stacked(lab_dir: LabDir, uri: str) -> Callable[[str, records.StackRecord], None]:
+def take_stacked(lab_dir: LabDir, uri_of: Callable[[str], str]) -> Callable[[str, records.StackRecord], None]:
     """What stacking calls when a machine has stacked: the `stacked` snapshot, with that record.
-    Its own connection each time: it runs in the machine's worker thread."""
+    Its own connection each time (`uri_of`: the libvirt URI of the machine's host): it runs in the
+    machine's worker thread."""
     def take(machine: str, record: records.StackRecord) -> None:
         from labctl.hypervisor import Hypervisor
 
-        with Hypervisor(uri) as hypervisor:
+        with Hypervisor(uri_of(machine)) as hypervisor:
             hypervisor.take_snapshot(domain_name(lab_dir.name, machine), STACKED,
                                      f"DevStack stacked, taken by labctl ({time.strftime('%F %T')})")
         _keep(lab_dir, machine, STACKED, record)

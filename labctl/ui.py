@@ -183,17 +183,24 @@ def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) 
     table = Table(title=f"Lab {lab}", title_justify="left")
     seats = any(s.trainee is not None for s in statuses)
     second = "trainee" if seats else "role"
-    for col in ("machine", second, "state", "address", "lab address", "memory", "vCPUs", "uptime", "DevStack"):
+    hosts = any(s.host for s in statuses)  # a host column once a machine lives on another host
+    columns = ["machine", second, *(["host"] if hosts else []), "state", "address", "lab address", "memory", "vCPUs",
+               "uptime", "DevStack"]
+    for col in columns:
         table.add_column(col, no_wrap=True)
     colours = {"running": "green", "shutoff": "yellow", "not created": "dim"}
     for s in statuses:
         colour = colours.get(s.state, "red")
         stack_colour = "green" if s.devstack == "stacked" else "yellow" if s.devstack == "stacking" else "red"
-        table.add_row(s.name, escape(s.trainee or "") if seats else s.role, f"[{colour}]{s.state}[/]",
-                      s.ssh_address or "", s.lab_ip,
+        table.add_row(s.name, escape(s.trainee or "") if seats else s.role, *([s.host or "this one"] if hosts else []),
+                      f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
                       f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s),
                       f"[{stack_colour}]{escape(s.devstack)}[/]" if s.devstack else "[dim]not run[/]")
     console.print(table)
+    down = sorted({s.host for s in statuses if s.state == "host unreachable" and s.host})
+    if down:
+        console.print(f"[red]host {', '.join(down)} cannot be reached[/]: its machines' state is unknown"
+                      " (labctl hosts says why); the others are shown as they are")
 
 
 def print_ready(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:

@@ -248,7 +248,7 @@ def test_unexpected_errors_are_not_dressed_as_user_errors(run: Callable[..., Res
     # Simulating a bug needs a patch: no input makes correct code crash.
     import labctl.lab
 
-    def boom(*_: object) -> None:
+    def boom(*_: object, **__: object) -> None:
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(labctl.lab, "plan_lab", boom)

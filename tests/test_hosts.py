@@ -63,7 +63,7 @@ def test_inventory_parsed_with_reserve_and_key(tmp_path: Path) -> None:
     assert libvirt_uri(here, tmp_path / "home") == "qemu:///system"
     uri = libvirt_uri(rack2, tmp_path / "home")
     script = tmp_path / "home" / "hosts" / "rack2.ssh"
-    assert uri == f"qemu+ext:///system?command={script}"
+    assert uri == f"qemu+ext://rack2/system?command={script}"
     assert stat.S_IMODE(script.stat().st_mode) == 0o700
     text = script.read_text()
     assert "-o BatchMode=yes" in text and f"UserKnownHostsFile={tmp_path}/home/hosts/known_hosts" in text
@@ -387,7 +387,7 @@ def test_a_changed_host_key_gets_a_hint(tmp_path: Path) -> None:
     from labctl.hosts.transport import host_unreachable
 
     entry = HostEntry("far", "qemu+ssh://u@far/system")
-    error = host_unreachable(entry, "libvirt is not reachable at qemu+ext:///system?command=/x: Cannot recv data:"
+    error = host_unreachable(entry, "libvirt is not reachable at qemu+ext://far/system?command=/x: Cannot recv data:"
                                     " Host key verification failed.: Connection reset by peer", tmp_path)
     assert error.message.startswith("host far (qemu+ssh://u@far/system) cannot be reached: Host key verification")
     assert error.hint and "known_hosts" in error.hint and "ssh-keygen -R" in error.hint

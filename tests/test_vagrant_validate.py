@@ -56,3 +56,32 @@ def test_validate_catches_a_broken_file(tmp_path: Path) -> None:
     proc = validate(tmp_path)
     assert proc.returncode != 0
     assert "no_such_setting" in proc.stdout + proc.stderr
+
+
+def test_machines_on_another_host_validate(tmp_path: Path) -> None:
+    """A machine placed on a host over SSH: Vagrant opens that host's libvirt through labctl's
+    transport and reaches the machine through the host (vagrant-libvirt keeps the ProxyCommand only
+    with connect_via_ssh, and needs a host in the URI for it)."""
+    from dataclasses import replace
+
+    from labctl.host import HostFacts, choose_accelerator
+    from labctl.hosts.inventory import HostEntry
+    from labctl.hosts.transport import route
+    from labctl.model import lab_from_dict
+    from labctl.render import render_vagrantfile
+    from labctl.resources import data_path
+
+    machines = [{"name": "here", "memory": "1G"}, {"name": "far", "memory": "1G"}]
+    lab = lab_from_dict({"name": "duo", "machines": machines}, default_catalog())
+    lab = replace(lab, machines=(lab.machines[0], replace(lab.machines[1], host="rack2")))
+    entry = HostEntry("rack2", "qemu+ssh://labctl@192.0.2.7:2222/system", ssh_key=tmp_path / "key")
+    routes = {"rack2": route(entry, tmp_path / "home")}
+    accel = choose_accelerator("auto", HostFacts(2, 4096, frozenset(), False))
+    text = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel, routes)
+    (tmp_path / "Vagrantfile").write_text(text)
+    proc = validate(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    far = text[text.index("config.vm.define 'far'"):]
+    assert f"libvirt.uri = 'qemu+ext://rack2/system?command={tmp_path}/home/hosts/rack2.ssh'" in far
+    assert "libvirt.connect_via_ssh = true" in far and "-W %h:%p'" in far
+    assert "libvirt.uri" not in text[:text.index("config.vm.define 'far'")]

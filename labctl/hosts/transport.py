@@ -3,7 +3,7 @@
 libvirt's qemu+ssh:// transport runs `ssh` as the user's OpenSSH is configured: host keys from
 ~/.ssh/known_hosts (read from the passwd entry, whatever $HOME says), a prompt when the key is new.
 labctl instead writes, per host, a small script running `ssh` with its options, and opens libvirt
-through it (qemu+ext:///system?command=SCRIPT):
+through it (qemu+ext://NAME/system?command=SCRIPT):
 - the host's key is recorded at first contact in labctl's own known_hosts ($LABCTL_HOME/hosts/),
   and a changed key is refused (as for the machines' keys);
 - BatchMode: a host that would ask for a password fails at once, never waits on a hidden prompt;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
     from labctl.hosts.inventory import HostEntry
 
 CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class HostRoute:
+    """How Vagrant and labctl reach a host and its machines."""
+
+    uri: str  # the libvirt URI to open
+    proxy: str | None  # the ProxyCommand to its machines (%h:%p); None for a host not reached over SSH
+
+
+def route(entry: HostEntry, labctl_home: Path) -> HostRoute:
+    over_ssh = entry.address is not None and entry.uri.startswith("qemu+ssh://")
+    return HostRoute(libvirt_uri(entry, labctl_home), proxy_command(entry, labctl_home) if over_ssh else None)
 
 
 def hosts_dir(labctl_home: Path) -> Path:
@@ -80,7 +94,7 @@ def libvirt_uri(entry: HostEntry, labctl_home: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, script)
-    return f"qemu+ext:///system?command={quote(str(script), safe='/')}"
+    return f"qemu+ext://{entry.name}/system?command={quote(str(script), safe='/')}"
 
 
 class HostUnreachable(LabctlError):

@@ -1,0 +1,64 @@
+"""A lab's machines spread over the inventory's hosts, for `up`: where each goes (placement), and how
+Vagrant reaches each host that is not this machine (routes)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from labctl.hosts.placement import HostUnknown, Placement
+from labctl.hosts.survey import place_machines
+from labctl.hosts.transport import HostRoute, route
+
+if TYPE_CHECKING:
+    from labctl.hypervisor import DomainInfo
+    from labctl.lifecycle import Context
+    from labctl.model import Lab
+
+
+@dataclass(frozen=True)
+class Spread:
+    lab: Lab  # its machines' `host` set: the inventory host each goes to, None for this machine
+    routes: dict[str, HostRoute]
+    placement: Placement | None  # None without an inventory: everything on this machine
+    domains: dict[str, DomainInfo | None] = field(default_factory=dict)  # machine -> its domain, if made
+
+
+def spread_existing(lab: Lab, ctx: Context) -> Spread:
+    """The lab spread over the hosts, its existing machines where they live (read from libvirt)."""
+    from labctl import records
+    from labctl.names import domain_name
+
+    lab_dir = ctx.home.lab(lab.name)
+    lives = {m.name: m.host for m in records.read_lab(lab_dir).machines} if lab_dir.exists() else {}
+    infos = {m.name: ctx.hypervisor_on(lives.get(m.name)).domain(domain_name(lab.name, m.name)) for m in lab.machines}
+    spread = spread_lab(lab, ctx, kept={n: lives.get(n) for n, i in infos.items() if i is not None},
+                        running={n for n, i in infos.items() if i is not None and i.state == "running"})
+    return replace(spread, domains=infos)
+
+
+def spread_lab(lab: Lab, ctx: Context, kept: Mapping[str, str | None], running: Collection[str]) -> Spread:
+    """`kept`: machines that exist already -> the host they live on (None: this machine); they stay."""
+    if not ctx.has_inventory():
+        pinned = sorted({m.host for m in lab.machines if m.host})
+        if pinned:
+            raise HostUnknown(f"the lab pins machines to host {', '.join(pinned)}, and there is no host inventory"
+                              f" ({ctx.hosts_file})", hint="list the hosts in hosts.yaml (labctl hosts --help), or"
+                                                          " remove host: from lab.yaml")
+        return Spread(lab, {}, None)
+    entries = ctx.hosts()
+    here = next((e.name for e in entries if e.uri == ctx.libvirt_uri), None)
+    kept_named: dict[str, str] = {}
+    for name, host in kept.items():
+        where = host or here
+        if where is None:
+            raise HostUnknown(f"{name} lives on this machine ({ctx.libvirt_uri}), which the host inventory does not"
+                              " list", hint=f"add it to hosts.yaml: {{name: local, uri: '{ctx.libvirt_uri}'}}")
+        kept_named[name] = where
+    placement = place_machines(lab.machines, entries, ctx.host_hypervisor, kept_named, running)
+    machines = tuple(replace(m, host=None if placement.hosts[m.name] == here else placement.hosts[m.name])
+                     for m in lab.machines)
+    used = {m.host for m in machines if m.host}
+    routes = {e.name: route(e, ctx.home.root) for e in entries if e.name in used}
+    return Spread(replace(lab, machines=machines), routes, placement)
