@@ -138,8 +138,11 @@ def snapshot() -> None:
     at once. labctl takes `stacked` by itself when a machine stacks; `labctl reset` goes back to it."""
 
 
-def _conn() -> Any:
-    return _context().hypervisor()
+def _domains(lab_dir: Any) -> Any:
+    """The lab's domains, each on the libvirt of its machine's host."""
+    from labctl.hosts.router import LabDomains
+
+    return LabDomains(lab_dir, _context())
 
 
 @snapshot.command(name="save")
@@ -156,7 +159,7 @@ def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str,
     lab_dir = _lab_dir(lab_file, lab_name)
     reporter = _reporter()
     with _context().home.writer(lab_dir.name, "snapshot save"):
-        for machine, _info in save(lab_dir, _conn(), pick(lab_dir, machines), name, printable(description)):
+        for machine, _info in save(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name, printable(description)):
             reporter.step(f"{machine}: snapshot {name} taken")
 
 
@@ -171,7 +174,7 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
     from labctl.snapshots import listing, pick
 
     lab_dir = _lab_dir(lab_file, lab_name)
-    found = listing(lab_dir, _conn(), pick(lab_dir, machines))
+    found = listing(lab_dir, _domains(lab_dir), pick(lab_dir, machines))
     if as_json:
         _print_json({m: [{"name": s.name, "created": s.created, "state": s.state, "description": s.description}
                          for s in snaps] for m, snaps in found.items()})
@@ -201,7 +204,7 @@ def _restore(lab_dir: Any, name: str, machines: tuple[str, ...]) -> int:
     reporter = _reporter()
     targets = pick(lab_dir, machines)
     with _context().home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
-        results = restore(lab_dir, _conn(), targets, name, lambda: _statuses(lab_dir), progress.update)
+        results = restore(lab_dir, _domains(lab_dir), targets, name, lambda: _statuses(lab_dir), progress.update)
     for r in results:
         if not r.clock_set:
             reporter.warn(f"{r.machine}: {r.message}")
@@ -220,7 +223,7 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, name: str, mach
     check_snapshot_name(name)
     lab_dir = _lab_dir(lab_file, lab_name)
     with _context().home.writer(lab_dir.name, "snapshot delete"):
-        gone = delete(lab_dir, _conn(), pick(lab_dir, machines), name)
+        gone = delete(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name)
     click.echo(f"deleted {name} of {', '.join(gone)}" if gone else f"no machine had a snapshot {name}")
 
 

@@ -433,7 +433,9 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     hosts = {m.host: ctx.hypervisor_on(m.host) for m in record.machines if m.host}
     if close_access(lab_dir):
         reporter.step("closed the trainees' ports")
-    dropped = drop_all(lab_dir, hv, [m.name for m in record.machines if not m.host])
+    from labctl.hosts.router import LabDomains
+
+    dropped = drop_all(lab_dir, LabDomains(lab_dir, ctx), machines)
     if dropped:
         reporter.step(f"deleted {dropped} snapshot(s)")
     orphan = orphan_up(lab_dir.path)

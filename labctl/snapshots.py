@@ -24,7 +24,7 @@ from labctl.state import LabDir, atomic_write
 if TYPE_CHECKING:
     from labctl.hypervisor import SnapshotInfo
     from labctl.inventory import MachineStatus
-    from labctl.protocols import HypervisorPort
+    from labctl.protocols import SnapshotPort
 
 STACKED = "stacked"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
@@ -74,7 +74,7 @@ def _forget_kept(lab_dir: LabDir, machine: str, name: str) -> None:
         atomic_write(_kept_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
-def save(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str], name: str,
+def save(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], name: str,
          description: str = "") -> list[tuple[str, SnapshotInfo]]:
     check_snapshot_name(name)
     state = records.read(lab_dir).stack
@@ -101,11 +101,11 @@ def take_stacked(lab_dir: LabDir, uri_of: Callable[[str], str]) -> Callable[[str
     return take
 
 
-def listing(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str]) -> dict[str, list[SnapshotInfo]]:
+def listing(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str]) -> dict[str, list[SnapshotInfo]]:
     return {m: hypervisor.snapshots(domain_name(lab_dir.name, m)) for m in machines}
 
 
-def delete(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str], name: str) -> list[str]:
+def delete(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], name: str) -> list[str]:
     """The machines that had snapshot `name` (it is gone from them)."""
     gone = []
     for machine in machines:
@@ -115,7 +115,7 @@ def delete(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str],
     return gone
 
 
-def drop_all(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str]) -> int:
+def drop_all(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str]) -> int:
     """Every snapshot of the lab's machines (destroy): libvirt refuses to remove a domain that has some."""
     count = 0
     for machine in machines:
@@ -124,7 +124,7 @@ def drop_all(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str
     return count
 
 
-def restore(lab_dir: LabDir, hypervisor: HypervisorPort, machines: Sequence[str], name: str,
+def restore(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], name: str,
             statuses: Callable[[], Sequence[MachineStatus]], on_step: Callable[[str, str], None],
             ssh_timeout: float = SSH_AFTER_RESTORE) -> list[Restored]:
     """Bring each machine back to snapshot `name`, running, with the DevStack record of that moment;

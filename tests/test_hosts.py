@@ -313,7 +313,8 @@ def write_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_plan_places_a_class_across_the_hosts(run: Callable[..., Result], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     write_inventory(tmp_path, monkeypatch)
-    Path("lab.yaml").write_text("name: class\nclassroom: {seats: 8, seat: {memory: 8G, cpus: 2}}\n")
+    Path("lab.yaml").write_text("name: class\ncaches: false\nclassroom: {seats: 8, clone: false, seat: {memory: 8G,"
+                                " cpus: 2}}\n")
     result = run("plan")
     assert result.code == 0, result.err
     assert "Hosts: big: 6 machine(s) (seat-01, seat-02, seat-03, seat-04, seat-05, seat-06)" in result.out
@@ -336,8 +337,8 @@ def test_plan_refuses_a_class_the_hosts_cannot_hold_and_writes_nothing(
 def test_plan_honours_a_pin_and_refuses_an_unknown_host(run: Callable[..., Result], tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     write_inventory(tmp_path, monkeypatch)
-    Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, role: controller, memory: 4G, host: small}\n"
-                                "  - {name: cpu, role: compute, memory: 4G}\n")
+    Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, memory: 4G, host: small}\n"
+                                "  - {name: cpu, memory: 4G}\n")
     data = json.loads(run("plan", "--json").out)
     assert data["placement"]["hosts"] == {"ctl": "small", "cpu": "big"}
     Path("lab.yaml").write_text("name: duo\nmachines:\n  - {name: ctl, memory: 4G, host: rack9}\n")
@@ -391,3 +392,27 @@ def test_a_changed_host_key_gets_a_hint(tmp_path: Path) -> None:
                                     " Host key verification failed.: Connection reset by peer", tmp_path)
     assert error.message.startswith("host far (qemu+ssh://u@far/system) cannot be reached: Host key verification")
     assert error.hint and "known_hosts" in error.hint and "ssh-keygen -R" in error.hint
+
+
+@pytest.mark.parametrize(("lab", "error"), [
+    ("classroom: {seats: 8, seat: {memory: 8G}}\ncaches: false", "cloning seat-01 works on one host only"),
+    ("classroom: {seats: 8, clone: false, seat: {memory: 8G}}", "package caches"),
+    ("machines:\n  - {name: ctl, role: controller, host: big}\n  - {name: cpu, role: compute, host: small}",
+     "controller and its computes"),
+])
+def test_what_does_not_work_across_hosts_yet_is_refused(run: Callable[..., Result], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, labctl_home: Path,
+                                                        lab: str, error: str) -> None:
+    write_inventory(tmp_path, monkeypatch)
+    Path("lab.yaml").write_text(f"name: spread\n{lab}\n")
+    result = run("plan")
+    assert result.code == 2 and error in result.err and "hint:" in result.err
+    assert not (labctl_home / "labs" / "spread").exists()
+
+
+def test_a_class_pinned_to_one_host_may_clone(run: Callable[..., Result], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    write_inventory(tmp_path, monkeypatch)
+    Path("lab.yaml").write_text("name: class\ncaches: false\nclassroom: {seats: 4, seat: {memory: 8G, host: big}}\n")
+    data = json.loads(run("plan", "--json").out)
+    assert set(data["placement"]["hosts"].values()) == {"big"}

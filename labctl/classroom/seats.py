@@ -37,7 +37,7 @@ READABLE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 READABLE_LENGTH = 12  # about 59 bits
 SEAT_SECRET_NAMES = ("admin", "database", "rabbit", "service", "login")
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
-SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk")
+SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk", "host")
 KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port", "clone")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from labctl.errors import LabctlError
 from labctl.hosts.placement import HostUnknown, Placement
 from labctl.hosts.survey import place_machines
 from labctl.hosts.transport import HostRoute, route
@@ -59,6 +60,34 @@ def spread_lab(lab: Lab, ctx: Context, kept: Mapping[str, str | None], running: 
     placement = place_machines(lab.machines, entries, ctx.host_hypervisor, kept_named, running)
     machines = tuple(replace(m, host=None if placement.hosts[m.name] == here else placement.hosts[m.name])
                      for m in lab.machines)
+    spread_lab_checks(replace(lab, machines=machines))
     used = {m.host for m in machines if m.host}
     routes = {e.name: route(e, ctx.home.root) for e in entries if e.name in used}
     return Spread(replace(lab, machines=machines), routes, placement)
+
+
+def spread_lab_checks(lab: Lab) -> None:
+    """What does not work across hosts yet is refused, with what to change, before anything is made."""
+    from labctl.mirrors import served_folders
+
+    hosts = {m.host for m in lab.machines}
+    remote = sorted(m.name for m in lab.machines if m.host)
+    if not remote:
+        return
+    if lab.classroom and lab.classroom.clone and len(hosts) > 1:
+        raise HostsUnsupported("the seats are placed on several hosts, and cloning seat-01 works on one host only",
+                               hint="set classroom.clone: false (each seat stacks on its own host), or pin the"
+                                    " seats to one host (classroom.seat.host)")
+    if lab.caches or served_folders(lab):
+        what = "the host's package caches (caches: true)" if lab.caches else "git mirrors served from this machine"
+        raise HostsUnsupported(f"{', '.join(remote)} would live on another host, and {what} serve only this"
+                               " machine's own VMs", hint="set caches: false and use a devstack repo URL, or keep"
+                                                          " the machines on this machine (host: in lab.yaml)")
+    roles = {m.role for m in lab.machines}
+    if "controller" in roles and len(hosts) > 1:
+        raise HostsUnsupported("the controller and its computes would be on different hosts, whose lab networks"
+                               " are not joined", hint="pin them to one host (host: in lab.yaml)")
+
+
+class HostsUnsupported(LabctlError):
+    """A lab asks for something that labctl does not yet do across several hosts."""
