@@ -176,9 +176,9 @@ def _context() -> Any:
     """The command's context, built once (main() closes it)."""
     obj = click.get_current_context().obj
     if obj is None or "context" not in obj:
+        from labctl.context import Context
         from labctl.hosts.inventory import hosts_file
         from labctl.hypervisor import default_uri
-        from labctl.lifecycle import Context
         from labctl.state import labctl_cache
 
         context = Context(_home(), labctl_cache(), default_uri(), hosts_file())

@@ -120,6 +120,17 @@ def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
         conn.close()
 
 
+def leave_nothing(lab: str, machines: list[str]) -> None:
+    """Whatever a VM test did, remove its lab's domains, volumes and network (CI runs on this machine next)."""
+    from labctl import hypervisor
+
+    conn = hypervisor.connect()
+    try:
+        hypervisor.remove_leftovers(conn, [f"labctl-{lab}-{m}" for m in machines], f"labctl-{lab}")
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def vm_env(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Real VMs: vagrant, mmdebstrap and libvirtd there; boxes and Vagrant's state in the test cache."""

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -69,6 +70,17 @@ def counts(caches: HostCaches) -> dict[str, Any]:
     return {s.name: s for s in caches.status()}
 
 
+def counted(caches: HostCaches, name: str, requests: int) -> Any:
+    """The cache's counts once its log shows `requests` requests: apt-cacher-ng writes a transfer's
+    line when it has finished with it, which can be a moment after the client has the whole file."""
+    deadline = time.monotonic() + 10
+    while True:
+        state = counts(caches)[name]
+        if state.requests >= requests or time.monotonic() > deadline:
+            return state
+        time.sleep(0.1)
+
+
 def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path) -> None:
     require_tool("apt-cacher-ng")
     caches = HostCaches(tmp_path / "cache")
@@ -81,18 +93,18 @@ def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path) -> None:
         assert caches.start("127.0.0.1", **ports) == ends and (caches.pid("apt"), caches.pid("pypi")) == pids
 
         assert through_apt(ends, DEB) == 200
-        first = counts(caches)["apt"]
+        first = counted(caches, "apt", 1)
         assert first.requests == 1 and first.hits == 0 and first.fetched_bytes > 10_000
         assert through_apt(ends, DEB) == 200
-        second = counts(caches)["apt"]
+        second = counted(caches, "apt", 2)
         assert second.requests == 2 and second.hits == 1 and second.fetched_bytes == first.fetched_bytes
 
         got = pip_download(ends, "six==1.17.0", tmp_path / "dl1")
         assert got.returncode == 0, got.stderr
-        pypi = counts(caches)["pypi"]
+        pypi = counted(caches, "pypi", 1)
         assert pypi.requests == 1 and pypi.hits == 0 and pypi.fetched_bytes > 5_000
         assert pip_download(ends, "six==1.17.0", tmp_path / "dl2").returncode == 0
-        pypi2 = counts(caches)["pypi"]
+        pypi2 = counted(caches, "pypi", 2)
         assert pypi2.requests == 2 and pypi2.hits == 1 and pypi2.fetched_bytes == pypi.fetched_bytes
 
         # The outside is gone: --offline serves what the caches hold, and fetches nothing else.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sshd import Sshd, make_sshd
 
-from conftest import Result, libvirt_names
+from conftest import Result, leave_nothing, libvirt_names
 
 pytestmark = pytest.mark.vm
 
@@ -28,11 +28,7 @@ def far_host(vm_env: Path, tmp_path: Path) -> Iterator[Sshd]:
 def two_host_lab(vm_env: Path) -> Iterator[str]:
     name = f"two-{uuid.uuid4().hex[:6]}"
     yield name
-    # Whatever happened, leave nothing of the lab on the host (CI runs on this machine next).
-    from labctl import hypervisor
-
-    conn = hypervisor.connect()
-    hypervisor.remove_leftovers(conn, [f"labctl-{name}-alpha", f"labctl-{name}-bravo"], f"labctl-{name}")
+    leave_nothing(name, ["alpha", "bravo"])
 
 
 def statuses(run: Callable[..., Result]) -> dict[str, dict[str, object]]:
@@ -73,8 +69,8 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
     assert "host" in table and "far" in table and "this one" in table
 
     # labctl's own SSH to bravo goes through the far host (its ProxyCommand, with labctl's options).
+    from labctl.context import Context
     from labctl.inventory import host_of, lab_status
-    from labctl.lifecycle import Context
     from labctl.state import LabHome
 
     ctx = Context(LabHome(labctl_home), vm_env / "cache", "qemu:///system", hosts_file=inventory)

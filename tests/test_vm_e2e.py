@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from standin_devstack import make_repo
 
-from conftest import Result, libvirt_names
+from conftest import Result, leave_nothing, libvirt_names
 
 pytestmark = pytest.mark.vm
 
@@ -53,11 +53,7 @@ def test_box_build(run: Callable[..., Result], tmp_path: Path, monkeypatch: pyte
 def lab_name(vm_env: Path) -> Iterator[str]:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     yield name
-    # Whatever happened, leave nothing of the lab on the host (CI runs on this machine next).
-    from labctl import hypervisor
-
-    conn = hypervisor.connect()
-    hypervisor.remove_leftovers(conn, [f"labctl-{name}-alpha", f"labctl-{name}-bravo"], f"labctl-{name}")
+    leave_nothing(name, ["alpha", "bravo"])
 
 
 def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name: str) -> None:

@@ -13,8 +13,8 @@ from labctl.hosts.survey import place_machines
 from labctl.hosts.transport import HostRoute, route
 
 if TYPE_CHECKING:
+    from labctl.context import Context
     from labctl.hypervisor import DomainInfo
-    from labctl.lifecycle import Context
     from labctl.model import Lab
 
 

@@ -1,0 +1,117 @@
+"""The Context of a command: built once by the CLI, handed to every use-case. It holds the labs'
+home, the cache, the host inventory, and the outside systems behind their protocols
+(labctl.protocols), connected at first use and closed once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labctl import records
+from labctl.errors import LabctlError
+from labctl.state import LabDir, LabHome
+
+if TYPE_CHECKING:
+    from labctl.hosts.inventory import HostEntry
+    from labctl.protocols import HypervisorPort, VagrantPort
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a command works with, built once per command: the labs' home, the cache, the host
+    inventory, and the outside systems behind their protocols (labctl.protocols). The adapters are
+    made by the factories; tests hand in factories that make fakes."""
+
+    home: LabHome
+    cache: Path
+    libvirt_uri: str
+    hosts_file: Path | None = None  # the host inventory; None: this machine alone
+    open_hypervisor: Callable[[str], HypervisorPort] | None = None  # URI -> connected; default: libvirt
+    make_vagrant: Callable[[Path, Path, str], VagrantPort] | None = None  # folder, log, URI; default: vagrant
+    _hypervisor: list[HypervisorPort] = field(default_factory=list, repr=False, compare=False)
+    _hosts: dict[str, HypervisorPort] = field(default_factory=dict, repr=False, compare=False)
+
+    def _open(self, uri: str) -> HypervisorPort:
+        if self.open_hypervisor is not None:
+            return self.open_hypervisor(uri)
+        from labctl.hypervisor import Hypervisor
+
+        return Hypervisor.open(uri)
+
+    def hypervisor(self) -> HypervisorPort:
+        """This machine's libvirt (libvirt_uri), connected at first use."""
+        if not self._hypervisor:
+            self._hypervisor.append(self._open(self.libvirt_uri))
+        return self._hypervisor[0]
+
+    def hosts(self) -> list[HostEntry]:
+        """The host inventory (hosts.yaml), or this machine alone."""
+        from labctl.hosts.inventory import load_hosts, local_host
+
+        return load_hosts(self.hosts_file, self.libvirt_uri) if self.hosts_file else [local_host(self.libvirt_uri)]
+
+    def host_hypervisor(self, entry: HostEntry) -> HypervisorPort:
+        """One inventory host's libvirt, connected once per command (LabctlError when it cannot be)."""
+        if entry.uri == self.libvirt_uri:
+            return self.hypervisor()
+        if entry.name not in self._hosts:
+            from labctl.hosts.transport import host_unreachable, libvirt_uri
+
+            try:
+                self._hosts[entry.name] = self._open(libvirt_uri(entry, self.home.root))
+            except LabctlError as exc:
+                raise host_unreachable(entry, exc.message, self.home.root) from None
+        return self._hosts[entry.name]
+
+    def has_inventory(self) -> bool:
+        return self.hosts_file is not None and (self.hosts_file.exists() or self.hosts_file.is_symlink())
+
+    def entry(self, host: str) -> HostEntry:
+        from labctl.hosts.placement import HostUnknown
+
+        entries = self.hosts()
+        found = next((e for e in entries if e.name == host), None)
+        if found is None:
+            names = ", ".join(e.name for e in entries)
+            raise HostUnknown(f"host {host!r} is not in the host inventory (hosts: {names})",
+                              hint="a lab's machines live there: put the host back in hosts.yaml (labctl hosts)")
+        return found
+
+    def hypervisor_on(self, host: str | None) -> HypervisorPort:
+        """The libvirt of the host a machine lives on (None: this machine)."""
+        return self.hypervisor() if host is None else self.host_hypervisor(self.entry(host))
+
+    def uri_of(self, lab_dir: LabDir) -> Callable[[str], str]:
+        """machine -> the libvirt URI of the host it lives on (for connections of its own, in threads)."""
+        from labctl.hosts.transport import libvirt_uri
+
+        record = records.read_lab(lab_dir)
+
+        def uri(machine: str) -> str:
+            m = record.machine(machine)
+            return libvirt_uri(self.entry(m.host), self.home.root) if m and m.host else self.libvirt_uri
+        return uri
+
+    def proxy_for(self, host: str | None) -> str | None:
+        """The ProxyCommand to a machine on that host (%h:%p); None for this machine's."""
+        if host is None:
+            return None
+        from labctl.hosts.transport import route
+
+        return route(self.entry(host), self.home.root).proxy
+
+    def vagrant(self, folder: Path, log: Path) -> VagrantPort:
+        """Vagrant run in `folder`, its output appended to `log`."""
+        if self.make_vagrant is not None:
+            return self.make_vagrant(folder, log, self.libvirt_uri)
+        from labctl.vagrant_driver import VagrantDriver
+
+        return VagrantDriver(folder, log, self.libvirt_uri)
+
+    def close(self) -> None:
+        for hypervisor in [*self._hypervisor, *self._hosts.values()]:
+            hypervisor.close()
+        self._hypervisor.clear()
+        self._hosts.clear()
