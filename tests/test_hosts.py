@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from conftest import Result
+from labctl.context import Context
 from labctl.errors import LabFileError, NotEnoughResources
 from labctl.hosts.inventory import HostEntry, load_hosts, parse_hosts
 from labctl.hosts.placement import HostRoom, HostUnknown, Need, place
 from labctl.hosts.survey import survey
 from labctl.hosts.transport import libvirt_uri, proxy_command
 from labctl.hypervisor import HostCapacity, Hypervisor, _accelerator
+from labctl.state import LabHome
 
 GIB = 1024
 
@@ -158,19 +160,14 @@ def test_survey_names_an_unreachable_host_and_asks_the_others(tmp_path: Path) ->
     entries = [HostEntry("big", node_xml(tmp_path, "big", 64, 16)),
                HostEntry("down", f"qemu+ssh://nobody@127.0.0.1:{closed_port()}/system"),
                HostEntry("small", node_xml(tmp_path, "small", 16, 4))]
-    opened: list[Hypervisor] = []
-
-    def open_host(entry: HostEntry) -> Hypervisor:
-        opened.append(Hypervisor.open(libvirt_uri(entry, tmp_path / "home")))
-        return opened[-1]
-
-    rooms = survey(entries, open_host)
-    for hv in opened:
-        hv.close()
+    ctx = Context(LabHome(tmp_path / "home"), tmp_path / "cache", "qemu:///system")
+    rooms = survey(entries, ctx.host_hypervisor)
+    ctx.close()
     assert [r.name for r in rooms] == ["big", "down", "small"]
     assert rooms[0].free_mb == 64 * GIB and rooms[2].free_mb == 16 * GIB
     assert rooms[1].capacity is None and rooms[1].free_mb == 0
-    assert rooms[1].error and "127.0.0.1" in rooms[1].error and "Connection refused" in rooms[1].error
+    assert rooms[1].error and rooms[1].error.startswith("host down (qemu+ssh://nobody@127.0.0.1:")
+    assert "ssh: connect to host 127.0.0.1" in rooms[1].error and "Connection refused" in rooms[1].error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,6 +376,8 @@ def test_a_host_over_ssh_is_reached_with_labctls_own_known_hosts(run: Callable[.
         result = run("hosts")
         assert result.code == 1
         assert "host far (qemu+ssh://" in result.out and "cannot be reached" in result.out
+        error = json.loads(run("hosts", "--json").out)["hosts"][0]["error"]
+        assert "Host key verification failed" in error and "ssh-keygen -R" in error
         assert (labctl_home / "hosts" / "known_hosts").read_text() == recorded
     finally:
         sshd.stop()

@@ -91,6 +91,14 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
     bravo_block = config[config.index("Host bravo"):]
     assert "ProxyCommand ssh" in bravo_block and f"-p {far_host.port}" in bravo_block
 
+    # halt and resume act on each machine's host.
+    assert run("halt").code == 0
+    assert {n: m["state"] for n, m in statuses(run).items()} == {"alpha": "shutoff", "bravo": "shutoff"}
+    assert run("resume").code == 0
+    resumed = statuses(run)
+    assert {n: m["state"] for n, m in resumed.items()} == {"alpha": "running", "bravo": "running"}
+    assert isinstance(resumed["bravo"]["uptime_s"], int)  # dated anew on its own host
+
     # The far host goes down: status names it and still shows the machine here; exec to bravo,
     # which goes through that host, fails; alpha answers.
     host_key = next(p for p in far_host.folder.glob("host_key_*") if p.suffix != ".pub")

@@ -29,8 +29,8 @@ def survey(entries: Sequence[HostEntry], open_host: Callable[[HostEntry], Capaci
     def ask(entry: HostEntry) -> HostRoom:
         try:
             return HostRoom(entry, capacity=open_host(entry).host_capacity())
-        except LabctlError as exc:
-            return HostRoom(entry, error=exc.message)
+        except LabctlError as exc:  # a listing shows what to do as well
+            return HostRoom(entry, error=exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
 
     if len(entries) == 1:
         return [ask(entries[0])]

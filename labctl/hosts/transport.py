@@ -87,8 +87,10 @@ def libvirt_uri(entry: HostEntry, labctl_home: Path) -> str:
     bridge = (f"if command -v virt-ssh-helper >/dev/null 2>&1; then exec virt-ssh-helper {shlex.quote(remote_uri)};"
               " else exec nc -U /var/run/libvirt/libvirt-sock; fi")
     script = folder / f"{entry.name}.ssh"
+    # libvirt's external transport drops what ssh says on failure: it goes to a file, for the error.
     text = (f"#!/bin/sh\n# written by labctl for host {entry.name}: libvirt reaches it through this\n"
-            f"exec {shlex.join(ssh_argv(entry, labctl_home))} {shlex.quote(bridge)}\n")
+            f"exec {shlex.join(ssh_argv(entry, labctl_home))} {shlex.quote(bridge)}"
+            f" 2>{shlex.quote(str(ssh_log(entry, labctl_home)))}\n")
     tmp = script.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
     with os.fdopen(fd, "w") as handle:
@@ -101,9 +103,27 @@ class HostUnreachable(LabctlError):
     """An inventory host's libvirt cannot be reached (the host is down, SSH refused, a key changed)."""
 
 
+def ssh_log(entry: HostEntry, labctl_home: Path) -> Path:
+    """What ssh said on its last connection to the host."""
+    return hosts_dir(labctl_home) / f"{entry.name}.ssh.log"
+
+
+def _ssh_said(entry: HostEntry, labctl_home: Path) -> str:
+    try:
+        with ssh_log(entry, labctl_home).open(errors="replace") as handle:
+            lines = [line.strip() for line in handle.read(8192).splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return "; ".join(lines[-2:])
+
+
 def host_unreachable(entry: HostEntry, message: str, labctl_home: Path) -> HostUnreachable:
-    """libvirt's words about a failed connection, as the host's name and what to do about it."""
+    """libvirt's words about a failed connection (with ssh's own, when it said something), as the
+    host's name and what to do about it."""
     reason = message.split(": ", 2)[-1] if "libvirt is not reachable at" in message else message
+    said = _ssh_said(entry, labctl_home) if entry.uri.startswith("qemu+ssh://") else ""
+    if said:
+        reason = said if said.startswith("ssh:") else f"ssh: {said}"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in reason or "Host key verification failed" in reason:
         hint = (f"{entry.name}'s SSH host key is not the one labctl recorded; if the host was reinstalled,"
                 f" remove its line from {known_hosts(labctl_home)} (ssh-keygen -R HOST -f FILE)")
