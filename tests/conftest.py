@@ -23,11 +23,16 @@ TEST_APT_PORT, TEST_PYPI_PORT = 3159, 3158
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_test_caches() -> Iterator[None]:
-    """The host caches that VM tests started (in the test cache) stop with the test session."""
-    yield
+    """The host caches that VM tests of this session started (in the test cache) stop with it. Caches
+    another session started are left alone: a quick `pytest tests/test_x.py` run beside a VM test
+    must not take its caches away."""
     from labctl.cache.services import HostCaches
 
-    HostCaches(TEST_CACHE / "cache").stop()
+    caches = HostCaches(TEST_CACHE / "cache")
+    before = (caches.pid("apt"), caches.pid("pypi"))
+    yield
+    if (caches.pid("apt"), caches.pid("pypi")) != before:
+        caches.stop()
 
 
 @pytest.fixture(autouse=True)

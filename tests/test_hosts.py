@@ -68,7 +68,7 @@ def test_inventory_parsed_with_reserve_and_key(tmp_path: Path) -> None:
     assert uri == f"qemu+ext://rack2/system?command={script}"
     assert stat.S_IMODE(script.stat().st_mode) == 0o700
     text = script.read_text()
-    assert "-o BatchMode=yes" in text and f"UserKnownHostsFile={tmp_path}/home/hosts/known_hosts" in text
+    assert "-o BatchMode=yes" in text and f"'UserKnownHostsFile=\"{tmp_path}/home/hosts/known_hosts\"'" in text
     assert "-p 2222 -l labctl rack2.example.org" in text and "virt-ssh-helper qemu:///system" in text
     assert proxy_command(rack2, tmp_path / "home").endswith("-l labctl rack2.example.org -W %h:%p")
 
@@ -415,3 +415,31 @@ def test_a_class_pinned_to_one_host_may_clone(run: Callable[..., Result], tmp_pa
     Path("lab.yaml").write_text("name: class\ncaches: false\nclassroom: {seats: 4, seat: {memory: 8G, host: big}}\n")
     data = json.loads(run("plan", "--json").out)
     assert set(data["placement"]["hosts"].values()) == {"big"}
+
+
+def test_the_transport_script_is_written_by_many_threads_at_once(tmp_path: Path) -> None:
+    """Each machine's snapshot thread opens its own connection, so each may write the host's script."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    entry = HostEntry("far", "qemu+ssh://u@far/system")
+    with ThreadPoolExecutor(8) as pool:
+        uris = set(pool.map(lambda _: libvirt_uri(entry, tmp_path / "home"), range(64)))
+    assert len(uris) == 1 and sorted(p.name for p in (tmp_path / "home" / "hosts").iterdir()) == ["far.ssh"]
+
+
+def test_a_host_is_reached_from_a_labctl_home_with_a_space(tmp_path: Path) -> None:
+    from sshd import make_sshd
+
+    from conftest import require_libvirt
+
+    require_libvirt()
+    sshd = make_sshd(tmp_path / "sshd").start()
+    home = tmp_path / "labctl home"
+    ctx = Context(LabHome(home), tmp_path / "cache", "qemu:///system")
+    try:
+        entry = HostEntry("far", f"qemu+ssh://{sshd.user}@127.0.0.1:{sshd.port}/system", ssh_key=sshd.client_key)
+        assert ctx.host_hypervisor(entry).host_capacity().cpus >= 1
+        assert "ssh-ed25519" in (home / "hosts" / "known_hosts").read_text()
+    finally:
+        ctx.close()
+        sshd.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,7 +59,8 @@ def ssh_argv(entry: HostEntry, labctl_home: Path) -> list[str]:
     if m is None or m["scheme"] != "qemu+ssh" or not m["host"]:
         raise ValueError(f"{entry.name} is not reached over SSH")
     argv = ["ssh", "-T", "-e", "none", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
-            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts(labctl_home)}",
+            # ssh splits an -o value at spaces unless quoted: $LABCTL_HOME may hold one.
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f'UserKnownHostsFile="{known_hosts(labctl_home)}"',
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ServerAliveInterval=15"]
     if entry.ssh_key:
         argv += ["-o", "IdentitiesOnly=yes", "-i", str(entry.ssh_key)]
@@ -91,7 +93,8 @@ def libvirt_uri(entry: HostEntry, labctl_home: Path) -> str:
     text = (f"#!/bin/sh\n# written by labctl for host {entry.name}: libvirt reaches it through this\n"
             f"exec {shlex.join(ssh_argv(entry, labctl_home))} {shlex.quote(bridge)}"
             f" 2>{shlex.quote(str(ssh_log(entry, labctl_home)))}\n")
-    tmp = script.with_suffix(".tmp")
+    # Each writer its own temporary file: machines' threads (snapshots) may write the same script at once.
+    tmp = folder / f".{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o700)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
