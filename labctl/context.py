@@ -32,6 +32,7 @@ class Context:
     make_vagrant: Callable[[Path, Path, str], VagrantPort] | None = None  # folder, log, URI; default: vagrant
     _hypervisor: list[HypervisorPort] = field(default_factory=list, repr=False, compare=False)
     _hosts: dict[str, HypervisorPort] = field(default_factory=dict, repr=False, compare=False)
+    _inventory: list[HostEntry] = field(default_factory=list, repr=False, compare=False)
 
     def _open(self, uri: str) -> HypervisorPort:
         if self.open_hypervisor is not None:
@@ -47,10 +48,13 @@ class Context:
         return self._hypervisor[0]
 
     def hosts(self) -> list[HostEntry]:
-        """The host inventory (hosts.yaml), or this machine alone."""
-        from labctl.hosts.inventory import load_hosts, local_host
+        """The host inventory (hosts.yaml, read once per command), or this machine alone."""
+        if not self._inventory:
+            from labctl.hosts.inventory import load_hosts, local_host
 
-        return load_hosts(self.hosts_file, self.libvirt_uri) if self.hosts_file else [local_host(self.libvirt_uri)]
+            self._inventory.extend(load_hosts(self.hosts_file, self.libvirt_uri) if self.hosts_file
+                                   else [local_host(self.libvirt_uri)])
+        return list(self._inventory)
 
     def host_hypervisor(self, entry: HostEntry) -> HypervisorPort:
         """One inventory host's libvirt, connected once per command (LabctlError when it cannot be)."""
@@ -98,9 +102,10 @@ class Context:
         """The ProxyCommand to a machine on that host (%h:%p); None for this machine's."""
         if host is None:
             return None
-        from labctl.hosts.transport import route
+        from labctl.hosts.transport import proxy_command, reached_over_ssh
 
-        return route(self.entry(host), self.home.root).proxy
+        entry = self.entry(host)
+        return proxy_command(entry, self.home.root) if reached_over_ssh(entry) else None
 
     def vagrant(self, folder: Path, log: Path) -> VagrantPort:
         """Vagrant run in `folder`, its output appended to `log`."""

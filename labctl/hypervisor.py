@@ -79,16 +79,22 @@ class Capacity:
 def capacity(conn: libvirt.virConnect, pool_name: str = "default") -> Capacity:
     """What the host can still give: memory free for new guests, CPUs, and disk where volumes go."""
     info = conn.getInfo()  # [model, memory MiB, cpus, MHz, nodes, sockets, cores, threads]
-    try:
-        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-        # Page cache and buffers are given back on demand: they count as available.
-        available_kb = sum(stats.get(k, 0) for k in ("free", "buffers", "cached"))
-    except libvirt.libvirtError:
-        available_kb = 0
+    available, _total = _node_memory(conn)
     disk_free, disk_path = _disk_free(conn, pool_name)
     return Capacity(cpus=int(info[2]), memory_total_mb=int(info[1]),
-                    memory_available_mb=available_kb // 1024 or int(info[1]),
+                    memory_available_mb=available or int(info[1]),
                     disk_free_gb=disk_free // 1024**3 if disk_free is not None else None, disk_path=disk_path)
+
+
+def _node_memory(conn: libvirt.virConnect) -> tuple[int | None, int | None]:
+    """(available, total) MiB by the host's own count; page cache and buffers are given back on
+    demand, so they count as available. (None, None) from libvirt's test driver and drivers that
+    keep no node statistics."""
+    try:
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+    except libvirt.libvirtError:
+        return None, None
+    return sum(stats.get(k, 0) for k in ("free", "buffers", "cached")) // 1024, int(stats.get("total", 0)) // 1024
 
 
 def is_local(uri: str) -> bool:
@@ -113,13 +119,9 @@ def host_capacity(conn: libvirt.virConnect) -> HostCapacity:
     total_mb = int(info[1])
     running = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
     held_kb = sum(int(d.info()[2]) for d in running)
-    try:
-        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-        available: int | None = sum(stats.get(k, 0) for k in ("free", "buffers", "cached")) // 1024
-        # getInfo() counts NUMA nodes' memory, which can miss hot-plugged memory the kernel has.
-        total_mb = max(total_mb, int(stats.get("total", 0)) // 1024)
-    except libvirt.libvirtError:
-        available = None  # libvirt's test driver, and drivers that keep no node statistics
+    available, total = _node_memory(conn)
+    # getInfo() counts NUMA nodes' memory, which can miss hot-plugged memory the kernel has.
+    total_mb = max(total_mb, total or 0)
     return HostCapacity(cpus=int(info[2]), memory_total_mb=total_mb, memory_domains_mb=held_kb // 1024,
                         memory_available_mb=available, accelerator=_accelerator(conn.getCapabilities()),
                         domains_running=len(running))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from labctl import records
 from labctl.context import Context
 from labctl.errors import LabctlError, NotEnoughResources
+from labctl.hosts.placement import sum_text
 from labctl.inventory import MachineStatus, host_of, lab_status, running
 from labctl.names import domain_name, network_name
 from labctl.state import LabDir
@@ -69,12 +70,6 @@ class BoxUnavailable(LabctlError):
 # Capacity
 
 
-def _sum(values: list[int], unit: str) -> str:
-    """'2 x 4096 + 8192 = 16384 MiB' for the arithmetic of a refusal."""
-    parts = [f"{n} x {v}" if n > 1 else str(v) for v, n in sorted(Counter(values).items(), reverse=True)]
-    return f"{' + '.join(parts)} = {sum(values)} {unit}"
-
-
 def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
     """Refuse, with the arithmetic, a lab whose new machines do not fit the host's free resources."""
     if not machines:
@@ -82,14 +77,14 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
     memory = [m.memory_mb for m in machines]
     if sum(memory) > cap.memory_available_mb:
         raise NotEnoughResources(
-            f"not enough memory: the machines to start need {_sum(memory, 'MiB')}, this host has"
+            f"not enough memory: the machines to start need {sum_text(memory, 'MiB')}, this host has"
             f" {cap.memory_available_mb} MiB available (of {cap.memory_total_mb} MiB)",
             hint="use fewer or smaller machines (memory: in lab.yaml), or stop other VMs")
     # Volumes are thin: count what DevStack will really fill, not the virtual size.
     disk = [min(m.disk_gb, m.release.min_disk_gb) for m in machines]
     if cap.disk_free_gb is not None and sum(disk) > cap.disk_free_gb:
         raise NotEnoughResources(
-            f"not enough disk: the machines to start will use up to {_sum(disk, 'GB')}, {cap.disk_path}"
+            f"not enough disk: the machines to start will use up to {sum_text(disk, 'GB')}, {cap.disk_path}"
             f" has {cap.disk_free_gb} GB free", hint="free disk space there, or use fewer machines")
     too_wide = [m.name for m in machines if m.cpus > cap.cpus]
     if too_wide:

@@ -80,7 +80,8 @@ class Placement:
                 out.append(f"{room.name}: unreachable ({room.error})")
                 continue
             memory = taken.get(room.name, [])
-            used = f"{_sum(memory)} of {room.free_mb} MiB free" if memory else f"nothing new; {room.free_mb} MiB free"
+            free = f"{room.free_mb} MiB free"
+            used = f"{sum_text(memory)} of {free}" if memory else f"nothing new; {free}"
             out.append(f"{room.name}: {len(names)} machine(s) ({_names(names)}): {used}")
         return out
 
@@ -144,7 +145,7 @@ def _check(placement: Placement, free: dict[str, int]) -> None:
     wanted = [n.memory_mb for n in needs if n.memory_mb]
     room_text = " + ".join(f"{r.name} {r.free_mb}" for r in rooms if not r.error) or "none reachable"
     total = sum(r.free_mb for r in rooms if not r.error)
-    message = (f"the lab does not fit the hosts: its machines to start need {_sum(wanted)}; the hosts have"
+    message = (f"the lab does not fit the hosts: its machines to start need {sum_text(wanted)}; the hosts have"
                f" {room_text} = {total} MiB free after their reserves")
     if overfull:
         message += "; " + ", ".join(f"{r.name} is short of {-free[r.name]} MiB for the machines that must go there"
@@ -168,10 +169,10 @@ def _taken(needs: Sequence[Need], hosts: dict[str, str]) -> dict[str, list[int]]
     return taken
 
 
-def _sum(values: list[int]) -> str:
-    """'2 x 4096 + 8192 = 16384 MiB'."""
+def sum_text(values: list[int], unit: str = "MiB") -> str:
+    """'2 x 4096 + 8192 = 16384 MiB': the arithmetic of a refusal."""
     parts = [f"{n} x {v}" if n > 1 else str(v) for v, n in sorted(Counter(values).items(), reverse=True)]
-    return f"{' + '.join(parts) or '0'} = {sum(values)} MiB"
+    return f"{' + '.join(parts) or '0'} = {sum(values)} {unit}"
 
 
 def _names(names: Sequence[str], limit: int = 6) -> str:

@@ -40,9 +40,13 @@ class HostRoute:
     proxy: str | None  # the ProxyCommand to its machines (%h:%p); None for a host not reached over SSH
 
 
+def reached_over_ssh(entry: HostEntry) -> bool:
+    return entry.address is not None and entry.uri.startswith("qemu+ssh://")
+
+
 def route(entry: HostEntry, labctl_home: Path) -> HostRoute:
-    over_ssh = entry.address is not None and entry.uri.startswith("qemu+ssh://")
-    return HostRoute(libvirt_uri(entry, labctl_home), proxy_command(entry, labctl_home) if over_ssh else None)
+    proxy = proxy_command(entry, labctl_home) if reached_over_ssh(entry) else None
+    return HostRoute(libvirt_uri(entry, labctl_home), proxy)
 
 
 def hosts_dir(labctl_home: Path) -> Path:
