@@ -41,8 +41,9 @@ MANAGED_LOCALRC = {
 }
 # Subnets that vagrant-libvirt (management network) and libvirt (default network) already use.
 _TAKEN_SUBNETS = {121, 122}
+MANAGEMENT_CIDR = "192.168.121.0/24"  # vagrant-libvirt's default, which every lab's machines join
 _RESERVED_NETWORKS = (
-    (ipaddress.IPv4Network("192.168.121.0/24"), "vagrant-libvirt's management network"),
+    (ipaddress.IPv4Network(MANAGEMENT_CIDR), "vagrant-libvirt's management network"),
     (ipaddress.IPv4Network("192.168.122.0/24"), "libvirt's default network"),
     (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
     (ipaddress.IPv4Network("169.254.0.0/16"), "link-local addresses"),

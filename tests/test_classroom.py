@@ -9,8 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -216,76 +214,6 @@ def test_markdown_escapes_its_own_syntax() -> None:
     table_row = next(line for line in md.splitlines() if line.startswith("| seat-01"))
     assert table_row.count(" | ") == 5  # the name's | is escaped, the table keeps its columns
     assert "`ssh -p 2203 stack@10.0.0.1`" in md
-
-
-# ---------------------------------------------------------------------------------------------
-# The forwarder: real sockets
-
-
-class EchoServer:
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.sock.getsockname()[1])
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(client,), daemon=True).start()
-
-    @staticmethod
-    def _echo(client: socket.socket) -> None:
-        with client:
-            while data := client.recv(65536):
-                client.sendall(b"seat:" + data)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoServer]:
-    server = EchoServer()
-    yield server
-    server.sock.close()
-
-
-def test_forwarder_pumps_bytes_both_ways_and_stops_on_sigterm(tmp_path: Path, echo: EchoServer) -> None:
-    port = free_port()
-    routes = tmp_path / "routes.json"
-    routes.write_text(json.dumps({"routes": [["127.0.0.1", port, "127.0.0.1", echo.port]]}))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "labctl.classroom.forward", str(routes)], env=env,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        big = os.urandom(300_000)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(big)
-            conn.shutdown(socket.SHUT_WR)
-            got = b""
-            while chunk := conn.recv(65536):
-                got += chunk
-        assert got.startswith(b"seat:") and got.replace(b"seat:", b"") == big.replace(b"seat:", b"")
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=10) == 0
-
-
-def test_forwarder_says_which_port_is_taken(tmp_path: Path) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = taken.getsockname()[1]
-        routes = tmp_path / "routes.json"
-        routes.write_text(json.dumps({"routes": [["127.0.0.1", port, "127.0.0.1", 9]]}))
-        out = subprocess.run([sys.executable, "-m", "labctl.classroom.forward", str(routes)], capture_output=True,
-                             text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 1 and out.stdout.startswith(f"error: cannot listen on 127.0.0.1:{port}")
 
 
 def classroom_dir(tmp_path: Path, ssh_port: int, web_port: int) -> LabDir:

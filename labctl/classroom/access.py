@@ -66,6 +66,16 @@ def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
     return result
 
 
+def refused_networks(lab_dir: LabDir) -> list[str]:
+    """Where no trainee sits: a seat dialling the host's forwarded ports comes from vagrant-libvirt's
+    management network or from its lab network, never a trainee."""
+    from labctl.model import MANAGEMENT_CIDR
+    from labctl.records import read_lab
+
+    network = read_lab(lab_dir).network
+    return [MANAGEMENT_CIDR, *([network] if network else [])]
+
+
 def routes(classroom: Classroom, seat_doors: Sequence[Door]) -> list[list[str | int]]:
     out: list[list[str | int]] = []
     for d in seat_doors:
@@ -96,7 +106,7 @@ def open_access(lab_dir: LabDir) -> list[Door]:
     """Start (or keep) the lab's forwarder. Raises with the port at fault when one is taken."""
     classroom = classroom_of(lab_dir)
     seat_doors = doors(lab_dir, classroom)
-    wanted = {"routes": routes(classroom, seat_doors)}
+    wanted = {"routes": routes(classroom, seat_doors), "refuse_from": refused_networks(lab_dir)}
     path = _routes_file(lab_dir)
     running = forwarder_pid(lab_dir)
     if running is not None:
