@@ -18,7 +18,6 @@ the labctl that started it (setpriv --pdeathsig): a killed labctl leaves no serv
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import itertools
 import json
@@ -32,6 +31,7 @@ from pathlib import Path
 from labctl.errors import LabctlError
 from labctl.mirrors import GIT_PORT, Served, is_git_dir
 from labctl.proc import CommandFailed, run
+from labctl.state import locked
 
 # What is not copied from a source repository: its config (replaced), hooks, reflogs, a work tree's
 # index, and alternates (objects from elsewhere on the host).
@@ -174,8 +174,7 @@ def prepare(served: Served, root: Path) -> Path:
         pass
     root.mkdir(parents=True, exist_ok=True)
     # Two labctl (two labs) may refresh the same copy at once: one at a time.
-    with (root / f".{dest.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(root / f".{dest.name}.lock"):
         try:
             if json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
                 return dest  # the other one just made it

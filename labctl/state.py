@@ -239,6 +239,29 @@ class LabBusy(LabctlError):
     exit_code = 1
 
 
+def open_lock_file(path: Path) -> int:
+    """A lock file's descriptor, never through a link planted there (which would truncate, or lock,
+    the file it points to): a link is one line naming it."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise LabctlError(f"{path} is a symbolic link, not labctl's lock file: refusing to open it",
+                          hint=f"remove it (rm {path}) and look at who put it there") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an flock on `path` (released when the block ends or the holder dies)."""
+    fd = open_lock_file(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True)
 class LabHome:
     root: Path
@@ -258,13 +281,7 @@ class LabHome:
         private_dir(self.root)
         private_dir(locks)
         path = locks / f"{name}.lock"
-        try:  # never through a link planted there: it would truncate the file it points to
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            raise LabctlError(f"{path} is a symbolic link, not labctl's lock file: refusing to open it",
-                              hint=f"remove it (rm {path}) and look at who put it there") from None
+        fd = open_lock_file(path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

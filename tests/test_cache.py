@@ -133,6 +133,99 @@ def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path) -> None:
     assert caches.pid("apt") is None and caches.pid("pypi") is None and caches.endpoints() is None
 
 
+class HostOnlyServer:
+    """An HTTP server on the host's loopback, which no machine may reach through the caches."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        asked: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                asked.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"host only")
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.asked = asked
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def http_call(url: str, method: str = "GET", body: object = None, headers: dict[str, str] | None = None,
+              proxy: str | None = None) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy} if proxy else {}))
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, method=method, data=data, headers={  # noqa: S310 - the test's own caches
+        "Content-Type": "application/json", "Accept": "application/json", **(headers or {})})
+    try:
+        with opener.open(request, timeout=60) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_the_caches_trust_no_machine(tmp_path: Path) -> None:
+    """Trainees are root in their seats and reach the caches: neither cache lets them in (issue 19)."""
+    require_tool("apt-cacher-ng")
+    import base64
+
+    caches = HostCaches(tmp_path / "cache")
+    ends = caches.start("127.0.0.1", apt_port=free_port(), pypi_port=free_port())
+    host_only = HostOnlyServer()
+    try:
+        # devpi: no root login without the host's password; no user, no index change by anyone else.
+        devpi = f"http://127.0.0.1:{ends.pypi_port}"
+        assert http_call(f"{devpi}/+login", "POST", {"user": "root", "password": ""}) == 401
+        assert http_call(f"{devpi}/+login", "POST", {"user": "root", "password": "root"}) == 401
+        assert http_call(f"{devpi}/mallory", "PUT", {"password": "x"}) == 403
+        assert http_call(f"{devpi}/root/pypi", "PATCH", ["mirror_url=http://192.0.2.1/simple/"]) == 403
+        assert http_call(f"{devpi}/+login", "POST", {"user": "root", "password": caches.password("pypi-root")}) == 200
+        # apt-cacher-ng: its maintenance wants the password; nothing but the archives is fetched.
+        apt = f"http://127.0.0.1:{ends.apt_port}/acng-report.html?doExpire=Start+Expiration&abortOnErrors=aOe"
+        assert http_call(apt) == 401
+        admin = base64.b64encode(f"labctl:{caches.password('apt-admin')}".encode()).decode()
+        assert http_call(apt, headers={"Authorization": f"Basic {admin}"}) == 200
+        for url in (f"http://127.0.0.1:{host_only.port}/pool/main/x.deb", f"http://localhost:{host_only.port}/x.deb"):
+            assert http_call(url, proxy=ends.apt_proxy) == 403
+        assert host_only.asked == []
+        assert through_apt(ends, DEB) == 200  # Debian's archive still is
+        # The passwords are the owner's alone.
+        assert oct(caches.root.stat().st_mode & 0o777) == "0o700"
+        assert oct(caches.secrets_file.stat().st_mode & 0o777) == "0o600"
+    finally:
+        caches.stop()
+        host_only.server.shutdown()
+    # Started again: the same passwords (devpi's root keeps it; it is set once per server folder).
+    password = caches.password("pypi-root")
+    ends = caches.start("127.0.0.1", apt_port=free_port(), pypi_port=free_port())
+    try:
+        login = {"user": "root", "password": password}
+        assert http_call(f"http://127.0.0.1:{ends.pypi_port}/+login", "POST", login) == 200
+    finally:
+        caches.stop()
+
+
+def test_a_planted_lock_link_is_refused(tmp_path: Path) -> None:
+    from labctl.errors import LabctlError
+
+    victim = tmp_path / "precious"
+    victim.write_text("keep me")
+    caches = HostCaches(tmp_path / "cache")
+    caches.root.mkdir(parents=True)
+    (caches.root / ".lock").symlink_to(victim)
+    with pytest.raises(LabctlError) as err:
+        caches.stop()
+    assert "symbolic link" in err.value.message and victim.read_text() == "keep me"
+
+
 def test_missing_apt_cacher_ng_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # apt-cacher-ng is installed here and cannot be taken away for a test: labctl's lookup is told it is not.
     monkeypatch.setattr("labctl.cache.services.shutil.which", lambda *_a, **_k: None)

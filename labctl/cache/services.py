@@ -8,7 +8,11 @@ network serves nothing), and it never sends a client to the internet (proxpi red
 PyPI when a download is slow: a silent fallback).
 
 They listen on the host's address on vagrant-libvirt's management network only (never on every
-interface): every lab's machines reach it, and it outlives any lab. They run in their own sessions,
+interface): every lab's machines reach it, and it outlives any lab. Trainees are root in their
+seats, so neither trusts a machine: apt-cacher-ng fetches only from the archives it is set to proxy
+(ForceManaged: never the host's loopback or the LAN) and its maintenance page wants a password;
+devpi's root user has a password, and only root may create users or change an index. Both
+passwords are random, in `<cache>/caches/secrets.json` (0600, in a 0700 folder). They run in their own sessions,
 outlive the labctl that started them (a class lasts hours; the next lab is served by the same
 cache) and are stopped by `labctl cache stop`. Their files live in labctl's cache folder, each in
 its own: `<cache>/caches/{apt,pypi}`, with their logs in `<cache>/caches/logs`.
@@ -20,7 +24,6 @@ served) and devpi-server's log (files asked for, files read from PyPI) and its f
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -35,7 +38,7 @@ from pathlib import Path
 from labctl import daemon
 from labctl.errors import LabctlError
 from labctl.proc import CommandFailed, run
-from labctl.state import atomic_write
+from labctl.state import atomic_write, locked, private_dir
 
 # Not apt-cacher-ng's usual 3142: Debian's own apt-cacher-ng service, where it runs, holds that port
 # on every address.
@@ -133,6 +136,7 @@ class HostCaches:
         self.pypi_dir = self.root / "pypi"
         self.logs = self.root / "logs"
         self.state_file = self.root / "endpoints.json"
+        self.secrets_file = self.root / "secrets.json"
 
     # -- records
 
@@ -146,6 +150,21 @@ class HostCaches:
     def pid(self, name: str) -> int | None:
         return daemon.running(self._pid_file(name), self._markers(name))
 
+    def password(self, name: str) -> str:
+        """The caches' own passwords ("apt-admin": apt-cacher-ng's maintenance page, "pypi-root":
+        devpi's root user), made once."""
+        try:
+            known = json.loads(self.secrets_file.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if not isinstance(known, dict):
+            known = {}
+        value = known.get(name)
+        if not isinstance(value, str) or len(value) < 20:
+            value = secrets.token_urlsafe(24)
+            atomic_write(self.secrets_file, json.dumps({**known, name: value}, indent=2) + "\n", mode=0o600)
+        return value
+
     def endpoints(self) -> Endpoints | None:
         """Where the running caches listen; None unless both run."""
         try:
@@ -158,10 +177,11 @@ class HostCaches:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Two labctl starting the caches at once start them once."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        """Two labctl starting the caches at once start them once. The folder holds the caches'
+        passwords: its owner's alone."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        with locked(self.root / ".lock"):
             yield
 
     # -- start and stop
@@ -237,6 +257,8 @@ class HostCaches:
             "Remap-secdeb: security.debian.org security.debian.org/debian-security deb.debian.org/debian-security"
             " /debian-security ; deb.debian.org/debian-security security.debian.org",
             "ReportPage: acng-report.html", "ExThreshold: 4", "NetworkTimeout: 30",
+            # Only the archives remapped above: no fetch of any other URL (the host's loopback, the LAN).
+            "ForceManaged: 1",
             "UnbufferLogs: 1",  # `labctl cache` counts from the transfer log: each line as it happens
             # Served from the cache only, never fetched, when the outside is cut (labctl cache start --offline).
             f"Offlinemode: {1 if ends.offline else 0}",
@@ -244,6 +266,7 @@ class HostCaches:
         if upstream_proxy:
             lines.append(f"Proxy: {upstream_proxy}")
         atomic_write(conf / "acng.conf", "\n".join(lines) + "\n", mode=0o600)
+        atomic_write(conf / "security.conf", f"AdminAuth: labctl:{self.password('apt-admin')}\n", mode=0o600)
         for name, url in APT_BACKENDS.items():
             atomic_write(conf / f"backends_{name}", url + "\n")
         log = self.logs / "apt-cacher-ng.out"
@@ -273,17 +296,36 @@ class HostCaches:
                 raise CacheError(f"the PyPI cache could not be made in {server}: {exc.message}",
                                  hint=f"see {self.logs / 'devpi-init.log'}; remove {server} to start afresh")\
                     from None
+        self._root_password(server)
         secret = self.pypi_dir / "secret"
         if not secret.is_file():
             atomic_write(secret, secrets.token_urlsafe(48), mode=0o600)
         argv = [self._devpi("devpi-server"), "--serverdir", str(server), "--host", ends.address,
-                "--port", str(ends.pypi_port), "--secretfile", str(secret)]
+                "--port", str(ends.pypi_port), "--secretfile", str(secret), "--restrict-modify", "root"]
         if ends.offline:
             argv.append("--offline-mode")
         log = self.logs / "devpi-server.log"
         proc = daemon.spawn(argv, log)
         self._wait(proc, ends, ends.pypi_port, "PyPI cache (devpi-server)", log, PYPI_START_TIMEOUT)
         daemon.record(self._pid_file("pypi"), proc)
+
+    def _root_password(self, server: Path) -> None:
+        """devpi's root user gets labctl's password (devpi-init leaves it empty), once per server
+        folder, while the server is stopped. On stdin, never a command line: devpi-passwd asks with
+        getpass, which reads stdin in a session without a terminal."""
+        done = server / ".labctl-root-password"
+        if done.is_file():
+            return
+        password = self.password("pypi-root")
+        log = self.logs / "devpi-passwd.log"
+        with log.open("ab") as err:
+            proc = subprocess.run([self._devpi("devpi-passwd"), "--serverdir", str(server), "root"],
+                                  input=f"{password}\n{password}\n".encode(), stdout=err, stderr=err,
+                                  start_new_session=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise CacheError("the PyPI cache's root password could not be set",
+                             hint=f"see {log}; remove {server} to start afresh")
+        atomic_write(done, "root's password is labctl's (secrets.json)\n", mode=0o600)
 
     # -- what they did
 
