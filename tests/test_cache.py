@@ -200,6 +200,13 @@ def test_the_caches_trust_no_machine(tmp_path: Path) -> None:
         # The passwords are the owner's alone.
         assert oct(caches.root.stat().st_mode & 0o777) == "0o700"
         assert oct(caches.secrets_file.stat().st_mode & 0o777) == "0o600"
+        # Caches an older labctl started (no "config" in their record) are restarted with all this.
+        before = caches.pid("apt")
+        record = json.loads(caches.state_file.read_text())
+        del record["config"]
+        caches.state_file.write_text(json.dumps(record))
+        assert caches.start("127.0.0.1", apt_port=ends.apt_port, pypi_port=ends.pypi_port) == ends
+        assert caches.pid("apt") not in (None, before)
     finally:
         caches.stop()
         host_only.server.shutdown()

@@ -48,6 +48,9 @@ APT_START_TIMEOUT = 20.0
 PYPI_START_TIMEOUT = 90.0  # devpi-server imports a lot; under a loaded 2-core host that takes a while
 APT_BACKENDS = {"debian": "http://deb.debian.org/debian/", "ubuntu": "http://archive.ubuntu.com/ubuntu/"}
 PYPI_PATH = "/root/pypi/+simple/"
+# What the caches are started with; caches running from an older labctl are restarted with it
+# (2: passwords, devpi's restricted modification, apt-cacher-ng's ForceManaged).
+CONFIG = 2
 
 
 class CacheError(LabctlError):
@@ -165,6 +168,12 @@ class HostCaches:
             atomic_write(self.secrets_file, json.dumps({**known, name: value}, indent=2) + "\n", mode=0o600)
         return value
 
+    def _recorded_config(self) -> int:
+        try:
+            return int(json.loads(self.state_file.read_text()).get("config", 1))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return 0
+
     def endpoints(self) -> Endpoints | None:
         """Where the running caches listen; None unless both run."""
         try:
@@ -194,7 +203,7 @@ class HostCaches:
         wanted = Endpoints(address, apt_port or _env_port("LABCTL_APT_CACHE_PORT", APT_PORT),
                            pypi_port or _env_port("LABCTL_PYPI_CACHE_PORT", PYPI_PORT), offline)
         with self._locked():
-            if self.endpoints() == wanted:
+            if self.endpoints() == wanted and self._recorded_config() == CONFIG:
                 return wanted
             self._stop_all()
             self._start_apt(wanted)
@@ -203,7 +212,7 @@ class HostCaches:
             except BaseException:
                 daemon.stop(self._pid_file("apt"), self._markers("apt"))
                 raise
-            atomic_write(self.state_file, json.dumps(asdict(wanted), indent=2) + "\n")
+            atomic_write(self.state_file, json.dumps({**asdict(wanted), "config": CONFIG}, indent=2) + "\n")
         return wanted
 
     def stop(self) -> list[str]:
