@@ -53,8 +53,11 @@ def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Any, cwd: Pa
     if req.file and req.lab:
         raise LabctlError("-f and --lab both name a lab; give one", hint="-f for a lab file, --lab for a lab by name")
     name = req.lab
+    if name is not None and not name.strip():  # `--lab "$UNSET"` must never mean "the only lab"
+        raise LabctlError("--lab was given an empty name",
+                          hint="name a lab (labctl list shows them); an unset shell variable gives an empty one")
     if name is None and (req.file or (cwd / LAB_FILE).is_file()):
         from labctl.model import load_lab
 
         name = load_lab(req.file or cwd / LAB_FILE, catalog_loader()).name
-    return existing_lab(home, name or only_lab(home))
+    return existing_lab(home, name if name is not None else only_lab(home))

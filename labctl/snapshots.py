@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from labctl import records
 from labctl.errors import LabctlError, show
 from labctl.names import domain_name
-from labctl.state import LabDir, atomic_write
+from labctl.state import LabDir, atomic_write, load_json
 
 if TYPE_CHECKING:
     from labctl.hypervisor import SnapshotInfo
@@ -56,7 +56,7 @@ def _kept_file(lab_dir: LabDir) -> Any:
 
 def _kept(lab_dir: LabDir) -> dict[str, dict[str, Any]]:
     try:
-        data = json.loads(_kept_file(lab_dir).read_text(encoding="utf-8"))
+        data = load_json(_kept_file(lab_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}

@@ -162,7 +162,7 @@ class LabDir:
     def _read_json(self, path: Path, hint: str) -> dict[str, Any]:
         """A JSON object labctl wrote; {} when absent; a clear error when damaged or hand-broken."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = load_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
@@ -237,6 +237,16 @@ class LabBusy(LabctlError):
     """Another labctl command is changing the lab."""
 
     exit_code = 1
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is no number labctl writes")
+
+
+def load_json(text: str) -> Any:
+    """JSON as labctl writes it: NaN and Infinity (which Python's json takes, and which crash every
+    int() after it) are a damaged file."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def open_lock_file(path: Path) -> int:

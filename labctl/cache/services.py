@@ -38,7 +38,7 @@ from pathlib import Path
 from labctl import daemon
 from labctl.errors import LabctlError
 from labctl.proc import CommandFailed, run
-from labctl.state import atomic_write, locked, private_dir
+from labctl.state import atomic_write, load_json, locked, private_dir
 
 # Not apt-cacher-ng's usual 3142: Debian's own apt-cacher-ng service, where it runs, holds that port
 # on every address.
@@ -157,7 +157,7 @@ class HostCaches:
         """The caches' own passwords ("apt-admin": apt-cacher-ng's maintenance page, "pypi-root":
         devpi's root user), made once."""
         try:
-            known = json.loads(self.secrets_file.read_text())
+            known = load_json(self.secrets_file.read_text())
         except (OSError, ValueError):
             known = {}
         if not isinstance(known, dict):
@@ -170,14 +170,14 @@ class HostCaches:
 
     def _recorded_config(self) -> int:
         try:
-            return int(json.loads(self.state_file.read_text()).get("config", 1))
+            return int(load_json(self.state_file.read_text()).get("config", 1))
         except (OSError, ValueError, AttributeError, TypeError):
             return 0
 
     def endpoints(self) -> Endpoints | None:
         """Where the running caches listen; None unless both run."""
         try:
-            data = json.loads(self.state_file.read_text())
+            data = load_json(self.state_file.read_text())
             ends = Endpoints(str(data["address"]), int(data["apt_port"]), int(data["pypi_port"]),
                              bool(data.get("offline", False)))
         except (OSError, ValueError, KeyError, TypeError):

@@ -1,0 +1,43 @@
+"""Values a clumsy user or a hand edit leaves behind (issue 19's smaller defects): each is one line
+with a hint, and destroys nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Result
+
+
+def test_an_empty_lab_name_never_means_the_only_lab(run: Callable[..., Result], labctl_home: Path) -> None:
+    assert run("plan", "--distro", "debian").code == 0
+    lab = labctl_home / "labs" / "debian-12"
+    for argv in (("destroy", "-y", "--lab", ""), ("status", "--lab", " "), ("halt", "--lab", "")):
+        result = run(*argv)
+        assert result.code != 0 and "--lab was given an empty name" in result.err, result.err
+        assert "Traceback" not in result.err
+    assert (lab / "lab.json").is_file()  # `destroy -y --lab "$UNSET"` destroyed nothing
+
+
+def test_infinity_in_a_lab_record_is_a_damaged_file(run: Callable[..., Result], labctl_home: Path) -> None:
+    assert run("plan", "--distro", "debian").code == 0
+    meta = labctl_home / "labs" / "debian-12" / "lab.json"
+    text = meta.read_text()
+    record = json.loads(text)
+    record["machines"][0]["memory_mb"] = 1
+    meta.write_text(json.dumps(record).replace('"memory_mb": 1', '"memory_mb": Infinity'))
+    for argv in (("status",), ("list",), ("status", "--json")):
+        result = run(*argv)
+        assert "Traceback" not in result.err + result.out
+        assert result.code != 0 and "damaged" in result.err, (argv, result.err)
+
+
+def test_infinity_in_the_caches_record_means_they_are_not_running(tmp_path: Path) -> None:
+    from labctl.cache.services import HostCaches
+
+    caches = HostCaches(tmp_path)
+    caches.root.mkdir(parents=True)
+    caches.state_file.write_text('{"address": "192.168.121.1", "apt_port": Infinity, "pypi_port": NaN}')
+    assert caches.endpoints() is None
+    assert [c.running for c in caches.status()] == [False, False]
