@@ -77,6 +77,9 @@ def _forget_kept(lab_dir: LabDir, machine: str, name: str) -> None:
 def save(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], name: str,
          description: str = "") -> list[tuple[str, SnapshotInfo]]:
     check_snapshot_name(name)
+    if name == STACKED:  # what `reset` returns to: labctl's alone, with the DevStack record of that moment
+        raise LabctlError(f"`{STACKED}` is the snapshot labctl reset returns to; labctl takes it itself when a"
+                          " machine has stacked", hint="give your snapshot another name: labctl snapshot save NAME")
     state = records.read(lab_dir).stack
     taken = []
     for machine in machines:

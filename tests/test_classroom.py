@@ -22,6 +22,7 @@ from labctl.classroom.seats import ClassFit, readable_password
 from labctl.classroom.sheet import Sheet, card, render_csv, render_html, render_markdown
 from labctl.errors import LabctlError, LabFileError
 from labctl.model import lab_from_dict
+from labctl.names import domain_name
 from labctl.state import LabDir, LabHome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,9 +348,21 @@ def test_destroy_drops_every_snapshot(tmp_path: Path, test_conn: Any) -> None:
     from labctl import snapshots
 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
-    for name in ("a", "b", snapshots.STACKED):
+    for name in ("a", "b"):
         snapshots.save(lab_dir, test_conn, ["seat-01"], name)
+    test_conn.take_snapshot(domain_name("class", "seat-01"), snapshots.STACKED, "taken by labctl after stacking")
     assert snapshots.drop_all(lab_dir, test_conn, ["seat-01", "seat-02"]) == 3
+    assert snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"] == []
+
+
+def test_the_stacked_snapshot_is_labctls_alone(tmp_path: Path, test_conn: Any) -> None:
+    """`snapshot save stacked` would silently replace what `reset` returns to (and its record)."""
+    from labctl import snapshots
+
+    lab_dir = classroom_dir(tmp_path, 41000, 42000)
+    with pytest.raises(LabctlError, match="labctl reset returns to") as err:
+        snapshots.save(lab_dir, test_conn, ["seat-01"], snapshots.STACKED)
+    assert "another name" in (err.value.hint or "")
     assert snapshots.listing(lab_dir, test_conn, ["seat-01"])["seat-01"] == []
 
 
