@@ -49,9 +49,9 @@ def _show(as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from labctl.ui import make_console
+    from labctl.ui import make_console, safe
 
-    table = Table(title=f"Host caches in {caches.root}" + (" (offline)" if ends and ends.offline else ""),
+    table = Table(title=f"Host caches in {safe(caches.root)}" + (" (offline)" if ends and ends.offline else ""),
                   title_justify="left")
     for column in ("cache", "state", "address", "size", "files asked", "from the cache", "fetched from outside"):
         table.add_column(column, justify="right" if column in ("size", "files asked", "from the cache",

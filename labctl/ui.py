@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from labctl.errors import printable
 from labctl.mirrors import redact
 from labctl.stacklog import DETAIL_SEP, slowest
 
@@ -32,10 +33,8 @@ def make_console(stderr: bool = False) -> Console:
 
 
 def warn(console: Console, text: str) -> None:
-    from rich.markup import escape
-
     # The text may quote a lab file, libvirt or a guest: [brackets] in it are words, not markup.
-    console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
+    console.print(f"[yellow]warning:[/] {safe(text)}", markup=True, highlight=False)
 
 
 def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
@@ -61,15 +60,24 @@ def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
     console.print("Name a release as family or family:version: --distro debian, --distro ubuntu:24.04.")
 
 
+def safe(text: object) -> str:
+    """A value from outside (a path, a plugin's phase, a guest's line) as rich shows it: [brackets]
+    are words, not markup (a `[/x]` would crash the print), and escape sequences never reach the
+    terminal raw."""
+    from rich.markup import escape
+
+    return escape(printable(str(text)))
+
+
 def print_plan(console: Console, plan: Plan) -> None:
     from rich.table import Table
 
     lab = plan.lab
-    console.print(f"Lab [bold]{lab.name}[/] in {plan.dir}")
-    console.print(f"DevStack {lab.devstack.branch} from {redact(plan.devstack_from)}", markup=False)
+    console.print(f"Lab [bold]{lab.name}[/] in {safe(plan.dir)}")
+    console.print(printable(f"DevStack {lab.devstack.branch} from {redact(plan.devstack_from)}"), markup=False)
     for mirror in plan.mirrors:
-        console.print(f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories), served to the machines"
-                      f" as GIT_BASE={mirror.url} while DevStack runs", markup=False)
+        console.print(printable(f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories), served to the"
+                                f" machines as GIT_BASE={mirror.url} while DevStack runs"), markup=False)
     console.print(f"Accelerator: {plan.accelerator.name} ({plan.accelerator.reason})")
     table = Table(title_justify="left")
     for col in ("machine", "role", "distro", "address", "memory", "CPUs", "disk"):
@@ -85,8 +93,8 @@ def print_plan(console: Console, plan: Plan) -> None:
     console.print(table)
     for text in plan.warnings:
         warn(console, text)
-    console.print(f"Wrote {plan.vagrantfile} and {len(plan.machines)} local.conf file(s) under"
-                  f" {plan.dir / 'machines'}.")
+    console.print(f"Wrote {safe(plan.vagrantfile)} and {len(plan.machines)} local.conf file(s) under"
+                  f" {safe(plan.dir / 'machines')}.")
 
 
 def _elapsed(seconds: float) -> str:
@@ -106,7 +114,7 @@ class ConsoleReporter:
         return f"[dim]{_elapsed(time.monotonic() - self.started):>6}[/]"
 
     def step(self, text: str) -> None:
-        self.console.print(f"{self._stamp()} {text}", markup=True, highlight=False)
+        self.console.print(f"{self._stamp()} {safe(text)}", markup=True, highlight=False)
 
     def warn(self, text: str) -> None:
         warn(self.console, text)
@@ -166,7 +174,7 @@ class _LiveMachines:
 
     def update(self, name: str, text: str) -> None:
         if name in self.tasks and not text.startswith("-- "):
-            self.progress.update(self.tasks[name], description=text)
+            self.progress.update(self.tasks[name], description=safe(text))
 
 
 def _uptime(seconds: float | None) -> str:
@@ -217,7 +225,7 @@ def print_labs(console: Console, labs: Sequence[LabSummary]) -> None:
         table.add_column(col, no_wrap=True)
     for lab in labs:
         states = ", ".join(f"{n} {state}" for state, n in sorted(lab.states.items()))
-        table.add_row(lab.name, str(lab.machines), states, str(lab.dir))
+        table.add_row(lab.name, str(lab.machines), states, safe(lab.dir))
     console.print(table)
 
 
@@ -236,24 +244,24 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
     colours = {"ok": "green", "failed": "red", "skipped": "yellow"}
     for name, r in results.items():
         table.add_row(name, f"[{colours[r.status]}]{r.status}[/]", _duration(r.seconds) if r.seconds else "",
-                      r.phase, r.dashboard or "", r.keystone or "")
+                      safe(r.phase), safe(r.dashboard or ""), safe(r.keystone or ""))
     console.print(table)
     for name, r in results.items():
         if r.phases:
             top = ", ".join(f"{phase} {_duration(seconds)}" for phase, seconds in slowest(r.phases))
             console.print(f"[dim]{name}, slowest phases:[/] ", end="")
-            console.print(top, markup=False, style="dim")
+            console.print(printable(top), markup=False, style="dim")
     if discovery:
         console.print(f"discover_hosts.sh: {discovery}", markup=False)
     for name, r in results.items():
         if r.status == "failed":
-            console.print(f"[red]{name} failed[/] at [bold]{r.phase}[/]: ", end="")
-            console.print(r.message, markup=False)
-            for line in r.tail:
-                console.print(f"  {line}", markup=False, style="dim")
+            console.print(f"[red]{name} failed[/] at [bold]{safe(r.phase)}[/]: ", end="")
+            console.print(printable(r.message), markup=False)
+            for line in r.tail:  # stack.sh's last lines: a guest's words, escape sequences included
+                console.print(f"  {printable(line)}", markup=False, style="dim")
         elif r.status == "skipped":
             console.print(f"[yellow]{name}[/] ", end="")
-            console.print(r.message, markup=False)
+            console.print(printable(r.message), markup=False)
     if any(r.status != "ok" for r in results.values()):
         console.print(f"Full logs: labctl logs MACHINE --lab {lab}. Retry the failed machines: labctl stack"
                       f" --lab {lab}", markup=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -106,3 +108,34 @@ def test_status_of_a_classroom_shows_trainees_as_written() -> None:
     text = out.getvalue()
     assert "trainee" in text and "[red]Ada[/red]" in text and "role" not in text
     assert seats[0].as_json()["trainee"] == "[red]Ada[/red]" and seats[1].as_json()["trainee"] is None
+
+
+HOSTILE = "[/x] Starting [bold]Keystone\x1b[2J\x1b]0;owned\x07"
+
+
+def test_words_from_outside_are_shown_as_words() -> None:
+    """A plugin's `echo_summary "[/x]"`, a path with brackets, stack.sh's last lines with escape
+    sequences: printed as text, never parsed as markup (MarkupError) nor passed raw to the terminal."""
+    from labctl.provision import StackResult
+    from labctl.ui import print_stack_summary
+
+    for terminal in (False, True):
+        out = io.StringIO()
+        reporter = ConsoleReporter(Console(file=out, force_terminal=terminal, width=200))
+        reporter.step(HOSTILE)
+        reporter.warn(HOSTILE)
+        with reporter.machines(["seat-01"], "booting") as progress:
+            progress.update("seat-01", HOSTILE)
+        print_stack_summary(reporter.console, "lab", {"seat-01": StackResult(
+            "seat-01", "failed", 3.0, HOSTILE, HOSTILE, [HOSTILE], None, HOSTILE, [(HOSTILE, 2.0)])}, None)
+        text = out.getvalue()
+        assert "[/x] Starting [bold]Keystone" in text
+        assert "\x1b[2J" not in text and "\x1b]0;" not in text and "\x07" not in text
+
+
+def test_a_home_with_brackets_plans(run: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("LABCTL_HOME", str(tmp_path / "a[/x]b [bold]c"))
+    result = run("plan", "--distro", "debian")
+    assert result.code == 0, result.err
+    assert "a[/x]b [bold]c" in result.out.replace("\n", "")
+    assert run("list").code == 0
