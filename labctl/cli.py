@@ -648,12 +648,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from labctl.state import labctl_home
 
-        log = labctl_home() / "crash.log"
         try:
+            log = labctl_home() / "crash.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(traceback.format_exc())
             where = f" (traceback in {log})"
-        except OSError:
+        except (OSError, LabctlError):
             where = ""
         click.echo(f"labctl: internal error: {sys.exc_info()[1]!r}{where}", err=True)
         click.echo("  hint: this is a bug in labctl; rerun with --debug and report it", err=True)

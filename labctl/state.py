@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 import string
 import tempfile
@@ -28,11 +29,27 @@ PASSWORD_NAMES = ("admin", "database", "rabbit", "service")
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
+# What ssh would read as something else in a path labctl hands it (UserKnownHostsFile, IdentityFile,
+# a ProxyCommand, ssh-config's lines): % and ${ are expanded, a quote ends the value, a newline
+# starts a new option. Such a home would let host keys go unpinned or a ProxyCommand be injected.
+_SSH_UNSAFE = re.compile(r'[%"\'\\`]|\$\{|[\x00-\x1f\x7f]')
+
+
 def labctl_home(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
+    """$LABCTL_HOME, else $XDG_DATA_HOME/labctl: absolute (a relative one would change meaning with
+    the folder a helper runs in), and with nothing ssh would take for syntax."""
     if environ.get("LABCTL_HOME"):
-        return Path(environ["LABCTL_HOME"]).expanduser()
-    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "labctl"
+        home = Path(environ["LABCTL_HOME"]).expanduser()
+        what = "LABCTL_HOME"
+    else:
+        home = Path(environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "labctl"
+        what = "XDG_DATA_HOME" if environ.get("XDG_DATA_HOME") else "your home folder's path"
+    home = Path(os.path.abspath(home))
+    if _SSH_UNSAFE.search(str(home)):
+        raise LabctlError(f"{what} gives labctl the folder {str(home)!r}, with a character ssh reads as syntax"
+                          " (% ${ a quote, a backslash or a control character)",
+                          hint="set LABCTL_HOME to a folder whose path has none of them")
+    return home
 
 
 def labctl_cache(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:

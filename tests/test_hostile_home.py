@@ -58,3 +58,24 @@ def test_a_link_planted_as_the_lock_file_is_refused_and_its_target_kept(labctl_h
             LabHome(labctl_home).writer("victim", "destroy"):
         pass
     assert target.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("home", ["/tmp/a%d", '/tmp/a"b', "/tmp/a\nProxyCommand touch /tmp/x", "/tmp/${HOME}x",
+                                  "/tmp/a'b", "/tmp/a\\b", "/tmp/a`id`"])
+def test_a_home_ssh_would_misread_is_refused(run: Callable[..., Result], home: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssh expands % and ${} in UserKnownHostsFile (host keys went unpinned), and a quote or newline
+    in ssh-config's lines injected a ProxyCommand: such a LABCTL_HOME is one line, nothing made."""
+    monkeypatch.setenv("LABCTL_HOME", home)
+    result = run("plan", "--distro", "debian")
+    assert result.code == 2 and "LABCTL_HOME" in result.err and "ssh reads as syntax" in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 2 and "Traceback" not in result.err
+    assert not Path(home).exists()
+
+
+def test_a_relative_home_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A relative LABCTL_HOME would mean another folder to the forwarder, which runs from /."""
+    from labctl.state import labctl_home
+
+    monkeypatch.chdir(tmp_path)
+    assert labctl_home({"LABCTL_HOME": "labs here"}) == tmp_path / "labs here"
