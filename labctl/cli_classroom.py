@@ -99,9 +99,9 @@ def sheet(lab_file: Path | None, lab_name: str | None, fmt: str, output: Path | 
         click.echo(text, nl=False)
         return
     path = output or Path(f"{lab_dir.name}-sheet.{fmt}")
-    if path.is_dir() or path.is_symlink():
-        raise LabctlError(f"{path} is a folder or a symbolic link; the sheet is written to a new or regular file",
-                          hint="give another path with -o")
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # a folder, a FIFO, a device: never replaced
+        raise LabctlError(f"{path} is not a regular file (a folder, link, FIFO or device); the sheet is written to"
+                          " a new or regular file", hint="give another path with -o (or -o - for standard output)")
     try:
         atomic_write(path, text, mode=0o600)
     except LabctlError:

@@ -41,3 +41,21 @@ def test_infinity_in_the_caches_record_means_they_are_not_running(tmp_path: Path
     caches.state_file.write_text('{"address": "192.168.121.1", "apt_port": Infinity, "pypi_port": NaN}')
     assert caches.endpoints() is None
     assert [c.running for c in caches.status()] == [False, False]
+
+
+def test_the_sheet_never_replaces_what_is_not_a_regular_file(run: Callable[..., Result], isolated_home: Path,
+                                                             tmp_path: Path) -> None:
+    import os
+    import stat
+
+    (isolated_home / "lab.yaml").write_text("name: room\ndefaults: {memory: 1G, cpus: 1, disk: 10G}\n"
+                                            "classroom: {seats: 2, ssh_port: 24100, web_port: 24200}\n")
+    assert run("plan").code == 0
+    fifo = tmp_path / "sheet-pipe"
+    os.mkfifo(fifo)
+    result = run("sheet", "-o", str(fifo))
+    assert result.code == 2 and "not a regular file" in result.err, result.err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the FIFO someone reads from
+    written = run("sheet", "-o", str(tmp_path / "sheet.html"))
+    assert written.code == 0, written.err
+    assert stat.S_IMODE((tmp_path / "sheet.html").stat().st_mode) == 0o600
