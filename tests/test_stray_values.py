@@ -59,3 +59,24 @@ def test_the_sheet_never_replaces_what_is_not_a_regular_file(run: Callable[..., 
     written = run("sheet", "-o", str(tmp_path / "sheet.html"))
     assert written.code == 0, written.err
     assert stat.S_IMODE((tmp_path / "sheet.html").stat().st_mode) == 0o600
+
+
+def test_class_ports_stay_clear_of_the_hosts_own(catalog: object) -> None:
+    import pytest
+
+    from labctl.cache.services import APT_PORT, PYPI_PORT
+    from labctl.classroom.seats import RESERVED_PORTS
+    from labctl.errors import LabFileError
+    from labctl.mirrors import GIT_PORT
+    from labctl.model import lab_from_dict
+
+    assert {(GIT_PORT, GIT_PORT), (min(APT_PORT, PYPI_PORT), max(APT_PORT, PYPI_PORT))} <= {
+        (low, high) for low, high, _ in RESERVED_PORTS}
+    for ports, words in (({"ssh_port": 9410}, "9418-9418, labctl's git daemon"),
+                         ({"web_port": 3140}, "labctl's package caches"),
+                         ({"ssh_port": 5895}, "the VMs' consoles")):
+        raw = {"name": "c", "classroom": {"seats": 12, "ssh_port": 2200, "web_port": 8000, **ports}}
+        with pytest.raises(LabFileError) as err:
+            lab_from_dict(raw, catalog)  # type: ignore[arg-type]
+        assert words in err.value.message
+    lab_from_dict({"name": "c", "classroom": {"seats": 12, "ssh_port": 9405}}, catalog)  # type: ignore[arg-type]

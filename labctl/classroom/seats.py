@@ -38,6 +38,10 @@ READABLE_LENGTH = 12  # about 59 bits
 SEAT_SECRET_NAMES = ("admin", "database", "rabbit", "service", "login")
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk", "host")
+# Ports this host's own services listen on, which no classroom port may take (labctl.mirrors.GIT_PORT,
+# labctl.cache.services' APT_PORT and PYPI_PORT; libvirt gives consoles VNC ports from 5900 up).
+RESERVED_PORTS = ((9418, 9418, "labctl's git daemon"), (3148, 3149, "labctl's package caches"),
+                  (5900, 5999, "the VMs' consoles (VNC)"))
 KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port", "clone")
 
 
@@ -156,6 +160,11 @@ def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
         raise LabFileError(f"classroom: SSH ports {ssh_port + 1}-{ssh_port + len(seats)} and web ports"
                            f" {web_port + 1}-{web_port + len(seats)} overlap",
                            hint="keep ssh_port and web_port more than the number of seats apart")
+    for key, first in (("ssh_port", ssh_port), ("web_port", web_port)):
+        for low, high, whose in RESERVED_PORTS:
+            if first + 1 <= high and low <= first + len(seats):
+                raise LabFileError(f"classroom.{key}: ports {first + 1}-{first + len(seats)} take {low}-{high},"
+                                   f" {whose}", hint=f"choose classroom.{key} so that its ports stay clear of it")
     machine = raw.get("seat") or {}
     if not isinstance(machine, Mapping):
         raise LabFileError(f"classroom.seat: expected a mapping, got {type(machine).__name__}")
