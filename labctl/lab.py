@@ -269,6 +269,7 @@ def check_ports_free(lab: Lab, home: LabHome) -> None:
     were made. Refused before anything."""
     if lab.classroom is None:
         return
+    _check_listen(lab.classroom.listen)
     ours = _ports(lab.classroom)
     for other in home.names():
         theirs = records.read_lab(home.lab(other)).classroom if other != lab.name else None
@@ -277,6 +278,19 @@ def check_ports_free(lab: Lab, home: LabHome) -> None:
             raise LabConflict(f"classroom {lab.name!r} would forward port {clash[0]}, which classroom {other!r}"
                               f" forwards already", hint="set classroom.ssh_port and web_port in lab.yaml to free"
                               f" ranges, e.g. ssh_port: {max(_ports(theirs)) + 100}")
+
+
+def _check_listen(address: str) -> None:
+    """classroom.listen must be one of this host's addresses: else the forwarder could not start, after
+    the seats were made. No packet is sent (a bind to port 0 only asks the kernel)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as exc:
+            raise LabConflict(f"classroom.listen: {address} is not an address of this host ({exc.strerror})",
+                              hint="give one of its addresses (ip -4 addr shows them), or 0.0.0.0 for all") from None
 
 
 def check_domains_free(lab: Lab, home: LabHome) -> None:

@@ -80,3 +80,13 @@ def test_class_ports_stay_clear_of_the_hosts_own(catalog: object) -> None:
             lab_from_dict(raw, catalog)  # type: ignore[arg-type]
         assert words in err.value.message
     lab_from_dict({"name": "c", "classroom": {"seats": 12, "ssh_port": 9405}}, catalog)  # type: ignore[arg-type]
+
+
+def test_a_listen_address_the_host_lacks_is_refused_at_plan(run: Callable[..., Result], isolated_home: Path,
+                                                            labctl_home: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is no address of any host: nothing is sent, the kernel refuses the bind.
+    (isolated_home / "lab.yaml").write_text("name: room\ndefaults: {memory: 1G, cpus: 1, disk: 10G}\n"
+                                            "classroom: {seats: 2, listen: 192.0.2.1}\n")
+    result = run("plan")
+    assert result.code != 0 and "192.0.2.1 is not an address of this host" in result.err, result.err
+    assert not (labctl_home / "labs" / "room").exists()
