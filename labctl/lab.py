@@ -12,7 +12,7 @@ import yaml
 
 from labctl import __version__, records
 from labctl.catalog import Catalog, Release
-from labctl.classroom.seats import Classroom, classroom_json, passwords_for, seat_secrets
+from labctl.classroom.seats import Classroom, classroom_json, keep_seats, passwords_for, seat_secrets
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
@@ -325,6 +325,9 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     check_domains_free(lab, home)
     check_network_free(lab, home)
     check_ports_free(lab, home)
+    if lab.classroom and lab_dir.exists():  # trainees keep the seats (and the printed cards) they had
+        before = records.read_lab(lab_dir).classroom
+        lab = replace(lab, classroom=keep_seats(lab.classroom, before))
     boxes = {**(records.read_lab(lab_dir).boxes if lab_dir.exists() else {}), **(boxes or {})}
     if boxes:
         lab = replace(lab, machines=tuple(replace(m, box=boxes.get(m.box, m.box)) for m in lab.machines))

@@ -90,3 +90,19 @@ def test_a_listen_address_the_host_lacks_is_refused_at_plan(run: Callable[..., R
     result = run("plan")
     assert result.code != 0 and "192.0.2.1 is not an address of this host" in result.err, result.err
     assert not (labctl_home / "labs" / "room").exists()
+
+
+def test_removing_a_trainee_moves_no_one_else(run: Callable[..., Result], isolated_home: Path) -> None:
+    """Ada's printed card must not open Grace's seat after Ada leaves the list."""
+    def plan(trainees: str) -> dict[str, str | None]:
+        (isolated_home / "lab.yaml").write_text(
+            "name: room\ndefaults: {memory: 1G, cpus: 1, disk: 10G}\n"
+            f"classroom: {{seats: 3, ssh_port: 24300, web_port: 24400, trainees: [{trainees}]}}\n")
+        assert run("plan").code == 0
+        status = json.loads(run("status", "--json").out)["machines"]
+        return {m["name"]: m["trainee"] for m in status}
+
+    assert plan("Ada, Grace, Alan") == {"seat-01": "Ada", "seat-02": "Grace", "seat-03": "Alan"}
+    assert plan("Grace, Alan") == {"seat-01": None, "seat-02": "Grace", "seat-03": "Alan"}
+    assert plan("Grace, Alan, Barbara, Edsger") == {"seat-01": "Barbara", "seat-02": "Grace", "seat-03": "Alan",
+                                                    "seat-04": "Edsger"}

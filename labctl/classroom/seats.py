@@ -24,7 +24,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from labctl.errors import LabFileError, show
@@ -178,6 +178,27 @@ def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
     classroom = Classroom(seats, address, _listen(raw.get("listen", "0.0.0.0")), ssh_port,  # noqa: S104
                           web_port, clone)
     return classroom, dict(machine)
+
+
+def keep_seats(classroom: Classroom, before: Classroom | None) -> Classroom:
+    """The classroom with each trainee on the seat they had before (lab.yaml's list is an order of
+    names, not of seats: removing Ada must not move Grace onto Ada's seat, whose card Ada holds).
+    Newcomers take seats no one had first, then those left. Pure."""
+    names = [s.trainee for s in classroom.seats if s.trainee]
+    if before is None or len(set(names)) != len(names):  # two trainees of one name: by order, as written
+        return classroom
+    had = {s.trainee: s.number for s in before.seats if s.trainee}
+    regular = [s for s in classroom.seats if not s.spare]
+    trainees = [s.trainee for s in regular if s.trainee]
+    placed = {t: had[t] for t in trainees if t in had and had[t] <= len(regular)}
+    once_taken = set(had.values())
+    free = sorted((s.number for s in regular if s.number not in placed.values()),
+                  key=lambda n: (n in once_taken, n))
+    for trainee in (t for t in trainees if t not in placed):
+        placed[trainee] = free.pop(0)
+    by_seat = {n: t for t, n in placed.items()}
+    seats = tuple(replace(s, trainee=None if s.spare else by_seat.get(s.number)) for s in classroom.seats)
+    return replace(classroom, seats=seats)
 
 
 def seat_machines(classroom: Classroom, machine: dict[str, Any]) -> list[dict[str, Any]]:
