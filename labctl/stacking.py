@@ -74,8 +74,18 @@ def guest_certificates(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class AsTemplate:
+    """Stack a classroom's template: each of its own passwords replaced in local.conf by one of no
+    seat's (`replace`: own -> template), and no trainee's login yet. Its disk becomes every seat's
+    base, and each seat then gets its own (labctl.classroom.clone)."""
+
+    replace: tuple[tuple[str, str], ...]
+
+
 def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: Sequence[MachineStatus],
-              passwords: dict[str, str], clean: bool, caches: Endpoints | None = None) -> list[StackJob]:
+              passwords: dict[str, str], clean: bool, caches: Endpoints | None = None,
+              template: AsTemplate | None = None) -> list[StackJob]:
     by_name = {s.name: s for s in statuses}
     running([by_name[m.name] for m in machines], lab.name)
     certificates = guest_certificates(lab.ca_certificates)
@@ -85,7 +95,8 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     proxy = lab.proxy
     seats = lab_dir.read_seat_passwords()
     secrets = (*passwords.values(), *(p for own in seats.values() for p in own.values()),
-               *url_secrets(lab.devstack.repo, lab.devstack.git_base, *((proxy.http, proxy.https) if proxy else ())))
+               *url_secrets(lab.devstack.repo, lab.devstack.git_base, *((proxy.http, proxy.https) if proxy else ())),
+               *(t for _own, t in (template.replace if template else ())))
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
     jobs = []
     for m in machines:
@@ -93,12 +104,15 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
         conf = lab_dir.local_conf(m.name)
         if not conf.is_file():
             raise LabctlError(f"{m.name} has no local.conf yet", hint=f"labctl plan --lab {lab.name}")
+        text = conf.read_text(encoding="utf-8")
+        for own, stand_in in template.replace if template else ():
+            text = text.replace(own, stand_in)
         jobs.append(StackJob(
             machine=m.name, role=m.role, host=host_of(lab_dir, status), package_family=m.release.package_family,
-            local_conf=conf.read_text(encoding="utf-8"), devstack=lab.devstack, source=source,
+            local_conf=text, devstack=lab.devstack, source=source,
             log=lab_dir.stack_log(m.name), secrets=secrets, certificates=certificates,
             proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server,
-            seat_login=seats[m.name]["login"] if m.name in seats else None, caches=caches))
+            seat_login=seats[m.name]["login"] if m.name in seats and not template else None, caches=caches))
     return jobs
 
 
@@ -227,7 +241,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
               discover: DiscoverSettings | None = None, cache: Path | None = None,
               snapshot: Callable[[str, records.StackRecord], None] | None = None,
-              caches: Endpoints | None = None) -> StackRun | None:
+              caches: Endpoints | None = None, template: AsTemplate | None = None) -> StackRun | None:
     """`labctl stack`: None when every machine already stacked fine. `cache`: where the copies of
     served mirrors are kept (labctl's cache by default). `snapshot`: called in a machine's worker
     as soon as it has stacked (the `stacked` snapshot); its failure is a warning, not a failed stack.
@@ -238,7 +252,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     passwords = lab_dir.read_passwords()
     if passwords is None:
         raise LabctlError(f"lab {lab.name!r} has no passwords yet", hint=f"labctl plan --lab {lab.name}")
-    jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean, caches)
+    jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean, caches, template)
     ctl = lab.controller
     done = records.read(lab_dir).stack
     by_name = {s.name: s for s in statuses}

@@ -290,10 +290,26 @@ def test_what_a_clone_is_told(catalog: Catalog) -> None:
     lab = lab_from_dict({"name": "c", "network": {"cidr": "192.168.77.0/24"}, "classroom": {"seats": 3}}, catalog)
     seats = {f"seat-0{n}": {k: f"{k}{n}" for k in ("admin", "database", "rabbit", "service", "login")}
              for n in (1, 2, 3)}
-    spec = fixup_spec(lab, "seat-03", seats, "vagrant", "ssh-ed25519 AAAA labctl")
+    template = {k: f"{k}-template" for k in ("admin", "database", "rabbit", "service")}
+    spec = fixup_spec(lab, "seat-03", seats, template, "vagrant", "ssh-ed25519 AAAA labctl")
     assert spec["old_ip"] == lab.machine("seat-01").ip and spec["new_ip"] == lab.machine("seat-03").ip  # type: ignore[union-attr]
-    assert spec["admin"] == ["admin1", "admin3"] and ["database1", "database3"] in spec["secrets"]
+    # The template's passwords become the seat's own; seat-01's are never in the base to begin with.
+    assert spec["admin"] == ["admin-template", "admin3"] and ["database-template", "database3"] in spec["secrets"]
     assert all("login" not in pair[0] for pair in spec["secrets"])  # the trainee's goes through chpasswd
+    # Every secret of every other seat is looked for in the seat, and none of its own; as salted
+    # digests, never as values (a value sent to the seat would be on its disk and in its memory).
+    import hashlib
+
+    def digest(spec: dict[str, Any], value: str) -> str:
+        return hashlib.sha256((spec["salt"] + value).encode()).hexdigest()
+
+    assert set(spec["forbidden_sha256"]) == {digest(spec, f"{k}{n}") for k in
+                                             ("admin", "database", "rabbit", "service", "login") for n in (1, 2)}
+    assert not [v for n in (1, 2) for v in seats[f"seat-0{n}"].values() if v in json.dumps(spec)]
+    own = fixup_spec(lab, "seat-01", seats, template, "vagrant", "ssh-ed25519 AAAA labctl")
+    assert own["old_ip"] == own["new_ip"] and own["admin"] == ["admin-template", "admin1"]
+    assert digest(own, "admin1") not in own["forbidden_sha256"] and digest(own, "admin2") in own["forbidden_sha256"]
+    assert own["salt"] != spec["salt"]
     assert clone_applies(lab, ["seat-01", "seat-02"]) and not clone_applies(lab, ["seat-02", "seat-03"])
     assert not clone_applies(lab, ["seat-01"])
 

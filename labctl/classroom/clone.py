@@ -1,17 +1,23 @@
-"""A classroom at the speed of one seat: stack seat-01 once, then make every other seat from its disk.
+"""A classroom at the speed of one seat: stack seat-01 once, then make every seat from its disk.
 
 N runs of stack.sh on one host cost N times its CPU (under software emulation, the whole host for
 half an hour each). Instead (classroom.clone, the default):
 1. the other seats, just booted from the box, are shut off: they wait without using the CPU;
-2. seat-01 stacks, alone and at full speed;
+2. seat-01 stacks, alone and at full speed, as the classroom's *template*: with passwords of no seat
+   (template_secrets) and no trainee's login yet;
 3. seat-01 is shut off cleanly and its disk becomes a read-only base; seat-01 and every other seat
    get a qcow2 overlay on it (hypervisor.clone_disks): no copy, seconds;
-4. every seat boots with seat-01's stacked DevStack, and each clone is made its own seat
-   (clone_guest.FIXUP_SCRIPT: name, address, keys, passwords, Keystone's catalog and users), in
-   parallel; then the trainee's password, the seat's own local.conf, and its `stacked` snapshot.
-Each clone keeps its own address on the lab network (the catalog is rewritten) rather than all seats
+4. every seat boots with the template's stacked DevStack and is made its own seat, seat-01 included
+   (clone_guest.FIXUP_SCRIPT: name, address, keys, passwords, Keystone's catalog and users, the
+   secrets no password list holds), in parallel; each is then searched for every other seat's
+   secrets; then the trainee's password, the seat's own local.conf, and its `stacked` snapshot.
+Why a template rather than seat-01's own passwords: a trainee is root in their seat and can read its
+whole disk, free blocks included, and every seat's disk lies on the base. A base made with seat-01's
+passwords would hand them to every seat, whatever the copies rewrite; a base made with passwords
+that open nothing once each seat has its own hands out nothing.
+Each seat keeps its own address on the lab network (the catalog is rewritten) rather than all seats
 sharing one address on networks of their own: the sheet, the forwarded ports and `labctl ssh` need
-nothing new, and the clone's Keystone is checked with its own password before labctl says "ok".
+nothing new, and each seat's Keystone is checked with its own password before labctl says "ok".
 
 `labctl stack` of named seats, a classroom with `clone: false`, or a seat-01 that has stacked
 already, stacks seats one by one as any lab.
@@ -20,8 +26,10 @@ already, stacks seats one by one as any lab.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
+import secrets
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +55,7 @@ from labctl.remote import (
     public_key,
     wait_for_ssh,
 )
-from labctl.stacking import StackRun, machines_to_stack, record, stack_lab
+from labctl.stacking import AsTemplate, StackRun, machines_to_stack, record, stack_lab
 from labctl.stacklog import mask
 from labctl.state import LabDir
 
@@ -116,15 +124,37 @@ UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 ||
                  " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp")
 
 
-def fixup_spec(lab: Lab, seat: str, seats: dict[str, dict[str, str]], user: str, authorized_key: str) -> dict[str, Any]:
-    """What the clone script needs to make seat-01's copy into `seat` (secrets included: it travels
-    in a file of mode 0600). Pure."""
-    template, own = seats[TEMPLATE], seats[seat]
+def fixup_spec(lab: Lab, seat: str, seats: dict[str, dict[str, str]], template: dict[str, str], user: str,
+               authorized_key: str) -> dict[str, Any]:
+    """What the clone script needs to make the template's copy into `seat` (secrets included: it
+    travels in a file of mode 0600): the template's passwords -> the seat's, and every secret of every
+    other seat, which must be nowhere in it, as salted digests (a value sent would be in it). Pure
+    but for the salt."""
+    own = seats[seat]
     ips = {m.name: m.ip for m in lab.machines}
+    salt = secrets.token_hex(16)
+    others = sorted({hashlib.sha256((salt + v).encode()).hexdigest()
+                     for name, values in seats.items() if name != seat for v in values.values()})
     return {"name": seat, "old_name": TEMPLATE, "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
             "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
             "secrets": [[template[n], own[n]] for n in SECRET_NAMES],
-            **{n: [template[n], own[n]] for n in SECRET_NAMES}}
+            **{n: [template[n], own[n]] for n in SECRET_NAMES}, "salt": salt, "forbidden_sha256": others}
+
+
+def template_secrets(lab_dir: LabDir) -> dict[str, str]:
+    """The passwords seat-01 stacks with when it is the classroom's template: no seat's, made once
+    per lab (a retried stack.sh must meet the database it made), kept 0600 in the lab's folder."""
+    from labctl.state import atomic_write, generate_password
+
+    path = lab_dir.path / "template-secrets.json"
+    with contextlib.suppress(OSError, ValueError):
+        known = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(known, dict) and all(isinstance(known.get(n), str) and len(known[n]) >= 16
+                                           for n in SECRET_NAMES):
+            return {n: str(known[n]) for n in SECRET_NAMES}
+    made = {n: generate_password() for n in SECRET_NAMES}
+    atomic_write(path, json.dumps(made, indent=2) + "\n", mode=0o600)
+    return made
 
 
 def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
@@ -150,11 +180,19 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
         hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
             _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
     options = {k: v for k, v in stack_options.items() if k not in ("names", "everything")}
-    run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], **options)
+    seats = lab_dir.read_seat_passwords()
+    template = template_secrets(lab_dir)
+    as_template = AsTemplate(tuple((seats[TEMPLATE][n], template[n]) for n in SECRET_NAMES))
+    run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, **options)
     assert run is not None
     if not run.results[TEMPLATE].ok:
         reporter.warn(f"{TEMPLATE} did not stack: the other seats stay off (labctl up starts them and tries again)")
         return run
+    stacked = run.results[TEMPLATE]
+    # Stacked as the template, not yet seat-01: said so in its record until it is made its own seat.
+    record(lab_dir, [StackResult(TEMPLATE, "failed", stacked.seconds, "making it its own seat",
+                                 "stacked as the classroom's template, then interrupted before it became its own seat",
+                                 ["labctl stack --clean seat-01 stacks it again"])])
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
     by_name = {s.name: s for s in statuses}
     with Session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
@@ -168,22 +206,22 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
     hypervisor.start([doms[n] for n in names])
     current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
-    seats = lab_dir.read_seat_passwords()
     by_name = {s.name: s for s in current}
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
     forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
-    results: dict[str, StackResult] = {TEMPLATE: run.results[TEMPLATE]}
+    results: dict[str, StackResult] = {}
     CANCELLED.clear()
-    with reporter.machines(clones, "booting") as progress:
-        pool = ThreadPoolExecutor(max_workers=len(clones) + 1)
+    with reporter.machines(names, "booting") as progress:
+        pool = ThreadPoolExecutor(max_workers=len(names))
         try:
-            futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, progress.update) for n in clones}
-            template_ready = pool.submit(_template_back, lab_dir, by_name[TEMPLATE])
+            futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, template, progress.update)
+                       for n in names}
             for name, future in futures.items():
                 results[name] = future.result()
+                if name == TEMPLATE and results[name].ok:  # its stack.sh's phases and endpoints
+                    results[name] = stacked
                 record(lab_dir, [results[name]])
                 progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
-            template_ready.result()
         except BaseException:
             # Ctrl-C or SIGTERM: end the SSH waits and sessions now, so that the workers stop at once.
             cancel_all()
@@ -246,34 +284,28 @@ def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> Host:
     return Host(status.name, status.ssh_address, status.user, lab_dir.private_key(key_of), lab_dir.known_hosts)
 
 
-def _template_back(lab_dir: LabDir, status: MachineStatus) -> None:
-    """seat-01 boots from its overlay as it was; its SSH answers again, and the unit for copies goes."""
-    host = _host(lab_dir, status, TEMPLATE)
-    wait_for_ssh(host, BOOT_TIMEOUT)
-    with Session(host) as session:
-        session.run(shlex.join(["sudo", "sh", "-c", UNDO_TEMPLATE]), "removing the unit for copies")
-
-
 def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
-               seats: dict[str, dict[str, str]], update: Callable[[str, str], None]) -> StackResult:
-    """Turn one booted copy of seat-01 into seat `name`; failures become its result."""
+               seats: dict[str, dict[str, str]], template: dict[str, str],
+               update: Callable[[str, str], None]) -> StackResult:
+    """Turn one booted copy of the template into seat `name`; failures become its result."""
     started = time.monotonic()
     status = by_name[name]
     own = seats[name]
-    secrets = [v for seat in seats.values() for v in seat.values()]
+    secrets = [v for seat in seats.values() for v in seat.values()] + list(template.values())
     log = lab_dir.stack_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
     step = "waiting for SSH"
     try:
         with log.open("a", encoding="utf-8") as out:
-            out.write(f"--- {time.strftime('%F %T')} made from {TEMPLATE}'s stacked disk (classroom.clone)\n")
+            out.write(f"--- {time.strftime('%F %T')} made its own seat from the template's stacked disk"
+                      " (classroom.clone)\n")
             assert status.ssh_address is not None
             forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
             update(name, step)
             wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
             step = "making it its own seat"
             update(name, step)
-            spec = fixup_spec(lab, name, seats, status.user, public_key(lab_dir.private_key(name)))
+            spec = fixup_spec(lab, name, seats, template, status.user, public_key(lab_dir.private_key(name)))
             with Session(_host(lab_dir, status, TEMPLATE)) as session:
                 spec_file = session.upload_private(json.dumps(spec).encode())
                 script = session.upload_private(FIXUP_SCRIPT.encode())

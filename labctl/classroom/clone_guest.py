@@ -1,20 +1,22 @@
-"""What runs inside a cloned seat, as root, to make seat-01's copy its own seat. Pure text: the
-script is uploaded and run by labctl.classroom.clone; its values come in a JSON file of mode 0600
-that it deletes at once (secrets never on a command line).
+"""What runs inside every seat of a cloned classroom, as root, to make its copy of the template its
+own seat. Pure text: the script is uploaded and run by labctl.classroom.clone; its values come in a
+JSON file of mode 0600 that it deletes at once (secrets never on a command line).
 
-A clone starts as an exact copy of seat-01's stacked disk: seat-01's name, address, SSH host keys,
-machine-id, Keystone's token keys, and seat-01's passwords in MySQL, in Keystone and in every file
-DevStack wrote. Each of those is replaced here, DevStack's services stopped meanwhile:
+Every seat starts as an exact copy of the template's stacked disk: seat-01's name, address, SSH
+host keys and machine-id, Keystone's token keys, and the *template's* passwords (seat-01 stacked
+with passwords of no seat, so that no seat's own secret is ever on the shared base, not even in its
+free blocks). Each of those is replaced here, DevStack's services stopped meanwhile:
 - the hostname (/etc/hostname, /etc/hosts) and labctl's key for the login user (the machine-id is
   the seat's own already: labctl.classroom.clone's unit put it back before the network started);
 - the seat's own address: on its interface, and in every file under /etc and DevStack's own files
-  (.stackenv, local.conf, clouds.yaml...), then in Keystone's catalog (its endpoints, in MySQL);
+  (.stackenv, .localrc.auto, local.conf, clouds.yaml, its logs...), then in Keystone's catalog;
 - the seat's own passwords: in those files, MySQL's (ALTER USER), RabbitMQ's when it runs, and the
-  OpenStack users' through Keystone's API (a user whose password was seat-01's admin or service
-  password gets this seat's);
-- Keystone's fernet and credential keys, made anew: seat-01's tokens must not open this seat;
-- the SSH host keys, made anew, last (labctl forgets the old key for this address afterwards).
-It ends by asking Keystone for a token with the new admin password, and with seat-01's (refused).
+  OpenStack users' through Keystone's API (a user whose password was the template's admin or
+  service password gets this seat's);
+- secrets no password list holds, made anew: Keystone's fernet and credential keys, RabbitMQ's
+  Erlang cookie, Horizon's secret key, the SSH host keys (last; labctl forgets the old key);
+- then the seat's files are searched for every secret of every other seat: one found fails the seat.
+It ends by asking Keystone for a token with the new admin password, and with the template's (refused).
 """
 
 FIXUP_SCRIPT = r'''
@@ -62,7 +64,7 @@ say("name and key set")
 
 # 3. The address on its interface.
 ip_re = re.compile(r"(?<![\d.])" + re.escape(old_ip) + r"(?![\d])")
-for line in sh("ip", "-o", "-4", "addr", "show").splitlines():
+for line in (sh("ip", "-o", "-4", "addr", "show") if old_ip != new_ip else "").splitlines():
     fields = line.split()
     if "inet" in fields:
         addr = fields[fields.index("inet") + 1]
@@ -73,8 +75,10 @@ for line in sh("ip", "-o", "-4", "addr", "show").splitlines():
             say(f"{fields[1]}: {old_ip} -> {new_ip}")
 
 # 4. Every file DevStack (or the box) wrote the address or a password in.
-ROOTS = ["/etc", "/opt/stack/devstack/.stackenv", "/opt/stack/devstack/local.conf", "/opt/stack/.config",
-         "/root/.config", "/opt/stack/.my.cnf", "/root/.my.cnf"]
+ROOTS = ["/etc", "/opt/stack/devstack/.stackenv", "/opt/stack/devstack/.localrc.auto",
+         "/opt/stack/devstack/local.conf", "/opt/stack/logs", "/opt/stack/.config", "/root/.config",
+         "/opt/stack/.my.cnf", "/root/.my.cnf", "/opt/stack/horizon/openstack_dashboard/local"]
+BIG_ROOTS = ("/opt/stack/logs/",)  # stack.sh's xtrace log runs to tens of MB, with every password in it
 SKIP = ("/etc/ssh/ssh_host_", "/etc/keystone/fernet-keys", "/etc/keystone/credential-keys", "/etc/ssl/",
         "/etc/alternatives/")
 changed = []
@@ -84,7 +88,7 @@ def fix(path):
     if path.startswith(SKIP) or os.path.islink(path) or not os.path.isfile(path):
         return
     try:
-        if os.path.getsize(path) > 2 * 1024 * 1024:
+        if os.path.getsize(path) > (256 if path.startswith(BIG_ROOTS) else 2) * 1024 * 1024:
             return
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -132,8 +136,25 @@ if shutil.which("mysql") and db_old:
         say("MySQL: password and Keystone's endpoints")
     finally:
         os.unlink(cnf)
+COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
+if os.path.isfile(COOKIE):  # every copy's Erlang node would trust every other's: a cookie of its own
+    import secrets as _secrets
+    import string as _string
+    sh("systemctl", "stop", "rabbitmq-server", check=False)
+    st = os.stat(COOKIE)
+    os.chmod(COOKIE, 0o600)
+    with open(COOKIE, "w") as f:
+        f.write("".join(_secrets.choice(_string.ascii_uppercase) for _ in range(20)))
+    os.chown(COOKIE, st.st_uid, st.st_gid)
+    os.chmod(COOKIE, 0o400)
+    sh("systemctl", "start", "rabbitmq-server", check=False)
+    say("RabbitMQ: an Erlang cookie of its own")
 if shutil.which("rabbitmqctl") and spec["rabbit"][0]:  # the password on stdin (not tried: no rabbit in key,mysql)
     sh("rabbitmqctl", "change_password", "stackrabbit", check=False, input=spec["rabbit"][1] + "\n")
+for store in ("/opt/stack/horizon/openstack_dashboard/local/.secret_key_store",):
+    if os.path.isfile(store):  # Horizon makes a new one when it starts (below)
+        os.unlink(store)
+        say("Horizon: its secret key will be made anew")
 
 # 6. Keystone's own keys, anew.
 manage = next((p for p in ("/opt/stack/data/venv/bin/keystone-manage", "/usr/local/bin/keystone-manage")
@@ -187,7 +208,7 @@ if any(u.startswith("devstack@keystone") for u in units):
             break
         time.sleep(3)
     if status != 201:
-        sys.exit(f"Keystone did not issue a token with seat-01's admin password (HTTP {status})")
+        sys.exit(f"Keystone did not issue a token with the template's admin password (HTTP {status})")
     users = json.loads(call("GET", "/users", token=token)[2])["users"]
     # admin last: a new password ends the tokens of its user, this script's included.
     users.sort(key=lambda u: u["name"] == "admin")
@@ -201,14 +222,43 @@ if any(u.startswith("devstack@keystone") for u in units):
                 moved += 1
                 break
     own, refused = auth("admin", admin_new)[0], auth("admin", admin_old)[0]
-    say(f"Keystone: {moved} users have this seat's passwords; admin token {own}, with seat-01's {refused}")
+    say(f"Keystone: {moved} users have this seat's passwords; admin token {own}, with the template's {refused}")
     if own != 201 or refused != 401:
         sys.exit("Keystone does not answer with this seat's own admin password alone")
 
-# 9. The unit that made this copy ask DHCP by its MAC has done its work (its drop-in stays).
+# 9. No secret of another seat anywhere in this seat's files. They come as salted SHA-256 digests,
+#    never as values: a value sent here would itself be on this seat's disk and in its memory, which
+#    its trainee (root) can read. Every run of 12 or more letters and digits (every labctl password
+#    is one) in the places data lives is hashed and compared. The base disk never held another
+#    seat's secret (the template): this checks that nothing labctl or DevStack did since brought one.
+import hashlib
+
+salt = spec.get("salt", "")
+digests = set(spec.get("forbidden_sha256", []))
+if digests:
+    where = [w for w in ("/etc", "/opt/stack", "/var/lib", "/var/log", "/var/tmp", "/root", "/home", "/srv",
+                         "/tmp", "/usr/local/etc") if os.path.isdir(w)]
+    grep = subprocess.Popen(["grep", "-roaE", "--devices=skip", "--exclude-dir=venv", "--exclude-dir=site-packages",
+                             "--exclude-dir=.git", "--exclude-dir=dist-packages", "--exclude-dir=__pycache__",
+                             "[A-Za-z0-9]{12,64}", *where],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    seen, found = set(), set()
+    for raw in grep.stdout:
+        path, _, token = raw.rstrip(b"\n").rpartition(b":")
+        if token in seen:
+            continue
+        seen.add(token)
+        if hashlib.sha256(salt.encode() + token).hexdigest() in digests:
+            found.add(path.decode(errors="replace"))
+    grep.wait()
+    if found:
+        sys.exit(f"another seat's secret is in {len(found)} file(s) of this seat: {' '.join(sorted(found)[:10])}")
+    say(f"none of the other seats' {len(digests)} secrets is in this seat's files ({len(seen)} words looked at)")
+
+# 10. The unit that made this copy ask DHCP by its MAC has done its work (its drop-in stays).
 sh("sh", "-c", spec["undo_template"])
 
-# 10. SSH host keys of its own, last.
+# 11. SSH host keys of its own, last.
 for entry in os.listdir("/etc/ssh"):
     if entry.startswith("ssh_host_"):
         os.unlink(os.path.join("/etc/ssh", entry))
