@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from labctl.cli import _context, _print_json, cli
+from labctl.errors import printable
 
 
 def _room_json(room: Any) -> dict[str, Any]:
@@ -48,9 +49,9 @@ def hosts(as_json: bool) -> int:
 def _table(rooms: list[Any], source: str | None, path: str) -> None:
     from rich.table import Table
 
-    from labctl.ui import make_console
+    from labctl.ui import make_console, safe
 
-    title = f"Hosts (from {source})" if source else "Hosts: this machine alone (no host inventory)"
+    title = f"Hosts (from {safe(source)})" if source else "Hosts: this machine alone (no host inventory)"
     table = Table(title=title, title_justify="left")
     for column in ("host", "libvirt URI", "state", "CPUs", "KVM", "memory", "running VMs", "reserve", "free"):
         table.add_column(column, justify="right" if column in ("CPUs", "memory", "running VMs", "reserve", "free")
@@ -58,16 +59,16 @@ def _table(rooms: list[Any], source: str | None, path: str) -> None:
     for r in rooms:
         cap = r.capacity
         if cap is None:
-            table.add_row(r.name, r.entry.uri, "[red]unreachable[/red]", *["-"] * 6)
+            table.add_row(r.name, safe(r.entry.uri), "[red]unreachable[/red]", *["-"] * 6)
             continue
         kvm = "yes" if cap.accelerator == "kvm" else f"no ({cap.accelerator})"
-        table.add_row(r.name, r.entry.uri, "up", str(cap.cpus), kvm, f"{cap.memory_total_mb} MiB",
+        table.add_row(r.name, safe(r.entry.uri), "up", str(cap.cpus), kvm, f"{cap.memory_total_mb} MiB",
                       f"{cap.domains_running}: {cap.memory_domains_mb} MiB", f"{r.entry.reserve_mb} MiB",
                       f"[bold]{r.free_mb} MiB[/bold]")
     console = make_console()
     console.print(table)
     for r in rooms:
         if r.error:
-            console.print(r.error, style="red", markup=False, highlight=False)  # it names the host
+            console.print(printable(r.error), style="red", markup=False, highlight=False)  # it names the host
     if source is None:
-        console.print(f"add hosts in {path} (labctl hosts --help shows how)", highlight=False)
+        console.print(f"add hosts in {safe(path)} (labctl hosts --help shows how)", highlight=False)

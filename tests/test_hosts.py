@@ -277,6 +277,20 @@ def test_hosts_command_lists_capacity_and_marks_a_down_host(run: Callable[..., R
     assert down["reachable"] is False and "Connection refused" in down["error"]
 
 
+def test_an_ipv6_uri_is_shown_as_it_is(capsys: pytest.CaptureFixture[str]) -> None:
+    """[fd00::1] would be read as rich markup (a style named fd00::1) and vanish. Nothing is contacted."""
+    from types import SimpleNamespace
+
+    from labctl.cli_hosts import _table
+
+    entry = HostEntry("six", "qemu+ssh://u@[fd00::1]/system")
+    _table([SimpleNamespace(name="six", entry=entry, capacity=None, error="host six cannot be reached: [bold]x")],
+           "/etc/[fd00]/hosts.yaml", "p")
+    out = capsys.readouterr().out.replace("\n", "")
+    assert "[fd00::1]" in out
+    assert "[bold]x" in out and "[fd00]" in out
+
+
 def test_hosts_command_without_inventory_is_this_machine(run: Callable[..., Result],
                                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LABCTL_LIBVIRT_URI", node_xml(tmp_path, "here", 32, 8))
