@@ -84,7 +84,12 @@ def test_inventory_parsed_with_reserve_and_key(tmp_path: Path) -> None:
     ("hosts:\n  - {name: 'A;rm', uri: 'qemu:///system'}", "invalid name"),
     ("hosts:\n  - {name: a, uri: 'qemu:///system'}\n  - {name: a, uri: 'test:///default'}", "named twice"),
     ("hosts:\n  - {name: a, uri: 'qemu:///system'}\n  - {name: b, uri: 'qemu:///system'}",
-     "qemu:///system is also 'a'"),
+     "qemu:///system is the libvirt of 'a'"),
+    # One host spelled three ways would count its memory three times.
+    ("hosts:\n  - {name: a, uri: 'qemu+ssh://u@far/system'}\n  - {name: b, uri: 'qemu+ssh://FAR:22/system/'}",
+     "is the libvirt of 'a'"),
+    ("hosts:\n  - {name: a, uri: 'qemu+ssh://root@[::1]/system'}\n  - {name: b, uri: 'qemu+ssh://[0:0::1]:22/system'}",
+     "is the libvirt of 'a'"),
     ("hosts:\n  - {name: a, uri: 'qemu:///system', reserve: lots}", "reserve: expected MiB"),
     ("hosts:\n  - {name: a}", "uri: missing"),
     ("hosts:\n  - {name: a, uri: 'qemu:///system', cpus: 4}", "unknown key"),

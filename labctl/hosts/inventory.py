@@ -63,6 +63,23 @@ class HostEntry:
         return m["host"] if m and m["scheme"] in REMOTE_SCHEMES else None
 
     @property
+    def same_host(self) -> tuple[str, ...]:
+        """The libvirt this URI reaches, however it is spelled: a host's name in any case, with or
+        without its default port, an address in any notation, any login user."""
+        import contextlib
+        import ipaddress
+
+        m = URI_RE.match(self.uri)
+        if m is None:
+            return (self.uri,)
+        host = (m["host"] or "").strip("[]").lower().rstrip(".")
+        with contextlib.suppress(ValueError):
+            host = str(ipaddress.ip_address(host))
+        port = m["port"] or {"qemu+ssh": "22", "qemu+tls": "16514"}.get(m["scheme"], "")
+        return ("remote" if m["scheme"] in REMOTE_SCHEMES else m["scheme"], host, str(int(port)) if port else "",
+                m["path"].rstrip("/") or "/")
+
+    @property
     def ssh_user(self) -> str | None:
         m = URI_RE.match(self.uri)
         return m["user"] if m and m["scheme"] in REMOTE_SCHEMES else None
@@ -105,8 +122,8 @@ def parse_hosts(raw: Any) -> list[HostEntry]:
             if other.name == entry.name:
                 raise LabFileError(f"hosts[{i}].name: {entry.name!r} is named twice",
                                    hint="give each host its own name")
-            if other.uri == entry.uri:
-                raise LabFileError(f"hosts[{i}].uri: {entry.uri} is also {other.name!r}",
+            if other.same_host == entry.same_host:
+                raise LabFileError(f"hosts[{i}].uri: {entry.uri} is the libvirt of {other.name!r} ({other.uri})",
                                    hint="one libvirt host, one entry: two would count its memory twice")
         entries.append(entry)
     return entries
