@@ -106,3 +106,18 @@ def test_removing_a_trainee_moves_no_one_else(run: Callable[..., Result], isolat
     assert plan("Grace, Alan") == {"seat-01": None, "seat-02": "Grace", "seat-03": "Alan"}
     assert plan("Grace, Alan, Barbara, Edsger") == {"seat-01": "Barbara", "seat-02": "Grace", "seat-03": "Alan",
                                                     "seat-04": "Edsger"}
+
+
+def test_the_sheet_names_each_seats_host_as_status_does(run: Callable[..., Result], isolated_home: Path,
+                                                        labctl_home: Path) -> None:
+    from labctl.classroom.access import build_sheet
+    from labctl.inventory import MachineStatus
+    from labctl.state import LabHome
+
+    (isolated_home / "lab.yaml").write_text("name: room\ndefaults: {memory: 1G, cpus: 1, disk: 10G}\n"
+                                            "classroom: {seats: 2, ssh_port: 24500, web_port: 24600}\n")
+    assert run("plan").code == 0
+    statuses = [MachineStatus(f"seat-0{n}", "allinone", f"192.168.1.{n}", f"d{n}", "running", (), None, None, None,
+                              "vagrant", host=host) for n, host in ((1, None), (2, "rack2"))]
+    sheet = build_sheet(LabHome(labctl_home).lab("room"), statuses, "trainer-laptop")
+    assert [c.host for c in sheet.cards] == ["trainer-laptop", "rack2"]

@@ -147,7 +147,9 @@ def host_address() -> str:
 
 
 def build_sheet(lab_dir: LabDir, statuses: Sequence[MachineStatus], host: str) -> Sheet:
-    """The cards of every seat, from the lab's records (secrets, DevStack's results) and statuses."""
+    """The cards of every seat, from the lab's records (secrets, DevStack's results) and statuses.
+    `host`: this machine's name, for the seats that live on it (a seat on another hypervisor host
+    gets that host's name from the inventory, as `labctl status` shows it)."""
     from labctl import records
     from labctl.classroom.sheet import Sheet, card
 
@@ -165,5 +167,7 @@ def build_sheet(lab_dir: LabDir, statuses: Sequence[MachineStatus], host: str) -
         cards.append(card(seat=d.seat, number=int(d.seat.rsplit("-", 1)[1]), trainee=d.trainee, spare=d.spare,
                           address=address, ssh_port=d.ssh_port, web_port=d.web_port, secrets=secrets[d.seat],
                           has_dashboard=bool(record and record.dashboard), state=status.state if status else "unknown",
-                          devstack=status.devstack if status else "", host=host, seat_address=d.seat_address))
+                          devstack=status.devstack if status else "",
+                          host=(status.host if status and status.host else host),  # as status names it
+                          seat_address=d.seat_address))
     return Sheet(lab_dir.name, address, tuple(cards))
