@@ -326,17 +326,17 @@ def write_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
 
 
-def test_plan_places_a_class_across_the_hosts(run: Callable[..., Result], tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_places_machines_across_the_hosts(run: Callable[..., Result], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     write_inventory(tmp_path, monkeypatch)
-    Path("lab.yaml").write_text("name: class\ncaches: false\nclassroom: {seats: 8, clone: false, seat: {memory: 8G,"
-                                " cpus: 2}}\n")
+    machines = "".join(f"  - {{name: m{n}}}\n" for n in range(1, 9))
+    Path("lab.yaml").write_text(f"name: many\ncaches: false\ndefaults: {{memory: 8G, cpus: 2}}\nmachines:\n{machines}")
     result = run("plan")
     assert result.code == 0, result.err
-    assert "Hosts: big: 6 machine(s) (seat-01, seat-02, seat-03, seat-04, seat-05, seat-06)" in result.out
-    assert "small: 2 machine(s) (seat-07, seat-08): 2 x 8192 = 16384 MiB of 16384 MiB free" in result.out
+    assert "Hosts: big: 6 machine(s) (m1, m2, m3, m4, m5, m6)" in result.out
+    assert "small: 2 machine(s) (m7, m8): 2 x 8192 = 16384 MiB of 16384 MiB free" in result.out
     data = json.loads(run("plan", "--json").out)
-    assert data["placement"]["hosts"]["seat-08"] == "small" and len(data["placement"]["arithmetic"]) == 2
+    assert data["placement"]["hosts"]["m8"] == "small" and len(data["placement"]["arithmetic"]) == 2
 
 
 def test_plan_refuses_a_class_the_hosts_cannot_hold_and_writes_nothing(
@@ -413,8 +413,10 @@ def test_a_changed_host_key_gets_a_hint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("lab", "error"), [
-    ("classroom: {seats: 8, seat: {memory: 8G}}\ncaches: false", "cloning seat-01 works on one host only"),
-    ("classroom: {seats: 8, clone: false, seat: {memory: 8G}}", "package caches"),
+    ("classroom: {seats: 8, seat: {memory: 8G}}\ncaches: false", "forwarded ports reach this machine's seats only"),
+    ("classroom: {seats: 8, clone: false, seat: {memory: 8G}}", "forwarded ports reach this machine's seats only"),
+    ("classroom: {seats: 2, seat: {memory: 8G, host: big}}\ncaches: false", "seat-01, seat-02 would live on"),
+    ("caches: true\nmachines:\n  - {name: m, host: big}", "package caches"),
     ("machines:\n  - {name: ctl, role: controller, host: big}\n  - {name: cpu, role: compute, host: small}",
      "controller and its computes"),
 ])
@@ -426,14 +428,6 @@ def test_what_does_not_work_across_hosts_yet_is_refused(run: Callable[..., Resul
     result = run("plan")
     assert result.code == 2 and error in result.err and "hint:" in result.err
     assert not (labctl_home / "labs" / "spread").exists()
-
-
-def test_a_class_pinned_to_one_host_may_clone(run: Callable[..., Result], tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    write_inventory(tmp_path, monkeypatch)
-    Path("lab.yaml").write_text("name: class\ncaches: false\nclassroom: {seats: 4, seat: {memory: 8G, host: big}}\n")
-    data = json.loads(run("plan", "--json").out)
-    assert set(data["placement"]["hosts"].values()) == {"big"}
 
 
 def test_the_transport_script_is_written_by_many_threads_at_once(tmp_path: Path) -> None:

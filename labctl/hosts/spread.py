@@ -74,10 +74,13 @@ def spread_lab_checks(lab: Lab) -> None:
     remote = sorted(m.name for m in lab.machines if m.host)
     if not remote:
         return
-    if lab.classroom and lab.classroom.clone and len(hosts) > 1:
-        raise HostsUnsupported("the seats are placed on several hosts, and cloning seat-01 works on one host only",
-                               hint="set classroom.clone: false (each seat stacks on its own host), or pin the"
-                                    " seats to one host (classroom.seat.host)")
+    if lab.classroom:
+        # The trainees' forwarded ports, the sheet and cloning reach this machine's VMs only (issue 23):
+        # seats elsewhere would get ports that lead nowhere.
+        raise HostsUnsupported(f"seat(s) {', '.join(remote)} would live on another host, and the trainees'"
+                               " forwarded ports reach this machine's seats only",
+                               hint="keep the class on this machine: pin the seats here (classroom.seat.host:"
+                                    " the name this machine has in hosts.yaml), or use fewer or smaller seats")
     if lab.caches or served_folders(lab):
         what = "the host's package caches (caches: true)" if lab.caches else "git mirrors served from this machine"
         raise HostsUnsupported(f"{', '.join(remote)} would live on another host, and {what} serve only this"
