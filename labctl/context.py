@@ -32,6 +32,7 @@ class Context:
     make_vagrant: Callable[[Path, Path, str], VagrantPort] | None = None  # folder, log, URI; default: vagrant
     _hypervisor: list[HypervisorPort] = field(default_factory=list, repr=False, compare=False)
     _hosts: dict[str, HypervisorPort] = field(default_factory=dict, repr=False, compare=False)
+    _down: dict[str, LabctlError] = field(default_factory=dict, repr=False, compare=False)
     _inventory: list[HostEntry] = field(default_factory=list, repr=False, compare=False)
 
     def _open(self, uri: str) -> HypervisorPort:
@@ -60,13 +61,16 @@ class Context:
         """One inventory host's libvirt, connected once per command (LabctlError when it cannot be)."""
         if entry.uri == self.libvirt_uri:
             return self.hypervisor()
+        if entry.name in self._down:  # tried once this command: not again for each of its machines
+            raise self._down[entry.name]
         if entry.name not in self._hosts:
             from labctl.hosts.transport import host_unreachable, libvirt_uri
 
             try:
                 self._hosts[entry.name] = self._open(libvirt_uri(entry, self.home.root))
             except LabctlError as exc:
-                raise host_unreachable(entry, exc.message, self.home.root) from None
+                self._down[entry.name] = host_unreachable(entry, exc.message, self.home.root)
+                raise self._down[entry.name] from None
         return self._hosts[entry.name]
 
     def has_inventory(self) -> bool:

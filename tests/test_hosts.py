@@ -12,6 +12,7 @@ import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -173,6 +174,26 @@ def test_survey_names_an_unreachable_host_and_asks_the_others(tmp_path: Path) ->
     assert rooms[1].capacity is None and rooms[1].free_mb == 0
     assert rooms[1].error and rooms[1].error.startswith("host down (qemu+ssh://nobody@127.0.0.1:")
     assert "ssh: connect to host 127.0.0.1" in rooms[1].error and "Connection refused" in rooms[1].error
+
+
+def test_a_dead_host_is_tried_once_per_command(tmp_path: Path) -> None:
+    """Three machines on a host that is down: one attempt (status took 31 s for 3, one timeout each)."""
+    from labctl.errors import LabctlError
+
+    tries: list[str] = []
+
+    def refuse(uri: str) -> NoReturn:
+        tries.append(uri)
+        raise LabctlError("libvirt is not reachable: Connection refused")
+
+    ctx = Context(LabHome(tmp_path / "home"), tmp_path / "cache", "qemu:///system", open_hypervisor=refuse)
+    entry = HostEntry("far", "qemu+ssh://u@far/system")
+    errors = []
+    for _ in range(3):
+        with pytest.raises(LabctlError) as err:
+            ctx.host_hypervisor(entry)
+        errors.append(err.value.message)
+    assert len(tries) == 1 and len(set(errors)) == 1 and errors[0].startswith("host far (qemu+ssh://u@far/system)")
 
 
 # ---------------------------------------------------------------------------------------------
