@@ -1,5 +1,5 @@
 """A classroom stacked once and cloned, on real VMs (stand-in DevStack; tests/test_devstack_real.py
-clones the real one): seat-01 stacks alone, seats 2 and 3 are made from its disk, and each is its own
+clones the real one): seat-01 stacks alone as the template, every seat is made from its disk, and each is its own
 machine afterwards: name, address, machine-id, SSH host keys, local.conf, trainee's password. The
 machines fetched through the host's caches, and destroy leaves nothing, the clones' base included."""
 
