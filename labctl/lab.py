@@ -325,10 +325,10 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     check_domains_free(lab, home)
     check_network_free(lab, home)
     check_ports_free(lab, home)
-    if lab.classroom and lab_dir.exists():  # trainees keep the seats (and the printed cards) they had
-        before = records.read_lab(lab_dir).classroom
-        lab = replace(lab, classroom=keep_seats(lab.classroom, before))
-    boxes = {**(records.read_lab(lab_dir).boxes if lab_dir.exists() else {}), **(boxes or {})}
+    before = records.read_lab(lab_dir) if lab_dir.exists() else None
+    if lab.classroom and before is not None:  # trainees keep the seats (and the printed cards) they had
+        lab = replace(lab, classroom=keep_seats(lab.classroom, before.classroom))
+    boxes = {**(before.boxes if before is not None else {}), **(boxes or {})}
     if boxes:
         lab = replace(lab, machines=tuple(replace(m, box=boxes.get(m.box, m.box)) for m in lab.machines))
     passwords = lab_dir.read_passwords()
