@@ -239,7 +239,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     from labctl.catalog import default_catalog
     from labctl.host import read_host
     from labctl.lab import resolve_lab
-    from labctl.lifecycle import host_caches, up_lab
+    from labctl.lifecycle import fencer, host_caches, up_lab
     from labctl.selection import LabRequest
 
     ctx = _context()
@@ -258,7 +258,8 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
 
             lab_dir = ctx.home.lab(plan.lab.name)
             run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
-                                  snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches)
+                                  snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches,
+                                  fence=fencer(plan.lab, ctx))
     return _show_up(plan, statuses, run, as_json)
 
 
@@ -301,7 +302,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     from labctl.host import read_host
     from labctl.inventory import lab_status
     from labctl.lab import plan_lab, resolve_lab
-    from labctl.lifecycle import host_caches
+    from labctl.lifecycle import fencer, host_caches
     from labctl.selection import LabRequest
     from labctl.snapshots import take_stacked
 
@@ -316,7 +317,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter,
                               ctx.hypervisor(), names=machines, everything=everything, clean=clean, cache=ctx.cache,
                               snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)),
-                              caches=host_caches(plan.lab, ctx, reporter))
+                              caches=host_caches(plan.lab, ctx, reporter), fence=fencer(plan.lab, ctx))
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0

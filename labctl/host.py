@@ -73,3 +73,25 @@ def choose_accelerator(wanted: str, host: HostFacts) -> Accelerator:
 
 def _why(accel: Accelerator, reason: str) -> Accelerator:
     return replace(accel, reason=reason)
+
+
+def local_ipv4(proc: Path = Path("/proc")) -> list[str]:
+    """This machine's own IPv4 addresses (loopback aside), from the kernel's routing table."""
+    try:
+        text = (proc / "net" / "fib_trie").read_text()
+    except OSError:
+        return []
+    return local_addresses_of(text)
+
+
+def local_addresses_of(fib_trie: str) -> list[str]:
+    """The addresses /proc/net/fib_trie marks `/32 host LOCAL`: each follows its `|-- a.b.c.d` line."""
+    found: list[str] = []
+    last = ""
+    for line in fib_trie.splitlines():
+        text = line.strip()
+        if text.startswith("|-- "):
+            last = text[4:]
+        elif text == "/32 host LOCAL" and last and not last.startswith("127.") and last not in found:
+            found.append(last)
+    return found

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import libvirt
 
 from labctl.errors import LabctlError
+from labctl.isolation import Fence
+from labctl.model import MANAGEMENT_NETWORK
 
 DEFAULT_URI = "qemu:///system"
 STATES = {
@@ -433,11 +435,29 @@ def revert_snapshot(conn: libvirt.virConnect, domain: str, name: str) -> None:
     if snap is None:
         raise SnapshotMissing(f"{domain} has no snapshot {name!r}",
                               hint="labctl snapshot list shows the machine's snapshots")
+    fenced = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     try:
         dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
     except libvirt.libvirtError as exc:
         raise SnapshotFailed(f"{domain}: libvirt could not restore snapshot {name!r}: {exc.get_error_message()}",
                              hint="labctl status shows the machine; labctl snapshot list its snapshots") from None
+    _keep_fences(dom, fenced)
+
+
+def _keep_fences(dom: libvirt.virDomain, before: str) -> None:
+    """A snapshot brings back the domain's XML of its time: a card fenced now (labctl.isolation) stays
+    fenced, as it is now, even if the snapshot is older than its filter."""
+    from labctl import isolation
+
+    for network, (iface, _mac) in isolation.cards(before).items():
+        if not isolation.is_fenced(before, network):
+            continue
+        for flags, xml in ((libvirt.VIR_DOMAIN_AFFECT_LIVE, dom.XMLDesc()),
+                           (libvirt.VIR_DOMAIN_AFFECT_CONFIG, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))):
+            if flags == libvirt.VIR_DOMAIN_AFFECT_LIVE and not dom.isActive():
+                continue
+            if not isolation.is_fenced(xml, network):
+                dom.updateDeviceFlags(isolation.refenced(xml, network, iface), flags)
 
 
 def delete_snapshot(conn: libvirt.virConnect, domain: str, name: str) -> bool:
@@ -507,7 +527,6 @@ def start(conn: libvirt.virConnect, names: list[str]) -> None:
     mark_started(conn, names)
 
 
-MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name and address for it
 MANAGEMENT_XML = """<network>
   <name>vagrant-libvirt</name>
   <forward mode="nat"/>
@@ -537,6 +556,60 @@ def management_address(conn: libvirt.virConnect) -> str:
                           hint=f"virsh net-dumpxml {MANAGEMENT_NETWORK}; remove it when no lab runs (virsh"
                                f" net-destroy {MANAGEMENT_NETWORK}; virsh net-undefine {MANAGEMENT_NETWORK})")
     return address
+
+
+class NotFenced(LabctlError):
+    """A machine's card could not be fenced in (labctl.isolation): the machine is not handed out."""
+
+
+def fence(conn: libvirt.virConnect, domain: str, fences: list[Fence], host_tcp: list[int]) -> None:
+    """Put labctl's filter on the domain's cards (running and as defined): labctl.isolation says why
+    and what it lets through. A card without its own address (`Fence.ips`) is held to its DHCP leases.
+    The host's addresses dropped: its side of every libvirt network, and all of its own when it is this
+    machine (libvirt does not say a remote host's)."""
+    from labctl import isolation
+    from labctl.host import local_ipv4
+
+    try:
+        conn.nwfilterDefineXML(isolation.with_uuid(conn.nwfilterLookupByName(isolation.FILTER).UUIDString()))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
+            raise
+        conn.nwfilterDefineXML(isolation.FILTER_XML)
+    gateways = {}
+    for net in conn.listAllNetworks():
+        gw = isolation.gateway(net.XMLDesc())
+        if gw is not None:
+            gateways[net.name()] = gw
+    dom = _domain(conn, domain)
+    held = [f if f.ips else isolation.Fence(f.network, _leased(dom, f.network)) for f in fences]
+    addresses = [*(local_ipv4() if is_local(conn.getURI()) else []), *(g.address for g in gateways.values())]
+    try:
+        if dom.isActive():
+            for xml in isolation.fenced_interfaces(dom.XMLDesc(), held, gateways, addresses, host_tcp):
+                dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        if dom.isPersistent():
+            inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            for xml in isolation.fenced_interfaces(inactive, held, gateways, addresses, host_tcp):
+                dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    except ValueError as exc:
+        raise NotFenced(f"{domain}: {exc}", hint=f"virsh domiflist {domain}; labctl status shows its addresses;"
+                        " a machine whose card cannot be fenced is not handed out") from None
+
+
+def _leased(dom: libvirt.virDomain, network: str) -> tuple[str, ...]:
+    """The IPv4 addresses libvirt's DHCP server leased to the domain's card on `network`."""
+    from labctl import isolation
+
+    card = isolation.cards(dom.XMLDesc()).get(network)
+    if card is None:
+        return ()
+    try:
+        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+    except libvirt.libvirtError:
+        return ()
+    return tuple(a["addr"] for i in ifaces.values() if str(i.get("hwaddr", "")).lower() == card[1]
+                 for a in i.get("addrs") or () if a.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4)
 
 
 class LibvirtFailed(LabctlError):
@@ -649,3 +722,7 @@ class Hypervisor:
     @_libvirt_errors
     def mark_started(self, names: list[str]) -> None:
         mark_started(self.conn, names)
+
+    @_libvirt_errors
+    def fence(self, domain: str, fences: list[Fence], host_tcp: list[int]) -> None:
+        fence(self.conn, domain, fences, host_tcp)

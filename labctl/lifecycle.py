@@ -5,6 +5,7 @@ Each takes its drivers' settings (Context) and a Reporter for progress; none pri
 
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 import tempfile
@@ -227,6 +228,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
             driver.up(names, progress.update)
         _mark_started(ctx, lab.name, [(m.name, m.host) for m in to_start])
     statuses = lab_status(lab_dir, hv, ctx)
+    fence_machines(lab.name, bool(rendered.lab.classroom), ctx, statuses)
     created = {m.name for m, info in zip(rendered.lab.machines, infos, strict=True) if info is None}
     if created:
         from labctl.remote import forget_hosts
@@ -239,6 +241,24 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         except LabctlError as exc:  # the seats stack all the same; the ports can be opened later
             reporter.warn(f"{exc.message} ({exc.hint}); the seats go on without their ports for now")
     return plan, statuses
+
+
+def fence_machines(lab: str, classroom: bool, ctx: Context, statuses: Sequence[MachineStatus]) -> None:
+    """Every running machine fenced in on its networks (labctl.isolation), before anyone is let in:
+    again after each start, since a copied seat's card gets a new lease."""
+    from labctl.cache.services import HostCaches
+    from labctl.isolation import fences_for, host_ports
+    from labctl.mirrors import GIT_PORT
+
+    ports = host_ports(GIT_PORT, HostCaches(ctx.cache).machine_ports())
+    for s in statuses:
+        if s.state == "running":
+            ctx.hypervisor_on(s.host).fence(s.domain, fences_for(classroom, network_name(lab), s.lab_ip), ports)
+
+
+def fencer(lab: Lab, ctx: Context) -> Callable[[Sequence[MachineStatus]], None]:
+    """fence_machines for one lab's machines, as the clone step calls it once the copies have leases."""
+    return functools.partial(fence_machines, lab.name, lab.classroom is not None, ctx)
 
 
 def _mark_started(ctx: Context, lab: str, machines: Sequence[tuple[str, str | None]]) -> None:
@@ -310,7 +330,9 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
         driver.up(targets, progress.update)
     record = records.read_lab(lab_dir)
     _mark_started(ctx, lab_dir.name, [(n, m.host if (m := record.machine(n)) else None) for n in targets])
-    if records.read_lab(lab_dir).classroom:
+    fence_machines(lab_dir.name, record.classroom is not None, ctx,
+                   [s for s in lab_status(lab_dir, ctx.hypervisor(), ctx) if s.name in targets])
+    if record.classroom:
         open_doors(lab_dir, reporter)
 
 

@@ -41,6 +41,7 @@ MANAGED_LOCALRC = {
 }
 # Subnets that vagrant-libvirt (management network) and libvirt (default network) already use.
 _TAKEN_SUBNETS = {121, 122}
+MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name for it
 MANAGEMENT_CIDR = "192.168.121.0/24"  # vagrant-libvirt's default, which every lab's machines join
 _RESERVED_NETWORKS = (
     (ipaddress.IPv4Network(MANAGEMENT_CIDR), "vagrant-libvirt's management network"),

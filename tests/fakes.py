@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.hypervisor import Capacity, DomainInfo, HostCapacity, SnapshotInfo
+from labctl.isolation import Fence
 
 
 @dataclass
@@ -87,6 +88,9 @@ class FakeHost:
 
     def mark_started(self, names: list[str]) -> None:
         self.calls.append(("mark_started", list(names)))
+
+    def fence(self, domain: str, fences: list[Fence], host_tcp: list[int]) -> None:
+        self.calls.append(("fence", [domain, *(f.network for f in fences)]))
 
     def close(self) -> None:
         self.closed = True

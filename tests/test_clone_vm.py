@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paramiko
 import pytest
 from standin_devstack import make_repo
 
-from conftest import TEST_CACHE, Result, libvirt_names
+from conftest import TEST_APT_PORT, TEST_CACHE, Result, libvirt_names
 
 pytestmark = pytest.mark.vm
 SEATS = ("seat-01", "seat-02", "seat-03")
@@ -42,6 +46,91 @@ def password_login(address: str, password: str) -> bool:
         return False
     finally:
         client.close()
+
+
+# Run as root in a seat: each target host:port "open" or "shut", all at once (4 s to connect).
+PROBE = """probe() { if timeout 4 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; then echo "open $1:$2"; \
+else echo "shut $1:$2"; fi; }
+for t in "$@"; do probe "${t%:*}" "${t##*:}" & done; wait"""
+# From a source address of another seat's: "sent" if a connection got through, "dropped" if not.
+SPOOF = """import socket, sys
+s = socket.socket(); s.settimeout(4)
+try:
+    s.bind((sys.argv[1], 0)); s.connect((sys.argv[2], int(sys.argv[3]))); print("sent")
+except OSError:
+    print("dropped")"""
+
+
+class HostListener:
+    """A TCP service on every address of this host, as any program of the trainer's might be."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("0.0.0.0", 0))  # noqa: S104 - every address, as the probe needs
+        self.port = int(self.sock.getsockname()[1])
+        self.peers: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                return
+            self.peers.append(peer[0])
+            conn.close()
+
+
+def probe(run: Callable[..., Result], seat: str, targets: list[str]) -> dict[str, str]:
+    out = run("exec", seat, "--", f"sudo bash -c {shlex.quote(PROBE)} probe {' '.join(targets)}")
+    assert out.code == 0, out.out + out.err
+    return {line.split()[1]: line.split()[0] for line in out.out.splitlines() if line.startswith(("open", "shut"))}
+
+
+def seat_cannot_reach_another_seat_or_the_host(run: Callable[..., Result], lab: str,
+                                               machines: dict[str, dict[str, Any]]) -> None:
+    """As root in seat-02: nothing of seat-01 answers on any of its addresses, not even routed
+    through the host; of the host, only the ports meant for machines; no address of seat-01's taken."""
+    import libvirt
+
+    from labctl import hypervisor, isolation
+    from labctl.host import local_ipv4
+
+    conn = hypervisor.connect()
+    try:
+        for seat in SEATS:
+            dom = conn.lookupByName(f"labctl-{lab}-{seat}")
+            for xml in (dom.XMLDesc(), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+                assert isolation.is_fenced(xml, "vagrant-libvirt") and isolation.is_fenced(xml, f"labctl-{lab}")
+        lab_gw = isolation.gateway(conn.networkLookupByName(f"labctl-{lab}").XMLDesc())
+    finally:
+        conn.close()
+    assert lab_gw is not None
+    one = [machines["seat-01"]["ssh_address"], machines["seat-01"]["ip"]]
+    # seat-01 serves on both addresses: the host reaches it there (what seat-02 must not).
+    assert run("exec", "seat-01", "--", "sudo setsid -f python3 -m http.server 8765 >/dev/null 2>&1"
+               " </dev/null; sleep 2").code == 0
+    for address in one:
+        socket.create_connection((address, 8765), timeout=10).close()
+    listener = HostListener()
+    hosts = sorted({*local_ipv4(), "192.168.121.1", lab_gw.address})
+    wanted = [f"{a}:{p}" for a in one for p in (22, 8765)] + [f"{h}:{listener.port}" for h in hosts]
+    allowed = f"192.168.121.1:{TEST_APT_PORT}"
+    seen = probe(run, "seat-02", [*wanted, allowed])
+    assert seen == {**dict.fromkeys(wanted, "shut"), allowed: "open"}, seen
+    # Routed through the host instead (it forwards from a bridge back into it): still nothing.
+    routes = f"ip route add {one[0]}/32 via 192.168.121.1 && ip route add {one[1]}/32 via {lab_gw.address}"
+    assert run("exec", "seat-02", "--", f"sudo sh -c {shlex.quote(routes)}").code == 0
+    seen = probe(run, "seat-02", [f"{a}:{p}" for a in one for p in (22, 8765)])
+    assert set(seen.values()) == {"shut"}, seen
+    # seat-01's lab address taken by seat-02: the host never hears from it (its git daemon answers seat-02).
+    lab_card = "$(ip -o -4 addr show | awk -v a=" + machines["seat-02"]["ip"] + " 'index($4, a\"/\")==1 {print $2}')"
+    spoof = (f"ip addr add {one[1]}/32 dev {lab_card} && python3 -c {shlex.quote(SPOOF)} {one[1]} {lab_gw.address}"
+             f" 9418; python3 -c {shlex.quote(SPOOF)} {machines['seat-02']['ip']} {lab_gw.address} 9418;"
+             f" ip addr del {one[1]}/32 dev {lab_card}")
+    out = run("exec", "seat-02", "--", f"sudo bash -c {shlex.quote(spoof)}")
+    assert out.out.split() == ["dropped", "sent"], out.out + out.err
+    assert listener.peers == []
+    listener.sock.close()
 
 
 def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, labctl_home: Path,
@@ -87,6 +176,7 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     assert password_login(machines["seat-02"]["ip"], logins["seat-02"])
     assert not password_login(machines["seat-02"]["ip"], logins["seat-01"])
     assert password_login(machines["seat-03"]["ip"], logins["seat-03"])
+    seat_cannot_reach_another_seat_or_the_host(run, class_name, machines)
 
     snaps = json.loads(run("snapshot", "list", "--json").out)
     assert {m: [s["name"] for s in v] for m, v in snaps.items()} == {s: ["stacked"] for s in SEATS}

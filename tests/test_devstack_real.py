@@ -86,14 +86,17 @@ def disk_files(domain: str) -> list[Path]:
     return [Path(layer["filename"]) for layer in chain]
 
 
-def found_in(files: list[Path], values: list[str]) -> list[str]:
-    """Which files hold any of the values, byte for byte (free blocks included: a qcow2 layer keeps
-    whatever was ever written to it). The box's own layer is compressed and older than any secret."""
-    with_values = [str(f) for f in files if "_vagrant_box_image_" not in f.name]
-    out = subprocess.run(["grep", "-laF", *(x for v in values for x in ("-e", v)), *with_values],
-                         capture_output=True, text=True, check=False)
-    assert out.returncode in (0, 1), out.stderr
-    return out.stdout.split()
+def values_in(files: list[Path], values: list[str]) -> dict[str, set[str]]:
+    """Which of the values each file holds, byte for byte (free blocks included: a qcow2 layer keeps
+    whatever was ever written to it), each file read once. The box's own layer is compressed and
+    older than any secret."""
+    found: dict[str, set[str]] = {}
+    for f in dict.fromkeys(str(f) for f in files if "_vagrant_box_image_" not in f.name):
+        out = subprocess.run(["grep", "-aoF", *(x for v in values for x in ("-e", v)), f],
+                             capture_output=True, text=True, errors="replace", check=False)
+        assert out.returncode in (0, 1), out.stderr
+        found[f] = set(out.stdout.split()) & set(values)
+    return found
 
 
 def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_lab: tuple[str, Path, int],
@@ -144,18 +147,26 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     forwarded = f"http://127.0.0.1:{base + 5001}/identity"
     assert token(forwarded, "admin", seats["seat-01"]["admin"]) == 201
     assert token(forwarded, "admin", seats["seat-02"]["admin"]) == 401
-    # From inside seat-02: seat-01's MySQL refuses seat-02's database password and the template's; its own works.
-    mysql = "MYSQL_PWD={pw} mysql -h {ip} -u root -N -e 'select 1'"
+    # seat-01's MySQL refuses seat-02's database password and the template's (asked on seat-01's own lab
+    # address, from seat-01); from seat-02 it cannot even be reached (labctl.isolation); seat-02's own works.
+    mysql = "MYSQL_PWD={pw} mysql --connect-timeout=10 -h {ip} -u root -N -e 'select 1'"
     for pw in (seats["seat-02"]["database"], template["database"]):
-        assert run("exec", "seat-02", "--lab", name, "--", mysql.format(pw=pw, ip=ips["seat-01"])).code != 0
+        denied = run("exec", "seat-01", "--lab", name, "--", mysql.format(pw=pw, ip=ips["seat-01"]))
+        assert denied.code != 0 and "Access denied" in denied.out + denied.err, denied.out + denied.err
+    fenced = run("exec", "seat-02", "--lab", name, "--",
+                 mysql.format(pw="no-password-needed-to-be-refused", ip=ips["seat-01"]))
+    assert fenced.code != 0 and "Can't connect" in fenced.out + fenced.err, fenced.out + fenced.err
     own = run("exec", "seat-02", "--lab", name, "--", mysql.format(pw=seats["seat-02"]["database"], ip="127.0.0.1"))
     assert own.code == 0, own.out + own.err
     # No value of one seat's secrets anywhere on the other's disk: every layer under it, byte for byte.
     disks = {s: disk_files(f"labctl-{name}-{s}") for s in SEATS}
     assert disks["seat-01"][1:] == disks["seat-02"][1:] and len(disks["seat-02"]) >= 2  # one base under both
+    found = values_in(disks["seat-01"] + disks["seat-02"], [v for s in SEATS for v in seats[s].values()])
     for seat, other in (("seat-02", "seat-01"), ("seat-01", "seat-02")):
-        assert found_in(disks[seat], list(seats[other].values())) == []
-        assert found_in(disks[seat], [seats[seat]["admin"]]) == [str(disks[seat][0])]  # the search finds what is there
+        assert not [f for f in map(str, disks[seat]) if found.get(f, set()) & set(seats[other].values())]
+        # The search finds what is there: the seat's own admin password, in its own layer alone.
+        assert [f for f in map(str, disks[seat]) if seats[seat]["admin"] in found.get(f, set())] == [
+            str(disks[seat][0])]
 
     # The openrc `labctl creds seat-02` prints works inside the seat, with DevStack's own client.
     # A trainee then breaks seat-02's real DevStack; `reset` brings back the `stacked` snapshot labctl

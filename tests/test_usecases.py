@@ -94,6 +94,10 @@ def test_up_validates_then_boots_only_what_is_not_running(tmp_path: Path) -> Non
     assert kinds[:2] == ["check_plugin", "validate"] and ("validate", True) in vagrant.calls
     assert ("up", ["cpu"]) in vagrant.calls  # ctl runs already
     assert ("mark_started", ["labctl-duo-cpu"]) in host.calls  # its uptime counts from now
+    # Every running machine fenced in (labctl.isolation), the one that ran already too; a lab that is no
+    # classroom on the management network alone (its controller and compute talk on the lab network).
+    fenced = [c[1] for c in host.calls if c[0] == "fence"]
+    assert fenced == [["labctl-duo-ctl", "vagrant-libvirt"], ["labctl-duo-cpu", "vagrant-libvirt"]]
     assert made == ["caches"]
     assert {s.name: s.state for s in statuses} == {"ctl": "running", "cpu": "running"}
     assert records.read_lab(ctx.home.lab("duo")).machine_names == ["ctl", "cpu"]

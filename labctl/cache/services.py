@@ -193,6 +193,13 @@ class HostCaches:
         with locked(self.root / ".lock"):
             yield
 
+    def machine_ports(self) -> list[int]:
+        """The ports machines reach the caches on: the running caches' own, else those they would take."""
+        ends = self.endpoints()
+        if ends is not None:
+            return [ends.apt_port, ends.pypi_port]
+        return [_env_port("LABCTL_APT_CACHE_PORT", APT_PORT), _env_port("LABCTL_PYPI_CACHE_PORT", PYPI_PORT)]
+
     # -- start and stop
 
     def start(self, address: str, *, offline: bool = False, apt_port: int | None = None,

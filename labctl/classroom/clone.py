@@ -164,6 +164,7 @@ def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
 def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any,
                     hypervisor: HypervisorPort,
                     *, snapshot: Callable[[str, records.StackRecord], None] | None = None,
+                    fence: Callable[[Sequence[MachineStatus]], None] | None = None,
                     **stack_options: Any) -> StackRun | None:
     """`labctl up`/`stack` of a lab: a classroom whose seats all need DevStack is stacked once and
     cloned; any other lab (or set of machines) is stacked machine by machine (stacking.stack_lab)."""
@@ -206,6 +207,8 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
     hypervisor.start([doms[n] for n in names])
     current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
+    if fence is not None:  # each copy's card is held to its own new lease, before anything else
+        fence(current)
     by_name = {s.name: s for s in current}
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
     forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])

@@ -1,0 +1,178 @@
+"""Each machine fenced in on its networks by libvirt's own packet filter (nwfilter), so that a trainee,
+root in their seat, reaches nothing but their seat, the host's services meant for it, and the internet.
+
+Why nwfilter, and not networks of their own: every lab's machines share vagrant-libvirt's management
+network (Vagrant reaches them through it), and a class's seats share their lab network. Separate
+networks per seat would need a bridge, a subnet and a dnsmasq per seat and per host; a filter on each
+card is one definition per host, works the same on every host of a class, and is enforced by the host,
+out of the guest's reach (the rules live in the host's ebtables and iptables, not in the VM).
+
+What the filter, `labctl-fence-1`, does on each card it is put on:
+- libvirt's `clean-traffic-gateway`: frames only to and from the network's gateway (the host), never
+  straight to another machine, and no spoofed MAC, IP or ARP (the card's own address is given, never
+  learned: a seat cannot take another seat's address and have the host send it that seat's traffic);
+  `allow-dhcp-server`: DHCP's broadcast out, and answers from the host's DHCP server alone;
+- of the host, only the ports meant for machines (DNS, the package caches, the git daemon; `HOST_TCP`),
+  and DHCP; every other address of the host is dropped (`HOST_ADDRESS`), and so is any other machine on
+  the same network reached through the host (libvirt forwards from a bridge back into it);
+- everything else (the internet, through the host's NAT) is let through.
+
+A machine of another lab is on another lab network, which libvirt already refuses to route into; on
+the management network the filter keeps them apart. Machines of one lab that is no classroom talk to
+each other on their lab network freely (a controller and its computes): that card is not fenced.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from labctl.model import MANAGEMENT_NETWORK
+
+FILTER = "labctl-fence-1"
+DNS_PORT = 53
+
+FILTER_XML = f"""<filter name='{FILTER}' chain='root'>
+  <filterref filter='clean-traffic-gateway'/>
+  <filterref filter='allow-dhcp-server'/>
+  <rule action='accept' direction='out' priority='50'>
+    <all state='ESTABLISHED,RELATED'/>
+  </rule>
+  <rule action='accept' direction='out' priority='100'>
+    <tcp dstipaddr='$GATEWAY_IP' dstportstart='$HOST_TCP[@1]'/>
+  </rule>
+  <rule action='accept' direction='out' priority='100'>
+    <udp dstipaddr='$GATEWAY_IP' dstportstart='{DNS_PORT}'/>
+  </rule>
+  <rule action='accept' direction='out' priority='100'>
+    <udp srcportstart='68' dstportstart='67'/>
+  </rule>
+  <rule action='accept' direction='out' priority='100'>
+    <icmp dstipaddr='$GATEWAY_IP'/>
+  </rule>
+  <rule action='drop' direction='out' priority='200'>
+    <all dstipaddr='$HOST_ADDRESS'/>
+  </rule>
+  <rule action='drop' direction='out' priority='200'>
+    <all dstipaddr='$NETWORK' dstipmask='$NETMASK'/>
+  </rule>
+  <rule action='accept' direction='out' priority='300'>
+    <all/>
+  </rule>
+</filter>
+"""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """One card of one machine to fence in: the network it is on and the machine's addresses there
+    (none given: the addresses libvirt's DHCP server leased to that card)."""
+
+    network: str
+    ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The host's side of one libvirt network."""
+
+    mac: str
+    address: str
+    cidr: str
+
+
+def gateway(network_xml: str) -> Gateway | None:
+    """The host's MAC, address and subnet on a libvirt network; None for a network without them."""
+    root = ET.fromstring(network_xml)  # noqa: S314 - libvirt's own XML about its network
+    mac, ip = root.find("mac"), root.find("ip")
+    if mac is None or ip is None or not mac.get("address") or not ip.get("address"):
+        return None
+    address = str(ip.get("address"))
+    prefix = ip.get("prefix") or ip.get("netmask") or "24"
+    net = ipaddress.IPv4Network(f"{address}/{prefix}", strict=False)
+    return Gateway(str(mac.get("address")), address, str(net))
+
+
+def filterref(fence: Fence, gw: Gateway, host_addresses: Iterable[str], host_tcp: Iterable[int]) -> ET.Element:
+    """The <filterref> for one card: its own address, its gateway, the host's addresses and ports."""
+    net = ipaddress.IPv4Network(gw.cidr)
+    ref = ET.Element("filterref", {"filter": FILTER})
+    params: list[tuple[str, str]] = [("IP", ip) for ip in fence.ips]
+    params += [("GATEWAY_MAC", gw.mac), ("GATEWAY_IP", gw.address), ("DHCPSERVER", gw.address),
+                                     ("NETWORK", str(net.network_address)), ("NETMASK", str(net.netmask))]
+    params += [("HOST_ADDRESS", a) for a in sorted(set(host_addresses) | {gw.address})]
+    params += [("HOST_TCP", str(p)) for p in sorted(set(host_tcp) | {DNS_PORT})]
+    for name, value in params:
+        ET.SubElement(ref, "parameter", {"name": name, "value": value})
+    return ref
+
+
+def cards(domain_xml: str) -> dict[str, tuple[ET.Element, str]]:
+    """The domain's cards on libvirt networks: network name -> (its <interface>, its MAC)."""
+    root = ET.fromstring(domain_xml)  # noqa: S314 - libvirt's own XML about its domain
+    found = {}
+    for iface in root.iterfind("devices/interface"):
+        source, mac = iface.find("source"), iface.find("mac")
+        if source is not None and source.get("network") and mac is not None:
+            found[str(source.get("network"))] = (iface, str(mac.get("address", "")).lower())
+    return found
+
+
+def fenced_interfaces(domain_xml: str, fences: Sequence[Fence], gateways: dict[str, Gateway],
+                      host_addresses: Iterable[str], host_tcp: Iterable[int]) -> list[str]:
+    """The domain's cards on the fenced networks, each with its filter (replacing any other): the XML
+    to give libvirt's update-device. A card without an address to hold it to, or a fenced network the
+    domain has no card on, is an error: an unfenced card is never taken for a fenced one."""
+    by_network = cards(domain_xml)
+    out = []
+    addresses = list(host_addresses)
+    for fence in fences:
+        if fence.network not in by_network:
+            raise ValueError(f"no card on network {fence.network}")
+        if not fence.ips:
+            raise ValueError(f"no address for the card on network {fence.network}")
+        if fence.network not in gateways:
+            raise ValueError(f"network {fence.network} has no address and MAC of the host's to hold the card to")
+        iface = by_network[fence.network][0]
+        for old in iface.findall("filterref"):
+            iface.remove(old)
+        iface.append(filterref(fence, gateways[fence.network], addresses, host_tcp))
+        out.append(ET.tostring(iface, encoding="unicode"))
+    return out
+
+
+def is_fenced(domain_xml: str, network: str) -> bool:
+    """Whether the domain's card on `network` carries labctl's filter."""
+    card = cards(domain_xml).get(network)
+    ref = card[0].find("filterref") if card else None
+    return ref is not None and ref.get("filter") == FILTER
+
+
+def refenced(domain_xml: str, network: str, fenced_card: ET.Element) -> str:
+    """The domain's card on `network` with the filter another version of it carried."""
+    iface = cards(domain_xml)[network][0]
+    for old in iface.findall("filterref"):
+        iface.remove(old)
+    ref = fenced_card.find("filterref")
+    assert ref is not None
+    iface.append(ref)
+    return ET.tostring(iface, encoding="unicode")
+
+
+def with_uuid(uuid: str) -> str:
+    """The filter's definition for a host that has one of that name already (libvirt keeps its uuid)."""
+    return FILTER_XML.replace("chain='root'>", f"chain='root'>\n  <uuid>{uuid}</uuid>", 1)
+
+
+def fences_for(classroom: bool, network: str, lab_ip: str) -> list[Fence]:
+    """A machine's cards to fence: the management card always (held to its DHCP leases), and a
+    classroom seat's card on the lab network too (held to its address there). A lab that is no
+    classroom keeps its lab network open between its own machines (a controller and its computes)."""
+    return [Fence(MANAGEMENT_NETWORK), *([Fence(network, (lab_ip,))] if classroom else [])]
+
+
+def host_ports(git_port: int, cache_ports: Iterable[int]) -> list[int]:
+    """The host's TCP ports a machine may open: DNS, the git daemon and the package caches."""
+    return sorted({DNS_PORT, git_port, *cache_ports})
