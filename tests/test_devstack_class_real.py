@@ -17,37 +17,16 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_devstack_real import HOST_CAS, MIRRORS, token
 
-from conftest import REPO, Result, leave_nothing, libvirt_names
+from conftest import Result, leave_nothing, libvirt_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.devstack_class]
-
-MIRRORS = REPO.parent / "shared" / "mirrors"
-HOST_CAS = Path("/usr/local/share/ca-certificates")
-
-
-def token(auth_url: str, user: str, password: str) -> int:
-    """POST /v3/auth/tokens from the host, straight to the VM (no proxy): the HTTP status."""
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": user, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
-    request = urllib.request.Request(f"{auth_url}/v3/auth/tokens", data=json.dumps(body).encode(),  # noqa: S310 - an http URL of the lab's
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=60) as response:
-            assert response.headers.get("X-Subject-Token")
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
 
 SEATS = ("seat-01", "seat-02")
 
