@@ -21,7 +21,7 @@ from standin_devstack import make_repo
 
 from conftest import TEST_APT_PORT, TEST_CACHE, Result, libvirt_names
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.clone_vm]  # out of the default run: about 25 minutes here
 SEATS = ("seat-01", "seat-02", "seat-03")
 
 
