@@ -570,8 +570,10 @@ def fence(conn: libvirt.virConnect, domain: str, fences: list[Fence], host_tcp: 
     from labctl import isolation
     from labctl.host import local_ipv4
 
+    # Defined once per host: the name carries the rules' version, and redefining a filter makes
+    # libvirt rebuild the rules of every card using it (each seat's up would churn every other seat).
     try:
-        conn.nwfilterDefineXML(isolation.with_uuid(conn.nwfilterLookupByName(isolation.FILTER).UUIDString()))
+        conn.nwfilterLookupByName(isolation.FILTER)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
             raise

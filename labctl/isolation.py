@@ -161,11 +161,6 @@ def refenced(domain_xml: str, network: str, fenced_card: ET.Element) -> str:
     return ET.tostring(iface, encoding="unicode")
 
 
-def with_uuid(uuid: str) -> str:
-    """The filter's definition for a host that has one of that name already (libvirt keeps its uuid)."""
-    return FILTER_XML.replace("chain='root'>", f"chain='root'>\n  <uuid>{uuid}</uuid>", 1)
-
-
 def fences_for(classroom: bool, network: str, lab_ip: str) -> list[Fence]:
     """A machine's cards to fence: the management card always (held to its DHCP leases), and a
     classroom seat's card on the lab network too (held to its address there). A lab that is no

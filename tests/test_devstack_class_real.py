@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_devstack_real import HOST_CAS, MIRRORS, token
+from test_devstack_real import HOST_CAS, MIRRORS, fetched_through_caches, token
 
 from conftest import Result, leave_nothing, libvirt_names
 
@@ -104,11 +104,7 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     assert "stacking seat-01 once; 1 more seats will be made from its disk" in shown
     assert "Setting up " not in shown and "Collecting " not in shown
     assert "serving them to the machines at git://" in shown
-    # Every Debian package and PyPI file came through the host's caches.
-    caches = {c["name"]: c for c in json.loads(run("cache", "--json").out)["caches"]}
-    assert caches["apt"]["requests"] > 50 and caches["pypi"]["requests"] > 50, caches
-    log_text = run("logs", "seat-01", "--lab", name).out
-    assert f"Downloading http://{caches['pypi']['url'].split('/')[2]}/root/pypi/" in log_text
+    fetched_through_caches(run, name, "seat-01")
 
     # Each seat's Keystone answers its own admin password alone: not the other seat's, not the template's.
     from labctl.state import LabHome

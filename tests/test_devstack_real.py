@@ -45,6 +45,14 @@ def token(auth_url: str, user: str, password: str) -> int:
         return int(exc.code)
 
 
+def fetched_through_caches(run: Callable[..., Result], lab: str, machine: str) -> None:
+    """Every Debian package and PyPI file came through the host's caches."""
+    caches = {c["name"]: c for c in json.loads(run("cache", "--json").out)["caches"]}
+    assert caches["apt"]["requests"] > 50 and caches["pypi"]["requests"] > 50, caches
+    log_text = run("logs", machine, "--lab", lab).out
+    assert f"Downloading http://{caches['pypi']['url'].split('/')[2]}/root/pypi/" in log_text
+
+
 @pytest.fixture
 def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
     if not (MIRRORS / "openstack" / "devstack.git").is_dir():
@@ -87,11 +95,7 @@ def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple
     assert "ks: Starting Keystone" in shown
     assert "Setting up " not in shown and "Collecting " not in shown
     assert "serving them to the machines at git://" in shown
-    # Every Debian package and PyPI file came through the host's caches.
-    caches = {c["name"]: c for c in json.loads(run("cache", "--json").out)["caches"]}
-    assert caches["apt"]["requests"] > 50 and caches["pypi"]["requests"] > 50, caches
-    log_text = run("logs", "ks", "--lab", name).out
-    assert f"Downloading http://{caches['pypi']['url'].split('/')[2]}/root/pypi/" in log_text
+    fetched_through_caches(run, name, "ks")
 
     creds = json.loads(run("creds", "--json", "--lab", name).out)
     auth_url = creds["machines"]["ks"]["auth_url"]
