@@ -224,6 +224,11 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     names = [m.name for m in to_start]
     if names:
+        # vagrant-libvirt removes the management network at the destroy of the lab whose `up` made it,
+        # once no running machine uses it: a halted lab then cannot resume. Made by labctl first, it
+        # belongs to no lab and stays.
+        for on in sorted({m.host for m in to_start}, key=lambda h: h or ""):
+            ctx.hypervisor_on(on).management_address()
         with reporter.machines(names, "booting") as progress:
             driver.up(names, progress.update)
         _mark_started(ctx, lab.name, [(m.name, m.host) for m in to_start])

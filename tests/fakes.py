@@ -76,6 +76,7 @@ class FakeHost:
         return False
 
     def management_address(self) -> str:
+        self.calls.append(("management_address", None))
         return "192.168.121.1"
 
     def clone_disks(self, template: str, clones: list[str]) -> Path:

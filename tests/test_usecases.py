@@ -93,6 +93,8 @@ def test_up_validates_then_boots_only_what_is_not_running(tmp_path: Path) -> Non
     kinds = [c[0] for c in vagrant.calls]
     assert kinds[:2] == ["check_plugin", "validate"] and ("validate", True) in vagrant.calls
     assert ("up", ["cpu"]) in vagrant.calls  # ctl runs already
+    # The management network made by labctl before Vagrant boots (so no lab's destroy removes it).
+    assert host.calls.index(("management_address", None)) < host.calls.index(("mark_started", ["labctl-duo-cpu"]))
     assert ("mark_started", ["labctl-duo-cpu"]) in host.calls  # its uptime counts from now
     # Every running machine fenced in (labctl.isolation), the one that ran already too; a lab that is no
     # classroom on the management network alone (its controller and compute talk on the lab network).
