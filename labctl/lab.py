@@ -36,6 +36,7 @@ from labctl.render import (
     fragment_selector,
     render_local_conf,
     render_vagrantfile,
+    slow_waits_note,
 )
 from labctl.resources import data_path
 from labctl.selection import LAB_FILE, LabRequest, existing_lab, only_lab
@@ -342,8 +343,11 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel, routes)
-    confs = {m.name: render_local_conf(lab, m, passwords_for(m.name, passwords, seat_passwords), fragments)
+    confs = {m.name: render_local_conf(lab, m, passwords_for(m.name, passwords, seat_passwords), fragments,
+                                       slow=accel.slow)
              for m in lab.machines}
+    if note := slow_waits_note(lab, accel.slow):
+        warnings.append(note)
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else read_bounded(lab.source, LAB_FILE_LIMIT, "lab file") if lab.source else "")
     return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords or bool(new_seats),

@@ -140,13 +140,16 @@ def _refuse_managed(conf: MetaConfig, origin: str) -> None:
 
 
 def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
-                       fragments: Sequence[Fragment]) -> MetaConfig:
-    """Built-in fragments (base, then the role's), the user's (all, role, machine), then lab.yaml."""
+                       fragments: Sequence[Fragment], slow: bool = False) -> MetaConfig:
+    """Built-in fragments (base, then the role's), the user's (all, role, machine), then lab.yaml;
+    under software emulation (`slow`), raised service waits first, so that any of those decides."""
     context = fragment_context(lab, machine, passwords)
     order = {"base": 0, "all": 0, machine.role: 1, machine.name: 2}
     chosen = sorted((f for f in fragments if f.applies_to(machine)),
                     key=lambda f: (not f.builtin, order.get(f.selector, 2), f.origin))
     conf = MetaConfig()
+    for name, value in SLOW_WAITS if slow else ():
+        conf.set_var(name, value)
     for frag in chosen:
         part = parse(render_untrusted(frag.text, context, frag.origin), frag.origin)
         if not frag.builtin:
@@ -175,9 +178,26 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
     return conf
 
 
+# DevStack's waits for its services, as labctl raises them under software emulation: stackrc's 60 s
+# for a service to answer is a fast machine's figure (a real keystone-only stack here on a slow day
+# failed "keystone did not start" at 60 s). NOVA_READY_TIMEOUT follows SERVICE_TIMEOUT; a port's
+# plugging waits on OVN. Only defaults: a lab's fragment or devstack.localrc still decides.
+SLOW_WAITS = (("SERVICE_TIMEOUT", "600"), ("VIF_PLUGGING_TIMEOUT", "900"))
+
+
+def slow_waits_note(lab: Lab, slow: bool) -> str | None:
+    """What the plan says when labctl raised DevStack's waits (None when it did not)."""
+    if not slow:
+        return None
+    own = {name for name, _ in lab.devstack.localrc}
+    raised = [f"{n}={v}" for n, v in SLOW_WAITS if n not in own]
+    return (f"software emulation: DevStack's service waits raised to {', '.join(raised)} (seconds; a fragment"
+            " or devstack.localrc sets them otherwise)") if raised else None
+
+
 def render_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
-                      fragments: Sequence[Fragment]) -> str:
+                      fragments: Sequence[Fragment], slow: bool = False) -> str:
     header = (f"# local.conf of machine {machine.name} ({machine.role}) in lab {lab.name},"
               f" written by labctl {__version__}.\n"
               "# Edit lab.yaml or local.conf.d/ and run `labctl plan` again rather than this file.\n")
-    return compose_local_conf(lab, machine, passwords, fragments).render(header)
+    return compose_local_conf(lab, machine, passwords, fragments, slow).render(header)

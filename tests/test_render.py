@@ -15,7 +15,7 @@ from labctl.host import KVM, QEMU
 from labctl.lab import read_fragments
 from labctl.localconf import parse, shell_value
 from labctl.model import Lab, lab_from_dict, load_lab
-from labctl.render import Fragment, render_local_conf, render_vagrantfile, ruby_literal
+from labctl.render import Fragment, render_local_conf, render_vagrantfile, ruby_literal, slow_waits_note
 
 GOLDEN = Path(__file__).parent / "golden"
 PASSWORDS = {"admin": "Adm1n", "database": "Db2", "rabbit": "Rb3", "service": "Sv4"}
@@ -201,3 +201,22 @@ def test_vagrantfile_accelerator_settings(catalog: Catalog) -> None:
     kvm = render_vagrantfile((REPO / "Vagrantfile.j2").read_text(), lab, KVM)
     assert "libvirt.driver = 'kvm'" in kvm and "host-passthrough" in kvm and "cpu_model" not in kvm
     assert "libvirt.default_prefix = 'labctl-t-'" in emulated
+
+
+def test_software_emulation_raises_devstack_service_waits(catalog: Catalog, tmp_path: Path) -> None:
+    """A slow day failed a real stack at `keystone did not start` (DevStack's SERVICE_TIMEOUT of 60 s):
+    under software emulation labctl raises the waits, and a lab that sets them keeps its own."""
+    lab = lab_from_dict({"name": "t", "machines": [{"name": "alpha"}]}, catalog)
+    fast, _ = localrc_env(render_local_conf(lab, lab.machines[0], PASSWORDS, []), tmp_path)
+    assert "SERVICE_TIMEOUT" not in fast and "VIF_PLUGGING_TIMEOUT" not in fast
+    slow, _ = localrc_env(render_local_conf(lab, lab.machines[0], PASSWORDS, [], slow=True), tmp_path)
+    assert int(slow["SERVICE_TIMEOUT"]) >= 600 and int(slow["VIF_PLUGGING_TIMEOUT"]) >= 900
+    assert slow_waits_note(lab, slow=True) and "SERVICE_TIMEOUT=600" in str(slow_waits_note(lab, slow=True))
+    assert slow_waits_note(lab, slow=False) is None
+
+    own = lab_from_dict({"name": "t", "machines": [{"name": "alpha"}],
+                         "devstack": {"localrc": {"SERVICE_TIMEOUT": 90}}}, catalog)
+    mine = Fragment("local.conf.d/all.conf", "all", "[[local|localrc]]\nVIF_PLUGGING_TIMEOUT=42\n", False)
+    env, _ = localrc_env(render_local_conf(own, own.machines[0], PASSWORDS, [mine], slow=True), tmp_path)
+    assert env["SERVICE_TIMEOUT"] == "90" and env["VIF_PLUGGING_TIMEOUT"] == "42"
+    assert "SERVICE_TIMEOUT" not in str(slow_waits_note(own, slow=True))
