@@ -276,13 +276,14 @@ def _show_up(plan: Any, statuses: Any, run: Any, as_json: bool) -> int:
         print_ready(console, plan.lab.name, statuses)
         if run:
             print_stack_summary(console, plan.lab.name, results, run.discovery)
-    return 1 if run and run.failed else 0
+    return 1 if run and (run.failed or run.problems) else 0
 
 
 def _results_json(results: Any, run: Any) -> dict[str, Any]:
     return {"machines": {n: {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
                              "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
-                             "phases": [{"phase": p, "seconds": s} for p, s in r.phases]}
+                             "phases": [{"phase": p, "seconds": s} for p, s in r.phases],
+                             "problems": r.problems}
                          for n, r in results.items()},
             "discover_hosts": run.discovery if run else None}
 
@@ -328,7 +329,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         from labctl.ui import make_console, print_stack_summary
 
         print_stack_summary(make_console(), lab_dir.name, results, run.discovery)
-    return 1 if run.failed else 0
+    return 1 if run.failed or run.problems else 0
 
 
 @cli.command()
@@ -665,4 +666,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-from labctl import cli_cache, cli_classroom, cli_hosts  # noqa: E402,F401 - register their commands on the group
+from labctl import cli_cache, cli_classroom, cli_cloud, cli_hosts  # noqa: E402,F401 - register their commands on the group

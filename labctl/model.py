@@ -16,6 +16,7 @@ from typing import Any
 
 from labctl.catalog import BOX_RE, Catalog, Release
 from labctl.classroom.seats import Classroom, parse_classroom, seat_machines
+from labctl.cloud.spec import CloudSpec, parse_cloud
 from labctl.errors import CatalogError, LabFileError, show
 from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
 from labctl.labyaml import parse_yaml
@@ -153,6 +154,8 @@ class Lab:
     # The host's package caches (labctl.cache): asked for in lab.yaml; a classroom uses them unless
     # it says `caches: false` (N seats would download everything N times).
     caches: bool = False
+    # What the stacked cloud holds on day one (images, flavors, keypair, rules): labctl.cloud.
+    cloud: CloudSpec = field(default_factory=CloudSpec)
 
     @property
     def controller(self) -> Machine | None:
@@ -524,7 +527,7 @@ def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
 
 def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab:
     data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
-                              "ca_certificates", "proxy", "classroom", "caches"))
+                              "ca_certificates", "proxy", "classroom", "caches", "cloud"))
     if "name" not in data:
         raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
     name = check_name(data["name"], "name")
@@ -555,6 +558,7 @@ def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab
         proxy=_proxy(data.get("proxy")),
         classroom=classroom,
         caches=_bool(data["caches"], "caches") if "caches" in data else classroom is not None,
+        cloud=parse_cloud(data.get("cloud"), base_dir),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from labctl.cache.guest import REACH_SCRIPT, guest_files
 from labctl.cache.services import Endpoints
+from labctl.cloud.spec import CloudSpec
 from labctl.errors import LabctlError
 from labctl.mirrors import DevstackSource, redact
 from labctl.model import DevstackSpec, Proxy
@@ -150,6 +151,7 @@ class StackJob:
     git_server: tuple[str, int] | None = None  # labctl's git daemon on the host, when it serves mirrors
     seat_login: str | None = None  # a classroom seat: the trainee's SSH password (user stack)
     caches: Endpoints | None = None  # the host's package caches, when the lab uses them
+    cloud: CloudSpec | None = None  # day-one resources to make once stacked (a machine serving the APIs)
 
 
 @dataclass
@@ -163,6 +165,8 @@ class StackResult:
     dashboard: str | None = None
     keystone: str | None = None
     phases: list[tuple[str, float]] = field(default_factory=list)  # DevStack's phases and their seconds
+    # What went wrong after a good stack (a day-one resource not made): the stack stays ok.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import io
 import os
+import shlex
 import socket
 import tempfile
 import threading
@@ -304,10 +305,19 @@ class Session:
 
     def upload_private(self, data: bytes) -> str:
         """Upload to a new file only the login user can read (mode 0600 before any byte is written)."""
-        _, out = self.run("umask 077 && mktemp", "mktemp")
-        path = out.strip().splitlines()[-1]
+        path = self._private_file()
         self.conn.put(io.BytesIO(data), remote=path)
         return path
+
+    def upload_file(self, local: Path) -> str:
+        """upload_private of a host file, streamed (an image may be gigabytes)."""
+        path = self._private_file("/var/tmp")  # noqa: S108 - a new 0600 file of mktemp's; /tmp may be memory
+        self.conn.put(str(local), remote=path, preserve_mode=False)  # stays 0600
+        return path
+
+    def _private_file(self, folder: str | None = None) -> str:
+        _, out = self.run("umask 077 && mktemp" + (f" -p {shlex.quote(folder)}" if folder else ""), "mktemp")
+        return out.strip().splitlines()[-1]
 
 
 def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:

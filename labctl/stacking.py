@@ -18,13 +18,15 @@ from typing import Any
 
 from labctl import records
 from labctl.cache.services import Endpoints
+from labctl.cloud.dayone import API_ROLES
+from labctl.cloud.spec import CloudSpec
 from labctl.errors import LabctlError
 from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
 from labctl.inventory import MachineStatus, host_of, running
 from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders, url_secrets
 from labctl.model import Lab, Machine
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
-from labctl.remote import CANCELLED, Host, cancel_all
+from labctl.remote import CANCELLED, Host, RemoteCommandFailed, Session, SshUnreachable, cancel_all
 from labctl.state import LabDir, labctl_cache
 
 Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
@@ -44,6 +46,11 @@ class StackRun:
     @property
     def failed(self) -> list[str]:
         return [name for name, r in self.results.items() if r.status != "ok"]
+
+    @property
+    def problems(self) -> dict[str, list[str]]:
+        """Machines that stacked, with what went wrong after (a day-one resource not made)."""
+        return {name: r.problems for name, r in self.results.items() if r.problems}
 
 
 def machines_to_stack(lab: Lab, lab_dir: LabDir, names: Sequence[str], everything: bool) -> list[Machine]:
@@ -112,7 +119,8 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
             local_conf=text, devstack=lab.devstack, source=source,
             log=lab_dir.stack_log(m.name), secrets=secrets, certificates=certificates,
             proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server,
-            seat_login=seats[m.name]["login"] if m.name in seats and not template else None, caches=caches))
+            seat_login=seats[m.name]["login"] if m.name in seats and not template else None, caches=caches,
+            cloud=lab.cloud if lab.cloud and m.role in API_ROLES else None))
     return jobs
 
 
@@ -194,9 +202,43 @@ def _record_of(r: StackResult) -> records.StackRecord:
                                tuple(r.phases), finished=int(time.time()))
 
 
-def _then_snapshot(snapshot: Callable[[str, records.StackRecord], None], reporter: Any) -> Runner:
+def day_one(host: Host, spec: CloudSpec, result: StackResult, on_phase: Callable[[str], None],
+            log: Path | None = None) -> None:
+    """lab.yaml's day-one resources made in a machine that stacked (labctl.cloud): timed as a phase of
+    its own; what failed becomes the result's problems (the stack itself stays ok, `labctl cloud`
+    tries again)."""
+    from labctl.cloud.dayone import Outcome, make_resources
+
+    on_phase("making the day-one resources")
+    started = time.monotonic()
+
+    def seen(line: str) -> None:
+        on_phase(f"day-one: {line[:80]}")
+        if log is not None:
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"labctl day-one: {line}\n")
+
+    try:
+        with Session(host) as session:
+            outcomes = make_resources(session, spec, seen)
+    except (SshUnreachable, RemoteCommandFailed, OSError) as exc:
+        outcomes = [Outcome("cloud", "ssh", "failed", exc.message if isinstance(exc, LabctlError) else str(exc))]
+    result.phases.append(("Day-one resources", time.monotonic() - started))
+    result.problems += [o.line() for o in outcomes if o.failed]
+
+
+def _then_cloud(inner: Runner) -> Runner:
     def run(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
-        result = stack_machine(job, on_phase)
+        result = inner(job, on_phase)
+        if result.ok and job.cloud:
+            day_one(job.host, job.cloud, result, on_phase, job.log)
+        return result
+    return run
+
+
+def _then_snapshot(inner: Runner, snapshot: Callable[[str, records.StackRecord], None], reporter: Any) -> Runner:
+    def run(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+        result = inner(job, on_phase)
         if result.ok:
             on_phase("taking the stacked snapshot")
             try:
@@ -205,6 +247,12 @@ def _then_snapshot(snapshot: Callable[[str, records.StackRecord], None], reporte
                 reporter.warn(f"{job.machine}: stacked, but no snapshot: {exc.message}")
         return result
     return run
+
+
+def _runner(cloud: bool, snapshot: Callable[[str, records.StackRecord], None] | None, reporter: Any) -> Runner:
+    """stack.sh, then the day-one resources, then the `stacked` snapshot (which `reset` returns to)."""
+    runner = _then_cloud(stack_machine) if cloud else stack_machine
+    return _then_snapshot(runner, snapshot, reporter) if snapshot else runner
 
 
 def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | None = None) -> None:
@@ -264,7 +312,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
             run = run_stacks(jobs, reporter, controller_host=controller_host,
                              controller_ready=bool(ctl and ctl.name in done and done[ctl.name].ok),
                              discover=discover, on_result=lambda r: record(lab_dir, [r]),
-                             runner=_then_snapshot(snapshot, reporter) if snapshot else stack_machine)
+                             runner=_runner(any(j.cloud for j in jobs), snapshot, reporter))
     except BaseException:
         with contextlib.suppress(LabctlError):  # a full disk must not hide what stopped the run
             mark(lab_dir, names, "interrupted")

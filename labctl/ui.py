@@ -262,6 +262,13 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
         elif r.status == "skipped":
             console.print(f"[yellow]{name}[/] ", end="")
             console.print(printable(r.message), markup=False)
+    for name, r in results.items():
+        for problem in r.problems:  # the machine's own words (OpenStack's errors)
+            console.print(f"[red]{name}[/] stacked, but ", end="")
+            console.print(printable(problem), markup=False)
+    if any(r.problems for r in results.values()):
+        console.print(f"Fix lab.yaml's cloud: section, then make what is missing: labctl cloud --lab {lab}",
+                      markup=False)
     if any(r.status != "ok" for r in results.values()):
         console.print(f"Full logs: labctl logs MACHINE --lab {lab}. Retry the failed machines: labctl stack"
                       f" --lab {lab}", markup=False)

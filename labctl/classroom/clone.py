@@ -55,7 +55,7 @@ from labctl.remote import (
     public_key,
     wait_for_ssh,
 )
-from labctl.stacking import AsTemplate, StackRun, machines_to_stack, record, stack_lab
+from labctl.stacking import AsTemplate, StackRun, day_one, machines_to_stack, record, stack_lab
 from labctl.stacklog import mask
 from labctl.state import LabDir
 
@@ -298,6 +298,7 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
     log = lab_dir.stack_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
     step = "waiting for SSH"
+    problems: list[str] = []
     try:
         with log.open("a", encoding="utf-8") as out:
             out.write(f"--- {time.strftime('%F %T')} made its own seat from the template's stacked disk"
@@ -329,6 +330,10 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
             with Session(own_host) as session:
                 open_seat(session, own["login"])
                 push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
+            if lab.cloud:  # made on the template already: only this seat's own keypair is new
+                made = StackResult(name, "ok")
+                day_one(own_host, lab.cloud, made, lambda text: update(name, text), log)
+                problems = made.problems
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
         message = exc.message if isinstance(exc, LabctlError) else str(exc)
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
@@ -336,4 +341,5 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
                            [mask(t, secrets) for t in tail])
     ip = status.lab_ip
     return StackResult(name, "ok", time.monotonic() - started, f"cloned from {TEMPLATE}", "", [], None,
-                       f"http://{ip}/identity/", [("Cloned from seat-01", time.monotonic() - started)])
+                       f"http://{ip}/identity/", [("Cloned from seat-01", time.monotonic() - started)],
+                       problems)

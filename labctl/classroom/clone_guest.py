@@ -156,6 +156,13 @@ for store in ("/opt/stack/horizon/openstack_dashboard/local/.secret_key_store",)
         os.unlink(store)
         say("Horizon: its secret key will be made anew")
 
+# The stack user's key that labctl's day-one keypair made on the template (labctl.cloud): every
+# copy would hold seat-01's private key. Made anew for this seat by the day-one step that follows.
+for leftover in ("/opt/stack/.ssh/id_ed25519", "/opt/stack/.ssh/id_ed25519.pub"):
+    if os.path.isfile(leftover):
+        os.unlink(leftover)
+        say(f"removed the template's {leftover}")
+
 # 6. Keystone's own keys, anew.
 manage = next((p for p in ("/opt/stack/data/venv/bin/keystone-manage", "/usr/local/bin/keystone-manage")
                if os.path.isfile(p)), None)

@@ -1,0 +1,255 @@
+"""lab.yaml's day-one resources (labctl.cloud): the section's validation, and the script that makes
+them, run here against a stand-in `openstack` (tests/fake_openstack.py says why). The real clients
+and a real cloud are tested by the compute DevStack test (marker devstack_compute)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO
+from labctl.cloud.dayone import Outcome, parse_outcomes
+from labctl.cloud.guest import DAY_ONE_SCRIPT
+from labctl.cloud.spec import CloudSpec, Keypair, Rule, parse_cloud
+from labctl.errors import LabFileError
+from labctl.model import lab_from_dict
+
+
+def lab_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "lab"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "vmlinuz").write_bytes(b"kernel bytes")
+    (folder / "images" / "initrd").write_bytes(b"initrd bytes")
+    (folder / "images" / "root.img").write_bytes(b"root bytes")
+    return folder
+
+
+CLOUD = {
+    "images": [
+        {"name": "tiny-kernel", "file": "images/vmlinuz", "disk_format": "aki", "container_format": "aki"},
+        {"name": "tiny-ramdisk", "file": "images/initrd", "disk_format": "ari", "container_format": "ari"},
+        {"name": "tiny", "file": "images/root.img", "disk_format": "ami", "container_format": "ami",
+         "kernel": "tiny-kernel", "ramdisk": "tiny-ramdisk", "properties": {"hw_rng_model": "virtio", "os_distro": 12}},
+    ],
+    "flavors": [{"name": "m1.nano", "ram": 128, "disk": 1, "vcpus": 1}],
+    "keypair": "labctl",
+    "security_group_rules": ["ssh", "icmp", "tcp/8080", "ssh"],
+}
+
+
+def test_a_cloud_section_is_read(tmp_path: Path) -> None:
+    folder = lab_folder(tmp_path)
+    spec = parse_cloud(CLOUD, folder)
+    assert [i.name for i in spec.images] == ["tiny-kernel", "tiny-ramdisk", "tiny"]
+    assert spec.images[0].file == (folder / "images" / "vmlinuz").resolve()
+    assert spec.images[2].kernel == "tiny-kernel" and dict(spec.images[2].properties)["os_distro"] == "12"
+    assert spec.keypair == Keypair("labctl") and spec.rules == (Rule("tcp", 22), Rule("icmp"), Rule("tcp", 8080))
+    assert not parse_cloud(None, folder) and spec
+    lab = lab_from_dict({"name": "c", "machines": [{"name": "aio"}], "cloud": CLOUD}, _catalog(),
+                        source=folder / "lab.yaml")
+    assert lab.cloud == spec
+
+
+def _catalog() -> Any:
+    from labctl.catalog import default_catalog
+
+    return default_catalog()
+
+
+@pytest.mark.parametrize(("cloud", "error"), [
+    ({"images": [{"name": "x", "file": "images/nope.img", "disk_format": "qcow2"}]},
+     r"cloud.images\[0\].file: no image file .*nope.img"),
+    ({"images": [{"name": "x", "file": "../outside.img", "disk_format": "qcow2"}]}, "outside the lab's folder"),
+    ({"images": [{"name": "x", "file": "/etc/passwd", "disk_format": "raw"}]}, "outside the lab's folder"),
+    ({"images": [{"name": "x", "file": "images/link", "disk_format": "raw"}]}, "outside the lab's folder"),
+    ({"images": [{"name": "x", "url": "file:///etc/passwd", "disk_format": "raw"}]}, "http:// or https:// URL"),
+    ({"images": [{"name": "x", "url": "http://a/b c", "disk_format": "raw"}]}, "http:// or https:// URL"),
+    ({"images": [{"name": "x", "disk_format": "raw"}]}, "give file: .* or url:"),
+    ({"images": [{"name": "x", "file": "images/vmlinuz", "url": "http://a/b", "disk_format": "raw"}]}, "one of them"),
+    ({"images": [{"name": "x", "file": "images/vmlinuz", "disk_format": "exe"}]}, "disk_format: expected one of"),
+    ({"images": [{"name": "x", "file": "images/vmlinuz", "disk_format": "ami", "kernel": "k"}]},
+     "'k' is no image listed before this one"),
+    ({"images": [{"name": "k", "file": "images/vmlinuz", "disk_format": "raw"},
+                 {"name": "x", "file": "images/vmlinuz", "disk_format": "ami", "kernel": "k"}]},
+     "whose disk_format is raw, not aki"),
+    ({"images": [{"name": "x", "file": "images/vmlinuz", "disk_format": "raw", "properties": {"kernel_id": "1"}}]},
+     "set by labctl"),
+    ({"images": [{"name": "x", "file": "images/vmlinuz", "disk_format": "raw", "properties": {"a": "b\nc"}}]},
+     "one line"),
+    ({"images": [{"name": "-rf", "file": "images/vmlinuz", "disk_format": "raw"}]}, "expected a name"),
+    ({"images": [{"name": "x", "file": "images/vmlinuz", "disk_format": "raw"}] * 2}, "listed twice"),
+    ({"flavors": [{"name": "f", "ram": "lots"}]}, r"cloud.flavors\[0\].ram: expected a whole number"),
+    ({"flavors": [{"name": "f", "ram": 64, "disks": 1}]}, r"cloud.flavors\[0\].disks: unknown key"),
+    ({"keypair": "mine"}, "expected `labctl` or"),
+    ({"keypair": {"name": "k", "public_key": "ssh-ed25519 AAAA\nssh-rsa BBBB"}}, "one OpenSSH public key line"),
+    ({"security_group_rules": ["telnet"]}, "tcp/PORT or udp/PORT"),
+    ({"security_group_rules": ["tcp/70000"]}, "tcp/PORT or udp/PORT"),
+    ({"image": []}, "cloud.image: unknown key"),
+])
+def test_bad_cloud_sections_are_one_clear_line(tmp_path: Path, cloud: dict[str, Any], error: str) -> None:
+    folder = lab_folder(tmp_path)
+    (folder / "images" / "link").symlink_to("/etc/hostname")  # a link out of the folder is outside it
+    with pytest.raises(LabFileError, match=error):
+        parse_cloud(cloud, folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# The script, against tests/fake_openstack.py
+
+
+class Cloud:
+    """A machine as the script sees it: DevStack's openrc, the stack user's home, `sudo` and `openstack`."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "machine"
+        self.devstack = self.root / "devstack"
+        self.devstack.mkdir(parents=True)
+        (self.devstack / "openrc").write_text('export OS_AUTH_URL=http://10.0.0.1/identity\n'
+                                              'export OS_USERNAME="$1" OS_PROJECT_NAME="$2"\n')
+        self.home = self.root / "stack"
+        self.home.mkdir()
+        bin_dir = self.root / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "openstack").symlink_to(REPO / "tests" / "fake_openstack.py")
+        # sudo -u stack -H CMD...: here, CMD as this user (the test runs as one user).
+        (bin_dir / "sudo").write_text('#!/bin/sh\nwhile [ "$1" = -u ] || [ "$1" = -H ]; do\n'
+                                      '  [ "$1" = -u ] && shift; shift\ndone\nexec "$@"\n')
+        (bin_dir / "sudo").chmod(0o755)
+        self.state = self.root / "cloud.json"
+        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_OS_STATE": str(self.state), "HOME": str(self.home)}
+
+    def run(self, spec: CloudSpec, fail: str = "") -> tuple[int, list[Outcome]]:
+        told = spec.as_json()
+        for image, raw in zip(spec.images, told["images"], strict=True):
+            if image.file:  # as the host uploads it: a copy the script deletes
+                copy = self.root / f"upload-{image.name}"
+                copy.write_bytes(image.file.read_bytes())
+                raw["file"] = str(copy)
+        told.update(devstack=str(self.devstack), stack_home=str(self.home))
+        spec_file = self.root / "spec.json"
+        spec_file.write_text(json.dumps(told))
+        script = self.root / "day_one.py"
+        script.write_text(DAY_ONE_SCRIPT)
+        proc = subprocess.run([sys.executable, str(script), str(spec_file)], capture_output=True, text=True,
+                              env={**self.env, **({"FAKE_OS_FAIL": fail} if fail else {})}, timeout=120)
+        assert not spec_file.exists()  # deleted at once: it may hold nothing secret, but no trace is left
+        assert proc.returncode in (0, 3), proc.stderr
+        outcomes = parse_outcomes(proc.stdout)
+        assert (proc.returncode == 3) == any(o.failed for o in outcomes)
+        assert not list(self.root.glob("upload-*"))  # every uploaded image file removed
+        return proc.returncode, outcomes
+
+    @property
+    def cloud(self) -> dict[str, Any]:
+        return dict(json.loads(self.state.read_text()))
+
+
+def states(outcomes: list[Outcome]) -> dict[str, str]:
+    return {f"{o.kind} {o.name}": o.state for o in outcomes}
+
+
+def test_day_one_resources_are_made_once(tmp_path: Path) -> None:
+    machine = Cloud(tmp_path)
+    spec = parse_cloud(CLOUD, lab_folder(tmp_path))
+    code, outcomes = machine.run(spec)
+    assert code == 0 and set(states(outcomes).values()) == {"created"}
+    assert list(states(outcomes)) == [
+        "image tiny-kernel", "image tiny-ramdisk", "image tiny", "flavor m1.nano", "keypair labctl",
+        "rule admin/default tcp/22", "rule admin/default icmp", "rule admin/default tcp/8080",
+        "rule demo/default tcp/22", "rule demo/default icmp", "rule demo/default tcp/8080"]
+    cloud = machine.cloud
+    images = {i["Name"]: i for i in cloud["images"]}
+    assert images["tiny"]["properties"] == {"kernel_id": images["tiny-kernel"]["ID"],
+                                            "ramdisk_id": images["tiny-ramdisk"]["ID"],
+                                            "hw_rng_model": "virtio", "os_distro": "12"}
+    assert images["tiny"]["bytes"] == "root bytes" and images["tiny"]["public"]
+    assert (images["tiny-kernel"]["disk_format"], images["tiny-kernel"]["container_format"]) == ("aki", "aki")
+    assert cloud["flavors"]["m1.nano"] == {"ram": 128, "disk": 1, "vcpus": 1}
+    # labctl's keypair: the stack user's own key, made in the machine (servers are reached from there).
+    own = (machine.home / ".ssh" / "id_ed25519.pub").read_text().strip()
+    assert cloud["keypairs"]["labctl"] == own
+    assert (machine.home / ".ssh" / "id_ed25519").stat().st_mode & 0o077 == 0
+    assert {(r["IP Protocol"], r["Port Range"]) for r in cloud["rules"]["sg-p-admin"]} == {
+        ("tcp", "22:22"), ("icmp", ""), ("tcp", "8080:8080")}
+
+    # A retry makes nothing twice.
+    code, again = machine.run(spec)
+    assert code == 0 and set(states(again).values()) == {"present"}
+    assert len(machine.cloud["images"]) == 3 and len(machine.cloud["rules"]["sg-p-demo"]) == 3
+
+
+def test_nothing_half_made_is_left_and_one_failure_stops_nothing_else(tmp_path: Path) -> None:
+    machine = Cloud(tmp_path)
+    spec = parse_cloud(CLOUD, lab_folder(tmp_path))
+    code, outcomes = machine.run(spec, fail="image create tiny-ramdisk")
+    by = states(outcomes)
+    assert code == 3 and by["image tiny-ramdisk"] == "failed" and by["image tiny-kernel"] == "created"
+    assert "the upload broke" in next(o.detail for o in outcomes if o.name == "tiny-ramdisk")
+    assert by["image tiny"] == "failed"  # its ramdisk is missing: said, not guessed
+    assert "ramdisk image tiny-ramdisk was not made" in next(o.detail for o in outcomes if o.name == "tiny")
+    assert by["flavor m1.nano"] == "created" and by["keypair labctl"] == "created"
+    assert [i["Name"] for i in machine.cloud["images"]] == ["tiny-kernel"]  # the queued one deleted
+
+    # A try killed while uploading leaves a queued image: the next run makes it anew.
+    cloud = machine.cloud
+    cloud["images"].append({"ID": "stale", "Name": "tiny-ramdisk", "Status": "saving", "properties": {}})
+    machine.state.write_text(json.dumps(cloud))
+    code, outcomes = machine.run(spec)
+    assert code == 0
+    by = states(outcomes)
+    assert (by["image tiny-kernel"], by["image tiny-ramdisk"], by["image tiny"]) == ("present", "replaced", "created")
+    assert sorted((i["Name"], i["Status"]) for i in machine.cloud["images"]) == [
+        ("tiny", "active"), ("tiny-kernel", "active"), ("tiny-ramdisk", "active")]
+
+
+def test_what_exists_otherwise_is_named_never_overwritten(tmp_path: Path) -> None:
+    machine = Cloud(tmp_path)
+    folder = lab_folder(tmp_path)
+    given = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGivenKeyGivenKeyGivenKeyGivenKeyGivenKey trainer@laptop"
+    spec = parse_cloud({"flavors": [{"name": "m1.nano", "ram": 128, "disk": 1}],
+                        "keypair": {"name": "trainer", "public_key": given}}, folder)
+    machine.run(spec)
+    cloud = machine.cloud
+    cloud["flavors"]["m1.nano"]["ram"] = 256  # someone changed them by hand
+    cloud["keypairs"]["trainer"] = "ssh-ed25519 AAAAOther other@host"
+    machine.state.write_text(json.dumps(cloud))
+    code, outcomes = machine.run(spec)
+    assert code == 3 and states(outcomes) == {"flavor m1.nano": "failed", "keypair trainer": "failed"}
+    assert "ram 256 MiB" in outcomes[0].detail and "openstack flavor delete m1.nano" in outcomes[0].detail
+    assert "another public key" in outcomes[1].detail
+    assert machine.cloud["keypairs"]["trainer"] == "ssh-ed25519 AAAAOther other@host"
+
+
+def test_labctls_keypair_follows_the_machines_own_key(tmp_path: Path) -> None:
+    """A classroom seat copied from seat-01 has seat-01's keypair in Nova and no key of its own (the
+    clone removes the template's): the day-one step makes the seat's key and replaces the keypair."""
+    machine = Cloud(tmp_path)
+    spec = CloudSpec(keypair=Keypair("labctl"))
+    machine.run(spec)
+    first = machine.cloud["keypairs"]["labctl"]
+    for leftover in (machine.home / ".ssh").glob("id_ed25519*"):
+        leftover.unlink()
+    code, outcomes = machine.run(spec)
+    assert code == 0 and states(outcomes) == {"keypair labctl": "replaced"}
+    assert machine.cloud["keypairs"]["labctl"] != first
+    assert machine.cloud["keypairs"]["labctl"] == (machine.home / ".ssh" / "id_ed25519.pub").read_text().strip()
+
+
+def test_a_machine_that_has_not_stacked_is_one_failure(tmp_path: Path) -> None:
+    machine = Cloud(tmp_path)
+    (machine.devstack / "openrc").unlink()
+    code, outcomes = machine.run(CloudSpec(flavors=parse_cloud({"flavors": [{"name": "f", "ram": 64}]}, None).flavors))
+    assert code == 3 and [o.line() for o in outcomes] == [
+        f"cloud openrc: failed ({machine.devstack}/openrc admin admin gave no credentials: has DevStack stacked?)"]
+
+
+def test_outcomes_are_read_from_any_output() -> None:
+    text = ('noise\n{"kind": "image", "name": "a", "state": "created", "detail": ""}\n{not json\n'
+            '{"kind": "image", "name": "b", "state": "exploded", "detail": ""}\n[1]\n'
+            '{"kind": "flavor", "name": "f", "state": "failed", "detail": "no"}\n')
+    assert parse_outcomes(text) == [Outcome("image", "a", "created"), Outcome("flavor", "f", "failed", "no")]
