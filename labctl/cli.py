@@ -260,23 +260,50 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
             run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
                                   snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches,
                                   fence=fencer(plan.lab, ctx))
-    return _show_up(plan, statuses, run, as_json)
+        health = None if no_stack else _health(plan.lab, ctx, reporter)
+    return _show_up(plan, statuses, run, health, as_json)
 
 
-def _show_up(plan: Any, statuses: Any, run: Any, as_json: bool) -> int:
+def _health(lab: Any, ctx: Any, reporter: Any) -> Any:
+    """The cloud of every machine that serves the APIs and has stacked, asked how it is."""
+    return _ask_health(ctx.home.lab(lab.name), ctx, reporter)
+
+
+def _ask_health(lab_dir: Any, ctx: Any, reporter: Any, statuses: Any = None) -> Any:
+    from labctl.cloud.health import check_health, health_machines
+    from labctl.inventory import lab_status
+
+    statuses = statuses if statuses is not None else lab_status(lab_dir, ctx.hypervisor(), ctx)
+    names = health_machines(lab_dir, statuses)
+    if names:
+        reporter.step(f"asking the cloud in {', '.join(names)} how it is")
+    return check_health(lab_dir, statuses, names)
+
+
+def _health_failed(health: Any) -> bool:
+    return bool(health) and any(o.failed for outcomes in health.values() for o in outcomes)
+
+
+def _health_json(health: Any) -> Any:
+    return {m: {o.name: {"state": o.state, "detail": o.detail} for o in outcomes} for m, outcomes in health.items()}
+
+
+def _show_up(plan: Any, statuses: Any, run: Any, health: Any, as_json: bool) -> int:
 
     results = run.results if run else {}
     if as_json:
         _print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses],
-                     "devstack": _results_json(results, run)})
+                     "devstack": _results_json(results, run), "health": _health_json(health or {})})
     else:
-        from labctl.ui import make_console, print_ready, print_stack_summary
+        from labctl.ui import make_console, print_health, print_ready, print_stack_summary
 
         console = make_console()
         print_ready(console, plan.lab.name, statuses)
         if run:
             print_stack_summary(console, plan.lab.name, results, run.discovery)
-    return 1 if run and (run.failed or run.problems) else 0
+        if health:
+            print_health(console, plan.lab.name, health)
+    return 1 if (run and (run.failed or run.problems)) or _health_failed(health) else 0
 
 
 def _results_json(results: Any, run: Any) -> dict[str, Any]:
@@ -403,19 +430,31 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
 @cli.command()
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON.")
-def status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
+@click.option("--health", is_flag=True, help="Also ask the cloud in each stacked machine how it is: Keystone,"
+              " and Nova's services, Neutron's agents and Glance where DevStack runs them.")
+def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: bool) -> int:
     """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt), and its
-    DevStack as labctl last saw it (stacked, failed, stacking, interrupted)."""
+    DevStack as labctl last saw it (stacked, failed, stacking, interrupted). With --health, also ask
+    the cloud in each stacked machine how it is (exits 1 if a check failed)."""
     from labctl.inventory import lab_status
 
     lab_dir = _lab_dir(lab_file, lab_name)
-    statuses = lab_status(lab_dir, _hypervisor(), _context())
+    ctx = _context()
+    statuses = lab_status(lab_dir, ctx.hypervisor(), ctx)
+    checks = _ask_health(lab_dir, ctx, _reporter(to_stderr=True), statuses) if health else None
     if as_json:
-        _print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses]})
-        return
-    from labctl.ui import make_console, print_status
+        _print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses],
+                     **({"health": _health_json(checks)} if checks is not None else {})})
+    else:
+        from labctl.ui import make_console, print_health, print_status
 
-    print_status(make_console(), lab_dir.name, statuses)
+        console = make_console()
+        print_status(console, lab_dir.name, statuses)
+        if checks:
+            print_health(console, lab_dir.name, checks)
+        elif checks is not None:
+            console.print("No machine has stacked yet: no cloud to ask.", markup=False)
+    return 1 if _health_failed(checks) else 0
 
 
 @cli.command(name="list")

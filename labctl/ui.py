@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status
     from rich.console import Console
 
     from labctl.catalog import Catalog
+    from labctl.cloud.dayone import Outcome
     from labctl.inventory import MachineStatus
     from labctl.lab import Plan
     from labctl.lifecycle import LabSummary
@@ -274,3 +275,29 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
                       f" --lab {lab}", markup=False)
     else:
         console.print(f"Credentials: labctl creds --lab {lab}", markup=False)
+
+
+def print_health(console: Console, lab: str, health: dict[str, list[Outcome]]) -> None:
+    """One row per machine, one column per check; a service the machine does not run is blank."""
+    from rich.table import Table
+
+    from labctl.cloud.health import CHECKS
+
+    table = Table(title=f"The cloud in lab {lab}", title_justify="left")
+    table.add_column("machine", no_wrap=True)
+    for check in CHECKS:
+        table.add_column(check, overflow="fold")
+    for machine, outcomes in health.items():
+        by = {o.name: o for o in outcomes}
+        cells = []
+        for check in CHECKS:
+            o = by.get(check)
+            cells.append("" if o is None else f"[green]{safe(o.detail or 'ok')}[/]" if o.state == "ok"
+                         else f"[red]failed[/]: {safe(o.detail)}")
+        table.add_row(machine, *cells)
+    console.print(table)
+    for machine, outcomes in health.items():
+        for o in outcomes:
+            if o.failed and o.name not in CHECKS:  # the machine could not be asked at all
+                console.print(f"[red]{machine}[/]: ", end="")
+                console.print(printable(o.line()), markup=False)

@@ -14,7 +14,11 @@ from pathlib import Path
 state_file = os.environ["FAKE_OS_STATE"]
 state = json.loads(Path(state_file).read_text()) if os.path.exists(state_file) else {
     "images": [], "flavors": {}, "keypairs": {}, "projects": {"admin": "p-admin", "demo": "p-demo"},
-    "rules": {"sg-p-admin": [], "sg-p-demo": []}, "calls": []}
+    "rules": {"sg-p-admin": [], "sg-p-demo": []}, "calls": [],
+    "catalog": ["identity", "compute", "network", "image"],
+    "services": [{"Binary": b, "Host": "aio", "State": "up", "Status": "enabled"}
+                 for b in ("nova-scheduler", "nova-conductor", "nova-compute")],
+    "agents": [{"Agent Type": t, "Host": "aio", "Alive": True} for t in ("OVN Controller agent", "OVN Metadata agent")]}
 args = [a for a in sys.argv[1:]]
 if args[-2:] == ["-f", "json"]:
     args = args[:-2]
@@ -48,6 +52,14 @@ if os.environ.get("FAKE_OS_FAIL") and " ".join(args).startswith(os.environ["FAKE
     fail("HttpException: 500: Server Error for url: http://10.0.0.1/image/v2/images, the upload broke")
 
 match args[:2]:
+    case ["token", "issue"]:
+        out({"id": "gAAAA-token", "project_id": "p-admin"})
+    case ["catalog", "list"]:
+        out([{"Name": t, "Type": t, "Endpoints": ""} for t in state["catalog"]])
+    case ["compute", "service"]:
+        out(state["services"])
+    case ["network", "agent"]:
+        out(state["agents"])
     case ["image", "list"]:
         out([{k: i[k] for k in ("ID", "Name", "Status")} for i in state["images"] if i["Name"] == option("--name")])
     case ["image", "delete"]:

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO
 from labctl.cloud.dayone import Outcome, parse_outcomes
-from labctl.cloud.guest import DAY_ONE_SCRIPT
+from labctl.cloud.guest import DAY_ONE_SCRIPT, HEALTH_SCRIPT
 from labctl.cloud.spec import CloudSpec, Keypair, Rule, parse_cloud
 from labctl.errors import LabFileError
 from labctl.model import lab_from_dict
@@ -123,7 +123,7 @@ class Cloud:
         self.state = self.root / "cloud.json"
         self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_OS_STATE": str(self.state), "HOME": str(self.home)}
 
-    def run(self, spec: CloudSpec, fail: str = "") -> tuple[int, list[Outcome]]:
+    def run(self, spec: CloudSpec, fail: str = "", script_text: str = DAY_ONE_SCRIPT) -> tuple[int, list[Outcome]]:
         told = spec.as_json()
         for image, raw in zip(spec.images, told["images"], strict=True):
             if image.file:  # as the host uploads it: a copy the script deletes
@@ -134,7 +134,7 @@ class Cloud:
         spec_file = self.root / "spec.json"
         spec_file.write_text(json.dumps(told))
         script = self.root / "day_one.py"
-        script.write_text(DAY_ONE_SCRIPT)
+        script.write_text(script_text)
         proc = subprocess.run([sys.executable, str(script), str(spec_file)], capture_output=True, text=True,
                               env={**self.env, **({"FAKE_OS_FAIL": fail} if fail else {})}, timeout=120)
         assert not spec_file.exists()  # deleted at once: it may hold nothing secret, but no trace is left
@@ -253,3 +253,35 @@ def test_outcomes_are_read_from_any_output() -> None:
             '{"kind": "image", "name": "b", "state": "exploded", "detail": ""}\n[1]\n'
             '{"kind": "flavor", "name": "f", "state": "failed", "detail": "no"}\n')
     assert parse_outcomes(text) == [Outcome("image", "a", "created"), Outcome("flavor", "f", "failed", "no")]
+
+
+def test_health_asks_each_service_the_catalog_lists(tmp_path: Path) -> None:
+    machine = Cloud(tmp_path)
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 0 and [(o.name, o.state, o.detail) for o in outcomes] == [
+        ("keystone", "ok", "token issued"), ("compute", "ok", "3 services up, 1 compute"),
+        ("network", "ok", "2 agents alive"), ("image", "ok", "0 images")]
+
+    # A keystone-only cloud is asked about Keystone alone; a compute service down is named.
+    cloud = machine.cloud
+    cloud["catalog"] = ["identity"]
+    machine.state.write_text(json.dumps(cloud))
+    assert [o.name for o in machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)[1]] == ["keystone"]
+    cloud["catalog"] = ["identity", "compute", "network"]
+    cloud["services"][2]["State"] = "down"
+    cloud["agents"][1]["Alive"] = False
+    machine.state.write_text(json.dumps(cloud))
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 3 and [(o.name, o.state, o.detail) for o in outcomes] == [
+        ("keystone", "ok", "token issued"), ("compute", "failed", "down: nova-compute on aio"),
+        ("network", "failed", "not alive: OVN Metadata agent on aio")]
+
+
+def test_health_of_a_dead_keystone_stops_at_keystone(tmp_path: Path) -> None:
+    machine = Cloud(tmp_path)
+    code, outcomes = machine.run(CloudSpec(), fail="token issue", script_text=HEALTH_SCRIPT)
+    assert code == 3 and [(o.name, o.state) for o in outcomes] == [("keystone", "failed")]
+    assert "Server Error" in outcomes[0].detail
+    (machine.devstack / "openrc").unlink()
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 3 and outcomes[0].name == "keystone" and "has DevStack stacked?" in outcomes[0].detail

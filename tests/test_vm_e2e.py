@@ -92,6 +92,18 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     assert retry.code == 0, retry.err
     assert {n: r["status"] for n, r in json.loads(retry.out)["machines"].items()} == {"bravo": "ok"}
     assert "every machine has stacked already" in run("stack").out
+    # The cloud in each machine that stacked asked how it is, by up and by status --health (the
+    # stand-in's openstack client answers for Keystone, and finds it dead on request).
+    assert report["health"] == {"alpha": {"keystone": {"state": "ok", "detail": "token issued"}}}
+    healthy = run("status", "--health", "--json")
+    assert healthy.code == 0 and set(json.loads(healthy.out)["health"]) == {"alpha", "bravo"}, healthy.err
+    assert run("exec", "alpha", "--", "echo keystone | sudo tee /etc/standin-health-fail").code == 0
+    sick = run("status", "--health", "--json")
+    assert sick.code == 1 and json.loads(sick.out)["health"]["alpha"]["keystone"]["state"] == "failed"
+    assert "Failed to discover" in json.loads(sick.out)["health"]["alpha"]["keystone"]["detail"]
+    shown = run("status", "--health")
+    assert shown.code == 1 and "The cloud in lab" in shown.out and "failed" in shown.out
+    assert run("exec", "alpha", "--", "sudo truncate -s0 /etc/standin-health-fail").code == 0
 
     status = json.loads(run("status", "--json").out)["machines"]
     for m in status:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from labctl.state import LabDir
 
 API_ROLES = ("allinone", "controller")
-STATES = ("created", "present", "replaced", "failed")
+STATES = ("created", "present", "replaced", "ok", "failed")  # "ok": a health check (labctl.cloud.health)
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,25 @@ def make_resources(session: Session, spec: CloudSpec, on_line: Callable[[str], N
     for image, raw in zip(spec.images, told["images"], strict=True):
         if image.file is not None:
             raw["file"] = session.upload_file(image.file)
+    uploads = [str(raw["file"]) for raw in told["images"] if raw["file"]]
+    return run_script(session, DAY_ONE_SCRIPT, told, "making the day-one resources", on_line, uploads)
+
+
+def run_script(session: Session, script: str, told: dict[str, object], what: str,
+               on_line: Callable[[str], None] | None = None, uploads: Sequence[str] = ()) -> list[Outcome]:
+    """One of labctl.cloud.guest's scripts run as root in the machine, its spec in a 0600 file: each
+    outcome as it comes, then all; a script that stopped otherwise is one failed outcome more."""
     spec_file = session.upload_private(json.dumps(told).encode())
-    script = session.upload_private(DAY_ONE_SCRIPT.encode())
+    script_file = session.upload_private(script.encode())
 
     def each(line: str) -> None:
         if on_line is not None:
             for outcome in parse_outcomes(line):
                 on_line(outcome.line())
 
-    leftovers = [script, spec_file, *(str(raw["file"]) for raw in told["images"] if raw["file"])]
-    code, output = session.run(shlex.join(["sudo", "python3", script, spec_file])
-                               + f"; rc=$?; rm -f {shlex.join(leftovers)}; exit $rc",
-                               "making the day-one resources", on_line=each, check=False)
+    leftovers = [script_file, spec_file, *uploads]
+    code, output = session.run(shlex.join(["sudo", "python3", script_file, spec_file])
+                               + f"; rc=$?; rm -f {shlex.join(leftovers)}; exit $rc", what, on_line=each, check=False)
     outcomes = parse_outcomes(output)
     if code not in (0, 3) or (code == 3 and not any(o.failed for o in outcomes)):
         last = output.strip().splitlines()[-1:] or [f"exit {code}"]

@@ -8,7 +8,8 @@ retry makes only what is missing, and an image left half-made by an earlier try 
 killed) is deleted and made anew. Exit 3 when a resource failed.
 """
 
-DAY_ONE_SCRIPT = r'''
+# Both scripts start so: the spec read and deleted, DevStack's admin credentials, `openstack` as argv.
+PRELUDE = r'''
 import json, os, shutil, subprocess, sys, tempfile
 
 spec = json.load(open(sys.argv[1]))
@@ -38,14 +39,17 @@ def openrc(user, project):
 
 
 ENV = openrc("admin", "admin")
-if ENV is None or "OS_AUTH_URL" not in ENV:
-    say("cloud", "openrc", "failed", f"{DEVSTACK}/openrc admin admin gave no credentials: has DevStack stacked?")
-    sys.exit(3)
+if ENV is not None and "OS_AUTH_URL" not in ENV:
+    ENV = None
+NO_CREDENTIALS = f"{DEVSTACK}/openrc admin admin gave no credentials: has DevStack stacked?"
 
 
 def osc(*args, as_json=True, check=True):
     argv = ["openstack", *args, *(["-f", "json"] if as_json else [])]
-    proc = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=3600)
+    try:
+        proc = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=3600)
+    except FileNotFoundError:
+        raise Failed("no openstack client in the machine (DevStack installs python-openstackclient)") from None
     if proc.returncode != 0:
         if check:
             words = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}").splitlines()
@@ -53,6 +57,13 @@ def osc(*args, as_json=True, check=True):
         return None
     return json.loads(proc.stdout) if as_json and proc.stdout.strip() else proc.stdout
 
+
+'''
+
+DAY_ONE_SCRIPT = PRELUDE + r'''
+if ENV is None:
+    say("cloud", "openrc", "failed", NO_CREDENTIALS)
+    sys.exit(3)
 
 # Images, in order: a kernel or ramdisk named by a later image is made first.
 ids = {}
@@ -186,5 +197,52 @@ if spec["rules"]:
                     say("rule", label, "present")
                 else:
                     say("rule", label, "failed", str(exc))
+sys.exit(3 if failed else 0)
+'''
+
+# What `up` shows at its end and `labctl status --health` asks again: each service DevStack enabled
+# (as the catalog lists them) answers, and its parts are up. Each check is one line; exit 3 if any failed.
+HEALTH_SCRIPT = PRELUDE + r'''
+
+def check(name, state, detail=""):
+    say("health", name, state, detail)
+
+
+if ENV is None:
+    check("keystone", "failed", NO_CREDENTIALS)
+    sys.exit(3)
+
+try:
+    osc("token", "issue")
+    catalog = {entry["Type"] for entry in osc("catalog", "list")}
+    check("keystone", "ok", "token issued")
+except Failed as exc:
+    check("keystone", "failed", str(exc))
+    sys.exit(3)
+if "compute" in catalog:
+    try:
+        services = osc("compute", "service", "list")
+        down = [f"{s['Binary']} on {s['Host']}" for s in services if s["State"] != "up" or s["Status"] != "enabled"]
+        computes = [s for s in services if s["Binary"] == "nova-compute"]
+        if down or not computes:
+            raise Failed(("down: " + ", ".join(down)) if down else "no nova-compute service")
+        check("compute", "ok", f"{len(services)} services up, {len(computes)} compute")
+    except Failed as exc:
+        check("compute", "failed", str(exc))
+if "network" in catalog:
+    try:
+        agents = osc("network", "agent", "list")
+        dead = [f"{a['Agent Type']} on {a['Host']}" for a in agents if a["Alive"] not in (True, ":-)")]
+        if dead or not agents:
+            raise Failed(("not alive: " + ", ".join(dead)) if dead else "no agent")
+        check("network", "ok", f"{len(agents)} agents alive")
+    except Failed as exc:
+        check("network", "failed", str(exc))
+if "image" in catalog:
+    try:
+        images = osc("image", "list")
+        check("image", "ok", f"{len(images)} images")
+    except Failed as exc:
+        check("image", "failed", str(exc))
 sys.exit(3 if failed else 0)
 '''

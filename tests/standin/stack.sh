@@ -6,6 +6,7 @@
 # takes a little time, prints the same closing lines, and fails on request:
 #   STANDIN_FAIL_AT="Starting Neutron"   (in localrc) fail when that phase starts
 #   STANDIN_PHASE_SECONDS=0.2            time per phase
+#   STANDIN_HEALTH_FAIL=keystone         its openstack client (tools/openstack) finds Keystone dead
 set -o errexit
 TOP_DIR=$(cd "$(dirname "$0")" && pwd)
 if [[ $EUID -eq 0 ]]; then
@@ -62,6 +63,9 @@ for phase in "Installing package prerequisites" "Installing OpenStack project so
         false
     fi
 done
+# DevStack installs python-openstackclient: the stand-in's answers what labctl's health check asks.
+sudo install -m 0755 "$TOP_DIR/tools/openstack" /usr/local/bin/openstack
+echo "${STANDIN_HEALTH_FAIL:-}" | sudo tee /etc/standin-health-fail >/dev/null
 # What a test can check afterwards: what this run saw.
 {
     echo "HOST_IP=$HOST_IP"; echo "SERVICE_HOST=${SERVICE_HOST:-}"; echo "ENABLED_SERVICES=${ENABLED_SERVICES:-}"

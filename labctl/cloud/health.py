@@ -1,0 +1,46 @@
+"""Use-case: does the cloud in each machine work? Keystone issues a token, and each service DevStack
+enabled (as Keystone's catalog lists them) answers with its parts up: Nova's services, Neutron's agents,
+Glance's images. Shown at the end of `up` (so that "ok" means the cloud works, not only that stack.sh
+exited 0) and by `labctl status --health`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from labctl import records
+from labctl.cloud.dayone import API_ROLES, Outcome, run_script
+from labctl.cloud.guest import HEALTH_SCRIPT
+from labctl.errors import LabctlError
+from labctl.inventory import MachineStatus, host_of
+from labctl.remote import RemoteCommandFailed, Session, SshUnreachable
+
+if TYPE_CHECKING:
+    from labctl.state import LabDir
+
+CHECKS = ("keystone", "compute", "network", "image")
+
+
+def health_machines(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> list[str]:
+    """The machines whose cloud can be asked: serving the APIs, stacked fine, running."""
+    stacked = records.read(lab_dir).stack
+    running = {s.name for s in statuses if s.state == "running"}
+    return [m.name for m in records.read_lab(lab_dir).machines
+            if m.role in API_ROLES and m.name in stacked and stacked[m.name].ok and m.name in running]
+
+
+def check_health(lab_dir: LabDir, statuses: Sequence[MachineStatus], names: Sequence[str],
+                 on_line: Callable[[str, str], None] | None = None) -> dict[str, list[Outcome]]:
+    """Each named machine's checks; one that cannot be reached is one failed check."""
+    by_name = {s.name: s for s in statuses}
+    found: dict[str, list[Outcome]] = {}
+    for name in names:
+        said = functools.partial(on_line, name) if on_line else None
+        try:
+            with Session(host_of(lab_dir, by_name[name])) as session:
+                found[name] = run_script(session, HEALTH_SCRIPT, {}, "asking the cloud how it is", said)
+        except (SshUnreachable, RemoteCommandFailed, OSError) as exc:
+            why = exc.message if isinstance(exc, LabctlError) else str(exc)
+            found[name] = [Outcome("health", "ssh", "failed", why)]
+    return found
