@@ -85,3 +85,33 @@ def parse_yaml(text: str, where: str) -> Any:
         raise LabFileError(f"{where}: nested too deeply", hint="a lab file is a few levels deep") from None
     _check_text(data, where)
     return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes every section of lab.yaml checks, with the field path in each error
+
+
+def mapping(value: Any, path: str, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A mapping with text keys (None is empty), only `allowed` ones when given."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise LabFileError(f"{path or 'lab.yaml'}: expected a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise LabFileError(f"{path or 'lab.yaml'}: keys must be text, got {show(key)}")
+        if allowed is not None and key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise LabFileError(f"{where}: unknown key; expected one of: {', '.join(allowed)}")
+    return value
+
+
+def listed(value: Any, path: str, limit: int | None = None) -> list[Any]:
+    """A list (None is empty), of at most `limit` entries when given."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise LabFileError(f"{path}: expected a list, got {type(value).__name__}")
+    if limit is not None and len(value) > limit:
+        raise LabFileError(f"{path}: at most {limit} entries, got {len(value)}")
+    return value

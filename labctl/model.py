@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from labctl.classroom.seats import Classroom, parse_classroom, seat_machines
 from labctl.cloud.spec import CloudSpec, parse_cloud
 from labctl.errors import CatalogError, LabFileError, show
 from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
+from labctl.labyaml import listed as _list
+from labctl.labyaml import mapping as _mapping
 from labctl.labyaml import parse_yaml
 from labctl.localconf import REFERENCE_RE
 from labctl.names import NAME_RULE, valid_name
@@ -234,28 +235,6 @@ def _scalar(value: Any, path: str) -> str:
     if any(c in value for c in "\n\r\0"):
         raise LabFileError(f"{path}: value must be a single line (a newline could inject a"
                            " local.conf section)")
-    return value
-
-
-def _mapping(value: Any, path: str, allowed: tuple[str, ...] | None = None) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise LabFileError(f"{path or 'lab.yaml'}: expected a mapping, got {type(value).__name__}")
-    for key in value:
-        if not isinstance(key, str):
-            raise LabFileError(f"{path or 'lab.yaml'}: keys must be text, got {show(key)}")
-        if allowed is not None and key not in allowed:
-            where = f"{path}.{key}" if path else key
-            raise LabFileError(f"{where}: unknown key; expected one of: {', '.join(allowed)}")
-    return value
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise LabFileError(f"{path}: expected a list, got {type(value).__name__}")
     return value
 
 

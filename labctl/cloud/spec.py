@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabFileError, show
+from labctl.labyaml import listed, mapping
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("bare", "ovf", "aki", "ari", "ami", "ova", "docker", "compressed")
@@ -105,22 +106,13 @@ def upload_name(image: Image) -> str:
 
 
 def _mapping(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise LabFileError(f"{path}: expected a mapping, got {type(value).__name__}")
-    for key in value:
-        if key not in allowed:
-            raise LabFileError(f"{path}.{key}: unknown key; expected one of: {', '.join(allowed)}")
-    return value
+    if value is None:  # an entry written as `- ` alone
+        raise LabFileError(f"{path}: expected a mapping, got nothing")
+    return mapping(value, path, allowed)
 
 
 def _list(value: Any, path: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise LabFileError(f"{path}: expected a list, got {type(value).__name__}")
-    if len(value) > MAX_ITEMS:
-        raise LabFileError(f"{path}: at most {MAX_ITEMS} entries, got {len(value)}")
-    return value
+    return listed(value, path, MAX_ITEMS)
 
 
 def _name(value: Any, path: str) -> str:

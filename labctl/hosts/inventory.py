@@ -26,8 +26,8 @@ from typing import Any
 
 from labctl.errors import LabFileError, show
 from labctl.files import read_bounded
-from labctl.labyaml import parse_yaml
-from labctl.model import _list, _mapping, check_name, parse_memory
+from labctl.labyaml import listed, mapping, parse_yaml
+from labctl.model import check_name, parse_memory
 
 LOCAL = "local"
 MAX_HOSTS = 64
@@ -108,8 +108,8 @@ def load_hosts(path: Path, default_uri: str) -> list[HostEntry]:
 
 
 def parse_hosts(raw: Any) -> list[HostEntry]:
-    data = _mapping(raw, "", ("hosts",))
-    items = _list(data.get("hosts"), "hosts")
+    data = mapping(raw, "", ("hosts",))
+    items = listed(data.get("hosts"), "hosts")
     if not items:
         raise LabFileError("hosts: the inventory names no host", hint="list at least one host, or remove the file"
                                                                        " to use this machine alone")
@@ -130,7 +130,7 @@ def parse_hosts(raw: Any) -> list[HostEntry]:
 
 
 def _host(raw: Any, path: str) -> HostEntry:
-    data = _mapping(raw, path, ("name", "uri", "reserve", "ssh_key"))
+    data = mapping(raw, path, ("name", "uri", "reserve", "ssh_key"))
     for required in ("name", "uri"):
         if required not in data:
             raise LabFileError(f"{path}.{required}: missing", hint="each host has a name and a libvirt uri, e.g."
