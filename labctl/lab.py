@@ -13,11 +13,12 @@ import yaml
 from labctl import __version__, records
 from labctl.catalog import Catalog, Release
 from labctl.classroom.seats import Classroom, classroom_json, keep_seats, passwords_for, seat_secrets
+from labctl.devstack_services import check_coverage
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, choose_accelerator
-from labctl.mirrors import devstack_source, git_base_url, redact, served_folders
+from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
 from labctl.model import (
     Lab,
     Machine,
@@ -348,6 +349,8 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
              for m in lab.machines}
     if note := slow_waits_note(lab, accel.slow):
         warnings.append(note)
+    if (mirror_folder := git_base_served(lab)) is not None:  # what stack.sh will clone, all there?
+        warnings += check_coverage(confs, repositories(mirror_folder), mirror_folder.source)
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else read_bounded(lab.source, LAB_FILE_LIMIT, "lab file") if lab.source else "")
     return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords or bool(new_seats),

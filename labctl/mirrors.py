@@ -78,6 +78,11 @@ def is_git_dir(folder: Path) -> bool:
         return False
 
 
+def git_base_served(lab: Lab) -> Served | None:
+    """The folder of mirrors `devstack.git_base` names, as served (None for a URL or no git_base)."""
+    return _git_base(lab)
+
+
 def _git_base(lab: Lab) -> Served | None:
     folder = lab.devstack.git_base_folder
     return Served(folder, served_name(folder), True) if folder else None
