@@ -222,6 +222,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
             for name, future in futures.items():
                 results[name] = future.result()
                 if name == TEMPLATE and results[name].ok:  # its stack.sh's phases and endpoints
+                    stacked.problems = results[name].problems  # the day-one step's, tried again as seat-01
                     results[name] = stacked
                 record(lab_dir, [results[name]])
                 progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
