@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from labctl.sshopts import MachineSsh, argv
 from labctl.state import LabDir
 
 if TYPE_CHECKING:
@@ -30,10 +31,9 @@ def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, A
             continue  # not running, or never up: Ansible would only time out on it
         hosts[s.name] = {
             "ansible_host": s.ssh_address, "ansible_user": s.user, "ansible_ssh_private_key_file": str(key),
-            # The same options as `labctl ssh`; ansible splits this string like a shell.
-            "ansible_ssh_common_args": shlex.join([
-                "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "ForwardAgent=no",
-                "-o", f'UserKnownHostsFile="{lab_dir.known_hosts}"', "-o", "StrictHostKeyChecking=accept-new"]),
+            # The same options as `labctl ssh` (labctl.sshopts), the ProxyCommand to a machine on another
+            # host included; ansible splits this string like a shell.
+            "ansible_ssh_common_args": shlex.join(argv(MachineSsh(key, lab_dir.known_hosts, s.proxy))),
             "labctl_lab_ip": s.lab_ip, "labctl_role": s.role,
         }
         children.setdefault(s.role, {"hosts": {}})["hosts"][s.name] = None

@@ -22,6 +22,7 @@ from labctl.errors import LabctlError, NotEnoughResources
 from labctl.hosts.placement import sum_text
 from labctl.inventory import MachineStatus, host_of, lab_status, running
 from labctl.names import domain_name, network_name
+from labctl.sshopts import MachineSsh, argv, config_lines
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
@@ -416,28 +417,21 @@ def _key(lab_dir: LabDir, machine: str) -> Path:
     return key
 
 
+def machine_ssh(lab_dir: LabDir, status: MachineStatus) -> MachineSsh:
+    return MachineSsh(_key(lab_dir, status.name), lab_dir.known_hosts, status.proxy)
+
+
 def ssh_options(lab_dir: LabDir, machine: str) -> list[str]:
-    """ssh's options for a lab machine: the lab's key and known_hosts only. Neither the user's
-    ~/.ssh/config nor the system's is read (-F /dev/null): a ForwardAgent or ProxyJump there must not
-    reach machines that run third-party code. A -o value is parsed like a config line, split at
-    spaces unless quoted: the known_hosts path is quoted (LABCTL_HOME may hold a space)."""
-    return ["-F", "/dev/null", "-i", str(_key(lab_dir, machine)), "-o", "IdentitiesOnly=yes",
-            "-o", "PasswordAuthentication=no", "-o", "ForwardAgent=no", "-o", "ForwardX11=no",
-            "-o", f'UserKnownHostsFile="{lab_dir.known_hosts}"', "-o", "StrictHostKeyChecking=accept-new",
-            "-o", "LogLevel=ERROR"]
+    """ssh's options for a lab machine on this host (labctl.sshopts)."""
+    return argv(MachineSsh(_key(lab_dir, machine), lab_dir.known_hosts))
 
 
 def ssh_argv(lab_dir: LabDir, status: MachineStatus, command: Sequence[str]) -> list[str]:
     running([status], lab_dir.name)
-    argv = ["ssh", *ssh_options(lab_dir, status.name), *_proxy_option(status), f"{status.user}@{status.ssh_address}"]
+    line = ["ssh", *argv(machine_ssh(lab_dir, status)), f"{status.user}@{status.ssh_address}"]
     if command:
-        argv += ["--", remote_command(command)]
-    return argv
-
-
-def _proxy_option(status: MachineStatus) -> list[str]:
-    """Through the machine's hypervisor host, when that is another machine (its network is private)."""
-    return ["-o", f"ProxyCommand={status.proxy}"] if status.proxy else []
+        line += ["--", remote_command(command)]
+    return line
 
 
 def remote_command(command: Sequence[str]) -> str:
@@ -451,13 +445,9 @@ def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
         if s.ssh_address is None or not lab_dir.private_key(s.name).is_file():
             blocks.append(f"# {s.name}: {s.state}, no address\n")
             continue
-        blocks.append(
-            f"Host {s.name} {lab_dir.name}-{s.name}\n"
-            f"  HostName {s.ssh_address}\n  User {s.user}\n  Port 22\n"
-            f"  IdentityFile \"{lab_dir.private_key(s.name)}\"\n  IdentitiesOnly yes\n"
-            f"  PasswordAuthentication no\n  ForwardAgent no\n"
-            f"  UserKnownHostsFile \"{lab_dir.known_hosts}\"\n  StrictHostKeyChecking accept-new\n"
-            + (f"  ProxyCommand {s.proxy}\n" if s.proxy else ""))
+        lines = [f"Host {s.name} {lab_dir.name}-{s.name}", f"  HostName {s.ssh_address}", f"  User {s.user}",
+                 "  Port 22", *config_lines(machine_ssh(lab_dir, s))]
+        blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 
 

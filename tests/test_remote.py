@@ -125,3 +125,39 @@ def test_two_processes_recording_first_contacts_lose_no_key(tmp_path: Path) -> N
     hosts = {line.split()[0] for line in known.read_text().splitlines() if line.strip()}
     assert len(hosts) == 450
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ssh_ssh_config_and_the_ansible_inventory_say_the_same(tmp_path: Path) -> None:
+    """One set of options (labctl.sshopts) for every way in; a machine on another host is reached
+    through it by each of them (the Ansible inventory used to lack the ProxyCommand)."""
+    import shlex
+
+    from labctl.ansible_inventory import inventory
+    from labctl.inventory import MachineStatus
+    from labctl.lifecycle import ssh_argv, ssh_config
+    from labctl.state import LabDir
+
+    lab_dir = LabDir("duo", tmp_path / "My Labs" / "duo")
+    for name in ("near", "far"):
+        lab_dir.private_key(name).parent.mkdir(parents=True, exist_ok=True)
+        lab_dir.private_key(name).write_text("key")
+    proxy = "ssh -T -o BatchMode=yes rack2 -W %h:%p"
+    near = MachineStatus("near", "allinone", "10.1.0.10", "labctl-duo-near", "running", ("192.168.121.5",),
+                         1024, 1, 1.0, "vagrant")
+    far = MachineStatus("far", "allinone", "10.1.0.11", "labctl-duo-far", "running", ("192.168.121.6",),
+                        1024, 1, 1.0, "vagrant", host="rack2", proxy=proxy)
+    command = ssh_argv(lab_dir, far, [])
+    assert command[:3] == ["ssh", "-F", "/dev/null"] and command[-1] == "vagrant@192.168.121.6"
+    options = dict(command[i + 1].split("=", 1) for i in range(3, len(command) - 1, 2))
+    assert options["ProxyCommand"] == proxy and options["ForwardAgent"] == "no"
+    assert options["UserKnownHostsFile"] == f'"{lab_dir.known_hosts}"'  # quoted: "My Labs" has a space
+    assert "ProxyCommand" not in " ".join(ssh_argv(lab_dir, near, []))
+
+    config = ssh_config(lab_dir, [near, far])
+    far_block = config[config.index("Host far"):]
+    assert {f"{k} {v}" for k, v in options.items()} <= {line.strip() for line in far_block.splitlines()}
+
+    hosts = inventory(lab_dir, [near, far])["all"]["hosts"]
+    words = shlex.split(hosts["far"]["ansible_ssh_common_args"])
+    assert words == command[1:-1]  # ansible splits the string like a shell: the same words as `labctl ssh`
+    assert "ProxyCommand" not in hosts["near"]["ansible_ssh_common_args"]
