@@ -19,7 +19,6 @@ from labctl import __version__
 from labctl.errors import LabctlError, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
-USER_ERROR = 2
 
 
 def _home() -> Any:

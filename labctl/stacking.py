@@ -193,10 +193,6 @@ def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host |
     return run
 
 
-def mark(lab_dir: LabDir, machines: Sequence[str], status: str) -> None:
-    records.mark(lab_dir, list(machines), status)
-
-
 def _record_of(r: StackResult) -> records.StackRecord:
     return records.StackRecord(r.status, r.phase, round(r.seconds), r.message, r.dashboard, r.keystone,
                                tuple(r.phases), finished=int(time.time()))
@@ -306,7 +302,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     by_name = {s.name: s for s in statuses}
     controller_host = host_of(lab_dir, by_name[ctl.name]) if ctl and ctl.name in by_name else None
     names = [j.machine for j in jobs]
-    mark(lab_dir, names, "started")
+    records.mark(lab_dir, names, "started")
     try:
         with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter):
             run = run_stacks(jobs, reporter, controller_host=controller_host,
@@ -315,7 +311,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
                              runner=_runner(any(j.cloud for j in jobs), snapshot, reporter))
     except BaseException:
         with contextlib.suppress(LabctlError):  # a full disk must not hide what stopped the run
-            mark(lab_dir, names, "interrupted")
+            records.mark(lab_dir, names, "interrupted")
         raise
     record(lab_dir, list(run.results.values()), run.discovery)
     return run

@@ -13,7 +13,8 @@ from labctl.errors import LabctlError
 from labctl.inventory import devstack_states
 from labctl.model import Proxy, lab_from_dict
 from labctl.provision import StackResult, devstack_command, proxy_files
-from labctl.stacking import credentials, machines_to_stack, mark, openrc, record
+from labctl.records import mark
+from labctl.stacking import credentials, machines_to_stack, openrc, record
 from labctl.state import LabDir
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import jinja2
 
-FORMATS = ("html", "csv", "md")
 SEAT_USER = "stack"
 
 
