@@ -290,7 +290,7 @@ def test_access_of_a_lab_without_classroom_says_so(run: Callable[..., Result], i
 
 
 @pytest.fixture
-def fake_host_conn() -> Iterator[Any]:
+def libvirt_test_driver() -> Iterator[Any]:
     import libvirt
 
     conn = libvirt.open("test:///default")
@@ -304,7 +304,7 @@ def fake_host_conn() -> Iterator[Any]:
         yield hypervisor
 
 
-def test_snapshots_save_list_restore_delete(tmp_path: Path, fake_host_conn: Any) -> None:
+def test_snapshots_save_list_restore_delete(tmp_path: Path, libvirt_test_driver: Any) -> None:
     from labctl import records, snapshots
     from labctl.inventory import MachineStatus
     from labctl.provision import StackResult
@@ -312,15 +312,15 @@ def test_snapshots_save_list_restore_delete(tmp_path: Path, fake_host_conn: Any)
 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
     record(lab_dir, [StackResult("seat-01", "ok", 10, "Starting Horizon", dashboard="http://x/dashboard")])
-    snapshots.save(lab_dir, fake_host_conn, ["seat-01"], "clean", "before the exercise")
-    again = snapshots.save(lab_dir, fake_host_conn, ["seat-01"], "clean")  # replaced, not doubled
-    listed = snapshots.listing(lab_dir, fake_host_conn, ["seat-01"])["seat-01"]
+    snapshots.save(lab_dir, libvirt_test_driver, ["seat-01"], "clean", "before the exercise")
+    again = snapshots.save(lab_dir, libvirt_test_driver, ["seat-01"], "clean")  # replaced, not doubled
+    listed = snapshots.listing(lab_dir, libvirt_test_driver, ["seat-01"])["seat-01"]
     assert [(s.name, s.state) for s in listed] == [("clean", "running")]
     assert again[0][1].name == "clean"
 
     record(lab_dir, [StackResult("seat-01", "failed", 10, "Starting Keystone")])
     with pytest.raises(LabctlError, match="no snapshot 'gone'"):
-        snapshots.restore(lab_dir, fake_host_conn, ["seat-01"], "gone", lambda: [], lambda *_: None)
+        snapshots.restore(lab_dir, libvirt_test_driver, ["seat-01"], "gone", lambda: [], lambda *_: None)
     assert records.read(lab_dir).stack["seat-01"].status == "failed"  # a refused restore changed nothing
 
     # The test driver's domain has no SSH: the restore says its clock could not be set, and brings
@@ -330,40 +330,40 @@ def test_snapshots_save_list_restore_delete(tmp_path: Path, fake_host_conn: Any)
     lab_dir.private_key("seat-01").parent.mkdir(parents=True)
     lab_dir.private_key("seat-01").write_text("not a key")
     steps: list[tuple[str, str]] = []
-    restored = snapshots.restore(lab_dir, fake_host_conn, ["seat-01"], "clean", lambda: [seat],
+    restored = snapshots.restore(lab_dir, libvirt_test_driver, ["seat-01"], "clean", lambda: [seat],
                                  lambda m, text: steps.append((m, text)), ssh_timeout=0.5)
     assert [(r.machine, r.clock_set) for r in restored] == [("seat-01", False)]
     assert "clock is behind" in restored[0].message
     assert steps[:2] == [("seat-01", "restoring clean"), ("seat-01", "setting the clock")]
     back = records.read(lab_dir).stack["seat-01"]
     assert (back.status, back.dashboard) == ("ok", "http://x/dashboard")
-    assert fake_host_conn.domain("labctl-class-seat-01").state == "running"
+    assert libvirt_test_driver.domain("labctl-class-seat-01").state == "running"
 
-    assert snapshots.delete(lab_dir, fake_host_conn, ["seat-01"], "clean") == ["seat-01"]
-    assert snapshots.listing(lab_dir, fake_host_conn, ["seat-01"])["seat-01"] == []
-    assert snapshots.delete(lab_dir, fake_host_conn, ["seat-01", "seat-02"], "clean") == []
+    assert snapshots.delete(lab_dir, libvirt_test_driver, ["seat-01"], "clean") == ["seat-01"]
+    assert snapshots.listing(lab_dir, libvirt_test_driver, ["seat-01"])["seat-01"] == []
+    assert snapshots.delete(lab_dir, libvirt_test_driver, ["seat-01", "seat-02"], "clean") == []
 
 
-def test_destroy_drops_every_snapshot(tmp_path: Path, fake_host_conn: Any) -> None:
+def test_destroy_drops_every_snapshot(tmp_path: Path, libvirt_test_driver: Any) -> None:
     from labctl import snapshots
 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
     for name in ("a", "b"):
-        snapshots.save(lab_dir, fake_host_conn, ["seat-01"], name)
-    fake_host_conn.take_snapshot(domain_name("class", "seat-01"), snapshots.STACKED, "taken by labctl after stacking")
-    assert snapshots.drop_all(lab_dir, fake_host_conn, ["seat-01", "seat-02"]) == 3
-    assert snapshots.listing(lab_dir, fake_host_conn, ["seat-01"])["seat-01"] == []
+        snapshots.save(lab_dir, libvirt_test_driver, ["seat-01"], name)
+    libvirt_test_driver.take_snapshot(domain_name("class", "seat-01"), snapshots.STACKED, "taken by labctl after stacking")
+    assert snapshots.drop_all(lab_dir, libvirt_test_driver, ["seat-01", "seat-02"]) == 3
+    assert snapshots.listing(lab_dir, libvirt_test_driver, ["seat-01"])["seat-01"] == []
 
 
-def test_the_stacked_snapshot_is_labctls_alone(tmp_path: Path, fake_host_conn: Any) -> None:
+def test_the_stacked_snapshot_is_labctls_alone(tmp_path: Path, libvirt_test_driver: Any) -> None:
     """`snapshot save stacked` would silently replace what `reset` returns to (and its record)."""
     from labctl import snapshots
 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
     with pytest.raises(LabctlError, match="labctl reset returns to") as err:
-        snapshots.save(lab_dir, fake_host_conn, ["seat-01"], snapshots.STACKED)
+        snapshots.save(lab_dir, libvirt_test_driver, ["seat-01"], snapshots.STACKED)
     assert "another name" in (err.value.hint or "")
-    assert snapshots.listing(lab_dir, fake_host_conn, ["seat-01"])["seat-01"] == []
+    assert snapshots.listing(lab_dir, libvirt_test_driver, ["seat-01"])["seat-01"] == []
 
 
 @pytest.mark.parametrize("name", ["", "../x", "a b", "-rf", "x" * 64, "a;b", "é", "a\nb"])
