@@ -1,7 +1,8 @@
 """lab.yaml and command-line flags -> a validated, frozen Lab.
 
-Every error names the field path (`machines[1].memory: ...`), 0-based like JSON paths. Nothing here
-touches the disk except reading the lab file; host facts (CPU count) come in as arguments.
+Every error names the field path (`machines[1].memory: ...`), 0-based like JSON paths. The disk is
+read for the lab file, its CA certificates (which must hold one) and to see that the files it names
+exist (a DevStack checkout, image files); host facts (CPU count) come in as arguments.
 """
 
 from __future__ import annotations
