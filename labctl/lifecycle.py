@@ -225,9 +225,8 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     names = [m.name for m in to_start]
     if names:
-        # vagrant-libvirt removes the management network at the destroy of the lab whose `up` made it,
-        # once no running machine uses it: a halted lab then cannot resume. Made by labctl first, it
-        # belongs to no lab and stays.
+        # The management network exists before Vagrant boots anything (made as vagrant-libvirt makes it);
+        # destroy_lab makes it again when vagrant-libvirt removed it.
         for on in sorted({m.host for m in to_start}, key=lambda h: h or ""):
             ctx.hypervisor_on(on).management_address()
         with reporter.machines(names, "booting") as progress:
@@ -373,6 +372,10 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
         except (CommandFailed, VagrantMissing) as exc:
             # libvirt removes what vagrant could not; vagrant's words stay in the log.
             reporter.warn(f"{exc.message}; removing what is left through libvirt")
+        # vagrant-libvirt records the management network as made by this lab's machines even when
+        # labctl made it first, and removes it once no running machine uses it: halted labs need it.
+        for on in (hv, *hosts.values()):
+            on.management_address()
     reporter.step("removing leftovers (domains, volumes, network)")
     domains = {domain_name(lab_dir.name, m) for m in machines} | set(hv.domains_of(lab_dir.path))
     removed = hv.remove_leftovers(sorted(domains), network_name(lab_dir.name), owner=lab_dir.path)
