@@ -350,7 +350,8 @@ def test_destroy_drops_every_snapshot(tmp_path: Path, libvirt_test_driver: Any) 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
     for name in ("a", "b"):
         snapshots.save(lab_dir, libvirt_test_driver, ["seat-01"], name)
-    libvirt_test_driver.take_snapshot(domain_name("class", "seat-01"), snapshots.STACKED, "taken by labctl after stacking")
+    libvirt_test_driver.take_snapshot(domain_name("class", "seat-01"), snapshots.STACKED,
+                                      "taken by labctl after stacking")
     assert snapshots.drop_all(lab_dir, libvirt_test_driver, ["seat-01", "seat-02"]) == 3
     assert snapshots.listing(lab_dir, libvirt_test_driver, ["seat-01"])["seat-01"] == []
 
