@@ -395,8 +395,11 @@ def _proxy() -> Any:
 
 
 CHILD = """
-import json, sys
+import json, signal, sys
 from pathlib import Path
+# A process started in the background by a shell inherits SIGINT ignored (CI run as `cmd &`): Ctrl-C
+# is what this child is about, so Python's own handler is put back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[3])
 from test_stack_hosts import Recorder, jobs_for
 from hosts import TestHost
