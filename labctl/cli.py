@@ -259,16 +259,12 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
             run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
                                   snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches,
                                   fence=fencer(plan.lab, ctx))
-        health = None if no_stack else _health(plan.lab, ctx, reporter)
+        health = None if no_stack else _ask_health(ctx.home.lab(plan.lab.name), ctx, reporter)
     return _show_up(plan, statuses, run, health, as_json)
 
 
-def _health(lab: Any, ctx: Any, reporter: Any) -> Any:
-    """The cloud of every machine that serves the APIs and has stacked, asked how it is."""
-    return _ask_health(ctx.home.lab(lab.name), ctx, reporter)
-
-
 def _ask_health(lab_dir: Any, ctx: Any, reporter: Any, statuses: Any = None) -> Any:
+    """The cloud of every machine that serves the APIs and has stacked, asked how it is."""
     from labctl.cloud.health import check_health, health_machines
     from labctl.inventory import lab_status
 
