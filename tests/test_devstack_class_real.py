@@ -1,8 +1,9 @@
 """The real DevStack, end to end: `labctl up` of a two-seat classroom that names ../shared/mirrors/
-stacks the real DevStack master, keystone-only, through the host's package caches, in a real Debian
-12 VM (software emulation here: about 30 minutes), once: seat-01 as the template, then seat-02 made
-from its disk. Each seat's Keystone issues tokens to its own admin password alone; no value of one
-seat's secrets is anywhere on the other's disk (every qcow2 layer under it, free blocks included);
+stacks the real DevStack master (Keystone, MySQL and RabbitMQ) through the host's package caches, in
+a real Debian 12 VM (software emulation here: 40 minutes or more), once: seat-01 as the template,
+then seat-02 made from its disk. Each seat's Keystone and RabbitMQ take its own passwords alone; no
+value of one seat's secrets (its Erlang cookie included) is anywhere on the other's disk (every
+qcow2 layer under it, free blocks included);
 a reset of the clone brings back its stacked state.
 
 Marked `devstack_class` (and `vm`), and left out of the default run: with the clone, its disk
@@ -46,7 +47,8 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, int
     if cas:  # a TLS-intercepting proxy between the VM and PyPI: its CA must be trusted inside
         lines += ["ca_certificates:", *(f"  - {p}" for p in cas)]
     # Packages and PyPI files through the host's caches (labctl.cache): DevStack's own pip and apt use them.
-    lines += ["caches: true", "devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
+    lines += ["caches: true", "devstack:", f"  git_base: {MIRRORS}",
+              "  localrc: {ENABLED_SERVICES: 'key,mysql,rabbit'}"]
     (isolated_home / "lab.yaml").write_text("\n".join(lines) + "\n")
     yield name, isolated_home, base
     # An `up` stopped by the timeout leaves the trainees' forwarder running: it goes with the lab.
@@ -93,7 +95,7 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     progress = folder / "up.progress"
     with progress.open("w") as err:
         up = subprocess.run([sys.executable, "-m", "labctl", "up", "--json"], cwd=folder, stdout=subprocess.PIPE,
-                            stderr=err, text=True, timeout=3600, stdin=subprocess.DEVNULL)
+                            stderr=err, text=True, timeout=5400, stdin=subprocess.DEVNULL)
     shown = progress.read_text()
     assert up.returncode == 0, shown[-5000:]
     report = json.loads(up.stdout)
@@ -104,8 +106,8 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     # Only what DevStack says it serves: Keystone, and no dashboard (no Horizon in this lab).
     assert first["keystone"] == f"http://{ips['seat-01']}/identity/" and first["dashboard"] is None
     phases = [p["phase"] for p in first["phases"]]
-    assert phases[-4:] == ["Installing package prerequisites", "Installing OpenStack project source",
-                           "Configuring and starting MySQL", "Starting Keystone"]
+    assert phases[-5:] == ["Installing package prerequisites", "Starting RabbitMQ",
+                           "Installing OpenStack project source", "Configuring and starting MySQL", "Starting Keystone"]
     # Live progress: labctl's steps and DevStack's phases, never apt's or pip's lines.
     assert "seat-01: Starting Keystone" in shown and "seat-02: stack.sh" not in shown
     assert "stacking seat-01 once; 1 more seats will be made from its disk" in shown
@@ -142,12 +144,24 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     assert fenced.code != 0 and "Can't connect" in fenced.out + fenced.err, fenced.out + fenced.err
     own = run("exec", "seat-02", "--lab", name, "--", mysql.format(pw=seats["seat-02"]["database"], ip="127.0.0.1"))
     assert own.code == 0, own.out + own.err
+    # RabbitMQ: each seat's broker takes its own password alone (seat-02's is a new Erlang node, rabbit@seat-02,
+    # whose user the clone made), and each has an Erlang cookie of its own.
+    rabbit = "sudo rabbitmqctl -q authenticate_user stackrabbit {pw}"
+    for seat, other in (("seat-01", "seat-02"), ("seat-02", "seat-01")):
+        ok = run("exec", seat, "--lab", name, "--", rabbit.format(pw=seats[seat]["rabbit"]))
+        assert ok.code == 0, ok.out + ok.err
+        for pw in (seats[other]["rabbit"], template["rabbit"]):
+            assert run("exec", seat, "--lab", name, "--", rabbit.format(pw=pw)).code != 0
+    cookies = {s: run("exec", s, "--lab", name, "--", "sudo cat /var/lib/rabbitmq/.erlang.cookie").out.strip()
+               for s in SEATS}
+    assert len(set(cookies.values())) == 2 and all(len(c) >= 20 for c in cookies.values()), cookies
     # No value of one seat's secrets anywhere on the other's disk: every layer under it, byte for byte.
     disks = {s: disk_files(f"labctl-{name}-{s}") for s in SEATS}
     assert disks["seat-01"][1:] == disks["seat-02"][1:] and len(disks["seat-02"]) >= 2  # one base under both
-    found = values_in(disks["seat-01"] + disks["seat-02"], [v for s in SEATS for v in seats[s].values()])
+    secrets = {s: {*seats[s].values(), cookies[s]} for s in SEATS}
+    found = values_in(disks["seat-01"] + disks["seat-02"], [v for s in SEATS for v in secrets[s]])
     for seat, other in (("seat-02", "seat-01"), ("seat-01", "seat-02")):
-        assert not [f for f in map(str, disks[seat]) if found.get(f, set()) & set(seats[other].values())]
+        assert not [f for f in map(str, disks[seat]) if found.get(f, set()) & secrets[other]]
         # The search finds what is there: the seat's own admin password, in its own layer alone.
         assert [f for f in map(str, disks[seat]) if seats[seat]["admin"] in found.get(f, set())] == [
             str(disks[seat][0])]

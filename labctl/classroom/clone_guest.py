@@ -149,8 +149,22 @@ if os.path.isfile(COOKIE):  # every copy's Erlang node would trust every other's
     os.chmod(COOKIE, 0o400)
     sh("systemctl", "start", "rabbitmq-server", check=False)
     say("RabbitMQ: an Erlang cookie of its own")
-if shutil.which("rabbitmqctl") and spec["rabbit"][0]:  # the password on stdin (not tried: no rabbit in key,mysql)
-    sh("rabbitmqctl", "change_password", "stackrabbit", check=False, input=spec["rabbit"][1] + "\n")
+if shutil.which("rabbitmqctl") and spec["rabbit"][0]:  # the password on stdin, never on a command line
+    rabbit_pw = spec["rabbit"][1] + "\n"
+    sh("rabbitmqctl", "await_startup", "--timeout", "300")
+    # A new host name is a new Erlang node (rabbit@seat-02), with a database of its own and no users
+    # yet: the user is then made as DevStack makes it (lib/rpc_backend).
+    if subprocess.run(["rabbitmqctl", "change_password", "stackrabbit"], input=rabbit_pw, text=True,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+        sh("rabbitmqctl", "add_user", "stackrabbit", input=rabbit_pw)
+        sh("rabbitmqctl", "set_permissions", "stackrabbit", ".*", ".*", ".*")
+    if spec["old_name"] != name:  # the template's node: its database holds the template's password hash
+        mnesia, node = "/var/lib/rabbitmq/mnesia", f"rabbit@{spec['old_name']}"
+        for entry in os.listdir(mnesia) if os.path.isdir(mnesia) else []:
+            if entry == node or entry.startswith((node + "-", node + ".")):
+                path = os.path.join(mnesia, entry)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    say("RabbitMQ: this seat's password")
 for store in ("/opt/stack/horizon/openstack_dashboard/local/.secret_key_store",):
     if os.path.isfile(store):  # Horizon makes a new one when it starts (below)
         os.unlink(store)
