@@ -18,8 +18,9 @@ from typing import Any
 import paramiko
 import pytest
 from standin_devstack import make_repo
+from test_cache import HostOnlyServer
 
-from conftest import TEST_APT_PORT, TEST_CACHE, Result, libvirt_names
+from conftest import TEST_APT_PORT, TEST_CACHE, TEST_PYPI_PORT, Result, leave_nothing, libvirt_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.clone_vm]  # out of the default run: about 25 minutes here
 SEATS = ("seat-01", "seat-02", "seat-03")
@@ -59,6 +60,69 @@ try:
     s.bind((sys.argv[1], 0)); s.connect((sys.argv[2], int(sys.argv[3]))); print("sent")
 except OSError:
     print("dropped")"""
+
+
+# Run as root in a seat: what the host's caches answer it (an HTTP status, 0 for no answer at all).
+ASK_CACHES = """import json, sys, urllib.error, urllib.request
+apt, pypi, loopback_port = sys.argv[1:4]
+def call(url, method="GET", body=None, proxy=None):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy} if proxy else {}))
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, method=method, data=data,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+print("devpi-root-login", call(f"http://{pypi}/+login", "POST", {"user": "root", "password": ""}))
+print("devpi-new-user", call(f"http://{pypi}/mallory", "PUT", {"password": "x"}))
+print("devpi-repoint", call(f"http://{pypi}/root/pypi", "PATCH", ["mirror_url=http://192.0.2.1/simple/"]))
+print("apt-maintenance", call(f"http://{apt}/acng-report.html?doExpire=Start+Expiration&abortOnErrors=aOe"))
+print("apt-host-loopback", call(f"http://127.0.0.1:{loopback_port}/pool/main/x.deb", proxy=f"http://{apt}"))
+print("devpi-simple", call(f"http://{pypi}/root/pypi/+simple/pip/"))"""
+
+
+def the_host_caches_refuse_a_seat(run: Callable[..., Result], seat: str) -> None:
+    """As root in the seat: devpi takes no root login without the host's password and no change;
+    apt-cacher-ng no maintenance and no fetch of the host's loopback; yet both still serve it."""
+    host_only = HostOnlyServer()
+    try:
+        out = run("exec", seat, "--", f"sudo python3 -c {shlex.quote(ASK_CACHES)} 192.168.121.1:{TEST_APT_PORT}"
+                  f" 192.168.121.1:{TEST_PYPI_PORT} {host_only.port}")
+        assert out.code == 0, out.out + out.err
+        said = dict(line.split() for line in out.out.splitlines() if line.startswith(("devpi-", "apt-")))
+        assert said == {"devpi-root-login": "401", "devpi-new-user": "403", "devpi-repoint": "403",
+                        "apt-maintenance": "401", "apt-host-loopback": "403", "devpi-simple": "200"}, said
+        assert host_only.asked == []
+    finally:
+        host_only.server.shutdown()
+
+
+def another_lab_is_out_of_reach(run: Callable[..., Result], folder: Path, seat: str,
+                                seat_addresses: list[str]) -> None:
+    """A machine of another lab and a seat cannot reach each other on any of their addresses, though
+    the host reaches both."""
+    other = f"oth-{uuid.uuid4().hex[:6]}"
+    (folder / "lab.yaml").write_text(f"name: {other}\nmachines:\n  - name: box\n"
+                                     "    distro: debian:12\n    memory: 1G\n    cpus: 1\n    disk: 10G\n")
+    try:
+        up = run("up", "-f", str(folder / "lab.yaml"), "--no-stack", "--json")
+        assert up.code == 0, up.err
+        box = json.loads(run("status", "--json", "--lab", other).out)["machines"][0]
+        theirs = sorted({box["ssh_address"], box["ip"]})
+        for address in theirs:  # the host reaches it
+            socket.create_connection((address, 22), timeout=10).close()
+        seen = probe(run, seat, [f"{a}:22" for a in theirs])
+        assert set(seen.values()) == {"shut"}, seen
+        out = run("exec", "box", "--lab", other, "--",
+                  f"sudo bash -c {shlex.quote(PROBE)} probe {' '.join(f'{a}:22' for a in seat_addresses)}")
+        assert out.code == 0 and out.out.count("shut ") == len(seat_addresses), out.out + out.err
+        assert run("destroy", "-y", "--lab", other).code == 0
+    finally:
+        leave_nothing(other, ["box"])
 
 
 class HostListener:
@@ -179,6 +243,10 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     assert not password_login(machines["seat-02"]["ip"], logins["seat-01"])
     assert password_login(machines["seat-03"]["ip"], logins["seat-03"])
     seat_cannot_reach_another_seat_or_the_host(run, class_name, machines)
+    the_host_caches_refuse_a_seat(run, "seat-02")
+    (isolated_home / "other").mkdir()
+    another_lab_is_out_of_reach(run, isolated_home / "other", "seat-02",
+                                [machines["seat-02"]["ssh_address"], machines["seat-02"]["ip"]])
 
     snaps = json.loads(run("snapshot", "list", "--json").out)
     assert {m: [s["name"] for s in v] for m, v in snaps.items()} == {s: ["stacked"] for s in SEATS}
