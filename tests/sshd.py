@@ -11,13 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ports import free_port
+
 from conftest import require_tool
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def keygen(path: Path, kind: str = "ed25519") -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 
 from conftest import Result, require_tool
 from labctl.cache.guest import APT_CONF, PIP_CONF, guest_files
@@ -32,20 +33,6 @@ from labctl.model import lab_from_dict
 # A small package of bookworm's pool, and one that no test fetches first.
 DEB = "http://deb.debian.org/debian/pool/main/s/sl/sl_5.02-1+b1_amd64.deb"
 UNCACHED_DEB = "http://deb.debian.org/debian/pool/main/c/cowsay/cowsay_3.03+dfsg2-8_all.deb"
-
-
-def free_port() -> int:
-    """A free port below 32768: apt-cacher-ng takes no higher one."""
-    import random
-
-    while True:
-        port = random.randint(20000, 32000)  # noqa: S311 - a port number, not a secret
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 def through_apt(ends: Endpoints, url: str) -> int:

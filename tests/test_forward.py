@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +45,6 @@ class EchoServer:
         with client, contextlib.suppress(OSError):
             while data := client.recv(65536):
                 client.sendall(b"seat:" + data)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

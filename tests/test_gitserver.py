@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from conftest import REPO, require_tool
 from labctl.errors import LabctlError
@@ -44,12 +45,6 @@ def make_mirror(folder: Path, name: str, content: str = "one") -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     git("clone", "-q", "--bare", "--depth", "1", "--no-single-branch", f"file://{work}", str(dest))
     return dest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

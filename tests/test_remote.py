@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd import Sshd, free_port, make_sshd
+from ports import free_port
+from sshd import Sshd, make_sshd
 
 from labctl.remote import Host, run_command, run_parallel
 
