@@ -329,7 +329,9 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     check_ports_free(lab, home)
     before = records.read_lab(lab_dir) if lab_dir.exists() else None
     if lab.classroom and before is not None:  # trainees keep the seats (and the printed cards) they had
-        lab = replace(lab, classroom=keep_seats(lab.classroom, before.classroom))
+        classroom, handed = keep_seats(lab.classroom, before.classroom)
+        lab = replace(lab, classroom=classroom)
+        warnings += [f"{h}; to give a newcomer a seat of their own, raise classroom.seats" for h in handed]
     boxes = {**(before.boxes if before is not None else {}), **(boxes or {})}
     if boxes:
         lab = replace(lab, machines=tuple(replace(m, box=boxes.get(m.box, m.box)) for m in lab.machines))

@@ -94,18 +94,31 @@ def test_a_listen_address_the_host_lacks_is_refused_at_plan(run: Callable[..., R
 
 def test_removing_a_trainee_moves_no_one_else(run: Callable[..., Result], isolated_home: Path) -> None:
     """Ada's printed card must not open Grace's seat after Ada leaves the list."""
-    def plan(trainees: str) -> dict[str, str | None]:
+    said: list[str] = []
+
+    def plan(trainees: str, seats: int = 3) -> dict[str, str | None]:
         (isolated_home / "lab.yaml").write_text(
             "name: room\ndefaults: {memory: 1G, cpus: 1, disk: 10G}\n"
-            f"classroom: {{seats: 3, ssh_port: 24300, web_port: 24400, trainees: [{trainees}]}}\n")
-        assert run("plan").code == 0
+            f"classroom: {{seats: {seats}, ssh_port: 24300, web_port: 24400, trainees: [{trainees}]}}\n")
+        planned = run("plan", "--json")
+        assert planned.code == 0, planned.err
+        said[:] = json.loads(planned.out)["warnings"]
         status = json.loads(run("status", "--json").out)["machines"]
         return {m["name"]: m["trainee"] for m in status}
 
     assert plan("Ada, Grace, Alan") == {"seat-01": "Ada", "seat-02": "Grace", "seat-03": "Alan"}
     assert plan("Grace, Alan") == {"seat-01": None, "seat-02": "Grace", "seat-03": "Alan"}
-    assert plan("Grace, Alan, Barbara, Edsger") == {"seat-01": "Barbara", "seat-02": "Grace", "seat-03": "Alan",
-                                                    "seat-04": "Edsger"}
+    assert not [w for w in said if "someone had it before" in w]
+    # Ada's seat stays free while a seat no one ever had is left: Barbara takes seat-04; then Edsger
+    # gets Ada's seat, with a warning (Ada's card still opens it).
+    assert plan("Grace, Alan, Barbara", seats=4) == {"seat-01": None, "seat-02": "Grace", "seat-03": "Alan",
+                                                     "seat-04": "Barbara"}
+    assert not [w for w in said if "someone had it before" in w]
+    assert plan("Grace, Alan, Barbara, Edsger", seats=4) == {"seat-01": "Edsger", "seat-02": "Grace",
+                                                             "seat-03": "Alan", "seat-04": "Barbara"}
+    assert [w for w in said if "someone had it before" in w] == [
+        "seat-01 goes to Edsger, but someone had it before: their card still opens it (its passwords stay until"
+        " the seat is made anew); to give a newcomer a seat of their own, raise classroom.seats"]
 
 
 def test_the_sheet_names_each_seats_host_as_status_does(run: Callable[..., Result], isolated_home: Path,

@@ -50,6 +50,7 @@ class Seat:
     number: int
     trainee: str | None = None
     spare: bool = False
+    held: bool = False  # a trainee has had it (now or before): their card opens it until it is made anew
 
     @property
     def name(self) -> str:
@@ -148,7 +149,7 @@ def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
         raise LabFileError(f"classroom: {regular} seats and {spares} spares make {regular + spares} seats;"
                            f" a classroom has at most {MAX_SEATS}",
                            hint="split the class into two labs (each with its own network)")
-    seats = tuple(Seat(n, trainees[n - 1] if n <= len(trainees) else None, n > regular)
+    seats = tuple(Seat(n, trainees[n - 1] if n <= len(trainees) else None, n > regular, n <= len(trainees))
                   for n in range(1, regular + spares + 1))
     address = raw.get("address")
     if address is not None and (not isinstance(address, str) or not _ADDRESS_RE.match(address)):
@@ -180,25 +181,30 @@ def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
     return classroom, dict(machine)
 
 
-def keep_seats(classroom: Classroom, before: Classroom | None) -> Classroom:
+def keep_seats(classroom: Classroom, before: Classroom | None) -> tuple[Classroom, list[str]]:
     """The classroom with each trainee on the seat they had before (lab.yaml's list is an order of
     names, not of seats: removing Ada must not move Grace onto Ada's seat, whose card Ada holds).
-    Newcomers take seats no one had first, then those left. Pure."""
+    Newcomers take seats no one has ever had first, then those left; the second list says which
+    newcomer got a seat someone else had (its passwords are still on the leaver's card). Pure."""
     names = [s.trainee for s in classroom.seats if s.trainee]
     if before is None or len(set(names)) != len(names):  # two trainees of one name: by order, as written
-        return classroom
+        return classroom, []
     had = {s.trainee: s.number for s in before.seats if s.trainee}
+    held = {s.number for s in before.seats if s.trainee or s.held}
     regular = [s for s in classroom.seats if not s.spare]
     trainees = [s.trainee for s in regular if s.trainee]
     placed = {t: had[t] for t in trainees if t in had and had[t] <= len(regular)}
-    once_taken = set(had.values())
-    free = sorted((s.number for s in regular if s.number not in placed.values()),
-                  key=lambda n: (n in once_taken, n))
+    free = sorted((s.number for s in regular if s.number not in placed.values()), key=lambda n: (n in held, n))
+    handed = []
     for trainee in (t for t in trainees if t not in placed):
         placed[trainee] = free.pop(0)
+        if placed[trainee] in held:
+            handed.append(f"{seat_name(placed[trainee])} goes to {trainee}, but someone had it before: their card"
+                          f" still opens it (its passwords stay until the seat is made anew)")
     by_seat = {n: t for t, n in placed.items()}
-    seats = tuple(replace(s, trainee=None if s.spare else by_seat.get(s.number)) for s in classroom.seats)
-    return replace(classroom, seats=seats)
+    seats = tuple(replace(s, trainee=None if s.spare else by_seat.get(s.number),
+                          held=s.number in held or s.number in by_seat) for s in classroom.seats)
+    return replace(classroom, seats=seats), handed
 
 
 def seat_machines(classroom: Classroom, machine: dict[str, Any]) -> list[dict[str, Any]]:
@@ -224,7 +230,7 @@ def passwords_for(machine: str, lab_passwords: Mapping[str, str],
 
 
 def classroom_json(classroom: Classroom) -> dict[str, Any]:
-    return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare}
+    return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare, "held": s.held}
                       for s in classroom.seats],
             "address": classroom.address, "listen": classroom.listen,
             "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone}
@@ -237,7 +243,8 @@ def classroom_from_json(raw: Any) -> Classroom | None:
         return None
     try:
         seats = tuple(Seat(int(s["number"]), s.get("trainee") if isinstance(s.get("trainee"), str) else None,
-                           bool(s.get("spare"))) for s in raw["seats"])
+                           bool(s.get("spare")), s.get("held") is True or isinstance(s.get("trainee"), str))
+                      for s in raw["seats"])
         return Classroom(seats, raw.get("address") if isinstance(raw.get("address"), str) else None,
                          str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]),  # noqa: S104
                          raw.get("clone") is not False)
