@@ -128,13 +128,9 @@ def another_lab_is_out_of_reach(run: Callable[..., Result], folder: Path, seat: 
             conn.close()
         assert gateway is not None
         routes = " && ".join(f"ip route add {a}/32 via {gateway.address}" for a in seat_addresses)
-        targets = " ".join(f"{a}:22" for a in seat_addresses)
         control = f"192.168.121.1:{TEST_APT_PORT}"  # the probe sees what is open: the host's apt cache is
         for first in ("true", routes):
-            out = run("exec", "box", "--lab", other, "--", f"sudo sh -c {shlex.quote(first)} &&"
-                      f" sudo bash -c {shlex.quote(PROBE)} probe {targets} {control}")
-            assert out.code == 0, out.out + out.err
-            seen = {line.split()[1]: line.split()[0] for line in out.out.splitlines() if line.startswith(("open", "shut"))}
+            seen = probe(run, "box", [*(f"{a}:22" for a in seat_addresses), control], lab=other, first=first)
             assert seen == {**{f"{a}:22": "shut" for a in seat_addresses}, control: "open"}, seen
         assert run("destroy", "-y", "--lab", other).code == 0
     finally:
@@ -160,8 +156,11 @@ class HostListener:
             conn.close()
 
 
-def probe(run: Callable[..., Result], seat: str, targets: list[str]) -> dict[str, str]:
-    out = run("exec", seat, "--", f"sudo bash -c {shlex.quote(PROBE)} probe {' '.join(targets)}")
+def probe(run: Callable[..., Result], seat: str, targets: list[str], lab: str | None = None,
+          first: str = "true") -> dict[str, str]:
+    """As root in `seat` (of `lab`), after the command `first`: each target "open" or "shut"."""
+    out = run("exec", seat, *(["--lab", lab] if lab else []), "--",
+              f"sudo sh -c {shlex.quote(first)} && sudo bash -c {shlex.quote(PROBE)} probe {' '.join(targets)}")
     assert out.code == 0, out.out + out.err
     return {line.split()[1]: line.split()[0] for line in out.out.splitlines() if line.startswith(("open", "shut"))}
 
