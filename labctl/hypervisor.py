@@ -22,7 +22,7 @@ import libvirt
 
 from labctl.errors import LabctlError
 from labctl.isolation import Fence
-from labctl.model import MANAGEMENT_NETWORK
+from labctl.names import MANAGEMENT_NETWORK
 
 DEFAULT_URI = "qemu:///system"
 STATES = {

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from labctl.model import MANAGEMENT_NETWORK
+from labctl.names import MANAGEMENT_NETWORK
 
 FILTER = "labctl-fence-1"
 DNS_PORT = 53

@@ -18,9 +18,12 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl.errors import LabFileError
-from labctl.model import Lab
+
+if TYPE_CHECKING:  # annotations only: `labctl status` (through ui.redact) needs no lab model
+    from labctl.model import Lab
 
 GIT_PORT = 9418
 _SLUG = re.compile(r"[^a-z0-9]+")

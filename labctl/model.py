@@ -23,7 +23,7 @@ from labctl.labyaml import listed as _list
 from labctl.labyaml import mapping as _mapping
 from labctl.labyaml import parse_yaml
 from labctl.localconf import REFERENCE_RE
-from labctl.names import NAME_RULE, valid_name
+from labctl.names import MANAGEMENT_CIDR, NAME_RULE, valid_name
 
 ROLES = ("allinone", "controller", "compute")
 ACCELERATORS = ("auto", "kvm", "qemu")
@@ -44,8 +44,6 @@ MANAGED_LOCALRC = {
 }
 # Subnets that vagrant-libvirt (management network) and libvirt (default network) already use.
 _TAKEN_SUBNETS = {121, 122}
-MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name for it
-MANAGEMENT_CIDR = "192.168.121.0/24"  # vagrant-libvirt's default, which every lab's machines join
 _RESERVED_NETWORKS = (
     (ipaddress.IPv4Network(MANAGEMENT_CIDR), "vagrant-libvirt's management network"),
     (ipaddress.IPv4Network("192.168.122.0/24"), "libvirt's default network"),

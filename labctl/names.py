@@ -1,9 +1,12 @@
-"""Names of labs and machines: they become file names, libvirt domain names and host names."""
+"""Names of labs and machines (they become file names, libvirt domain names and host names), and
+of the management network every lab's machines join."""
 
 from __future__ import annotations
 
 import re
 
+MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name for it
+MANAGEMENT_CIDR = "192.168.121.0/24"  # vagrant-libvirt's default, which every lab's machines join
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}\Z")
 NAME_RULE = ("names are 1-63 characters: a lowercase letter, then lowercase letters, digits or '-'"
              " (not ending with '-'); they become file, domain and host names")

@@ -307,7 +307,7 @@ def test_an_ipv6_uri_is_shown_as_it_is(capsys: pytest.CaptureFixture[str]) -> No
     """[fd00::1] would be read as rich markup (a style named fd00::1) and vanish. Nothing is contacted."""
     from types import SimpleNamespace
 
-    from labctl.cli_hosts import _table
+    from labctl.commands.hosts import _table
 
     entry = HostEntry("six", "qemu+ssh://u@[fd00::1]/system")
     _table([SimpleNamespace(name="six", entry=entry, capacity=None, error="host six cannot be reached: [bold]x")],

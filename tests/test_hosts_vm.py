@@ -13,7 +13,7 @@ import pytest
 from sshd import Sshd, make_sshd
 
 from conftest import Result, leave_nothing, libvirt_names
-from labctl.model import MANAGEMENT_NETWORK
+from labctl.names import MANAGEMENT_NETWORK
 
 pytestmark = pytest.mark.vm
 

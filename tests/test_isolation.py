@@ -131,7 +131,7 @@ def test_the_host_holds_the_fence_and_an_older_snapshot_keeps_it(tmp_path: Path)
     import libvirt
 
     from labctl import hypervisor
-    from labctl.model import MANAGEMENT_NETWORK
+    from labctl.names import MANAGEMENT_NETWORK
 
     conn = hypervisor.connect()
     hypervisor.management_address(conn)  # the management network, made as labctl makes it

@@ -35,3 +35,28 @@ def test_only_each_adapter_imports_its_library() -> None:
             if rel != ADAPTERS[library]:
                 trespasses.append(f"{rel} imports {library} (only {ADAPTERS[library]} may)")
     assert trespasses == []
+
+
+def test_status_loads_only_what_it_needs(tmp_path: Path) -> None:
+    """`labctl status` is asked often (watch, scripts): it imports none of the libraries for reading
+    lab files, rendering or SSH, and no command module but its own (labctl.commands.app loads lazily)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LABCTL_HOME": str(tmp_path / "home"), "HOME": str(tmp_path),
+           "LABCTL_LIBVIRT_URI": "test:///default"}
+    planned = subprocess.run([sys.executable, "-m", "labctl", "plan", "--distro", "debian"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, check=False)
+    assert planned.returncode == 0, planned.stderr
+    code = ("import sys; from labctl.cli import main; code = main(['status']);"
+            " print(code, *sorted(sys.modules), file=sys.stderr)")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           check=False)
+    words = shown.stderr.split()
+    assert words[0] == "0" and "debian" in shown.stdout, shown.stdout + shown.stderr
+    loaded = set(words[1:])
+    assert not {m.split(".")[0] for m in loaded} & {"yaml", "jinja2", "fabric", "paramiko", "invoke"}
+    assert {m for m in loaded if m.startswith("labctl.commands.")} == {"labctl.commands.app", "labctl.commands.shared",
+                                                                      "labctl.commands.machines"}
+    assert "labctl.model" not in loaded and "labctl.lifecycle" not in loaded

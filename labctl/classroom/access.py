@@ -69,7 +69,7 @@ def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
 def refused_networks(lab_dir: LabDir) -> list[str]:
     """Where no trainee sits: a seat dialling the host's forwarded ports comes from vagrant-libvirt's
     management network or from its lab network, never a trainee."""
-    from labctl.model import MANAGEMENT_CIDR
+    from labctl.names import MANAGEMENT_CIDR
     from labctl.records import read_lab
 
     network = read_lab(lab_dir).network

@@ -26,8 +26,6 @@ from typing import Any
 
 from labctl.errors import LabFileError, show
 from labctl.files import read_bounded
-from labctl.labyaml import listed, mapping, parse_yaml
-from labctl.model import check_name, parse_memory
 
 LOCAL = "local"
 MAX_HOSTS = 64
@@ -102,12 +100,16 @@ def load_hosts(path: Path, default_uri: str) -> list[HostEntry]:
         return [local_host(default_uri)]
     text = read_bounded(path, HOSTS_FILE_LIMIT, "hosts file")
     try:
+        from labctl.labyaml import parse_yaml  # YAML is loaded only where there is a hosts file to read
+
         return parse_hosts(parse_yaml(text, str(path)))
     except LabFileError as exc:
         raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
 
 
 def parse_hosts(raw: Any) -> list[HostEntry]:
+    from labctl.labyaml import listed, mapping
+
     data = mapping(raw, "", ("hosts",))
     items = listed(data.get("hosts"), "hosts")
     if not items:
@@ -130,6 +132,9 @@ def parse_hosts(raw: Any) -> list[HostEntry]:
 
 
 def _host(raw: Any, path: str) -> HostEntry:
+    from labctl.labyaml import mapping
+    from labctl.model import check_name, parse_memory
+
     data = mapping(raw, path, ("name", "uri", "reserve", "ssh_key"))
     for required in ("name", "uri"):
         if required not in data:

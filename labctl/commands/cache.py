@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from labctl.cli import _context, _print_json, cli
+from labctl.commands.shared import command_context, print_json
 
 
 def _size(n: int) -> str:
@@ -22,7 +22,7 @@ def _size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-@cli.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the caches' state and counts as JSON.")
 @click.pass_context
 def cache(click_ctx: click.Context, as_json: bool) -> None:
@@ -40,11 +40,11 @@ def cache(click_ctx: click.Context, as_json: bool) -> None:
 def _show(as_json: bool) -> None:
     from labctl.cache.services import HostCaches
 
-    caches = HostCaches(_context().cache)
+    caches = HostCaches(command_context().cache)
     states = caches.status()
     ends = caches.endpoints()
     if as_json:
-        _print_json({"folder": str(caches.root), "offline": bool(ends and ends.offline),
+        print_json({"folder": str(caches.root), "offline": bool(ends and ends.offline),
                      "caches": [s.as_json() for s in states]})
         return
     from rich.table import Table
@@ -73,7 +73,7 @@ def cache_start(offline: bool) -> None:
     """Start the caches (or keep them running); --offline to serve only what they hold."""
     from labctl.cache.services import HostCaches
 
-    ctx = _context()
+    ctx = command_context()
     ends = HostCaches(ctx.cache).start(ctx.hypervisor().management_address(), offline=offline)
     click.echo(f"apt cache: {ends.apt_proxy}\nPyPI cache: {ends.pypi_index}" + ("\n(offline)" if offline else ""))
 
@@ -83,5 +83,5 @@ def cache_stop() -> None:
     """Stop the caches (what they hold stays on disk for next time)."""
     from labctl.cache.services import HostCaches
 
-    stopped = HostCaches(_context().cache).stop()
+    stopped = HostCaches(command_context().cache).stop()
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "the caches were not running")

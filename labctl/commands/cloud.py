@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from labctl.cli import _context, _lab_dir, _print_json, _reporter, cli, lab_options
+from labctl.commands.shared import chosen_lab_dir, command_context, lab_options, make_reporter, print_json
 from labctl.errors import printable
 
 
-@cli.command()
+@click.command()
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
 @click.argument("machines", nargs=-1)
@@ -28,16 +28,16 @@ def cloud(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: 
     from labctl.lab import resolve_lab
     from labctl.selection import LabRequest
 
-    ctx = _context()
-    lab_dir = _lab_dir(lab_file, lab_name)
+    ctx = command_context()
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
     lab, _ = resolve_lab(LabRequest(lab=lab_dir.name), ctx.home, default_catalog(), Path.cwd())
-    reporter = _reporter(as_json)
+    reporter = make_reporter(as_json)
     with ctx.home.writer(lab.name, "cloud"):
         found = make_cloud(lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), machines,
                            lambda machine, line: reporter.step(f"{machine}: {line}"))
     failed = {m: [o for o in outcomes if o.failed] for m, outcomes in found.items()}
     if as_json:
-        _print_json({m: [{"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail} for o in outcomes]
+        print_json({m: [{"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail} for o in outcomes]
                      for m, outcomes in found.items()})
     else:
         for machine, outcomes in found.items():

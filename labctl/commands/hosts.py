@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from labctl.cli import _context, _print_json, cli
+from labctl.commands.shared import command_context, print_json
 from labctl.errors import printable
 
 
@@ -23,7 +23,7 @@ def _room_json(room: Any) -> dict[str, Any]:
                if cap else {})}
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the hosts and their capacity as JSON.")
 def hosts(as_json: bool) -> int:
     """The hypervisor hosts labctl places machines on, with their capacity live from libvirt.
@@ -35,12 +35,12 @@ def hosts(as_json: bool) -> int:
     """
     from labctl.hosts.survey import survey
 
-    ctx = _context()
+    ctx = command_context()
     entries = ctx.hosts()
     rooms = survey(entries, ctx.host_hypervisor)
     source = str(ctx.hosts_file) if ctx.hosts_file and ctx.hosts_file.exists() else None
     if as_json:
-        _print_json({"inventory": source, "hosts": [_room_json(r) for r in rooms]})
+        print_json({"inventory": source, "hosts": [_room_json(r) for r in rooms]})
     else:
         _table(rooms, source, str(ctx.hosts_file) if ctx.hosts_file else "hosts.yaml")
     return 1 if any(r.error for r in rooms) else 0

@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-from labctl.cli import _context, _lab_dir, _print_json, _reporter, _statuses, cli, lab_options
+from labctl.commands.shared import chosen_lab_dir, command_context, lab_options, lab_statuses, make_reporter, print_json
 from labctl.errors import LabctlError, printable
 
 # ---------------------------------------------------------------------------------------------
 # Trainees' access
 
 
-@cli.group()
+@click.group()
 def access() -> None:
     """The ports through which trainees reach their seats (a classroom lab).
 
@@ -33,9 +33,9 @@ def access_open(lab_file: Path | None, lab_name: str | None) -> None:
     """Open (or keep open) the trainees' ports."""
     from labctl.lifecycle import open_doors
 
-    lab_dir = _lab_dir(lab_file, lab_name)
-    with _context().home.writer(lab_dir.name, "access open"):
-        open_doors(lab_dir, _reporter())
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    with command_context().home.writer(lab_dir.name, "access open"):
+        open_doors(lab_dir, make_reporter())
 
 
 @access.command(name="close")
@@ -44,7 +44,7 @@ def access_close(lab_file: Path | None, lab_name: str | None) -> None:
     """Close the trainees' ports (the seats keep running)."""
     from labctl.classroom.access import close_access
 
-    lab_dir = _lab_dir(lab_file, lab_name)
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
     closed = close_access(lab_dir)
     click.echo("closed the trainees' ports" if closed else "the trainees' ports were not open")
 
@@ -56,13 +56,13 @@ def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) ->
     """Show whether the ports are open, and which port leads to which seat."""
     from labctl.classroom.access import classroom_of, doors, forwarder_pid, host_address
 
-    lab_dir = _lab_dir(lab_file, lab_name)
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
     classroom = classroom_of(lab_dir)
     pid = forwarder_pid(lab_dir)
     seat_doors = doors(lab_dir, classroom)
     address = classroom.address or host_address()
     if as_json:
-        _print_json({"open": pid is not None, "pid": pid, "listen": classroom.listen, "address": address,
+        print_json({"open": pid is not None, "pid": pid, "listen": classroom.listen, "address": address,
                      "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port,
                                 "seat_address": d.seat_address} for d in seat_doors]})
         return
@@ -77,7 +77,7 @@ def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) ->
 # The sheet
 
 
-@cli.command()
+@click.command()
 @lab_options
 @click.option("--format", "fmt", type=click.Choice(["html", "csv", "md"]), default="html", show_default=True,
               help="HTML prints one card per half page; CSV and Markdown are for other tools.")
@@ -92,8 +92,8 @@ def sheet(lab_file: Path | None, lab_name: str | None, fmt: str, output: Path | 
     from labctl.classroom.sheet import render, sheet_summary
     from labctl.state import atomic_write
 
-    lab_dir = _lab_dir(lab_file, lab_name)
-    data = build_sheet(lab_dir, _statuses(lab_dir), socket.gethostname())
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    data = build_sheet(lab_dir, lab_statuses(lab_dir), socket.gethostname())
     text = render(data, fmt)
     if str(output) == "-":
         click.echo(text, nl=False)
@@ -117,22 +117,22 @@ def sheet(lab_file: Path | None, lab_name: str | None, fmt: str, output: Path | 
 # Ansible
 
 
-@cli.command()
+@click.command()
 @lab_options
 def inventory(lab_file: Path | None, lab_name: str | None) -> None:
     """Print the lab as an Ansible inventory (YAML): groups per role and per seat, with the SSH
     settings that work. E.g. ansible all -i <(labctl inventory) -m ping"""
     from labctl.ansible_inventory import render
 
-    lab_dir = _lab_dir(lab_file, lab_name)
-    click.echo(render(lab_dir, _statuses(lab_dir)), nl=False)
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    click.echo(render(lab_dir, lab_statuses(lab_dir)), nl=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # Snapshots
 
 
-@cli.group()
+@click.group()
 def snapshot() -> None:
     """Snapshots of the lab's machines, through libvirt, memory included: a restored DevStack runs
     at once. labctl takes `stacked` by itself when a machine stacks; `labctl reset` goes back to it."""
@@ -142,7 +142,7 @@ def _domains(lab_dir: Any) -> Any:
     """The lab's domains, each on the libvirt of its machine's host."""
     from labctl.hosts.router import LabDomains
 
-    return LabDomains(lab_dir, _context())
+    return LabDomains(lab_dir, command_context())
 
 
 @snapshot.command(name="save")
@@ -156,9 +156,9 @@ def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str,
     from labctl.snapshots import check_snapshot_name, pick, save
 
     check_snapshot_name(name)
-    lab_dir = _lab_dir(lab_file, lab_name)
-    reporter = _reporter()
-    with _context().home.writer(lab_dir.name, "snapshot save"):
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    reporter = make_reporter()
+    with command_context().home.writer(lab_dir.name, "snapshot save"):
         for machine, _info in save(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name, printable(description)):
             reporter.step(f"{machine}: snapshot {name} taken")
 
@@ -173,10 +173,10 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
 
     from labctl.snapshots import listing, pick
 
-    lab_dir = _lab_dir(lab_file, lab_name)
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
     found = listing(lab_dir, _domains(lab_dir), pick(lab_dir, machines))
     if as_json:
-        _print_json({m: [{"name": s.name, "created": s.created, "state": s.state, "description": s.description}
+        print_json({m: [{"name": s.name, "created": s.created, "state": s.state, "description": s.description}
                          for s in snaps] for m, snaps in found.items()})
         return
     for machine, snaps in found.items():
@@ -194,17 +194,17 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
 def snapshot_restore(lab_file: Path | None, lab_name: str | None, name: str, machines: tuple[str, ...]) -> int:
     """Bring MACHINES (all of the lab's when none is named) back to snapshot NAME, running.
     What changed in them since is lost."""
-    lab_dir = _lab_dir(lab_file, lab_name)
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
     return _restore(lab_dir, name, machines)
 
 
 def _restore(lab_dir: Any, name: str, machines: tuple[str, ...]) -> int:
     from labctl.snapshots import pick, restore
 
-    reporter = _reporter()
+    reporter = make_reporter()
     targets = pick(lab_dir, machines)
-    with _context().home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
-        results = restore(lab_dir, _domains(lab_dir), targets, name, lambda: _statuses(lab_dir), progress.update)
+    with command_context().home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
+        results = restore(lab_dir, _domains(lab_dir), targets, name, lambda: lab_statuses(lab_dir), progress.update)
     for r in results:
         if not r.clock_set:
             reporter.warn(f"{r.machine}: {r.message}")
@@ -221,13 +221,13 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, name: str, mach
     from labctl.snapshots import check_snapshot_name, delete, pick
 
     check_snapshot_name(name)
-    lab_dir = _lab_dir(lab_file, lab_name)
-    with _context().home.writer(lab_dir.name, "snapshot delete"):
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    with command_context().home.writer(lab_dir.name, "snapshot delete"):
         gone = delete(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name)
     click.echo(f"deleted {name} of {', '.join(gone)}" if gone else f"no machine had a snapshot {name}")
 
 
-@cli.command()
+@click.command()
 @lab_options
 @click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab.")
 @click.argument("machines", nargs=-1)
@@ -239,6 +239,6 @@ def reset(lab_file: Path | None, lab_name: str | None, everything: bool, machine
     if not machines and not everything:
         raise LabctlError("name the machines to reset (e.g. labctl reset seat-07), or --all",
                           hint="labctl status lists the machines")
-    lab_dir = _lab_dir(lab_file, lab_name)
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
     return _restore(lab_dir, STACKED, machines)
 

@@ -1,0 +1,145 @@
+"""The command line: argv -> one use-case -> its result on screen.
+
+The only place that catches LabctlError: it prints one line and a hint, and picks the exit code.
+Anything else that escapes is a bug and surfaces as one (with --debug, its traceback). Each command
+lives in a module of this package and is imported only when it runs (or when help lists them all):
+`labctl status` loads what status needs, nothing of `up`'s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from labctl import __version__
+from labctl.errors import LabctlError, printable
+
+# command -> "module:function"; the modules import this one never (no circle).
+COMMANDS = {
+    "access": "labctl.commands.classroom:access",
+    "box": "labctl.commands.setup:box",
+    "boxes": "labctl.commands.setup:boxes",
+    "cache": "labctl.commands.cache:cache",
+    "cloud": "labctl.commands.cloud:cloud",
+    "creds": "labctl.commands.machines:creds",
+    "destroy": "labctl.commands.lifecycle:destroy",
+    "exec": "labctl.commands.machines:exec_",
+    "halt": "labctl.commands.lifecycle:halt",
+    "hosts": "labctl.commands.hosts:hosts",
+    "init": "labctl.commands.setup:init",
+    "inventory": "labctl.commands.classroom:inventory",
+    "list": "labctl.commands.machines:list_",
+    "logs": "labctl.commands.machines:logs",
+    "plan": "labctl.commands.lifecycle:plan",
+    "reset": "labctl.commands.classroom:reset",
+    "resume": "labctl.commands.lifecycle:resume",
+    "sheet": "labctl.commands.classroom:sheet",
+    "snapshot": "labctl.commands.classroom:snapshot",
+    "ssh": "labctl.commands.machines:ssh",
+    "ssh-config": "labctl.commands.machines:ssh_config",
+    "stack": "labctl.commands.lifecycle:stack",
+    "status": "labctl.commands.machines:status",
+    "up": "labctl.commands.lifecycle:up",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module, name = COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="labctl")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+def cli(debug: bool) -> None:
+    """labctl: DevStack labs on libvirt virtual machines.
+
+    One developer VM: `labctl up --distro debian`. More machines (controller and computes, a
+    classroom): describe them in a lab.yaml (`labctl init` writes one) and run `labctl plan`.
+    """
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` and cleanup runs, as for Ctrl-C."""
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise _Terminated
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or bool(os.environ.get("LABCTL_DEBUG"))
+    remote: list[str] = []
+    if "--" in args:
+        cut = args.index("--")
+        args, remote = args[:cut], args[cut + 1:]
+    obj: dict[str, Any] = {"remote": remote}
+    try:
+        result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj=obj)
+    except LabctlError as exc:
+        click.echo(f"labctl: error: {printable(exc.message)}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {printable(exc.hint)}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("labctl: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("labctl: interrupted; what finished is kept, run the command again to go on", err=True)
+        return 130
+    except _Terminated:
+        click.echo("labctl: terminated; what finished is kept, run the command again to go on", err=True)
+        return 143
+    except Exception as exc:
+        if type(exc).__module__ == "libvirt" and not debug:
+            # The Hypervisor adapter turns libvirt's errors into labctl's; one that escaped it still
+            # means libvirtd went away (or failed) mid-command: say so, with how to start it.
+            from labctl.hypervisor import start_hint
+
+            click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)
+            click.echo(f"  hint: is libvirtd still running? {start_hint()}; then run the command again", err=True)
+            return 1
+        if debug:
+            raise
+        import traceback
+
+        from labctl.state import labctl_home
+
+        try:
+            log = labctl_home() / "crash.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc())
+            where = f" (traceback in {log})"
+        except (OSError, LabctlError):
+            where = ""
+        click.echo(f"labctl: internal error: {sys.exc_info()[1]!r}{where}", err=True)
+        click.echo("  hint: this is a bug in labctl; rerun with --debug and report it", err=True)
+        return 1
+    finally:
+        if "context" in obj:
+            obj["context"].close()
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,263 @@
+"""A lab's life: plan, up, stack, halt, resume, destroy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labctl.commands.shared import (
+    MIRROR_HELP,
+    ask_health,
+    chosen_lab_dir,
+    command_context,
+    command_hypervisor,
+    debian_mirror,
+    distro_options,
+    health_failed,
+    health_json,
+    lab_options,
+    labs_home,
+    make_reporter,
+    print_json,
+)
+from labctl.errors import LabctlError
+
+
+@click.command()
+@lab_options
+@distro_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: str | None,
+         memory: str | None, cpus: int | None, disk: str | None, as_json: bool) -> None:
+    """Check a lab, write its Vagrantfile and local.conf files, and show what it will build.
+
+    Creates nothing but files in the lab's folder under $LABCTL_HOME.
+    """
+    from labctl.catalog import default_catalog
+    from labctl.host import read_host
+    from labctl.lab import plan_lab, resolve_lab
+    from labctl.selection import LabRequest
+
+    home = labs_home()
+    req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory,
+                     cpus=cpus, disk=disk)
+    lab, generated = resolve_lab(req, home, default_catalog(), Path.cwd())
+    spread = _spread(lab)  # refuses a lab the hosts cannot hold, before any file is written
+    placement = spread.placement
+    with home.writer(lab.name, "plan"):
+        result = plan_lab(spread.lab, home, read_host(), generated, routes=spread.routes)
+    fit = _class_fit(result.lab) if placement is None else None
+    if as_json:
+        data = result.as_json()
+        if fit is not None:
+            data["classroom"]["fit"] = {"seats": fit.seats, "fitting": fit.fitting, "fits": fit.fits,
+                                        "arithmetic": fit.lines()}
+        if placement is not None:
+            data["placement"] = {"hosts": placement.hosts, "arithmetic": placement.lines()}
+        print_json(data)
+        return
+    from labctl.ui import make_console, print_plan
+
+    console = make_console()
+    print_plan(console, result)
+    if placement is not None:
+        for i, line in enumerate(placement.lines()):
+            console.print(("Hosts: " if i == 0 else "       ") + line, markup=False, highlight=False)
+    if fit is not None:
+        for line in fit.lines():
+            console.print(("Class: " if line.startswith("memory") else "       ") + line,
+                          style=None if fit.fits else "yellow", markup=False, highlight=False)
+
+
+def _spread(lab: Any) -> Any:
+    """The lab's machines on the inventory's hosts (by free memory, pins and existing machines kept);
+    without an inventory, all on this machine, and libvirt is not asked (plan creates nothing)."""
+    from labctl.hosts.spread import spread_existing, spread_lab
+
+    ctx = command_context()
+    return spread_existing(lab, ctx) if ctx.has_inventory() else spread_lab(lab, ctx, {}, ())
+
+
+def _class_fit(lab: Any) -> Any:
+    """A classroom's arithmetic against this host's free memory and disk; None without a classroom,
+    or when libvirt cannot be asked (plan creates nothing and needs no libvirt)."""
+    if lab.classroom is None:
+        return None
+    from labctl.lifecycle import class_fit
+
+    try:
+        return class_fit(lab, command_hypervisor().capacity())
+    except LabctlError:
+        return None
+
+
+@click.command()
+@lab_options
+@distro_options
+@click.option("--mirror", metavar="URL", help=MIRROR_HELP)
+@click.option("--no-stack", is_flag=True, help="Only bring the machines up; do not run DevStack.")
+@click.option("--json", "as_json", is_flag=True, help="Print the machines (and DevStack results) as JSON at the"
+              " end; progress goes to stderr.")
+def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: str | None,
+       memory: str | None, cpus: int | None, disk: str | None, mirror: str | None, no_stack: bool,
+       as_json: bool) -> int:
+    """Create and start the lab's machines, then run DevStack on them.
+
+    Checks the host first (vagrant-libvirt, libvirtd, accelerator, free memory and disk, boxes) and
+    creates nothing when something is missing. Running it again only does what is missing: machines
+    not running, DevStack not stacked. Exits 1 if DevStack failed on any machine.
+    """
+    from labctl.catalog import default_catalog
+    from labctl.host import read_host
+    from labctl.lab import resolve_lab
+    from labctl.lifecycle import fencer, host_caches, up_lab
+    from labctl.selection import LabRequest
+
+    ctx = command_context()
+    req = LabRequest(file=lab_file, lab=lab_name, distro=distro, name=name, memory=memory, cpus=cpus, disk=disk)
+    lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
+    reporter = make_reporter(as_json)
+    with ctx.home.writer(lab.name, "up"):
+        started: list[Any] = []  # the host's caches, once the checks passed and before anything is made
+        plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, debian_mirror(mirror),
+                                before_create=lambda: started.append(host_caches(lab, ctx, reporter)))
+        caches = started[0] if started else None
+        run = None
+        if not no_stack:
+            from labctl.classroom.clone import stack_classroom
+            from labctl.snapshots import take_stacked
+
+            lab_dir = ctx.home.lab(plan.lab.name)
+            run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
+                                  snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches,
+                                  fence=fencer(plan.lab, ctx))
+        health = None if no_stack else ask_health(ctx.home.lab(plan.lab.name), ctx, reporter)
+    return _show_up(plan, statuses, run, health, as_json)
+
+
+def _show_up(plan: Any, statuses: Any, run: Any, health: Any, as_json: bool) -> int:
+
+    results = run.results if run else {}
+    if as_json:
+        print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses],
+                     "devstack": _results_json(results, run), "health": health_json(health or {})})
+    else:
+        from labctl.ui import make_console, print_health, print_ready, print_stack_summary
+
+        console = make_console()
+        print_ready(console, plan.lab.name, statuses)
+        if run:
+            print_stack_summary(console, plan.lab.name, results, run.discovery)
+        if health:
+            print_health(console, plan.lab.name, health)
+    return 1 if (run and (run.failed or run.problems)) or health_failed(health) else 0
+
+
+def _results_json(results: Any, run: Any) -> dict[str, Any]:
+    return {"machines": {n: {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
+                             "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
+                             "phases": [{"phase": p, "seconds": s} for p, s in r.phases],
+                             "problems": r.problems}
+                         for n, r in results.items()},
+            "discover_hosts": run.discovery if run else None}
+
+
+@click.command()
+@lab_options
+@click.option("--all", "everything", is_flag=True, help="Stack every machine, even those that stacked fine.")
+@click.option("--clean", is_flag=True, help="Run DevStack's unstack.sh and clean.sh first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (progress goes to stderr).")
+@click.argument("machines", nargs=-1)
+def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: bool, as_json: bool,
+          machines: tuple[str, ...]) -> int:
+    """Run DevStack on a running lab: the machines whose last run failed or never ran
+    (MACHINE... or --all for others). Exits 1 if any machine failed."""
+    from labctl.catalog import default_catalog
+    from labctl.classroom.clone import stack_classroom
+    from labctl.host import read_host
+    from labctl.inventory import lab_status
+    from labctl.lab import plan_lab, resolve_lab
+    from labctl.lifecycle import fencer, host_caches
+    from labctl.selection import LabRequest
+    from labctl.snapshots import take_stacked
+
+    ctx = command_context()
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    lab, _ = resolve_lab(LabRequest(lab=lab_dir.name), ctx.home, default_catalog(), Path.cwd())
+    reporter = make_reporter(as_json)
+    with ctx.home.writer(lab.name, "stack"):
+        # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
+        spread = _spread(lab)  # machines stay on the hosts they live on
+        plan = plan_lab(spread.lab, ctx.home, read_host(), routes=spread.routes)
+        run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter,
+                              ctx.hypervisor(), names=machines, everything=everything, clean=clean, cache=ctx.cache,
+                              snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)),
+                              caches=host_caches(plan.lab, ctx, reporter), fence=fencer(plan.lab, ctx))
+    if run is None:
+        reporter.step("every machine has stacked already (labctl stack --all runs them again)")
+        return 0
+    results = run.results
+    if as_json:
+        print_json(_results_json(results, run))
+    else:
+        from labctl.ui import make_console, print_stack_summary
+
+        print_stack_summary(make_console(), lab_dir.name, results, run.discovery)
+    return 1 if run.failed or run.problems else 0
+
+
+@click.command()
+@lab_options
+@click.argument("machines", nargs=-1)
+def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
+    """Shut machines down cleanly (all of the lab's when none is named)."""
+    from labctl.lifecycle import halt_lab
+
+    reporter = make_reporter()
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    with labs_home().writer(lab_dir.name, "halt"):
+        forced = halt_lab(lab_dir, command_context(), machines, reporter)
+    if forced:
+        reporter.warn(f"powered off without a clean shutdown: {', '.join(forced)}")
+
+
+@click.command()
+@lab_options
+@click.argument("machines", nargs=-1)
+def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
+    """Start halted machines again (all of the lab's when none is named)."""
+    from labctl.lifecycle import resume_lab
+
+    lab_dir = chosen_lab_dir(lab_file, lab_name)
+    with labs_home().writer(lab_dir.name, "resume"):
+        resume_lab(lab_dir, command_context(), machines, make_reporter())
+
+
+@click.command()
+@lab_options
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
+    """Delete the lab: its machines, disks, network and folder (passwords and logs included)."""
+    from labctl.errors import LabNotFound
+    from labctl.lifecycle import destroy_lab
+
+    try:
+        lab_dir = chosen_lab_dir(lab_file, lab_name)
+    except LabNotFound:
+        # Its folder is gone but machines of it may remain: libvirt still knows where they came from.
+
+        lab_dir = labs_home().lab(lab_name) if lab_name else None
+        if lab_dir is None or not command_hypervisor().domains_of(lab_dir.path):
+            raise
+    if not yes:
+        if not sys.stdin.isatty():
+            raise LabctlError(f"refusing to destroy lab {lab_dir.name!r} without confirmation",
+                              hint=f"labctl destroy -y --lab {lab_dir.name}")
+        click.confirm(f"Destroy lab {lab_dir.name!r} and everything in {lab_dir.path}?", abort=True)
+    reporter = make_reporter()
+    with labs_home().writer(lab_dir.name, "destroy"):
+        removed = destroy_lab(lab_dir, command_context(), reporter)
+    reporter.step(f"lab {lab_dir.name} destroyed ({len(removed)} libvirt object(s) removed after vagrant)")

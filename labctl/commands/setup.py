@@ -1,0 +1,84 @@
+"""Commands that prepare the host: the distro catalogue, `init`, and boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from labctl.commands.shared import (
+    MIRROR_HELP,
+    command_context,
+    debian_mirror,
+    make_reporter,
+    print_json,
+)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def boxes(as_json: bool) -> None:
+    """List the distros and releases labctl can build labs on."""
+    from labctl.catalog import MASTER, default_catalog
+
+    catalog = default_catalog()
+    if as_json:
+        print_json([{
+            "distro": r.ref, "family": r.family, "version": r.version, "codename": r.codename,
+            "default": r.version == next(f.default for f in catalog.families if f.name == r.family),
+            "box": r.box, "user": r.user, "package_family": r.package_family,
+            "min_memory_mb": r.min_memory_mb, "min_disk_gb": r.min_disk_gb,
+            "devstack_distro": r.devstack_distro, "devstack_branches": list(r.devstack_branches),
+            "local_build": r.local_build, "note": r.note,
+        } for r in catalog.releases()])
+        return
+    from labctl.ui import make_console, print_boxes
+
+    print_boxes(make_console(), catalog, MASTER)
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="lab.yaml")
+@click.option("--name", default="mylab", show_default=True, help="The lab's name.")
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def init(path: Path, name: str, force: bool) -> None:
+    """Write a commented example lab.yaml to PATH (default ./lab.yaml)."""
+    from labctl.lab import init_lab_file
+
+    written = init_lab_file(path, name, force)
+    click.echo(f"Wrote {written}. Edit it, then run `labctl plan -f {written}`.")
+
+
+@click.group()
+def box() -> None:
+    """Build and list Vagrant boxes."""
+
+
+@box.command(name="build")
+@click.argument("distro")
+@click.option("--mirror", metavar="URL", help=MIRROR_HELP)
+def box_build(distro: str, mirror: str | None) -> None:
+    """Build a box of DISTRO from its packages (offline from box registries) and add it to Vagrant."""
+    from labctl.catalog import default_catalog
+    from labctl.lifecycle import build_box_command, cache_driver
+
+    ctx = command_context()
+    reporter = make_reporter()
+    name, path = build_box_command(distro, ctx, cache_driver(ctx), reporter, debian_mirror(mirror), default_catalog())
+    reporter.step(f"box {name} is ready (file: {path})")
+
+
+@box.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
+def box_list(as_json: bool) -> None:
+    """List the boxes Vagrant has on this host."""
+    from labctl.lifecycle import cache_driver
+
+    boxes = cache_driver(command_context()).box_list()
+    if as_json:
+        print_json([{"name": n, "provider": p, "version": v} for n, p, v in boxes])
+        return
+    for n, p, v in boxes:
+        click.echo(f"{n:40} {p:10} {v}")
+    if not boxes:
+        click.echo("No boxes yet: labctl box build debian makes one.")

@@ -1,0 +1,125 @@
+"""What every command shares: the options that pick a lab, the command's Context (built once,
+closed by main), the reporter, JSON output, and the health checks both `up` and `status` ask."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def labs_home() -> Any:
+    from labctl.state import LabHome, labctl_home
+
+    return LabHome(labctl_home())
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def lab_options(func: F) -> F:
+    """-f/--file and --lab: the options of every command that acts on a lab."""
+    func = click.option("--lab", "lab_name", metavar="NAME", help="Act on the lab with this name.")(func)
+    func = click.option("-f", "--file", "lab_file", type=click.Path(path_type=Path, dir_okay=False),
+                        help="The lab file (default: ./lab.yaml, else the only lab there is).")(func)
+    return func
+
+
+def distro_options(func: F) -> F:
+    """--distro and its overrides: a one-machine lab without a lab file."""
+    for decorator in reversed([
+        click.option("--distro", metavar="D", help="A one-machine all-in-one lab on this distro"
+                     " (debian, debian:12, ubuntu:24.04...; see `labctl boxes`)."),
+        click.option("--name", metavar="NAME", help="With --distro: the lab's name (default: from the distro)."),
+        click.option("--memory", metavar="SIZE", help="With --distro: memory, e.g. 8G (default 8G)."),
+        click.option("--cpus", type=int, metavar="N", help="With --distro: vCPUs (default 4)."),
+        click.option("--disk", metavar="SIZE", help="With --distro: disk size, e.g. 40G (default 40G)."),
+    ]):
+        func = decorator(func)
+    return func
+
+
+def command_hypervisor() -> Any:
+    """The libvirt host of this command (LABCTL_LIBVIRT_URI, else qemu:///system), connected."""
+    return command_context().hypervisor()
+
+
+def command_context() -> Any:
+    """The command's context, built once (main() closes it)."""
+    obj = click.get_current_context().obj
+    if obj is None or "context" not in obj:
+        from labctl.context import Context
+        from labctl.hosts.inventory import hosts_file
+        from labctl.hypervisor import default_uri
+        from labctl.state import labctl_cache
+
+        context = Context(labs_home(), labctl_cache(), default_uri(), hosts_file())
+        if obj is None:
+            return context
+        obj["context"] = context
+    return obj["context"]
+
+
+def chosen_lab_dir(lab_file: Path | None, lab_name: str | None) -> Any:
+    from labctl.selection import LabRequest, resolve_lab_dir
+
+    def catalog() -> Any:
+        from labctl.catalog import default_catalog
+
+        return default_catalog()
+
+    return resolve_lab_dir(LabRequest(file=lab_file, lab=lab_name), labs_home(), catalog, Path.cwd())
+
+
+def remote_words() -> list[str]:
+    """The words after `--` (main() keeps them away from click, which would drop the `--`)."""
+    obj = click.get_current_context().obj or {}
+    return list(obj.get("remote", []))
+
+
+def make_reporter(to_stderr: bool = False) -> Any:
+    from labctl.ui import ConsoleReporter, make_console
+
+    return ConsoleReporter(make_console(stderr=to_stderr))
+
+
+MIRROR_HELP = "Debian mirror for building boxes (default: $LABCTL_DEBIAN_MIRROR or deb.debian.org)."
+
+
+def debian_mirror(value: str | None) -> str:
+    from labctl.boxbuild import DEFAULT_MIRROR
+
+    return value or os.environ.get("LABCTL_DEBIAN_MIRROR") or DEFAULT_MIRROR
+
+
+def ask_health(lab_dir: Any, ctx: Any, reporter: Any, statuses: Any = None) -> Any:
+    """The cloud of every machine that serves the APIs and has stacked, asked how it is."""
+    from labctl.cloud.health import check_health, health_machines
+    from labctl.inventory import lab_status
+
+    statuses = statuses if statuses is not None else lab_status(lab_dir, ctx.hypervisor(), ctx)
+    names = health_machines(lab_dir, statuses)
+    if names:
+        reporter.step(f"asking the cloud in {', '.join(names)} how it is")
+    return check_health(lab_dir, statuses, names)
+
+
+def health_failed(health: Any) -> bool:
+    return bool(health) and any(o.failed for outcomes in health.values() for o in outcomes)
+
+
+def health_json(health: Any) -> Any:
+    return {m: {o.name: {"state": o.state, "detail": o.detail} for o in outcomes} for m, outcomes in health.items()}
+
+
+def lab_statuses(lab_dir: Any) -> Any:
+    from labctl.inventory import lab_status
+
+    return lab_status(lab_dir, command_hypervisor(), command_context())
