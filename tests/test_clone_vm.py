@@ -62,6 +62,27 @@ except OSError:
     print("dropped")"""
 
 
+# Run as root in a seat: every TCP port of each address given ("host" alone: every port), 2000 at a
+# time, 1.5 s each; prints the open ones as host:port.
+SCAN = """import asyncio, sys
+targets = [(h, p) for a in sys.argv[1:] for h, _, only in [a.partition(":")]
+           for p in ([int(only)] if only else range(1, 65536))]
+found = []
+async def worker(queue):
+    while queue:
+        host, port = queue.pop()
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.5)
+            found.append(f"{host}:{port}")
+            writer.close()
+        except (OSError, asyncio.TimeoutError):
+            pass
+async def main():
+    await asyncio.gather(*(worker(targets) for _ in range(2000)))
+asyncio.run(main())
+print("scanned", len(found), *sorted(found))"""
+
+
 # Run as root in a seat: what the host's caches answer it (an HTTP status, 0 for no answer at all).
 ASK_CACHES = """import json, sys, urllib.error, urllib.request
 apt, pypi, loopback_port = sys.argv[1:4]
@@ -196,6 +217,10 @@ def seat_cannot_reach_another_seat_or_the_host(run: Callable[..., Result], lab: 
     allowed = f"192.168.121.1:{TEST_APT_PORT}"
     seen = probe(run, "seat-02", [*wanted, allowed])
     assert seen == {**dict.fromkeys(wanted, "shut"), allowed: "open"}, seen
+    # Not one port of seat-01 answers, on either address (the host's apt cache, asked in the same scan, does).
+    scan = run("exec", "seat-02", "--", f"sudo python3 -c {shlex.quote(SCAN)} {' '.join(one)} {allowed}")
+    assert scan.code == 0, scan.out + scan.err
+    assert scan.out.split()[-2:] == ["1", allowed], scan.out[-2000:]
     # Routed through the host instead (it forwards from a bridge back into it): still nothing.
     routes = f"ip route add {one[0]}/32 via 192.168.121.1 && ip route add {one[1]}/32 via {lab_gw.address}"
     assert run("exec", "seat-02", "--", f"sudo sh -c {shlex.quote(routes)}").code == 0
