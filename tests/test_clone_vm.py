@@ -62,23 +62,25 @@ except OSError:
     print("dropped")"""
 
 
-# Run as root in a seat: every TCP port of each address given ("host" alone: every port), 2000 at a
-# time, 1.5 s each; prints the open ones as host:port.
+# Run as root in a seat: every TCP port of each address given, 2000 at a time, 1.5 s each; then the
+# last argument (host:port, the control) alone, given 20 s, by the same code. Prints the open ones.
 SCAN = """import asyncio, sys
-targets = [(h, p) for a in sys.argv[1:] for h, _, only in [a.partition(":")]
-           for p in ([int(only)] if only else range(1, 65536))]
+targets = [(h, p) for h in sys.argv[1:-1] for p in range(1, 65536)]
+control = sys.argv[-1].rpartition(":")
 found = []
-async def worker(queue):
-    while queue:
-        host, port = queue.pop()
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.5)
-            found.append(f"{host}:{port}")
-            writer.close()
-        except (OSError, asyncio.TimeoutError):
-            pass
+async def knock(host, port, wait):
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
+        found.append(f"{host}:{port}")
+        writer.close()
+    except (OSError, asyncio.TimeoutError):
+        pass
+async def worker():
+    while targets:
+        await knock(*targets.pop(), 1.5)
 async def main():
-    await asyncio.gather(*(worker(targets) for _ in range(2000)))
+    await asyncio.gather(*(worker() for _ in range(2000)))
+    await knock(control[0], int(control[2]), 20)
 asyncio.run(main())
 print("scanned", len(found), *sorted(found))"""
 
