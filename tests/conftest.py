@@ -126,9 +126,15 @@ def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
 
 
 def leave_nothing(lab: str, machines: list[str]) -> None:
-    """Whatever a VM test did, remove its lab's domains, volumes and network (CI runs on this machine next)."""
+    """Whatever a VM test did, remove its lab's domains, volumes and network, and stop its trainees'
+    forwarder (a class test that failed before `destroy` leaves it running): CI runs on this machine next."""
     from labctl import hypervisor
+    from labctl.classroom.access import close_access
+    from labctl.state import LabHome, labctl_home
 
+    lab_dir = LabHome(labctl_home()).lab(lab)
+    if lab_dir.path.is_dir():
+        close_access(lab_dir)
     conn = hypervisor.connect()
     try:
         hypervisor.remove_leftovers(conn, [f"labctl-{lab}-{m}" for m in machines], f"labctl-{lab}")

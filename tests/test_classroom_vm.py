@@ -21,7 +21,7 @@ from PIL import Image
 from standin_devstack import make_repo
 from test_sheet_browser import CARD_HEADER, bands, browse
 
-from conftest import TEST_CACHE, Result, libvirt_names
+from conftest import TEST_CACHE, Result, leave_nothing, libvirt_names
 
 pytestmark = pytest.mark.vm
 VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
@@ -69,10 +69,7 @@ class Laptop:
 def class_name(vm_env: Path) -> Iterator[str]:
     name = f"cls-{uuid.uuid4().hex[:6]}"
     yield name
-    from labctl import hypervisor
-
-    conn = hypervisor.connect()
-    hypervisor.remove_leftovers(conn, [f"labctl-{name}-seat-0{n}" for n in (1, 2, 3)], f"labctl-{name}")
+    leave_nothing(name, ["seat-01", "seat-02", "seat-03"])
 
 
 def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: str, tmp_path: Path) -> None:

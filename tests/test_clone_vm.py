@@ -30,13 +30,6 @@ SEATS = ("seat-01", "seat-02", "seat-03")
 def class_name(vm_env: Path) -> Iterator[str]:
     name = f"cln-{uuid.uuid4().hex[:6]}"
     yield name
-    # A test that failed before destroy leaves the trainees' forwarder running: it goes with the lab.
-    from labctl.classroom.access import close_access
-    from labctl.state import LabHome, labctl_home
-
-    lab_dir = LabHome(labctl_home()).lab(name)
-    if lab_dir.path.is_dir():
-        close_access(lab_dir)
     leave_nothing(name, list(SEATS))
 
 

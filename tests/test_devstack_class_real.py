@@ -51,13 +51,6 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, int
               "  localrc: {ENABLED_SERVICES: 'key,mysql,rabbit'}"]
     (isolated_home / "lab.yaml").write_text("\n".join(lines) + "\n")
     yield name, isolated_home, base
-    # An `up` stopped by the timeout leaves the trainees' forwarder running: it goes with the lab.
-    from labctl.classroom.access import close_access
-    from labctl.state import LabHome, labctl_home
-
-    lab_dir = LabHome(labctl_home()).lab(name)
-    if lab_dir.path.is_dir():
-        close_access(lab_dir)
     leave_nothing(name, list(SEATS))
 
 
