@@ -38,7 +38,7 @@ class Context:
     def _open(self, uri: str) -> HypervisorPort:
         if self.open_hypervisor is not None:
             return self.open_hypervisor(uri)
-        from labctl.hypervisor import Hypervisor
+        from labctl.adapters.hypervisor import Hypervisor
 
         return Hypervisor.open(uri)
 
@@ -91,16 +91,17 @@ class Context:
         """The libvirt of the host a machine lives on (None: this machine)."""
         return self.hypervisor() if host is None else self.host_hypervisor(self.entry(host))
 
-    def uri_of(self, lab_dir: LabDir) -> Callable[[str], str]:
-        """machine -> the libvirt URI of the host it lives on (for connections of its own, in threads)."""
+    def connect_for(self, lab_dir: LabDir) -> Callable[[str], HypervisorPort]:
+        """machine -> a new connection to the libvirt of the host it lives on: its own, for a worker
+        thread (libvirt connections are not shared across threads here); the caller closes it."""
         from labctl.hosts.transport import libvirt_uri
 
         record = records.read_lab(lab_dir)
 
-        def uri(machine: str) -> str:
+        def connect(machine: str) -> HypervisorPort:
             m = record.machine(machine)
-            return libvirt_uri(self.entry(m.host), self.home.root) if m and m.host else self.libvirt_uri
-        return uri
+            return self._open(libvirt_uri(self.entry(m.host), self.home.root) if m and m.host else self.libvirt_uri)
+        return connect
 
     def proxy_for(self, host: str | None) -> str | None:
         """The ProxyCommand to a machine on that host (%h:%p); None for this machine's."""

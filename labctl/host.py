@@ -1,4 +1,5 @@
-"""Facts about the host that shape a lab: CPUs, memory, and which accelerator guests can use."""
+"""Facts about the host that shape a lab: CPUs, memory, which accelerator guests can use, and which
+libvirt to talk to (and how to start it here)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,22 @@ class Accelerator:
     @property
     def slow(self) -> bool:
         return self.name == "qemu"
+
+
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+
+
+def default_uri() -> str:
+    """The libvirt of this command: LABCTL_LIBVIRT_URI, else the system's."""
+    return os.environ.get("LABCTL_LIBVIRT_URI") or DEFAULT_LIBVIRT_URI
+
+
+def start_hint() -> str:
+    """How to start libvirtd on this machine."""
+    if Path("/run/systemd/system").is_dir():
+        return "start it: sudo systemctl start libvirtd"
+    # PID 1 is not systemd (containers, WSL, some CI): nothing starts daemons by itself.
+    return "start it (no systemd here): sudo virtlogd -d && sudo libvirtd -d"
 
 
 KVM = Accelerator("kvm", "kvm", "host-passthrough", None, "")

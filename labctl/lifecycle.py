@@ -29,10 +29,9 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
     from labctl.cache.services import Endpoints
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
-    from labctl.hypervisor import Capacity
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
-    from labctl.protocols import VagrantPort
+    from labctl.protocols import Capacity, VagrantPort
 
 
 class Reporter(Protocol):

@@ -1,5 +1,6 @@
-"""What use-cases ask of the outside systems: small protocols, met by the adapters (hypervisor.py for
-libvirt, vagrant_driver.py for Vagrant) and by the fakes tests hand in through a Context.
+"""What use-cases ask of the outside systems: small protocols and the values they answer with, met by
+the adapters (labctl.adapters.hypervisor for libvirt, vagrant_driver.py for Vagrant) and by the fakes
+tests hand in through a Context.
 
 Use-cases are typed with these, never with an adapter's class: a fake that answers the same calls
 is as good as libvirt to them, and a second host is one more object answering them.
@@ -8,12 +9,53 @@ is as good as libvirt to them, and a second host is one more object answering th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # the adapters' result types only; their modules import libvirt and vagrant
-    from labctl.hypervisor import Capacity, DomainInfo, HostCapacity, SnapshotInfo
+if TYPE_CHECKING:
     from labctl.isolation import Fence
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a host can still give new machines."""
+
+    cpus: int
+    memory_total_mb: int
+    memory_available_mb: int
+    disk_free_gb: int | None  # None: libvirt cannot tell yet (another host, before its pool exists)
+    disk_path: str
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    """A host's memory as libvirt tells it, for placing machines across hosts."""
+
+    cpus: int
+    memory_total_mb: int
+    memory_domains_mb: int  # held by its running domains
+    memory_available_mb: int | None  # free + cache by the host's own count; None if libvirt cannot say
+    accelerator: str  # "kvm", else the best libvirt offers ("qemu": software emulation)
+    domains_running: int
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    state: str
+    memory_mb: int
+    vcpus: int
+    addresses: tuple[str, ...]
+    uptime_s: float | None  # None: labctl did not start it (or it is not running)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    created: int  # seconds since the epoch
+    state: str    # the domain's state when it was taken: "running" (memory kept) or "shutoff"
+    description: str
 
 
 class HypervisorPort(Protocol):

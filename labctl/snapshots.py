@@ -1,6 +1,6 @@
 """Snapshots of a lab's machines: save, list, restore, delete, and `reset` to the `stacked` one.
 
-libvirt takes them (hypervisor.py): internal to each machine's disk, memory included when the
+libvirt takes them (labctl.adapters.hypervisor): internal to each machine's disk, memory included when the
 machine runs, so that a restored DevStack runs at once. labctl takes `stacked` by itself after a
 machine stacks successfully. Each snapshot also keeps what labctl knew of the machine's DevStack
 then (state.json's record), and a restore brings that back with the machine.
@@ -22,9 +22,8 @@ from labctl.names import domain_name
 from labctl.state import LabDir, atomic_write, load_json
 
 if TYPE_CHECKING:
-    from labctl.hypervisor import SnapshotInfo
     from labctl.inventory import MachineStatus
-    from labctl.protocols import SnapshotPort
+    from labctl.protocols import HypervisorPort, SnapshotInfo, SnapshotPort
 
 STACKED = "stacked"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
@@ -90,16 +89,18 @@ def save(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], nam
     return taken
 
 
-def take_stacked(lab_dir: LabDir, uri_of: Callable[[str], str]) -> Callable[[str, records.StackRecord], None]:
+def take_stacked(lab_dir: LabDir,
+                 connect: Callable[[str], HypervisorPort]) -> Callable[[str, records.StackRecord], None]:
     """What stacking calls when a machine has stacked: the `stacked` snapshot, with that record.
-    Its own connection each time (`uri_of`: the libvirt URI of the machine's host): it runs in the
-    machine's worker thread."""
+    Its own connection each time (`connect`: machine -> its host's libvirt, Context.connect_for): it
+    runs in the machine's worker thread."""
     def take(machine: str, record: records.StackRecord) -> None:
-        from labctl.hypervisor import Hypervisor
-
-        with Hypervisor(uri_of(machine)) as hypervisor:
+        hypervisor = connect(machine)
+        try:
             hypervisor.take_snapshot(domain_name(lab_dir.name, machine), STACKED,
                                      f"DevStack stacked, taken by labctl ({time.strftime('%F %T')})")
+        finally:
+            hypervisor.close()
         _keep(lab_dir, machine, STACKED, record)
     return take
 

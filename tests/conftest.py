@@ -101,7 +101,7 @@ def require_tool(name: str) -> str:
 
 def require_libvirt(uri: str = "qemu:///system") -> None:
     """Skip without a running libvirtd on a developer machine; fail in CI, where .ci/run starts it."""
-    from labctl import hypervisor
+    from labctl.adapters import hypervisor
     from labctl.errors import LabctlError
 
     try:
@@ -114,7 +114,7 @@ def require_libvirt(uri: str = "qemu:///system") -> None:
 
 def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
     """Every domain, network and volume name on the host: to check that a command left nothing."""
-    from labctl import hypervisor
+    from labctl.adapters import hypervisor
 
     conn = hypervisor.connect(uri)
     try:
@@ -128,18 +128,15 @@ def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
 def leave_nothing(lab: str, machines: list[str]) -> None:
     """Whatever a VM test did, remove its lab's domains, volumes and network, and stop its trainees'
     forwarder (a class test that failed before `destroy` leaves it running): CI runs on this machine next."""
-    from labctl import hypervisor
+    from labctl.adapters.hypervisor import Hypervisor
     from labctl.classroom.access import close_access
     from labctl.state import LabHome, labctl_home
 
     lab_dir = LabHome(labctl_home()).lab(lab)
     if lab_dir.path.is_dir():
         close_access(lab_dir)
-    conn = hypervisor.connect()
-    try:
-        hypervisor.remove_leftovers(conn, [f"labctl-{lab}-{m}" for m in machines], f"labctl-{lab}")
-    finally:
-        conn.close()
+    with Hypervisor() as hypervisor:
+        hypervisor.remove_leftovers([f"labctl-{lab}-{m}" for m in machines], f"labctl-{lab}")
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labctl.hypervisor import Capacity, DomainInfo, HostCapacity, SnapshotInfo
 from labctl.isolation import Fence
+from labctl.protocols import Capacity, DomainInfo, HostCapacity, SnapshotInfo
 
 
 @dataclass

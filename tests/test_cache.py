@@ -306,7 +306,9 @@ def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
     both get overlays on it, and the clone reads the template's data."""
     require_tool("qemu-img")
     require_tool("qemu-io")
-    from labctl.hypervisor import Hypervisor, libvirt
+    import libvirt
+
+    from labctl.adapters.hypervisor import Hypervisor
 
     try:
         hypervisor = Hypervisor.open()

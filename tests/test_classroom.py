@@ -298,7 +298,7 @@ def libvirt_test_driver() -> Iterator[Any]:
     conn.defineXML(dom.XMLDesc(0).replace("<name>test</name>", "<name>labctl-class-seat-01</name>")
                    .replace(dom.UUIDString(), "6a0d4b7e-1f1e-4c8b-9a6d-2f7f8d2b0c01"))
     conn.lookupByName("labctl-class-seat-01").create()
-    from labctl.hypervisor import Hypervisor
+    from labctl.adapters.hypervisor import Hypervisor
 
     with Hypervisor("test:///default", conn) as hypervisor:
         yield hypervisor

@@ -273,18 +273,20 @@ def test_click_usage_errors_exit_2(run: Callable[..., Result]) -> None:
 def test_libvirt_failing_mid_command_is_explained(run: Callable[..., Result], isolated_home: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """libvirtd gone after labctl connected: a real libvirt error (a closed connection), one line + hint."""
-    from labctl import hypervisor
+    import libvirt
+
+    from labctl.adapters.hypervisor import connection
 
     assert run("plan", "--distro", "debian").code == 0
 
     def closed(uri: str | None = None) -> object:
         # Stopping the machine's libvirtd would disturb everything else here: a connection closed
         # under labctl's feet raises the same kind of error from libvirt itself.
-        conn = hypervisor.libvirt.open("test:///default")
+        conn = libvirt.open("test:///default")
         conn.close()
         return conn
 
-    monkeypatch.setattr(hypervisor, "connect", closed)
+    monkeypatch.setattr(connection, "connect", closed)
     result = run("status")
     assert result.code == 1 and "libvirt failed during the command" in result.err
     assert "hint: is libvirtd still running?" in result.err and "internal error" not in result.err

@@ -139,7 +139,8 @@ def another_lab_is_out_of_reach(run: Callable[..., Result], folder: Path, seat: 
         assert set(seen.values()) == {"shut"}, seen
         # From the other lab's machine, whose own lab network is open (no classroom): also routed through
         # the host on that network.
-        from labctl import hypervisor, isolation
+        from labctl import isolation
+        from labctl.adapters import hypervisor
 
         conn = hypervisor.connect()
         try:
@@ -191,7 +192,8 @@ def seat_cannot_reach_another_seat_or_the_host(run: Callable[..., Result], lab: 
     through the host; of the host, only the ports meant for machines; no address of seat-01's taken."""
     import libvirt
 
-    from labctl import hypervisor, isolation
+    from labctl import isolation
+    from labctl.adapters import hypervisor
     from labctl.host import local_ipv4
 
     conn = hypervisor.connect()

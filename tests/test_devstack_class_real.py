@@ -56,7 +56,7 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, int
 
 def disk_files(domain: str) -> list[Path]:
     """A domain's disk as files on this host: its overlay and every image under it."""
-    from labctl import hypervisor
+    from labctl.adapters import hypervisor
 
     conn = hypervisor.connect()
     try:

@@ -66,9 +66,10 @@ def compute_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, 
     }
     (isolated_home / "lab.yaml").write_text(json.dumps(lab, indent=2) + "\n")  # JSON is YAML
     yield name, isolated_home, image.marker
-    from labctl import hypervisor
+    from labctl.adapters.hypervisor import Hypervisor
 
-    hypervisor.remove_leftovers(hypervisor.connect(), [f"labctl-{name}-aio"], f"labctl-{name}")
+    with Hypervisor() as hypervisor:
+        hypervisor.remove_leftovers([f"labctl-{name}-aio"], f"labctl-{name}")
 
 
 def boots(inside: Callable[[str], Result], server: str, marker: str) -> None:

@@ -69,9 +69,10 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
     lines += ["caches: true", "devstack:", f"  git_base: {MIRRORS}", "  localrc: {ENABLED_SERVICES: 'key,mysql'}"]
     (isolated_home / "lab.yaml").write_text("\n".join(lines) + "\n")
     yield name, isolated_home
-    from labctl import hypervisor
+    from labctl.adapters.hypervisor import Hypervisor
 
-    hypervisor.remove_leftovers(hypervisor.connect(), [f"labctl-{name}-ks"], f"labctl-{name}")
+    with Hypervisor() as hypervisor:
+        hypervisor.remove_leftovers([f"labctl-{name}-ks"], f"labctl-{name}")
 
 
 def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple[str, Path]) -> None:

@@ -17,13 +17,15 @@ from typing import NoReturn
 import pytest
 
 from conftest import Result
+from labctl.adapters.hypervisor import Hypervisor
+from labctl.adapters.hypervisor.capacity import accelerator
 from labctl.context import Context
 from labctl.errors import LabFileError, NotEnoughResources
 from labctl.hosts.inventory import HostEntry, load_hosts, parse_hosts
 from labctl.hosts.placement import HostRoom, HostUnknown, Need, place
 from labctl.hosts.survey import survey
 from labctl.hosts.transport import libvirt_uri, proxy_command
-from labctl.hypervisor import HostCapacity, Hypervisor, _accelerator
+from labctl.protocols import HostCapacity
 from labctl.state import LabHome
 
 GIB = 1024
@@ -143,12 +145,12 @@ def test_accelerator_needs_kvm_and_the_cpu_flag() -> None:
                 "</arch></guest></capabilities>")
 
     kvm_and_qemu = "<domain type='qemu'/><domain type='kvm'/>"
-    assert _accelerator(caps(kvm_and_qemu, "<feature name='vmx'/>")) == "kvm"
-    assert _accelerator(caps(kvm_and_qemu, "<feature name='svm'/>")) == "kvm"
+    assert accelerator(caps(kvm_and_qemu, "<feature name='vmx'/>")) == "kvm"
+    assert accelerator(caps(kvm_and_qemu, "<feature name='svm'/>")) == "kvm"
     # nested /dev/kvm without vmx/svm: libvirt offers kvm, its guests would die
-    assert _accelerator(caps(kvm_and_qemu, "<feature name='avx'/>")) == "qemu"
-    assert _accelerator(caps("<domain type='qemu'/>", "")) == "qemu"
-    assert _accelerator(caps("<domain type='test'/>", "")) == "test"
+    assert accelerator(caps(kvm_and_qemu, "<feature name='avx'/>")) == "qemu"
+    assert accelerator(caps("<domain type='qemu'/>", "")) == "qemu"
+    assert accelerator(caps("<domain type='test'/>", "")) == "test"
 
 
 def test_this_machine_has_a_room() -> None:

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import libvirt
 import pytest
 
-from labctl import hypervisor
+from labctl.adapters import hypervisor
+from labctl.adapters.hypervisor import Hypervisor
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.lifecycle import check_capacity
 from labctl.model import lab_from_dict
@@ -50,7 +51,7 @@ def define(conn: libvirt.virConnect, name: str, net: str = "default", mb: int = 
 
 
 def test_capacity(conn: libvirt.virConnect) -> None:
-    cap = hypervisor.capacity(conn)
+    cap = Hypervisor(conn=conn).capacity()
     info = conn.getInfo()
     assert (cap.cpus, cap.memory_total_mb) == (info[2], info[1]) == (4, 8192)
     assert 0 < cap.memory_available_mb <= cap.memory_total_mb
@@ -60,20 +61,20 @@ def test_capacity(conn: libvirt.virConnect) -> None:
 def test_domain_info_states(conn: libvirt.virConnect) -> None:
     define(conn, "labctl-t-a", mb=768)
     define(conn, "labctl-t-b", start=False)
-    a = hypervisor.domain_info(conn, "labctl-t-a")
-    b = hypervisor.domain_info(conn, "labctl-t-b")
+    a = Hypervisor(conn=conn).domain("labctl-t-a")
+    b = Hypervisor(conn=conn).domain("labctl-t-b")
     assert a is not None and b is not None
     assert (a.state, a.memory_mb, a.vcpus) == ("running", 768, 2)
     assert (b.state, b.addresses, b.uptime_s) == ("shutoff", (), None)
-    assert hypervisor.domain_info(conn, "labctl-t-missing") is None
+    assert Hypervisor(conn=conn).domain("labctl-t-missing") is None
     conn.lookupByName("labctl-t-a").suspend()
-    paused = hypervisor.domain_info(conn, "labctl-t-a")
+    paused = Hypervisor(conn=conn).domain("labctl-t-a")
     assert paused is not None and paused.state == "paused"
 
 
 def test_addresses_come_from_libvirt() -> None:
     conn = hypervisor.connect("test:///default")  # only read: its running domain "test" has addresses
-    info = hypervisor.domain_info(conn, "test")
+    info = Hypervisor(conn=conn).domain("test")
     assert info is not None and info.state == "running"
     expected = [a["addr"] for i in conn.lookupByName("test").interfaceAddresses(0).values() for a in i["addrs"]
                 if a["type"] == libvirt.VIR_IP_ADDR_TYPE_IPV4]
@@ -91,21 +92,21 @@ def test_remove_leftovers_takes_only_the_labs_things(conn: libvirt.virConnect) -
     for vol in ("labctl-t-a.img", "labctl-t-b.img", "labctl-t-other.img", "box_image_0.img"):
         pool.createXML(VOLUME_XML.format(name=vol), 0)
 
-    removed = hypervisor.remove_leftovers(conn, ["labctl-t-a", "labctl-t-b", "labctl-t-c"], "labctl-t")
+    removed = Hypervisor(conn=conn).remove_leftovers(["labctl-t-a", "labctl-t-b", "labctl-t-c"], "labctl-t")
 
     assert sorted(removed) == ["domain labctl-t-a", "domain labctl-t-b", "network labctl-t",
                                "volume default/labctl-t-a.img", "volume default/labctl-t-b.img"]
-    assert hypervisor.domain_names(conn) == ["labctl-t-other", "labctl-tt-a"]
+    assert sorted(d.name() for d in conn.listAllDomains()) == ["labctl-t-other", "labctl-tt-a"]
     assert sorted(pool.listVolumes()) == ["box_image_0.img", "labctl-t-other.img"]
     assert "labctl-t-other" in [n.name() for n in conn.listAllNetworks()]
-    assert hypervisor.remove_leftovers(conn, ["labctl-t-a"], "labctl-t") == []  # idempotent
+    assert Hypervisor(conn=conn).remove_leftovers(["labctl-t-a"], "labctl-t") == []  # idempotent
 
 
 def test_network_in_use_by_another_domain_is_kept(conn: libvirt.virConnect) -> None:
     conn.networkCreateXML(NETWORK_XML.format(name="labctl-t", n=3))
     define(conn, "labctl-t-a", net="labctl-t")
     define(conn, "stranger", net="labctl-t")
-    assert hypervisor.remove_leftovers(conn, ["labctl-t-a"], "labctl-t") == ["domain labctl-t-a"]
+    assert Hypervisor(conn=conn).remove_leftovers(["labctl-t-a"], "labctl-t") == ["domain labctl-t-a"]
     assert conn.networkLookupByName("labctl-t").isActive()
 
 
@@ -114,7 +115,7 @@ def test_unreachable_libvirt_says_how_to_start_it() -> None:
         hypervisor.connect("qemu+unix:///system?socket=/nonexistent/libvirt-sock")
     assert "not reachable" in err.value.message
     assert err.value.hint and "libvirtd" in err.value.hint
-    assert ("systemctl" in err.value.hint) == hypervisor.Path("/run/systemd/system").is_dir()
+    assert ("systemctl" in err.value.hint) == Path("/run/systemd/system").is_dir()
 
 
 def test_capacity_refusal_shows_the_arithmetic(catalog: object) -> None:
@@ -138,12 +139,12 @@ def test_shut_down_reports_every_machine(conn: libvirt.virConnect) -> None:
     define(conn, "labctl-t-b")
     define(conn, "labctl-t-c", start=False)
     seen: list[tuple[str, str]] = []
-    forced = hypervisor.shut_down(conn, ["labctl-t-a", "labctl-t-b", "labctl-t-c", "labctl-t-d"], 10,
+    forced = Hypervisor(conn=conn).shut_down(["labctl-t-a", "labctl-t-b", "labctl-t-c", "labctl-t-d"], 10,
                                   lambda name, state: seen.append((name, state)))
     assert forced == []
     assert ("labctl-t-c", "already off") in seen and ("labctl-t-d", "not created") in seen
     assert [s for n, s in seen if n == "labctl-t-a"] == ["shutting down", "halted"]
-    assert all(hypervisor.domain_info(conn, f"labctl-t-{m}").state == "shutoff" for m in "abc")  # type: ignore[union-attr]
+    assert all(Hypervisor(conn=conn).domain(f"labctl-t-{m}").state == "shutoff" for m in "abc")  # type: ignore[union-attr]
 
 
 def test_domains_found_by_their_vagrantfile(conn: libvirt.virConnect, tmp_path: Path) -> None:
@@ -154,7 +155,7 @@ def test_domains_found_by_their_vagrantfile(conn: libvirt.virConnect, tmp_path: 
             "<vcpu>", f"<description>Source: {source}/Vagrantfile</description><vcpu>")
         conn.defineXML(xml)
     define(conn, "unrelated", start=False)
-    assert hypervisor.domains_of(conn, folder) == ["labctl-t-a", "labctl-t-b"]
+    assert Hypervisor(conn=conn).domains_of(folder) == ["labctl-t-a", "labctl-t-b"]
 
 
 def test_destroy_never_removes_another_labs_vm_of_the_same_name(conn: libvirt.virConnect, tmp_path: Path) -> None:
@@ -165,17 +166,18 @@ def test_destroy_never_removes_another_labs_vm_of_the_same_name(conn: libvirt.vi
         libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, f"Source: {tmp_path}/labs/web/Vagrantfile", None, None)
     pool = conn.storagePoolLookupByName("default")
     pool.createXML(VOLUME_XML.format(name="labctl-web-db-x1.img"), 0)
-    removed = hypervisor.remove_leftovers(conn, ["labctl-web-db-x1"], "labctl-web-db", owner=tmp_path / "labs/web-db")
-    assert removed == [] and "labctl-web-db-x1" in hypervisor.domain_names(conn)
+    removed = Hypervisor(conn=conn).remove_leftovers(["labctl-web-db-x1"], "labctl-web-db",
+                                                     owner=tmp_path / "labs/web-db")
+    assert removed == [] and "labctl-web-db-x1" in sorted(d.name() for d in conn.listAllDomains())
     assert "labctl-web-db-x1.img" in pool.listVolumes()
-    assert hypervisor.domains_of(conn, tmp_path / "labs" / "web") == ["labctl-web-db-x1"]
-    removed = hypervisor.remove_leftovers(conn, ["labctl-web-db-x1"], "labctl-web", owner=tmp_path / "labs/web")
+    assert Hypervisor(conn=conn).domains_of(tmp_path / "labs" / "web") == ["labctl-web-db-x1"]
+    removed = Hypervisor(conn=conn).remove_leftovers(["labctl-web-db-x1"], "labctl-web", owner=tmp_path / "labs/web")
     assert removed == ["domain labctl-web-db-x1", "volume default/labctl-web-db-x1.img"]
 
 
 def test_the_adapter_owns_its_connection_and_speaks_labctls_errors() -> None:
     """A Hypervisor answers through its own connection; libvirt's errors leave it as labctl's."""
-    from labctl.hypervisor import Hypervisor, LibvirtFailed, LibvirtUnavailable
+    from labctl.adapters.hypervisor import LibvirtFailed, LibvirtUnavailable
 
     with Hypervisor("test:///default") as hv:
         assert hv.domain("test") is not None and hv.domain("no-such-domain") is None
@@ -195,16 +197,16 @@ def test_uptime_is_dated_by_labctl_in_the_running_domains_metadata(conn: libvirt
     """Uptime from libvirt itself (any host): labctl dates a run it started, and the date goes
     with the run."""
     define(conn, "labctl-t-u", start=False)
-    hypervisor.start(conn, ["labctl-t-u"])
-    info = hypervisor.domain_info(conn, "labctl-t-u")
+    Hypervisor(conn=conn).start(["labctl-t-u"])
+    info = Hypervisor(conn=conn).domain("labctl-t-u")
     assert info is not None and info.uptime_s is not None and 0 <= info.uptime_s < 60
     dom = conn.lookupByName("labctl-t-u")
     dom.destroy()
     dom.create()  # started by something else than labctl: no date, no uptime
-    again = hypervisor.domain_info(conn, "labctl-t-u")
+    again = Hypervisor(conn=conn).domain("labctl-t-u")
     assert again is not None and again.state == "running" and again.uptime_s is None
-    hypervisor.mark_started(conn, ["labctl-t-u", "labctl-t-missing"])
-    dated = hypervisor.domain_info(conn, "labctl-t-u")
+    Hypervisor(conn=conn).mark_started(["labctl-t-u", "labctl-t-missing"])
+    dated = Hypervisor(conn=conn).domain("labctl-t-u")
     assert dated is not None and dated.uptime_s is not None
 
 

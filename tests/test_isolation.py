@@ -130,11 +130,12 @@ def test_the_host_holds_the_fence_and_an_older_snapshot_keeps_it(tmp_path: Path)
     require_libvirt()
     import libvirt
 
-    from labctl import hypervisor
+    from labctl.adapters.hypervisor import Hypervisor
     from labctl.names import MANAGEMENT_NETWORK
 
-    conn = hypervisor.connect()
-    hypervisor.management_address(conn)  # the management network, made as labctl makes it
+    hypervisor = Hypervisor.open()
+    conn = hypervisor.conn
+    hypervisor.management_address()  # the management network, made as labctl makes it
     name = f"labctl-fence-{uuid.uuid4().hex[:6]}-m"
     disk = Path("/var/tmp") / f"{name}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
@@ -147,7 +148,7 @@ def test_the_host_holds_the_fence_and_an_older_snapshot_keeps_it(tmp_path: Path)
     try:
         dom.create()
         dom.snapshotCreateXML("<domainsnapshot><name>before</name></domainsnapshot>", 0)
-        hypervisor.fence(conn, name, [Fence(MANAGEMENT_NETWORK, ("192.168.121.250",))], [3148])
+        hypervisor.fence(name, [Fence(MANAGEMENT_NETWORK, ("192.168.121.250",))], [3148])
         live = dom.XMLDesc()
         assert isolation.is_fenced(live, MANAGEMENT_NETWORK)
         assert isolation.is_fenced(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), MANAGEMENT_NETWORK)
@@ -159,10 +160,10 @@ def test_the_host_holds_the_fence_and_an_older_snapshot_keeps_it(tmp_path: Path)
                                 text=True, check=True).stdout
         gw = isolation.gateway(conn.networkLookupByName(MANAGEMENT_NETWORK).XMLDesc())
         assert gw is not None and f"-s {gw.mac} -j ACCEPT" in frames and frames.rstrip().endswith("-j DROP")
-        hypervisor.revert_snapshot(conn, name, "before")  # a snapshot of the card without its filter
+        hypervisor.revert_snapshot(name, "before")  # a snapshot of the card without its filter
         assert isolation.is_fenced(dom.XMLDesc(), MANAGEMENT_NETWORK)
         assert isolation.is_fenced(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), MANAGEMENT_NETWORK)
     finally:
-        hypervisor.remove_leftovers(conn, [name], f"labctl-fence-none-{uuid.uuid4().hex[:4]}")
-        conn.close()
+        hypervisor.remove_leftovers([name], f"labctl-fence-none-{uuid.uuid4().hex[:4]}")
+        hypervisor.close()
         disk.unlink(missing_ok=True)

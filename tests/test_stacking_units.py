@@ -138,7 +138,7 @@ def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
 
 
 def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) -> None:
-    from labctl.hypervisor import Hypervisor
+    from labctl.adapters.hypervisor import Hypervisor
     from labctl.inventory import lab_status
 
     phases = [("starting", 180.0), ("Installing package prerequisites", 560.5),

@@ -264,7 +264,7 @@ def _libvirtd(action: str) -> None:
                         "libvirtd"], check=True)
     else:
         subprocess.run(["libvirtd", "-d"], check=True)
-    from labctl import hypervisor
+    from labctl.adapters import hypervisor
     from labctl.errors import LabctlError
 
     for _ in range(100):

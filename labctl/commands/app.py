@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(exc).__module__ == "libvirt" and not debug:
             # The Hypervisor adapter turns libvirt's errors into labctl's; one that escaped it still
             # means libvirtd went away (or failed) mid-command: say so, with how to start it.
-            from labctl.hypervisor import start_hint
+            from labctl.host import start_hint
 
             click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)
             click.echo(f"  hint: is libvirtd still running? {start_hint()}; then run the command again", err=True)

@@ -132,7 +132,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
 
             lab_dir = ctx.home.lab(plan.lab.name)
             run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
-                                  snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)), caches=caches,
+                                  snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)), caches=caches,
                                   fence=fencer(plan.lab, ctx))
         health = None if no_stack else ask_health(ctx.home.lab(plan.lab.name), ctx, reporter)
     return _show_up(plan, statuses, run, health, as_json)
@@ -194,7 +194,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         plan = plan_lab(spread.lab, ctx.home, read_host(), routes=spread.routes)
         run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter,
                               ctx.hypervisor(), names=machines, everything=everything, clean=clean, cache=ctx.cache,
-                              snapshot=take_stacked(lab_dir, ctx.uri_of(lab_dir)),
+                              snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
                               caches=host_caches(plan.lab, ctx, reporter), fence=fencer(plan.lab, ctx))
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")

@@ -56,8 +56,8 @@ def command_context() -> Any:
     obj = click.get_current_context().obj
     if obj is None or "context" not in obj:
         from labctl.context import Context
+        from labctl.host import default_uri
         from labctl.hosts.inventory import hosts_file
-        from labctl.hypervisor import default_uri
         from labctl.state import labctl_cache
 
         context = Context(labs_home(), labctl_cache(), default_uri(), hosts_file())

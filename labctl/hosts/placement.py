@@ -17,7 +17,7 @@ from labctl.errors import LabctlError, NotEnoughResources
 
 if TYPE_CHECKING:
     from labctl.hosts.inventory import HostEntry
-    from labctl.hypervisor import HostCapacity
+    from labctl.protocols import HostCapacity
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ from labctl import records
 from labctl.names import domain_name
 
 if TYPE_CHECKING:
-    from labctl.hypervisor import SnapshotInfo
     from labctl.inventory import HostAccess
-    from labctl.protocols import SnapshotPort
+    from labctl.protocols import SnapshotInfo, SnapshotPort
     from labctl.state import LabDir
 
 

@@ -14,8 +14,8 @@ from labctl.hosts.transport import HostRoute, route
 
 if TYPE_CHECKING:
     from labctl.context import Context
-    from labctl.hypervisor import DomainInfo
     from labctl.model import Lab
+    from labctl.protocols import DomainInfo
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from labctl.hosts.placement import HostRoom, Need, Placement, place
 
 if TYPE_CHECKING:
     from labctl.hosts.inventory import HostEntry
-    from labctl.hypervisor import HostCapacity
     from labctl.model import Machine
+    from labctl.protocols import HostCapacity
 
 
 class CapacitySource(Protocol):

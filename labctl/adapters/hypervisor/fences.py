@@ -1,0 +1,63 @@
+"""Fences: labctl's network filter on a machine's cards (labctl.isolation says why and what passes)."""
+
+from __future__ import annotations
+
+import libvirt
+
+from labctl import isolation
+from labctl.adapters.hypervisor.connection import Connected, is_local, libvirt_errors
+from labctl.errors import LabctlError
+
+
+class NotFenced(LabctlError):
+    """A machine's card could not be fenced in (labctl.isolation): the machine is not handed out."""
+
+
+class Fences(Connected):
+    @libvirt_errors
+    def fence(self, domain: str, fences: list[isolation.Fence], host_tcp: list[int]) -> None:
+        """Put labctl's filter on the domain's cards (running and as defined). A card without its own
+        address (`Fence.ips`) is held to its DHCP leases. The host's addresses dropped: its side of every
+        libvirt network, and all of its own when it is this machine (libvirt does not say a remote host's)."""
+        from labctl.host import local_ipv4
+
+        # Defined once per host: the name carries the rules' version, and redefining a filter makes
+        # libvirt rebuild the rules of every card using it (each seat's up would churn every other seat).
+        try:
+            self.conn.nwfilterLookupByName(isolation.FILTER)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
+                raise
+            self.conn.nwfilterDefineXML(isolation.FILTER_XML)
+        gateways = {}
+        for net in self.conn.listAllNetworks():
+            gw = isolation.gateway(net.XMLDesc())
+            if gw is not None:
+                gateways[net.name()] = gw
+        dom = self._domain(domain)
+        held = [f if f.ips else isolation.Fence(f.network, _leased(dom, f.network)) for f in fences]
+        addresses = [*(local_ipv4() if is_local(self.conn.getURI()) else []), *(g.address for g in gateways.values())]
+        try:
+            if dom.isActive():
+                for xml in isolation.fenced_interfaces(dom.XMLDesc(), held, gateways, addresses, host_tcp):
+                    dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            if dom.isPersistent():
+                inactive = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                for xml in isolation.fenced_interfaces(inactive, held, gateways, addresses, host_tcp):
+                    dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        except ValueError as exc:
+            raise NotFenced(f"{domain}: {exc}", hint=f"virsh domiflist {domain}; labctl status shows its addresses;"
+                            " a machine whose card cannot be fenced is not handed out") from None
+
+
+def _leased(dom: libvirt.virDomain, network: str) -> tuple[str, ...]:
+    """The IPv4 addresses libvirt's DHCP server leased to the domain's card on `network`."""
+    card = isolation.cards(dom.XMLDesc()).get(network)
+    if card is None:
+        return ()
+    try:
+        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+    except libvirt.libvirtError:
+        return ()
+    return tuple(a["addr"] for i in ifaces.values() if str(i.get("hwaddr", "")).lower() == card[1]
+                 for a in i.get("addrs") or () if a.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4)
