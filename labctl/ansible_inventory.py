@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, Any]:
-    from labctl.classroom.seats import SEAT_RE
+    from labctl.names import SEAT_RE
 
     hosts: dict[str, Any] = {}
     children: dict[str, Any] = {}

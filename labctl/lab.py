@@ -12,7 +12,7 @@ import yaml
 
 from labctl import __version__, records
 from labctl.catalog import Catalog, Release
-from labctl.classroom.seats import Classroom, classroom_json, keep_seats, passwords_for, seat_secrets
+from labctl.classroom.seats import Classroom, classroom_json, keep_seats
 from labctl.devstack_services import check_coverage
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
@@ -30,6 +30,7 @@ from labctl.model import (
     parse_memory,
 )
 from labctl.names import domain_name
+from labctl.passwords import LabSecrets, Passwords, SeatSecrets
 from labctl.render import (
     BUILTIN_SELECTORS,
     Fragment,
@@ -41,7 +42,7 @@ from labctl.render import (
 )
 from labctl.resources import data_path
 from labctl.selection import LAB_FILE, LabRequest, existing_lab, only_lab
-from labctl.state import LabDir, LabHome, atomic_write, generate_password, generate_passwords, user_file_mode
+from labctl.state import LabDir, LabHome, atomic_write, user_file_mode
 
 if TYPE_CHECKING:
     from labctl.hosts.transport import HostRoute
@@ -230,15 +231,14 @@ class Rendered:
     source: Path
     accelerator: Accelerator
     warnings: tuple[str, ...]
-    passwords: dict[str, str]
-    new_passwords: bool
+    secrets: LabSecrets
+    new_secrets: bool  # made now (the file is written), or new seats among them
     lab_text: str
     vagrantfile: str
     local_confs: dict[str, str]
     boxes: dict[str, str]
     devstack_from: str
     mirrors: tuple[ServedMirror, ...]
-    seat_passwords: dict[str, dict[str, str]]
 
 
 def check_network_free(lab: Lab, home: LabHome) -> None:
@@ -335,18 +335,17 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
     boxes = {**(before.boxes if before is not None else {}), **(boxes or {})}
     if boxes:
         lab = replace(lab, machines=tuple(replace(m, box=boxes.get(m.box, m.box)) for m in lab.machines))
-    passwords = lab_dir.read_passwords()
-    new_passwords = passwords is None
-    passwords = passwords or generate_passwords()
-    seat_passwords = lab_dir.read_seat_passwords() if not new_passwords else {}
-    new_seats = [s.name for s in lab.classroom.seats if s.name not in seat_passwords] if lab.classroom else []
-    seat_passwords = {**seat_passwords, **{n: seat_secrets(generate_password) for n in new_seats}}
+    known = lab_dir.read_secrets()
+    lab_secrets = known or LabSecrets(Passwords.generate(), {})
+    new_seats = [s.name for s in lab.classroom.seats if s.name not in lab_secrets.seats] if lab.classroom else []
+    lab_secrets = LabSecrets(lab_secrets.passwords,
+                             {**lab_secrets.seats, **{n: SeatSecrets.generate() for n in new_seats}})
     fragments = read_fragments(lab)
     mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s))) for s in served_folders(lab))
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel, routes)
-    confs = {m.name: render_local_conf(lab, m, passwords_for(m.name, passwords, seat_passwords), fragments,
+    confs = {m.name: render_local_conf(lab, m, lab_secrets.for_machine(m.name).as_dict(), fragments,
                                        slow=accel.slow)
              for m in lab.machines}
     if note := slow_waits_note(lab, accel.slow):
@@ -355,15 +354,15 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, An
         warnings += check_coverage(confs, repositories(mirror_folder), mirror_folder.source)
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None
                 else read_bounded(lab.source, LAB_FILE_LIMIT, "lab file") if lab.source else "")
-    return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), passwords, new_passwords or bool(new_seats),
-                    lab_text, vagrantfile, confs, boxes, devstack_from, mirrors, seat_passwords)
+    return Rendered(lab, lab_dir, lab_source, accel, tuple(warnings), lab_secrets, known is None or bool(new_seats),
+                    lab_text, vagrantfile, confs, boxes, devstack_from, mirrors)
 
 
 def write_lab(r: Rendered) -> Plan:
     lab_dir = r.lab_dir
     lab_dir.create()
-    if r.new_passwords:
-        lab_dir.write_passwords(r.passwords, r.seat_passwords)
+    if r.new_secrets:
+        lab_dir.write_secrets(r.secrets)
     atomic_write(lab_dir.lab_file, r.lab_text)
     atomic_write(lab_dir.vagrantfile, r.vagrantfile)
     for name, text in r.local_confs.items():

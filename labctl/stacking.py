@@ -25,6 +25,7 @@ from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
 from labctl.inventory import MachineStatus, host_of, running
 from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders, url_secrets
 from labctl.model import Lab, Machine
+from labctl.passwords import LabSecrets
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
 from labctl.remote import CANCELLED, Host, RemoteCommandFailed, Session, SshUnreachable, cancel_all
 from labctl.state import LabDir, labctl_cache
@@ -91,7 +92,7 @@ class AsTemplate:
 
 
 def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: Sequence[MachineStatus],
-              passwords: dict[str, str], clean: bool, caches: Endpoints | None = None,
+              lab_secrets: LabSecrets, clean: bool, caches: Endpoints | None = None,
               template: AsTemplate | None = None) -> list[StackJob]:
     by_name = {s.name: s for s in statuses}
     running([by_name[m.name] for m in machines], lab.name)
@@ -100,8 +101,8 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
                  *((caches.address,) if caches else ()))
     source = devstack_source(lab)
     proxy = lab.proxy
-    seats = lab_dir.read_seat_passwords()
-    secrets = (*passwords.values(), *(p for own in seats.values() for p in own.values()),
+    seats = lab_secrets.seats
+    secrets = (*lab_secrets.values(),
                *url_secrets(lab.devstack.repo, lab.devstack.git_base, *((proxy.http, proxy.https) if proxy else ())),
                *(t for _own, t in (template.replace if template else ())))
     git_server = (host_address(lab.cidr), GIT_PORT) if served_folders(lab) else None
@@ -119,7 +120,7 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
             local_conf=text, devstack=lab.devstack, source=source,
             log=lab_dir.stack_log(m.name), secrets=secrets, certificates=certificates,
             proxy=lab.proxy, no_proxy_hosts=lab_hosts, clean=clean, git_server=git_server,
-            seat_login=seats[m.name]["login"] if m.name in seats and not template else None, caches=caches,
+            seat_login=seats[m.name].login if m.name in seats and not template else None, caches=caches,
             cloud=lab.cloud if lab.cloud and m.role in API_ROLES else None))
     return jobs
 
@@ -293,10 +294,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     machines = machines_to_stack(lab, lab_dir, names, everything)
     if not machines:
         return None
-    passwords = lab_dir.read_passwords()
-    if passwords is None:
-        raise LabctlError(f"lab {lab.name!r} has no passwords yet", hint=f"labctl plan --lab {lab.name}")
-    jobs = make_jobs(lab, lab_dir, machines, statuses, passwords, clean, caches, template)
+    jobs = make_jobs(lab, lab_dir, machines, statuses, lab_dir.secrets(), clean, caches, template)
     ctl = lab.controller
     done = records.read(lab_dir).stack
     by_name = {s.name: s for s in statuses}
@@ -321,11 +319,8 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
 
 def credentials(lab_dir: LabDir) -> dict[str, Any]:
     """The lab's admin credentials and, per machine that runs Keystone, its URLs."""
-    passwords = lab_dir.read_passwords()
-    if passwords is None:
-        raise LabctlError(f"lab {lab_dir.name!r} has no passwords yet", hint=f"labctl plan --lab {lab_dir.name}")
+    lab_secrets = lab_dir.secrets()
     stacked = records.read(lab_dir).stack
-    seats = lab_dir.read_seat_passwords()
     apis = {}
     for m in records.read_lab(lab_dir).machines:
         if m.role == "compute":
@@ -337,9 +332,9 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
             "auth_url": ((done.keystone if done else None) or f"http://{m.ip}/identity/").rstrip("/"),
             "dashboard": done.dashboard if done and ok else None,
             "stacked": ok,
-            "password": seats[m.name]["admin"] if m.name in seats else passwords["admin"],
+            "password": lab_secrets.for_machine(m.name).admin,
         }
-    return {"username": "admin", "password": passwords["admin"], "project": "admin",
+    return {"username": "admin", "password": lab_secrets.passwords.admin, "project": "admin",
             "user_domain": "default", "project_domain": "default", "region": "RegionOne", "machines": apis}
 
 

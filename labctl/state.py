@@ -13,8 +13,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
-import string
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,11 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError, LabNotFound
-from labctl.names import NAME_RE
-
-PASSWORD_NAMES = ("admin", "database", "rabbit", "service")
-_PASSWORD_ALPHABET = string.ascii_letters + string.digits
-
+from labctl.names import NAME_RE, SEAT_RE
+from labctl.passwords import PASSWORD_NAMES, SEAT_SECRET_NAMES, LabSecrets, Passwords, SeatSecrets
 
 # What ssh would read as something else in a path labctl hands it (UserKnownHostsFile, IdentityFile,
 # a ProxyCommand, ssh-config's lines): % and ${ are expanded, a quote ends the value, a newline
@@ -109,15 +104,6 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def generate_password() -> str:
-    # Letters and digits only: DevStack pastes passwords into shell lines and connection URLs.
-    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(24))
-
-
-def generate_passwords() -> dict[str, str]:
-    return {name: generate_password() for name in PASSWORD_NAMES}
-
-
 @dataclass(frozen=True)
 class LabDir:
     name: str
@@ -192,7 +178,8 @@ class LabDir:
         """lab.json as it is ({} before `plan`): records.read_lab reads it into a typed record."""
         return self._read_json(self.meta_file, "run `labctl plan -f lab.yaml` to write it again")
 
-    def read_passwords(self) -> dict[str, str] | None:
+    def read_secrets(self) -> LabSecrets | None:
+        """The lab's passwords and each seat's own (secrets.yaml); None before `plan` wrote them."""
         import yaml
 
         try:
@@ -202,46 +189,39 @@ class LabDir:
         except (OSError, yaml.YAMLError) as exc:
             raise LabctlError(f"lab {self.name!r}: cannot read {self.secrets_file} ({exc})",
                               hint="fix the file, or delete it to generate new passwords") from None
-        passwords = data.get("passwords") if isinstance(data, dict) else None
-        if not isinstance(passwords, dict) or not all(
-                isinstance(passwords.get(n), str) and passwords[n].isalnum() for n in PASSWORD_NAMES):
+        passwords = Passwords.from_raw(data.get("passwords") if isinstance(data, dict) else None)
+        if passwords is None:
             raise LabctlError(
                 f"lab {self.name!r}: {self.secrets_file} must hold passwords: {', '.join(PASSWORD_NAMES)}"
                 " (letters and digits)",
                 hint="fix the file, or delete it to generate new passwords")
-        return {n: passwords[n] for n in PASSWORD_NAMES}
-
-    def read_seat_passwords(self) -> dict[str, dict[str, str]]:
-        """Each classroom seat's own passwords ({} for a lab without seats, or before `plan`)."""
-        import yaml
-
-        from labctl.classroom.seats import SEAT_RE, SEAT_SECRET_NAMES, valid_seat_secrets
-
-        try:
-            data = yaml.safe_load(self.secrets_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            return {}  # read_passwords, called first everywhere, says what is wrong with the file
-        seats = data.get("seats") if isinstance(data, dict) else None
-        if seats is None:
-            return {}
-        if not isinstance(seats, dict) or not all(isinstance(k, str) and SEAT_RE.match(k) and valid_seat_secrets(v)
-                                                  for k, v in seats.items()):
+        raw = data.get("seats") if isinstance(data, dict) else None
+        seats = {k: SeatSecrets.from_raw(v) for k, v in raw.items() if isinstance(k, str) and SEAT_RE.match(k)} \
+            if isinstance(raw, dict) else {}
+        if raw is not None and (not isinstance(raw, dict) or len(seats) != len(raw) or None in seats.values()):
             raise LabctlError(f"lab {self.name!r}: {self.secrets_file} has damaged seat passwords (each seat needs"
                               f" {', '.join(SEAT_SECRET_NAMES)}: letters and digits)",
                               hint="fix the file, or delete its seats: section to generate new ones")
-        return {k: {n: v[n] for n in SEAT_SECRET_NAMES} for k, v in seats.items()}
+        return LabSecrets(passwords, {k: v for k, v in seats.items() if isinstance(v, SeatSecrets)})
+
+    def secrets(self) -> LabSecrets:
+        """The lab's secrets, which `plan` writes: a clear error before it has."""
+        found = self.read_secrets()
+        if found is None:
+            raise LabctlError(f"lab {self.name!r} has no passwords yet", hint=f"labctl plan --lab {self.name}")
+        return found
 
     def create(self) -> None:
         # $LABCTL_HOME, labs/ and the lab's folder are the user's alone, whatever the umask.
         for folder in (self.path.parent.parent, self.path.parent, self.path):
             private_dir(folder)
 
-    def write_passwords(self, passwords: dict[str, str], seats: dict[str, dict[str, str]] | None = None) -> None:
+    def write_secrets(self, lab_secrets: LabSecrets) -> None:
         import yaml
 
-        data: dict[str, Any] = {"passwords": passwords}
-        if seats:
-            data["seats"] = seats
+        data: dict[str, Any] = {"passwords": lab_secrets.passwords.as_dict()}
+        if lab_secrets.seats:
+            data["seats"] = {name: own.as_dict() for name, own in lab_secrets.seats.items()}
         text = ("# Passwords of this lab (seats: each classroom seat's own). Keep this file private.\n"
                 + yaml.safe_dump(data, sort_keys=False))
         atomic_write(self.secrets_file, text, mode=0o600)

@@ -275,9 +275,11 @@ def test_lab_file_settings(catalog: Catalog) -> None:
 
 def test_what_a_clone_is_told(catalog: Catalog) -> None:
     lab = lab_from_dict({"name": "c", "network": {"cidr": "192.168.77.0/24"}, "classroom": {"seats": 3}}, catalog)
-    seats = {f"seat-0{n}": {k: f"{k}{n}" for k in ("admin", "database", "rabbit", "service", "login")}
+    from labctl.passwords import Passwords, SeatSecrets
+
+    seats = {f"seat-0{n}": SeatSecrets(*(f"{k}{n}" for k in ("admin", "database", "rabbit", "service", "login")))
              for n in (1, 2, 3)}
-    template = {k: f"{k}-template" for k in ("admin", "database", "rabbit", "service")}
+    template = Passwords(*(f"{k}-template" for k in ("admin", "database", "rabbit", "service")))
     spec = fixup_spec(lab, "seat-03", seats, template, "vagrant", "ssh-ed25519 AAAA labctl")
     assert spec["old_ip"] == lab.machine("seat-01").ip and spec["new_ip"] == lab.machine("seat-03").ip  # type: ignore[union-attr]
     # The template's passwords become the seat's own; seat-01's are never in the base to begin with.

@@ -18,11 +18,12 @@ import yaml
 
 from conftest import Result
 from labctl.catalog import Catalog
-from labctl.classroom.seats import ClassFit, readable_password
+from labctl.classroom.seats import ClassFit
 from labctl.classroom.sheet import Sheet, card, render_csv, render_html, render_markdown
 from labctl.errors import LabctlError, LabFileError
 from labctl.model import lab_from_dict
 from labctl.names import domain_name
+from labctl.passwords import SeatSecrets, readable_password
 from labctl.state import LabDir, LabHome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,29 +140,28 @@ def test_each_seat_has_its_own_passwords_kept_across_plans(run: Callable[..., Re
     data = json.loads(planned.out)
     assert [s["name"] for s in data["classroom"]["seats"]] == ["seat-01", "seat-02", "seat-03"]
     lab_dir = LabHome(labctl_home).lab("class")
-    seats = lab_dir.read_seat_passwords()
+    seats = lab_dir.secrets().seats
     assert set(seats) == {"seat-01", "seat-02", "seat-03"}
     for name in ("admin", "database", "rabbit", "service", "login"):
-        assert len({seats[s][name] for s in seats}) == 3, name  # no two seats share a password
-    lab_passwords = lab_dir.read_passwords()
-    assert lab_passwords is not None
+        assert len({getattr(seats[s], name) for s in seats}) == 3, name  # no two seats share a password
+    lab_passwords = lab_dir.secrets().passwords
     for seat, own in seats.items():
         conf = lab_dir.local_conf(seat).read_text()
-        assert f"ADMIN_PASSWORD={own['admin']}" in conf and f"DATABASE_PASSWORD={own['database']}" in conf
-        assert lab_passwords["admin"] not in conf
-        assert all(other["admin"] not in conf for s, other in seats.items() if s != seat)
+        assert f"ADMIN_PASSWORD={own.admin}" in conf and f"DATABASE_PASSWORD={own.database}" in conf
+        assert lab_passwords.admin not in conf
+        assert all(other.admin not in conf for s, other in seats.items() if s != seat)
     assert oct(lab_dir.secrets_file.stat().st_mode & 0o777) == "0o600"
 
     # Two more seats: the first three keep theirs (their trainees have the sheet already).
     write_lab(isolated_home, classroom_lab(seats=5))
     assert run("plan").code == 0
-    again = lab_dir.read_seat_passwords()
+    again = lab_dir.secrets().seats
     assert {k: again[k] for k in seats} == seats and set(again) == {f"seat-0{n}" for n in range(1, 6)}
 
     creds = json.loads(run("creds", "--json").out)
-    assert creds["machines"]["seat-02"]["password"] == seats["seat-02"]["admin"]
+    assert creds["machines"]["seat-02"]["password"] == seats["seat-02"].admin
     text = run("creds", "seat-02").out
-    assert f"OS_PASSWORD={seats['seat-02']['admin']}" in text and "the password of seat-02" in text
+    assert f"OS_PASSWORD={seats['seat-02'].admin}" in text and "the password of seat-02" in text
 
 
 def test_damaged_seat_secrets_are_one_line(run: Callable[..., Result], isolated_home: Path,
@@ -186,7 +186,7 @@ HOSTILE = '<script>alert(1)</script> =HYPERLINK("http://x") | *bold*'
 def a_sheet(n: int = 3, trainee: str = HOSTILE) -> Sheet:
     cards = tuple(card(seat=f"seat-0{i}", number=i, trainee=trainee if i == 1 else f"Trainee {i}", spare=False,
                        address="10.0.0.1", ssh_port=2200 + i, web_port=8000 + i,
-                       secrets={"login": f"login{i}", "admin": f"admin{i}"}, has_dashboard=i != 3,
+                       secrets=SeatSecrets(f"admin{i}", "db", "rb", "sv", f"login{i}"), has_dashboard=i != 3,
                        state="running", devstack="stacked", host="bighost", seat_address=f"192.168.77.{9 + i}")
                   for i in range(1, n + 1))
     return Sheet("class", "10.0.0.1", cards)

@@ -279,7 +279,7 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     # Each seat's trainee password opens that seat only (password logins as stack, on its address).
     from labctl.state import LabHome
 
-    logins = {s: own["login"] for s, own in LabHome(labctl_home).lab(class_name).read_seat_passwords().items()}
+    logins = {s: own.login for s, own in LabHome(labctl_home).lab(class_name).secrets().seats.items()}
     assert password_login(machines["seat-02"]["ip"], logins["seat-02"])
     assert not password_login(machines["seat-02"]["ip"], logins["seat-01"])
     assert password_login(machines["seat-03"]["ip"], logins["seat-03"])

@@ -112,38 +112,38 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     from labctl.state import LabHome
 
     lab_dir = LabHome(labctl_home).lab(name)
-    seats = lab_dir.read_seat_passwords()
+    seats = lab_dir.secrets().seats
     template = json.loads((lab_dir.path / "template-secrets.json").read_text())
     creds = json.loads(run("creds", "--json", "--lab", name).out)
     urls = {s: creds["machines"][s]["auth_url"] for s in SEATS}
     assert urls == {s: f"http://{ips[s]}/identity" for s in SEATS}
     for seat, other in (("seat-01", "seat-02"), ("seat-02", "seat-01")):
-        assert creds["machines"][seat]["password"] == seats[seat]["admin"]
-        assert token(urls[seat], "admin", seats[seat]["admin"]) == 201
-        assert token(urls[seat], "admin", seats[other]["admin"]) == 401
+        assert creds["machines"][seat]["password"] == seats[seat].admin
+        assert token(urls[seat], "admin", seats[seat].admin) == 201
+        assert token(urls[seat], "admin", seats[other].admin) == 401
         assert token(urls[seat], "admin", template["admin"]) == 401
     # Through the classroom's forwarded web port, as a trainee reaches seat-01: seat-02's password is refused.
     forwarded = f"http://127.0.0.1:{base + 5001}/identity"
-    assert token(forwarded, "admin", seats["seat-01"]["admin"]) == 201
-    assert token(forwarded, "admin", seats["seat-02"]["admin"]) == 401
+    assert token(forwarded, "admin", seats["seat-01"].admin) == 201
+    assert token(forwarded, "admin", seats["seat-02"].admin) == 401
     # seat-01's MySQL refuses seat-02's database password and the template's (asked on seat-01's own lab
     # address, from seat-01); from seat-02 it cannot even be reached (labctl.isolation); seat-02's own works.
     mysql = "MYSQL_PWD={pw} mysql --connect-timeout=10 -h {ip} -u root -N -e 'select 1'"
-    for pw in (seats["seat-02"]["database"], template["database"]):
+    for pw in (seats["seat-02"].database, template["database"]):
         denied = run("exec", "seat-01", "--lab", name, "--", mysql.format(pw=pw, ip=ips["seat-01"]))
         assert denied.code != 0 and "Access denied" in denied.out + denied.err, denied.out + denied.err
     fenced = run("exec", "seat-02", "--lab", name, "--",
                  mysql.format(pw="no-password-needed-to-be-refused", ip=ips["seat-01"]))
     assert fenced.code != 0 and "Can't connect" in fenced.out + fenced.err, fenced.out + fenced.err
-    own = run("exec", "seat-02", "--lab", name, "--", mysql.format(pw=seats["seat-02"]["database"], ip="127.0.0.1"))
+    own = run("exec", "seat-02", "--lab", name, "--", mysql.format(pw=seats["seat-02"].database, ip="127.0.0.1"))
     assert own.code == 0, own.out + own.err
     # RabbitMQ: each seat's broker takes its own password alone (seat-02's is a new Erlang node, rabbit@seat-02,
     # whose user the clone made), and each has an Erlang cookie of its own.
     rabbit = "sudo rabbitmqctl -q authenticate_user stackrabbit {pw}"
     for seat, other in (("seat-01", "seat-02"), ("seat-02", "seat-01")):
-        ok = run("exec", seat, "--lab", name, "--", rabbit.format(pw=seats[seat]["rabbit"]))
+        ok = run("exec", seat, "--lab", name, "--", rabbit.format(pw=seats[seat].rabbit))
         assert ok.code == 0, ok.out + ok.err
-        for pw in (seats[other]["rabbit"], template["rabbit"]):
+        for pw in (seats[other].rabbit, template["rabbit"]):
             assert run("exec", seat, "--lab", name, "--", rabbit.format(pw=pw)).code != 0
     cookies = {s: run("exec", s, "--lab", name, "--", "sudo cat /var/lib/rabbitmq/.erlang.cookie").out.strip()
                for s in SEATS}
@@ -156,14 +156,14 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     for seat, other in (("seat-02", "seat-01"), ("seat-01", "seat-02")):
         assert not [f for f in map(str, disks[seat]) if found.get(f, set()) & secrets[other]]
         # The search finds what is there: the seat's own admin password, in its own layer alone.
-        assert [f for f in map(str, disks[seat]) if seats[seat]["admin"] in found.get(f, set())] == [
+        assert [f for f in map(str, disks[seat]) if seats[seat].admin in found.get(f, set())] == [
             str(disks[seat][0])]
 
     # The openrc `labctl creds seat-02` prints works inside the seat, with DevStack's own client.
     # A trainee then breaks seat-02's real DevStack; `reset` brings back the `stacked` snapshot labctl
     # took, memory included: MySQL and Keystone run at once, without what was done since.
     rc2 = run("creds", "seat-02", "--lab", name).out.split("# openrc", 1)[1].split("\n", 1)[1]
-    assert f"OS_AUTH_URL={urls['seat-02']}" in rc2 and seats["seat-02"]["admin"] in rc2
+    assert f"OS_AUTH_URL={urls['seat-02']}" in rc2 and seats["seat-02"].admin in rc2
     inside = run("exec", "seat-02", "--lab", name, "--", rc2 + "openstack token issue -f value -c id")
     assert inside.code == 0 and len(inside.out.strip().splitlines()[-1]) > 20, inside.out + inside.err
     snaps = json.loads(run("snapshot", "list", "--json", "--lab", name).out)
@@ -172,7 +172,7 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     assert made.code == 0, made.out + made.err
     reset = run("reset", "seat-02", "--lab", name)
     assert reset.code == 0, reset.out + reset.err
-    assert token(urls["seat-02"], "admin", seats["seat-02"]["admin"]) == 201
+    assert token(urls["seat-02"], "admin", seats["seat-02"].admin) == 201
     gone = run("exec", "seat-02", "--lab", name, "--", rc2 + "openstack project show broken-by-trainee")
     # openstackclient says "No Project found for broken-by-trainee" (its words, not ours).
     assert gone.code == 1 and "no project found" in (gone.out + gone.err).lower(), gone.out + gone.err

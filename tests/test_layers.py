@@ -96,3 +96,24 @@ def test_status_loads_only_what_it_needs(tmp_path: Path) -> None:
     assert {m for m in loaded if m.startswith("labctl.commands.")} == {"labctl.commands.app", "labctl.commands.shared",
                                                                       "labctl.commands.machines"}
     assert "labctl.model" not in loaded and "labctl.lifecycle" not in loaded
+
+
+def test_the_readmes_map_lists_every_module() -> None:
+    """A newcomer finds each module of labctl/ in the README's "Where the code is": by its name in its
+    folder's row (`commands/` rows name their modules in words), or by its own path."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Where the code is", 1)[1].split("\n## ", 1)[0]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.name == "__init__.py" and rel.parent != Path():
+            continue  # a package's face: its folder's row stands for it
+        folder = f"`{rel.parent.as_posix()}/`"
+        named = f"`{rel.name}`" in section or f"`{rel.stem}`" in section or f"`{rel.as_posix()}`" in section
+        if rel.parent == Path():
+            named = f"`{rel.name}`" in section or rel.name == "__init__.py"
+        elif folder not in section:
+            named = False
+        if not named:
+            missing.append(rel.as_posix())
+    assert missing == []

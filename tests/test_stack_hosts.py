@@ -565,7 +565,9 @@ def test_host_dying_mid_stack_fails_alone(lab_hosts: Callable[..., TestHost], tm
     dead = run.results["seat-2"]
     assert dead.status == "failed" and dead.phase == "Starting Keystone"
     assert "lost the connection" in dead.message, dead.message
-    assert time.monotonic() - started < 60
+    # Noticed, not waited out: TCP alone would hang for a quarter of an hour. (A loaded CI host took
+    # 76 s here once, against the 5 s the stand-in needs alone; the bound is about hanging, not speed.)
+    assert time.monotonic() - started < 300
 
 
 def test_host_vanishing_silently_is_noticed(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,

@@ -12,6 +12,7 @@ from labctl.catalog import Catalog
 from labctl.errors import LabctlError
 from labctl.inventory import devstack_states
 from labctl.model import Proxy, lab_from_dict
+from labctl.passwords import LabSecrets, Passwords
 from labctl.provision import StackResult, devstack_command, proxy_files
 from labctl.records import mark
 from labctl.stacking import credentials, machines_to_stack, openrc, record
@@ -25,7 +26,7 @@ def lab_dir(tmp_path: Path) -> LabDir:
     d.write_meta({"name": "t", "machines": [{"name": "ctl", "role": "controller", "ip": "10.0.0.10"},
                                             {"name": "cmp-1", "role": "compute", "ip": "10.0.0.11"},
                                             {"name": "cmp-2", "role": "compute", "ip": "10.0.0.12"}]})
-    d.write_passwords({"admin": "Adm1n", "database": "Db", "rabbit": "Rb", "service": "Sv"})
+    d.write_secrets(LabSecrets(Passwords("Adm1n", "Db", "Rb", "Sv"), {}))
     return d
 
 

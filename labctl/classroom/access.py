@@ -155,7 +155,7 @@ def build_sheet(lab_dir: LabDir, statuses: Sequence[MachineStatus], host: str) -
 
     classroom = classroom_of(lab_dir)
     address = classroom.address or host_address()
-    secrets = lab_dir.read_seat_passwords()
+    secrets = lab_dir.secrets().seats
     stacked = records.read(lab_dir).stack
     by_name = {s.name: s for s in statuses}
     cards = []

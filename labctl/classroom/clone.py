@@ -32,7 +32,7 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from labctl.errors import LabctlError
 from labctl.inventory import MachineStatus, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
+from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets
 from labctl.provision import StackResult, open_seat, push_local_conf
 from labctl.remote import (
     CANCELLED,
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 TEMPLATE = "seat-01"
 BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
-SECRET_NAMES = ("admin", "database", "rabbit", "service")
 # Before seat-01's disk is copied. Every copy boots with seat-01's machine-id, from which
 # systemd-networkd derives its DHCP client id: every seat would ask for, and get, seat-01's address.
 # A unit that runs before systemd-networkd tells a copy from seat-01 by its network cards, and gives
@@ -124,36 +124,35 @@ UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 ||
                  " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp")
 
 
-def fixup_spec(lab: Lab, seat: str, seats: dict[str, dict[str, str]], template: dict[str, str], user: str,
+def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: Passwords, user: str,
                authorized_key: str) -> dict[str, Any]:
     """What the clone script needs to make the template's copy into `seat` (secrets included: it
     travels in a file of mode 0600): the template's passwords -> the seat's, and every secret of every
     other seat, which must be nowhere in it, as salted digests (a value sent would be in it). Pure
     but for the salt."""
-    own = seats[seat]
+    own, old = seats[seat].as_dict(), template.as_dict()
     ips = {m.name: m.ip for m in lab.machines}
     salt = secrets.token_hex(16)
     others = sorted({hashlib.sha256((salt + v).encode()).hexdigest()
                      for name, values in seats.items() if name != seat for v in values.values()})
     return {"name": seat, "old_name": TEMPLATE, "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
             "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
-            "secrets": [[template[n], own[n]] for n in SECRET_NAMES],
-            **{n: [template[n], own[n]] for n in SECRET_NAMES}, "salt": salt, "forbidden_sha256": others}
+            "secrets": [[old[n], own[n]] for n in PASSWORD_NAMES],
+            **{n: [old[n], own[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": others}
 
 
-def template_secrets(lab_dir: LabDir) -> dict[str, str]:
+def template_secrets(lab_dir: LabDir) -> Passwords:
     """The passwords seat-01 stacks with when it is the classroom's template: no seat's, made once
     per lab (a retried stack.sh must meet the database it made), kept 0600 in the lab's folder."""
-    from labctl.state import atomic_write, generate_password
+    from labctl.state import atomic_write
 
     path = lab_dir.path / "template-secrets.json"
     with contextlib.suppress(OSError, ValueError):
-        known = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(known, dict) and all(isinstance(known.get(n), str) and len(known[n]) >= 16
-                                           for n in SECRET_NAMES):
-            return {n: str(known[n]) for n in SECRET_NAMES}
-    made = {n: generate_password() for n in SECRET_NAMES}
-    atomic_write(path, json.dumps(made, indent=2) + "\n", mode=0o600)
+        known = Passwords.from_raw(json.loads(path.read_text(encoding="utf-8")))
+        if known is not None and all(len(v) >= 16 for v in known.values()):
+            return known
+    made = Passwords.generate()
+    atomic_write(path, json.dumps(made.as_dict(), indent=2) + "\n", mode=0o600)
     return made
 
 
@@ -181,9 +180,9 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
         hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
             _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
     options = {k: v for k, v in stack_options.items() if k not in ("names", "everything")}
-    seats = lab_dir.read_seat_passwords()
+    seats = lab_dir.secrets().seats
     template = template_secrets(lab_dir)
-    as_template = AsTemplate(tuple((seats[TEMPLATE][n], template[n]) for n in SECRET_NAMES))
+    as_template = AsTemplate(tuple(zip(seats[TEMPLATE].devstack().values(), template.values(), strict=True)))
     run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, **options)
     assert run is not None
     if not run.results[TEMPLATE].ok:
@@ -289,7 +288,7 @@ def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> Host:
 
 
 def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
-               seats: dict[str, dict[str, str]], template: dict[str, str],
+               seats: Mapping[str, SeatSecrets], template: Passwords,
                update: Callable[[str, str], None]) -> StackResult:
     """Turn one booted copy of the template into seat `name`; failures become its result."""
     started = time.monotonic()
@@ -329,7 +328,7 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
             own_host = _host(lab_dir, status, name)
             wait_for_ssh(own_host, 120)  # sshd starts again with its new keys: a moment without a listener
             with Session(own_host) as session:
-                open_seat(session, own["login"])
+                open_seat(session, own.login)
                 push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
             if lab.cloud:  # made on the template already: only this seat's own keypair is new
                 made = StackResult(name, "ok")

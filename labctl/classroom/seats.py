@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import secrets
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -30,12 +29,7 @@ from typing import Any
 from labctl.errors import LabFileError, show
 
 MAX_SEATS = 99
-SEAT_RE = re.compile(r"seat-([0-9]{2})\Z")
 TRAINEE_NAME_LIMIT = 60
-# What trainees read off paper and type: no 0/O, 1/l/I, no symbols a keyboard layout moves.
-READABLE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-READABLE_LENGTH = 12  # about 59 bits
-SEAT_SECRET_NAMES = ("admin", "database", "rabbit", "service", "login")
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk", "host")
 # Ports this host's own services listen on, which no classroom port may take (labctl.mirrors.GIT_PORT,
@@ -80,22 +74,6 @@ class Classroom:
 
 def seat_name(number: int) -> str:
     return f"seat-{number:02d}"
-
-
-def readable_password() -> str:
-    return "".join(secrets.choice(READABLE_ALPHABET) for _ in range(READABLE_LENGTH))
-
-
-def seat_secrets(generate_service_password: Any) -> dict[str, str]:
-    """A seat's own passwords: what trainees type (admin, login) is readable; the rest is not typed."""
-    return {"admin": readable_password(), "database": generate_service_password(),
-            "rabbit": generate_service_password(), "service": generate_service_password(),
-            "login": readable_password()}
-
-
-def valid_seat_secrets(raw: Any) -> bool:
-    return isinstance(raw, dict) and all(isinstance(raw.get(n), str) and raw[n].isalnum() and raw[n].isascii()
-                                         for n in SEAT_SECRET_NAMES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,13 +194,6 @@ def fitting_seats(seat_memory_mb: int, seat_disk_gb: int, memory_available_mb: i
     """How many seats of this size the host has room for (disk not counted when unknown)."""
     by_memory = memory_available_mb // max(seat_memory_mb, 1)
     return max(0, by_memory if disk_free_gb is None else min(by_memory, disk_free_gb // max(seat_disk_gb, 1)))
-
-
-def passwords_for(machine: str, lab_passwords: Mapping[str, str],
-                  seat_passwords: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """DevStack's passwords on `machine`: its seat's own in a classroom, else the lab's."""
-    own = seat_passwords.get(machine)
-    return {n: (own or lab_passwords)[n] for n in lab_passwords}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 
+from labctl.passwords import SeatSecrets
+
 SEAT_USER = "stack"
 
 
@@ -47,13 +49,13 @@ class Sheet:
 
 
 def card(*, seat: str, number: int, trainee: str | None, spare: bool, address: str, ssh_port: int, web_port: int,
-         secrets: dict[str, str], has_dashboard: bool, state: str, devstack: str, host: str,
+         secrets: SeatSecrets, has_dashboard: bool, state: str, devstack: str, host: str,
          seat_address: str) -> Card:
     base = f"http://{address}:{web_port}"
     return Card(seat=seat, number=number, trainee=trainee or ("spare seat" if spare else ""), spare=spare,
                 ssh_command=f"ssh -p {ssh_port} {SEAT_USER}@{address}", login_user=SEAT_USER,
-                login_password=secrets["login"], dashboard=f"{base}/dashboard" if has_dashboard else None,
-                keystone=f"{base}/identity", admin_user="admin", admin_password=secrets["admin"], state=state,
+                login_password=secrets.login, dashboard=f"{base}/dashboard" if has_dashboard else None,
+                keystone=f"{base}/identity", admin_user="admin", admin_password=secrets.admin, state=state,
                 devstack=devstack, host=host, seat_address=seat_address)
 
 
