@@ -26,9 +26,9 @@ from conftest import Result, require_tool
 from labctl.cache.guest import APT_CONF, PIP_CONF, guest_files
 from labctl.cache.services import CacheError, Endpoints, HostCaches, apt_log_stats, devpi_log_stats
 from labctl.catalog import Catalog
-from labctl.classroom.clone import clone_applies, fixup_spec
 from labctl.errors import LabFileError
 from labctl.model import lab_from_dict
+from labctl.stacking.clone import clone_applies, fixup_spec
 
 # A small package of bookworm's pool, and one that no test fetches first.
 DEB = "http://deb.debian.org/debian/pool/main/s/sl/sl_5.02-1+b1_amd64.deb"
@@ -350,7 +350,7 @@ def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
 
 
 def test_the_unit_a_copy_runs_before_its_network() -> None:
-    from labctl.classroom.clone import clone_dhcp_script
+    from labctl.stacking.clone import clone_dhcp_script
 
     script = clone_dhcp_script(["52:54:00:aa:bb:cc", "00:00:00:00:00:00"],
                                {"52:54:00:11:22:33": "0123456789abcdef0123456789abcdef",

@@ -308,7 +308,7 @@ def test_snapshots_save_list_restore_delete(tmp_path: Path, libvirt_test_driver:
     from labctl import records, snapshots
     from labctl.inventory import MachineStatus
     from labctl.provision import StackResult
-    from labctl.stacking import record
+    from labctl.stacking.machines import record
 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
     record(lab_dir, [StackResult("seat-01", "ok", 10, "Starting Horizon", dashboard="http://x/dashboard")])

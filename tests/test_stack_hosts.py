@@ -24,7 +24,7 @@ from labctl.model import Lab, load_lab
 from labctl.provision import StackJob, StackResult, stack_machine
 from labctl.remote import Host, run_command
 from labctl.render import render_local_conf
-from labctl.stacking import DiscoverSettings, run_stacks
+from labctl.stacking.machines import DiscoverSettings, run_stacks
 
 PASSWORDS = {"admin": "AdminSecret123", "database": "DbSecret456", "rabbit": "RabbitSecret789",
              "service": "ServiceSecret012"}
@@ -298,7 +298,7 @@ def _self_signed(folder: Path, name: str) -> tuple[str, str]:
 def test_proxy_and_ca_before_anything(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog) -> None:
     """CA files as people have them: a combined PEM with its private key, named .pem (which Debian's
     update-ca-certificates never reads), and two files of the same name in different folders."""
-    from labctl.stacking import guest_certificates
+    from labctl.stacking.machines import guest_certificates
 
     cert1, key1 = _self_signed(tmp_path / "a", "labctl-test-one")
     cert2, _ = _self_signed(tmp_path / "b", "labctl-test-two")
@@ -329,7 +329,7 @@ def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tm
     network's host address."""
     from test_gitserver import damage, git, make_mirror
 
-    from labctl.stacking import serving_mirrors
+    from labctl.stacking.machines import serving_mirrors
     from labctl.state import LabDir
 
     host = lab_hosts("seat-1")
@@ -405,7 +405,7 @@ from test_stack_hosts import Recorder, jobs_for
 from hosts import TestHost
 from labctl.catalog import default_catalog
 from labctl.model import load_lab
-from labctl.stacking import run_stacks
+from labctl.stacking.machines import run_stacks
 
 tmp = Path(sys.argv[1])
 addresses = json.loads(sys.argv[2])

@@ -15,7 +15,7 @@ from labctl.model import Proxy, lab_from_dict
 from labctl.passwords import LabSecrets, Passwords
 from labctl.provision import StackResult, devstack_command, proxy_files
 from labctl.records import mark
-from labctl.stacking import credentials, machines_to_stack, openrc, record
+from labctl.stacking.machines import credentials, machines_to_stack, openrc, record
 from labctl.state import LabDir
 
 

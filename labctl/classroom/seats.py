@@ -60,7 +60,7 @@ class Classroom:
     listen: str = "0.0.0.0"  # noqa: S104 - trainees come from the classroom network, not from this host
     ssh_port: int = 2200
     web_port: int = 8000
-    # Stack seat-01 once and make the other seats from its disk (labctl.classroom.clone), instead of
+    # Stack seat-01 once and make the other seats from its disk (labctl.stacking.clone), instead of
     # N runs of stack.sh fighting for the host's CPUs.
     clone: bool = True
 

@@ -127,13 +127,13 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
         caches = started[0] if started else None
         run = None
         if not no_stack:
-            from labctl.classroom.clone import stack_classroom
+            from labctl import stacking
             from labctl.snapshots import take_stacked
 
             lab_dir = ctx.home.lab(plan.lab.name)
-            run = stack_classroom(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), cache=ctx.cache,
-                                  snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)), caches=caches,
-                                  fence=fencer(plan.lab, ctx))
+            run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), stacking.StackRequest(
+                cache=ctx.cache, caches=caches, snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
+                fence=fencer(plan.lab, ctx)))
         health = None if no_stack else ask_health(ctx.home.lab(plan.lab.name), ctx, reporter)
     return _show_up(plan, statuses, run, health, as_json)
 
@@ -175,8 +175,8 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
           machines: tuple[str, ...]) -> int:
     """Run DevStack on a running lab: the machines whose last run failed or never ran
     (MACHINE... or --all for others). Exits 1 if any machine failed."""
+    from labctl import stacking
     from labctl.catalog import default_catalog
-    from labctl.classroom.clone import stack_classroom
     from labctl.host import read_host
     from labctl.inventory import lab_status
     from labctl.lab import plan_lab, resolve_lab
@@ -192,10 +192,11 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
         spread = _spread(lab)  # machines stay on the hosts they live on
         plan = plan_lab(spread.lab, ctx.home, read_host(), routes=spread.routes)
-        run = stack_classroom(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter,
-                              ctx.hypervisor(), names=machines, everything=everything, clean=clean, cache=ctx.cache,
-                              snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
-                              caches=host_caches(plan.lab, ctx, reporter), fence=fencer(plan.lab, ctx))
+        run = stacking.stack(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter, ctx.hypervisor(),
+                             stacking.StackRequest(names=machines, everything=everything, clean=clean, cache=ctx.cache,
+                                                   caches=host_caches(plan.lab, ctx, reporter),
+                                                   snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
+                                                   fence=fencer(plan.lab, ctx)))
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0

@@ -68,7 +68,7 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
     """Print the lab's admin credentials and an openrc (for MACHINE, or the first API machine).
 
     The only command that prints the lab's password."""
-    from labctl.stacking import credentials, openrc
+    from labctl.stacking.machines import credentials, openrc
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     data = credentials(lab_dir)

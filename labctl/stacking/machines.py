@@ -11,7 +11,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folde
 from labctl.model import Lab, Machine
 from labctl.passwords import LabSecrets
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
-from labctl.remote import CANCELLED, Host, RemoteCommandFailed, Session, SshUnreachable, cancel_all
+from labctl.remote import Host, RemoteCommandFailed, Session, SshUnreachable
+from labctl.stacking.pool import machine_pool
 from labctl.state import LabDir, labctl_cache
 
 Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
@@ -86,7 +87,7 @@ def guest_certificates(paths: Sequence[Path]) -> tuple[tuple[str, str], ...]:
 class AsTemplate:
     """Stack a classroom's template: each of its own passwords replaced in local.conf by one of no
     seat's (`replace`: own -> template), and no trainee's login yet. Its disk becomes every seat's
-    base, and each seat then gets its own (labctl.classroom.clone)."""
+    base, and each seat then gets its own (labctl.stacking.clone)."""
 
     replace: tuple[tuple[str, str], ...]
 
@@ -132,7 +133,6 @@ def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host
     """Stack every job; computes after the controller. `controller_ready`: the controller is not
     among the jobs but stacked fine before (a retry of computes alone). `on_result` hears of each
     machine as it ends, so that an interruption loses nothing that finished."""
-    CANCELLED.clear()
     return _run_stacks(jobs, reporter, controller_host, controller_ready, runner, discover or DiscoverSettings(),
                        discover_log, on_result or (lambda _r: None))
 
@@ -144,41 +144,33 @@ def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host |
     controller = next((j for j in jobs if j.role == "controller"), None)
     computes = [j for j in jobs if j.role == "compute"]
     first = [j for j in jobs if j.role != "compute"]
-    with reporter.machines([j.machine for j in jobs], "queued") as progress:
-        pool = ThreadPoolExecutor(max_workers=max(1, len(jobs)))
+    with reporter.machines([j.machine for j in jobs], "queued") as progress, machine_pool(len(jobs)) as pool:
 
         def start(job: StackJob) -> Future[StackResult]:
             def on_phase(text: str) -> None:
                 progress.update(job.machine, text)
             return pool.submit(runner, job, on_phase)
 
-        try:
-            futures = {j.machine: start(j) for j in first}
+        futures = {j.machine: start(j) for j in first}
+        for j in computes:
+            progress.update(j.machine, "waiting for the controller")
+        if computes:
+            if controller is not None:
+                ready = futures[controller.machine].result().ok
+                why = f"controller {controller.machine} failed"
+            else:
+                ready, why = controller_ready, "the controller has not stacked successfully"
             for j in computes:
-                progress.update(j.machine, "waiting for the controller")
-            if computes:
-                if controller is not None:
-                    ready = futures[controller.machine].result().ok
-                    why = f"controller {controller.machine} failed"
+                if ready:
+                    futures[j.machine] = start(j)
                 else:
-                    ready, why = controller_ready, "the controller has not stacked successfully"
-                for j in computes:
-                    if ready:
-                        futures[j.machine] = start(j)
-                    else:
-                        results[j.machine] = StackResult(j.machine, "skipped", message=f"not started: {why}")
-                        progress.update(j.machine, f"skipped: {why}")
-            for name, future in futures.items():
-                result = future.result()
-                results[name] = result
-                on_result(result)
-                progress.update(name, "done" if result.ok else f"failed at {result.phase}")
-        except BaseException:
-            # Ctrl-C or SIGTERM: end the SSH sessions first, so that the workers (and stack.sh) stop now.
-            cancel_all()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown()
+                    results[j.machine] = StackResult(j.machine, "skipped", message=f"not started: {why}")
+                    progress.update(j.machine, f"skipped: {why}")
+        for name, future in futures.items():
+            result = future.result()
+            results[name] = result
+            on_result(result)
+            progress.update(name, "done" if result.ok else f"failed at {result.phase}")
     run = StackRun({j.machine: results[j.machine] for j in jobs})
     stacked_computes = [j.machine for j in computes if results[j.machine].ok]
     host = controller.host if controller else controller_host

@@ -33,11 +33,9 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from labctl import records
-from labctl.classroom.clone_guest import FIXUP_SCRIPT
 from labctl.errors import LabctlError
 from labctl.inventory import MachineStatus, lab_status
 from labctl.model import Lab
@@ -45,18 +43,19 @@ from labctl.names import domain_name
 from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets
 from labctl.provision import StackResult, open_seat, push_local_conf
 from labctl.remote import (
-    CANCELLED,
     Host,
     HostKeyChanged,
     RemoteCommandFailed,
     Session,
     SshUnreachable,
-    cancel_all,
     forget_hosts,
     public_key,
     wait_for_ssh,
 )
-from labctl.stacking import AsTemplate, StackRun, day_one, machines_to_stack, record, stack_lab
+from labctl.stacking.clone_guest import FIXUP_SCRIPT
+from labctl.stacking.machines import AsTemplate, StackRun, day_one, record, stack_lab
+from labctl.stacking.pool import machine_pool
+from labctl.stacking.request import StackRequest
 from labctl.stacklog import mask
 from labctl.state import LabDir
 
@@ -161,16 +160,9 @@ def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
 
 
 def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any,
-                    hypervisor: HypervisorPort,
-                    *, snapshot: Callable[[str, records.StackRecord], None] | None = None,
-                    fence: Callable[[Sequence[MachineStatus]], None] | None = None,
-                    **stack_options: Any) -> StackRun | None:
-    """`labctl up`/`stack` of a lab: a classroom whose seats all need DevStack is stacked once and
-    cloned; any other lab (or set of machines) is stacked machine by machine (stacking.stack_lab)."""
-    names = [m.name for m in machines_to_stack(lab, lab_dir, stack_options.get("names", ()),
-                                               stack_options.get("everything", False))]
-    if not clone_applies(lab, names) or stack_options.get("clean"):
-        return stack_lab(lab, lab_dir, statuses, reporter, snapshot=snapshot, **stack_options)
+                    hypervisor: HypervisorPort, names: Sequence[str], request: StackRequest) -> StackRun:
+    """The classroom's seats `names` (seat-01 among them, every one needing DevStack): seat-01 stacks
+    once as the template, and every seat is made from its disk (see this module's header)."""
     clones = [n for n in names if n != TEMPLATE]
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"stacking {TEMPLATE} once; {len(clones)} more seats will be made from its disk"
@@ -179,12 +171,12 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     with reporter.machines(clones, "waiting") as progress:
         hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
             _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
-    options = {k: v for k, v in stack_options.items() if k not in ("names", "everything")}
     seats = lab_dir.secrets().seats
     template = template_secrets(lab_dir)
     as_template = AsTemplate(tuple(zip(seats[TEMPLATE].devstack().values(), template.values(), strict=True)))
-    run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, **options)
-    assert run is not None
+    run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, cache=request.cache,
+                    caches=request.caches)
+    assert run is not None  # the template needs DevStack: it is among the names
     if not run.results[TEMPLATE].ok:
         reporter.warn(f"{TEMPLATE} did not stack: the other seats stay off (labctl up starts them and tries again)")
         return run
@@ -206,36 +198,27 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
     hypervisor.start([doms[n] for n in names])
     current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
-    if fence is not None:  # each copy's card is held to its own new lease, before anything else
-        fence(current)
+    if request.fence is not None:  # each copy's card is held to its own new lease, before anything else
+        request.fence(current)
     by_name = {s.name: s for s in current}
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
     forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
     results: dict[str, StackResult] = {}
-    CANCELLED.clear()
-    with reporter.machines(names, "booting") as progress:
-        pool = ThreadPoolExecutor(max_workers=len(names))
-        try:
-            futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, template, progress.update)
-                       for n in names}
-            for name, future in futures.items():
-                results[name] = future.result()
-                if name == TEMPLATE and results[name].ok:  # its stack.sh's phases and endpoints
-                    stacked.problems = results[name].problems  # the day-one step's, tried again as seat-01
-                    results[name] = stacked
-                record(lab_dir, [results[name]])
-                progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
-        except BaseException:
-            # Ctrl-C or SIGTERM: end the SSH waits and sessions now, so that the workers stop at once.
-            cancel_all()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown()
-    if snapshot is not None:
+    with reporter.machines(names, "booting") as progress, machine_pool(len(names)) as pool:
+        futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, template, progress.update)
+                   for n in names}
+        for name, future in futures.items():
+            results[name] = future.result()
+            if name == TEMPLATE and results[name].ok:  # its stack.sh's phases and endpoints
+                stacked.problems = results[name].problems  # the day-one step's, tried again as seat-01
+                results[name] = stacked
+            record(lab_dir, [results[name]])
+            progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
+    if request.snapshot is not None:
         for name in names:
             if results[name].ok:
                 try:
-                    snapshot(name, records.read(lab_dir).stack[name])
+                    request.snapshot(name, records.read(lab_dir).stack[name])
                 except LabctlError as exc:
                     reporter.warn(f"{name}: stacked, but no snapshot: {exc.message}")
     return StackRun({n: results[n] for n in names})

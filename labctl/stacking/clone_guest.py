@@ -1,5 +1,5 @@
 """What runs inside every seat of a cloned classroom, as root, to make its copy of the template its
-own seat. Pure text: the script is uploaded and run by labctl.classroom.clone; its values come in a
+own seat. Pure text: the script is uploaded and run by labctl.stacking.clone; its values come in a
 JSON file of mode 0600 that it deletes at once (secrets never on a command line).
 
 Every seat starts as an exact copy of the template's stacked disk: seat-01's name, address, SSH
@@ -7,7 +7,7 @@ host keys and machine-id, Keystone's token keys, and the *template's* passwords 
 with passwords of no seat, so that no seat's own secret is ever on the shared base, not even in its
 free blocks). Each of those is replaced here, DevStack's services stopped meanwhile:
 - the hostname (/etc/hostname, /etc/hosts) and labctl's key for the login user (the machine-id is
-  the seat's own already: labctl.classroom.clone's unit put it back before the network started);
+  the seat's own already: labctl.stacking.clone's unit put it back before the network started);
 - the seat's own address: on its interface, and in every file under /etc and DevStack's own files
   (.stackenv, .localrc.auto, local.conf, clouds.yaml, its logs...), then in Keystone's catalog;
 - the seat's own passwords: in those files, MySQL's (ALTER USER), RabbitMQ's when it runs, and the

@@ -1,0 +1,38 @@
+"""DevStack on a lab's machines: the one `stack` use-case, which `labctl up` and `labctl stack` call.
+
+- request.py      what a command asks (StackRequest)
+- machines.py     machine by machine: each machine's local.conf pushed and stack.sh run, in parallel,
+                  computes after their controller; records, credentials, the served git mirrors
+- clone.py        a classroom at the speed of one seat: seat-01 stacked once, every seat made from its disk
+- clone_guest.py  what runs inside each copy to make it its own seat (pure text)
+- pool.py         the threads machines are worked on in, stopped at once on Ctrl-C or SIGTERM
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from labctl.stacking.clone import clone_applies, stack_classroom
+from labctl.stacking.machines import StackRun, machines_to_stack, stack_lab
+from labctl.stacking.request import StackRequest
+
+__all__ = ["StackRequest", "StackRun", "stack"]
+
+if TYPE_CHECKING:
+    from labctl.inventory import MachineStatus
+    from labctl.model import Lab
+    from labctl.protocols import HypervisorPort
+    from labctl.state import LabDir
+
+
+def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, hypervisor: HypervisorPort,
+          request: StackRequest) -> StackRun | None:
+    """The machines that need DevStack get it; None when every one has stacked fine already. A
+    classroom whose seats all need it is stacked once and cloned (the strategy of clone.py); any other
+    lab, a chosen set of machines, or --clean, machine by machine (machines.py)."""
+    names = [m.name for m in machines_to_stack(lab, lab_dir, request.names, request.everything)]
+    if clone_applies(lab, names) and not request.clean:
+        return stack_classroom(lab, lab_dir, statuses, reporter, hypervisor, names, request)
+    return stack_lab(lab, lab_dir, statuses, reporter, names=request.names, everything=request.everything,
+                     clean=request.clean, cache=request.cache, snapshot=request.snapshot, caches=request.caches)

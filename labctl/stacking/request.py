@@ -1,0 +1,24 @@
+"""What a command asks of stacking: which machines, how, and what to do as each one stacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labctl.cache.services import Endpoints
+    from labctl.inventory import MachineStatus
+    from labctl.records import StackRecord
+
+
+@dataclass(frozen=True)
+class StackRequest:
+    names: Sequence[str] = ()  # these machines (none: every machine that has not stacked fine)
+    everything: bool = False   # every machine, stacked fine or not
+    clean: bool = False        # unstack.sh and clean.sh first; never cloned
+    cache: Path | None = None  # labctl's cache (the copies of served git mirrors); None: the default
+    caches: Endpoints | None = None  # the host's package caches, when the lab uses them
+    snapshot: Callable[[str, StackRecord], None] | None = None  # each machine's `stacked` snapshot
+    fence: Callable[[Sequence[MachineStatus]], None] | None = None  # a classroom's copies fenced in once booted
