@@ -13,13 +13,18 @@ What the filter, `labctl-fence-1`, does on each card it is put on:
   learned: a seat cannot take another seat's address and have the host send it that seat's traffic);
   `allow-dhcp-server`: DHCP's broadcast out, and answers from the host's DHCP server alone;
 - of the host, only the ports meant for machines (DNS, the package caches, the git daemon; `HOST_TCP`),
-  and DHCP; every other address of the host is dropped (`HOST_ADDRESS`), and so is any other machine on
-  the same network reached through the host (libvirt forwards from a bridge back into it);
+  and DHCP; every other address of the host is dropped (`HOST_ADDRESS`), and so is every libvirt
+  network's subnet (`LIBVIRT_NET`/`LIBVIRT_MASK`): another machine on the same network reached through
+  the host (libvirt forwards from a bridge back into it), and any machine of another lab;
 - everything else (the internet, through the host's NAT) is let through.
 
-A machine of another lab is on another lab network, which libvirt already refuses to route into; on
-the management network the filter keeps them apart. Machines of one lab that is no classroom talk to
-each other on their lab network freely (a controller and its computes): that card is not fenced.
+Why the other labs' networks must be in the filter: libvirt refuses to route into a NAT network, but
+for a filtered card it accepts whatever the filter let through before its own refusal is reached (its
+`libvirt-in-post` chain), so a fenced machine would reach every other lab's lab network, which no
+filter guards (a lab that is no classroom keeps it open between its own machines). A network made
+after a card was fenced is added to that card's filter by the next fence on the host (every `up`):
+`refreshed_interfaces`. Machines of one lab that is no classroom talk to each other on their lab
+network freely (a controller and its computes): that card is not fenced.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 
 from labctl.names import MANAGEMENT_NETWORK
 
-FILTER = "labctl-fence-1"
+FILTER = "labctl-fence-2"  # the rules' version: a new version is a new name (see fences.py)
 DNS_PORT = 53
 
 FILTER_XML = f"""<filter name='{FILTER}' chain='root'>
@@ -56,7 +61,7 @@ FILTER_XML = f"""<filter name='{FILTER}' chain='root'>
     <all dstipaddr='$HOST_ADDRESS'/>
   </rule>
   <rule action='drop' direction='out' priority='200'>
-    <all dstipaddr='$NETWORK' dstipmask='$NETMASK'/>
+    <all dstipaddr='$LIBVIRT_NET[@1]' dstipmask='$LIBVIRT_MASK[@1]'/>
   </rule>
   <rule action='accept' direction='out' priority='300'>
     <all/>
@@ -95,18 +100,32 @@ def gateway(network_xml: str) -> Gateway | None:
     return Gateway(str(mac.get("address")), address, str(net))
 
 
-def filterref(fence: Fence, gw: Gateway, host_addresses: Iterable[str], host_tcp: Iterable[int]) -> ET.Element:
-    """The <filterref> for one card: its own address, its gateway, the host's addresses and ports."""
-    net = ipaddress.IPv4Network(gw.cidr)
+def filterref(fence: Fence, gw: Gateway, host_addresses: Iterable[str], host_tcp: Iterable[int],
+              networks: Iterable[str]) -> ET.Element:
+    """The <filterref> for one card: its own address, its gateway, the host's addresses and ports, and
+    the subnet of every libvirt network on the host (its own among them)."""
     ref = ET.Element("filterref", {"filter": FILTER})
     params: list[tuple[str, str]] = [("IP", ip) for ip in fence.ips]
-    params += [("GATEWAY_MAC", gw.mac), ("GATEWAY_IP", gw.address), ("DHCPSERVER", gw.address),
-                                     ("NETWORK", str(net.network_address)), ("NETMASK", str(net.netmask))]
-    params += [("HOST_ADDRESS", a) for a in sorted(set(host_addresses) | {gw.address})]
+    params += [("GATEWAY_MAC", gw.mac), ("GATEWAY_IP", gw.address), ("DHCPSERVER", gw.address)]
     params += [("HOST_TCP", str(p)) for p in sorted(set(host_tcp) | {DNS_PORT})]
+    params += _host_params(host_addresses, [gw.address], networks)
     for name, value in params:
         ET.SubElement(ref, "parameter", {"name": name, "value": value})
     return ref
+
+
+# What a card's filter says of the host as a whole: it changes when a network comes or goes.
+HOST_PARAMS = ("HOST_ADDRESS", "LIBVIRT_NET", "LIBVIRT_MASK")
+
+
+def _host_params(host_addresses: Iterable[str], gateway_addresses: Iterable[str],
+                 networks: Iterable[str]) -> list[tuple[str, str]]:
+    """The host's addresses, and every libvirt network's subnet as two lists walked side by side
+    (nwfilter's `$LIBVIRT_NET[@1]` with `$LIBVIRT_MASK[@1]`: one rule per network)."""
+    nets = sorted({ipaddress.IPv4Network(n) for n in networks})
+    return [*(("HOST_ADDRESS", a) for a in sorted(set(host_addresses) | set(gateway_addresses))),
+            *(("LIBVIRT_NET", str(n.network_address)) for n in nets),
+            *(("LIBVIRT_MASK", str(n.prefixlen)) for n in nets)]
 
 
 def cards(domain_xml: str) -> dict[str, tuple[ET.Element, str]]:
@@ -138,7 +157,32 @@ def fenced_interfaces(domain_xml: str, fences: Sequence[Fence], gateways: dict[s
         iface = by_network[fence.network][0]
         for old in iface.findall("filterref"):
             iface.remove(old)
-        iface.append(filterref(fence, gateways[fence.network], addresses, host_tcp))
+        iface.append(filterref(fence, gateways[fence.network], addresses, host_tcp,
+                               [g.cidr for g in gateways.values()]))
+        out.append(ET.tostring(iface, encoding="unicode"))
+    return out
+
+
+def refreshed_interfaces(domain_xml: str, gateways: dict[str, Gateway], host_addresses: Iterable[str]) -> list[str]:
+    """The domain's fenced cards whose view of the host is out of date, brought up to date: the XML to
+    give libvirt's update-device (nothing when all are current). A card fenced before another lab's
+    network existed would reach that lab's machines: libvirt accepts what a card's filter let through
+    and never applies its own refusal to route into a NAT network (its `libvirt-in-post` chain)."""
+    out = []
+    addresses = list(host_addresses)
+    for network, (iface, _mac) in cards(domain_xml).items():
+        ref = iface.find("filterref")
+        if ref is None or ref.get("filter") != FILTER or network not in gateways:
+            continue
+        before = [(str(p.get("name")), str(p.get("value"))) for p in ref.iterfind("parameter")]
+        kept = [(n, v) for n, v in before if n not in HOST_PARAMS]
+        wanted = kept + _host_params(addresses, [gateways[network].address], [g.cidr for g in gateways.values()])
+        if wanted == before:
+            continue
+        for old in list(ref):
+            ref.remove(old)
+        for name, value in wanted:
+            ET.SubElement(ref, "parameter", {"name": name, "value": value})
         out.append(ET.tostring(iface, encoding="unicode"))
     return out
 

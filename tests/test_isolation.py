@@ -4,6 +4,7 @@ tests/test_clone_vm.py (a seat probing another seat and the host as root)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
@@ -53,9 +54,12 @@ def test_each_card_is_held_to_its_own_address_its_gateway_and_the_host_s_ports()
                                             [9418, 3148, 3149])
     assert params(mgmt) == [
         ("IP", "192.168.121.40"), ("GATEWAY_MAC", "52:54:00:bd:d4:23"), ("GATEWAY_IP", "192.168.121.1"),
-        ("DHCPSERVER", "192.168.121.1"), ("NETWORK", "192.168.121.0"), ("NETMASK", "255.255.255.0"),
+        ("DHCPSERVER", "192.168.121.1"),
+        ("HOST_TCP", "53"), ("HOST_TCP", "3148"), ("HOST_TCP", "3149"), ("HOST_TCP", "9418"),
         ("HOST_ADDRESS", "192.0.2.2"), ("HOST_ADDRESS", "192.168.121.1"),
-        ("HOST_TCP", "53"), ("HOST_TCP", "3148"), ("HOST_TCP", "3149"), ("HOST_TCP", "9418")]
+        # Every libvirt network's subnet, its own included, as two lists walked side by side.
+        ("LIBVIRT_NET", "192.168.121.0"), ("LIBVIRT_NET", "192.168.145.0"),
+        ("LIBVIRT_MASK", "24"), ("LIBVIRT_MASK", "24")]
     # The card's other filter is replaced, never stacked beside labctl's (libvirt takes one).
     assert mgmt.count("<filterref") == 1 and "clean-traffic'" not in mgmt and "<target dev=\"vnet4\"" in mgmt
     assert ("IP", "192.168.145.12") in params(lab) and ("GATEWAY_IP", "192.168.145.1") in params(lab)
@@ -79,6 +83,33 @@ def test_what_is_fenced_is_read_back() -> None:
     assert not isolation.is_fenced(DOMAIN_XML, "vagrant-libvirt")  # libvirt's clean-traffic is not labctl's
     assert not isolation.is_fenced(domain, "labctl-x") and not isolation.is_fenced(domain, "nowhere")
     assert isolation.cards(DOMAIN_XML)["vagrant-libvirt"][1] == "52:54:00:aa:00:01"  # MACs compared lowercase
+
+
+def test_a_network_made_later_reaches_the_filter_of_every_card_fenced_before() -> None:
+    """Another lab's network, made after a seat was fenced: the seat's cards learn of it (libvirt
+    accepts what a card's filter lets through, so a subnet missing there is a way into that lab)."""
+    fences = [Fence("vagrant-libvirt", ("192.168.121.40",)), Fence("labctl-x", ("192.168.145.12",))]
+    # The domain as libvirt holds it once its cards are fenced (what update-device did).
+    domain = ET.fromstring(DOMAIN_XML)  # noqa: S314 - the test's own XML
+    devices = domain.find("devices")
+    assert devices is not None
+    for xml in isolation.fenced_interfaces(DOMAIN_XML, fences, GATEWAYS, ["192.0.2.2"], [9418]):
+        card = ET.fromstring(xml)  # noqa: S314 - labctl's own XML
+        mac = card.find("mac").get("address")  # type: ignore[union-attr]
+        old = next(i for i in devices.iterfind("interface") if i.find("mac").get("address") == mac)  # type: ignore[union-attr]
+        devices.insert(list(devices).index(old), card)
+        devices.remove(old)
+    fenced = ET.tostring(domain, encoding="unicode")
+    assert isolation.refreshed_interfaces(fenced, GATEWAYS, ["192.0.2.2"]) == []  # nothing new: nothing to do
+    later = {**GATEWAYS, "labctl-y": Gateway("52:54:00:77:00:01", "10.20.0.1", "10.20.0.0/16")}
+    mgmt, lab = isolation.refreshed_interfaces(fenced, later, ["192.0.2.2"])
+    for card, own in ((mgmt, "192.168.121.40"), (lab, "192.168.145.12")):
+        got = params(card)
+        assert [v for n, v in got if n == "LIBVIRT_NET"] == ["10.20.0.0", "192.168.121.0", "192.168.145.0"]
+        assert [v for n, v in got if n == "LIBVIRT_MASK"] == ["16", "24", "24"]
+        assert ("IP", own) in got and ("HOST_TCP", "9418") in got  # what is the card's own is kept
+    # The card on the bridge carries no filter of labctl's: left alone.
+    assert all("br0" not in xml for xml in (mgmt, lab))
 
 
 def test_a_seat_is_fenced_on_both_networks_a_lab_machine_on_the_management_one() -> None:
@@ -160,10 +191,28 @@ def test_the_host_holds_the_fence_and_an_older_snapshot_keeps_it(tmp_path: Path)
                                 text=True, check=True).stdout
         gw = isolation.gateway(conn.networkLookupByName(MANAGEMENT_NETWORK).XMLDesc())
         assert gw is not None and f"-s {gw.mac} -j ACCEPT" in frames and frames.rstrip().endswith("-j DROP")
+        # Another lab's network, made after the machine was fenced: libvirt would let the machine into it
+        # (it accepts what the card's filter passed), so the next fence on the host adds it to the filter.
+        later = f"labctl-fence-net-{uuid.uuid4().hex[:4]}"
+        subnet = f"10.250.{uuid.uuid4().int % 250 + 1}"
+        assert f"-d {subnet}.0/24 -j DROP" not in rules
+        net = conn.networkDefineXML(f"<network><name>{later}</name><forward mode='nat'/>"
+                                    f"<ip address='{subnet}.1' netmask='255.255.255.0'/></network>")
+        net.create()
+        hypervisor.refresh_fences()
+        for flags in (0, libvirt.VIR_DOMAIN_XML_INACTIVE):  # running, and as it will start next time
+            card = isolation.cards(dom.XMLDesc(flags))[MANAGEMENT_NETWORK][0]
+            assert ("LIBVIRT_NET", f"{subnet}.0") in params(ET.tostring(card, encoding="unicode"))
+        rules = subprocess.run(["iptables", "-S", f"FI-{vnet}"], capture_output=True, text=True, check=True).stdout
+        assert f"-d {subnet}.0/24 -j DROP" in rules and "-d 192.168.121.0/24 -j DROP" in rules
         hypervisor.revert_snapshot(name, "before")  # a snapshot of the card without its filter
         assert isolation.is_fenced(dom.XMLDesc(), MANAGEMENT_NETWORK)
         assert isolation.is_fenced(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), MANAGEMENT_NETWORK)
     finally:
         hypervisor.remove_leftovers([name], f"labctl-fence-none-{uuid.uuid4().hex[:4]}")
+        with contextlib.suppress(libvirt.libvirtError, NameError):
+            gone = conn.networkLookupByName(later)
+            gone.destroy()
+            gone.undefine()
         hypervisor.close()
         disk.unlink(missing_ok=True)
