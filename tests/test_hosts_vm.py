@@ -5,11 +5,14 @@ labctl's transport. Its machines are reached through that host as a gateway. Slo
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from sshd import Sshd, make_sshd
 
 from conftest import Result, leave_nothing, libvirt_names
@@ -35,6 +38,14 @@ def two_host_lab(vm_env: Path) -> Iterator[str]:
 def statuses(run: Callable[..., Result]) -> dict[str, dict[str, object]]:
     result = run("status", "--json")
     return {m["name"]: m for m in json.loads(result.out)["machines"]}
+
+
+def ansible_ssh(host: dict[str, str], command: str) -> subprocess.CompletedProcess[str]:
+    """What Ansible's ssh connection runs for an inventory host: its common args, then user, key, address."""
+    argv = ["ssh", *shlex.split(host["ansible_ssh_common_args"]), "-o", f"User={host['ansible_user']}",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-i", host["ansible_ssh_private_key_file"],
+            host["ansible_host"], command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
 
 
 def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path, tmp_path: Path,
@@ -91,6 +102,11 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
     config = run("ssh-config").out
     bravo_block = config[config.index("Host bravo"):]
     assert "ProxyCommand ssh" in bravo_block and f"-p {far_host.port}" in bravo_block
+    # The Ansible inventory reaches both, bravo through the far host: the ssh command Ansible's ssh
+    # connection makes from it (Ansible itself is not installed here; its ssh plugin runs exactly this).
+    hosts = yaml.safe_load(run("inventory").out)["all"]["hosts"]
+    assert {name: ansible_ssh(hosts[name], "hostname").stdout.strip() for name in ("alpha", "bravo")} == {
+        "alpha": "alpha", "bravo": "bravo"}
 
     # halt and resume act on each machine's host.
     assert run("halt").code == 0
@@ -110,6 +126,8 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
     assert statuses(run)["alpha"]["state"] == "running"
     alone = run("exec", "alpha", "--json", "--", "hostname")
     assert alone.code == 0 and json.loads(alone.out)["alpha"]["stdout"].strip() == "alpha"
+    assert ansible_ssh(hosts["bravo"], "hostname").returncode != 0  # it went through the far host
+    assert ansible_ssh(hosts["alpha"], "hostname").stdout.strip() == "alpha"
     refused = run("destroy", "-y")
     assert refused.code != 0 and "host far" in refused.err
     assert (labctl_home / "labs" / two_host_lab).is_dir()  # nothing removed while a host is missing
