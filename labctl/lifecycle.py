@@ -1,4 +1,5 @@
-"""Use-cases of a lab's machines: up, status, halt, resume, destroy, list, ssh, exec, boxes.
+"""Use-cases of a lab's machines: up, halt, resume, destroy, list (ssh and exec: machine_access.py;
+boxes: boxes.py).
 
 Each takes its drivers' settings (Context) and a Reporter for progress; none prints or exits.
 """
@@ -6,23 +7,21 @@ Each takes its drivers' settings (Context) and a Reporter for progress; none pri
 from __future__ import annotations
 
 import functools
-import shlex
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from labctl import records
+from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.hosts.placement import sum_text
-from labctl.inventory import MachineStatus, host_of, lab_status, running
+from labctl.inventory import MachineStatus, lab_status
 from labctl.names import domain_name, network_name
-from labctl.sshopts import MachineSsh, argv, config_lines
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
@@ -31,17 +30,7 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
     from labctl.host import HostFacts
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
-    from labctl.protocols import Capacity, VagrantPort
-
-
-class Reporter(Protocol):
-    def step(self, text: str) -> None: ...
-    def warn(self, text: str) -> None: ...
-    def machines(self, names: Sequence[str], verb: str) -> AbstractContextManager[MachineProgress]: ...
-
-
-class MachineProgress(Protocol):
-    def update(self, name: str, text: str) -> None: ...
+    from labctl.protocols import Capacity, Reporter, VagrantPort
 
 
 def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
@@ -61,10 +50,6 @@ def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
     reporter.step(f"the machines fetch packages through the host's caches at {ends.address}"
                   + (" (offline: only what they hold)" if ends.offline else ""))
     return ends
-
-
-class BoxUnavailable(LabctlError):
-    """A machine's box is neither present nor obtainable."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,80 +76,6 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
     if too_wide:
         raise NotEnoughResources(f"{', '.join(too_wide)}: more vCPUs than the host's {cap.cpus} CPUs",
                                  hint="lower cpus: in lab.yaml")
-
-
-# ---------------------------------------------------------------------------------------------
-# Boxes
-
-
-def cache_driver(ctx: Context) -> VagrantPort:
-    """Vagrant run from labctl's cache folder: for boxes, and for labs not written yet."""
-    ctx.cache.mkdir(parents=True, exist_ok=True)
-    return ctx.vagrant(ctx.cache, ctx.cache / "logs" / "vagrant.log")
-
-
-def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str) -> dict[str, str]:
-    """Make every machine's box available to Vagrant. Returns the swaps made: catalogue box ->
-    locally built box, where the catalogue's cannot be fetched and labctl can build it."""
-    from labctl.boxbuild import box_spec, build_box, local_box_name
-    from labctl.proc import CommandFailed
-
-    present = driver.box_names()
-    chosen: dict[str, str] = {}
-    for m in lab.machines:
-        if m.box in chosen or m.box in present:
-            continue
-        release = m.release
-        local = local_box_name(release) if release.local_build and m.box == release.box else None
-        if local and local in present:
-            reporter.step(f"using the locally built box {local} for {release.ref}")
-            chosen[m.box] = local
-            continue
-        try:
-            reporter.step(f"fetching box {m.box}")
-            driver.box_add(m.box, m.box)
-            present.add(m.box)
-            continue
-        except CommandFailed as exc:
-            if not local:
-                raise BoxUnavailable(f"box {m.box} is not on this host and cannot be fetched ({exc.message})",
-                                     hint="check the network to Vagrant's box registry, or set box: in"
-                                          " lab.yaml to a box you have (vagrant box list)") from None
-            reporter.warn(f"box {m.box} cannot be fetched ({exc.tail.splitlines()[-1] if exc.tail else exc.code});"
-                          f" using {local}, built from Debian's packages")
-        spec = box_spec(release, ctx.cache)
-        if not spec.file.is_file():
-            reporter.step(f"building box {local} (about a minute; cached in {spec.file})")
-            build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
-        reporter.step(f"adding box {local} to Vagrant")
-        add_built_box(driver, spec)
-        present.add(local)
-        chosen[m.box] = local
-    return chosen
-
-
-def build_box_command(distro: str, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
-                      catalog: Any) -> tuple[str, Path]:
-    """`labctl box build DISTRO`: build (always anew) and add the box to Vagrant."""
-    from labctl.boxbuild import box_spec, build_box
-
-    spec = box_spec(catalog.resolve(distro), ctx.cache)
-    build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
-    reporter.step(f"adding box {spec.name} to Vagrant")
-    add_built_box(driver, spec)
-    return spec.name, spec.file
-
-
-def add_built_box(driver: VagrantPort, spec: Any) -> None:
-    """Add a built box with a version (from its file's age): vagrant-libvirt names the box's base
-    volume after it, so the same file is uploaded to libvirt once, not once per `box add`."""
-    import json
-
-    version = f"{spec.release.version.split('.')[0]}.0.{int(spec.file.stat().st_mtime)}"
-    metadata = spec.file.with_suffix(".json")
-    metadata.write_text(json.dumps({"name": spec.name, "versions": [{"version": version, "providers": [
-        {"name": "libvirt", "url": spec.file.resolve().as_uri()}]}]}))
-    driver.box_add(spec.name, str(metadata), force=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,59 +316,3 @@ def list_labs(ctx: Context) -> Iterator[LabSummary]:
         lab_dir = ctx.home.lab(name)
         statuses = lab_status(lab_dir, hv, ctx)
         yield LabSummary(name, len(statuses), dict(Counter(s.state for s in statuses)), lab_dir.path)
-
-
-# ---------------------------------------------------------------------------------------------
-# ssh / exec
-
-
-def _key(lab_dir: LabDir, machine: str) -> Path:
-    key = lab_dir.private_key(machine)
-    if not key.is_file():
-        raise LabctlError(f"{machine} has no SSH key yet (it was never brought up)",
-                          hint=f"labctl up --lab {lab_dir.name}")
-    return key
-
-
-def machine_ssh(lab_dir: LabDir, status: MachineStatus) -> MachineSsh:
-    return MachineSsh(_key(lab_dir, status.name), lab_dir.known_hosts, status.proxy)
-
-
-def ssh_options(lab_dir: LabDir, machine: str) -> list[str]:
-    """ssh's options for a lab machine on this host (labctl.sshopts)."""
-    return argv(MachineSsh(_key(lab_dir, machine), lab_dir.known_hosts))
-
-
-def ssh_argv(lab_dir: LabDir, status: MachineStatus, command: Sequence[str]) -> list[str]:
-    running([status], lab_dir.name)
-    line = ["ssh", *argv(machine_ssh(lab_dir, status)), f"{status.user}@{status.ssh_address}"]
-    if command:
-        line += ["--", remote_command(command)]
-    return line
-
-
-def remote_command(command: Sequence[str]) -> str:
-    """One argument is a shell command line as typed (like ssh); several are quoted word by word."""
-    return command[0] if len(command) == 1 else shlex.join(command)
-
-
-def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
-    blocks = []
-    for s in statuses:
-        if s.ssh_address is None or not lab_dir.private_key(s.name).is_file():
-            blocks.append(f"# {s.name}: {s.state}, no address\n")
-            continue
-        lines = [f"Host {s.name} {lab_dir.name}-{s.name}", f"  HostName {s.ssh_address}", f"  User {s.user}",
-                 "  Port 22", *config_lines(machine_ssh(lab_dir, s))]
-        blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
-
-
-def exec_on(lab_dir: LabDir, statuses: Sequence[MachineStatus], command: Sequence[str],
-            timeout: float | None = None) -> dict[str, Any]:
-    from labctl.remote import run_parallel
-
-    running(statuses, lab_dir.name)
-    for s in statuses:
-        _key(lab_dir, s.name)  # a machine never brought up has no key: say so before connecting
-    return run_parallel([host_of(lab_dir, s) for s in statuses], remote_command(command), timeout=timeout)

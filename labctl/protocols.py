@@ -8,7 +8,8 @@ is as good as libvirt to them, and a second host is one more object answering th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -100,3 +101,15 @@ class VagrantPort(Protocol):
     def box_names(self) -> set[str]: ...
     def box_list(self) -> list[tuple[str, str, str]]: ...
     def box_add(self, name: str, url: str, force: bool = False) -> None: ...
+
+
+class Reporter(Protocol):
+    """Where a use-case says what it is doing: labctl.ui's console, or a test's recorder."""
+
+    def step(self, text: str) -> None: ...
+    def warn(self, text: str) -> None: ...
+    def machines(self, names: Sequence[str], verb: str) -> AbstractContextManager[MachineProgress]: ...
+
+
+class MachineProgress(Protocol):
+    def update(self, name: str, text: str) -> None: ...

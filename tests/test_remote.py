@@ -67,7 +67,7 @@ def test_users_fabric_and_ssh_configs_never_reach_lab_connections(servers: list[
     import os
     import subprocess
 
-    from labctl.lifecycle import ssh_options
+    from labctl.machine_access import ssh_options
     from labctl.remote import connect
     from labctl.state import LabDir
 
@@ -135,7 +135,7 @@ def test_ssh_ssh_config_and_the_ansible_inventory_say_the_same(tmp_path: Path) -
 
     from labctl.ansible_inventory import inventory
     from labctl.inventory import MachineStatus
-    from labctl.lifecycle import ssh_argv, ssh_config
+    from labctl.machine_access import ssh_argv, ssh_config
     from labctl.state import LabDir
 
     lab_dir = LabDir("duo", tmp_path / "My Labs" / "duo")

@@ -146,7 +146,7 @@ def list_(as_json: bool) -> None:
 def ssh(lab_file: Path | None, lab_name: str | None, machine: str) -> None:
     """Open a shell on MACHINE, or run a command: labctl ssh MACHINE -- CMD."""
     from labctl.inventory import pick_machines
-    from labctl.lifecycle import ssh_argv
+    from labctl.machine_access import ssh_argv
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     (status,) = pick_machines(lab_statuses(lab_dir), [machine], False)
@@ -159,7 +159,7 @@ def ssh(lab_file: Path | None, lab_name: str | None, machine: str) -> None:
 @lab_options
 def ssh_config(lab_file: Path | None, lab_name: str | None) -> None:
     """Print an OpenSSH config block for every machine (for ssh -F, scp, rsync, editors)."""
-    from labctl.lifecycle import ssh_config as render
+    from labctl.machine_access import ssh_config as render
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     click.echo(render(lab_dir, lab_statuses(lab_dir)), nl=False)
@@ -178,7 +178,7 @@ def exec_(lab_file: Path | None, lab_name: str | None, everything: bool, timeout
     Exits non-zero if the command failed (or could not run) on any machine.
     """
     from labctl.inventory import pick_machines
-    from labctl.lifecycle import exec_on
+    from labctl.machine_access import exec_on
 
     command = remote_words()
     if not command:

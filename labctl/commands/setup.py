@@ -59,8 +59,8 @@ def box() -> None:
 @click.option("--mirror", metavar="URL", help=MIRROR_HELP)
 def box_build(distro: str, mirror: str | None) -> None:
     """Build a box of DISTRO from its packages (offline from box registries) and add it to Vagrant."""
+    from labctl.boxes import build_box_command, cache_driver
     from labctl.catalog import default_catalog
-    from labctl.lifecycle import build_box_command, cache_driver
 
     ctx = command_context()
     reporter = make_reporter()
@@ -72,7 +72,7 @@ def box_build(distro: str, mirror: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the boxes as JSON.")
 def box_list(as_json: bool) -> None:
     """List the boxes Vagrant has on this host."""
-    from labctl.lifecycle import cache_driver
+    from labctl.boxes import cache_driver
 
     boxes = cache_driver(command_context()).box_list()
     if as_json:

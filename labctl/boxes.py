@@ -1,0 +1,91 @@
+"""Use-case: the boxes a lab's machines boot from, made available to Vagrant: fetched from its
+registry, or built here from Debian's packages where the catalogue says so (labctl.boxbuild)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labctl.errors import LabctlError
+
+if TYPE_CHECKING:
+    from labctl.context import Context
+    from labctl.model import Lab
+    from labctl.protocols import Reporter, VagrantPort
+
+
+class BoxUnavailable(LabctlError):
+    """A machine's box is neither present nor obtainable."""
+
+
+
+def cache_driver(ctx: Context) -> VagrantPort:
+    """Vagrant run from labctl's cache folder: for boxes, and for labs not written yet."""
+    ctx.cache.mkdir(parents=True, exist_ok=True)
+    return ctx.vagrant(ctx.cache, ctx.cache / "logs" / "vagrant.log")
+
+
+def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str) -> dict[str, str]:
+    """Make every machine's box available to Vagrant. Returns the swaps made: catalogue box ->
+    locally built box, where the catalogue's cannot be fetched and labctl can build it."""
+    from labctl.boxbuild import box_spec, build_box, local_box_name
+    from labctl.proc import CommandFailed
+
+    present = driver.box_names()
+    chosen: dict[str, str] = {}
+    for m in lab.machines:
+        if m.box in chosen or m.box in present:
+            continue
+        release = m.release
+        local = local_box_name(release) if release.local_build and m.box == release.box else None
+        if local and local in present:
+            reporter.step(f"using the locally built box {local} for {release.ref}")
+            chosen[m.box] = local
+            continue
+        try:
+            reporter.step(f"fetching box {m.box}")
+            driver.box_add(m.box, m.box)
+            present.add(m.box)
+            continue
+        except CommandFailed as exc:
+            if not local:
+                raise BoxUnavailable(f"box {m.box} is not on this host and cannot be fetched ({exc.message})",
+                                     hint="check the network to Vagrant's box registry, or set box: in"
+                                          " lab.yaml to a box you have (vagrant box list)") from None
+            reporter.warn(f"box {m.box} cannot be fetched ({exc.tail.splitlines()[-1] if exc.tail else exc.code});"
+                          f" using {local}, built from Debian's packages")
+        spec = box_spec(release, ctx.cache)
+        if not spec.file.is_file():
+            reporter.step(f"building box {local} (about a minute; cached in {spec.file})")
+            build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
+        reporter.step(f"adding box {local} to Vagrant")
+        add_built_box(driver, spec)
+        present.add(local)
+        chosen[m.box] = local
+    return chosen
+
+
+def build_box_command(distro: str, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
+                      catalog: Any) -> tuple[str, Path]:
+    """`labctl box build DISTRO`: build (always anew) and add the box to Vagrant."""
+    from labctl.boxbuild import box_spec, build_box
+
+    spec = box_spec(catalog.resolve(distro), ctx.cache)
+    build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
+    reporter.step(f"adding box {spec.name} to Vagrant")
+    add_built_box(driver, spec)
+    return spec.name, spec.file
+
+
+def add_built_box(driver: VagrantPort, spec: Any) -> None:
+    """Add a built box with a version (from its file's age): vagrant-libvirt names the box's base
+    volume after it, so the same file is uploaded to libvirt once, not once per `box add`."""
+    import json
+
+    version = f"{spec.release.version.split('.')[0]}.0.{int(spec.file.stat().st_mtime)}"
+    metadata = spec.file.with_suffix(".json")
+    metadata.write_text(json.dumps({"name": spec.name, "versions": [{"version": version, "providers": [
+        {"name": "libvirt", "url": spec.file.resolve().as_uri()}]}]}))
+    driver.box_add(spec.name, str(metadata), force=True)
+
+
