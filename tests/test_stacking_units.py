@@ -10,10 +10,11 @@ import pytest
 from labctl import records
 from labctl.catalog import Catalog
 from labctl.errors import LabctlError
+from labctl.guest_network import proxy_files
 from labctl.inventory import devstack_states
 from labctl.model import Proxy, lab_from_dict
 from labctl.passwords import LabSecrets, Passwords
-from labctl.provision import StackResult, devstack_command, proxy_files
+from labctl.provision import StackResult, devstack_command
 from labctl.records import mark
 from labctl.stacking.machines import credentials, machines_to_stack, openrc, record
 from labctl.state import LabDir
