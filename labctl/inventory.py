@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from labctl import records
 from labctl.errors import LabctlError, LabNotFound
 from labctl.names import domain_name
-from labctl.stacklog import slowest
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # fabric and libvirt are imported only by the commands that connect
@@ -44,6 +43,8 @@ class MachineStatus:
         return next((a for a in self.addresses if a != self.lab_ip), self.lab_ip)
 
     def as_json(self) -> dict[str, Any]:
+        from labctl.stacklog import slowest  # here: plain `status` shows no phases
+
         return {"name": self.name, "role": self.role, "domain": self.domain, "state": self.state,
                 "ip": self.lab_ip, "addresses": list(self.addresses), "ssh_address": self.ssh_address,
                 "memory_mb": self.memory_mb, "vcpus": self.vcpus,

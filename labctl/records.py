@@ -18,12 +18,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from labctl.classroom.seats import Classroom, classroom_from_json, classroom_json
 from labctl.errors import LabctlError, LabNotFound, show
 from labctl.names import valid_name
 from labctl.state import LabDir
+
+if TYPE_CHECKING:
+    from labctl.classroom.seats import Classroom
 
 FORMAT = 1
 LAB_FORMAT = 1
@@ -197,12 +199,12 @@ class LabRecord:
                            if m is not None),
             boxes={k: v for k, v in boxes.items() if isinstance(k, str) and isinstance(v, str)}
             if isinstance(boxes, dict) else {},
-            classroom=classroom_from_json(raw.get("classroom")))
+            classroom=_classroom(raw.get("classroom")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": LAB_FORMAT, "name": self.name, "source": str(self.source) if self.source else None,
                 "labctl": self.labctl, "network": self.network, "machines": [m.to_dict() for m in self.machines],
-                "boxes": self.boxes, "classroom": classroom_json(self.classroom) if self.classroom else None}
+                "boxes": self.boxes, "classroom": _classroom_json(self.classroom) if self.classroom else None}
 
 
 def read_lab(lab_dir: LabDir) -> LabRecord:
@@ -217,3 +219,20 @@ def write_lab(lab_dir: LabDir, record: LabRecord) -> None:
 def lab_source(lab_dir: LabDir) -> Path:
     """The lab.yaml this lab is defined by (its copy in the lab's folder if none is recorded)."""
     return read_lab(lab_dir).source or lab_dir.lab_file
+
+
+# The classroom's record is the classroom feature's own (labctl.classroom.seats), imported only for a
+# lab that has one: storage does not depend on the feature, and `labctl status` of any other lab
+# never loads it.
+def _classroom(raw: object) -> Classroom | None:
+    if raw is None:
+        return None
+    from labctl.classroom.seats import classroom_from_json
+
+    return classroom_from_json(raw)
+
+
+def _classroom_json(classroom: Classroom) -> dict[str, Any]:
+    from labctl.classroom.seats import classroom_json
+
+    return classroom_json(classroom)

@@ -13,16 +13,17 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labctl.errors import LabctlError, LabNotFound
 from labctl.names import NAME_RE, SEAT_RE
-from labctl.passwords import PASSWORD_NAMES, SEAT_SECRET_NAMES, LabSecrets, Passwords, SeatSecrets
+
+if TYPE_CHECKING:  # imported where used: `labctl status` reads no secret
+    from labctl.passwords import LabSecrets
 
 # What ssh would read as something else in a path labctl hands it (UserKnownHostsFile, IdentityFile,
 # a ProxyCommand, ssh-config's lines): % and ${ are expanded, a quote ends the value, a newline
@@ -87,6 +88,8 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: `labctl status` never writes
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -181,6 +184,8 @@ class LabDir:
     def read_secrets(self) -> LabSecrets | None:
         """The lab's passwords and each seat's own (secrets.yaml); None before `plan` wrote them."""
         import yaml
+
+        from labctl.passwords import PASSWORD_NAMES, SEAT_SECRET_NAMES, LabSecrets, Passwords, SeatSecrets
 
         try:
             data = yaml.safe_load(self.secrets_file.read_text(encoding="utf-8"))

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from labctl.errors import printable
 from labctl.mirrors import redact
-from labctl.stacklog import DETAIL_SEP, slowest
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
     from rich.console import Console
@@ -144,6 +143,8 @@ class _LineMachines:
             reporter.step(f"{name}: {verb}")
 
     def update(self, name: str, text: str) -> None:
+        from labctl.stacklog import DETAIL_SEP  # here: `labctl status` parses no log
+
         if text.startswith("-- "):
             return  # vagrant's listing of domain settings
         head = text.split(DETAIL_SEP, 1)[0]
@@ -247,6 +248,8 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
         table.add_row(name, f"[{colours[r.status]}]{r.status}[/]", _duration(r.seconds) if r.seconds else "",
                       safe(r.phase), safe(r.dashboard or ""), safe(r.keystone or ""))
     console.print(table)
+    from labctl.stacklog import slowest
+
     for name, r in results.items():
         if r.phases:
             top = ", ".join(f"{phase} {_duration(seconds)}" for phase, seconds in slowest(r.phases))

@@ -96,6 +96,9 @@ def test_status_loads_only_what_it_needs(tmp_path: Path) -> None:
     assert {m for m in loaded if m.startswith("labctl.commands.")} == {"labctl.commands.app", "labctl.commands.shared",
                                                                       "labctl.commands.machines"}
     assert "labctl.model" not in loaded and "labctl.lifecycle" not in loaded
+    # Nor what only writing, stacking or fencing needs (each import costs milliseconds on a busy host).
+    assert not loaded & {"labctl.passwords", "labctl.isolation", "labctl.stacklog", "tempfile", "secrets",
+                         "labctl.classroom.seats"}  # a lab that is no classroom
 
 
 def test_the_readmes_map_lists_every_module() -> None:

@@ -3,7 +3,6 @@ closed by main), the reporter, JSON output, and the health checks both `up` and 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,8 @@ def labs_home() -> Any:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2))
 
 

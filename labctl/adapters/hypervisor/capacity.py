@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import libvirt
@@ -75,6 +74,8 @@ def _disk_free(conn: libvirt.virConnect, pool_name: str) -> tuple[int | None, st
         pass
     if not is_local(conn.getURI()):
         return None, f"storage pool {pool_name} (not made yet)"
+    import shutil
+
     path = IMAGES_DIR
     while not path.exists():
         path = path.parent

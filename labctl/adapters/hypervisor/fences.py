@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import libvirt
 
-from labctl import isolation
 from labctl.adapters.hypervisor.connection import Connected, is_local, libvirt_errors
 from labctl.errors import LabctlError
 from labctl.host import local_ipv4
+
+if TYPE_CHECKING:
+    from labctl import isolation
 
 
 class NotFenced(LabctlError):
@@ -22,6 +25,8 @@ class Fences(Connected):
         """Put labctl's filter on the domain's cards (running and as defined). A card without its own
         address (`Fence.ips`) is held to its DHCP leases. The host's addresses dropped: its side of every
         libvirt network, and all of its own when it is this machine (libvirt does not say a remote host's)."""
+        from labctl import isolation  # here: `labctl status` fences nothing
+
         # Defined once per host: the name carries the rules' version, and redefining a filter makes
         # libvirt rebuild the rules of every card using it (each seat's up would churn every other seat).
         try:
@@ -56,6 +61,8 @@ class Fences(Connected):
                                  *(g.address for g in gateways.values())])
 
     def _gateways(self) -> dict[str, isolation.Gateway]:
+        from labctl import isolation
+
         gateways = {}
         for net in self.conn.listAllNetworks():
             gw = isolation.gateway(net.XMLDesc())
@@ -64,6 +71,8 @@ class Fences(Connected):
         return gateways
 
     def _refresh(self, gateways: dict[str, isolation.Gateway], addresses: list[str]) -> None:
+        from labctl import isolation
+
         for dom in self.conn.listAllDomains():
             with contextlib.suppress(libvirt.libvirtError):  # a domain gone meanwhile has nothing to refresh
                 if dom.isActive():
@@ -77,6 +86,8 @@ class Fences(Connected):
 
 def _leased(dom: libvirt.virDomain, network: str) -> tuple[str, ...]:
     """The IPv4 addresses libvirt's DHCP server leased to the domain's card on `network`."""
+    from labctl import isolation
+
     card = isolation.cards(dom.XMLDesc()).get(network)
     if card is None:
         return ()
