@@ -17,7 +17,7 @@ from labctl.sshopts import MachineSsh, argv
 from labctl.state import LabDir
 
 if TYPE_CHECKING:
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
 
 
 def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.hosts.placement import sum_text
-from labctl.inventory import MachineStatus, lab_status
+from labctl.machine_status import MachineStatus, lab_status
 from labctl.names import domain_name, network_name
 from labctl.state import LabDir
 

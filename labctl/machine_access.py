@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import LabctlError
-from labctl.inventory import MachineStatus, host_of, running
+from labctl.machine_status import MachineStatus, host_of, running
 from labctl.sshopts import MachineSsh, argv, config_lines
 from labctl.state import LabDir
 

@@ -22,7 +22,7 @@ from labctl.names import domain_name
 from labctl.state import LabDir, atomic_write, load_json
 
 if TYPE_CHECKING:
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.protocols import HypervisorPort, SnapshotInfo, SnapshotPort
 
 STACKED = "stacked"
@@ -159,7 +159,7 @@ def restore(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], 
 
 def _set_clock(lab_dir: LabDir, status: MachineStatus, on_step: Callable[[str, str], None],
                timeout: float) -> Restored:
-    from labctl.inventory import host_of
+    from labctl.machine_status import host_of
     from labctl.remote import Session, SshUnreachable, wait_for_ssh
 
     on_step(status.name, "setting the clock")

@@ -15,9 +15,9 @@ if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status
 
     from labctl.catalog import Catalog
     from labctl.cloud.dayone import Outcome
-    from labctl.inventory import MachineStatus
     from labctl.lab import Plan
     from labctl.lifecycle import LabSummary
+    from labctl.machine_status import MachineStatus
     from labctl.provision import StackResult
 
 

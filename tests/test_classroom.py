@@ -306,7 +306,7 @@ def libvirt_test_driver() -> Iterator[Any]:
 
 def test_snapshots_save_list_restore_delete(tmp_path: Path, libvirt_test_driver: Any) -> None:
     from labctl import records, snapshots
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.provision import StackResult
     from labctl.stacking.machines import record
 

@@ -82,7 +82,7 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
 
     # labctl's own SSH to bravo goes through the far host (its ProxyCommand, with labctl's options).
     from labctl.context import Context
-    from labctl.inventory import host_of, lab_status
+    from labctl.machine_status import host_of, lab_status
     from labctl.state import LabHome
 
     ctx = Context(LabHome(labctl_home), vm_env / "cache", "qemu:///system", hosts_file=inventory)

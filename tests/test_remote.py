@@ -134,8 +134,8 @@ def test_ssh_ssh_config_and_the_ansible_inventory_say_the_same(tmp_path: Path) -
     import shlex
 
     from labctl.ansible_inventory import inventory
-    from labctl.inventory import MachineStatus
     from labctl.machine_access import ssh_argv, ssh_config
+    from labctl.machine_status import MachineStatus
     from labctl.state import LabDir
 
     lab_dir = LabDir("duo", tmp_path / "My Labs" / "duo")

@@ -11,7 +11,7 @@ from labctl import records
 from labctl.catalog import Catalog
 from labctl.errors import LabctlError
 from labctl.guest_network import proxy_files
-from labctl.inventory import devstack_states
+from labctl.machine_status import devstack_states
 from labctl.model import Proxy, lab_from_dict
 from labctl.passwords import LabSecrets, Passwords
 from labctl.provision import StackResult, devstack_command
@@ -141,7 +141,7 @@ def test_bad_certificates(catalog: Catalog, tmp_path: Path) -> None:
 
 def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) -> None:
     from labctl.adapters.hypervisor import Hypervisor
-    from labctl.inventory import lab_status
+    from labctl.machine_status import lab_status
 
     phases = [("starting", 180.0), ("Installing package prerequisites", 560.5),
               ("Installing OpenStack project source", 470.0), ("Starting Keystone", 610.0)]
@@ -174,7 +174,7 @@ def test_urls_come_only_from_what_devstack_said(lab_dir: LabDir) -> None:
 ])
 def test_hand_edited_records_never_crash(lab_dir: LabDir, stack: object) -> None:
     """state.json edited by hand: a record that cannot be read counts as "never ran"."""
-    from labctl.inventory import devstack_phases
+    from labctl.machine_status import devstack_phases
 
     lab_dir.state_file.write_text(json.dumps({"stack": stack}))
     creds = credentials(lab_dir)

@@ -124,7 +124,7 @@ def test_removing_a_trainee_moves_no_one_else(run: Callable[..., Result], isolat
 def test_the_sheet_names_each_seats_host_as_status_does(run: Callable[..., Result], isolated_home: Path,
                                                         labctl_home: Path) -> None:
     from labctl.classroom.access import build_sheet
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.state import LabHome
 
     (isolated_home / "lab.yaml").write_text("name: room\ndefaults: {memory: 1G, cpus: 1, disk: 10G}\n"

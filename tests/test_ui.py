@@ -39,7 +39,7 @@ def test_logs_get_one_line_per_change() -> None:
 
 
 def test_status_shows_each_machines_devstack() -> None:
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.ui import print_status
 
     def machine(name: str, state: str, devstack: str) -> MachineStatus:
@@ -98,7 +98,7 @@ def test_warnings_print_brackets_as_words() -> None:
 
 
 def test_status_of_a_classroom_shows_trainees_as_written() -> None:
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.ui import print_status
 
     out = io.StringIO()

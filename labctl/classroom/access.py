@@ -26,7 +26,7 @@ from labctl.state import LabDir, atomic_write
 
 if TYPE_CHECKING:
     from labctl.classroom.sheet import Sheet
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
 
 SSH_PORT = 22
 WEB_PORT = 80

@@ -19,7 +19,7 @@ from labctl import records
 from labctl.cloud.guest import DAY_ONE_SCRIPT
 from labctl.cloud.spec import CloudSpec
 from labctl.errors import LabctlError
-from labctl.inventory import MachineStatus, host_of, running
+from labctl.machine_status import MachineStatus, host_of, running
 from labctl.remote import Session
 
 if TYPE_CHECKING:

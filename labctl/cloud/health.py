@@ -14,7 +14,7 @@ from labctl import records
 from labctl.cloud.dayone import API_ROLES, Outcome, run_script
 from labctl.cloud.guest import HEALTH_SCRIPT
 from labctl.errors import LabctlError
-from labctl.inventory import MachineStatus, host_of
+from labctl.machine_status import MachineStatus, host_of
 from labctl.remote import RemoteCommandFailed, Session, SshUnreachable
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ def cloud(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: 
     lab.yaml. Exits 1 if a resource could not be made."""
     from labctl.catalog import default_catalog
     from labctl.cloud.dayone import make_cloud
-    from labctl.inventory import lab_status
     from labctl.lab import resolve_lab
+    from labctl.machine_status import lab_status
     from labctl.selection import LabRequest
 
     ctx = command_context()

@@ -178,9 +178,9 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     from labctl import stacking
     from labctl.catalog import default_catalog
     from labctl.host import read_host
-    from labctl.inventory import lab_status
     from labctl.lab import plan_lab, resolve_lab
     from labctl.lifecycle import fencer, host_caches
+    from labctl.machine_status import lab_status
     from labctl.selection import LabRequest
     from labctl.snapshots import take_stacked
 

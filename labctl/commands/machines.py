@@ -100,7 +100,7 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: b
     """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt), and its
     DevStack as labctl last saw it (stacked, failed, stacking, interrupted). With --health, also ask
     the cloud in each stacked machine how it is (exits 1 if a check failed)."""
-    from labctl.inventory import lab_status
+    from labctl.machine_status import lab_status
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     ctx = command_context()
@@ -145,8 +145,8 @@ def list_(as_json: bool) -> None:
 @click.argument("machine")
 def ssh(lab_file: Path | None, lab_name: str | None, machine: str) -> None:
     """Open a shell on MACHINE, or run a command: labctl ssh MACHINE -- CMD."""
-    from labctl.inventory import pick_machines
     from labctl.machine_access import ssh_argv
+    from labctl.machine_status import pick_machines
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     (status,) = pick_machines(lab_statuses(lab_dir), [machine], False)
@@ -177,8 +177,8 @@ def exec_(lab_file: Path | None, lab_name: str | None, everything: bool, timeout
 
     Exits non-zero if the command failed (or could not run) on any machine.
     """
-    from labctl.inventory import pick_machines
     from labctl.machine_access import exec_on
+    from labctl.machine_status import pick_machines
 
     command = remote_words()
     if not command:

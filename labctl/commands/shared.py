@@ -103,7 +103,7 @@ def debian_mirror(value: str | None) -> str:
 def ask_health(lab_dir: Any, ctx: Any, reporter: Any, statuses: Any = None) -> Any:
     """The cloud of every machine that serves the APIs and has stacked, asked how it is."""
     from labctl.cloud.health import check_health, health_machines
-    from labctl.inventory import lab_status
+    from labctl.machine_status import lab_status
 
     statuses = statuses if statuses is not None else lab_status(lab_dir, ctx.hypervisor(), ctx)
     names = health_machines(lab_dir, statuses)
@@ -121,6 +121,6 @@ def health_json(health: Any) -> Any:
 
 
 def lab_statuses(lab_dir: Any) -> Any:
-    from labctl.inventory import lab_status
+    from labctl.machine_status import lab_status
 
     return lab_status(lab_dir, command_hypervisor(), command_context())

@@ -9,7 +9,7 @@ from labctl import records
 from labctl.names import domain_name
 
 if TYPE_CHECKING:
-    from labctl.inventory import HostAccess
+    from labctl.machine_status import HostAccess
     from labctl.protocols import SnapshotInfo, SnapshotPort
     from labctl.state import LabDir
 

@@ -20,7 +20,7 @@ from labctl.stacking.request import StackRequest
 __all__ = ["StackRequest", "StackRun", "stack"]
 
 if TYPE_CHECKING:
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.model import Lab
     from labctl.protocols import HypervisorPort
     from labctl.state import LabDir

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from labctl import records
 from labctl.errors import LabctlError
-from labctl.inventory import MachineStatus, lab_status
+from labctl.machine_status import MachineStatus, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
 from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets

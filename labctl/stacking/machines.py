@@ -22,7 +22,7 @@ from labctl.cloud.dayone import API_ROLES
 from labctl.cloud.spec import CloudSpec
 from labctl.errors import LabctlError
 from labctl.files import CERTIFICATE_LIMIT, certificate_blocks, read_bounded
-from labctl.inventory import MachineStatus, host_of, running
+from labctl.machine_status import MachineStatus, host_of, running
 from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders, url_secrets
 from labctl.model import Lab, Machine
 from labctl.passwords import LabSecrets

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from labctl.cache.services import Endpoints
-    from labctl.inventory import MachineStatus
+    from labctl.machine_status import MachineStatus
     from labctl.records import StackRecord
 
 
