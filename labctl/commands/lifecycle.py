@@ -250,9 +250,9 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
     except LabNotFound:
         # Its folder is gone but machines of it may remain: libvirt still knows where they came from.
 
-        lab_dir = labs_home().lab(lab_name) if lab_name else None
-        if lab_dir is None or not command_hypervisor().domains_of(lab_dir.path):
+        if not lab_name or not command_hypervisor().domains_of(labs_home().lab(lab_name).path):
             raise
+        lab_dir = labs_home().lab(lab_name)
     if not yes:
         if not sys.stdin.isatty():
             raise LabctlError(f"refusing to destroy lab {lab_dir.name!r} without confirmation",

@@ -4,22 +4,31 @@ closed by main), the reporter, JSON output, and the health checks both `up` and 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:  # each imported where used: a command loads only what it needs
+    from labctl.catalog import Catalog
+    from labctl.cloud.dayone import Outcome
+    from labctl.context import Context
+    from labctl.machine_status import MachineStatus
+    from labctl.protocols import HypervisorPort, Reporter
+    from labctl.state import LabDir, LabHome
+    from labctl.ui import ConsoleReporter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def labs_home() -> Any:
+def labs_home() -> LabHome:
     from labctl.state import LabHome, labctl_home
 
     return LabHome(labctl_home())
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     import json
 
     click.echo(json.dumps(data, indent=2))
@@ -47,12 +56,12 @@ def distro_options(func: F) -> F:
     return func
 
 
-def command_hypervisor() -> Any:
+def command_hypervisor() -> HypervisorPort:
     """The libvirt host of this command (LABCTL_LIBVIRT_URI, else qemu:///system), connected."""
     return command_context().hypervisor()
 
 
-def command_context() -> Any:
+def command_context() -> Context:
     """The command's context, built once (main() closes it)."""
     obj = click.get_current_context().obj
     if obj is None or "context" not in obj:
@@ -65,13 +74,14 @@ def command_context() -> Any:
         if obj is None:
             return context
         obj["context"] = context
-    return obj["context"]
+    found: Context = obj["context"]
+    return found
 
 
-def chosen_lab_dir(lab_file: Path | None, lab_name: str | None) -> Any:
+def chosen_lab_dir(lab_file: Path | None, lab_name: str | None) -> LabDir:
     from labctl.selection import LabRequest, resolve_lab_dir
 
-    def catalog() -> Any:
+    def catalog() -> Catalog:
         from labctl.catalog import default_catalog
 
         return default_catalog()
@@ -85,7 +95,7 @@ def remote_words() -> list[str]:
     return list(obj.get("remote", []))
 
 
-def make_reporter(to_stderr: bool = False) -> Any:
+def make_reporter(to_stderr: bool = False) -> ConsoleReporter:
     from labctl.ui import ConsoleReporter, make_console
 
     return ConsoleReporter(make_console(stderr=to_stderr))
@@ -100,7 +110,8 @@ def debian_mirror(value: str | None) -> str:
     return value or os.environ.get("LABCTL_DEBIAN_MIRROR") or DEFAULT_MIRROR
 
 
-def ask_health(lab_dir: Any, ctx: Any, reporter: Any, statuses: Any = None) -> Any:
+def ask_health(lab_dir: LabDir, ctx: Context, reporter: Reporter,
+               statuses: Sequence[MachineStatus] | None = None) -> dict[str, list[Outcome]]:
     """The cloud of every machine that serves the APIs and has stacked, asked how it is."""
     from labctl.cloud.health import check_health, health_machines
     from labctl.machine_status import lab_status
@@ -112,15 +123,15 @@ def ask_health(lab_dir: Any, ctx: Any, reporter: Any, statuses: Any = None) -> A
     return check_health(lab_dir, statuses, names)
 
 
-def health_failed(health: Any) -> bool:
-    return bool(health) and any(o.failed for outcomes in health.values() for o in outcomes)
+def health_failed(health: Mapping[str, Sequence[Outcome]] | None) -> bool:
+    return health is not None and any(o.failed for outcomes in health.values() for o in outcomes)
 
 
-def health_json(health: Any) -> Any:
+def health_json(health: Mapping[str, Sequence[Outcome]]) -> dict[str, dict[str, dict[str, str]]]:
     return {m: {o.name: {"state": o.state, "detail": o.detail} for o in outcomes} for m, outcomes in health.items()}
 
 
-def lab_statuses(lab_dir: Any) -> Any:
+def lab_statuses(lab_dir: LabDir) -> list[MachineStatus]:
     from labctl.machine_status import lab_status
 
     return lab_status(lab_dir, command_hypervisor(), command_context())
