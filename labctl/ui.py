@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -280,7 +280,7 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
         console.print(f"Credentials: labctl creds --lab {lab}", markup=False)
 
 
-def print_health(console: Console, lab: str, health: dict[str, list[Outcome]]) -> None:
+def print_health(console: Console, lab: str, health: Mapping[str, Sequence[Outcome]]) -> None:
     """One row per machine, one column per check; a service the machine does not run is blank."""
     from rich.table import Table
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,17 @@ from labctl.commands.shared import (
     print_json,
 )
 from labctl.errors import LabctlError
+
+if TYPE_CHECKING:  # each imported where used: `labctl plan` loads no stacking, `destroy` no model
+    from labctl.cache.services import Endpoints
+    from labctl.classroom.seats import ClassFit
+    from labctl.cloud.dayone import Outcome
+    from labctl.hosts.spread import Spread
+    from labctl.lab import Plan
+    from labctl.machine_status import MachineStatus
+    from labctl.model import Lab
+    from labctl.provision import StackResult
+    from labctl.stacking import StackRun
 
 
 @click.command()
@@ -72,7 +84,7 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
                           style=None if fit.fits else "yellow", markup=False, highlight=False)
 
 
-def _spread(lab: Any) -> Any:
+def _spread(lab: Lab) -> Spread:
     """The lab's machines on the inventory's hosts (by free memory, pins and existing machines kept);
     without an inventory, all on this machine, and libvirt is not asked (plan creates nothing)."""
     from labctl.hosts.spread import spread_existing, spread_lab
@@ -81,7 +93,7 @@ def _spread(lab: Any) -> Any:
     return spread_existing(lab, ctx) if ctx.has_inventory() else spread_lab(lab, ctx, {}, ())
 
 
-def _class_fit(lab: Any) -> Any:
+def _class_fit(lab: Lab) -> ClassFit | None:
     """A classroom's arithmetic against this host's free memory and disk; None without a classroom,
     or when libvirt cannot be asked (plan creates nothing and needs no libvirt)."""
     if lab.classroom is None:
@@ -121,7 +133,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     lab, generated = resolve_lab(req, ctx.home, default_catalog(), Path.cwd())
     reporter = make_reporter(as_json)
     with ctx.home.writer(lab.name, "up"):
-        started: list[Any] = []  # the host's caches, once the checks passed and before anything is made
+        started: list[Endpoints | None] = []  # the host's caches, once the checks passed and before anything is made
         plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, debian_mirror(mirror),
                                 before_create=lambda: started.append(host_caches(lab, ctx, reporter)))
         caches = started[0] if started else None
@@ -138,8 +150,8 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     return _show_up(plan, statuses, run, health, as_json)
 
 
-def _show_up(plan: Any, statuses: Any, run: Any, health: Any, as_json: bool) -> int:
-
+def _show_up(plan: Plan, statuses: Sequence[MachineStatus], run: StackRun | None,
+             health: Mapping[str, Sequence[Outcome]] | None, as_json: bool) -> int:
     results = run.results if run else {}
     if as_json:
         print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses],
@@ -156,7 +168,7 @@ def _show_up(plan: Any, statuses: Any, run: Any, health: Any, as_json: bool) -> 
     return 1 if (run and (run.failed or run.problems)) or health_failed(health) else 0
 
 
-def _results_json(results: Any, run: Any) -> dict[str, Any]:
+def _results_json(results: Mapping[str, StackResult], run: StackRun | None) -> dict[str, object]:
     return {"machines": {n: {"status": r.status, "seconds": round(r.seconds), "phase": r.phase,
                              "message": r.message, "dashboard": r.dashboard, "keystone": r.keystone,
                              "phases": [{"phase": p, "seconds": s} for p, s in r.phases],

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl.stacking.clone import clone_applies, stack_classroom
 from labctl.stacking.machines import StackRun, machines_to_stack, stack_lab
@@ -22,11 +22,11 @@ __all__ = ["StackRequest", "StackRun", "stack"]
 if TYPE_CHECKING:
     from labctl.machine_status import MachineStatus
     from labctl.model import Lab
-    from labctl.protocols import HypervisorPort
+    from labctl.protocols import HypervisorPort, Reporter
     from labctl.state import LabDir
 
 
-def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, hypervisor: HypervisorPort,
+def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, hypervisor: HypervisorPort,
           request: StackRequest) -> StackRun | None:
     """The machines that need DevStack get it; None when every one has stacked fine already. A
     classroom whose seats all need it is stacked once and cloned (the strategy of clone.py); any other

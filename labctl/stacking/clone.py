@@ -60,7 +60,7 @@ from labctl.stacklog import mask
 from labctl.state import LabDir
 
 if TYPE_CHECKING:
-    from labctl.protocols import HypervisorPort
+    from labctl.protocols import HypervisorPort, Reporter
 
 TEMPLATE = "seat-01"
 BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
@@ -159,7 +159,7 @@ def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
     return bool(lab.classroom and lab.classroom.clone and TEMPLATE in names and len(names) > 1)
 
 
-def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any,
+def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
                     hypervisor: HypervisorPort, names: Sequence[str], request: StackRequest) -> StackRun:
     """The classroom's seats `names` (seat-01 among them, every one needing DevStack): seat-01 stacks
     once as the template, and every seat is made from its disk (see this module's header)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labctl import records
 from labctl.cache.services import Endpoints
@@ -30,6 +30,9 @@ from labctl.provision import StackJob, StackResult, discover_hosts, stack_machin
 from labctl.remote import Host, RemoteCommandFailed, Session, SshUnreachable
 from labctl.stacking.pool import machine_pool
 from labctl.state import LabDir, labctl_cache
+
+if TYPE_CHECKING:
+    from labctl.protocols import Reporter
 
 Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
 
@@ -126,9 +129,9 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     return jobs
 
 
-def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host | None = None,
+def run_stacks(jobs: Sequence[StackJob], reporter: Reporter, *, controller_host: Host | None = None,
                controller_ready: bool = False, runner: Runner = stack_machine,
-               discover: DiscoverSettings | None = None, discover_log: Any = None,
+               discover: DiscoverSettings | None = None, discover_log: Path | None = None,
                on_result: Callable[[StackResult], None] | None = None) -> StackRun:
     """Stack every job; computes after the controller. `controller_ready`: the controller is not
     among the jobs but stacked fine before (a retry of computes alone). `on_result` hears of each
@@ -137,8 +140,8 @@ def run_stacks(jobs: Sequence[StackJob], reporter: Any, *, controller_host: Host
                        discover_log, on_result or (lambda _r: None))
 
 
-def _run_stacks(jobs: Sequence[StackJob], reporter: Any, controller_host: Host | None, controller_ready: bool,
-                runner: Runner, discover: DiscoverSettings, discover_log: Any,
+def _run_stacks(jobs: Sequence[StackJob], reporter: Reporter, controller_host: Host | None, controller_ready: bool,
+                runner: Runner, discover: DiscoverSettings, discover_log: Path | None,
                 on_result: Callable[[StackResult], None]) -> StackRun:
     results: dict[str, StackResult] = {}
     controller = next((j for j in jobs if j.role == "controller"), None)
@@ -225,7 +228,7 @@ def _then_cloud(inner: Runner) -> Runner:
     return run
 
 
-def _then_snapshot(inner: Runner, snapshot: Callable[[str, records.StackRecord], None], reporter: Any) -> Runner:
+def _then_snapshot(inner: Runner, snapshot: Callable[[str, records.StackRecord], None], reporter: Reporter) -> Runner:
     def run(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
         result = inner(job, on_phase)
         if result.ok:
@@ -238,7 +241,7 @@ def _then_snapshot(inner: Runner, snapshot: Callable[[str, records.StackRecord],
     return run
 
 
-def _runner(cloud: bool, snapshot: Callable[[str, records.StackRecord], None] | None, reporter: Any) -> Runner:
+def _runner(cloud: bool, snapshot: Callable[[str, records.StackRecord], None] | None, reporter: Reporter) -> Runner:
     """stack.sh, then the day-one resources, then the `stacked` snapshot (which `reset` returns to)."""
     runner = _then_cloud(stack_machine) if cloud else stack_machine
     return _then_snapshot(runner, snapshot, reporter) if snapshot else runner
@@ -254,7 +257,7 @@ def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | Non
 
 
 @contextlib.contextmanager
-def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Any) -> Iterator[None]:
+def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter) -> Iterator[None]:
     """The lab's git mirrors served on its network's host address while its machines stack."""
     from labctl.gitserver import GitServer, prepare
 
@@ -274,7 +277,7 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Any) -> It
         yield
 
 
-def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Any, *,
+def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, *,
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
               discover: DiscoverSettings | None = None, cache: Path | None = None,
               snapshot: Callable[[str, records.StackRecord], None] | None = None,
