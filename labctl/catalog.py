@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -69,7 +68,7 @@ class Catalog:
     def releases(self) -> list[Release]:
         return [r for f in self.families for r in f.releases]
 
-    def resolve(self, ref: str) -> Release:
+    def resolve(self, ref: object) -> Release:
         """'debian' (the family's default), 'debian:12' or 'debian:bookworm' -> a Release."""
         if not isinstance(ref, str) or not ref.strip():
             raise CatalogError(f"expected a distro like 'debian' or 'debian:12', got {show(ref)}",
@@ -90,7 +89,7 @@ class Catalog:
         return [f.name for f in self.families] + [r.ref for r in self.releases()]
 
 
-def _release(family: str, title: str, package_family: str, raw: Any, where: str) -> Release:
+def _release(family: str, title: str, package_family: str, raw: object, where: str) -> Release:
     if not isinstance(raw, dict):
         raise CatalogError(f"{where}: expected a mapping")
     try:

@@ -48,7 +48,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _check_text(data: Any, where: str) -> None:
+def _check_text(data: object, where: str) -> None:
     """Every string valid Unicode. Aliases share their objects: each is visited once, so an alias
     bomb costs no more than its text."""
     seen: set[int] = set()
@@ -91,7 +91,7 @@ def parse_yaml(text: str, where: str) -> Any:
 # Shapes every section of lab.yaml checks, with the field path in each error
 
 
-def mapping(value: Any, path: str, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+def mapping(value: object, path: str, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """A mapping with text keys (None is empty), only `allowed` ones when given."""
     if value is None:
         return {}
@@ -106,7 +106,7 @@ def mapping(value: Any, path: str, allowed: tuple[str, ...] | None = None) -> di
     return value
 
 
-def listed(value: Any, path: str, limit: int | None = None) -> list[Any]:
+def listed(value: object, path: str, limit: int | None = None) -> list[Any]:
     """A list (None is empty), of at most `limit` entries when given."""
     if value is None:
         return []

@@ -169,7 +169,7 @@ class Lab:
 # Scalars
 
 
-def check_name(value: Any, path: str) -> str:
+def check_name(value: object, path: str) -> str:
     if not valid_name(value):
         raise LabFileError(f"{path}: invalid name {show(value)}", hint=NAME_RULE)
     assert isinstance(value, str)
@@ -181,7 +181,7 @@ _DISK_UNITS = {"": 1, "g": 1, "gb": 1, "gib": 1, "t": 1024, "tb": 1024, "tib": 1
 _SIZE_RE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*\Z", re.ASCII)
 
 
-def _size(value: Any, path: str, units: dict[str, int], unit: str, lo: int, hi: int, examples: str) -> int:
+def _size(value: object, path: str, units: dict[str, int], unit: str, lo: int, hi: int, examples: str) -> int:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -195,35 +195,35 @@ def _size(value: Any, path: str, units: dict[str, int], unit: str, lo: int, hi: 
     return number
 
 
-def parse_memory(value: Any, path: str) -> int:
+def parse_memory(value: object, path: str) -> int:
     """'8G', '8192M', '8192' or 8192 -> MiB."""
     return _size(value, path, _MEMORY_UNITS, "MiB", 512, 1024 * 1024, "8G, 8192M or 8192")
 
 
-def parse_disk(value: Any, path: str) -> int:
+def parse_disk(value: object, path: str) -> int:
     """'40G', '1T' or 40 -> GB."""
     return _size(value, path, _DISK_UNITS, "GB", 5, 64 * 1024, "40G or 40")
 
 
-def _int(value: Any, path: str, lo: int, hi: int) -> int:
+def _int(value: object, path: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise LabFileError(f"{path}: expected a whole number from {lo} to {hi}, got {show(value)}")
     return value
 
 
-def _bool(value: Any, path: str) -> bool:
+def _bool(value: object, path: str) -> bool:
     if not isinstance(value, bool):
         raise LabFileError(f"{path}: expected true or false, got {show(value)}")
     return value
 
 
-def _text(value: Any, path: str, pattern: re.Pattern[str], what: str) -> str:
+def _text(value: object, path: str, pattern: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise LabFileError(f"{path}: expected {what}, got {show(value)}")
     return value
 
 
-def _scalar(value: Any, path: str) -> str:
+def _scalar(value: object, path: str) -> str:
     """A localrc/INI value: one line of text. Numbers and booleans are written as DevStack expects."""
     if isinstance(value, bool):
         return "True" if value else "False"
@@ -237,7 +237,7 @@ def _scalar(value: Any, path: str) -> str:
     return value
 
 
-def _release(catalog: Catalog, value: Any, path: str) -> Release:
+def _release(catalog: Catalog, value: object, path: str) -> Release:
     try:
         return catalog.resolve(value)
     except CatalogError as exc:
@@ -248,7 +248,7 @@ def _release(catalog: Catalog, value: Any, path: str) -> Release:
 # Sections
 
 
-def _url_or_folder(value: Any, path: str, base_dir: Path | None) -> str:
+def _url_or_folder(value: object, path: str, base_dir: Path | None) -> str:
     """A git URL as it is, or a folder on the host made absolute (relative to lab.yaml's folder)."""
     if not isinstance(value, str) or not value or any(c.isspace() or c in "'\"\\`\0" for c in value):
         raise LabFileError(f"{path}: expected a git URL or a folder, got {show(value)}")
@@ -258,7 +258,7 @@ def _url_or_folder(value: Any, path: str, base_dir: Path | None) -> str:
     return str(folder if folder.is_absolute() or base_dir is None else (base_dir / folder).resolve())
 
 
-def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
+def _devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
     keys = ("repo", "branch", "force", "localrc", "post_config", "enable_services",
             "disable_services", "plugins", "git_base")
     data = _mapping(raw, "devstack", keys)
@@ -292,7 +292,7 @@ def _devstack(raw: Any, base_dir: Path | None) -> DevstackSpec:
     )
 
 
-def _post_config(raw: Any) -> tuple[PostConfig, ...]:
+def _post_config(raw: object) -> tuple[PostConfig, ...]:
     items: list[PostConfig] = []
     for file, sections in _mapping(raw, "devstack.post_config").items():
         fpath = f"devstack.post_config[{show(file)}]"
@@ -311,12 +311,12 @@ def _post_config(raw: Any) -> tuple[PostConfig, ...]:
     return tuple(items)
 
 
-def _services(raw: Any, path: str) -> tuple[str, ...]:
+def _services(raw: object, path: str) -> tuple[str, ...]:
     return tuple(_text(s, f"{path}[{i}]", _SERVICE_RE, "a DevStack service name")
                  for i, s in enumerate(_list(raw, path)))
 
 
-def _plugins(raw: Any) -> tuple[Plugin, ...]:
+def _plugins(raw: object) -> tuple[Plugin, ...]:
     plugins = []
     for name, spec in _mapping(raw, "devstack.plugins").items():
         path = f"devstack.plugins.{name}"
@@ -340,7 +340,7 @@ def default_cidr(lab_name: str) -> str:
     return f"192.168.{octet}.0/24"
 
 
-def _network(raw: Any, lab_name: str) -> ipaddress.IPv4Network:
+def _network(raw: object, lab_name: str) -> ipaddress.IPv4Network:
     data = _mapping(raw, "network", ("cidr",))
     cidr = data.get("cidr", default_cidr(lab_name))
     try:
@@ -363,13 +363,13 @@ def _network(raw: Any, lab_name: str) -> ipaddress.IPv4Network:
 
 @dataclass(frozen=True)
 class _Defaults:
-    distro: Any
+    distro: object
     memory_mb: int
     cpus: int
     disk_gb: int
 
 
-def _defaults(raw: Any) -> _Defaults:
+def _defaults(raw: object) -> _Defaults:
     data = _mapping(raw, "defaults", ("distro", "memory", "cpus", "disk"))
     return _Defaults(
         distro=data.get("distro", "debian"),
@@ -379,7 +379,7 @@ def _defaults(raw: Any) -> _Defaults:
     )
 
 
-def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog: Catalog,
+def _machines(raw: object, defaults: _Defaults, net: ipaddress.IPv4Network, catalog: Catalog,
               where: str | None = None) -> tuple[Machine, ...]:
     """`where`: the field that errors name instead of machines[i] (classroom.seat for seats)."""
     entries = _list(raw, "machines")
@@ -447,7 +447,7 @@ def _machines(raw: Any, defaults: _Defaults, net: ipaddress.IPv4Network, catalog
     return tuple(machines)
 
 
-def _fixed_ip(value: Any, path: str, net: ipaddress.IPv4Network, reserved: set[Any]) -> str:
+def _fixed_ip(value: object, path: str, net: ipaddress.IPv4Network, reserved: set[ipaddress.IPv4Address]) -> str:
     try:
         ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
     except ValueError:
@@ -466,7 +466,7 @@ _PROXY_URL_RE = re.compile(r"https?://[^\s'\"\\`$;&|<>]+\Z")
 _NO_PROXY_RE = re.compile(r"[A-Za-z0-9.,:/*_-]*\Z")
 
 
-def _proxy(raw: Any) -> Proxy | None:
+def _proxy(raw: object) -> Proxy | None:
     if raw is None:
         return None
     data = _mapping(raw, "proxy", ("http", "https", "no_proxy"))
@@ -482,7 +482,7 @@ def _proxy(raw: Any) -> Proxy | None:
     return Proxy(http, https, no_proxy)
 
 
-def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
+def _certificates(raw: object, base_dir: Path | None) -> tuple[Path, ...]:
     paths = []
     for i, value in enumerate(_list(raw, "ca_certificates")):
         where = f"ca_certificates[{i}]"
@@ -503,7 +503,7 @@ def _certificates(raw: Any, base_dir: Path | None) -> tuple[Path, ...]:
     return tuple(paths)
 
 
-def lab_from_dict(raw: Any, catalog: Catalog, source: Path | None = None) -> Lab:
+def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None) -> Lab:
     data = _mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
                               "ca_certificates", "proxy", "classroom", "caches", "cloud"))
     if "name" not in data:

@@ -31,7 +31,7 @@ USER_SELECTORS = ("all", *ROLES)
 _RUBY_DQ = {"\\": "\\\\", '"': '\\"', "#": "\\#"}
 
 
-def ruby_literal(value: Any) -> str:
+def ruby_literal(value: object) -> str:
     """A Python value as a Ruby literal on one line.
 
     Strings are single-quoted, where Ruby interprets only \\\\ and \\' (so `#{...}` stays text).

@@ -80,13 +80,13 @@ def seat_name(number: int) -> str:
 # Parsing
 
 
-def _whole(value: Any, path: str, lo: int, hi: int) -> int:
+def _whole(value: object, path: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise LabFileError(f"{path}: expected a whole number from {lo} to {hi}, got {show(value)}")
     return value
 
 
-def _trainee(value: Any, path: str) -> str:
+def _trainee(value: object, path: str) -> str:
     """A name printed on the sheet, in a terminal and in CSV: one line of printable text."""
     if not isinstance(value, str) or not value.strip():
         raise LabFileError(f"{path}: expected a trainee's name, got {show(value)}")
@@ -98,7 +98,7 @@ def _trainee(value: Any, path: str) -> str:
     return name
 
 
-def _listen(value: Any) -> str:
+def _listen(value: object) -> str:
     try:
         return str(ipaddress.IPv4Address(value)) if isinstance(value, str) else ""
     except ValueError:
@@ -107,7 +107,7 @@ def _listen(value: Any) -> str:
                        f" got {show(value)}")
 
 
-def parse_classroom(raw: Any) -> tuple[Classroom, dict[str, Any]]:
+def parse_classroom(raw: object) -> tuple[Classroom, dict[str, Any]]:
     """The classroom and the seat machine's settings (machine keys, checked by the lab model)."""
     if not isinstance(raw, dict):
         raise LabFileError(f"classroom: expected a mapping, got {type(raw).__name__}")
@@ -207,7 +207,7 @@ def classroom_json(classroom: Classroom) -> dict[str, Any]:
             "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone}
 
 
-def classroom_from_json(raw: Any) -> Classroom | None:
+def classroom_from_json(raw: object) -> Classroom | None:
     """The classroom labctl recorded in lab.json; None for a lab without one (or a damaged record,
     which `labctl plan` writes again)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("seats"), list):

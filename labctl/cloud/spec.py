@@ -105,36 +105,36 @@ def upload_name(image: Image) -> str:
     return f"image-{image.name}"
 
 
-def _mapping(value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+def _mapping(value: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if value is None:  # an entry written as `- ` alone
         raise LabFileError(f"{path}: expected a mapping, got nothing")
     return mapping(value, path, allowed)
 
 
-def _list(value: Any, path: str) -> list[Any]:
+def _list(value: object, path: str) -> list[Any]:
     return listed(value, path, MAX_ITEMS)
 
 
-def _name(value: Any, path: str) -> str:
+def _name(value: object, path: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise LabFileError(f"{path}: expected a name of letters, digits, '.', '_' or '-' (at most 64), got"
                            f" {show(value)}")
     return value
 
 
-def _whole(value: Any, path: str, lo: int, hi: int, unit: str) -> int:
+def _whole(value: object, path: str, lo: int, hi: int, unit: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise LabFileError(f"{path}: expected a whole number of {unit} from {lo} to {hi}, got {show(value)}")
     return value
 
 
-def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
+def _choice(value: object, path: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise LabFileError(f"{path}: expected one of {', '.join(choices)}, got {show(value)}")
     return str(value)
 
 
-def _image_file(value: Any, path: str, base_dir: Path | None) -> Path:
+def _image_file(value: object, path: str, base_dir: Path | None) -> Path:
     if not isinstance(value, str) or not value or "\n" in value or "\0" in value:
         raise LabFileError(f"{path}: expected the path of an image file in the lab's folder, got {show(value)}")
     if base_dir is None:
@@ -150,7 +150,7 @@ def _image_file(value: Any, path: str, base_dir: Path | None) -> Path:
     return file
 
 
-def _image(raw: Any, path: str, base_dir: Path | None, before: dict[str, Image]) -> Image:
+def _image(raw: object, path: str, base_dir: Path | None, before: dict[str, Image]) -> Image:
     data = _mapping(raw, path, ("name", "file", "url", "disk_format", "container_format", "kernel", "ramdisk",
                                 "properties"))
     name = _name(data.get("name"), f"{path}.name")
@@ -192,14 +192,14 @@ def _image(raw: Any, path: str, base_dir: Path | None, before: dict[str, Image])
                  file, url, links.get("kernel"), links.get("ramdisk"), tuple(properties))
 
 
-def _flavor(raw: Any, path: str) -> Flavor:
+def _flavor(raw: object, path: str) -> Flavor:
     data = _mapping(raw, path, ("name", "ram", "disk", "vcpus"))
     return Flavor(_name(data.get("name"), f"{path}.name"), _whole(data.get("ram"), f"{path}.ram", 64, 1 << 20, "MiB"),
                   _whole(data.get("disk", 0), f"{path}.disk", 0, 1 << 16, "GB"),
                   _whole(data.get("vcpus", 1), f"{path}.vcpus", 1, 256, "CPUs"))
 
 
-def _keypair(raw: Any) -> Keypair:
+def _keypair(raw: object) -> Keypair:
     if raw == LABCTL_KEYPAIR:
         return Keypair(LABCTL_KEYPAIR)
     if not isinstance(raw, dict):
@@ -215,7 +215,7 @@ def _keypair(raw: Any) -> Keypair:
     return Keypair(name, key.strip())
 
 
-def _rule(raw: Any, path: str) -> Rule:
+def _rule(raw: object, path: str) -> Rule:
     if raw in RULE_NAMES:
         protocol, port = RULE_NAMES[raw]
         return Rule(protocol, port)
@@ -225,7 +225,7 @@ def _rule(raw: Any, path: str) -> Rule:
     return Rule(m[1], int(m[2]))
 
 
-def parse_cloud(raw: Any, base_dir: Path | None) -> CloudSpec:
+def parse_cloud(raw: object, base_dir: Path | None) -> CloudSpec:
     if raw is None:
         return CloudSpec()
     data = _mapping(raw, "cloud", ("images", "flavors", "keypair", "security_group_rules"))

@@ -22,7 +22,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from labctl.errors import LabFileError, show
 from labctl.files import read_bounded
@@ -107,7 +106,7 @@ def load_hosts(path: Path, default_uri: str) -> list[HostEntry]:
         raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
 
 
-def parse_hosts(raw: Any) -> list[HostEntry]:
+def parse_hosts(raw: object) -> list[HostEntry]:
     from labctl.labyaml import listed, mapping
 
     data = mapping(raw, "", ("hosts",))
@@ -131,7 +130,7 @@ def parse_hosts(raw: Any) -> list[HostEntry]:
     return entries
 
 
-def _host(raw: Any, path: str) -> HostEntry:
+def _host(raw: object, path: str) -> HostEntry:
     from labctl.labyaml import mapping
     from labctl.model import check_name, parse_memory
 
