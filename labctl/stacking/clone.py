@@ -185,6 +185,25 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     record(lab_dir, [StackResult(TEMPLATE, "failed", stacked.seconds, "making it its own seat",
                                  "stacked as the classroom's template, then interrupted before it became its own seat",
                                  ["labctl stack --clean seat-01 stacks it again"])])
+    current = _copy_template(lab, lab_dir, statuses, reporter, hypervisor, names, machine_ids, request)
+    results = _make_seats(lab, lab_dir, current, reporter, names, seats, template, stacked)
+    if request.snapshot is not None:
+        for name in names:
+            if results[name].ok:
+                try:
+                    request.snapshot(name, records.read(lab_dir).stack[name])
+                except LabctlError as exc:
+                    reporter.warn(f"{name}: stacked, but no snapshot: {exc.message}")
+    return StackRun({n: results[n] for n in names})
+
+
+def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
+                   hypervisor: HypervisorPort, names: Sequence[str], machine_ids: dict[str, str],
+                   request: StackRequest) -> list[MachineStatus]:
+    """The stacked template's disk made every seat's base, the seats booted on it and fenced in:
+    their statuses with their new leases."""
+    clones = [n for n in names if n != TEMPLATE]
+    doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
     by_name = {s.name: s for s in statuses}
     with Session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
@@ -200,9 +219,16 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
     if request.fence is not None:  # each copy's card is held to its own new lease, before anything else
         request.fence(current)
-    by_name = {s.name: s for s in current}
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
     forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
+    return current
+
+
+def _make_seats(lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], reporter: Reporter,
+                names: Sequence[str], seats: Mapping[str, SeatSecrets], template: Passwords,
+                stacked: StackResult) -> dict[str, StackResult]:
+    """Every booted copy made its own seat at once; each result recorded as it ends."""
+    by_name = {s.name: s for s in current}
     results: dict[str, StackResult] = {}
     with reporter.machines(names, "booting") as progress, machine_pool(len(names)) as pool:
         futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, template, progress.update)
@@ -214,14 +240,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
                 results[name] = stacked
             record(lab_dir, [results[name]])
             progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
-    if request.snapshot is not None:
-        for name in names:
-            if results[name].ok:
-                try:
-                    request.snapshot(name, records.read(lab_dir).stack[name])
-                except LabctlError as exc:
-                    reporter.warn(f"{name}: stacked, but no snapshot: {exc.message}")
-    return StackRun({n: results[n] for n in names})
+    return results
 
 
 def _identities(lab_dir: LabDir, statuses: Sequence[MachineStatus], seats: Sequence[str]) -> dict[str, str]:
