@@ -144,7 +144,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         _mark_started(ctx, lab.name, [(m.name, m.host) for m in to_start])
     statuses = lab_status(lab_dir, hv, ctx)
     fence_machines(lab.name, bool(rendered.lab.classroom), ctx, statuses)
-    created = {m.name for m, info in zip(rendered.lab.machines, infos, strict=True) if info is None}
+    created = {name for name, info in infos.items() if info is None}  # no domain before this up
     if created:
         from labctl.remote import forget_hosts
 

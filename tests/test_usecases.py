@@ -134,3 +134,27 @@ def test_destroy_asks_vagrant_then_libvirt_for_what_is_left(tmp_path: Path) -> N
     leftovers = next(arg for kind, arg in host.calls if kind == "remove_leftovers")
     assert leftovers == (["labctl-duo-cpu", "labctl-duo-ctl"], "labctl-duo")
     assert sorted(removed) == ["labctl-duo-cpu", "labctl-duo-ctl"] and not lab_dir.path.exists()
+
+
+def test_up_of_a_machine_made_anew_forgets_its_predecessor(tmp_path: Path) -> None:
+    """A machine whose domain was gone (destroyed by hand, or never made) is a new machine: the stack
+    record and the host keys of the one that had its name and addresses go, those of the machine
+    that still runs stay (a kept record would say "stacked" of a bare machine; a kept key would be
+    taken for a changed host)."""
+    import base64
+
+    lab = duo()
+    host = FakeHost(domains={"labctl-duo-ctl": "running"})
+    ctx = context(tmp_path, host, FakeVagrant(host, lab="duo"))
+    lab_dir = ctx.home.lab("duo")
+    make_lab(ctx, "duo", ["ctl", "cpu"])
+    state = records.read(lab_dir)
+    state.stack.update(ctl=records.StackRecord("ok"), cpu=records.StackRecord("ok"))
+    records.write(lab_dir, state)
+    ips = {m.name: m.ip for m in lab.machines}  # type: ignore[attr-defined]
+    key = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
+    lab_dir.known_hosts.write_text("".join(f"{ip} ssh-ed25519 {key}\n" for ip in ips.values()))
+    up_lab(lab, None, ctx, HOST, Reporter(), "http://deb.debian.org/debian")  # type: ignore[arg-type]
+    assert set(records.read(lab_dir).stack) == {"ctl"}
+    kept = lab_dir.known_hosts.read_text()
+    assert ips["ctl"] in kept and ips["cpu"] not in kept
