@@ -28,9 +28,10 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
     from labctl.cache.services import Endpoints
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
+    from labctl.hosts.spread import Spread
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
-    from labctl.protocols import Capacity, Reporter, VagrantPort
+    from labctl.protocols import Capacity, HypervisorPort, Reporter, VagrantPort
 
 
 def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
@@ -109,19 +110,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     if rendered.accelerator.slow:
         reporter.warn(f"software emulation: {rendered.accelerator.reason}")
     to_start = [m for m in rendered.lab.machines if (i := infos[m.name]) is None or i.state != "running"]
-    if spread.placement is not None:
-        for line in spread.placement.lines():
-            reporter.step(f"host {line}")
-    else:
-        cap = hv.capacity()
-        try:
-            check_capacity(to_start, cap)
-        except NotEnoughResources as exc:
-            if rendered.lab.classroom and to_start:
-                fit = class_fit(rendered.lab, cap, len(to_start))
-                exc.hint = (f"{fit.fitting} of the {fit.seats} seats to start would fit: lower classroom.seats or"
-                            " the seat's memory, or stop other VMs")
-            raise
+    _check_room(rendered.lab, to_start, spread, hv, reporter)
     for w in rendered.warnings:
         reporter.warn(w)
     if before_create is not None:
@@ -144,18 +133,43 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         _mark_started(ctx, lab.name, [(m.name, m.host) for m in to_start])
     statuses = lab_status(lab_dir, hv, ctx)
     fence_machines(lab.name, bool(rendered.lab.classroom), ctx, statuses)
-    created = {name for name, info in infos.items() if info is None}  # no domain before this up
-    if created:
-        from labctl.remote import forget_hosts
-
-        records.forget(lab_dir, list(created))
-        forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
+    _forget_predecessors(lab_dir, {name for name, info in infos.items() if info is None}, statuses)
     if rendered.lab.classroom:
         try:
             open_doors(lab_dir, reporter)
         except LabctlError as exc:  # the seats stack all the same; the ports can be opened later
             reporter.warn(f"{exc.message} ({exc.hint}); the seats go on without their ports for now")
     return plan, statuses
+
+
+def _check_room(lab: Lab, to_start: Sequence[Machine], spread: Spread, hv: HypervisorPort,
+                reporter: Reporter) -> None:
+    """Across hosts, where each machine goes (placement checked it); on this machine alone, whether
+    what is to start fits, before anything is made."""
+    if spread.placement is not None:
+        for line in spread.placement.lines():
+            reporter.step(f"host {line}")
+        return
+    cap = hv.capacity()
+    try:
+        check_capacity(to_start, cap)
+    except NotEnoughResources as exc:
+        if lab.classroom and to_start:
+            fit = class_fit(lab, cap, len(to_start))
+            exc.hint = (f"{fit.fitting} of the {fit.seats} seats to start would fit: lower classroom.seats or"
+                        " the seat's memory, or stop other VMs")
+        raise
+
+
+def _forget_predecessors(lab_dir: LabDir, created: set[str], statuses: Sequence[MachineStatus]) -> None:
+    """Machines that had no domain before this up are new: what was recorded of the machines that
+    had their names and addresses (stack records, host keys) goes."""
+    if not created:
+        return
+    from labctl.remote import forget_hosts
+
+    records.forget(lab_dir, sorted(created))
+    forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
 
 
 def fence_machines(lab: str, classroom: bool, ctx: Context, statuses: Sequence[MachineStatus]) -> None:
