@@ -285,51 +285,70 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
         announce("waiting for SSH")
         wait_for_ssh(job.host, job.ssh_timeout)
         with Session(job.host) as session:
-            if job.certificates or job.proxy or job.caches:
-                announce("trusting CAs, setting proxies and the host's caches")
-                configure_network_access(session, job)
-            announce("preparing the guest")
-            prepare_guest(session, job.package_family)
-            if job.seat_login:
-                announce("opening the seat to its trainee")
-                open_seat(session, job.seat_login)
-            # Never two stack.sh at once: stop one that an interrupted labctl left, refuse over another.
-            code, out = session.run(shlex.join(["sh", "-c", LEFTOVER_SCRIPT, "leftover", SESSION_FILE]),
-                                    "looking for a running stack.sh",
-                                    check=False)
-            lines = out.strip().splitlines()
-            if lines and lines[0].startswith("stopped "):
-                on_phase(lines.pop(0))
-            if code == 3:
+            foreign = _prepare_machine(session, job, announce, on_phase)
+            if foreign is not None:
                 return StackResult(job.machine, "failed", time.monotonic() - started, "looking for a running stack.sh",
-                                   f"a stack.sh that labctl did not start is running ({lines[-1]}): wait for it to"
-                                   " end, or stop it, then retry", [])
-            if job.git_server:
-                announce("reaching the host's git mirrors")
-                check_git_server(session, *job.git_server)
-            announce("getting DevStack")
-            obtain_devstack(session, job.source, job.devstack.branch)
-            push_local_conf(session, job.local_conf)
-            rotate_log(job.log)
+                                   foreign, [])
             progress = StackProgress()  # DevStack's phases are timed from stack.sh's start on
-            writer = _LogWriter(job.log, job.secrets, progress, announce)
-            try:
-                if job.clean:
-                    announce("unstack.sh and clean.sh")
-                    for script in ("./unstack.sh", "./clean.sh"):
-                        session.run(RECORD_SESSION + devstack_command(script, job.devstack.force), script[2:],
-                                    on_line=writer, check=False)
-                announce("stack.sh")
-                code, _ = session.run(RECORD_SESSION + devstack_command("./stack.sh", job.devstack.force), "stack.sh",
-                                      on_line=writer, check=False)
-            finally:
-                writer.close()
-                progress.finish()
+            code = _run_devstack(session, job, progress, announce)
     except (SshUnreachable, HostKeyChanged, RemoteCommandFailed) as exc:
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
         return StackResult(job.machine, "failed", time.monotonic() - started, step,
                            mask(exc.message, job.secrets), [mask(t, job.secrets) for t in tail])
-    seconds = time.monotonic() - started
+    return _stack_result(job, code, time.monotonic() - started, progress)
+
+
+def _prepare_machine(session: Session, job: StackJob, announce: Callable[[str], None],
+                     on_phase: Callable[[str], None]) -> str | None:
+    """Everything before stack.sh: the way out, the guest's needs, the trainee's login, DevStack and
+    its local.conf. Returns why it must not go on (a stack.sh labctl did not start is running)."""
+    if job.certificates or job.proxy or job.caches:
+        announce("trusting CAs, setting proxies and the host's caches")
+        configure_network_access(session, job)
+    announce("preparing the guest")
+    prepare_guest(session, job.package_family)
+    if job.seat_login:
+        announce("opening the seat to its trainee")
+        open_seat(session, job.seat_login)
+    # Never two stack.sh at once: stop one that an interrupted labctl left, refuse over another.
+    code, out = session.run(shlex.join(["sh", "-c", LEFTOVER_SCRIPT, "leftover", SESSION_FILE]),
+                            "looking for a running stack.sh", check=False)
+    lines = out.strip().splitlines()
+    if lines and lines[0].startswith("stopped "):
+        on_phase(lines.pop(0))
+    if code == 3:
+        return (f"a stack.sh that labctl did not start is running ({lines[-1]}): wait for it to end, or stop it,"
+                " then retry")
+    if job.git_server:
+        announce("reaching the host's git mirrors")
+        check_git_server(session, *job.git_server)
+    announce("getting DevStack")
+    obtain_devstack(session, job.source, job.devstack.branch)
+    push_local_conf(session, job.local_conf)
+    return None
+
+
+def _run_devstack(session: Session, job: StackJob, progress: StackProgress, announce: Callable[[str], None]) -> int:
+    """stack.sh (after unstack.sh and clean.sh with --clean), its output masked into the log and read
+    for its phases; its exit code (-1: the connection went with no exit status)."""
+    rotate_log(job.log)
+    writer = _LogWriter(job.log, job.secrets, progress, announce)
+    try:
+        if job.clean:
+            announce("unstack.sh and clean.sh")
+            for script in ("./unstack.sh", "./clean.sh"):
+                session.run(RECORD_SESSION + devstack_command(script, job.devstack.force), script[2:],
+                            on_line=writer, check=False)
+        announce("stack.sh")
+        code, _ = session.run(RECORD_SESSION + devstack_command("./stack.sh", job.devstack.force), "stack.sh",
+                              on_line=writer, check=False)
+        return code
+    finally:
+        writer.close()
+        progress.finish()
+
+
+def _stack_result(job: StackJob, code: int, seconds: float, progress: StackProgress) -> StackResult:
     if code == -1:  # the SSH channel closed with no exit status: the machine, or its network, went away
         return StackResult(job.machine, "failed", seconds, progress.phase,
                            f"lost the connection to {job.host.address} while stack.sh ran: the machine stopped or"
