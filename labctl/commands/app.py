@@ -115,31 +115,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("labctl: terminated; what finished is kept, run the command again to go on", err=True)
         return 143
     except Exception as exc:
-        if type(exc).__module__ == "libvirt" and not debug:
-            # The Hypervisor adapter turns libvirt's errors into labctl's; one that escaped it still
-            # means libvirtd went away (or failed) mid-command: say so, with how to start it.
-            from labctl.host import start_hint
-
-            click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)
-            click.echo(f"  hint: is libvirtd still running? {start_hint()}; then run the command again", err=True)
-            return 1
         if debug:
             raise
-        import traceback
-
-        from labctl.state import labctl_home
-
-        try:
-            log = labctl_home() / "crash.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(traceback.format_exc())
-            where = f" (traceback in {log})"
-        except (OSError, LabctlError):
-            where = ""
-        click.echo(f"labctl: internal error: {sys.exc_info()[1]!r}{where}", err=True)
-        click.echo("  hint: this is a bug in labctl; rerun with --debug and report it", err=True)
-        return 1
+        return _unexpected(exc)
     finally:
         if "context" in obj:
             obj["context"].close()
     return result if isinstance(result, int) else 0
+
+
+def _unexpected(exc: Exception) -> int:
+    """An exception no layer turned into labctl's own: one line, the traceback in a file."""
+    if type(exc).__module__ == "libvirt":
+        # The Hypervisor adapter turns libvirt's errors into labctl's; one that escaped it still
+        # means libvirtd went away (or failed) mid-command: say so, with how to start it.
+        from labctl.host import start_hint
+
+        click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)
+        click.echo(f"  hint: is libvirtd still running? {start_hint()}; then run the command again", err=True)
+        return 1
+    import traceback
+
+    from labctl.state import labctl_home
+
+    try:
+        log = labctl_home() / "crash.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        where = f" (traceback in {log})"
+    except (OSError, LabctlError):
+        where = ""
+    click.echo(f"labctl: internal error: {exc!r}{where}", err=True)
+    click.echo("  hint: this is a bug in labctl; rerun with --debug and report it", err=True)
+    return 1
