@@ -367,3 +367,52 @@ def test_cache_command_when_nothing_runs(run: Callable[..., Result]) -> None:
     data = json.loads(run("cache", "--json").out)
     assert [(c["name"], c["running"], c["requests"]) for c in data["caches"]] == [("apt", False, 0), ("pypi", False, 0)]
     assert run("cache", "stop").out.strip() == "the caches were not running"
+
+
+def test_a_seat_waits_for_a_keystone_slow_to_answer() -> None:
+    """Keystone just restarted in a copy, under software emulation: its first requests can outlast one
+    request's timeout. The copy's script waits for it (a real class failed here: the timeout escaped as
+    a traceback) instead of failing the seat. The script's own functions, against a local server that
+    lets the first requests hang."""
+    import ast
+    import http.server
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from labctl.stacking.clone_guest import FIXUP_SCRIPT
+
+    hangs = threading.Event()
+    seen: list[str] = []
+
+    class Keystone(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            if len(seen) <= 2:
+                hangs.wait(3)  # longer than one request may take
+                return
+            self.send_response(201)
+            self.send_header("X-Subject-Token", "tok")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keystone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    wanted = {"call", "auth", "first_token"}
+    tree = ast.parse(FIXUP_SCRIPT)
+    functions = ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted], [])
+    space: dict[str, object] = {"json": json, "time": time, "urllib": urllib, "REQUEST_TIMEOUT": 0.5,
+                                "new_ip": f"127.0.0.1:{server.server_address[1]}"}
+    assert {n.name for n in functions.body} == wanted  # type: ignore[attr-defined]
+    exec(compile(functions, "fixup", "exec"), space)  # noqa: S102 - the script's own code, as the seat runs it
+    try:
+        status, token = space["first_token"]("pw", 60)  # type: ignore[operator]
+        assert (status, token) == (201, "tok") and len(seen) == 3
+        # Nothing answering at all: no answer, said as such, after the wait.
+        server.shutdown()
+        server.server_close()
+        assert space["call"]("POST", "/auth/tokens", {}) == (0, None, b"")  # type: ignore[operator]
+    finally:
+        hangs.set()

@@ -198,17 +198,34 @@ say(f"started {len(units)} DevStack services")
 
 
 # 8. The OpenStack users' passwords, through Keystone.
+REQUEST_TIMEOUT = 60  # one request; Keystone just started may take longer to answer its first ones
+
+
 def call(method, path, body=None, token=None):
+    """(HTTP status, token, body); status 0 when Keystone did not answer (not listening yet, or too
+    slow: under software emulation its first requests after a start can take minutes)."""
     request = urllib.request.Request(f"http://{new_ip}/identity/v3{path}", method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Content-Type": "application/json",
                                               **({"X-Auth-Token": token} if token else {})})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(request, timeout=60) as response:
+        with opener.open(request, timeout=REQUEST_TIMEOUT) as response:
             return response.status, response.headers.get("X-Subject-Token"), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, None, b""
+    except OSError:  # URLError, a refused connection, a timeout
+        return 0, None, b""
+
+
+def first_token(password, wait):
+    """A token once Keystone answers, trying for `wait` seconds: (status, token) of the last try."""
+    deadline = time.time() + wait
+    while True:
+        status, token, _ = auth("admin", password)
+        if status == 201 or time.time() > deadline:
+            return status, token
+        time.sleep(3)
 
 
 def auth(user, password, by_id=False, scoped=True):
@@ -222,14 +239,10 @@ def auth(user, password, by_id=False, scoped=True):
 admin_old, admin_new = spec["admin"]
 service_old, service_new = spec["service"]
 if any(u.startswith("devstack@keystone") for u in units):
-    deadline = time.time() + 300
-    while True:
-        status, token, _ = auth("admin", admin_old)
-        if status == 201 or time.time() > deadline:
-            break
-        time.sleep(3)
+    status, token = first_token(admin_old, 900)
     if status != 201:
-        sys.exit(f"Keystone did not issue a token with the template's admin password (HTTP {status})")
+        sys.exit(f"Keystone did not issue a token with the template's admin password within 15 minutes"
+                 f" ({f'HTTP {status}' if status else 'no answer'})")
     users = json.loads(call("GET", "/users", token=token)[2])["users"]
     # admin last: a new password ends the tokens of its user, this script's included.
     users.sort(key=lambda u: u["name"] == "admin")
