@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from labctl.cache.guest import REACH_SCRIPT, guest_files
 from labctl.cache.services import Endpoints
 from labctl.model import Proxy
 from labctl.remote import RemoteCommandFailed, Session
-
-if TYPE_CHECKING:
-    from labctl.provision import StackJob
 
 CA_STORES = {  # where each package family takes extra CAs, the command that rebuilds its bundle, the bundle
     "apt": ("/usr/local/share/ca-certificates", "update-ca-certificates", "/etc/ssl/certs/ca-certificates.crt"),
@@ -63,7 +60,21 @@ def install_file(session: Session, path: str, content: str, mode: str, owner: st
                 + " && " + shlex.join(["rm", "-f", tmp]), f"writing {path}")
 
 
-def configure_network_access(session: Session, job: StackJob) -> None:
+@dataclass(frozen=True)
+class NetworkAccess:
+    """How a machine reaches outside: CAs to trust, a proxy, the host's package caches."""
+
+    package_family: str
+    certificates: tuple[tuple[str, str], ...] = ()  # (file name, PEM text)
+    proxy: Proxy | None = None
+    no_proxy_hosts: tuple[str, ...] = ()
+    caches: Endpoints | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.certificates or self.proxy or self.caches)
+
+
+def configure_network_access(session: Session, job: NetworkAccess) -> None:
     """Extra CAs trusted and proxies set, before anything is downloaded."""
     if job.certificates:
         folder, update, bundle = CA_STORES[job.package_family]

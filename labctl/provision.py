@@ -18,7 +18,7 @@ from pathlib import Path
 from labctl.cache.services import Endpoints
 from labctl.cloud.spec import CloudSpec
 from labctl.errors import LabctlError
-from labctl.guest_network import configure_network_access, install_file
+from labctl.guest_network import NetworkAccess, configure_network_access, install_file
 from labctl.mirrors import DevstackSource, redact
 from labctl.model import DevstackSpec, Proxy
 from labctl.remote import Host, HostKeyChanged, RemoteCommandFailed, Session, SshUnreachable, wait_for_ssh
@@ -302,9 +302,10 @@ def _prepare_machine(session: Session, job: StackJob, announce: Callable[[str], 
                      on_phase: Callable[[str], None]) -> str | None:
     """Everything before stack.sh: the way out, the guest's needs, the trainee's login, DevStack and
     its local.conf. Returns why it must not go on (a stack.sh labctl did not start is running)."""
-    if job.certificates or job.proxy or job.caches:
+    access = NetworkAccess(job.package_family, job.certificates, job.proxy, job.no_proxy_hosts, job.caches)
+    if access:
         announce("trusting CAs, setting proxies and the host's caches")
-        configure_network_access(session, job)
+        configure_network_access(session, access)
     announce("preparing the guest")
     prepare_guest(session, job.package_family)
     if job.seat_login:

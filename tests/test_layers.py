@@ -120,3 +120,63 @@ def test_the_readmes_map_lists_every_module() -> None:
         if not named:
             missing.append(rel.as_posix())
     assert missing == []
+
+
+def import_graph(modules: dict[str, str]) -> dict[str, set[str]]:
+    """module -> the labctl modules it imports (any depth, under TYPE_CHECKING too: mypy and a reader
+    follow those), "from labctl.pkg import mod" counted as labctl.pkg.mod."""
+    graph: dict[str, set[str]] = {}
+    for name, source in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("labctl"):
+                base = str(node.module)
+                deps.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every group of modules that import each other round (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_circle_finder_finds_a_circle_behind_type_checking() -> None:
+    modules = {"labctl.a": "from labctl.b import f\n",
+               "labctl.b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from labctl.c import C\n",
+               "labctl.c": "import labctl.a\n", "labctl.d": "from labctl import a\n"}
+    assert circles(import_graph(modules)) == [["labctl.a", "labctl.b", "labctl.c"]]
+
+
+def test_no_import_circle() -> None:
+    """Modules form layers: none imports, at any depth, a module that imports it back."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path.read_text()
+    assert circles(import_graph(modules)) == []
