@@ -18,17 +18,9 @@ from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, choose_accelerator
+from labctl.labfile import check_name, default_lab_dict, lab_from_dict, load_lab, parse_disk, parse_memory
 from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
-from labctl.model import (
-    Lab,
-    Machine,
-    check_name,
-    default_lab_dict,
-    lab_from_dict,
-    load_lab,
-    parse_disk,
-    parse_memory,
-)
+from labctl.model import Lab, Machine
 from labctl.names import domain_name
 from labctl.passwords import LabSecrets, Passwords, SeatSecrets
 from labctl.render import (

@@ -57,7 +57,7 @@ def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Any, cwd: Pa
         raise LabctlError("--lab was given an empty name",
                           hint="name a lab (labctl list shows them); an unset shell variable gives an empty one")
     if name is None and (req.file or (cwd / LAB_FILE).is_file()):
-        from labctl.model import load_lab
+        from labctl.labfile import load_lab
 
         name = load_lab(req.file or cwd / LAB_FILE, catalog_loader()).name
     return existing_lab(home, name if name is not None else only_lab(home))

@@ -27,7 +27,7 @@ from labctl.cache.guest import APT_CONF, PIP_CONF, guest_files
 from labctl.cache.services import CacheError, Endpoints, HostCaches, apt_log_stats, devpi_log_stats
 from labctl.catalog import Catalog
 from labctl.errors import LabFileError
-from labctl.model import lab_from_dict
+from labctl.labfile import lab_from_dict
 from labctl.stacking.clone import clone_applies, fixup_spec
 
 # A small package of bookworm's pool, and one that no test fetches first.

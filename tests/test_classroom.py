@@ -21,7 +21,7 @@ from labctl.catalog import Catalog
 from labctl.classroom.seats import ClassFit
 from labctl.classroom.sheet import Sheet, card, render_csv, render_html, render_markdown
 from labctl.errors import LabctlError, LabFileError
-from labctl.model import lab_from_dict
+from labctl.labfile import lab_from_dict
 from labctl.names import domain_name
 from labctl.passwords import SeatSecrets, readable_password
 from labctl.state import LabDir, LabHome

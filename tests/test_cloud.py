@@ -17,7 +17,7 @@ from labctl.cloud.dayone import Outcome, parse_outcomes
 from labctl.cloud.guest import DAY_ONE_SCRIPT, HEALTH_SCRIPT
 from labctl.cloud.spec import CloudSpec, Keypair, Rule, parse_cloud
 from labctl.errors import LabFileError
-from labctl.model import lab_from_dict
+from labctl.labfile import lab_from_dict
 
 
 def lab_folder(tmp_path: Path) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from conftest import Result
 from devstack_meta import devstack_reads, devstack_source
 from labctl.catalog import Catalog
-from labctl.model import lab_from_dict
+from labctl.labfile import lab_from_dict
 from labctl.render import render_local_conf
 
 PASSWORDS = {"admin": "Adm1n", "database": "Db2", "rabbit": "Rb3", "service": "Sv4"}

@@ -12,8 +12,8 @@ import pytest
 from labctl.adapters import hypervisor
 from labctl.adapters.hypervisor import Hypervisor
 from labctl.errors import LabctlError, NotEnoughResources
+from labctl.labfile import lab_from_dict
 from labctl.lifecycle import check_capacity
-from labctl.model import lab_from_dict
 
 DOMAIN_XML = """<domain type='test'><name>{name}</name><memory unit='MiB'>{mb}</memory><vcpu>2</vcpu>
 <os><type>hvm</type></os><devices><interface type='network'><source network='{net}'/></interface>

@@ -7,7 +7,7 @@ import pytest
 
 from labctl.catalog import Catalog
 from labctl.errors import LabFileError
-from labctl.model import default_cidr, lab_from_dict, load_lab, parse_disk, parse_memory
+from labctl.labfile import default_cidr, lab_from_dict, load_lab, parse_disk, parse_memory
 
 
 def lab(catalog: Catalog, **extra: Any) -> Any:

@@ -13,8 +13,9 @@ from labctl.catalog import Catalog
 from labctl.errors import FragmentError
 from labctl.host import KVM, QEMU
 from labctl.lab import read_fragments
+from labctl.labfile import lab_from_dict, load_lab
 from labctl.localconf import parse, shell_value
-from labctl.model import Lab, lab_from_dict, load_lab
+from labctl.model import Lab
 from labctl.render import Fragment, render_local_conf, render_vagrantfile, ruby_literal, slow_waits_note
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -19,8 +19,9 @@ from standin_devstack import make_repo
 
 from labctl.catalog import Catalog
 from labctl.lab import read_fragments
+from labctl.labfile import load_lab
 from labctl.mirrors import GIT_PORT, devstack_source, host_address
-from labctl.model import Lab, load_lab
+from labctl.model import Lab
 from labctl.provision import StackJob, StackResult, stack_machine
 from labctl.remote import Host, run_command
 from labctl.render import render_local_conf
@@ -404,7 +405,7 @@ sys.path.insert(0, sys.argv[3])
 from test_stack_hosts import Recorder, jobs_for
 from hosts import TestHost
 from labctl.catalog import default_catalog
-from labctl.model import load_lab
+from labctl.labfile import load_lab
 from labctl.stacking.machines import run_stacks
 
 tmp = Path(sys.argv[1])

@@ -11,8 +11,9 @@ from labctl import records
 from labctl.catalog import Catalog
 from labctl.errors import LabctlError
 from labctl.guest_network import proxy_files
+from labctl.labfile import lab_from_dict
 from labctl.machine_status import devstack_states
-from labctl.model import Proxy, lab_from_dict
+from labctl.model import Proxy
 from labctl.passwords import LabSecrets, Passwords
 from labctl.provision import StackResult, devstack_command
 from labctl.records import mark

@@ -67,8 +67,8 @@ def test_class_ports_stay_clear_of_the_hosts_own(catalog: object) -> None:
     from labctl.cache.services import APT_PORT, PYPI_PORT
     from labctl.classroom.seats import RESERVED_PORTS
     from labctl.errors import LabFileError
+    from labctl.labfile import lab_from_dict
     from labctl.mirrors import GIT_PORT
-    from labctl.model import lab_from_dict
 
     assert {(GIT_PORT, GIT_PORT), (min(APT_PORT, PYPI_PORT), max(APT_PORT, PYPI_PORT))} <= {
         (low, high) for low, high, _ in RESERVED_PORTS}

@@ -13,8 +13,8 @@ from labctl.catalog import default_catalog
 from labctl.context import Context
 from labctl.errors import NotEnoughResources
 from labctl.host import HostFacts
+from labctl.labfile import lab_from_dict
 from labctl.lifecycle import destroy_lab, halt_lab, list_labs, up_lab
-from labctl.model import lab_from_dict
 from labctl.state import LabHome
 
 

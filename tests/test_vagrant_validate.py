@@ -67,7 +67,7 @@ def test_machines_on_another_host_validate(tmp_path: Path) -> None:
     from labctl.host import HostFacts, choose_accelerator
     from labctl.hosts.inventory import HostEntry
     from labctl.hosts.transport import route
-    from labctl.model import lab_from_dict
+    from labctl.labfile import lab_from_dict
     from labctl.render import render_vagrantfile
     from labctl.resources import data_path
 

@@ -131,8 +131,8 @@ def parse_hosts(raw: object) -> list[HostEntry]:
 
 
 def _host(raw: object, path: str) -> HostEntry:
+    from labctl.labfile import check_name, parse_memory
     from labctl.labyaml import mapping
-    from labctl.model import check_name, parse_memory
 
     data = mapping(raw, path, ("name", "uri", "reserve", "ssh_key"))
     for required in ("name", "uri"):

@@ -1,0 +1,128 @@
+"""lab.yaml and command-line flags -> a validated, frozen Lab (labctl.model).
+
+Every error names the field path (`machines[1].memory: ...`), 0-based like JSON paths. The disk is
+read for the lab file, its CA certificates (which must hold one) and to see that the files it names
+exist (a DevStack checkout, image files); host facts (CPU count) come in as arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from labctl.catalog import Catalog
+from labctl.classroom.seats import parse_classroom, seat_machines
+from labctl.cloud.spec import parse_cloud
+from labctl.errors import LabFileError, show
+from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
+from labctl.labfile.devstack import parse_devstack
+from labctl.labfile.machines import default_cidr, parse_defaults, parse_machines, parse_network
+from labctl.labfile.scalars import check_name, matching, parse_disk, parse_memory, release_of, true_or_false
+from labctl.labyaml import listed, mapping, parse_yaml
+from labctl.model import ACCELERATORS, DEFAULT_CPUS, DEFAULT_DISK_GB, DEFAULT_MEMORY_MB, Lab, Proxy
+
+__all__ = ["check_name", "default_cidr", "default_lab_dict", "lab_from_dict", "load_lab", "parse_disk",
+           "parse_memory"]
+
+_PROXY_URL_RE = re.compile(r"https?://[^\s'\"\\`$;&|<>]+\Z")
+_NO_PROXY_RE = re.compile(r"[A-Za-z0-9.,:/*_-]*\Z")
+
+
+def _proxy(raw: object) -> Proxy | None:
+    if raw is None:
+        return None
+    data = mapping(raw, "proxy", ("http", "https", "no_proxy"))
+    http = data.get("http")
+    https = data.get("https", http)
+    for key, value in (("http", http), ("https", https)):
+        if value is not None:
+            matching(value, f"proxy.{key}", _PROXY_URL_RE, "a proxy URL like http://proxy.example:3128")
+    no_proxy = data.get("no_proxy", "")
+    matching(no_proxy, "proxy.no_proxy", _NO_PROXY_RE, "a comma-separated list of hosts or domains")
+    if http is None and https is None:
+        raise LabFileError("proxy: give http, https or both")
+    return Proxy(http, https, no_proxy)
+
+
+def _certificates(raw: object, base_dir: Path | None) -> tuple[Path, ...]:
+    paths = []
+    for i, value in enumerate(listed(raw, "ca_certificates")):
+        where = f"ca_certificates[{i}]"
+        if not isinstance(value, str) or not value or "\n" in value:
+            raise LabFileError(f"{where}: expected the path of a PEM certificate file, got {show(value)}")
+        path = Path(value).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            text = read_bounded(path, CERTIFICATE_LIMIT, "PEM certificate file", encoding="ascii")
+        except LabFileError as exc:
+            raise LabFileError(f"{where}: {exc.message}",
+                               hint="give the path of a PEM file, e.g. /usr/local/share/ca-certificates/corp.crt")\
+                from None
+        if not certificate_blocks(text):
+            raise LabFileError(f"{where}: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        paths.append(path.resolve())
+    return tuple(paths)
+
+
+def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None) -> Lab:
+    data = mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
+                              "ca_certificates", "proxy", "classroom", "caches", "cloud"))
+    if "name" not in data:
+        raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
+    name = check_name(data["name"], "name")
+    accelerator = data.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise LabFileError(f"accelerator: expected one of {', '.join(ACCELERATORS)}, got {show(accelerator)}")
+    net = parse_network(data.get("network"), name)
+    classroom = None
+    machines = data.get("machines")
+    if "classroom" in data:
+        if machines is not None:
+            raise LabFileError("machines: a classroom lab describes its seat machine under classroom.seat,"
+                               " and labctl makes one per seat", hint="move the machine's settings to classroom.seat")
+        classroom, seat = parse_classroom(data["classroom"])
+        machines = seat_machines(classroom, seat)
+    base_dir = source.parent if source else None
+    fragments = base_dir / "local.conf.d" if base_dir else None
+    return Lab(
+        name=name,
+        machines=parse_machines(machines, parse_defaults(data.get("defaults")), net, catalog,
+                           "classroom.seat" if classroom else None),
+        cidr=str(net),
+        devstack=parse_devstack(data.get("devstack"), base_dir),
+        accelerator=accelerator,
+        source=source,
+        fragments_dir=fragments if fragments and fragments.is_dir() else None,
+        ca_certificates=_certificates(data.get("ca_certificates"), base_dir),
+        proxy=_proxy(data.get("proxy")),
+        classroom=classroom,
+        caches=true_or_false(data["caches"], "caches") if "caches" in data else classroom is not None,
+        cloud=parse_cloud(data.get("cloud"), base_dir),
+    )
+
+
+def load_lab(path: Path, catalog: Catalog) -> Lab:
+    try:
+        text = read_bounded(path, LAB_FILE_LIMIT, "lab file")
+    except LabFileError as exc:
+        hint = "labctl init writes one, or use --distro for a one-machine lab" if "no such" in exc.message else None
+        raise LabFileError(exc.message, hint=hint) from None
+    raw = parse_yaml(text, str(path))
+    try:
+        return lab_from_dict(raw, catalog, source=path.resolve())
+    except LabFileError as exc:
+        raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
+
+
+def default_lab_dict(distro: str, catalog: Catalog, name: str | None = None) -> dict[str, Any]:
+    """The lab.yaml content of `labctl up --distro D`: one all-in-one machine."""
+    release = release_of(catalog, distro, "--distro")
+    lab_name = name or f"{release.family}-{release.version.replace('.', '-')}"
+    return {
+        "name": lab_name,
+        "machines": [{"name": "devstack", "distro": release.ref, "role": "allinone",
+                      "memory": f"{DEFAULT_MEMORY_MB}M", "cpus": DEFAULT_CPUS,
+                      "disk": f"{DEFAULT_DISK_GB}G"}],
+    }

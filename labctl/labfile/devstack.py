@@ -1,0 +1,119 @@
+"""lab.yaml's devstack section: where DevStack comes from, its localrc, post-config, services and
+plugins. Every value here ends up in a file DevStack sources or evaluates: each is checked against
+what means nothing to a shell."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from labctl.errors import LabFileError, show
+from labctl.labfile.scalars import matching, one_line, true_or_false
+from labctl.labyaml import listed, mapping
+from labctl.localconf import REFERENCE_RE
+from labctl.model import (
+    DEFAULT_DEVSTACK_BRANCH,
+    DEFAULT_DEVSTACK_REPO,
+    MANAGED_LOCALRC,
+    DevstackSpec,
+    Plugin,
+    PostConfig,
+)
+
+_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_BRANCH_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*\Z")
+# A post-config file: a DevStack variable ($NOVA_CONF, ${NOVA_CONF}) or an absolute path.
+_CONF_FILE_RE = re.compile(r"(\$[A-Z_][A-Z0-9_]*|\$\{[A-Z_][A-Z0-9_]*\}|/[A-Za-z0-9._/-]+)\Z")
+_INI_SECTION_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
+_INI_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
+# A git URL: its characters are those of URLs that mean nothing to a shell (no ; $ ` ' " ( ) & | < >
+# space or glob), since DevStack sources the lines they end up in (enable_plugin, GIT_BASE).
+URL_RE = re.compile(r"([a-z][a-z0-9+.-]*://|git@)[A-Za-z0-9._~:/@%+=,-]+\Z")
+# DevStack evals post-config values inside double quotes (`iniset file sec key "value"` piped to
+# `while read a; do eval "$a"`): these characters would break out of that or be eaten by read.
+_INI_VALUE_FORBIDDEN = set('"`\\\n\r\0')
+
+
+def url_or_folder(value: object, path: str, base_dir: Path | None) -> str:
+    """A git URL as it is, or a folder on the host made absolute (relative to lab.yaml's folder)."""
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "'\"\\`\0" for c in value):
+        raise LabFileError(f"{path}: expected a git URL or a folder, got {show(value)}")
+    if URL_RE.match(value):
+        return value.rstrip("/")
+    folder = Path(value).expanduser()
+    return str(folder if folder.is_absolute() or base_dir is None else (base_dir / folder).resolve())
+
+
+def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
+    keys = ("repo", "branch", "force", "localrc", "post_config", "enable_services",
+            "disable_services", "plugins", "git_base")
+    data = mapping(raw, "devstack", keys)
+    git_base = url_or_folder(data["git_base"], "devstack.git_base", base_dir) if "git_base" in data else None
+    if git_base and not URL_RE.match(git_base) and not Path(git_base).is_dir():
+        raise LabFileError(f"devstack.git_base: {git_base} is no folder",
+                           hint="give a URL like https://opendev.org, or a folder of mirrors laid out as"
+                                " FOLDER/openstack/NAME.git")
+    # With mirrors, DevStack itself comes from them too, unless repo says otherwise.
+    default_repo = f"{git_base}/openstack/devstack.git" if git_base else DEFAULT_DEVSTACK_REPO
+    repo = url_or_folder(data.get("repo", default_repo), "devstack.repo", base_dir)
+    branch = matching(data.get("branch", DEFAULT_DEVSTACK_BRANCH), "devstack.branch", _BRANCH_RE,
+                   "a branch or tag like master or stable/2025.1")
+    if ".." in branch:
+        raise LabFileError(f"devstack.branch: invalid branch {show(branch)}")
+    localrc: list[tuple[str, str]] = []
+    for name, value in mapping(data.get("localrc"), "devstack.localrc").items():
+        path = f"devstack.localrc.{name}"
+        matching(name, path, _VAR_RE, "a shell variable name")
+        if name in MANAGED_LOCALRC:
+            raise LabFileError(f"{path}: labctl sets this variable itself", hint=MANAGED_LOCALRC[name])
+        if name == "GIT_BASE" and git_base:
+            raise LabFileError(f"{path}: devstack.git_base sets GIT_BASE already", hint="keep only devstack.git_base")
+        localrc.append((name, one_line(value, path)))
+    return DevstackSpec(
+        repo=repo, branch=branch, force=true_or_false(data.get("force", False), "devstack.force"),
+        localrc=tuple(localrc), post_config=_post_config(data.get("post_config")),
+        enable_services=_services(data.get("enable_services"), "devstack.enable_services"),
+        disable_services=_services(data.get("disable_services"), "devstack.disable_services"),
+        plugins=_plugins(data.get("plugins")), git_base=git_base,
+    )
+
+
+def _post_config(raw: object) -> tuple[PostConfig, ...]:
+    items: list[PostConfig] = []
+    for file, sections in mapping(raw, "devstack.post_config").items():
+        fpath = f"devstack.post_config[{show(file)}]"
+        matching(file, fpath, _CONF_FILE_RE, "a DevStack variable like $NOVA_CONF or an absolute path")
+        for section, keys in mapping(sections, fpath).items():
+            spath = f"{fpath}.{section}"
+            matching(section, spath, _INI_SECTION_RE, "an INI section name like DEFAULT")
+            for key, value in mapping(keys, spath).items():
+                kpath = f"{spath}.{key}"
+                matching(key, kpath, _INI_KEY_RE, "an option name")
+                text = one_line(value, kpath)
+                if any(c in _INI_VALUE_FORBIDDEN for c in text) or "$" in REFERENCE_RE.sub("", text):
+                    raise LabFileError(f"{kpath}: value may not contain quotes, backquotes, backslashes or"
+                                       " a $ other than $VAR or ${VAR} (DevStack evaluates it in a shell)")
+                items.append(PostConfig(file, section, key, text))
+    return tuple(items)
+
+
+def _services(raw: object, path: str) -> tuple[str, ...]:
+    return tuple(matching(s, f"{path}[{i}]", _SERVICE_RE, "a DevStack service name")
+                 for i, s in enumerate(listed(raw, path)))
+
+
+def _plugins(raw: object) -> tuple[Plugin, ...]:
+    plugins = []
+    for name, spec in mapping(raw, "devstack.plugins").items():
+        path = f"devstack.plugins.{name}"
+        matching(name, path, _SERVICE_RE, "a plugin name")
+        if isinstance(spec, str):
+            spec = {"url": spec}
+        spec = mapping(spec, path, ("url", "branch"))
+        url = matching(spec.get("url"), f"{path}.url", URL_RE, "a git URL")
+        branch = spec.get("branch")
+        if branch is not None:
+            matching(branch, f"{path}.branch", _BRANCH_RE, "a branch name")
+        plugins.append(Plugin(name, url, branch))
+    return tuple(plugins)
