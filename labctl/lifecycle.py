@@ -88,17 +88,10 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
     """`before_create`: called once every check passed, before anything is made (the host's caches)."""
     from labctl.hosts.spread import spread_existing
     from labctl.lab import render_lab, write_lab
-    from labctl.vagrant_driver import orphan_up
 
     reporter.step("checking the host")
     lab_dir = ctx.home.lab(lab.name)
-    orphan = orphan_up(lab_dir.path)
-    if orphan:
-        from labctl.state import LabBusy
-
-        raise LabBusy(f"a `vagrant up` of lab {lab.name!r} (pid {orphan}) is still running, left by a labctl"
-                      " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
-                      f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
+    _refuse_an_orphan_up(lab.name, lab_dir)
     # Until the lab's folder is written, vagrant runs from the cache folder (boxes, validation).
     driver = cache_driver(ctx)
     driver.check_plugin()
@@ -122,15 +115,8 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps, routes=spread.routes)
     plan = write_lab(rendered)
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
-    names = [m.name for m in to_start]
-    if names:
-        # The management network exists before Vagrant boots anything (made as vagrant-libvirt makes it);
-        # destroy_lab makes it again when vagrant-libvirt removed it.
-        for on in sorted({m.host for m in to_start}, key=lambda h: h or ""):
-            ctx.hypervisor_on(on).management_address()
-        with reporter.machines(names, "booting") as progress:
-            driver.up(names, progress.update)
-        _mark_started(ctx, lab.name, [(m.name, m.host) for m in to_start])
+    if to_start:
+        _boot(lab.name, to_start, ctx, driver, reporter)
     statuses = lab_status(lab_dir, hv, ctx)
     fence_machines(lab.name, bool(rendered.lab.classroom), ctx, statuses)
     _forget_predecessors(lab_dir, {name for name, info in infos.items() if info is None}, statuses)
@@ -140,6 +126,29 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         except LabctlError as exc:  # the seats stack all the same; the ports can be opened later
             reporter.warn(f"{exc.message} ({exc.hint}); the seats go on without their ports for now")
     return plan, statuses
+
+
+def _refuse_an_orphan_up(name: str, lab_dir: LabDir) -> None:
+    """A `vagrant up` left running by a labctl that was killed: never a second one beside it."""
+    from labctl.vagrant_driver import orphan_up
+
+    orphan = orphan_up(lab_dir.path)
+    if orphan:
+        from labctl.state import LabBusy
+
+        raise LabBusy(f"a `vagrant up` of lab {name!r} (pid {orphan}) is still running, left by a labctl"
+                      " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
+                      f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
+
+
+def _boot(name: str, to_start: Sequence[Machine], ctx: Context, driver: VagrantPort, reporter: Reporter) -> None:
+    # The management network exists before Vagrant boots anything (made as vagrant-libvirt makes it);
+    # destroy_lab makes it again when vagrant-libvirt removed it.
+    for on in sorted({m.host for m in to_start}, key=lambda h: h or ""):
+        ctx.hypervisor_on(on).management_address()
+    with reporter.machines([m.name for m in to_start], "booting") as progress:
+        driver.up([m.name for m in to_start], progress.update)
+    _mark_started(ctx, name, [(m.name, m.host) for m in to_start])
 
 
 def _check_room(lab: Lab, to_start: Sequence[Machine], spread: Spread, hv: HypervisorPort,

@@ -180,3 +180,19 @@ def test_no_import_circle() -> None:
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path.read_text()
     assert circles(import_graph(modules)) == []
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """A module past 400 lines or a function past 50 has outgrown its room: make the room first."""
+    too_big = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        rel = path.relative_to(PACKAGE).as_posix()
+        if source.count("\n") > 400:
+            too_big.append(f"{rel}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                length = node.end_lineno - node.lineno + 1
+                if length > 50:
+                    too_big.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    assert too_big == []

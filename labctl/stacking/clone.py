@@ -289,59 +289,76 @@ def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> Host:
     return Host(status.name, status.ssh_address, status.user, lab_dir.private_key(key_of), lab_dir.known_hosts)
 
 
+class _Steps:
+    """The step a copy is at: shown live, and named in its result when it fails."""
+
+    def __init__(self, name: str, update: Callable[[str, str], None]) -> None:
+        self.name, self.update, self.now = name, update, "waiting for SSH"
+
+    def at(self, step: str) -> None:
+        self.now = step
+        self.update(self.name, step)
+
+    def say(self, text: str) -> None:
+        self.update(self.name, f"{self.now}: {text}")
+
+
 def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
                seats: Mapping[str, SeatSecrets], template: Passwords,
                update: Callable[[str, str], None]) -> StackResult:
     """Turn one booted copy of the template into seat `name`; failures become its result."""
     started = time.monotonic()
     status = by_name[name]
-    own = seats[name]
     secrets = [v for seat in seats.values() for v in seat.values()] + list(template.values())
     log = lab_dir.stack_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
-    step = "waiting for SSH"
-    problems: list[str] = []
+    steps = _Steps(name, update)
     try:
         with log.open("a", encoding="utf-8") as out:
             out.write(f"--- {time.strftime('%F %T')} made its own seat from the template's stacked disk"
                       " (classroom.clone)\n")
-            assert status.ssh_address is not None
-            forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
-            update(name, step)
-            wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
-            step = "making it its own seat"
-            update(name, step)
-            spec = fixup_spec(lab, name, seats, template, status.user, public_key(lab_dir.private_key(name)))
-            with Session(_host(lab_dir, status, TEMPLATE)) as session:
-                spec_file = session.upload_private(json.dumps(spec).encode())
-                script = session.upload_private(FIXUP_SCRIPT.encode())
 
-                def line(text: str) -> None:
-                    out.write(mask(text, secrets).rstrip("\n") + "\n")
-                    out.flush()
-                    update(name, f"{step}: {mask(text, secrets).strip()[:80]}")
+            def line(text: str) -> None:
+                out.write(mask(text, secrets).rstrip("\n") + "\n")
+                out.flush()
+                steps.say(mask(text, secrets).strip()[:80])
 
-                session.run(shlex.join(["sudo", "python3", script, spec_file])
-                            + f"; rc=$?; rm -f {shlex.quote(script)}; exit $rc", "making the copy its own seat",
-                            on_line=line)
-            forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
-            step = "opening the seat to its trainee"
-            update(name, step)
-            own_host = _host(lab_dir, status, name)
-            wait_for_ssh(own_host, 120)  # sshd starts again with its new keys: a moment without a listener
-            with Session(own_host) as session:
-                open_seat(session, own.login)
-                push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
-            if lab.cloud:  # made on the template already: only this seat's own keypair is new
-                made = StackResult(name, "ok")
-                day_one(own_host, lab.cloud, made, lambda text: update(name, text), log)
-                problems = made.problems
+            problems = _make_its_own(lab, lab_dir, status, name, seats, template, steps, line)
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
         message = exc.message if isinstance(exc, LabctlError) else str(exc)
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
-        return StackResult(name, "failed", time.monotonic() - started, step, mask(message, secrets),
+        return StackResult(name, "failed", time.monotonic() - started, steps.now, mask(message, secrets),
                            [mask(t, secrets) for t in tail])
     ip = status.lab_ip
     return StackResult(name, "ok", time.monotonic() - started, f"cloned from {TEMPLATE}", "", [], None,
                        f"http://{ip}/identity/", [("Cloned from seat-01", time.monotonic() - started)],
                        problems)
+
+
+def _make_its_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, name: str, seats: Mapping[str, SeatSecrets],
+                  template: Passwords, steps: _Steps, line: Callable[[str], None]) -> list[str]:
+    """The copy, still seat-01 inside, rewritten into seat `name` (the fixup script, as root), then opened to
+    its trainee with its own local.conf and keypair. Returns the day-one step's problems."""
+    assert status.ssh_address is not None
+    forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
+    steps.at("waiting for SSH")
+    wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
+    steps.at("making it its own seat")
+    spec = fixup_spec(lab, name, seats, template, status.user, public_key(lab_dir.private_key(name)))
+    with Session(_host(lab_dir, status, TEMPLATE)) as session:
+        spec_file = session.upload_private(json.dumps(spec).encode())
+        script = session.upload_private(FIXUP_SCRIPT.encode())
+        session.run(shlex.join(["sudo", "python3", script, spec_file])
+                    + f"; rc=$?; rm -f {shlex.quote(script)}; exit $rc", "making the copy its own seat", on_line=line)
+    forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
+    steps.at("opening the seat to its trainee")
+    own_host = _host(lab_dir, status, name)
+    wait_for_ssh(own_host, 120)  # sshd starts again with its new keys: a moment without a listener
+    with Session(own_host) as session:
+        open_seat(session, seats[name].login)
+        push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
+    if not lab.cloud:
+        return []
+    made = StackResult(name, "ok")  # made on the template already: only this seat's own keypair is new
+    day_one(own_host, lab.cloud, made, lambda text: steps.update(name, text), lab_dir.stack_log(name))
+    return made.problems
