@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from labctl.machine_status import MachineStatus
 
 
-def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, Any]:
+def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, object]:
     from labctl.names import SEAT_RE
 
     hosts: dict[str, Any] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from labctl import records
 from labctl.errors import LabctlError, LabNotFound
@@ -42,7 +42,7 @@ class MachineStatus:
             return None
         return next((a for a in self.addresses if a != self.lab_ip), self.lab_ip)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         from labctl.stacklog import slowest  # here: plain `status` shows no phases
 
         return {"name": self.name, "role": self.role, "domain": self.domain, "state": self.state,

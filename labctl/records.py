@@ -32,17 +32,17 @@ LAB_FORMAT = 1
 STATUSES = ("ok", "failed", "skipped", "started", "interrupted")
 
 
-def _text(raw: dict[str, Any], key: str) -> str:
+def _text(raw: dict[str, object], key: str) -> str:
     value = raw.get(key)
     return value if isinstance(value, str) else ""
 
 
-def _optional_text(raw: dict[str, Any], key: str) -> str | None:
+def _optional_text(raw: dict[str, object], key: str) -> str | None:
     value = raw.get(key)
     return value if isinstance(value, str) else None
 
 
-def _number(raw: dict[str, Any], key: str) -> int | None:
+def _number(raw: dict[str, object], key: str) -> int | None:
     value = raw.get(key)
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -80,7 +80,7 @@ class StackRecord:
                          and isinstance(p[1], int | float) and not isinstance(p[1], bool)),
             pid=_number(raw, "pid"), since=_number(raw, "since"), finished=_number(raw, "finished"))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["phases"] = [[name, seconds] for name, seconds in self.phases]
         return {k: v for k, v in data.items() if v is not None}
@@ -101,7 +101,7 @@ def read(lab_dir: LabDir) -> LabState:
 
 
 def write(lab_dir: LabDir, state: LabState) -> None:
-    data: dict[str, Any] = {"format": FORMAT, "stack": {n: r.to_dict() for n, r in state.stack.items()}}
+    data: dict[str, object] = {"format": FORMAT, "stack": {n: r.to_dict() for n, r in state.stack.items()}}
     if state.discover_hosts is not None:
         data["discover_hosts"] = state.discover_hosts
     lab_dir.write_state(data)
@@ -153,7 +153,7 @@ class MachineRecord:
                    memory_mb=_number(raw, "memory_mb"), cpus=_number(raw, "cpus"), disk_gb=_number(raw, "disk_gb"),
                    host=host if valid_name(host) else None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -201,7 +201,7 @@ class LabRecord:
             if isinstance(boxes, dict) else {},
             classroom=_classroom(raw.get("classroom")))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"format": LAB_FORMAT, "name": self.name, "source": str(self.source) if self.source else None,
                 "labctl": self.labctl, "network": self.network, "machines": [m.to_dict() for m in self.machines],
                 "boxes": self.boxes, "classroom": _classroom_json(self.classroom) if self.classroom else None}
@@ -232,7 +232,7 @@ def _classroom(raw: object) -> Classroom | None:
     return classroom_from_json(raw)
 
 
-def _classroom_json(classroom: Classroom) -> dict[str, Any]:
+def _classroom_json(classroom: Classroom) -> dict[str, object]:
     from labctl.classroom.seats import classroom_json
 
     return classroom_json(classroom)

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jinja2
 
@@ -109,12 +109,12 @@ def check_fragments(fragments: Sequence[Fragment], lab: Lab) -> None:
                      f" machine name ({', '.join(sorted(names))})")
 
 
-def _machine_data(m: Machine) -> dict[str, Any]:
+def _machine_data(m: Machine) -> dict[str, object]:
     return {"name": m.name, "role": m.role, "ip": m.ip, "memory_mb": m.memory_mb, "cpus": m.cpus,
             "disk_gb": m.disk_gb, "distro": m.release.ref, "family": m.release.family, "box": m.box}
 
 
-def fragment_context(lab: Lab, machine: Machine, passwords: Mapping[str, str]) -> dict[str, Any]:
+def fragment_context(lab: Lab, machine: Machine, passwords: Mapping[str, str]) -> dict[str, object]:
     """What a fragment sees: plain data only (fragments come from strangers, see sandbox.py)."""
     spec = lab.devstack
     return {

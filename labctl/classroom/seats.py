@@ -200,7 +200,7 @@ def fitting_seats(seat_memory_mb: int, seat_disk_gb: int, memory_available_mb: i
 # Records (lab.json) and the class's arithmetic
 
 
-def classroom_json(classroom: Classroom) -> dict[str, Any]:
+def classroom_json(classroom: Classroom) -> dict[str, object]:
     return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare, "held": s.held}
                       for s in classroom.seats],
             "address": classroom.address, "listen": classroom.listen,

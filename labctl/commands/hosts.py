@@ -13,7 +13,7 @@ from labctl.commands.shared import command_context, print_json
 from labctl.errors import printable
 
 
-def _room_json(room: Any) -> dict[str, Any]:
+def _room_json(room: Any) -> dict[str, object]:
     cap = room.capacity
     return {"name": room.name, "uri": room.entry.uri, "reachable": room.error is None, "error": room.error,
             "reserve_mb": room.entry.reserve_mb,

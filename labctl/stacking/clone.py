@@ -33,7 +33,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl import records
 from labctl.errors import LabctlError
@@ -124,7 +124,7 @@ UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 ||
 
 
 def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: Passwords, user: str,
-               authorized_key: str) -> dict[str, Any]:
+               authorized_key: str) -> dict[str, object]:
     """What the clone script needs to make the template's copy into `seat` (secrets included: it
     travels in a file of mode 0600): the template's passwords -> the seat's, and every secret of every
     other seat, which must be nowhere in it, as salted digests (a value sent would be in it). Pure
