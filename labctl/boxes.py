@@ -4,11 +4,13 @@ registry, or built here from Debian's packages where the catalogue says so (labc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl.errors import LabctlError
 
 if TYPE_CHECKING:
+    from labctl.boxbuild import BoxSpec
+    from labctl.catalog import Catalog
     from labctl.context import Context
     from labctl.model import Lab
     from labctl.protocols import Reporter, VagrantPort
@@ -66,7 +68,7 @@ def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter
 
 
 def build_box_command(distro: str, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
-                      catalog: Any) -> tuple[str, Path]:
+                      catalog: Catalog) -> tuple[str, Path]:
     """`labctl box build DISTRO`: build (always anew) and add the box to Vagrant."""
     from labctl.boxbuild import box_spec, build_box
 
@@ -77,7 +79,7 @@ def build_box_command(distro: str, ctx: Context, driver: VagrantPort, reporter: 
     return spec.name, spec.file
 
 
-def add_built_box(driver: VagrantPort, spec: Any) -> None:
+def add_built_box(driver: VagrantPort, spec: BoxSpec) -> None:
     """Add a built box with a version (from its file's age): vagrant-libvirt names the box's base
     volume after it, so the same file is uploaded to libvirt once, not once per `box add`."""
     import json

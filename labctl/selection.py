@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from labctl.errors import LabctlError, LabNotFound
 from labctl.state import LabDir, LabHome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from labctl.catalog import Catalog
 
 LAB_FILE = "lab.yaml"
 
@@ -48,7 +53,7 @@ def existing_lab(home: LabHome, name: str) -> LabDir:
     return lab_dir
 
 
-def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Any, cwd: Path) -> LabDir:
+def resolve_lab_dir(req: LabRequest, home: LabHome, catalog_loader: Callable[[], Catalog], cwd: Path) -> LabDir:
     """The folder of an existing lab: --lab NAME, -f FILE, ./lab.yaml, else the only lab."""
     if req.file and req.lab:
         raise LabctlError("-f and --lab both name a lab; give one", hint="-f for a lab file, --lab for a lab by name")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl.errors import printable
 from labctl.mirrors import redact
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status
     from labctl.lab import Plan
     from labctl.lifecycle import LabSummary
     from labctl.machine_status import MachineStatus
+    from labctl.protocols import MachineProgress
     from labctl.provision import StackResult
 
 
@@ -120,7 +121,7 @@ class ConsoleReporter:
         warn(self.console, text)
 
     @contextmanager
-    def machines(self, names: Sequence[str], verb: str) -> Iterator[Any]:
+    def machines(self, names: Sequence[str], verb: str) -> Iterator[MachineProgress]:
         if self.console.is_terminal:
             with _LiveMachines(self.console, names, verb) as live:
                 yield live

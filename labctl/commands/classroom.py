@@ -7,12 +7,16 @@ render its result. LabctlError is caught by cli.main only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from labctl.commands.shared import chosen_lab_dir, command_context, lab_options, lab_statuses, make_reporter, print_json
 from labctl.errors import LabctlError, printable
+
+if TYPE_CHECKING:
+    from labctl.hosts.router import LabDomains
+    from labctl.state import LabDir
 
 # ---------------------------------------------------------------------------------------------
 # Trainees' access
@@ -138,7 +142,7 @@ def snapshot() -> None:
     at once. labctl takes `stacked` by itself when a machine stacks; `labctl reset` goes back to it."""
 
 
-def _domains(lab_dir: Any) -> Any:
+def _domains(lab_dir: LabDir) -> LabDomains:
     """The lab's domains, each on the libvirt of its machine's host."""
     from labctl.hosts.router import LabDomains
 
@@ -198,7 +202,7 @@ def snapshot_restore(lab_file: Path | None, lab_name: str | None, name: str, mac
     return _restore(lab_dir, name, machines)
 
 
-def _restore(lab_dir: Any, name: str, machines: tuple[str, ...]) -> int:
+def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...]) -> int:
     from labctl.snapshots import pick, restore
 
     reporter = make_reporter()

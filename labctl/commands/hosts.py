@@ -5,15 +5,18 @@ Registered on cli.py's group (imported at its end); parse, call one use-case, re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from labctl.commands.shared import command_context, print_json
 from labctl.errors import printable
 
+if TYPE_CHECKING:
+    from labctl.hosts.placement import HostRoom
 
-def _room_json(room: Any) -> dict[str, object]:
+
+def _room_json(room: HostRoom) -> dict[str, object]:
     cap = room.capacity
     return {"name": room.name, "uri": room.entry.uri, "reachable": room.error is None, "error": room.error,
             "reserve_mb": room.entry.reserve_mb,
@@ -46,7 +49,7 @@ def hosts(as_json: bool) -> int:
     return 1 if any(r.error for r in rooms) else 0
 
 
-def _table(rooms: list[Any], source: str | None, path: str) -> None:
+def _table(rooms: list[HostRoom], source: str | None, path: str) -> None:
     from rich.table import Table
 
     from labctl.ui import make_console, safe
