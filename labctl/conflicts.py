@@ -15,7 +15,6 @@ from labctl.state import LabHome
 
 def check_network_free(lab: Lab, home: LabHome) -> None:
     """Two labs on one network would hand out the same addresses (and share a bridge address)."""
-
     ours = ipaddress.IPv4Network(lab.cidr)
     taken = {}
     for other in home.names():
