@@ -27,7 +27,8 @@ from hosts import INSECURE_KEYS, TestHost, ensure_rootfs  # noqa: E402
 from machine import describe  # noqa: E402
 from standin_devstack import make_repo  # noqa: E402
 
-from labctl.remote import Host, run_parallel  # noqa: E402
+from labctl.adapters.ssh import run_parallel  # noqa: E402
+from labctl.protocols import SshTarget as Host  # noqa: E402
 
 COMMAND = "hostname"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, object]:
     from labctl.names import SEAT_RE
 
-    hosts: dict[str, Any] = {}
-    children: dict[str, Any] = {}
+    hosts: dict[str, dict[str, str]] = {}
+    children: dict[str, dict[str, dict[str, None]]] = {}
     for s in statuses:
         key = lab_dir.private_key(s.name)
         if s.ssh_address is None or not key.is_file():

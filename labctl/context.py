@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labctl import records
+from labctl.cancel import CancelToken
 from labctl.errors import LabctlError
 from labctl.state import LabDir, LabHome
 
 if TYPE_CHECKING:
     from labctl.hosts.inventory import HostEntry
-    from labctl.protocols import HypervisorPort, VagrantPort
+    from labctl.protocols import HypervisorPort, SshPort, VagrantPort
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,13 @@ class Context:
     hosts_file: Path | None = None  # the host inventory; None: this machine alone
     open_hypervisor: Callable[[str], HypervisorPort] | None = None  # URI -> connected; default: libvirt
     make_vagrant: Callable[[Path, Path, str], VagrantPort] | None = None  # folder, log, URI; default: vagrant
+    make_ssh: Callable[[CancelToken], SshPort] | None = None  # default: Fabric
+    cancel: CancelToken = field(default_factory=CancelToken, compare=False)  # this command's run
     _hypervisor: list[HypervisorPort] = field(default_factory=list, repr=False, compare=False)
     _hosts: dict[str, HypervisorPort] = field(default_factory=dict, repr=False, compare=False)
     _down: dict[str, LabctlError] = field(default_factory=dict, repr=False, compare=False)
     _inventory: list[HostEntry] = field(default_factory=list, repr=False, compare=False)
+    _ssh: list[SshPort] = field(default_factory=list, repr=False, compare=False)
 
     def _open(self, uri: str) -> HypervisorPort:
         if self.open_hypervisor is not None:
@@ -116,9 +120,20 @@ class Context:
         """Vagrant run in `folder`, its output appended to `log`."""
         if self.make_vagrant is not None:
             return self.make_vagrant(folder, log, self.libvirt_uri)
-        from labctl.vagrant_driver import VagrantDriver
+        from labctl.adapters.vagrant import VagrantDriver
 
         return VagrantDriver(folder, log, self.libvirt_uri)
+
+    def ssh(self) -> SshPort:
+        """SSH to the lab's machines, for this command's run (its sessions end when it is cancelled)."""
+        if not self._ssh:
+            if self.make_ssh is not None:
+                self._ssh.append(self.make_ssh(self.cancel))
+            else:
+                from labctl.adapters.ssh import Ssh
+
+                self._ssh.append(Ssh(self.cancel))
+        return self._ssh[0]
 
     def close(self) -> None:
         for hypervisor in [*self._hypervisor, *self._hosts.values()]:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from labctl import supervisor
 from labctl.errors import LabctlError
 from labctl.mirrors import GIT_PORT, Served, is_git_dir
 from labctl.proc import CommandFailed, run
@@ -228,36 +229,28 @@ class GitServer:
                 "--init-timeout=30", "--max-connections=64", *map(str, paths)]
         with self.log.open("ab") as handle:
             handle.write(f"--- {time.strftime('%F %T')} serving {', '.join(map(str, paths))}\n".encode())
-            handle.flush()
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle)
+        proc = self.proc = supervisor.spawn(argv, self.log)
         # git daemon says "[PID] Ready to rumble" once it listens (an answer on the port could come
         # from another program that holds it).
-        ready = f"[{self.proc.pid}] Ready to rumble"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        ready = f"[{proc.pid}] Ready to rumble"
+        if supervisor.wait_until(proc, lambda: ready in self.log.read_text(errors="replace"), timeout):
+            return
+        if proc.poll() is not None:
             said = self.log.read_text(errors="replace")
-            if ready in said:
-                return
-            if self.proc.poll() is not None:
-                last = [line for line in said.splitlines() if f"[{self.proc.pid}]" in line][-1:]
-                hint = (f"another program listens on port {self.port} of {self.address}: stop it"
-                        if "allocate" in " ".join(last) or "in use" in " ".join(last)
-                        else f"the whole log is in {self.log}")
-                raise LabctlError(f"git daemon could not serve the mirrors on {self.address}:{self.port}"
-                                  f" ({' '.join(last) or f'exit {self.proc.returncode}'})", hint=hint)
-            time.sleep(0.1)
+            last = [line for line in said.splitlines() if f"[{proc.pid}]" in line][-1:]
+            hint = (f"another program listens on port {self.port} of {self.address}: stop it"
+                    if "allocate" in " ".join(last) or "in use" in " ".join(last)
+                    else f"the whole log is in {self.log}")
+            self.proc = None
+            raise LabctlError(f"git daemon could not serve the mirrors on {self.address}:{self.port}"
+                              f" ({' '.join(last) or f'exit {proc.returncode}'})", hint=hint)
         self.stop()
         raise LabctlError(f"git daemon did not start serving on {self.address}:{self.port} within {timeout:.0f} s",
                           hint=f"see {self.log}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            supervisor.end(self.proc, 5)
         self.proc = None
 
     def __enter__(self) -> GitServer:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from labctl.cache.guest import REACH_SCRIPT, guest_files
 from labctl.cache.services import Endpoints
 from labctl.model import Proxy
-from labctl.remote import RemoteCommandFailed, Session
+from labctl.protocols import RemoteCommandFailed, SessionPort
 
 CA_STORES = {  # where each package family takes extra CAs, the command that rebuilds its bundle, the bundle
     "apt": ("/usr/local/share/ca-certificates", "update-ca-certificates", "/etc/ssl/certs/ca-certificates.crt"),
@@ -53,7 +53,7 @@ def proxy_files(family: str, proxy: Proxy, extra_no_proxy: Sequence[str]) -> dic
     return files
 
 
-def install_file(session: Session, path: str, content: str, mode: str, owner: str = "root",
+def install_file(session: SessionPort, path: str, content: str, mode: str, owner: str = "root",
                   group: str | None = None) -> None:
     tmp = session.upload_private(content.encode())
     session.run(shlex.join(["sudo", "install", "-D", "-m", mode, "-o", owner, "-g", group or owner, tmp, path])
@@ -74,7 +74,7 @@ class NetworkAccess:
         return bool(self.certificates or self.proxy or self.caches)
 
 
-def configure_network_access(session: Session, job: NetworkAccess) -> None:
+def configure_network_access(session: SessionPort, job: NetworkAccess) -> None:
     """Extra CAs trusted and proxies set, before anything is downloaded."""
     if job.certificates:
         folder, update, bundle = CA_STORES[job.package_family]
@@ -106,14 +106,14 @@ def configure_network_access(session: Session, job: NetworkAccess) -> None:
         use_caches(session, job.package_family, job.caches)
 
 
-def use_caches(session: Session, family: str, ends: Endpoints) -> None:
+def use_caches(session: SessionPort, family: str, ends: Endpoints) -> None:
     """The machine fetches packages through the host's caches (after the proxy's files: the cache's
     pip.conf replaces the proxy's), and can reach them: never the internet behind their back."""
     code, out = session.run(shlex.join(["bash", "-c", REACH_SCRIPT, "reach", ends.address,
                                         str(ends.apt_port), str(ends.pypi_port)]),
                             "reaching the host's caches", check=False)
     if code != 0:
-        raise RemoteCommandFailed(session.host.name, "reaching the host's package caches", code,
+        raise RemoteCommandFailed(session.target.name, "reaching the host's package caches", code,
                                   f"{out.strip()} (labctl cache shows whether they run; a firewall on the host"
                                   f" must allow TCP {ends.apt_port} and {ends.pypi_port} from the labs' machines)")
     for path, content in guest_files(family, ends).items():

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -23,6 +23,7 @@ from labctl.labfile import check_name, default_lab_dict, lab_from_dict, load_lab
 from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
 from labctl.model import Lab, Machine
 from labctl.passwords import LabSecrets, Passwords, SeatSecrets
+from labctl.raw import RawMap
 from labctl.render import (
     BUILTIN_SELECTORS,
     Fragment,
@@ -47,7 +48,7 @@ COMPUTE_MIN_MEMORY_MB = 4096
 # Choosing the lab a command acts on
 
 
-def _distro_lab(req: LabRequest, catalog: Catalog) -> tuple[Lab, dict[str, Any]]:
+def _distro_lab(req: LabRequest, catalog: Catalog) -> tuple[Lab, RawMap]:
     if req.name is not None:
         check_name(req.name, "--name")
     raw = default_lab_dict(req.distro or "", catalog, req.name)
@@ -61,7 +62,7 @@ def _distro_lab(req: LabRequest, catalog: Catalog) -> tuple[Lab, dict[str, Any]]
     return lab_from_dict(raw, catalog), raw
 
 
-def resolve_lab(req: LabRequest, home: LabHome, catalog: Catalog, cwd: Path) -> tuple[Lab, dict[str, Any] | None]:
+def resolve_lab(req: LabRequest, home: LabHome, catalog: Catalog, cwd: Path) -> tuple[Lab, RawMap | None]:
     """The lab to act on, and for a `--distro` lab the lab.yaml content that describes it."""
     if req.file and req.lab:
         raise LabctlError("-f and --lab both name a lab; give one", hint="-f for a lab file, --lab for a lab by name")
@@ -122,7 +123,7 @@ class Plan:
         return {"machines": len(ms), "memory_mb": sum(m.memory_mb for m in ms),
                 "cpus": sum(m.cpus for m in ms), "disk_gb": sum(m.disk_gb for m in ms)}
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         return {
             "lab": self.lab.name,
             "dir": str(self.dir),
@@ -141,7 +142,7 @@ class Plan:
         }
 
 
-def _machine_json(mp: MachinePlan) -> dict[str, Any]:
+def _machine_json(mp: MachinePlan) -> dict[str, object]:
     m = mp.machine
     return {"name": m.name, "distro": m.release.ref, "box": m.box, "role": m.role,
             "memory_mb": m.memory_mb, "cpus": m.cpus, "disk_gb": m.disk_gb, "ip": m.ip,
@@ -233,7 +234,7 @@ class Rendered:
     mirrors: tuple[ServedMirror, ...]
 
 
-def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
+def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | None = None,
                boxes: dict[str, str] | None = None, routes: Mapping[str, HostRoute] | None = None) -> Rendered:
     """Validate and render everything; raises before anything is written.
 
@@ -303,7 +304,7 @@ def write_lab(r: Rendered) -> Plan:
                 r.mirrors)
 
 
-def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: dict[str, Any] | None = None,
+def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | None = None,
              routes: Mapping[str, HostRoute] | None = None) -> Plan:
     """Validate, render everything in memory, then write the lab folder. Nothing is written unless
     everything rendered."""

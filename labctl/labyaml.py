@@ -11,11 +11,11 @@ from a "\\ud800" escape) is refused: it could not be written back to a file.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import yaml
 
 from labctl.errors import LabFileError, show
+from labctl.raw import Raw, RawMap
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -32,8 +32,8 @@ _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~
                                     ["~", "n", "N", ""])
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Raw, Raw]:
+    seen: set[Raw] = set()
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise yaml.constructor.ConstructorError(None, None, "a key must be a plain name, not a list or mapping",
@@ -71,7 +71,7 @@ def _check_text(data: object, where: str) -> None:
             stack.extend(item)
 
 
-def parse_yaml(text: str, where: str) -> Any:
+def parse_yaml(text: str, where: str) -> Raw:
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -91,7 +91,7 @@ def parse_yaml(text: str, where: str) -> Any:
 # Shapes every section of lab.yaml checks, with the field path in each error
 
 
-def mapping(value: object, path: str, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+def mapping(value: object, path: str, allowed: tuple[str, ...] | None = None) -> RawMap:
     """A mapping with text keys (None is empty), only `allowed` ones when given."""
     if value is None:
         return {}
@@ -106,7 +106,7 @@ def mapping(value: object, path: str, allowed: tuple[str, ...] | None = None) ->
     return value
 
 
-def listed(value: object, path: str, limit: int | None = None) -> list[Any]:
+def listed(value: object, path: str, limit: int | None = None) -> list[Raw]:
     """A list (None is empty), of at most `limit` entries when given."""
     if value is None:
         return []

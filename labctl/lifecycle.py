@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import functools
 import shutil
+import signal
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from labctl import records
+from labctl import records, supervisor
 from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.hosts.placement import sum_text
 from labctl.machine_status import MachineStatus, lab_status
 from labctl.names import domain_name, network_name
+from labctl.raw import RawMap
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
     from labctl.hosts.spread import Spread
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
-    from labctl.protocols import Capacity, HypervisorPort, Reporter, VagrantPort
+    from labctl.protocols import Capacity, HypervisorPort, Reporter, SshPort, VagrantPort
 
 
 def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
@@ -83,7 +85,7 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
 # up / halt / resume / destroy
 
 
-def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostFacts, reporter: Reporter,
+def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, reporter: Reporter,
            mirror: str, before_create: Callable[[], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
     """`before_create`: called once every check passed, before anything is made (the host's caches)."""
     from labctl.hosts.spread import spread_existing
@@ -119,7 +121,7 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
         _boot(lab.name, to_start, ctx, driver, reporter)
     statuses = lab_status(lab_dir, hv, ctx)
     fence_machines(lab.name, bool(rendered.lab.classroom), ctx, statuses)
-    _forget_predecessors(lab_dir, {name for name, info in infos.items() if info is None}, statuses)
+    _forget_predecessors(ctx.ssh(), lab_dir, {name for name, info in infos.items() if info is None}, statuses)
     if rendered.lab.classroom:
         try:
             open_doors(lab_dir, reporter)
@@ -130,15 +132,23 @@ def up_lab(lab: Lab, generated: dict[str, Any] | None, ctx: Context, host: HostF
 
 def _refuse_an_orphan_up(name: str, lab_dir: LabDir) -> None:
     """A `vagrant up` left running by a labctl that was killed: never a second one beside it."""
-    from labctl.vagrant_driver import orphan_up
-
-    orphan = orphan_up(lab_dir.path)
+    orphan = orphan_up(lab_dir)
     if orphan:
         from labctl.state import LabBusy
 
         raise LabBusy(f"a `vagrant up` of lab {name!r} (pid {orphan}) is still running, left by a labctl"
                       " that was killed", hint=f"wait for it to finish ({lab_dir.vagrant_log} shows it), or stop"
                       f" it: kill -INT {orphan}; then labctl up again (labctl destroy stops it by itself)")
+
+
+def orphan_up(lab_dir: LabDir) -> int | None:
+    """The pid of a `vagrant up` of this lab left running by a labctl that was killed, if any: the
+    process recorded (same start time), a vagrant, working in this lab's folder; any other process is
+    never named, let alone signalled (and a record that names none is dropped)."""
+    pid = supervisor.recorded(lab_dir.vagrant_up, ["vagrant"], cwd=lab_dir.path)
+    if pid is None:
+        lab_dir.vagrant_up.unlink(missing_ok=True)
+    return pid
 
 
 def _boot(name: str, to_start: Sequence[Machine], ctx: Context, driver: VagrantPort, reporter: Reporter) -> None:
@@ -170,15 +180,13 @@ def _check_room(lab: Lab, to_start: Sequence[Machine], spread: Spread, hv: Hyper
         raise
 
 
-def _forget_predecessors(lab_dir: LabDir, created: set[str], statuses: Sequence[MachineStatus]) -> None:
+def _forget_predecessors(ssh: SshPort, lab_dir: LabDir, created: set[str], statuses: Sequence[MachineStatus]) -> None:
     """Machines that had no domain before this up are new: what was recorded of the machines that
     had their names and addresses (stack records, host keys) goes."""
     if not created:
         return
-    from labctl.remote import forget_hosts
-
     records.forget(lab_dir, sorted(created))
-    forget_hosts(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
+    ssh.forget(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
 
 
 def fence_machines(lab: str, classroom: bool, ctx: Context, statuses: Sequence[MachineStatus]) -> None:
@@ -278,8 +286,8 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
     from labctl.classroom.access import close_access
     from labctl.proc import CommandFailed
+    from labctl.protocols import VagrantMissing
     from labctl.snapshots import drop_all
-    from labctl.vagrant_driver import VagrantMissing, orphan_up, stop_process
 
     record = records.read_lab(lab_dir)
     machines = record.machine_names
@@ -294,10 +302,10 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     dropped = drop_all(lab_dir, LabDomains(lab_dir, ctx), machines)
     if dropped:
         reporter.step(f"deleted {dropped} snapshot(s)")
-    orphan = orphan_up(lab_dir.path)
+    orphan = orphan_up(lab_dir)
     if orphan:
         reporter.step(f"stopping the `vagrant up` (pid {orphan}) a killed labctl left running")
-        stop_process(orphan)
+        supervisor.stop(orphan, 30, signal.SIGINT)  # as Ctrl-C: vagrant cleans up what it was creating
     if lab_dir.vagrantfile.is_file() and (lab_dir.path / ".vagrant").is_dir():
         reporter.step("destroying the machines (vagrant destroy)")
         try:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from labctl.errors import LabctlError
 from labctl.machine_status import MachineStatus, host_of, running
+from labctl.protocols import CommandResult, SshPort
 from labctl.sshopts import MachineSsh, argv, config_lines
 from labctl.state import LabDir
 
@@ -56,11 +56,9 @@ def ssh_config(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> str:
     return "\n".join(blocks)
 
 
-def exec_on(lab_dir: LabDir, statuses: Sequence[MachineStatus], command: Sequence[str],
-            timeout: float | None = None) -> dict[str, Any]:
-    from labctl.remote import run_parallel
-
+def exec_on(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus], command: Sequence[str],
+            timeout: float | None = None) -> dict[str, CommandResult]:
     running(statuses, lab_dir.name)
     for s in statuses:
         _key(lab_dir, s.name)  # a machine never brought up has no key: say so before connecting
-    return run_parallel([host_of(lab_dir, s) for s in statuses], remote_command(command), timeout=timeout)
+    return ssh.run_parallel([host_of(lab_dir, s) for s in statuses], remote_command(command), timeout=timeout)

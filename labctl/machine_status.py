@@ -13,8 +13,7 @@ from labctl.names import domain_name
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # fabric and libvirt are imported only by the commands that connect
-    from labctl.protocols import HypervisorPort
-    from labctl.remote import Host
+    from labctl.protocols import HypervisorPort, SshTarget
 
 
 @dataclass(frozen=True)
@@ -151,11 +150,11 @@ def running(statuses: Sequence[MachineStatus], lab: str) -> None:
         raise LabctlError(f"not running: {', '.join(down)}", hint=f"labctl resume --lab {lab}, or labctl up")
 
 
-def host_of(lab_dir: LabDir, status: MachineStatus) -> Host:
+def host_of(lab_dir: LabDir, status: MachineStatus) -> SshTarget:
     """How labctl reaches a machine over SSH: its address, the lab's key for it, the lab's known_hosts."""
-    from labctl.remote import Host
+    from labctl.protocols import SshTarget
 
     address = status.ssh_address or status.lab_ip
     proxy = status.proxy.replace("%h", address).replace("%p", "22") if status.proxy else None
-    return Host(status.name, address, status.user, lab_dir.private_key(status.name), lab_dir.known_hosts,
+    return SshTarget(status.name, address, status.user, lab_dir.private_key(status.name), lab_dir.known_hosts,
                 proxy_command=proxy)

@@ -49,8 +49,3 @@ def run(argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None
     if proc.returncode != 0:
         raise CommandFailed(argv, proc.returncode, proc.stdout, hint, what)
     return proc.stdout
-
-
-def start_ticks(pid: int) -> int:
-    """When a process started (clock ticks since boot): with its pid, it names one process for good."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])

@@ -1,6 +1,6 @@
 """What use-cases ask of the outside systems: small protocols and the values they answer with, met by
-the adapters (labctl.adapters.hypervisor for libvirt, vagrant_driver.py for Vagrant) and by the fakes
-tests hand in through a Context.
+the adapters (labctl.adapters: hypervisor for libvirt, vagrant for Vagrant, ssh for Fabric) and by the
+fakes tests hand in through a Context.
 
 Use-cases are typed with these, never with an adapter's class: a fake that answers the same calls
 is as good as libvirt to them, and a second host is one more object answering them.
@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from labctl.errors import LabctlError
+
 if TYPE_CHECKING:
+    from labctl.cancel import CancelToken
     from labctl.isolation import Fence
 
 
@@ -113,3 +116,87 @@ class Reporter(Protocol):
 
 class MachineProgress(Protocol):
     def update(self, name: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """How labctl reaches one machine over SSH: its address, the lab's key for it, the lab's known_hosts."""
+
+    name: str
+    address: str
+    user: str
+    key_file: Path
+    known_hosts: Path
+    port: int = 22
+    proxy_command: str | None = None  # through the machine's hypervisor host, when that is another machine
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One machine's answer to a command run on many: its output, or why the command never ran."""
+
+    name: str
+    exit_code: int | None  # None: the command never ran (see error)
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class HostKeyChanged(LabctlError):
+    exit_code = 1
+
+    def __init__(self, target: SshTarget) -> None:
+        super().__init__(f"{target.name}: the host key of {target.address} changed since labctl first saw it:"
+                         " refusing to connect",
+                         hint=f"if the machine was recreated, remove its line from {target.known_hosts}")
+
+
+class VagrantMissing(LabctlError):
+    """vagrant, or its libvirt provider, is not usable."""
+
+
+class SshUnreachable(LabctlError):
+    exit_code = 1
+
+
+class RemoteCommandFailed(LabctlError):
+    """A command in a machine exited non-zero: carries the command, exit code and last lines."""
+
+    exit_code = 1
+
+    def __init__(self, host: str, what: str, code: int, output: str) -> None:
+        self.code = code
+        self.tail = "\n".join(output.strip().splitlines()[-30:])
+        last = self.tail.splitlines()[-1] if self.tail else "no output"
+        super().__init__(f"{host}: {what} failed (exit {code}): {last}")
+
+
+class SessionPort(Protocol):
+    """One SSH connection to a machine, for a sequence of commands and uploads (a context manager)."""
+
+    target: SshTarget
+
+    def __enter__(self) -> SessionPort: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def run(self, command: str, what: str, *, on_line: Callable[[str], None] | None = None,
+            check: bool = True, timeout: float | None = None) -> tuple[int, str]: ...
+    def upload_private(self, data: bytes) -> str: ...
+    def upload_file(self, local: Path) -> str: ...
+
+
+class SshPort(Protocol):
+    """SSH to a lab's machines, for one run: its cancel token ends every wait and open session."""
+
+    cancel: CancelToken
+
+    def session(self, target: SshTarget) -> SessionPort: ...
+    def wait(self, target: SshTarget, timeout: float, interval: float = 2.0) -> None: ...
+    def run_parallel(self, targets: Sequence[SshTarget], command: str, timeout: float | None = None,
+                     on_done: Callable[[CommandResult], None] | None = None) -> dict[str, CommandResult]: ...
+    def forget(self, known_hosts: Path, addresses: Sequence[str]) -> None: ...
+    def public_key(self, private_key: Path) -> str: ...

@@ -21,7 +21,7 @@ from labctl.errors import LabctlError
 from labctl.guest_network import NetworkAccess, configure_network_access, install_file
 from labctl.mirrors import DevstackSource, redact
 from labctl.model import DevstackSpec, Proxy
-from labctl.remote import Host, HostKeyChanged, RemoteCommandFailed, Session, SshUnreachable, wait_for_ssh
+from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SessionPort, SshPort, SshTarget, SshUnreachable
 from labctl.stacklog import DETAIL_SEP, StackProgress, mask
 
 STACK_HOME = "/opt/stack"
@@ -122,7 +122,7 @@ class StackJob:
 
     machine: str
     role: str
-    host: Host
+    host: SshTarget
     package_family: str
     local_conf: str
     devstack: DevstackSpec
@@ -171,7 +171,7 @@ SSHD_RELOAD = ("sshd -t && { systemctl reload ssh 2>/dev/null || systemctl reloa
                " || kill -HUP \"$(cat /run/sshd.pid)\"; }")
 
 
-def open_seat(session: Session, password: str) -> None:
+def open_seat(session: SessionPort, password: str) -> None:
     """Let the seat's trainee in: the stack user's password (never on a command line), and sshd
     taking passwords for stack."""
     login = session.upload_private(f"stack:{password}\n".encode())
@@ -181,7 +181,7 @@ def open_seat(session: Session, password: str) -> None:
     session.run(shlex.join(["sudo", "sh", "-c", SSHD_RELOAD]), "reloading sshd")
 
 
-def prepare_guest(session: Session, family: str) -> None:
+def prepare_guest(session: SessionPort, family: str) -> None:
     needs = [f"{command}:{package}" for command, package in GUEST_NEEDS[family]]
     session.run(shlex.join(["sudo", "sh", "-c", PREPARE_SCRIPT, "prepare", family, *needs]),
                 "preparing the guest (DevStack's prerequisites, stack user)")
@@ -198,16 +198,16 @@ def devstack_tarball(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def check_git_server(session: Session, address: str, port: int) -> None:
+def check_git_server(session: SessionPort, address: str, port: int) -> None:
     code, out = session.run(shlex.join(["sh", "-c", GIT_SERVER_CHECK, "check", address, str(port)]),
                             "reaching labctl's git server", check=False)
     if code != 0:
         last = out.strip().splitlines()[-1:] or [f"exit {code}"]
-        raise RemoteCommandFailed(session.host.name, f"reaching the host's git mirrors at {address}:{port}", code,
+        raise RemoteCommandFailed(session.target.name, f"reaching the host's git mirrors at {address}:{port}", code,
                                   f"{last[0]} (a firewall on the host? allow TCP {port} from the lab's network)")
 
 
-def obtain_devstack(session: Session, source: DevstackSource, branch: str) -> str:
+def obtain_devstack(session: SessionPort, source: DevstackSource, branch: str) -> str:
     """Clone inside the machine, or push from the host's checkout. Returns how."""
     as_stack = ["sudo", "-u", "stack", "-H"]
     if source.folder is not None:
@@ -222,7 +222,7 @@ def obtain_devstack(session: Session, source: DevstackSource, branch: str) -> st
     return f"cloned {redact(source.url)} {branch}"
 
 
-def push_local_conf(session: Session, text: str) -> None:
+def push_local_conf(session: SessionPort, text: str) -> None:
     install_file(session, f"{DEVSTACK_DIR}/local.conf", text, "0600", owner="stack")
 
 
@@ -270,7 +270,7 @@ def rotate_log(path: Path) -> None:
         path.replace(path.with_name(path.name + ".prev"))
 
 
-def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+def stack_machine(ssh: SshPort, job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
     """Run every step on one machine; failures become the result, with the phase they hit."""
     started = time.monotonic()
     progress = StackProgress()
@@ -283,8 +283,8 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
 
     try:
         announce("waiting for SSH")
-        wait_for_ssh(job.host, job.ssh_timeout)
-        with Session(job.host) as session:
+        ssh.wait(job.host, job.ssh_timeout)
+        with ssh.session(job.host) as session:
             foreign = _prepare_machine(session, job, announce, on_phase)
             if foreign is not None:
                 return StackResult(job.machine, "failed", time.monotonic() - started, "looking for a running stack.sh",
@@ -298,7 +298,7 @@ def stack_machine(job: StackJob, on_phase: Callable[[str], None]) -> StackResult
     return _stack_result(job, code, time.monotonic() - started, progress)
 
 
-def _prepare_machine(session: Session, job: StackJob, announce: Callable[[str], None],
+def _prepare_machine(session: SessionPort, job: StackJob, announce: Callable[[str], None],
                      on_phase: Callable[[str], None]) -> str | None:
     """Everything before stack.sh: the way out, the guest's needs, the trainee's login, DevStack and
     its local.conf. Returns why it must not go on (a stack.sh labctl did not start is running)."""
@@ -329,7 +329,7 @@ def _prepare_machine(session: Session, job: StackJob, announce: Callable[[str], 
     return None
 
 
-def _run_devstack(session: Session, job: StackJob, progress: StackProgress, announce: Callable[[str], None]) -> int:
+def _run_devstack(session: SessionPort, job: StackJob, progress: StackProgress, announce: Callable[[str], None]) -> int:
     """stack.sh (after unstack.sh and clean.sh with --clean), its output masked into the log and read
     for its phases; its exit code (-1: the connection went with no exit status)."""
     rotate_log(job.log)
@@ -366,13 +366,13 @@ def _stack_result(job: StackJob, code: int, seconds: float, progress: StackProgr
 DISCOVER_COMMAND = "./tools/discover_hosts.sh"
 
 
-def discover_hosts(host: Host, computes: Sequence[str], force: bool, attempts: int, interval: float,
+def discover_hosts(ssh: SshPort, host: SshTarget, computes: Sequence[str], force: bool, attempts: int, interval: float,
                    log: Path, secrets: Sequence[str] = ()) -> tuple[bool, str]:
     """Run discover_hosts.sh on the controller until every compute is mapped into the cell (computes
     register asynchronously). Returns (all mapped, what was seen)."""
     seen: set[str] = set()
     output = ""
-    with Session(host) as session:
+    with ssh.session(host) as session:
         for attempt in range(1, attempts + 1):
             code, output = session.run(devstack_command(DISCOVER_COMMAND, force), "discover_hosts.sh", check=False)
             output = "".join(mask(line, secrets) for line in output.splitlines(keepends=True))

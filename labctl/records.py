@@ -18,10 +18,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl.errors import LabctlError, LabNotFound, show
 from labctl.names import valid_name
+from labctl.raw import RawMap
 from labctl.state import LabDir
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ class LabRecord:
         return list(dict.fromkeys(names)) or known
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], name: str) -> LabRecord:
+    def from_dict(cls, raw: RawMap, name: str) -> LabRecord:
         version = raw.get("format", LAB_FORMAT)
         if not isinstance(version, int) or version > LAB_FORMAT:
             raise LabctlError(f"lab {name!r}: lab.json is of format {version!r}, which this labctl ({LAB_FORMAT})"

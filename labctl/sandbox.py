@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -36,9 +35,9 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
-    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: object, right: object) -> object:
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right))
-        if operator == "**" and numbers and abs(right) > 64:
+        if operator == "**" and numbers and isinstance(right, int | float) and abs(right) > 64:
             raise FragmentError(f"{left} ** {right} is too large a number for a fragment")
         if operator == "*":
             for sized, count in ((left, right), (right, left)):
@@ -76,7 +75,7 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def render_untrusted(text: str, context: Mapping[str, Any], origin: str) -> str:
+def render_untrusted(text: str, context: Mapping[str, object], origin: str) -> str:
     """Render a fragment; any failure is a FragmentError naming `origin`."""
     try:
         template = _ENV.from_string(text)

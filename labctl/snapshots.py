@@ -14,16 +14,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl import records
 from labctl.errors import LabctlError, show
 from labctl.names import domain_name
+from labctl.raw import Raw, RawMap
 from labctl.state import LabDir, atomic_write, load_json
 
 if TYPE_CHECKING:
     from labctl.machine_status import MachineStatus
-    from labctl.protocols import HypervisorPort, SnapshotInfo, SnapshotPort
+    from labctl.protocols import HypervisorPort, SnapshotInfo, SnapshotPort, SshPort
 
 STACKED = "stacked"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
@@ -49,11 +50,11 @@ def pick(lab_dir: LabDir, names: Sequence[str]) -> list[str]:
     return records.read_lab(lab_dir).pick(names)
 
 
-def _kept_file(lab_dir: LabDir) -> Any:
+def _kept_file(lab_dir: LabDir) -> Raw:
     return lab_dir.path / "snapshots.json"
 
 
-def _kept(lab_dir: LabDir) -> dict[str, dict[str, Any]]:
+def _kept(lab_dir: LabDir) -> dict[str, RawMap]:
     try:
         data = load_json(_kept_file(lab_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -128,7 +129,7 @@ def drop_all(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str])
     return count
 
 
-def restore(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], name: str,
+def restore(lab_dir: LabDir, hypervisor: SnapshotPort, ssh: SshPort, machines: Sequence[str], name: str,
             statuses: Callable[[], Sequence[MachineStatus]], on_step: Callable[[str, str], None],
             ssh_timeout: float = SSH_AFTER_RESTORE) -> list[Restored]:
     """Bring each machine back to snapshot `name`, running, with the DevStack record of that moment;
@@ -154,19 +155,19 @@ def restore(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], 
     records.write(lab_dir, state)
     by_name = {s.name: s for s in statuses()}
     with ThreadPoolExecutor(max_workers=max(1, len(machines))) as pool:
-        return list(pool.map(lambda m: _set_clock(lab_dir, by_name[m], on_step, ssh_timeout), machines))
+        return list(pool.map(lambda m: _set_clock(ssh, lab_dir, by_name[m], on_step, ssh_timeout), machines))
 
 
-def _set_clock(lab_dir: LabDir, status: MachineStatus, on_step: Callable[[str, str], None],
+def _set_clock(ssh: SshPort, lab_dir: LabDir, status: MachineStatus, on_step: Callable[[str, str], None],
                timeout: float) -> Restored:
     from labctl.machine_status import host_of
-    from labctl.remote import Session, SshUnreachable, wait_for_ssh
+    from labctl.protocols import SshUnreachable
 
     on_step(status.name, "setting the clock")
     host = host_of(lab_dir, status)
     try:
-        wait_for_ssh(host, timeout)
-        with Session(host) as session:
+        ssh.wait(host, timeout)
+        with ssh.session(host) as session:
             session.run(f"sudo date -u -s @{int(time.time())} >/dev/null", "setting the clock")
     except (SshUnreachable, LabctlError) as exc:
         return Restored(status.name, False, f"restored, but its clock is behind: {exc.message}")

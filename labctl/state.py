@@ -17,10 +17,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl.errors import LabctlError, LabNotFound
 from labctl.names import NAME_RE, SEAT_RE
+from labctl.raw import Raw, RawMap
 
 if TYPE_CHECKING:  # imported where used: `labctl status` reads no secret
     from labctl.passwords import LabSecrets
@@ -28,6 +29,8 @@ if TYPE_CHECKING:  # imported where used: `labctl status` reads no secret
 # What ssh would read as something else in a path labctl hands it (UserKnownHostsFile, IdentityFile,
 # a ProxyCommand, ssh-config's lines): % and ${ are expanded, a quote ends the value, a newline
 # starts a new option. Such a home would let host keys go unpinned or a ProxyCommand be injected.
+# A `vagrant up` running in a lab's folder, recorded there for the next labctl (labctl.supervisor's form).
+VAGRANT_UP_PID = ".labctl-vagrant-up.pid"
 _SSH_UNSAFE = re.compile(r'[%"\'\\`]|\$\{|[\x00-\x1f\x7f]')
 
 
@@ -140,6 +143,11 @@ class LabDir:
         return self.logs / "vagrant.log"
 
     @property
+    def vagrant_up(self) -> Path:
+        """The pid file of the `vagrant up` running in this lab's folder, if one is."""
+        return self.path / VAGRANT_UP_PID
+
+    @property
     def known_hosts(self) -> Path:
         """The lab's own known_hosts: labctl never writes the user's ~/.ssh/known_hosts."""
         return self.path / "known_hosts"
@@ -155,17 +163,17 @@ class LabDir:
     def stack_log(self, machine: str) -> Path:
         return self.logs / machine / "stack.log"
 
-    def read_state(self) -> dict[str, Any]:
+    def read_state(self) -> RawMap:
         """state.json as it is ({} before anything): records.py reads it into typed records."""
         return self._read_json(self.state_file, "delete it: labctl then treats every machine as not stacked yet")
 
-    def write_state(self, state: dict[str, Any]) -> None:
+    def write_state(self, state: RawMap) -> None:
         atomic_write(self.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     def exists(self) -> bool:
         return self.meta_file.is_file()
 
-    def _read_json(self, path: Path, hint: str) -> dict[str, Any]:
+    def _read_json(self, path: Path, hint: str) -> RawMap:
         """A JSON object labctl wrote; {} when absent; a clear error when damaged or hand-broken."""
         try:
             data = load_json(path.read_text(encoding="utf-8"))
@@ -177,7 +185,7 @@ class LabDir:
             raise LabctlError(f"lab {self.name!r}: {path} is damaged (not an object)", hint=hint)
         return data
 
-    def read_meta(self) -> dict[str, Any]:
+    def read_meta(self) -> RawMap:
         """lab.json as it is ({} before `plan`): records.read_lab reads it into a typed record."""
         return self._read_json(self.meta_file, "run `labctl plan -f lab.yaml` to write it again")
 
@@ -224,14 +232,14 @@ class LabDir:
     def write_secrets(self, lab_secrets: LabSecrets) -> None:
         import yaml
 
-        data: dict[str, Any] = {"passwords": lab_secrets.passwords.as_dict()}
+        data: RawMap = {"passwords": lab_secrets.passwords.as_dict()}
         if lab_secrets.seats:
             data["seats"] = {name: own.as_dict() for name, own in lab_secrets.seats.items()}
         text = ("# Passwords of this lab (seats: each classroom seat's own). Keep this file private.\n"
                 + yaml.safe_dump(data, sort_keys=False))
         atomic_write(self.secrets_file, text, mode=0o600)
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
+    def write_meta(self, meta: RawMap) -> None:
         atomic_write(self.meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -245,7 +253,7 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is no number labctl writes")
 
 
-def load_json(text: str) -> Any:
+def load_json(text: str) -> Raw:
     """JSON as labctl writes it: NaN and Infinity (which Python's json takes, and which crash every
     int() after it) are a damaged file."""
     return json.loads(text, parse_constant=_no_constant)
@@ -321,7 +329,7 @@ class LabHome:
                       if NAME_RE.match(p.name) and (p / "lab.json").is_file())
 
 
-def _lock_holder(path: Path) -> dict[str, Any]:
+def _lock_holder(path: Path) -> RawMap:
     try:
         holder = json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):

@@ -263,7 +263,7 @@ def test_a_taken_port_is_a_clear_error_and_nothing_runs(tmp_path: Path) -> None:
 
 def test_a_recorded_pid_of_another_process_is_never_signalled(tmp_path: Path) -> None:
     from labctl.classroom.access import close_access, forwarder_pid
-    from labctl.proc import start_ticks
+    from labctl.supervisor import start_ticks
 
     lab_dir = classroom_dir(tmp_path, 41000, 42000)
     other = subprocess.Popen(["sleep", "30"])
@@ -306,6 +306,8 @@ def libvirt_test_driver() -> Iterator[Any]:
 
 def test_snapshots_save_list_restore_delete(tmp_path: Path, libvirt_test_driver: Any) -> None:
     from labctl import records, snapshots
+    from labctl.adapters.ssh import Ssh
+    from labctl.cancel import CancelToken
     from labctl.machine_status import MachineStatus
     from labctl.provision import StackResult
     from labctl.stacking.machines import record
@@ -320,7 +322,8 @@ def test_snapshots_save_list_restore_delete(tmp_path: Path, libvirt_test_driver:
 
     record(lab_dir, [StackResult("seat-01", "failed", 10, "Starting Keystone")])
     with pytest.raises(LabctlError, match="no snapshot 'gone'"):
-        snapshots.restore(lab_dir, libvirt_test_driver, ["seat-01"], "gone", lambda: [], lambda *_: None)
+        snapshots.restore(lab_dir, libvirt_test_driver, Ssh(CancelToken()), ["seat-01"], "gone", lambda: [],
+                          lambda *_: None)
     assert records.read(lab_dir).stack["seat-01"].status == "failed"  # a refused restore changed nothing
 
     # The test driver's domain has no SSH: the restore says its clock could not be set, and brings
@@ -330,7 +333,7 @@ def test_snapshots_save_list_restore_delete(tmp_path: Path, libvirt_test_driver:
     lab_dir.private_key("seat-01").parent.mkdir(parents=True)
     lab_dir.private_key("seat-01").write_text("not a key")
     steps: list[tuple[str, str]] = []
-    restored = snapshots.restore(lab_dir, libvirt_test_driver, ["seat-01"], "clean", lambda: [seat],
+    restored = snapshots.restore(lab_dir, libvirt_test_driver, Ssh(CancelToken()), ["seat-01"], "clean", lambda: [seat],
                                  lambda m, text: steps.append((m, text)), ssh_timeout=0.5)
     assert [(r.machine, r.clock_set) for r in restored] == [("seat-01", False)]
     assert "clock is behind" in restored[0].message

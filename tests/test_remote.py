@@ -9,7 +9,9 @@ import pytest
 from ports import free_port
 from sshd import Sshd, make_sshd
 
-from labctl.remote import Host, run_command, run_parallel
+from labctl.adapters.ssh import run_command, run_parallel
+from labctl.protocols import SshTarget as Host
+from labctl.protocols import SshUnreachable
 
 
 @pytest.fixture
@@ -67,8 +69,8 @@ def test_users_fabric_and_ssh_configs_never_reach_lab_connections(servers: list[
     import os
     import subprocess
 
+    from labctl.adapters.ssh import connect
     from labctl.machine_access import ssh_options
-    from labctl.remote import connect
     from labctl.state import LabDir
 
     home = Path(os.environ["HOME"])
@@ -100,7 +102,7 @@ RACE = """
 import sys
 from pathlib import Path
 import paramiko
-from labctl.remote import _TrustOnFirstUse
+from labctl.adapters.ssh import _TrustOnFirstUse
 path, tag = Path(sys.argv[1]), sys.argv[2]
 key = paramiko.Ed25519Key.from_private_key_file(sys.argv[3])
 client = paramiko.SSHClient()
@@ -162,3 +164,29 @@ def test_ssh_ssh_config_and_the_ansible_inventory_say_the_same(tmp_path: Path) -
     words = shlex.split(hosts["far"]["ansible_ssh_common_args"])
     assert words == command[1:-1]  # ansible splits the string like a shell: the same words as `labctl ssh`
     assert "ProxyCommand" not in hosts["near"]["ansible_ssh_common_args"]
+
+
+def test_a_runs_cancel_ends_its_own_sessions_and_waits_only(servers: list[Sshd], tmp_path: Path) -> None:
+    """Cancellation belongs to one run (a command's Context): cancelling it ends that run's open
+    sessions (their remote commands lose their channel) and its waits, and leaves another run alone."""
+    import threading
+
+    from labctl.adapters.ssh import Ssh
+    from labctl.cancel import CancelToken
+
+    known = tmp_path / "known_hosts"
+    mine, other = Ssh(CancelToken()), Ssh(CancelToken())
+    ended: list[tuple[int, str]] = []
+    with mine.session(host(servers[0], "a", known)) as session, other.session(host(servers[1], "b", known)) as kept:
+        worker = threading.Thread(target=lambda: ended.append(session.run("echo started; sleep 120", "sleeping",
+                                                                          check=False)))
+        worker.start()
+        mine.cancel.wait(1.0)  # the command is running
+        mine.cancel.cancel()
+        worker.join(30)
+        assert not worker.is_alive() and ended and ended[0][0] == -1  # no exit status: the channel went
+        assert kept.run("echo alive", "the other run's session")[1].strip() == "alive"
+    down = Host("down", "127.0.0.1", servers[0].user, servers[0].client_key, known, port=free_port())
+    with pytest.raises(SshUnreachable, match="interrupted"):
+        mine.wait(down, timeout=300)  # returns at once: its run is cancelled
+    assert not other.cancel.cancelled

@@ -17,19 +17,27 @@ import pytest
 from hosts import INSECURE_KEYS, SilentServer, TestHost, ensure_rootfs, require_root
 from standin_devstack import make_repo
 
+from labctl.adapters.ssh import Ssh, run_command
+from labctl.cancel import CancelToken
 from labctl.catalog import Catalog
 from labctl.lab import read_fragments
 from labctl.labfile import load_lab
 from labctl.mirrors import GIT_PORT, devstack_source, host_address
 from labctl.model import Lab
+from labctl.protocols import SshPort
+from labctl.protocols import SshTarget as Host
 from labctl.provision import StackJob, StackResult, stack_machine
-from labctl.remote import Host, run_command
 from labctl.render import render_local_conf
 from labctl.stacking.machines import DiscoverSettings, run_stacks
 
 PASSWORDS = {"admin": "AdminSecret123", "database": "DbSecret456", "rabbit": "RabbitSecret789",
              "service": "ServiceSecret012"}
 _indexes = itertools.count(10 + os.getpid() % 100)
+
+
+def fabric() -> Ssh:
+    """SSH for one run, as a command's Context makes it."""
+    return Ssh(CancelToken())
 
 
 class Recorder:
@@ -141,7 +149,7 @@ def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(3),
                              {"seat-2.conf": '[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Neutron"\n'})
     reporter = Recorder()
-    run = run_stacks(jobs_for(lab, hosts, tmp_path), reporter)
+    run = run_stacks(fabric(), jobs_for(lab, hosts, tmp_path), reporter)
 
     assert {n: r.status for n, r in run.results.items()} == {"seat-1": "ok", "seat-2": "failed", "seat-3": "ok"}
     failed = run.results["seat-2"]
@@ -174,7 +182,7 @@ def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_
 def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Passwords travel in uploaded 0600 files, never in a command line (visible in `ps`)."""
-    from labctl import remote as ssh
+    from labctl.adapters import ssh
 
     commands: list[str] = []
     real_run = ssh.Session.run
@@ -191,7 +199,7 @@ def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_p
     # A classroom seat: the trainee's password is set too.
     (job,) = jobs_for(lab, hosts, tmp_path, proxy=proxy, secrets=(*PASSWORDS.values(), "Pr0xyS3cret"),
                       seat_login="tr4ineelogin")
-    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    assert run_stacks(fabric(), [job], Recorder()).results["seat-1"].ok
     assert any("stack.sh" in c for c in commands) and any("chpasswd" in c for c in commands)
     assert not [c for c in commands for secret in [*PASSWORDS.values(), "Pr0xyS3cret", "tr4ineelogin"] if secret in c]
     # ... and works: the trainee logs in as stack with it (sshd reloaded), and with nothing else.
@@ -222,7 +230,7 @@ def test_silent_ssh_fails_alone(lab_hosts: Callable[..., TestHost], tmp_path: Pa
     try:
         jobs = jobs_for(lab, hosts, tmp_path, ssh_timeout=3)
         jobs[1] = replace(jobs[1], host=replace(jobs[1].host, address="127.0.0.1", port=silent.port))
-        run = run_stacks(jobs, Recorder())
+        run = run_stacks(fabric(), jobs, Recorder())
     finally:
         silent.close()
     assert run.results["seat-1"].ok
@@ -239,14 +247,14 @@ def test_multinode_order_and_discovery(lab_hosts: Callable[..., TestHost], tmp_p
                              {"controller.conf": "[[local|localrc]]\nSTANDIN_COMPUTES=cmp-1,cmp-2\n"})
     times: dict[str, tuple[float, float]] = {}
 
-    def timed(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+    def timed(ssh: SshPort, job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
         start = time.monotonic()
-        result = stack_machine(job, on_phase)
+        result = stack_machine(ssh, job, on_phase)
         times[job.machine] = (start, time.monotonic())
         return result
 
     reporter = Recorder()
-    run = run_stacks(jobs_for(lab, hosts, tmp_path), reporter, runner=timed,
+    run = run_stacks(fabric(), jobs_for(lab, hosts, tmp_path), reporter, runner=timed,
                      discover=DiscoverSettings(attempts=3, interval=0.2))
     assert not run.failed
     assert times["cmp-1"][0] >= times["ctl"][1] and times["cmp-2"][0] >= times["ctl"][1]
@@ -263,7 +271,7 @@ def test_failed_controller_means_computes_never_start(lab_hosts: Callable[..., T
     machines = [{"name": "ctl", "role": "controller", "ip": ""}, {"name": "cmp-1", "role": "compute", "ip": ""}]
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, machines,
                              {"ctl.conf": '[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Keystone"\n'})
-    run = run_stacks(jobs_for(lab, hosts, tmp_path), Recorder())
+    run = run_stacks(fabric(), jobs_for(lab, hosts, tmp_path), Recorder())
     assert run.results["ctl"].status == "failed" and run.results["ctl"].phase == "Starting Keystone"
     assert run.results["cmp-1"].status == "skipped" and "controller ctl failed" in run.results["cmp-1"].message
     assert not (tmp_path / "logs" / "cmp-1").exists()
@@ -278,10 +286,10 @@ def test_clone_inside_the_machine_and_clean(lab_hosts: Callable[..., TestHost], 
     remote(hosts["seat-1"], tmp_path, "sudo git config --system --add safe.directory '*'")
     cloned = replace(lab, devstack=replace(lab.devstack, repo="file:///srv/devstack", branch="master"))
     (job,) = jobs_for(cloned, hosts, tmp_path)
-    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    assert run_stacks(fabric(), [job], Recorder()).results["seat-1"].ok
     origin = remote(hosts["seat-1"], tmp_path, "sudo -u stack git -C /opt/stack/devstack remote get-url origin")
     assert origin.strip() == "file:///srv/devstack"
-    again = run_stacks([replace(job, clean=True)], Recorder())
+    again = run_stacks(fabric(), [replace(job, clean=True)], Recorder())
     assert again.results["seat-1"].ok
     assert "standin-cleaned" in remote(hosts["seat-1"], tmp_path, "ls /opt/stack")
     log = (tmp_path / "logs" / "seat-1" / "stack.log").read_text()
@@ -311,7 +319,7 @@ def test_proxy_and_ca_before_anything(lab_hosts: Callable[..., TestHost], tmp_pa
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1), devstack="  force: true")
     (job,) = jobs_for(lab, hosts, tmp_path, certificates=certificates, proxy=_proxy(),
                       no_proxy_hosts=(hosts["seat-1"].address,))
-    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    assert run_stacks(fabric(), [job], Recorder()).results["seat-1"].ok
     seen = seen_by_stack(hosts["seat-1"], tmp_path)
     assert seen["http_proxy"] == "http://proxy.invalid:3128" and seen["FORCE"] == "yes"
     files = remote(hosts["seat-1"], tmp_path, "cat /etc/apt/apt.conf.d/95labctl-proxy /etc/pip.conf;"
@@ -348,7 +356,7 @@ def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tm
     reporter = Recorder()
     lab_dir = LabDir("hosts", tmp_path / "labdir")
     with serving_mirrors(lab, lab_dir, tmp_path / "cache", reporter):
-        run = run_stacks([job], reporter)
+        run = run_stacks(fabric(), [job], reporter)
     assert run.results["seat-1"].ok, run.results["seat-1"]
     served = next(p for p in (tmp_path / "cache" / "git").iterdir() if not p.name.startswith("."))
     expected = git("--git-dir", str(served / "openstack" / "requirements.git"), "rev-parse", "master").stdout
@@ -374,7 +382,6 @@ def test_devstack_prerequisites_on_a_fresh_box(lab_hosts: Callable[..., TestHost
     """A fresh box: no lsb_release (DevStack's GetOSVersion needs it before it installs anything).
     The package managers are stand-ins that record their calls (the test host reaches no mirror)."""
     from labctl.provision import prepare_guest
-    from labctl.remote import Session
 
     host = lab_hosts("fresh")
     stub = 'echo "$(basename "$0") $*" >> /var/log/pkg-calls'
@@ -382,7 +389,8 @@ def test_devstack_prerequisites_on_a_fresh_box(lab_hosts: Callable[..., TestHost
              f" printf '%s\\n' '#!/bin/sh' {shlex.quote(stub)} > /usr/local/bin/$m && chmod +x /usr/local/bin/$m;"
              " done && touch /var/log/pkg-calls")
     remote(host, tmp_path, "sudo sh -c " + shlex.quote(setup))
-    with Session(Host("fresh", host.address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts")) as session:
+    target = Host("fresh", host.address, "vagrant", INSECURE_KEYS[-1], tmp_path / "known_hosts")
+    with fabric().session(target) as session:
         prepare_guest(session, family)
     calls = remote(host, tmp_path, "cat /var/log/pkg-calls").strip()
     assert calls == installed.replace("|", "\n")
@@ -402,7 +410,7 @@ from pathlib import Path
 # is what this child is about, so Python's own handler is put back.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[3])
-from test_stack_hosts import Recorder, jobs_for
+from test_stack_hosts import Recorder, fabric, jobs_for
 from hosts import TestHost
 from labctl.catalog import default_catalog
 from labctl.labfile import load_lab
@@ -414,7 +422,7 @@ lab = load_lab(tmp / "labdef" / "lab.yaml", default_catalog())
 hosts = {name: TestHost(name, int(a.split(".")[2]), tmp, tmp) for name, a in addresses.items()}
 done = tmp / "results.jsonl"
 try:
-    run_stacks(jobs_for(lab, hosts, tmp), Recorder(),
+    run_stacks(fabric(), jobs_for(lab, hosts, tmp), Recorder(),
                on_result=lambda r: done.open("a").write(json.dumps([r.machine, r.status]) + "\\n"))
 except KeyboardInterrupt:
     sys.exit(130)
@@ -468,15 +476,15 @@ def test_stack_sh_run_by_hand_is_refused_and_left_alone(lab_hosts: Callable[...,
     and never stopped by labctl."""
     lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(1))
     (job,) = jobs_for(lab, hosts, tmp_path)
-    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    assert run_stacks(fabric(), [job], Recorder()).results["seat-1"].ok
     remote(hosts["seat-1"], tmp_path,
            "sudo -u stack setsid bash -c 'exec -a ./stack.sh sleep 60' >/dev/null 2>&1 < /dev/null &")
-    again = run_stacks([job], Recorder()).results["seat-1"]
+    again = run_stacks(fabric(), [job], Recorder()).results["seat-1"]
     assert again.status == "failed" and "a stack.sh that labctl did not start is running" in again.message
     assert "./stack.sh" in again.message
     assert "./stack.sh" in remote(hosts["seat-1"], tmp_path, "pgrep -a -u stack -f '[s]tack.sh'")
     remote(hosts["seat-1"], tmp_path, "sudo pkill -u stack -f '[s]tack.sh'; true")
-    assert run_stacks([job], Recorder()).results["seat-1"].ok
+    assert run_stacks(fabric(), [job], Recorder()).results["seat-1"].ok
 
 
 def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable[..., TestHost], tmp_path: Path,
@@ -522,7 +530,7 @@ def test_sigkilled_labctl_leftover_is_stopped_then_restacked(lab_hosts: Callable
     while not watcher_seen:  # the leftover seen before the new run begins
         time.sleep(0.05)
     try:
-        again = run_stacks([job], recorder).results["seat-1"]
+        again = run_stacks(fabric(), [job], recorder).results["seat-1"]
     finally:
         done.set()
         watcher.join()
@@ -560,7 +568,7 @@ def test_host_dying_mid_stack_fails_alone(lab_hosts: Callable[..., TestHost], tm
     killer = threading.Thread(target=kill_when_started)
     killer.start()
     started = time.monotonic()
-    run = run_stacks(jobs_for(lab, hosts, tmp_path), Recorder())
+    run = run_stacks(fabric(), jobs_for(lab, hosts, tmp_path), Recorder())
     killer.join()
     assert run.results["seat-1"].ok
     dead = run.results["seat-2"]
@@ -578,7 +586,7 @@ def test_host_vanishing_silently_is_noticed(lab_hosts: Callable[..., TestHost], 
     so that machine fails instead of hanging for TCP's quarter of an hour; the other finishes."""
     import threading
 
-    from labctl.remote import Session
+    from labctl.adapters.ssh import Session
 
     # Seconds instead of the real 15 s + 60 s, so that the test takes seconds too.
     monkeypatch.setattr(Session, "KEEPALIVE", 1)
@@ -601,7 +609,7 @@ def test_host_vanishing_silently_is_noticed(lab_hosts: Callable[..., TestHost], 
 
     cutter = threading.Thread(target=cut_when_started)
     cutter.start()
-    run = run_stacks(jobs_for(lab, hosts, tmp_path), Recorder())
+    run = run_stacks(fabric(), jobs_for(lab, hosts, tmp_path), Recorder())
     cutter.join()
     assert cut, "stack.sh never started on seat-2"
     assert run.results["seat-1"].ok

@@ -93,8 +93,8 @@ def test_damaged_state_is_reported(lab_dir: LabDir) -> None:
 
 def test_credentials_and_openrc(lab_dir: LabDir) -> None:
     creds = credentials(lab_dir)
-    assert creds["password"] == "Adm1n" and list(creds["machines"]) == ["ctl"]  # computes have no Keystone
-    assert creds["machines"]["ctl"]["auth_url"] == "http://10.0.0.10/identity"
+    assert creds.password == "Adm1n" and list(creds.machines) == ["ctl"]  # computes have no Keystone
+    assert creds.machines["ctl"].auth_url == "http://10.0.0.10/identity"
     rc = openrc(creds, "ctl")
     assert "export OS_AUTH_URL=http://10.0.0.10/identity\n" in rc and "export OS_PASSWORD=Adm1n\n" in rc
     assert "export OS_IDENTITY_API_VERSION=3\n" in rc
@@ -165,8 +165,8 @@ def test_phase_durations_are_kept_and_status_shows_the_slowest(lab_dir: LabDir) 
 def test_urls_come_only_from_what_devstack_said(lab_dir: LabDir) -> None:
     record(lab_dir, [StackResult("ctl", "ok", 100, "Starting Keystone", keystone="http://10.0.0.10/identity/")])
     creds = credentials(lab_dir)
-    assert creds["machines"]["ctl"] == {"auth_url": "http://10.0.0.10/identity", "dashboard": None, "stacked": True,
-                                        "password": creds["password"]}
+    assert creds.as_json()["machines"] == {"ctl": {"auth_url": "http://10.0.0.10/identity", "dashboard": None,
+                                                   "stacked": True, "password": creds.password}}
 
 
 @pytest.mark.parametrize("stack", [
@@ -179,10 +179,10 @@ def test_hand_edited_records_never_crash(lab_dir: LabDir, stack: object) -> None
 
     lab_dir.state_file.write_text(json.dumps({"stack": stack}))
     creds = credentials(lab_dir)
-    assert creds["machines"]["ctl"]["auth_url"].startswith("http://")
+    assert creds.machines["ctl"].auth_url.startswith("http://")
     states = devstack_states(lab_dir)
     devstack_phases(lab_dir)
     if isinstance(stack, dict) and stack.get("ctl") == {"status": "ok", "keystone": 5, "phases": "x"}:
-        assert states == {"ctl": "stacked"} and creds["machines"]["ctl"]["auth_url"] == "http://10.0.0.10/identity"
+        assert states == {"ctl": "stacked"} and creds.machines["ctl"].auth_url == "http://10.0.0.10/identity"
     mark(lab_dir, ["ctl"], "started")
     assert json.loads(lab_dir.state_file.read_text())["format"] == 1

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import require_tool
-from labctl.vagrant_driver import VagrantDriver, VagrantFailed, VagrantMissing, parse_progress
+from labctl.adapters.vagrant import VagrantDriver, VagrantFailed, parse_progress
+from labctl.protocols import VagrantMissing
 
 CAPTURED_UP = """\
 Bringing machine 'a' up with 'libvirt' provider...
@@ -90,22 +92,27 @@ def _vagrant_standin(cwd: Path) -> subprocess.Popen[bytes]:
 
 
 def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
-    from labctl.vagrant_driver import orphan_up, record_up, stop_process, up_pid_file
+    from labctl import supervisor
+    from labctl.adapters.vagrant import up_pid_file
+    from labctl.lifecycle import orphan_up
+    from labctl.state import LabDir
 
-    assert orphan_up(tmp_path) is None
+    lab_dir = LabDir("lab", tmp_path)
+    assert up_pid_file(tmp_path) == lab_dir.vagrant_up  # where the adapter records it, the use-case looks
+    assert orphan_up(lab_dir) is None
     proc = _vagrant_standin(tmp_path)
-    record_up(tmp_path, proc.pid)
+    supervisor.record(up_pid_file(tmp_path), proc.pid)
     try:
-        assert orphan_up(tmp_path) == proc.pid
-        stop_process(proc.pid, grace=5)
+        assert orphan_up(lab_dir) == proc.pid
+        supervisor.stop(proc.pid, 5, signal.SIGINT)
         assert proc.poll() is not None
     finally:
         proc.kill()
-    assert orphan_up(tmp_path) is None and not up_pid_file(tmp_path).exists()  # a dead pid is forgotten
+    assert orphan_up(lab_dir) is None and not lab_dir.vagrant_up.exists()  # a dead pid is forgotten
     other = subprocess.Popen(["sleep", "60"])  # alive, but not vagrant (a reused pid)
     try:
-        up_pid_file(tmp_path).write_text(f"{other.pid} 0\n")
-        assert orphan_up(tmp_path) is None
+        lab_dir.vagrant_up.write_text(f"{other.pid} 0\n")
+        assert orphan_up(lab_dir) is None
     finally:
         other.kill()
         other.wait()
@@ -115,8 +122,9 @@ def test_orphaned_vagrant_is_found_and_stopped(tmp_path: Path) -> None:
 def test_destroy_never_names_a_process_that_is_not_the_labs_vagrant(tmp_path: Path, impostor: str) -> None:
     """Pids are reused: a vagrant of another folder, or any process that got the recorded pid after
     the lab's vagrant ended (its start time differs), is never taken for the lab's."""
-    from labctl.proc import start_ticks
-    from labctl.vagrant_driver import orphan_up, up_pid_file
+    from labctl.lifecycle import orphan_up
+    from labctl.state import LabDir
+    from labctl.supervisor import start_ticks
 
     lab, elsewhere = tmp_path / "lab", tmp_path / "other-lab"
     lab.mkdir()
@@ -124,8 +132,8 @@ def test_destroy_never_names_a_process_that_is_not_the_labs_vagrant(tmp_path: Pa
     proc = _vagrant_standin(elsewhere if impostor == "another lab's vagrant" else lab)
     try:
         ticks = start_ticks(proc.pid) - (0 if impostor == "another lab's vagrant" else 1)
-        up_pid_file(lab).write_text(f"{proc.pid} {ticks}\n")
-        assert orphan_up(lab) is None
+        LabDir("lab", lab).vagrant_up.write_text(f"{proc.pid} {ticks}\n")
+        assert orphan_up(LabDir("lab", lab)) is None
         assert proc.poll() is None  # untouched
     finally:
         proc.kill()

@@ -289,7 +289,7 @@ def test_faults_during_stack_then_up_finishes(run: Callable[..., Result], isolat
     import threading
     import time
 
-    from labctl.remote import Session
+    from labctl.adapters.ssh import Session
 
     repo = make_repo(isolated_home / "devstack")
     fragments = isolated_home / "local.conf.d"

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from labctl import daemon
+from labctl import supervisor
 from labctl.errors import LabctlError
 from labctl.proc import CommandFailed, run
 from labctl.state import atomic_write, load_json, locked, private_dir
@@ -151,7 +151,7 @@ class HostCaches:
             ["devpi-server", str(self.pypi_dir / "server")]
 
     def pid(self, name: str) -> int | None:
-        return daemon.running(self._pid_file(name), self._markers(name))
+        return supervisor.recorded(self._pid_file(name), self._markers(name))
 
     def password(self, name: str) -> str:
         """The caches' own passwords ("apt-admin": apt-cacher-ng's maintenance page, "pypi-root":
@@ -217,7 +217,7 @@ class HostCaches:
             try:
                 self._start_pypi(wanted)
             except BaseException:
-                daemon.stop(self._pid_file("apt"), self._markers("apt"))
+                supervisor.stop_recorded(self._pid_file("apt"), self._markers("apt"))
                 raise
             atomic_write(self.state_file, json.dumps({**asdict(wanted), "config": CONFIG}, indent=2) + "\n")
         return wanted
@@ -227,7 +227,8 @@ class HostCaches:
             return self._stop_all()
 
     def _stop_all(self) -> list[str]:
-        stopped = [name for name in ("apt", "pypi") if daemon.stop(self._pid_file(name), self._markers(name))]
+        stopped = [name for name in ("apt", "pypi")
+                   if supervisor.stop_recorded(self._pid_file(name), self._markers(name))]
         self.state_file.unlink(missing_ok=True)
         return stopped
 
@@ -248,8 +249,8 @@ class HostCaches:
                 return True
             return False
 
-        if not daemon.wait_until(proc, answers, timeout):
-            daemon.kill(proc)
+        if not supervisor.wait_until(proc, answers, timeout):
+            supervisor.kill(proc)
             last = _last_line(log)
             raise CacheError(f"the {what} did not start on {ends.address}:{port}: {last}",
                              hint=f"its log is {log}; labctl cache start tries again")
@@ -286,9 +287,9 @@ class HostCaches:
         for name, url in APT_BACKENDS.items():
             atomic_write(conf / f"backends_{name}", url + "\n")
         log = self.logs / "apt-cacher-ng.out"
-        proc = daemon.spawn([program, "-c", str(conf), "ForeGround=1"], log)
+        proc = supervisor.spawn([program, "-c", str(conf), "ForeGround=1"], log)
         self._wait(proc, ends, ends.apt_port, "apt cache (apt-cacher-ng)", log, APT_START_TIMEOUT)
-        daemon.record(self._pid_file("apt"), proc)
+        supervisor.record(self._pid_file("apt"), proc.pid)
 
     def _devpi(self, name: str) -> str:
         program = Path(sys.executable).parent / name
@@ -321,9 +322,9 @@ class HostCaches:
         if ends.offline:
             argv.append("--offline-mode")
         log = self.logs / "devpi-server.log"
-        proc = daemon.spawn(argv, log)
+        proc = supervisor.spawn(argv, log)
         self._wait(proc, ends, ends.pypi_port, "PyPI cache (devpi-server)", log, PYPI_START_TIMEOUT)
-        daemon.record(self._pid_file("pypi"), proc)
+        supervisor.record(self._pid_file("pypi"), proc.pid)
 
     def _root_password(self, server: Path) -> None:
         """devpi's root user gets labctl's password (devpi-init leaves it empty), once per server

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labctl import daemon
+from labctl import supervisor
 from labctl.classroom.seats import Classroom
 from labctl.errors import LabctlError
 from labctl.state import LabDir, atomic_write
@@ -99,7 +99,7 @@ def _markers(lab_dir: LabDir) -> list[str]:
 def forwarder_pid(lab_dir: LabDir) -> int | None:
     """The running forwarder of this lab: the recorded process (same start time), running labctl's
     forwarder on this lab's routes. Any other process is never named, let alone signalled."""
-    return daemon.running(_pid_file(lab_dir), _markers(lab_dir))
+    return supervisor.recorded(_pid_file(lab_dir), _markers(lab_dir))
 
 
 def open_access(lab_dir: LabDir) -> list[Door]:
@@ -116,23 +116,23 @@ def open_access(lab_dir: LabDir) -> list[Door]:
         close_access(lab_dir)
     atomic_write(path, json.dumps(wanted, indent=2) + "\n", mode=0o600)
     log = lab_dir.logs / "access.log"
-    proc = daemon.spawn([sys.executable, "-m", "labctl.classroom.forward", str(path)], log, stdout=True)
-    line = daemon.first_line(proc, READY_TIMEOUT)
+    proc = supervisor.spawn([sys.executable, "-m", "labctl.classroom.forward", str(path)], log, stdout=True)
+    line = supervisor.first_line(proc, READY_TIMEOUT)
     if line != "ready":
-        daemon.kill(proc)
+        supervisor.kill(proc)
         why = line.removeprefix("error: ") if line else f"it did not start (see {log})"
         raise LabctlError(f"classroom access for lab {lab_dir.name!r}: {why}",
                           hint="another program or classroom uses that port: change classroom.ssh_port or"
                                " web_port in lab.yaml, run labctl plan, then labctl access open")
     assert proc.stdout is not None
     proc.stdout.close()
-    daemon.record(_pid_file(lab_dir), proc)
+    supervisor.record(_pid_file(lab_dir), proc.pid)
     return seat_doors
 
 
 def close_access(lab_dir: LabDir) -> bool:
     """Stop the lab's forwarder; False when none was running."""
-    return daemon.stop(_pid_file(lab_dir), _markers(lab_dir))
+    return supervisor.stop_recorded(_pid_file(lab_dir), _markers(lab_dir))
 
 
 def host_address() -> str:

@@ -24,9 +24,9 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from labctl.errors import LabFileError, show
+from labctl.raw import RawMap
 
 MAX_SEATS = 99
 TRAINEE_NAME_LIMIT = 60
@@ -107,7 +107,7 @@ def _listen(value: object) -> str:
                        f" got {show(value)}")
 
 
-def parse_classroom(raw: object) -> tuple[Classroom, dict[str, Any]]:
+def parse_classroom(raw: object) -> tuple[Classroom, RawMap]:
     """The classroom and the seat machine's settings (machine keys, checked by the lab model)."""
     if not isinstance(raw, dict):
         raise LabFileError(f"classroom: expected a mapping, got {type(raw).__name__}")
@@ -185,7 +185,7 @@ def keep_seats(classroom: Classroom, before: Classroom | None) -> tuple[Classroo
     return replace(classroom, seats=seats), handed
 
 
-def seat_machines(classroom: Classroom, machine: dict[str, Any]) -> list[dict[str, Any]]:
+def seat_machines(classroom: Classroom, machine: RawMap) -> list[RawMap]:
     """The lab's `machines:` entries: one all-in-one per seat, with the seat's settings."""
     return [{**machine, "name": s.name, "role": "allinone"} for s in classroom.seats]
 

@@ -20,10 +20,10 @@ from labctl.cloud.guest import DAY_ONE_SCRIPT
 from labctl.cloud.spec import CloudSpec
 from labctl.errors import LabctlError
 from labctl.machine_status import MachineStatus, host_of, running
-from labctl.remote import Session
 
 if TYPE_CHECKING:
     from labctl.model import Lab
+    from labctl.protocols import SessionPort, SshPort
     from labctl.state import LabDir
 
 API_ROLES = ("allinone", "controller")
@@ -61,17 +61,16 @@ def parse_outcomes(output: str) -> list[Outcome]:
     return found
 
 
-def make_resources(session: Session, spec: CloudSpec, on_line: Callable[[str], None] | None = None) -> list[Outcome]:
+def make_resources(session: SessionPort, spec: CloudSpec,
+                   on_line: Callable[[str], None] | None = None) -> list[Outcome]:
     """Make what `spec` asks in the machine `session` reaches; every resource's outcome, failures too."""
-    told = spec.as_json()
-    for image, raw in zip(spec.images, told["images"], strict=True):
-        if image.file is not None:
-            raw["file"] = session.upload_file(image.file)
-    uploads = [str(raw["file"]) for raw in told["images"] if raw["file"]]
-    return run_script(session, DAY_ONE_SCRIPT, told, "making the day-one resources", on_line, uploads)
+    uploaded = {image.name: session.upload_file(image.file) for image in spec.images if image.file is not None}
+    told = spec.as_json(uploaded)
+    return run_script(session, DAY_ONE_SCRIPT, told, "making the day-one resources", on_line,
+                      list(uploaded.values()))
 
 
-def run_script(session: Session, script: str, told: dict[str, object], what: str,
+def run_script(session: SessionPort, script: str, told: dict[str, object], what: str,
                on_line: Callable[[str], None] | None = None, uploads: Sequence[str] = ()) -> list[Outcome]:
     """One of labctl.cloud.guest's scripts run as root in the machine, its spec in a 0600 file: each
     outcome as it comes, then all; a script that stopped otherwise is one failed outcome more."""
@@ -93,7 +92,7 @@ def run_script(session: Session, script: str, told: dict[str, object], what: str
     return outcomes
 
 
-def make_cloud(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], names: Sequence[str],
+def make_cloud(ssh: SshPort, lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], names: Sequence[str],
                on_line: Callable[[str, str], None]) -> dict[str, list[Outcome]]:
     """`labctl cloud`: the day-one resources made again (only what is missing) on the lab's machines
     that serve the APIs and have stacked, or on those named. Every machine's outcomes, in order."""
@@ -113,6 +112,6 @@ def make_cloud(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], nam
     running([by_name[n] for n in chosen], lab.name)
     found: dict[str, list[Outcome]] = {}
     for name in chosen:
-        with Session(host_of(lab_dir, by_name[name])) as session:
+        with ssh.session(host_of(lab_dir, by_name[name])) as session:
             found[name] = make_resources(session, lab.cloud, functools.partial(on_line, name))
     return found

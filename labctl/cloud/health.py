@@ -15,9 +15,10 @@ from labctl.cloud.dayone import API_ROLES, Outcome, run_script
 from labctl.cloud.guest import HEALTH_SCRIPT
 from labctl.errors import LabctlError
 from labctl.machine_status import MachineStatus, host_of
-from labctl.remote import RemoteCommandFailed, Session, SshUnreachable
+from labctl.protocols import RemoteCommandFailed, SshUnreachable
 
 if TYPE_CHECKING:
+    from labctl.protocols import SshPort
     from labctl.state import LabDir
 
 CHECKS = ("keystone", "compute", "network", "image")
@@ -32,7 +33,7 @@ def health_machines(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> list[
             if m.role in API_ROLES and m.name in stacked and stacked[m.name].ok and m.name in running]
 
 
-def check_health(lab_dir: LabDir, statuses: Sequence[MachineStatus], names: Sequence[str],
+def check_health(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus], names: Sequence[str],
                  on_line: Callable[[str, str], None] | None = None) -> dict[str, list[Outcome]]:
     """Each named machine's checks; one that cannot be reached is one failed check."""
     by_name = {s.name: s for s in statuses}
@@ -40,7 +41,7 @@ def check_health(lab_dir: LabDir, statuses: Sequence[MachineStatus], names: Sequ
     def ask(name: str) -> list[Outcome]:
         said = functools.partial(on_line, name) if on_line else None
         try:
-            with Session(host_of(lab_dir, by_name[name])) as session:
+            with ssh.session(host_of(lab_dir, by_name[name])) as session:
                 return run_script(session, HEALTH_SCRIPT, {}, "asking the cloud how it is", said)
         except (SshUnreachable, RemoteCommandFailed, OSError) as exc:
             return [Outcome("health", "ssh", "failed", exc.message if isinstance(exc, LabctlError) else str(exc))]

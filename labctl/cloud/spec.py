@@ -25,12 +25,13 @@ into a machine whose users (trainees) read them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from labctl.errors import LabFileError, show
 from labctl.labyaml import listed, mapping
+from labctl.raw import Raw, RawMap
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("bare", "ovf", "aki", "ari", "ami", "ova", "docker", "compressed")
@@ -89,12 +90,14 @@ class CloudSpec:
     def __bool__(self) -> bool:
         return bool(self.images or self.flavors or self.keypair or self.rules)
 
-    def as_json(self) -> dict[str, Any]:
-        """What the machine is told (labctl.cloud.guest): image files by the name they are uploaded as."""
+    def as_json(self, uploaded: Mapping[str, str] | None = None) -> dict[str, object]:
+        """What the machine is told (labctl.cloud.guest): image files by where they were uploaded in it
+        (`uploaded`: image name -> path), else by the name they are uploaded as."""
         return {
             "images": [{"name": i.name, "disk_format": i.disk_format, "container_format": i.container_format,
-                        "file": upload_name(i) if i.file else None, "url": i.url, "kernel": i.kernel,
-                        "ramdisk": i.ramdisk, "properties": dict(i.properties)} for i in self.images],
+                        "file": (uploaded or {}).get(i.name, upload_name(i)) if i.file else None, "url": i.url,
+                        "kernel": i.kernel, "ramdisk": i.ramdisk, "properties": dict(i.properties)}
+                       for i in self.images],
             "flavors": [{"name": f.name, "ram": f.ram_mb, "disk": f.disk_gb, "vcpus": f.vcpus} for f in self.flavors],
             "keypair": {"name": self.keypair.name, "public_key": self.keypair.public_key} if self.keypair else None,
             "rules": [{"protocol": r.protocol, "port": r.port} for r in self.rules],
@@ -105,13 +108,13 @@ def upload_name(image: Image) -> str:
     return f"image-{image.name}"
 
 
-def _mapping(value: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+def _mapping(value: object, path: str, allowed: tuple[str, ...]) -> RawMap:
     if value is None:  # an entry written as `- ` alone
         raise LabFileError(f"{path}: expected a mapping, got nothing")
     return mapping(value, path, allowed)
 
 
-def _list(value: object, path: str) -> list[Any]:
+def _list(value: object, path: str) -> list[Raw]:
     return listed(value, path, MAX_ITEMS)
 
 

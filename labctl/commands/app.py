@@ -12,7 +12,6 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
@@ -94,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in args:
         cut = args.index("--")
         args, remote = args[:cut], args[cut + 1:]
-    obj: dict[str, Any] = {"remote": remote}
+    obj: dict[str, object] = {"remote": remote}  # click's ctx.obj: the words after --, the Context
     try:
         result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj=obj)
     except LabctlError as exc:
@@ -120,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected(exc)
     finally:
         if "context" in obj:
-            obj["context"].close()
+            from labctl.context import Context
+
+            if isinstance(context := obj["context"], Context):
+                context.close()
     return result if isinstance(result, int) else 0
 
 

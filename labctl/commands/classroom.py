@@ -207,8 +207,10 @@ def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...]) -> int:
 
     reporter = make_reporter()
     targets = pick(lab_dir, machines)
-    with command_context().home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
-        results = restore(lab_dir, _domains(lab_dir), targets, name, lambda: lab_statuses(lab_dir), progress.update)
+    ctx = command_context()
+    with ctx.home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
+        results = restore(lab_dir, _domains(lab_dir), ctx.ssh(), targets, name, lambda: lab_statuses(lab_dir),
+                          progress.update)
     for r in results:
         if not r.clock_set:
             reporter.warn(f"{r.machine}: {r.message}")

@@ -33,7 +33,7 @@ def cloud(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: 
     lab, _ = resolve_lab(LabRequest(lab=lab_dir.name), ctx.home, default_catalog(), Path.cwd())
     reporter = make_reporter(as_json)
     with ctx.home.writer(lab.name, "cloud"):
-        found = make_cloud(lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), machines,
+        found = make_cloud(ctx.ssh(), lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), machines,
                            lambda machine, line: reporter.step(f"{machine}: {line}"))
     failed = {m: [o for o in outcomes if o.failed] for m, outcomes in found.items()}
     if as_json:

@@ -64,9 +64,9 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     fit = _class_fit(result.lab) if placement is None else None
     if as_json:
         data = result.as_json()
-        if fit is not None:
-            data["classroom"]["fit"] = {"seats": fit.seats, "fitting": fit.fitting, "fits": fit.fits,
-                                        "arithmetic": fit.lines()}
+        if fit is not None and isinstance(classroom := data["classroom"], dict):
+            classroom["fit"] = {"seats": fit.seats, "fitting": fit.fitting, "fits": fit.fits,
+                                "arithmetic": fit.lines()}
         if placement is not None:
             data["placement"] = {"hosts": placement.hosts, "arithmetic": placement.lines()}
         print_json(data)
@@ -143,9 +143,9 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
             from labctl.snapshots import take_stacked
 
             lab_dir = ctx.home.lab(plan.lab.name)
-            run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), stacking.StackRequest(
-                cache=ctx.cache, caches=caches, snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
-                fence=fencer(plan.lab, ctx)))
+            request = stacking.StackRequest(cache=ctx.cache, caches=caches, fence=fencer(plan.lab, ctx),
+                                            snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)))
+            run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), ctx.ssh(), request)
         health = None if no_stack else ask_health(ctx.home.lab(plan.lab.name), ctx, reporter)
     return _show_up(plan, statuses, run, health, as_json)
 
@@ -204,11 +204,11 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         # local.conf follows the lab's current lab.yaml and fragments: edit them, then retry.
         spread = _spread(lab)  # machines stay on the hosts they live on
         plan = plan_lab(spread.lab, ctx.home, read_host(), routes=spread.routes)
+        request = stacking.StackRequest(names=machines, everything=everything, clean=clean, cache=ctx.cache,
+                                        caches=host_caches(plan.lab, ctx, reporter), fence=fencer(plan.lab, ctx),
+                                        snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)))
         run = stacking.stack(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter, ctx.hypervisor(),
-                             stacking.StackRequest(names=machines, everything=everything, clean=clean, cache=ctx.cache,
-                                                   caches=host_caches(plan.lab, ctx, reporter),
-                                                   snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
-                                                   fence=fencer(plan.lab, ctx)))
+                             ctx.ssh(), request)
     if run is None:
         reporter.step("every machine has stacked already (labctl stack --all runs them again)")
         return 0

@@ -73,20 +73,20 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     data = credentials(lab_dir)
     if as_json:
-        print_json(data)
+        print_json(data.as_json())
         return
-    apis = list(data["machines"])
+    apis = list(data.machines)
     target = machine or (apis[0] if apis else "")
-    if target not in data["machines"]:
+    if target not in data.machines:
         raise LabctlError(f"no machine running Keystone named {target!r} (machines: {', '.join(apis)})",
                           hint="name the controller or an all-in-one machine")
-    password = data["machines"][target]["password"]
-    click.echo(f"User: {data['username']}   Password: {password}   Project: {data['project']}"
-               + (f"   (the password of {target})" if password != data["password"] else ""))
-    for name, m in data["machines"].items():
-        note = "" if m["stacked"] else "   (not stacked yet)"
-        dashboard = f"dashboard {m['dashboard']}   " if m["dashboard"] else ""
-        click.echo(f"{name}: {dashboard}keystone {m['auth_url']}{note}")
+    password = data.machines[target].password
+    click.echo(f"User: {data.username}   Password: {password}   Project: {data.project}"
+               + (f"   (the password of {target})" if password != data.password else ""))
+    for name, m in data.machines.items():
+        note = "" if m.stacked else "   (not stacked yet)"
+        dashboard = f"dashboard {m.dashboard}   " if m.dashboard else ""
+        click.echo(f"{name}: {dashboard}keystone {m.auth_url}{note}")
     click.echo(f"\n# openrc for {target} (labctl creds {target} --lab {lab_dir.name} | grep ^export > openrc)")
     click.echo(openrc(data, target), nl=False)
 
@@ -185,7 +185,7 @@ def exec_(lab_file: Path | None, lab_name: str | None, everything: bool, timeout
         raise LabctlError("no command given", hint="labctl exec --all -- hostname")
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     targets = pick_machines(lab_statuses(lab_dir), machines, everything)
-    results = exec_on(lab_dir, targets, command, timeout)
+    results = exec_on(command_context().ssh(), lab_dir, targets, command, timeout)
     if as_json:
         print_json({name: {"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "error": r.error}
                      for name, r in results.items()})

@@ -63,9 +63,10 @@ def command_hypervisor() -> HypervisorPort:
 
 def command_context() -> Context:
     """The command's context, built once (main() closes it)."""
+    from labctl.context import Context
+
     obj = click.get_current_context().obj
     if obj is None or "context" not in obj:
-        from labctl.context import Context
         from labctl.host import default_uri
         from labctl.hosts.inventory import hosts_file
         from labctl.state import labctl_cache
@@ -74,7 +75,8 @@ def command_context() -> Context:
         if obj is None:
             return context
         obj["context"] = context
-    found: Context = obj["context"]
+    found = obj["context"]
+    assert isinstance(found, Context)  # set just above, or by an earlier call of this command
     return found
 
 
@@ -120,7 +122,7 @@ def ask_health(lab_dir: LabDir, ctx: Context, reporter: Reporter,
     names = health_machines(lab_dir, statuses)
     if names:
         reporter.step(f"asking the cloud in {', '.join(names)} how it is")
-    return check_health(lab_dir, statuses, names)
+    return check_health(ctx.ssh(), lab_dir, statuses, names)
 
 
 def health_failed(health: Mapping[str, Sequence[Outcome]] | None) -> bool:

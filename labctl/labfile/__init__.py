@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from labctl.catalog import Catalog
 from labctl.classroom.seats import parse_classroom, seat_machines
@@ -21,6 +20,7 @@ from labctl.labfile.machines import default_cidr, parse_defaults, parse_machines
 from labctl.labfile.scalars import check_name, matching, parse_disk, parse_memory, release_of, true_or_false
 from labctl.labyaml import listed, mapping, parse_yaml
 from labctl.model import ACCELERATORS, DEFAULT_CPUS, DEFAULT_DISK_GB, DEFAULT_MEMORY_MB, Lab, Proxy
+from labctl.raw import RawMap
 
 __all__ = ["check_name", "default_cidr", "default_lab_dict", "lab_from_dict", "load_lab", "parse_disk",
            "parse_memory"]
@@ -116,7 +116,7 @@ def load_lab(path: Path, catalog: Catalog) -> Lab:
         raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
 
 
-def default_lab_dict(distro: str, catalog: Catalog, name: str | None = None) -> dict[str, Any]:
+def default_lab_dict(distro: str, catalog: Catalog, name: str | None = None) -> RawMap:
     """The lab.yaml content of `labctl up --distro D`: one all-in-one machine."""
     release = release_of(catalog, distro, "--distro")
     lab_name = name or f"{release.family}-{release.version.replace('.', '-')}"

@@ -22,17 +22,17 @@ __all__ = ["StackRequest", "StackRun", "stack"]
 if TYPE_CHECKING:
     from labctl.machine_status import MachineStatus
     from labctl.model import Lab
-    from labctl.protocols import HypervisorPort, Reporter
+    from labctl.protocols import HypervisorPort, Reporter, SshPort
     from labctl.state import LabDir
 
 
 def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, hypervisor: HypervisorPort,
-          request: StackRequest) -> StackRun | None:
+          ssh: SshPort, request: StackRequest) -> StackRun | None:
     """The machines that need DevStack get it; None when every one has stacked fine already. A
     classroom whose seats all need it is stacked once and cloned (the strategy of clone.py); any other
     lab, a chosen set of machines, or --clean, machine by machine (machines.py)."""
     names = [m.name for m in machines_to_stack(lab, lab_dir, request.names, request.everything)]
     if clone_applies(lab, names) and not request.clean:
-        return stack_classroom(lab, lab_dir, statuses, reporter, hypervisor, names, request)
-    return stack_lab(lab, lab_dir, statuses, reporter, names=request.names, everything=request.everything,
+        return stack_classroom(lab, lab_dir, statuses, reporter, hypervisor, ssh, names, request)
+    return stack_lab(ssh, lab, lab_dir, statuses, reporter, names=request.names, everything=request.everything,
                      clean=request.clean, cache=request.cache, snapshot=request.snapshot, caches=request.caches)

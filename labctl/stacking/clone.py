@@ -41,17 +41,8 @@ from labctl.machine_status import MachineStatus, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
 from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets
+from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SshPort, SshTarget, SshUnreachable
 from labctl.provision import StackResult, open_seat, push_local_conf
-from labctl.remote import (
-    Host,
-    HostKeyChanged,
-    RemoteCommandFailed,
-    Session,
-    SshUnreachable,
-    forget_hosts,
-    public_key,
-    wait_for_ssh,
-)
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.machines import AsTemplate, StackRun, day_one, record, stack_lab
 from labctl.stacking.pool import machine_pool
@@ -160,21 +151,21 @@ def clone_applies(lab: Lab, names: Sequence[str]) -> bool:
 
 
 def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
-                    hypervisor: HypervisorPort, names: Sequence[str], request: StackRequest) -> StackRun:
+                    hypervisor: HypervisorPort, ssh: SshPort, names: Sequence[str], request: StackRequest) -> StackRun:
     """The classroom's seats `names` (seat-01 among them, every one needing DevStack): seat-01 stacks
     once as the template, and every seat is made from its disk (see this module's header)."""
     clones = [n for n in names if n != TEMPLATE]
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"stacking {TEMPLATE} once; {len(clones)} more seats will be made from its disk"
                   " (classroom.clone: false stacks every seat)")
-    machine_ids = _identities(lab_dir, statuses, clones)
+    machine_ids = _identities(ssh, lab_dir, statuses, clones)
     with reporter.machines(clones, "waiting") as progress:
         hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
             _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
     seats = lab_dir.secrets().seats
     template = template_secrets(lab_dir)
     as_template = AsTemplate(tuple(zip(seats[TEMPLATE].devstack().values(), template.values(), strict=True)))
-    run = stack_lab(lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, cache=request.cache,
+    run = stack_lab(ssh, lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, cache=request.cache,
                     caches=request.caches)
     assert run is not None  # the template needs DevStack: it is among the names
     if not run.results[TEMPLATE].ok:
@@ -185,8 +176,8 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     record(lab_dir, [StackResult(TEMPLATE, "failed", stacked.seconds, "making it its own seat",
                                  "stacked as the classroom's template, then interrupted before it became its own seat",
                                  ["labctl stack --clean seat-01 stacks it again"])])
-    current = _copy_template(lab, lab_dir, statuses, reporter, hypervisor, names, machine_ids, request)
-    results = _make_seats(lab, lab_dir, current, reporter, names, seats, template, stacked)
+    current = _copy_template(lab, lab_dir, statuses, reporter, hypervisor, ssh, names, machine_ids, request)
+    results = _make_seats(ssh, lab, lab_dir, current, reporter, names, seats, template, stacked)
     if request.snapshot is not None:
         for name in names:
             if results[name].ok:
@@ -198,7 +189,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
 
 
 def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
-                   hypervisor: HypervisorPort, names: Sequence[str], machine_ids: dict[str, str],
+                   hypervisor: HypervisorPort, ssh: SshPort, names: Sequence[str], machine_ids: dict[str, str],
                    request: StackRequest) -> list[MachineStatus]:
     """The stacked template's disk made every seat's base, the seats booted on it and fenced in:
     their statuses with their new leases."""
@@ -206,7 +197,7 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
     by_name = {s.name: s for s in statuses}
-    with Session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
+    with ssh.session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
         _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
         script = session.upload_private(clone_dhcp_script(macs.split(), machine_ids).encode())
         unit = session.upload_private(CLONE_DHCP_UNIT.encode())
@@ -220,18 +211,18 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
     if request.fence is not None:  # each copy's card is held to its own new lease, before anything else
         request.fence(current)
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
-    forget_hosts(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
+    ssh.forget(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
     return current
 
 
-def _make_seats(lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], reporter: Reporter,
+def _make_seats(ssh: SshPort, lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], reporter: Reporter,
                 names: Sequence[str], seats: Mapping[str, SeatSecrets], template: Passwords,
                 stacked: StackResult) -> dict[str, StackResult]:
     """Every booted copy made its own seat at once; each result recorded as it ends."""
     by_name = {s.name: s for s in current}
     results: dict[str, StackResult] = {}
-    with reporter.machines(names, "booting") as progress, machine_pool(len(names)) as pool:
-        futures = {n: pool.submit(_make_seat, lab, lab_dir, by_name, n, seats, template, progress.update)
+    with reporter.machines(names, "booting") as progress, machine_pool(len(names), ssh.cancel) as pool:
+        futures = {n: pool.submit(_make_seat, ssh, lab, lab_dir, by_name, n, seats, template, progress.update)
                    for n in names}
         for name, future in futures.items():
             results[name] = future.result()
@@ -243,13 +234,14 @@ def _make_seats(lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], rep
     return results
 
 
-def _identities(lab_dir: LabDir, statuses: Sequence[MachineStatus], seats: Sequence[str]) -> dict[str, str]:
+def _identities(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus],
+                seats: Sequence[str]) -> dict[str, str]:
     """Each running seat's network cards -> its machine-id, read before its disk is replaced."""
     found: dict[str, str] = {}
     for status in statuses:
         if status.name in seats and status.ssh_address:
             with contextlib.suppress(SshUnreachable, RemoteCommandFailed, HostKeyChanged), \
-                    Session(_host(lab_dir, status, status.name)) as session:
+                    ssh.session(_host(lab_dir, status, status.name)) as session:
                 _, out = session.run("cat /etc/machine-id /sys/class/net/*/address", "reading its identity")
                 words = out.split()
                 found.update(dict.fromkeys(words[1:], words[0]) if words else {})
@@ -284,9 +276,9 @@ def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort,
         time.sleep(3)
 
 
-def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> Host:
+def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> SshTarget:
     assert status.ssh_address is not None
-    return Host(status.name, status.ssh_address, status.user, lab_dir.private_key(key_of), lab_dir.known_hosts)
+    return SshTarget(status.name, status.ssh_address, status.user, lab_dir.private_key(key_of), lab_dir.known_hosts)
 
 
 class _Steps:
@@ -303,7 +295,7 @@ class _Steps:
         self.update(self.name, f"{self.now}: {text}")
 
 
-def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
+def _make_seat(ssh: SshPort, lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
                seats: Mapping[str, SeatSecrets], template: Passwords,
                update: Callable[[str, str], None]) -> StackResult:
     """Turn one booted copy of the template into seat `name`; failures become its result."""
@@ -323,7 +315,7 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
                 out.flush()
                 steps.say(mask(text, secrets).strip()[:80])
 
-            problems = _make_its_own(lab, lab_dir, status, name, seats, template, steps, line)
+            problems = _make_its_own(ssh, lab, lab_dir, status, name, seats, template, steps, line)
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
         message = exc.message if isinstance(exc, LabctlError) else str(exc)
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
@@ -335,30 +327,31 @@ def _make_seat(lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], nam
                        problems)
 
 
-def _make_its_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, name: str, seats: Mapping[str, SeatSecrets],
-                  template: Passwords, steps: _Steps, line: Callable[[str], None]) -> list[str]:
+def _make_its_own(ssh: SshPort, lab: Lab, lab_dir: LabDir, status: MachineStatus, name: str,
+                  seats: Mapping[str, SeatSecrets], template: Passwords, steps: _Steps,
+                  line: Callable[[str], None]) -> list[str]:
     """The copy, still seat-01 inside, rewritten into seat `name` (the fixup script, as root), then opened to
     its trainee with its own local.conf and keypair. Returns the day-one step's problems."""
     assert status.ssh_address is not None
-    forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
+    ssh.forget(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
     steps.at("waiting for SSH")
-    wait_for_ssh(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
+    ssh.wait(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
     steps.at("making it its own seat")
-    spec = fixup_spec(lab, name, seats, template, status.user, public_key(lab_dir.private_key(name)))
-    with Session(_host(lab_dir, status, TEMPLATE)) as session:
+    spec = fixup_spec(lab, name, seats, template, status.user, ssh.public_key(lab_dir.private_key(name)))
+    with ssh.session(_host(lab_dir, status, TEMPLATE)) as session:
         spec_file = session.upload_private(json.dumps(spec).encode())
         script = session.upload_private(FIXUP_SCRIPT.encode())
         session.run(shlex.join(["sudo", "python3", script, spec_file])
                     + f"; rc=$?; rm -f {shlex.quote(script)}; exit $rc", "making the copy its own seat", on_line=line)
-    forget_hosts(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
+    ssh.forget(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
     steps.at("opening the seat to its trainee")
     own_host = _host(lab_dir, status, name)
-    wait_for_ssh(own_host, 120)  # sshd starts again with its new keys: a moment without a listener
-    with Session(own_host) as session:
+    ssh.wait(own_host, 120)  # sshd starts again with its new keys: a moment without a listener
+    with ssh.session(own_host) as session:
         open_seat(session, seats[name].login)
         push_local_conf(session, lab_dir.local_conf(name).read_text(encoding="utf-8"))
     if not lab.cloud:
         return []
     made = StackResult(name, "ok")  # made on the template already: only this seat's own keypair is new
-    day_one(own_host, lab.cloud, made, lambda text: steps.update(name, text), lab_dir.stack_log(name))
+    day_one(ssh, own_host, lab.cloud, made, lambda text: steps.update(name, text), lab_dir.stack_log(name))
     return made.problems

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labctl import records
 from labctl.cache.services import Endpoints
@@ -26,15 +26,15 @@ from labctl.machine_status import MachineStatus, host_of, running
 from labctl.mirrors import GIT_PORT, devstack_source, host_address, served_folders, url_secrets
 from labctl.model import Lab, Machine
 from labctl.passwords import LabSecrets
+from labctl.protocols import RemoteCommandFailed, SshPort, SshTarget, SshUnreachable
 from labctl.provision import StackJob, StackResult, discover_hosts, stack_machine
-from labctl.remote import Host, RemoteCommandFailed, Session, SshUnreachable
 from labctl.stacking.pool import machine_pool
 from labctl.state import LabDir, labctl_cache
 
 if TYPE_CHECKING:
     from labctl.protocols import Reporter
 
-Runner = Callable[[StackJob, Callable[[str], None]], StackResult]
+Runner = Callable[[SshPort, StackJob, Callable[[str], None]], StackResult]
 
 
 @dataclass(frozen=True)
@@ -129,30 +129,32 @@ def make_jobs(lab: Lab, lab_dir: LabDir, machines: Sequence[Machine], statuses: 
     return jobs
 
 
-def run_stacks(jobs: Sequence[StackJob], reporter: Reporter, *, controller_host: Host | None = None,
+def run_stacks(ssh: SshPort, jobs: Sequence[StackJob], reporter: Reporter, *, controller_host: SshTarget | None = None,
                controller_ready: bool = False, runner: Runner = stack_machine,
                discover: DiscoverSettings | None = None, discover_log: Path | None = None,
                on_result: Callable[[StackResult], None] | None = None) -> StackRun:
     """Stack every job; computes after the controller. `controller_ready`: the controller is not
     among the jobs but stacked fine before (a retry of computes alone). `on_result` hears of each
     machine as it ends, so that an interruption loses nothing that finished."""
-    return _run_stacks(jobs, reporter, controller_host, controller_ready, runner, discover or DiscoverSettings(),
+    return _run_stacks(ssh, jobs, reporter, controller_host, controller_ready, runner, discover or DiscoverSettings(),
                        discover_log, on_result or (lambda _r: None))
 
 
-def _run_stacks(jobs: Sequence[StackJob], reporter: Reporter, controller_host: Host | None, controller_ready: bool,
+def _run_stacks(ssh: SshPort, jobs: Sequence[StackJob], reporter: Reporter, controller_host: SshTarget | None,
+                controller_ready: bool,
                 runner: Runner, discover: DiscoverSettings, discover_log: Path | None,
                 on_result: Callable[[StackResult], None]) -> StackRun:
     results: dict[str, StackResult] = {}
     controller = next((j for j in jobs if j.role == "controller"), None)
     computes = [j for j in jobs if j.role == "compute"]
     first = [j for j in jobs if j.role != "compute"]
-    with reporter.machines([j.machine for j in jobs], "queued") as progress, machine_pool(len(jobs)) as pool:
+    with reporter.machines([j.machine for j in jobs], "queued") as progress, \
+            machine_pool(len(jobs), ssh.cancel) as pool:
 
         def start(job: StackJob) -> Future[StackResult]:
             def on_phase(text: str) -> None:
                 progress.update(job.machine, text)
-            return pool.submit(runner, job, on_phase)
+            return pool.submit(runner, ssh, job, on_phase)
 
         futures = {j.machine: start(j) for j in first}
         for j in computes:
@@ -181,7 +183,7 @@ def _run_stacks(jobs: Sequence[StackJob], reporter: Reporter, controller_host: H
     if stacked_computes and host is not None and controller_ok:
         reporter.step(f"mapping computes into the cell (discover_hosts.sh on {host.name})")
         force = jobs[0].devstack.force
-        ok, run.discovery = discover_hosts(host, stacked_computes, force, discover.attempts, discover.interval,
+        ok, run.discovery = discover_hosts(ssh, host, stacked_computes, force, discover.attempts, discover.interval,
                                            discover_log or jobs[0].log.parent / "discover_hosts.log",
                                            jobs[0].secrets)
         if not ok:
@@ -194,7 +196,7 @@ def _record_of(r: StackResult) -> records.StackRecord:
                                tuple(r.phases), finished=int(time.time()))
 
 
-def day_one(host: Host, spec: CloudSpec, result: StackResult, on_phase: Callable[[str], None],
+def day_one(ssh: SshPort, host: SshTarget, spec: CloudSpec, result: StackResult, on_phase: Callable[[str], None],
             log: Path | None = None) -> None:
     """lab.yaml's day-one resources made in a machine that stacked (labctl.cloud): timed as a phase of
     its own; what failed becomes the result's problems (the stack itself stays ok, `labctl cloud`
@@ -211,7 +213,7 @@ def day_one(host: Host, spec: CloudSpec, result: StackResult, on_phase: Callable
                 out.write(f"labctl day-one: {line}\n")
 
     try:
-        with Session(host) as session:
+        with ssh.session(host) as session:
             outcomes = make_resources(session, spec, seen)
     except (SshUnreachable, RemoteCommandFailed, OSError) as exc:
         outcomes = [Outcome("cloud", "ssh", "failed", exc.message if isinstance(exc, LabctlError) else str(exc))]
@@ -220,17 +222,17 @@ def day_one(host: Host, spec: CloudSpec, result: StackResult, on_phase: Callable
 
 
 def _then_cloud(inner: Runner) -> Runner:
-    def run(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
-        result = inner(job, on_phase)
+    def run(ssh: SshPort, job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+        result = inner(ssh, job, on_phase)
         if result.ok and job.cloud:
-            day_one(job.host, job.cloud, result, on_phase, job.log)
+            day_one(ssh, job.host, job.cloud, result, on_phase, job.log)
         return result
     return run
 
 
 def _then_snapshot(inner: Runner, snapshot: Callable[[str, records.StackRecord], None], reporter: Reporter) -> Runner:
-    def run(job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
-        result = inner(job, on_phase)
+    def run(ssh: SshPort, job: StackJob, on_phase: Callable[[str], None]) -> StackResult:
+        result = inner(ssh, job, on_phase)
         if result.ok:
             on_phase("taking the stacked snapshot")
             try:
@@ -277,7 +279,7 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter) 
         yield
 
 
-def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, *,
+def stack_lab(ssh: SshPort, lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, *,
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
               discover: DiscoverSettings | None = None, cache: Path | None = None,
               snapshot: Callable[[str, records.StackRecord], None] | None = None,
@@ -298,7 +300,7 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     records.mark(lab_dir, names, "started")
     try:
         with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter):
-            run = run_stacks(jobs, reporter, controller_host=controller_host,
+            run = run_stacks(ssh, jobs, reporter, controller_host=controller_host,
                              controller_ready=bool(ctl and ctl.name in done and done[ctl.name].ok),
                              discover=discover, on_result=lambda r: record(lab_dir, [r]),
                              runner=_runner(any(j.cloud for j in jobs), snapshot, reporter))
@@ -310,9 +312,36 @@ def stack_lab(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], repo
     return run
 
 
+@dataclass(frozen=True)
+class MachineApi:
+    """Where one machine serves Keystone, and the admin password there (a seat's own in a classroom)."""
+
+    auth_url: str
+    dashboard: str | None
+    stacked: bool
+    password: str
 
 
-def credentials(lab_dir: LabDir) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Credentials:
+    """The lab's admin credentials (`labctl creds`), and each machine that runs Keystone."""
+
+    password: str
+    machines: dict[str, MachineApi]
+    username: str = "admin"
+    project: str = "admin"
+    user_domain: str = "default"
+    project_domain: str = "default"
+    region: str = "RegionOne"
+
+    def as_json(self) -> dict[str, object]:
+        return {"username": self.username, "password": self.password, "project": self.project,
+                "user_domain": self.user_domain, "project_domain": self.project_domain, "region": self.region,
+                "machines": {name: {"auth_url": m.auth_url, "dashboard": m.dashboard, "stacked": m.stacked,
+                                    "password": m.password} for name, m in self.machines.items()}}
+
+
+def credentials(lab_dir: LabDir) -> Credentials:
     """The lab's admin credentials and, per machine that runs Keystone, its URLs."""
     lab_secrets = lab_dir.secrets()
     stacked = records.read(lab_dir).stack
@@ -323,22 +352,18 @@ def credentials(lab_dir: LabDir) -> dict[str, Any]:
         done = stacked.get(m.name)
         ok = bool(done and done.ok)
         # What DevStack said it serves; before it said anything, where Keystone will be.
-        apis[m.name] = {
-            "auth_url": ((done.keystone if done else None) or f"http://{m.ip}/identity/").rstrip("/"),
-            "dashboard": done.dashboard if done and ok else None,
-            "stacked": ok,
-            "password": lab_secrets.for_machine(m.name).admin,
-        }
-    return {"username": "admin", "password": lab_secrets.passwords.admin, "project": "admin",
-            "user_domain": "default", "project_domain": "default", "region": "RegionOne", "machines": apis}
+        apis[m.name] = MachineApi(((done.keystone if done else None) or f"http://{m.ip}/identity/").rstrip("/"),
+                                  done.dashboard if done and ok else None, ok, lab_secrets.for_machine(m.name).admin)
+    return Credentials(lab_secrets.passwords.admin, apis)
 
 
-def openrc(creds: dict[str, Any], machine: str) -> str:
+def openrc(creds: Credentials, machine: str) -> str:
     """An openrc for the admin user against one machine's Keystone (values quoted for the shell)."""
     import shlex
 
-    values = {"OS_AUTH_URL": creds["machines"][machine]["auth_url"], "OS_USERNAME": creds["username"],
-              "OS_PASSWORD": creds["machines"][machine]["password"], "OS_PROJECT_NAME": creds["project"],
-              "OS_USER_DOMAIN_ID": creds["user_domain"], "OS_PROJECT_DOMAIN_ID": creds["project_domain"],
-              "OS_REGION_NAME": creds["region"], "OS_IDENTITY_API_VERSION": "3"}
+    api = creds.machines[machine]
+    values = {"OS_AUTH_URL": api.auth_url, "OS_USERNAME": creds.username, "OS_PASSWORD": api.password,
+              "OS_PROJECT_NAME": creds.project, "OS_USER_DOMAIN_ID": creds.user_domain,
+              "OS_PROJECT_DOMAIN_ID": creds.project_domain, "OS_REGION_NAME": creds.region,
+              "OS_IDENTITY_API_VERSION": "3"}
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())

@@ -18,84 +18,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 
-from labctl.errors import LabctlError
+from labctl.cancel import CancelToken
+from labctl.protocols import CommandResult, HostKeyChanged, RemoteCommandFailed, SshTarget, SshUnreachable
 
 CONNECT_TIMEOUT = 15
-# Set by cancel_all() when labctl is interrupted: waits stop and open sessions are closed.
-CANCELLED = threading.Event()
-_sessions: set[Session] = set()
-_sessions_lock = threading.Lock()
-
-
-def cancel_all() -> None:
-    """Stop every SSH wait and close every open session (their remote commands get EOF and die)."""
-    CANCELLED.set()
-    with _sessions_lock:
-        sessions = list(_sessions)
-    for session in sessions:
-        session.conn.close()
 
 
 def public_key(private_key: Path) -> str:
     """The authorized_keys line of a private key Vagrant made for a machine."""
     key = paramiko.PKey.from_path(private_key)
     return f"{key.get_name()} {key.get_base64()} labctl"
-
-
-@dataclass(frozen=True)
-class Host:
-    name: str
-    address: str
-    user: str
-    key_file: Path
-    known_hosts: Path
-    port: int = 22
-    proxy_command: str | None = None  # through the machine's hypervisor host, when that is another machine
-
-
-@dataclass(frozen=True)
-class HostResult:
-    name: str
-    exit_code: int | None  # None: the command never ran (see error)
-    stdout: str = ""
-    stderr: str = ""
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-
-class HostKeyChanged(LabctlError):
-    exit_code = 1
-
-    def __init__(self, host: Host) -> None:
-        super().__init__(f"{host.name}: the host key of {host.address} changed since labctl first saw it:"
-                         " refusing to connect",
-                         hint=f"if the machine was recreated, remove its line from {host.known_hosts}")
-
-
-class SshUnreachable(LabctlError):
-    exit_code = 1
-
-
-class RemoteCommandFailed(LabctlError):
-    """A command in a machine exited non-zero: carries the command, exit code and last lines."""
-
-    exit_code = 1
-
-    def __init__(self, host: str, what: str, code: int, output: str) -> None:
-        self.code = code
-        self.tail = "\n".join(output.strip().splitlines()[-30:])
-        last = self.tail.splitlines()[-1] if self.tail else "no output"
-        super().__init__(f"{host}: {what} failed (exit {code}): {last}")
 
 
 @contextlib.contextmanager
@@ -186,7 +123,7 @@ def forget_hosts(known_hosts: Path, addresses: Sequence[str]) -> None:
         _save_host_keys(keys, known_hosts)
 
 
-def connect(host: Host) -> Connection:
+def connect(host: SshTarget) -> Connection:
     # Fabric would read ~/.ssh/config, /etc/fabric.yaml and ~/.fabric.yaml (forward_agent, gateway...)
     # and the user's keys: a lab uses only its own settings (lazy: no configuration file is loaded).
     config = Config(lazy=True, overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
@@ -202,19 +139,19 @@ def connect(host: Host) -> Connection:
     return conn
 
 
-def run_command(host: Host, command: str, timeout: float | None = None) -> HostResult:
+def run_command(host: SshTarget, command: str, timeout: float | None = None) -> CommandResult:
     started = time.monotonic()
     try:
         with connect(host) as conn:
             result = conn.run(command, timeout=timeout, in_stream=False)
     except paramiko.BadHostKeyException:
         changed = HostKeyChanged(host)
-        return HostResult(host.name, None, error=f"{changed.message} ({changed.hint})",
+        return CommandResult(host.name, None, error=f"{changed.message} ({changed.hint})",
                           seconds=time.monotonic() - started)
     except Exception as exc:  # any SSH failure is this host's result, not a crash
-        return HostResult(host.name, None, error=f"{type(exc).__name__}: {exc}".rstrip(": "),
+        return CommandResult(host.name, None, error=f"{type(exc).__name__}: {exc}".rstrip(": "),
                           seconds=time.monotonic() - started)
-    return HostResult(host.name, result.exited, result.stdout, result.stderr, seconds=time.monotonic() - started)
+    return CommandResult(host.name, result.exited, result.stdout, result.stderr, seconds=time.monotonic() - started)
 
 
 class _Lines(io.TextIOBase):
@@ -251,8 +188,8 @@ class Session:
     KEEPALIVE = 15
     DEAD_AFTER = 60
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, host: SshTarget, cancel: CancelToken) -> None:
+        self.target = host
         self.conn = connect(host)
         try:
             self.conn.open()
@@ -265,15 +202,13 @@ class Session:
         sock = self.conn.transport.sock
         if hasattr(socket, "TCP_USER_TIMEOUT") and isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(self.DEAD_AFTER * 1000))
-        with _sessions_lock:
-            _sessions.add(self)
+        self._unregister = cancel.on_cancel(self.conn.close)
 
     def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with _sessions_lock:
-            _sessions.discard(self)
+        self._unregister()
         self.conn.close()
 
     def run(self, command: str, what: str, *, on_line: Callable[[str], None] | None = None,
@@ -300,7 +235,7 @@ class Session:
         stream.close()
         output = "".join(collected)
         if check and exited != 0:
-            raise RemoteCommandFailed(self.host.name, what, exited, output)
+            raise RemoteCommandFailed(self.target.name, what, exited, output)
         return exited, output
 
     def upload_private(self, data: bytes) -> str:
@@ -320,10 +255,10 @@ class Session:
         return out.strip().splitlines()[-1]
 
 
-def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:
+def wait_for_ssh(host: SshTarget, timeout: float, cancel: CancelToken, interval: float = 2.0) -> None:
     """Until `true` runs over SSH; a changed host key is refused at once."""
     deadline = time.monotonic() + timeout
-    while not CANCELLED.is_set():
+    while not cancel.cancelled:
         result = run_command(host, "true", timeout=30)
         if result.ok:
             return
@@ -333,14 +268,14 @@ def wait_for_ssh(host: Host, timeout: float, interval: float = 2.0) -> None:
             raise SshUnreachable(f"{host.name}: SSH at {host.address}:{host.port} did not answer within"
                                  f" {timeout:.0f} s ({result.error or f'exit {result.exit_code}'})",
                                  hint="labctl status shows whether it runs; labctl resume starts it")
-        CANCELLED.wait(interval)
+        cancel.wait(interval)
     raise SshUnreachable(f"{host.name}: interrupted while waiting for SSH")
 
 
-def run_parallel(hosts: Sequence[Host], command: str, timeout: float | None = None,
-                 on_done: Callable[[HostResult], None] | None = None) -> dict[str, HostResult]:
+def run_parallel(hosts: Sequence[SshTarget], command: str, timeout: float | None = None,
+                 on_done: Callable[[CommandResult], None] | None = None) -> dict[str, CommandResult]:
     """Run `command` on every host at once; every host gets a result (output or error)."""
-    results: dict[str, HostResult] = {}
+    results: dict[str, CommandResult] = {}
     if not hosts:
         return results
     with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
@@ -351,3 +286,27 @@ def run_parallel(hosts: Sequence[Host], command: str, timeout: float | None = No
             if on_done:
                 on_done(result)
     return {h.name: results[h.name] for h in hosts}
+
+
+class Ssh:
+    """The SSH port (labctl.protocols.SshPort) for one run, on Fabric: its sessions close, and its
+    waits stop, when the run's cancel token is set."""
+
+    def __init__(self, cancel: CancelToken) -> None:
+        self.cancel = cancel
+
+    def session(self, target: SshTarget) -> Session:
+        return Session(target, self.cancel)
+
+    def wait(self, target: SshTarget, timeout: float, interval: float = 2.0) -> None:
+        wait_for_ssh(target, timeout, self.cancel, interval)
+
+    def run_parallel(self, targets: Sequence[SshTarget], command: str, timeout: float | None = None,
+                     on_done: Callable[[CommandResult], None] | None = None) -> dict[str, CommandResult]:
+        return run_parallel(targets, command, timeout, on_done)
+
+    def forget(self, known_hosts: Path, addresses: Sequence[str]) -> None:
+        forget_hosts(known_hosts, addresses)
+
+    def public_key(self, private_key: Path) -> str:
+        return public_key(private_key)

@@ -1,4 +1,4 @@
-"""Vagrant, through python-vagrant: the only importer of it.
+"""The Vagrant adapter (labctl.protocols.VagrantPort), through python-vagrant: the only importer of it.
 
 python-vagrant sends vagrant's stderr to /dev/null by default and raises a bare CalledProcessError;
 here every command's output goes to the lab's vagrant.log and every failure raises VagrantFailed
@@ -20,8 +20,10 @@ from typing import IO
 
 import vagrant
 
-from labctl.errors import LabctlError
-from labctl.proc import CommandFailed, run, start_ticks
+from labctl import supervisor
+from labctl.proc import CommandFailed, run
+from labctl.protocols import VagrantMissing
+from labctl.state import VAGRANT_UP_PID
 
 INSTALL_HINT = "./install.sh installs it (apt-get install vagrant vagrant-libvirt)"
 PLUGIN_HINT = "sudo apt-get install vagrant-libvirt (or: vagrant plugin install vagrant-libvirt)"
@@ -33,10 +35,6 @@ class VagrantFailed(CommandFailed):
     """A vagrant command failed; the message ends with vagrant's own last line."""
 
 
-class VagrantMissing(LabctlError):
-    """vagrant, or its libvirt provider, is not usable."""
-
-
 def parse_progress(line: str) -> tuple[str, str] | None:
     """A machine's step from a line of `vagrant up` output, or None for other lines."""
     match = _PROGRESS_RE.match(line.rstrip())
@@ -44,50 +42,9 @@ def parse_progress(line: str) -> tuple[str, str] | None:
 
 
 def up_pid_file(root: Path) -> Path:
-    return root / ".labctl-vagrant-up.pid"
-
-
-def record_up(root: Path, pid: int) -> None:
-    up_pid_file(root).write_text(f"{pid} {start_ticks(pid)}\n")
-
-
-def orphan_up(root: Path) -> int | None:
-    """The pid of a `vagrant up` in `root` left running by a labctl that was killed, if any. Pids
-    are reused: the process must be the one recorded (same start time), a vagrant, working in this
-    lab's folder; any other process is never named, let alone signalled."""
-    pid_file = up_pid_file(root)
-    try:
-        pid_text, ticks_text = pid_file.read_text().split()
-        pid, ticks = int(pid_text), int(ticks_text)
-        same = (start_ticks(pid) == ticks and b"vagrant" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                and Path(f"/proc/{pid}/cwd").resolve() == root.resolve())
-    except (OSError, ValueError):
-        same = False
-    if not same:
-        pid_file.unlink(missing_ok=True)
-        return None
-    return pid
-
-
-def stop_process(pid: int, grace: float = 30) -> None:
-    """Ask vagrant to stop as Ctrl-C would (it then cleans up what it was creating); kill it if it
-    has not within `grace` seconds."""
-    import time
-
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, 10)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                finished, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # not our child: poll for its end
-                finished = 0 if Path(f"/proc/{pid}").exists() else pid
-            if finished:
-                return
-            time.sleep(0.2)
+    """Where a running `vagrant up` of the lab in `root` is recorded, for a labctl killed meanwhile:
+    the next command finds it (lifecycle: never a second one beside it; destroy stops it)."""
+    return root / VAGRANT_UP_PID
 
 
 def vagrant_env(libvirt_uri: str) -> dict[str, str]:
@@ -171,7 +128,7 @@ class VagrantDriver:
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
             # If labctl is killed outright (SIGKILL), vagrant goes on in its own session: the next
             # command finds it through this file.
-            record_up(self.root, proc.pid)
+            supervisor.record(up_pid_file(self.root), proc.pid)
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
@@ -182,7 +139,8 @@ class VagrantDriver:
                         on_progress(*step)
                 code = proc.wait()
             except BaseException:
-                stop_process(proc.pid)
+                # Asked as Ctrl-C would (vagrant then cleans up what it was creating), killed after 30 s.
+                supervisor.stop(proc.pid, 30, signal.SIGINT)
                 raise
             finally:
                 self.pid_file.unlink(missing_ok=True)
