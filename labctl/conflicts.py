@@ -6,10 +6,10 @@ from __future__ import annotations
 import ipaddress
 
 from labctl import records
-from labctl.classroom.seats import Classroom
 from labctl.errors import LabConflict
 from labctl.model import Lab
 from labctl.names import domain_name
+from labctl.seating import Classroom
 from labctl.state import LabHome
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from labctl import __version__, records
 from labctl.catalog import Catalog, Release
-from labctl.classroom.seats import classroom_json, keep_seats
+from labctl.classroom.seats import keep_seats
 from labctl.conflicts import check_domains_free, check_network_free, check_ports_free
 from labctl.devstack_services import check_coverage
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
@@ -24,6 +24,7 @@ from labctl.mirrors import devstack_source, git_base_served, git_base_url, redac
 from labctl.model import Lab, Machine
 from labctl.passwords import LabSecrets, Passwords, SeatSecrets
 from labctl.raw import RawMap
+from labctl.records import classroom_json
 from labctl.render import (
     BUILTIN_SELECTORS,
     Fragment,

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.catalog import Release
-from labctl.classroom.seats import Classroom
 from labctl.cloud.spec import CloudSpec
+from labctl.seating import Classroom
 
 ROLES = ("allinone", "controller", "compute")
 ACCELERATORS = ("auto", "kvm", "qemu")

@@ -18,15 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from labctl.errors import LabctlError, LabNotFound, show
 from labctl.names import valid_name
 from labctl.raw import RawMap
+from labctl.seating import Classroom, Seat
 from labctl.state import LabDir
-
-if TYPE_CHECKING:
-    from labctl.classroom.seats import Classroom
 
 FORMAT = 1
 LAB_FORMAT = 1
@@ -222,18 +219,33 @@ def lab_source(lab_dir: LabDir) -> Path:
     return read_lab(lab_dir).source or lab_dir.lab_file
 
 
-# The classroom's record is the classroom feature's own (labctl.classroom.seats), imported only for a
-# lab that has one: storage does not depend on the feature, and `labctl status` of any other lab
-# never loads it.
+# The classroom's record in lab.json (its values are the model's; seats.py reads the lab.yaml section).
 def _classroom(raw: object) -> Classroom | None:
-    if raw is None:
-        return None
-    from labctl.classroom.seats import classroom_from_json
-
-    return classroom_from_json(raw)
+    return None if raw is None else classroom_from_json(raw)
 
 
 def _classroom_json(classroom: Classroom) -> dict[str, object]:
-    from labctl.classroom.seats import classroom_json
-
     return classroom_json(classroom)
+
+
+def classroom_json(classroom: Classroom) -> dict[str, object]:
+    return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare, "held": s.held}
+                      for s in classroom.seats],
+            "address": classroom.address, "listen": classroom.listen,
+            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone}
+
+
+def classroom_from_json(raw: object) -> Classroom | None:
+    """The classroom labctl recorded in lab.json; None for a lab without one (or a damaged record,
+    which `labctl plan` writes again)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("seats"), list):
+        return None
+    try:
+        seats = tuple(Seat(int(s["number"]), s.get("trainee") if isinstance(s.get("trainee"), str) else None,
+                           bool(s.get("spare")), s.get("held") is True or isinstance(s.get("trainee"), str))
+                      for s in raw["seats"])
+        return Classroom(seats, raw.get("address") if isinstance(raw.get("address"), str) else None,
+                         str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]),  # noqa: S104
+                         raw.get("clone") is not False)
+    except (KeyError, TypeError, ValueError):
+        return None

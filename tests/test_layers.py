@@ -211,3 +211,12 @@ def test_bare_any_is_kept_for_raw_files() -> None:
     assert len(found) < 15, found
     assert [f for f in found if not f.startswith(("raw.py", "adapters/hypervisor/connection.py",
                                                      "commands/shared.py"))] == []
+
+
+def test_storage_depends_on_no_feature() -> None:
+    """The lab folder's files (state.py, records.py) and the model's values are read without any
+    feature: a lab that is no classroom never loads the classroom's code to be read."""
+    features = ("labctl.classroom", "labctl.cache", "labctl.hosts", "labctl.stacking", "labctl.commands")
+    found = [f"{name} imports {m}" for name in ("state.py", "records.py", "seating.py", "raw.py")
+             for m in labctl_imports((PACKAGE / name).read_text()) if m.startswith(features)]
+    assert found == []

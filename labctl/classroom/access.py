@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labctl import supervisor
-from labctl.classroom.seats import Classroom
 from labctl.errors import LabctlError
+from labctl.seating import Classroom
 from labctl.state import LabDir, atomic_write
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from labctl.errors import LabFileError, show
 from labctl.raw import RawMap
+from labctl.seating import Classroom, Seat, seat_name
 
 MAX_SEATS = 99
 TRAINEE_NAME_LIMIT = 60
@@ -39,41 +40,6 @@ RESERVED_PORTS = ((9418, 9418, "labctl's git daemon"), (3148, 3149, "labctl's pa
 KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port", "clone")
 
 
-@dataclass(frozen=True)
-class Seat:
-    number: int
-    trainee: str | None = None
-    spare: bool = False
-    held: bool = False  # a trainee has had it (now or before): their card opens it until it is made anew
-
-    @property
-    def name(self) -> str:
-        return seat_name(self.number)
-
-
-@dataclass(frozen=True)
-class Classroom:
-    seats: tuple[Seat, ...]
-    # What trainees type to reach this host (a name or an address); None: the host's own address on
-    # its default route, found when the sheet is written.
-    address: str | None = None
-    listen: str = "0.0.0.0"  # noqa: S104 - trainees come from the classroom network, not from this host
-    ssh_port: int = 2200
-    web_port: int = 8000
-    # Stack seat-01 once and make the other seats from its disk (labctl.stacking.clone), instead of
-    # N runs of stack.sh fighting for the host's CPUs.
-    clone: bool = True
-
-    def seat(self, name: str) -> Seat | None:
-        return next((s for s in self.seats if s.name == name), None)
-
-    def ports(self, seat: Seat) -> tuple[int, int]:
-        """(SSH, web) ports on the host that lead to `seat`."""
-        return self.ssh_port + seat.number, self.web_port + seat.number
-
-
-def seat_name(number: int) -> str:
-    return f"seat-{number:02d}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,30 +163,7 @@ def fitting_seats(seat_memory_mb: int, seat_disk_gb: int, memory_available_mb: i
 
 
 # ---------------------------------------------------------------------------------------------
-# Records (lab.json) and the class's arithmetic
-
-
-def classroom_json(classroom: Classroom) -> dict[str, object]:
-    return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare, "held": s.held}
-                      for s in classroom.seats],
-            "address": classroom.address, "listen": classroom.listen,
-            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone}
-
-
-def classroom_from_json(raw: object) -> Classroom | None:
-    """The classroom labctl recorded in lab.json; None for a lab without one (or a damaged record,
-    which `labctl plan` writes again)."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("seats"), list):
-        return None
-    try:
-        seats = tuple(Seat(int(s["number"]), s.get("trainee") if isinstance(s.get("trainee"), str) else None,
-                           bool(s.get("spare")), s.get("held") is True or isinstance(s.get("trainee"), str))
-                      for s in raw["seats"])
-        return Classroom(seats, raw.get("address") if isinstance(raw.get("address"), str) else None,
-                         str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]),  # noqa: S104
-                         raw.get("clone") is not False)
-    except (KeyError, TypeError, ValueError):
-        return None
+# The class's arithmetic
 
 
 @dataclass(frozen=True)
