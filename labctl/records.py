@@ -4,6 +4,7 @@
     {"format": 1, "name", "source", "labctl", "network", "machines": [MachineRecord], "boxes", "classroom"}
 - state.json, its DevStack runs (LabState):
     {"format": 1, "stack": {MACHINE: StackRecord}, "discover_hosts": "what discover_hosts.sh did"}
+- snapshots.json, the stack record each snapshot was taken with: {MACHINE: {SNAPSHOT: StackRecord | null}}
 
 The files are labctl's, but people edit such files by hand: a stack record that cannot be read (a
 string where a mapping belongs, a number where text does) counts as "never ran", so that labctl runs
@@ -13,6 +14,7 @@ record never makes a command crash, and never leads labctl outside the lab's fol
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from labctl.errors import LabctlError, LabNotFound, show
 from labctl.names import valid_name
 from labctl.raw import RawMap
 from labctl.seating import Classroom, Seat
-from labctl.state import LabDir
+from labctl.state import LabDir, atomic_write, load_json
 
 FORMAT = 1
 LAB_FORMAT = 1
@@ -217,6 +219,38 @@ def write_lab(lab_dir: LabDir, record: LabRecord) -> None:
 def lab_source(lab_dir: LabDir) -> Path:
     """The lab.yaml this lab is defined by (its copy in the lab's folder if none is recorded)."""
     return read_lab(lab_dir).source or lab_dir.lab_file
+
+
+# What each snapshot remembers of its machine's DevStack (snapshots.json): machine -> snapshot ->
+# the stack record at that moment (None: it had not stacked), which `restore` brings back with it.
+def _snapshots_file(lab_dir: LabDir) -> Path:
+    return lab_dir.path / "snapshots.json"
+
+
+def _read_snapshots_raw(lab_dir: LabDir) -> dict[str, RawMap]:
+    try:
+        data = load_json(_snapshots_file(lab_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def snapshot_records(lab_dir: LabDir) -> dict[str, dict[str, StackRecord | None]]:
+    """Every snapshot's stack record (a damaged or hand-edited entry reads as "had not stacked")."""
+    return {machine: {name: StackRecord.from_dict(raw) for name, raw in kept.items()}
+            for machine, kept in _read_snapshots_raw(lab_dir).items()}
+
+
+def keep_snapshot_record(lab_dir: LabDir, machine: str, name: str, record: StackRecord | None) -> None:
+    kept = _read_snapshots_raw(lab_dir)
+    kept.setdefault(machine, {})[name] = record.to_dict() if record else None
+    atomic_write(_snapshots_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
+
+
+def forget_snapshot_record(lab_dir: LabDir, machine: str, name: str) -> None:
+    kept = _read_snapshots_raw(lab_dir)
+    if kept.get(machine, {}).pop(name, "absent") != "absent":
+        atomic_write(_snapshots_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
 # The classroom's record in lab.json (its values are the model's; seats.py reads the lab.yaml section).

@@ -8,7 +8,6 @@ then (state.json's record), and a restore brings that back with the machine.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +18,7 @@ from typing import TYPE_CHECKING
 from labctl import records
 from labctl.errors import LabctlError, show
 from labctl.names import domain_name
-from labctl.raw import Raw, RawMap
-from labctl.state import LabDir, atomic_write, load_json
+from labctl.state import LabDir
 
 if TYPE_CHECKING:
     from labctl.machine_status import MachineStatus
@@ -50,30 +48,6 @@ def pick(lab_dir: LabDir, names: Sequence[str]) -> list[str]:
     return records.read_lab(lab_dir).pick(names)
 
 
-def _kept_file(lab_dir: LabDir) -> Raw:
-    return lab_dir.path / "snapshots.json"
-
-
-def _kept(lab_dir: LabDir) -> dict[str, RawMap]:
-    try:
-        data = load_json(_kept_file(lab_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
-
-def _keep(lab_dir: LabDir, machine: str, name: str, record: records.StackRecord | None) -> None:
-    kept = _kept(lab_dir)
-    kept.setdefault(machine, {})[name] = record.to_dict() if record else None
-    atomic_write(_kept_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
-
-
-def _forget_kept(lab_dir: LabDir, machine: str, name: str) -> None:
-    kept = _kept(lab_dir)
-    if kept.get(machine, {}).pop(name, "absent") != "absent":
-        atomic_write(_kept_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
-
-
 def save(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], name: str,
          description: str = "") -> list[tuple[str, SnapshotInfo]]:
     check_snapshot_name(name)
@@ -85,7 +59,7 @@ def save(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], nam
     for machine in machines:
         info = hypervisor.take_snapshot(domain_name(lab_dir.name, machine), name,
                                         description or f"taken by labctl snapshot save ({time.strftime('%F %T')})")
-        _keep(lab_dir, machine, name, state.get(machine))
+        records.keep_snapshot_record(lab_dir, machine, name, state.get(machine))
         taken.append((machine, info))
     return taken
 
@@ -102,7 +76,7 @@ def take_stacked(lab_dir: LabDir,
                                      f"DevStack stacked, taken by labctl ({time.strftime('%F %T')})")
         finally:
             hypervisor.close()
-        _keep(lab_dir, machine, STACKED, record)
+        records.keep_snapshot_record(lab_dir, machine, STACKED, record)
     return take
 
 
@@ -116,7 +90,7 @@ def delete(lab_dir: LabDir, hypervisor: SnapshotPort, machines: Sequence[str], n
     for machine in machines:
         if hypervisor.delete_snapshot(domain_name(lab_dir.name, machine), name):
             gone.append(machine)
-        _forget_kept(lab_dir, machine, name)
+        records.forget_snapshot_record(lab_dir, machine, name)
     return gone
 
 
@@ -142,12 +116,12 @@ def restore(lab_dir: LabDir, hypervisor: SnapshotPort, ssh: SshPort, machines: S
                           hint="labctl snapshot list shows them" + (
                               "; `stacked` is taken when a machine stacks successfully (labctl stack)"
                               if name == STACKED else ""))
-    kept = _kept(lab_dir)
+    kept = records.snapshot_records(lab_dir)
     state = records.read(lab_dir)
     for machine in machines:
         on_step(machine, f"restoring {name}")
         hypervisor.revert_snapshot(domain_name(lab_dir.name, machine), name)
-        saved = records.StackRecord.from_dict(kept.get(machine, {}).get(name))
+        saved = kept.get(machine, {}).get(name)
         if saved is None:
             state.stack.pop(machine, None)
         else:

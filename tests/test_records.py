@@ -51,3 +51,18 @@ def test_a_newer_format_is_one_clear_line(run: Callable[..., Result], isolated_h
         records.read_lab(lab_dir)
     result = run("logs", "m")
     assert result.code == 2 and "lab.json is of format 99" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("text", ["", "[1]", "NaN", '{"seat-01": "ok"}', '{"seat-01": {"clean": {"status": 3}}}',
+                                  '{"seat-01": {"clean": "ok"}}'])
+def test_hand_edited_snapshot_records_read_as_not_stacked(tmp_path: Path, text: str) -> None:
+    """snapshots.json is read in records.py only; whatever a hand left there reads as "had not
+    stacked" (restore then stacks again), and a new record is kept beside it."""
+    lab_dir = LabDir("lab", tmp_path)
+    (tmp_path / "snapshots.json").write_text(text)
+    assert all(record is None for kept in records.snapshot_records(lab_dir).values() for record in kept.values())
+    done = records.StackRecord("ok", "Starting Keystone", 60)
+    records.keep_snapshot_record(lab_dir, "seat-02", "stacked", done)
+    assert records.snapshot_records(lab_dir)["seat-02"] == {"stacked": done}
+    records.forget_snapshot_record(lab_dir, "seat-02", "stacked")
+    assert records.snapshot_records(lab_dir).get("seat-02") == {}
