@@ -63,7 +63,8 @@ def test_inventory_parsed_with_reserve_and_key(tmp_path: Path) -> None:
                     "  - {name: rack2, uri: 'qemu+ssh://labctl@rack2.example.org:2222/system', ssh_key: ~/.ssh/k}\n")
     here, rack2 = load_hosts(path, "qemu:///system")
     assert (here.name, here.reserve_mb, here.remote, here.address) == ("here", 2048, False, None)
-    assert (rack2.remote, rack2.address, rack2.ssh_user, rack2.reserve_mb) == (True, "rack2.example.org", "labctl", 0)
+    assert rack2.parts is not None
+    assert (rack2.remote, rack2.address, rack2.parts.user, rack2.reserve_mb) == (True, "rack2.example.org", "labctl", 0)
     assert rack2.ssh_key == Path.home() / ".ssh/k"
     assert libvirt_uri(here, tmp_path / "home") == "qemu:///system"
     uri = libvirt_uri(rack2, tmp_path / "home")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl.errors import LabFileError, show
@@ -42,22 +42,49 @@ REMOTE_SCHEMES = ("qemu+ssh", "qemu+tls")
 
 
 @dataclass(frozen=True)
+class HostUri:
+    """A libvirt URI labctl accepted (URI_RE), read once into its parts."""
+
+    scheme: str
+    user: str | None
+    host: str | None
+    port: str | None
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> HostUri | None:
+        m = URI_RE.match(text)
+        return cls(m["scheme"], m["user"], m["host"], m["port"], m["path"]) if m else None
+
+    @property
+    def remote(self) -> bool:
+        return self.scheme in REMOTE_SCHEMES
+
+    @property
+    def over_ssh(self) -> bool:
+        """libvirt reached through SSH (qemu+ssh://): its machines are reached through the host too."""
+        return self.scheme == "qemu+ssh" and bool(self.host)
+
+
+@dataclass(frozen=True)
 class HostEntry:
     name: str
     uri: str  # as written
     reserve_mb: int = 0
     ssh_key: Path | None = None
+    parts: HostUri | None = field(init=False, repr=False, compare=False)  # None: not a URI labctl drives
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", HostUri.parse(self.uri))
 
     @property
     def remote(self) -> bool:
-        m = URI_RE.match(self.uri)
-        return bool(m and m["scheme"] in REMOTE_SCHEMES)
+        return bool(self.parts and self.parts.remote)
 
     @property
     def address(self) -> str | None:
         """The host's name or address, for SSH through it; None for this machine."""
-        m = URI_RE.match(self.uri)
-        return m["host"] if m and m["scheme"] in REMOTE_SCHEMES else None
+        return self.parts.host if self.parts and self.parts.remote else None
 
     @property
     def same_host(self) -> tuple[str, ...]:
@@ -66,20 +93,14 @@ class HostEntry:
         import contextlib
         import ipaddress
 
-        m = URI_RE.match(self.uri)
+        m = self.parts
         if m is None:
             return (self.uri,)
-        host = (m["host"] or "").strip("[]").lower().rstrip(".")
+        host = (m.host or "").strip("[]").lower().rstrip(".")
         with contextlib.suppress(ValueError):
             host = str(ipaddress.ip_address(host))
-        port = m["port"] or {"qemu+ssh": "22", "qemu+tls": "16514"}.get(m["scheme"], "")
-        return ("remote" if m["scheme"] in REMOTE_SCHEMES else m["scheme"], host, str(int(port)) if port else "",
-                m["path"].rstrip("/") or "/")
-
-    @property
-    def ssh_user(self) -> str | None:
-        m = URI_RE.match(self.uri)
-        return m["user"] if m and m["scheme"] in REMOTE_SCHEMES else None
+        port = m.port or {"qemu+ssh": "22", "qemu+tls": "16514"}.get(m.scheme, "")
+        return ("remote" if m.remote else m.scheme, host, str(int(port)) if port else "", m.path.rstrip("/") or "/")
 
 
 def hosts_file(environ: Mapping[str, str] = os.environ) -> Path:
@@ -141,19 +162,19 @@ def _host(raw: object, path: str) -> HostEntry:
                                                               " {name: rack2, uri: 'qemu+ssh://labctl@rack2/system'}")
     name = check_name(data["name"], f"{path}.name")
     uri = data["uri"]
-    m = URI_RE.match(uri) if isinstance(uri, str) else None
-    if m is None or (m["port"] and not 0 < int(m["port"]) < 65536):
+    m = HostUri.parse(uri) if isinstance(uri, str) else None
+    if m is None or (m.port and not 0 < int(m.port) < 65536):
         raise LabFileError(f"{path}.uri: not a libvirt URI labctl can use: {show(uri)}",
                            hint="qemu:///system for this machine, qemu+ssh://USER@HOST/system for another"
                                 " (no ?options: set ssh_key instead)")
-    if m["scheme"] in REMOTE_SCHEMES and not m["host"]:
+    if m.remote and not m.host:
         raise LabFileError(f"{path}.uri: {uri} names no host", hint="qemu+ssh://USER@HOST/system")
     key = data.get("ssh_key")
     ssh_key = None
     if key is not None:
         if not isinstance(key, str) or not key or len(key) > 4096 or any(c in key for c in "\n\r\0"):
             raise LabFileError(f"{path}.ssh_key: expected the path of a private key file, got {show(key)}")
-        if m["scheme"] != "qemu+ssh":
+        if m.scheme != "qemu+ssh":
             raise LabFileError(f"{path}.ssh_key: only a qemu+ssh:// host is reached with an SSH key")
         ssh_key = Path(key).expanduser()
         if not ssh_key.is_absolute():

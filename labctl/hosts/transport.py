@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from labctl.errors import LabctlError
-from labctl.hosts.inventory import URI_RE
 from labctl.state import private_dir
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ class HostRoute:
 
 
 def reached_over_ssh(entry: HostEntry) -> bool:
-    return entry.address is not None and entry.uri.startswith("qemu+ssh://")
+    return bool(entry.parts and entry.parts.over_ssh)
 
 
 def route(entry: HostEntry, labctl_home: Path) -> HostRoute:
@@ -59,8 +58,8 @@ def known_hosts(labctl_home: Path) -> Path:
 
 def ssh_argv(entry: HostEntry, labctl_home: Path) -> list[str]:
     """`ssh` to the host itself, with labctl's options (a command or -W to follow)."""
-    m = URI_RE.match(entry.uri)
-    if m is None or m["scheme"] != "qemu+ssh" or not m["host"]:
+    m = entry.parts
+    if m is None or not m.over_ssh or m.host is None:
         raise ValueError(f"{entry.name} is not reached over SSH")
     argv = ["ssh", "-T", "-e", "none", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
             # ssh splits an -o value at spaces unless quoted: $LABCTL_HOME may hold one.
@@ -68,11 +67,11 @@ def ssh_argv(entry: HostEntry, labctl_home: Path) -> list[str]:
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ServerAliveInterval=15"]
     if entry.ssh_key:
         argv += ["-o", "IdentitiesOnly=yes", "-i", str(entry.ssh_key)]
-    if m["port"]:
-        argv += ["-p", m["port"]]
-    if m["user"]:
-        argv += ["-l", m["user"]]
-    return [*argv, m["host"].strip("[]")]
+    if m.port:
+        argv += ["-p", m.port]
+    if m.user:
+        argv += ["-l", m.user]
+    return [*argv, m.host.strip("[]")]
 
 
 def proxy_command(entry: HostEntry, labctl_home: Path) -> str:
@@ -83,13 +82,13 @@ def proxy_command(entry: HostEntry, labctl_home: Path) -> str:
 def libvirt_uri(entry: HostEntry, labctl_home: Path) -> str:
     """The URI labctl (and Vagrant) open for the host: its own for this machine, else libvirt's
     external transport through a script of labctl's (written here, mode 0700)."""
-    m = URI_RE.match(entry.uri)
-    if m is None or m["scheme"] != "qemu+ssh":
+    m = entry.parts
+    if m is None or m.scheme != "qemu+ssh":
         return entry.uri
     folder = hosts_dir(labctl_home)
     private_dir(labctl_home)
     private_dir(folder)
-    remote_uri = f"qemu://{m['path']}"
+    remote_uri = f"qemu://{m.path}"
     bridge = (f"if command -v virt-ssh-helper >/dev/null 2>&1; then exec virt-ssh-helper {shlex.quote(remote_uri)};"
               " else exec nc -U /var/run/libvirt/libvirt-sock; fi")
     script = folder / f"{entry.name}.ssh"
@@ -128,7 +127,7 @@ def host_unreachable(entry: HostEntry, message: str, labctl_home: Path) -> HostU
     """libvirt's words about a failed connection (with ssh's own, when it said something), as the
     host's name and what to do about it."""
     reason = message.split(": ", 2)[-1] if "libvirt is not reachable at" in message else message
-    said = _ssh_said(entry, labctl_home) if entry.uri.startswith("qemu+ssh://") else ""
+    said = _ssh_said(entry, labctl_home) if entry.parts and entry.parts.scheme == "qemu+ssh" else ""
     if said:
         reason = said if said.startswith("ssh:") else f"ssh: {said}"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in reason or "Host key verification failed" in reason:
