@@ -124,6 +124,18 @@ class Context:
 
         return VagrantDriver(folder, log, self.libvirt_uri)
 
+    @staticmethod
+    def outside_failure(exc: BaseException) -> LabctlError | None:
+        """An outside system's own error that escaped its adapter (libvirt's, when libvirtd went away
+        mid-command in a thread of its own), as labctl's; None for anything else."""
+        import sys
+
+        if "libvirt" not in sys.modules:
+            return None
+        from labctl.adapters.hypervisor.connection import as_labctl_error
+
+        return as_labctl_error(exc)
+
     def ssh(self) -> SshPort:
         """SSH to the lab's machines, for this command's run (its sessions end when it is cancelled)."""
         if not self._ssh:

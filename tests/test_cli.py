@@ -292,6 +292,25 @@ def test_libvirt_failing_mid_command_is_explained(run: Callable[..., Result], is
     assert "hint: is libvirtd still running?" in result.err and "internal error" not in result.err
 
 
+def test_a_libvirt_error_that_escaped_its_adapter_is_explained(run: Callable[..., Result], isolated_home: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """libvirt's own error raised outside the adapter's methods (a worker thread's connection): the
+    Context turns it into labctl's one line and hint, and the command line never names libvirt."""
+    import libvirt
+
+    from labctl import machine_status
+
+    assert run("plan", "--distro", "debian").code == 0
+
+    def gone(*_args: object, **_kwargs: object) -> list[object]:
+        raise libvirt.libvirtError("Cannot write data: Broken pipe")
+
+    monkeypatch.setattr(machine_status, "lab_status", gone)
+    result = run("status")
+    assert result.code == 1 and "labctl: error: libvirt failed during the command: Cannot write data" in result.err
+    assert "hint: is libvirtd still running?" in result.err and "Traceback" not in result.err
+
+
 def test_two_labs_that_would_share_a_vm_are_refused(run: Callable[..., Result], tmp_path: Path,
                                                    labctl_home: Path) -> None:
     (tmp_path / "a").mkdir()

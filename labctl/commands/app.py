@@ -128,14 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(exc: Exception) -> int:
     """An exception no layer turned into labctl's own: one line, the traceback in a file."""
-    if type(exc).__module__ == "libvirt":
-        # The Hypervisor adapter turns libvirt's errors into labctl's; one that escaped it still
-        # means libvirtd went away (or failed) mid-command: say so, with how to start it.
-        from labctl.host import start_hint
+    from labctl.context import Context
 
-        click.echo(f"labctl: error: libvirt failed during the command: {exc}", err=True)
-        click.echo(f"  hint: is libvirtd still running? {start_hint()}; then run the command again", err=True)
-        return 1
+    failure = Context.outside_failure(exc)  # an adapter's library error that escaped it
+    if failure is not None:
+        click.echo(f"labctl: error: {printable(failure.message)}", err=True)
+        if failure.hint:
+            click.echo(f"  hint: {printable(failure.hint)}", err=True)
+        return failure.exit_code
     import traceback
 
     from labctl.state import labctl_home

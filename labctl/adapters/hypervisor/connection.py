@@ -52,6 +52,14 @@ def is_local(uri: str) -> bool:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def as_labctl_error(exc: BaseException) -> LibvirtFailed | None:
+    """libvirt's own error as labctl's, with how to start libvirtd (None for any other exception)."""
+    if not isinstance(exc, libvirt.libvirtError):
+        return None
+    return LibvirtFailed(f"libvirt failed during the command: {exc}",
+                         hint=f"is libvirtd still running? {start_hint()}; then run the command again")
+
+
 def libvirt_errors(method: F) -> F:
     """libvirt's errors leave the adapter as labctl's, with how to start libvirtd."""
     @functools.wraps(method)
@@ -59,8 +67,9 @@ def libvirt_errors(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except libvirt.libvirtError as exc:
-            raise LibvirtFailed(f"libvirt failed during the command: {exc}",
-                                hint=f"is libvirtd still running? {start_hint()}; then run the command again") from None
+            failure = as_labctl_error(exc)
+            assert failure is not None
+            raise failure from None
     return call  # type: ignore[return-value]
 
 
