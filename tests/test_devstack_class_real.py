@@ -82,6 +82,18 @@ def values_in(files: list[Path], values: list[str]) -> dict[str, set[str]]:
     return found
 
 
+def seen_from_the_host(run: Callable[..., Result], name: str, direct: str, password: str,
+                       through: list[int]) -> str:
+    """What tells a wrong forward from a wrong Keystone (seen once: the forwarded port answered 401 to
+    seat-01's own password while seat-01's Keystone, asked straight, answered 201): the host's
+    neighbour entries for the lab's addresses, each seat's cards, and the same request asked straight."""
+    neigh = subprocess.run(["ip", "neigh", "show"], capture_output=True, text=True, check=False).stdout
+    cards = run("exec", "--all", "--lab", name, "--", "ip -o -4 addr show; ip -o link show").out
+    straight = [token(direct, "admin", password) for _ in range(5)]
+    return (f"through the forwarder: {through}; straight to {direct}: {straight}\n"
+            f"host neighbours:\n{neigh}\nseats' cards:\n{cards}")
+
+
 def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_lab: tuple[str, Path, int],
                                                labctl_home: Path) -> None:
     name, folder, base = real_lab
@@ -125,7 +137,8 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
         assert token(urls[seat], "admin", template["admin"]) == 401
     # Through the classroom's forwarded web port, as a trainee reaches seat-01: seat-02's password is refused.
     forwarded = f"http://127.0.0.1:{base + 5001}/identity"
-    assert token(forwarded, "admin", seats["seat-01"].admin) == 201
+    through = [token(forwarded, "admin", seats["seat-01"].admin) for _ in range(5)]
+    assert through == [201] * 5, seen_from_the_host(run, name, urls["seat-01"], seats["seat-01"].admin, through)
     assert token(forwarded, "admin", seats["seat-02"].admin) == 401
     # seat-01's MySQL refuses seat-02's database password and the template's (asked on seat-01's own lab
     # address, from seat-01); from seat-02 it cannot even be reached (labctl.isolation); seat-02's own works.
