@@ -60,7 +60,18 @@ def test_validate_names_the_broken_setting(driver: VagrantDriver, tmp_path: Path
 
 
 def test_plugin_present(driver: VagrantDriver) -> None:
-    driver.check_plugin()
+    """Here vagrant-libvirt is installed (install.sh): the check lets it through (its refusal when the
+    plugin is missing: test_plugin_missing_is_said)."""
+    assert "vagrant-libvirt" in {p.name for p in driver._vagrant.plugin_list()}
+    driver.check_plugin()  # raises VagrantMissing otherwise
+
+
+def test_plugin_missing_is_said(driver: VagrantDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in for `vagrant plugin list`: the Debian package's plugin cannot be removed from this
+    # machine without breaking every other test that runs beside this one.
+    monkeypatch.setattr(driver._vagrant, "plugin_list", lambda: [])
+    with pytest.raises(VagrantMissing, match="vagrant-libvirt plugin is not installed"):
+        driver.check_plugin()
 
 
 def test_provider_not_loadable_is_said(driver: VagrantDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
