@@ -33,15 +33,21 @@ def class_name(vm_env: Path) -> Iterator[str]:
     leave_nothing(name, list(SEATS))
 
 
-def password_login(address: str, password: str) -> bool:
+def password_login(address: str, password: str, port: int = 22) -> bool:
+    return seat_behind(address, password, port) is not None
+
+
+def seat_behind(address: str, password: str, port: int = 22) -> str | None:
+    """The hostname of the machine a trainee's password login reaches there; None when refused."""
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - a throwaway lab VM
     try:
-        client.connect(address, username="stack", password=password, look_for_keys=False, allow_agent=False,
-                       timeout=30)
-        return True
+        client.connect(address, port=port, username="stack", password=password, look_for_keys=False,
+                       allow_agent=False, timeout=30)
+        _, out, _ = client.exec_command("hostname", timeout=30)
+        return str(out.read().decode().strip())
     except paramiko.AuthenticationException:
-        return False
+        return None
     finally:
         client.close()
 
@@ -283,6 +289,12 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     assert password_login(machines["seat-02"]["ip"], logins["seat-02"])
     assert not password_login(machines["seat-02"]["ip"], logins["seat-01"])
     assert password_login(machines["seat-03"]["ip"], logins["seat-03"])
+    # Through the classroom's forwarded SSH ports, as trainees come in after the cloning: each port
+    # leads to its own seat, asked again and again (the real class once reached the wrong Keystone
+    # through seat-01's forwarded web port).
+    for number, seat in enumerate(SEATS, start=1):
+        behind = [seat_behind("127.0.0.1", logins[seat], base + number) for _ in range(3)]
+        assert behind == [seat] * 3, (seat, behind)
     seat_cannot_reach_another_seat_or_the_host(run, class_name, machines)
     the_host_caches_refuse_a_seat(run, "seat-02")
     (isolated_home / "other").mkdir()
