@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labctl import records, supervisor
+from labctl import records
 from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
 from labctl.errors import LabctlError, NotEnoughResources
@@ -145,6 +145,8 @@ def orphan_up(lab_dir: LabDir) -> int | None:
     """The pid of a `vagrant up` of this lab left running by a labctl that was killed, if any: the
     process recorded (same start time), a vagrant, working in this lab's folder; any other process is
     never named, let alone signalled (and a record that names none is dropped)."""
+    from labctl import supervisor
+
     pid = supervisor.recorded(lab_dir.vagrant_up, ["vagrant"], cwd=lab_dir.path)
     if pid is None:
         lab_dir.vagrant_up.unlink(missing_ok=True)
@@ -305,6 +307,8 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     orphan = orphan_up(lab_dir)
     if orphan:
         reporter.step(f"stopping the `vagrant up` (pid {orphan}) a killed labctl left running")
+        from labctl import supervisor
+
         supervisor.stop(orphan, 30, signal.SIGINT)  # as Ctrl-C: vagrant cleans up what it was creating
     if lab_dir.vagrantfile.is_file() and (lab_dir.path / ".vagrant").is_dir():
         reporter.step("destroying the machines (vagrant destroy)")
