@@ -38,6 +38,10 @@ class CancelToken:
             if not self._event.is_set():
                 key, self._next = self._next, self._next + 1
                 self._closers[key] = close
-                return lambda: self._closers.pop(key, None) and None
+                return lambda: self._forget(key)
         close()
         return lambda: None
+
+    def _forget(self, key: int) -> None:
+        with self._lock:
+            self._closers.pop(key, None)

@@ -199,12 +199,12 @@ class LabRecord:
                            if m is not None),
             boxes={k: v for k, v in boxes.items() if isinstance(k, str) and isinstance(v, str)}
             if isinstance(boxes, dict) else {},
-            classroom=_classroom(raw.get("classroom")))
+            classroom=classroom_from_json(raw.get("classroom")))
 
     def to_dict(self) -> dict[str, object]:
         return {"format": LAB_FORMAT, "name": self.name, "source": str(self.source) if self.source else None,
                 "labctl": self.labctl, "network": self.network, "machines": [m.to_dict() for m in self.machines],
-                "boxes": self.boxes, "classroom": _classroom_json(self.classroom) if self.classroom else None}
+                "boxes": self.boxes, "classroom": classroom_json(self.classroom) if self.classroom else None}
 
 
 def read_lab(lab_dir: LabDir) -> LabRecord:
@@ -253,15 +253,7 @@ def forget_snapshot_record(lab_dir: LabDir, machine: str, name: str) -> None:
         atomic_write(_snapshots_file(lab_dir), json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
-# The classroom's record in lab.json (its values are the model's; seats.py reads the lab.yaml section).
-def _classroom(raw: object) -> Classroom | None:
-    return None if raw is None else classroom_from_json(raw)
-
-
-def _classroom_json(classroom: Classroom) -> dict[str, object]:
-    return classroom_json(classroom)
-
-
+# The classroom's record in lab.json (its values are seating.py's; classroom/seats.py reads lab.yaml's section).
 def classroom_json(classroom: Classroom) -> dict[str, object]:
     return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare, "held": s.held}
                       for s in classroom.seats],
