@@ -304,8 +304,10 @@ def test_what_a_clone_is_told(catalog: Catalog) -> None:
 
 
 def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
-    """Two shut-off domains on the real libvirt (never started): the template's disk becomes the base,
-    both get overlays on it, and the clone reads the template's data."""
+    """Two shut-off domains on the real libvirt (never started), their disks volumes of a pool of their
+    own, the template's an overlay on a box as vagrant-libvirt makes it: the base is a flat copy of the
+    template's chain, made and read-only through libvirt's volume API, both seats' volumes become
+    overlays on it, and the clone reads what the box and the template wrote."""
     require_tool("qemu-img")
     require_tool("qemu-io")
     import libvirt
@@ -319,11 +321,19 @@ def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
             raise
         pytest.skip(f"no libvirtd: {exc}")
     tag = uuid.uuid4().hex[:6]
-    disks = {n: tmp_path / f"labctl-t{tag}-{n}.img" for n in ("seat-01", "seat-02")}
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disks["seat-01"]), "64M"], check=True)
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    box = folder / "box.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(box), "64M"], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0xb0 1M 64k", str(box)], check=True, capture_output=True)
+    disks = {n: folder / f"labctl-t{tag}-{n}.img" for n in ("seat-01", "seat-02")}
+    for path in disks.values():
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(box), str(path)],
+                       check=True)
     subprocess.run(["qemu-io", "-c", "write -P 0x5a 0 64k", str(disks["seat-01"])], check=True, capture_output=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disks["seat-02"]), "64M"], check=True)
     names = {n: f"labctl-t{tag}-{n}" for n in disks}
+    pool = hypervisor.conn.storagePoolCreateXML(
+        f"<pool type='dir'><name>labctl-t{tag}</name><target><path>{folder}</path></target></pool>", 0)
     doms = []
     try:
         for n, path in disks.items():
@@ -332,21 +342,29 @@ def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
                 f"<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
                 f"<source file='{path}'/><target dev='vda' bus='virtio'/></disk></devices></domain>"))
         base = hypervisor.clone_disks(names["seat-01"], [names["seat-02"]])
-        assert base == tmp_path / f"labctl-t{tag}-seat-01.base.img" and oct(base.stat().st_mode & 0o777) == "0o444"
+        assert base == folder / f"labctl-t{tag}-seat-01.base.img" and oct(base.stat().st_mode & 0o777) == "0o444"
+        assert "backing-filename" not in qemu_info(base)  # flat: the box is inside, nothing under it
         for path in disks.values():
-            info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)], check=True,
-                                             capture_output=True, text=True).stdout)
-            assert info["backing-filename"] == str(base)
-        read = subprocess.run(["qemu-io", "-r", "-c", "read -P 0x5a 0 64k", str(disks["seat-02"])],
-                              capture_output=True, text=True, check=False)
-        assert read.returncode == 0 and "Pattern verification failed" not in read.stdout, read.stdout
+            assert qemu_info(path)["backing-filename"] == str(base)
+        for pattern, where in (("0x5a", "0 64k"), ("0xb0", "1M 64k")):
+            read = subprocess.run(["qemu-io", "-r", "-c", f"read -P {pattern} {where}", str(disks["seat-02"])],
+                                  capture_output=True, text=True, check=False)
+            assert read.returncode == 0 and "Pattern verification failed" not in read.stdout, read.stdout
         with pytest.raises(Exception, match="cloned before"):
             hypervisor.clone_disks(names["seat-01"], [names["seat-02"]])
     finally:
         for dom in doms:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.undefine()
+        with contextlib.suppress(libvirt.libvirtError):
+            pool.destroy()
         hypervisor.close()
+
+
+def qemu_info(path: Path) -> dict[str, Any]:
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return dict(json.loads(out))
 
 
 def test_the_unit_a_copy_runs_before_its_network() -> None:

@@ -213,3 +213,78 @@ def test_uptime_is_dated_by_labctl_in_the_running_domains_metadata(conn: libvirt
 def test_is_local() -> None:
     assert hypervisor.is_local("qemu:///system") and hypervisor.is_local("test:///default")
     assert not hypervisor.is_local("qemu+ssh://labctl@rack2/system")
+
+
+def disk_domain(conn: libvirt.virConnect, name: str, gib: int = 1, in_pool: bool = True) -> None:
+    """A domain whose disk is a volume of the test driver's pool `default` (at /default), as
+    vagrant-libvirt makes them; or a file in no pool."""
+    if in_pool:
+        conn.storagePoolLookupByName("default").createXML(
+            f"<volume><name>{name}.img</name><capacity unit='GiB'>{gib}</capacity>"
+            "<target><format type='qcow2'/></target></volume>", 0)
+    source = f"/default/{name}.img" if in_pool else f"/elsewhere/{name}.img"
+    conn.defineXML(f"<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+                   f"<devices><disk type='file' device='disk'><source file='{source}'/><target dev='vda'/></disk>"
+                   "</devices></domain>")
+
+
+def volumes(conn: libvirt.virConnect) -> dict[str, str]:
+    pool = conn.storagePoolLookupByName("default")
+    return {v.name(): v.XMLDesc(0) for v in pool.listAllVolumes()}
+
+
+def test_clone_disks_through_the_volume_api(conn: libvirt.virConnect) -> None:
+    """The base is a read-only volume of the pool; every seat's volume, the template's too, an overlay
+    on it under its old name: nothing outside libvirt's API, so a remote host's pool works the same."""
+    import xml.etree.ElementTree as ET
+
+    for seat in ("seat-01", "seat-02", "seat-03"):
+        disk_domain(conn, f"labctl-t-{seat}")
+    base = Hypervisor(conn=conn).clone_disks("labctl-t-seat-01", ["labctl-t-seat-02", "labctl-t-seat-03"])
+    assert base == Path("/default/labctl-t-seat-01.base.img")
+    found = {name: ET.fromstring(xml) for name, xml in volumes(conn).items()}  # noqa: S314 - the test driver's
+    assert set(found) == {"labctl-t-seat-01.base.img", *(f"labctl-t-seat-0{n}.img" for n in (1, 2, 3))}
+    assert found["labctl-t-seat-01.base.img"].findtext("target/permissions/mode") == "0444"
+    assert found["labctl-t-seat-01.base.img"].find("backingStore/path") is None
+    for n in (1, 2, 3):
+        seat = found[f"labctl-t-seat-0{n}.img"]
+        assert seat.findtext("backingStore/path") == str(base) and seat.findtext("capacity") == str(1024**3)
+        assert seat.findtext("target/permissions/mode") == "0600"
+    with pytest.raises(LabctlError, match="cloned before"):
+        Hypervisor(conn=conn).clone_disks("labctl-t-seat-01", ["labctl-t-seat-02"])
+
+
+def test_clone_disks_refuses_running_seats_and_disks_outside_a_pool(conn: libvirt.virConnect) -> None:
+    disk_domain(conn, "labctl-t-seat-01")
+    disk_domain(conn, "labctl-t-seat-02")
+    conn.lookupByName("labctl-t-seat-02").create()
+    before = volumes(conn)
+    with pytest.raises(LabctlError, match="running machines: labctl-t-seat-02") as refused:
+        Hypervisor(conn=conn).clone_disks("labctl-t-seat-01", ["labctl-t-seat-02"])
+    assert refused.value.hint == "labctl halt them first"
+    disk_domain(conn, "labctl-t-seat-03", in_pool=False)
+    with pytest.raises(LabctlError, match=r"/elsewhere/labctl-t-seat-03.img\) is in no libvirt storage pool") as lost:
+        Hypervisor(conn=conn).clone_disks("labctl-t-seat-01", ["labctl-t-seat-03"])
+    assert "virsh pool-define-as" in (lost.value.hint or "")
+    assert volumes(conn) == before
+
+
+def test_a_base_that_does_not_fit_loses_nothing(conn: libvirt.virConnect) -> None:
+    """The copy into the base fails (the test driver's pool holds 100 GiB; the template takes 60): the
+    template's disk and the clone's stay as they were, no half base is left, and the error is labctl's."""
+    disk_domain(conn, "labctl-t-seat-01", gib=60)
+    disk_domain(conn, "labctl-t-seat-02")
+    before = volumes(conn)
+    with pytest.raises(LabctlError, match="libvirt failed"):
+        Hypervisor(conn=conn).clone_disks("labctl-t-seat-01", ["labctl-t-seat-02"])
+    assert volumes(conn) == before
+
+
+def test_volume_xml_escapes_what_it_is_given() -> None:
+    import xml.etree.ElementTree as ET
+
+    from labctl.adapters.hypervisor.storage import volume_xml
+
+    root = ET.fromstring(volume_xml("a<b>&'c\"", 5, mode=0o600, backing="/x/<y>.img"))  # noqa: S314 - ours
+    assert root.findtext("name") == "a<b>&'c\"" and root.findtext("backingStore/path") == "/x/<y>.img"
+    assert root.findtext("target/permissions/mode") == "0600" and root.findtext("capacity") == "5"

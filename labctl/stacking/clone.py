@@ -5,8 +5,9 @@ half an hour each). Instead (classroom.clone, the default):
 1. the other seats, just booted from the box, are shut off: they wait without using the CPU;
 2. seat-01 stacks, alone and at full speed, as the classroom's *template*: with passwords of no seat
    (template_secrets) and no trainee's login yet;
-3. seat-01 is shut off cleanly and its disk becomes a read-only base; seat-01 and every other seat
-   get a qcow2 overlay on it (hypervisor.clone_disks): no copy, seconds;
+3. seat-01 is shut off cleanly and its disk is copied once, by libvirt, into a read-only base volume;
+   seat-01 and every other seat get a qcow2 overlay on it (hypervisor.clone_disks): one copy for
+   the class (a minute or so), never one per seat;
 4. every seat boots with the template's stacked DevStack and is made its own seat, seat-01 included
    (clone_guest.FIXUP_SCRIPT: name, address, keys, passwords, Keystone's catalog and users, the
    secrets no password list holds), in parallel; each is then searched for every other seat's
@@ -204,6 +205,7 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
         session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
                     f"preparing {TEMPLATE}'s disk to be copied")
     hypervisor.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))
+    reporter.step(f"{TEMPLATE}: its stacked disk is copied once into the classroom's base")
     base = hypervisor.clone_disks(doms[TEMPLATE], [doms[n] for n in clones])
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
     hypervisor.start([doms[n] for n in names])
