@@ -45,18 +45,30 @@ class BoxSpec:
     release: Release
     name: str
     file: Path
+    # Packages beyond the box's own: what stack.sh would install (labctl.devstack_packages), so that
+    # a machine under software emulation does not install them itself.
+    packages: tuple[str, ...] = ()
 
 
 def local_box_name(release: Release) -> str:
     return f"labctl/{release.family}-{release.version}"
 
 
-def box_spec(release: Release, cache: Path) -> BoxSpec:
+def box_spec(release: Release, cache: Path, packages: tuple[str, ...] = ()) -> BoxSpec:
+    """The box of a release, or (with packages) its DevStack-ready kind: named after the packages it
+    holds, so that a lab needing other packages gets a box of its own and never a stale one."""
     if not release.local_build:
         raise LabctlError(f"labctl cannot build a box for {release.ref}",
                           hint="boxes that can be built offline are marked in `labctl boxes`")
-    return BoxSpec(release, local_box_name(release),
-                   cache / "boxes" / f"{release.family}-{release.version}-amd64.box")
+    if not packages:
+        return BoxSpec(release, local_box_name(release),
+                       cache / "boxes" / f"{release.family}-{release.version}-amd64.box")
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(sorted(set(packages))).encode()).hexdigest()[:10]
+    return BoxSpec(release, f"{local_box_name(release)}-devstack-{digest}",
+                   cache / "boxes" / f"{release.family}-{release.version}-devstack-{digest}-amd64.box",
+                   tuple(sorted(set(packages))))
 
 
 def insecure_public_key() -> Path:
@@ -94,8 +106,9 @@ def build_box(spec: BoxSpec, *, mirror: str, step: Callable[[str], None], log: P
     rootfs, disk, mnt = work / "rootfs", work / "disk.raw", work / "mnt"
     mounted = False
     try:
-        step(f"bootstrapping Debian {spec.release.codename} from {mirror}")
-        run([*sudo, "mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+        extra = f" and the {len(spec.packages)} packages DevStack installs" if spec.packages else ""
+        step(f"bootstrapping Debian {spec.release.codename} from {mirror}{extra}")
+        run([*sudo, "mmdebstrap", "--variant=minbase", f"--include={','.join((*PACKAGES, *spec.packages))}",
              "--customize-hook", f'sh {customize} "$1" {key}',
              spec.release.codename, str(rootfs), mirror],
             log=log, what="mmdebstrap", timeout=1800,

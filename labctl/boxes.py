@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 from labctl.errors import LabctlError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from labctl.boxbuild import BoxSpec
-    from labctl.catalog import Catalog
+    from labctl.catalog import Catalog, Release
     from labctl.context import Context
     from labctl.model import Lab
     from labctl.protocols import Reporter, VagrantPort
@@ -27,18 +29,29 @@ def cache_driver(ctx: Context) -> VagrantPort:
     return ctx.vagrant(ctx.cache, ctx.cache / "logs" / "vagrant.log")
 
 
-def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str) -> dict[str, str]:
+def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
+                 packages: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
     """Make every machine's box available to Vagrant. Returns the swaps made: catalogue box ->
-    locally built box, where the catalogue's cannot be fetched and labctl can build it."""
-    from labctl.boxbuild import box_spec, build_box, local_box_name
+    locally built box, where the catalogue's cannot be fetched and labctl can build it, or where
+    `packages` (labctl.devstack_packages.box_packages) asks for a DevStack-ready box."""
+    from labctl.boxbuild import local_box_name
     from labctl.proc import CommandFailed
 
     present = driver.box_names()
     chosen: dict[str, str] = {}
     for m in lab.machines:
-        if m.box in chosen or m.box in present:
-            continue
         release = m.release
+        wanted = (packages or {}).get(m.box)
+        if m.box in chosen:
+            continue
+        if wanted and release.local_build:
+            chosen[m.box] = _devstack_box(release, wanted, ctx, driver, reporter, mirror, present)
+            continue
+        if wanted:
+            reporter.warn(f"devstack.preinstall: labctl builds DevStack-ready boxes of Debian only; {m.name} boots"
+                          f" {m.box} and stack.sh installs its packages itself")
+        if m.box in present:
+            continue
         local = local_box_name(release) if release.local_build and m.box == release.box else None
         if local and local in present:
             reporter.step(f"using the locally built box {local} for {release.ref}")
@@ -56,15 +69,36 @@ def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter
                                           " lab.yaml to a box you have (vagrant box list)") from None
             reporter.warn(f"box {m.box} cannot be fetched ({exc.tail.splitlines()[-1] if exc.tail else exc.code});"
                           f" using {local}, built from Debian's packages")
-        spec = box_spec(release, ctx.cache)
-        if not spec.file.is_file():
-            reporter.step(f"building box {local} (about a minute; cached in {spec.file})")
-            build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
-        reporter.step(f"adding box {local} to Vagrant")
-        add_built_box(driver, spec)
-        present.add(local)
-        chosen[m.box] = local
+        chosen[m.box] = _built_box(release, (), ctx, driver, reporter, mirror, present)
     return chosen
+
+
+def _devstack_box(release: Release, packages: tuple[str, ...], ctx: Context, driver: VagrantPort,
+                  reporter: Reporter, mirror: str, present: set[str]) -> str:
+    from labctl.boxbuild import box_spec
+
+    spec = box_spec(release, ctx.cache, packages)
+    if spec.name in present:
+        reporter.step(f"using the DevStack-ready box {spec.name} ({len(packages)} packages stack.sh would install)")
+        return spec.name
+    return _built_box(release, packages, ctx, driver, reporter, mirror, present)
+
+
+def _built_box(release: Release, packages: tuple[str, ...], ctx: Context, driver: VagrantPort, reporter: Reporter,
+               mirror: str, present: set[str]) -> str:
+    """A box labctl builds (once: the file is cached), added to Vagrant."""
+    from labctl.boxbuild import box_spec, build_box
+
+    spec = box_spec(release, ctx.cache, packages)
+    if not spec.file.is_file():
+        what = (f"with the {len(packages)} packages stack.sh would install (minutes, once)" if packages
+                else "(about a minute)")
+        reporter.step(f"building box {spec.name} {what}; cached in {spec.file}")
+        build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")
+    reporter.step(f"adding box {spec.name} to Vagrant")
+    add_built_box(driver, spec)
+    present.add(spec.name)
+    return spec.name
 
 
 def build_box_command(distro: str, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from labctl import records
 from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
+from labctl.devstack_packages import box_packages
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.hosts.placement import sum_text
 from labctl.machine_status import MachineStatus, lab_status
@@ -112,7 +113,8 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
         before_create()
 
     reporter.step("getting boxes")
-    swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror)
+    swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror,
+                         box_packages(rendered.lab, rendered.local_confs))
     if swaps:
         rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps, routes=spread.routes)
     plan = write_lab(rendered)

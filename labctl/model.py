@@ -61,6 +61,8 @@ class DevstackSpec:
     # DevStack's GIT_BASE: a URL, or an absolute folder of mirrors (<folder>/openstack/<name>.git)
     # that labctl serves to the machines. None: DevStack's own default (opendev.org).
     git_base: str | None = None
+    # Build the machines' box with the packages stack.sh would install (labctl.devstack_packages).
+    preinstall: bool = False
 
     @property
     def git_base_folder(self) -> Path | None:

@@ -76,5 +76,39 @@ LABEL debian
   APPEND root=/dev/vda rw console=tty0 console=ttyS0,115200n8 net.ifnames=0
 CONF
 echo labctl-box > "$root/etc/hostname"
+
+# A DevStack-ready box (labctl.devstack_packages) holds services whose packages make secrets or
+# identities at install time: every VM must make its own, never share the box's. RabbitMQ's Erlang
+# cookie and node database, Open vSwitch's database and system-id (OVN's chassis), OVN's databases,
+# the snakeoil TLS key (made again at first boot), systemd's random seed, D-Bus's machine-id copy.
+rm -rf "$root/var/lib/rabbitmq/.erlang.cookie" "$root/var/lib/rabbitmq/mnesia" \
+    "$root/etc/openvswitch/conf.db" "$root/etc/openvswitch/system-id.conf" "$root"/var/lib/openvswitch/*.db \
+    "$root"/var/lib/ovn/*.db "$root"/etc/ovn/*.db "$root/var/lib/systemd/random-seed" "$root/var/lib/dbus/machine-id"
+if [ -e "$root/etc/ssl/private/ssl-cert-snakeoil.key" ]; then
+    rm -f "$root/etc/ssl/private/ssl-cert-snakeoil.key" "$root/etc/ssl/certs/ssl-cert-snakeoil.pem"
+    cat > "$root/etc/systemd/system/labctl-snakeoil.service" <<'UNIT'
+[Unit]
+Description=Make this machine's own snakeoil TLS key
+Before=apache2.service
+ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/make-ssl-cert generate-default-snakeoil --force-overwrite
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    chroot "$root" systemctl enable labctl-snakeoil.service
+fi
+# Services that take the host's name when they first start (RabbitMQ's node, Open vSwitch's and OVN's
+# hostname) wait until the machine has its own: not under the box's name at its first boot.
+for unit in rabbitmq-server openvswitch-switch ovs-vswitchd ovsdb-server ovn-central ovn-host ovn-northd \
+        ovn-controller ovn-ovsdb-server-nb ovn-ovsdb-server-sb; do
+    if [ -e "$root/lib/systemd/system/$unit.service" ]; then
+        mkdir -p "$root/etc/systemd/system/$unit.service.d"
+        printf '[Unit]\nConditionHost=!labctl-box\n' > "$root/etc/systemd/system/$unit.service.d/labctl-named.conf"
+    fi
+done
 chroot "$root" apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/*.log

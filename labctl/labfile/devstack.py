@@ -47,7 +47,7 @@ def url_or_folder(value: object, path: str, base_dir: Path | None) -> str:
 
 def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
     keys = ("repo", "branch", "force", "localrc", "post_config", "enable_services",
-            "disable_services", "plugins", "git_base")
+            "disable_services", "plugins", "git_base", "preinstall")
     data = mapping(raw, "devstack", keys)
     git_base = url_or_folder(data["git_base"], "devstack.git_base", base_dir) if "git_base" in data else None
     if git_base and not URL_RE.match(git_base) and not Path(git_base).is_dir():
@@ -70,12 +70,18 @@ def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
         if name == "GIT_BASE" and git_base:
             raise LabFileError(f"{path}: devstack.git_base sets GIT_BASE already", hint="keep only devstack.git_base")
         localrc.append((name, one_line(value, path)))
+    preinstall = true_or_false(data.get("preinstall", False), "devstack.preinstall")
+    if preinstall and URL_RE.match(repo):
+        raise LabFileError("devstack.preinstall: DevStack's package lists are read on this host, and devstack.repo"
+                           " is a URL", hint="set devstack.git_base (or devstack.repo) to a folder on this"
+                                                       " host, or drop devstack.preinstall")
     return DevstackSpec(
         repo=repo, branch=branch, force=true_or_false(data.get("force", False), "devstack.force"),
         localrc=tuple(localrc), post_config=_post_config(data.get("post_config")),
         enable_services=_services(data.get("enable_services"), "devstack.enable_services"),
         disable_services=_services(data.get("disable_services"), "devstack.disable_services"),
         plugins=_plugins(data.get("plugins")), git_base=git_base,
+        preinstall=preinstall,
     )
 
 

@@ -1,0 +1,215 @@
+"""What stack.sh will install with apt, known before it runs (labctl.devstack_packages), and the
+DevStack-ready box that holds it: held to the real DevStack of ../shared/mirrors and to the apt-get
+lines of real stack.sh runs (../shared/devstack-logs)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labctl.devstack_packages import devstack_packages, package_files, parse_package_file, read_debs
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DEVSTACK = SHARED / "mirrors" / "openstack" / "devstack.git"
+COMPUTE = ("key", "mysql", "rabbit", "n-api", "n-cpu", "n-cond", "n-sch", "n-api-meta", "placement-api",
+           "placement-client", "g-api", "ovn-controller", "ovn-northd", "ovs-vswitchd", "ovsdb-server", "q-svc",
+           "q-ovn-agent")
+
+
+def need_shared(path: Path) -> None:
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI has ../shared/ beside the clone")
+        pytest.skip(f"{path} is not there")
+
+
+def test_the_list_is_what_the_real_stack_installed() -> None:
+    """stack.sh's own `apt-get install` lines of the two real keystone-only runs (DevStack master,
+    ENABLED_SERVICES=key,mysql, Debian 12): the same packages, not one more or less."""
+    logs = SHARED / "devstack-logs"
+    need_shared(logs)
+    need_shared(DEVSTACK)
+    installed: set[str] = set()
+    for log in logs.glob("keystone-only-*.log"):
+        for found in re.finditer(r"apt-get --option Dpkg::Options::=--force-confold --assume-yes install (.*)",
+                                 log.read_text()):
+            installed |= set(found.group(1).split())
+    assert "mariadb-server" in installed and "apache2" in installed  # the log is read
+    mine = devstack_packages(read_debs(DEVSTACK, "master"), ["key", "mysql"], "bookworm")
+    assert set(mine) == installed and len(mine) == len(set(mine))
+
+
+def test_the_compute_stack_gets_its_services_packages() -> None:
+    need_shared(DEVSTACK)
+    debs = read_debs(DEVSTACK, "stable/2026.1")
+    packages = devstack_packages(debs, COMPUTE, "bookworm")
+    for wanted in ("mariadb-server", "rabbitmq-server", "libvirt-daemon-system", "qemu-system", "ovn-central",
+                   "ovn-host", "openvswitch-switch", "conntrack", "haproxy", "uwsgi-plugin-python3", "python3.11-dev"):
+        assert wanted in packages
+    # NOPRIME lines are stack.sh's to install later, or never; dist:precise is not bookworm.
+    for unwanted in ("qemu-kvm", "lvm2", "python3-guestfs", "mysql-server", "radvd", "default-jre-headless",
+                     "open-iscsi-utils"):
+        assert unwanted not in packages
+    assert package_files(["n-api", "n-cpu", "q-svc", "key"]) == [
+        "general", "n-api", "nova", "glance", "os-brick", "n-cpu", "q-svc", "neutron-common", "key", "keystone"]
+    assert devstack_packages(debs, ["key"], "trixie")[:2] == ["python3.13", "python3.13-dev"]
+
+
+def test_marks_and_hostile_lines() -> None:
+    text = ("apache2\nqemu-kvm # NOPRIME\nold-tool # dist:precise,bionic\nnew-tool  # dist:bookworm,trixie\n"
+            "not-here # not:bookworm\nhere # not:jammy\n$(reboot)\n-oAPT::Get::AllowUnauthenticated=1\n"
+            "a;b\nUPPER\n")
+    assert parse_package_file(text, "bookworm") == [
+        "apache2", "new-tool", "here", "$(reboot)", "-oAPT::Get::AllowUnauthenticated=1", "a;b", "UPPER"]
+    # ...and none of the words that are no Debian package name reaches apt or mmdebstrap.
+    assert devstack_packages({"general": text}, [], "bookworm") == [
+        "python3.11", "python3.11-dev", "ksmtuned", "apache2", "new-tool", "here"]
+
+
+def test_a_strangers_mirror_is_read_without_its_config_or_big_files(tmp_path: Path) -> None:
+    """A bare repository with a hook and a config that would run a command, no refs/ folder (as some
+    copies have), a huge file and odd names in files/debs: the lists are read, nothing runs."""
+    work = tmp_path / "work"
+    (work / "files" / "debs").mkdir(parents=True)
+    (work / "files" / "debs" / "general").write_text("git\ncurl\n")
+    (work / "files" / "debs" / "huge").write_text("x\n" * 40_000)
+    (work / "files" / "debs" / "$(touch pwned)").write_text("evil\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(work)]
+    subprocess.run([*git, "init", "-q", "-b", "master"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "debs"], check=True)
+    bare = tmp_path / "devstack.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "--git-dir", str(bare), "pack-refs", "--all"], check=True)
+    marker = tmp_path / "ran"
+    with (bare / "config").open("a") as config:
+        config.write(f"[core]\n\tfsmonitor = touch {marker}\n[alias]\n\tls-tree = !touch {marker}\n")
+    hook = bare / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    for folder in (bare / "refs" / "heads", bare / "refs" / "tags"):
+        folder.rmdir()
+    (bare / "refs").rmdir()
+    assert read_debs(bare, "master") == {"general": "git\ncurl\n"}
+    assert not marker.exists()
+
+
+def test_up_boots_a_devstack_ready_box_built_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`devstack.preinstall: true`: `up` builds the Debian box with what this lab's stack.sh installs,
+    named after those packages, and the Vagrantfile boots it; a second `up` builds nothing. The build
+    itself is replaced here (mmdebstrap of ~90 packages takes minutes, and needs root): it is run for
+    real by tests/test_devstack_packages.py::test_the_devstack_ready_box_is_built_for_real."""
+    need_shared(DEVSTACK)
+    from fakes import FakeHost, FakeVagrant
+    from test_usecases import HOST, Reporter, context
+
+    from labctl import boxbuild
+    from labctl.catalog import default_catalog
+    from labctl.labfile import lab_from_dict
+    from labctl.lifecycle import up_lab
+
+    built: list[boxbuild.BoxSpec] = []
+
+    def build(spec: boxbuild.BoxSpec, **_: object) -> Path:
+        built.append(spec)
+        spec.file.parent.mkdir(parents=True, exist_ok=True)
+        spec.file.write_bytes(b"box")
+        return spec.file
+
+    monkeypatch.setattr(boxbuild, "build_box", build)
+    raw = {"name": "dev", "defaults": {"distro": "debian:12", "memory": "8G", "cpus": 2},
+           "machines": [{"name": "one"}],
+           "devstack": {"git_base": str(SHARED / "mirrors"), "branch": "stable/2026.1", "preinstall": True,
+                        "localrc": {"ENABLED_SERVICES": ",".join(COMPUTE)}}}
+    host = FakeHost()
+    vagrant = FakeVagrant(host, lab="dev")
+    ctx = context(tmp_path, host, vagrant)
+    reporter = Reporter()
+    plan, _ = up_lab(lab_from_dict(raw, default_catalog()), None, ctx, HOST, reporter,  # type: ignore[arg-type]
+                     "http://deb.debian.org/debian")
+    [spec] = built
+    assert "rabbitmq-server" in spec.packages and "ovn-central" in spec.packages
+    assert spec.name.startswith("labctl/debian-12-devstack-") and ("box_add", spec.name) in vagrant.calls
+    assert f"node.vm.box = '{spec.name}'" in plan.vagrantfile.read_text()
+    assert any(f"building box {spec.name} with the {len(spec.packages)} packages" in line for line in reporter.lines)
+    up_lab(lab_from_dict(raw, default_catalog()), None, ctx, HOST, Reporter(),  # type: ignore[arg-type]
+           "http://deb.debian.org/debian")
+    assert len(built) == 1
+
+
+def test_preinstall_needs_devstack_on_this_host() -> None:
+    from labctl.catalog import default_catalog
+    from labctl.errors import LabFileError
+    from labctl.labfile import lab_from_dict
+
+    raw = {"name": "dev", "machines": [{"name": "one"}], "devstack": {"preinstall": True}}
+    with pytest.raises(LabFileError, match=r"devstack\.preinstall: .* devstack\.repo is a URL") as refused:
+        lab_from_dict(raw, default_catalog())
+    assert "git_base" in (refused.value.hint or "")
+    with pytest.raises(LabFileError, match=r"devstack\.preinstall"):
+        lab_from_dict({**raw, "devstack": {"preinstall": "yes"}}, default_catalog())
+
+
+def debugfs(image: Path, request: str) -> str:
+    """Read the box's ext4 disk without mounting it (no root, no loop device): e2fsprogs' debugfs."""
+    return subprocess.run(["debugfs", "-R", request, str(image)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.devstack_box
+def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path) -> None:
+    """mmdebstrap of the compute stack's packages, natively, into the box the compute test's `up`
+    boots (the test cache's, so that it builds nothing then); its disk read back: the packages are
+    installed, what they made as secrets is gone and made again at first boot, the services that take
+    the host's name wait for the machine's own."""
+    import tarfile
+
+    from test_usecases import HOST
+
+    from labctl.boxbuild import box_spec, build_box
+    from labctl.catalog import default_catalog
+    from labctl.devstack_packages import box_packages
+    from labctl.lab import render_lab
+    from labctl.labfile import lab_from_dict
+    from labctl.state import LabHome
+
+    need_shared(DEVSTACK)
+    raw = {"name": "box", "machines": [{"name": "one", "distro": "debian:12"}],
+           "devstack": {"git_base": str(SHARED / "mirrors"), "branch": "stable/2026.1", "preinstall": True,
+                        "localrc": {"ENABLED_SERVICES": ",".join(COMPUTE)}}}
+    lab = lab_from_dict(raw, default_catalog())
+    rendered = render_lab(lab, LabHome(tmp_path / "home"), HOST)
+    [(box, packages)] = box_packages(rendered.lab, rendered.local_confs).items()
+    spec = box_spec(rendered.lab.machines[0].release, vm_env / "cache", packages)
+    steps: list[str] = []
+    build_box(spec, mirror=os.environ.get("LABCTL_TEST_MIRROR", "http://deb.debian.org/debian"), step=steps.append,
+              log=tmp_path / "build.log")
+    assert steps[0].endswith(f"and the {len(packages)} packages DevStack installs")
+    with tarfile.open(spec.file) as tar, (tmp_path / "box.img").open("wb") as out:
+        image = tar.extractfile("box.img")
+        assert image is not None
+        shutil.copyfileobj(image, out)
+    disk = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(tmp_path / "box.img"), str(disk)], check=True)
+    status = debugfs(disk, "cat /var/lib/dpkg/status")
+    installed = set(re.findall(r"^Package: (\S+)\nStatus: install ok installed", status, re.MULTILINE))
+    assert not set(packages) - installed, set(packages) - installed
+    gone = ("/var/lib/rabbitmq/.erlang.cookie", "/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/openvswitch/conf.db",
+            "/var/lib/systemd/random-seed")
+    for path in gone:
+        assert "File not found" in subprocess.run(["debugfs", "-R", f"stat {path}", str(disk)], capture_output=True,
+                                                  text=True, check=False).stderr, path
+    assert "ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key" in debugfs(
+        disk, "cat /etc/systemd/system/labctl-snakeoil.service")
+    assert "labctl-snakeoil.service" in debugfs(disk, "ls /etc/systemd/system/multi-user.target.wants")
+    for unit in ("rabbitmq-server", "ovn-central", "openvswitch-switch"):
+        drop_in = f"/etc/systemd/system/{unit}.service.d/labctl-named.conf"
+        assert "ConditionHost=!labctl-box" in debugfs(disk, f"cat {drop_in}")
+    assert debugfs(disk, "cat /etc/machine-id") == ""
+    assert box == rendered.lab.machines[0].box
