@@ -20,3 +20,17 @@ def free_port() -> int:
         except OSError:
             continue
         return port
+
+
+def free_base(offsets: list[int], top: int = 32000) -> int:
+    """A base port whose base + offset is free for every offset (a classroom's SSH and web ports)."""
+    while True:
+        base = random.randint(20000, top - max(offsets))  # noqa: S311 - a port number, not a secret
+        try:
+            for port in (base + o for o in offsets):
+                for address in ("0.0.0.0", "127.0.0.1"):  # noqa: S104 - checking that no one holds it anywhere
+                    with socket.socket() as s:
+                        s.bind((address, port))
+        except OSError:
+            continue
+        return base

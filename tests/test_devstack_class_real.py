@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_base
 from test_devstack_real import HOST_CAS, MIRRORS, fetched_through_caches, token
 
 from conftest import Result, leave_nothing, libvirt_names
@@ -39,7 +40,8 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, int
             pytest.fail(f"{MIRRORS} is missing: CI has ../shared/ beside the clone")
         pytest.skip(f"{MIRRORS} is not there")
     name = f"real-{uuid.uuid4().hex[:6]}"
-    base = 23000 + (os.getpid() % 400) * 10
+    # Ports no one holds: a forwarder left by a killed run of another test would answer in our place.
+    base = free_base([1, 2, 5001, 5002], top=31000)
     cas = sorted(HOST_CAS.glob("*.crt")) if HOST_CAS.is_dir() else []
     # A classroom of two: seat-01 stacks once (as the template), seat-02 is made from its disk.
     lines = [f"name: {name}", "defaults: {distro: debian:12, memory: 8G, cpus: 2, disk: 20G}",
@@ -82,15 +84,28 @@ def values_in(files: list[Path], values: list[str]) -> dict[str, set[str]]:
     return found
 
 
+def listeners(port: int) -> set[int]:
+    """The processes listening on a TCP port of this host."""
+    import psutil
+
+    return {c.pid for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+
+
 def seen_from_the_host(run: Callable[..., Result], name: str, direct: str, password: str,
-                       through: list[int]) -> str:
+                       through_url: str, through: list[int]) -> str:
     """What tells a wrong forward from a wrong Keystone (seen once: the forwarded port answered 401 to
     seat-01's own password while seat-01's Keystone, asked straight, answered 201): the host's
     neighbour entries for the lab's addresses, each seat's cards, and the same request asked straight."""
+    import psutil
+
     neigh = subprocess.run(["ip", "neigh", "show"], capture_output=True, text=True, check=False).stdout
+    port = int(through_url.rsplit(":", 1)[1].split("/")[0])
+    holders = [(pid, " ".join(psutil.Process(pid).cmdline())) for pid in listeners(port)]
     cards = run("exec", "--all", "--lab", name, "--", "ip -o -4 addr show; ip -o link show").out
     straight = [token(direct, "admin", password) for _ in range(5)]
     return (f"through the forwarder: {through}; straight to {direct}: {straight}\n"
+            f"listening on port {port}: {holders}\n"
             f"host neighbours:\n{neigh}\nseats' cards:\n{cards}")
 
 
@@ -119,6 +134,7 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     assert "stacking seat-01 once; 1 more seats will be made from its disk" in shown
     assert "Setting up " not in shown and "Collecting " not in shown
     assert "serving them to the machines at git://" in shown
+    assert "classroom access for lab" not in shown  # the forwarder listens on the seats' ports (no warning)
     fetched_through_caches(run, name, "seat-01")
 
     # Each seat's Keystone answers its own admin password alone: not the other seat's, not the template's.
@@ -126,6 +142,10 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
 
     lab_dir = LabHome(labctl_home).lab(name)
     seats = lab_dir.secrets().seats
+    from labctl.classroom.access import forwarder_pid
+
+    forwarder = forwarder_pid(lab_dir)  # the seats' ports are held by this lab's forwarder, no other process
+    assert forwarder and [listeners(base + n) for n in (1, 2, 5001, 5002)] == [{forwarder}] * 4
     template = json.loads((lab_dir.path / "template-secrets.json").read_text())
     creds = json.loads(run("creds", "--json", "--lab", name).out)
     urls = {s: creds["machines"][s]["auth_url"] for s in SEATS}
@@ -138,7 +158,8 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     # Through the classroom's forwarded web port, as a trainee reaches seat-01: seat-02's password is refused.
     forwarded = f"http://127.0.0.1:{base + 5001}/identity"
     through = [token(forwarded, "admin", seats["seat-01"].admin) for _ in range(5)]
-    assert through == [201] * 5, seen_from_the_host(run, name, urls["seat-01"], seats["seat-01"].admin, through)
+    assert through == [201] * 5, seen_from_the_host(run, name, urls["seat-01"], seats["seat-01"].admin, forwarded,
+                                                         through)
     assert token(forwarded, "admin", seats["seat-02"].admin) == 401
     # seat-01's MySQL refuses seat-02's database password and the template's (asked on seat-01's own lab
     # address, from seat-01); from seat-02 it cannot even be reached (labctl.isolation); seat-02's own works.
