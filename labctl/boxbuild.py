@@ -108,7 +108,8 @@ def build_box(spec: BoxSpec, *, mirror: str, step: Callable[[str], None], log: P
     try:
         extra = f" and the {len(spec.packages)} packages DevStack installs" if spec.packages else ""
         step(f"bootstrapping Debian {spec.release.codename} from {mirror}{extra}")
-        run([*sudo, "mmdebstrap", "--variant=minbase", f"--include={','.join((*PACKAGES, *spec.packages))}",
+        include = ",".join(dict.fromkeys((*PACKAGES, *spec.packages)))
+        run([*sudo, "mmdebstrap", "--variant=minbase", f"--include={include}",
              "--customize-hook", f'sh {customize} "$1" {key}',
              spec.release.codename, str(rootfs), mirror],
             log=log, what="mmdebstrap", timeout=1800,
