@@ -126,20 +126,29 @@ class ConsoleReporter:
             with _LiveMachines(self.console, names, verb) as live:
                 yield live
         else:
-            yield _LineMachines(self, names, verb)
+            lines = _LineMachines(self, names, verb)
+            with lines.ticking():
+                yield lines
 
 
 class _LineMachines:
     """One line per change; what DevStack does inside a phase changes every second, so a change of
-    that alone is printed at most once a minute (never a silent minute, never a flood)."""
+    that alone is printed at most once a minute (never a silent minute, never a flood). A change held
+    back is printed when its minute is up (`tick`), even if nothing changes after it: a log never
+    shows a step that is long over."""
 
     DETAIL_EVERY = 60.0
+    TICK_EVERY = 5.0
 
     def __init__(self, reporter: ConsoleReporter, names: Sequence[str], verb: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        import threading
+
         self.reporter = reporter
         self.clock = clock
+        self.lock = threading.Lock()
         self.last: dict[str, tuple[str, float]] = {}
+        self.held: dict[str, str] = {}
         for name in names:
             reporter.step(f"{name}: {verb}")
 
@@ -149,13 +158,48 @@ class _LineMachines:
         if text.startswith("-- "):
             return  # vagrant's listing of domain settings
         head = text.split(DETAIL_SEP, 1)[0]
-        last, at = self.last.get(name, ("", 0.0))
-        now = self.clock()
-        if last == text or (DETAIL_SEP in text and last.split(DETAIL_SEP, 1)[0] == head
-                            and now - at < self.DETAIL_EVERY):
-            return
+        with self.lock:
+            last, at = self.last.get(name, ("", 0.0))
+            now = self.clock()
+            if last == text:
+                self.held.pop(name, None)
+                return
+            if DETAIL_SEP in text and last.split(DETAIL_SEP, 1)[0] == head and now - at < self.DETAIL_EVERY:
+                self.held[name] = text
+                return
+            self._show(name, text, now)
+
+    def tick(self) -> None:
+        """Print every change held back whose minute is up."""
+        with self.lock:
+            now = self.clock()
+            for name, text in list(self.held.items()):
+                if now - self.last.get(name, ("", 0.0))[1] >= self.DETAIL_EVERY:
+                    self._show(name, text, now)
+
+    def _show(self, name: str, text: str, now: float) -> None:
+        self.held.pop(name, None)
         self.last[name] = (text, now)
         self.reporter.step(f"{name}: {text}")
+
+    @contextmanager
+    def ticking(self) -> Iterator[None]:
+        """`tick` every few seconds while the machines work."""
+        import threading
+
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(self.TICK_EVERY):
+                self.tick()
+
+        ticker = threading.Thread(target=run, name="labctl-progress", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
 
 
 class _LiveMachines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,46 @@ def test_logs_show_devstacks_inner_steps_at_most_once_a_minute() -> None:
     shown = [line.split(None, 1)[1] for line in out.getvalue().splitlines()]
     assert shown == ["ks: queued", "ks: Starting Keystone",
                      "ks: Starting Keystone · create_keystone_accounts (functions-common:oscwrap)", "ks: done"]
+
+
+def test_a_step_held_back_is_printed_when_its_minute_is_up() -> None:
+    """Seen in a real stack's log: `starting · install_python` from 9:06 to 17:54 while stack.sh was
+    installing ksmtuned, because no change came after the one held back."""
+    from labctl.ui import _LineMachines
+
+    out = io.StringIO()
+    now = [0.0]
+    lines = _LineMachines(ConsoleReporter(Console(file=out, width=120)), ["ks"], "queued", clock=lambda: now[0])
+    for second, text in [(546, "starting · install_python"), (550, "starting · install_package ksmtuned")]:
+        now[0] = second
+        lines.update("ks", text)
+    for second in (560, 600, 605, 700):
+        now[0] = second
+        lines.tick()
+    shown = [line.split(None, 1)[1] for line in out.getvalue().splitlines()]
+    assert shown == ["ks: queued", "ks: starting · install_python", "ks: starting · install_package ksmtuned"]
+    now[0] = 701
+    lines.update("ks", "starting · install_package ksmtuned")  # the same again: nothing new to print
+    lines.tick()
+    assert out.getvalue().count("ksmtuned") == 1
+
+
+def test_the_ticker_prints_what_was_held_back_in_a_log() -> None:
+    """The real thread, fast: a held-back step shows up with no further update."""
+    from labctl.ui import _LineMachines
+
+    out = io.StringIO()
+    now = [0.0]
+    lines = _LineMachines(ConsoleReporter(Console(file=out, width=120)), ["ks"], "queued", clock=lambda: now[0])
+    lines.TICK_EVERY = 0.01
+    with lines.ticking():
+        lines.update("ks", "starting · a")
+        lines.update("ks", "starting · b")
+        now[0] = 61
+        deadline = time.monotonic() + 10
+        while "starting · b" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "ks: starting · b" in out.getvalue()
 
 
 def test_stack_summary_names_the_slowest_phases_and_only_urls_devstack_gave() -> None:
