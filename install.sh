@@ -2,10 +2,41 @@
 # Install everything labctl needs on Debian or Ubuntu, on a fresh machine:
 #   - system packages (Vagrant, vagrant-libvirt, libvirt, QEMU, box-building tools) through apt;
 #   - libvirt started (systemd where it runs, by hand where PID 1 is not systemd);
-#   - labctl and its test tools in ./.venv, with `labctl` linked into ~/.local/bin.
+#   - labctl in ./.venv, with `labctl` linked into ~/.local/bin (and told how to reach it if that
+#     folder is not on PATH).
 # Safe to run again. Needs root or sudo for the apt and libvirt steps only.
+#   ./install.sh          what a user needs
+#   ./install.sh --dev    and the test tools (pytest, ruff, mypy, a headless browser): for contributors and CI
+#   ./install.sh --link   only link labctl into ~/.local/bin again and check PATH
 set -euo pipefail
 cd "$(dirname "$0")"
+
+DEV=0
+LINK_ONLY=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --link) LINK_ONLY=1 ;;
+    *) echo "install.sh: unknown option $arg (hint: ./install.sh [--dev] [--link])" >&2; exit 2 ;;
+  esac
+done
+
+link_labctl() {
+  mkdir -p "$HOME/.local/bin"
+  ln -sf "$PWD/.venv/bin/labctl" "$HOME/.local/bin/labctl"
+  echo "==> done: $(.venv/bin/labctl --version) (linked as ~/.local/bin/labctl)"
+  case ":$PATH:" in
+    *":$HOME/.local/bin:"*|*":$HOME/.local/bin/:"*) echo "    next: labctl up --distro debian" ;;
+    *)
+      echo "    ~/.local/bin is not on your PATH, so \`labctl\` is not found yet. Add it:"
+      echo "      echo 'export PATH=\"\$HOME/.local/bin:\$PATH\"' >> ~/.bashrc && . ~/.bashrc"
+      echo "    (or run $PWD/.venv/bin/labctl)" ;;
+  esac
+}
+if [ "$LINK_ONLY" = 1 ]; then
+  link_labctl
+  exit 0
+fi
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -23,9 +54,11 @@ PACKAGES=(
   openssh-client openssh-server mmdebstrap extlinux e2fsprogs git
   # The host's package cache for every lab (labctl cache); the PyPI cache comes with labctl (devpi-server).
   apt-cacher-ng
-  # The tests look at the classroom sheet the way a person does: in a real browser.
-  chromium-headless-shell fonts-dejavu-core
+  # Fonts for the classroom sheet's HTML (opened in a browser).
+  fonts-dejavu-core
 )
+# The tests look at the classroom sheet the way a person does: in a real browser.
+[ "$DEV" = 1 ] && PACKAGES+=(chromium-headless-shell)
 echo "==> apt packages"
 "${SUDO[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
@@ -66,7 +99,9 @@ if [ -e .venv/bin/python ] && [ "$(readlink -f .venv/bin/python)" != "$(readlink
 fi
 "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test]'
-mkdir -p "$HOME/.local/bin"
-ln -sf "$PWD/.venv/bin/labctl" "$HOME/.local/bin/labctl"
-echo "==> done: $(.venv/bin/labctl --version) (linked as ~/.local/bin/labctl)"
+if [ "$DEV" = 1 ]; then
+  .venv/bin/pip install -q -e '.[test]'
+else
+  .venv/bin/pip install -q -e .
+fi
+link_labctl

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import zipfile
+
+import pytest
 from pathlib import Path
 
 from conftest import REPO
@@ -36,3 +38,30 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
     first, _, plan = proc.stdout.partition("\n")
     assert json.loads(first).startswith(str(site))
     assert Path(json.loads(plan)["vagrantfile"]).read_text().count("config.vm.define") == 1
+
+
+def test_install_links_labctl_and_says_what_to_add_to_path(tmp_path: Path) -> None:
+    """install.sh's last step, run for real (`--link` runs it alone: the rest needs apt and root):
+    with ~/.local/bin off PATH it prints the exact line to add, and once that line is followed a new
+    shell finds `labctl`."""
+    if not (REPO / ".venv" / "bin" / "labctl").exists():
+        pytest.skip("no .venv: run ./install.sh first")
+    home = tmp_path / "user"
+    home.mkdir()
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["bash", str(REPO / "install.sh"), "--link"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert (home / ".local" / "bin" / "labctl").resolve() == (REPO / ".venv" / "bin" / "labctl").resolve()
+    assert "~/.local/bin is not on your PATH" in out
+    line = next(x.strip() for x in out.splitlines() if "export PATH" in x)
+    assert line == """echo 'export PATH="$HOME/.local/bin:$PATH"' >> ~/.bashrc && . ~/.bashrc"""
+    subprocess.run(["bash", "-c", line], env=env, check=True)  # what the user is told to type
+    version = subprocess.run(["bash", "-ic", "labctl --version"], env=env, capture_output=True, text=True,
+                             check=False)
+    assert version.returncode == 0 and "labctl" in version.stdout, version.stdout + version.stderr
+    again = subprocess.run(["bash", str(REPO / "install.sh"), "--link"], capture_output=True, text=True, check=True,
+                           env={**env, "PATH": f"{home}/.local/bin:/usr/bin:/bin"}).stdout
+    assert "not on your PATH" not in again and "next: labctl up --distro debian" in again
+    bad = subprocess.run(["bash", str(REPO / "install.sh"), "--nope"], env=env, capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 2 and "unknown option --nope" in bad.stderr

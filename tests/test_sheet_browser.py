@@ -25,8 +25,8 @@ def chromium() -> str:
         if path := shutil.which(name):
             return path
     if os.environ.get("CI"):
-        pytest.fail("headless Chromium is missing: ./install.sh installs chromium-headless-shell")
-    pytest.skip("headless Chromium is missing (./install.sh installs chromium-headless-shell)")
+        pytest.fail("headless Chromium is missing: ./install.sh --dev installs chromium-headless-shell")
+    pytest.skip("headless Chromium is missing (./install.sh --dev installs chromium-headless-shell)")
 
 
 def browse(html: Path, *args: str) -> None:
