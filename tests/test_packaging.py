@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from conftest import REPO
 
