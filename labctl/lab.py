@@ -12,7 +12,7 @@ import yaml
 
 from labctl import __version__, records
 from labctl.catalog import Catalog, Release
-from labctl.classroom.seats import keep_seats
+from labctl.classroom.seats import MAX_SEATS, keep_seats
 from labctl.conflicts import check_domains_free, check_network_free, check_ports_free
 from labctl.devstack_services import check_coverage
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
@@ -22,6 +22,7 @@ from labctl.host import Accelerator, HostFacts, choose_accelerator
 from labctl.labfile import check_name, default_lab_dict, lab_from_dict, load_lab, parse_disk, parse_memory
 from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
 from labctl.model import Lab, Machine
+from labctl.names import valid_name
 from labctl.passwords import LabSecrets, Passwords, SeatSecrets
 from labctl.raw import RawMap
 from labctl.records import classroom_json
@@ -316,10 +317,28 @@ def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | None 
 # init
 
 
-def init_lab_file(path: Path, name: str, force: bool) -> Path:
-    check_name(name, "--name")
+def init_lab_file(path: Path, name: str | None, force: bool, seats: int | None = None) -> Path:
+    """Write the commented example lab.yaml (a classroom of `seats` when given); the lab is named
+    after the file's folder unless `name` says otherwise."""
+    name = check_name(name, "--name") if name is not None else name_from_folder(path)
+    if seats is not None and not 1 <= seats <= MAX_SEATS:
+        raise LabFileError(f"--classroom: {seats} seats; a classroom has 1 to {MAX_SEATS}",
+                           hint="labctl init --classroom 12")
     if path.exists() and not force:
         raise LabConflict(f"{path} already exists", hint="use --force to overwrite it, or give another path")
-    template = (Path(__file__).parent / "templates" / LAB_FILE).read_text(encoding="utf-8")
-    atomic_write(path, template.replace("{{ name }}", name), mode=user_file_mode())
+    template = (Path(__file__).parent / "templates" / ("classroom.yaml" if seats else LAB_FILE)).read_text(
+        encoding="utf-8")
+    text = template.replace("{{ name }}", name).replace("{{ seats }}", str(seats))
+    atomic_write(path, text, mode=user_file_mode())
     return path
+
+
+def name_from_folder(path: Path) -> str:
+    """A lab name from the folder lab.yaml is in (`~/src/Nova-Bugs` -> nova-bugs), `mylab` if it
+    gives none: two projects' labs no longer collide under one default name."""
+    import re
+
+    folder = path.expanduser().resolve().parent.name.lower()
+    slug = re.sub(r"[^a-z0-9-]+", "-", folder).strip("-")
+    slug = re.sub(r"^[^a-z]+", "", slug)[:63].rstrip("-")
+    return slug if valid_name(slug) else "mylab"

@@ -135,6 +135,39 @@ def test_init_writes_a_lab_that_plans(run: Callable[..., Result], isolated_home:
     assert plan["lab"] == "demo" and plan["machines"][0]["role"] == "allinone"
 
 
+def test_init_names_the_lab_after_its_folder(run: Callable[..., Result], isolated_home: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two projects' `labctl init` no longer make two labs called mylab."""
+    for folder, expected in (("Nova Bugs_2", "nova-bugs-2"), ("42-keystone", "keystone"), ("___", "mylab")):
+        where = isolated_home / folder
+        where.mkdir()
+        monkeypatch.chdir(where)
+        assert run("init").code == 0
+        assert json.loads(run("plan", "--json").out)["lab"] == expected
+    bad = run("init", "--name", "Bad_Name", "other.yaml")
+    assert bad.code == 2 and "--name: invalid name 'Bad_Name'" in bad.err and not Path("other.yaml").exists()
+
+
+def test_init_classroom_writes_a_class_the_sheet_knows(run: Callable[..., Result], isolated_home: Path) -> None:
+    assert run("init", "--classroom", "3", "--name", "class").code == 0
+    plan = json.loads(run("plan", "--json").out)
+    assert [m["name"] for m in plan["machines"]] == ["seat-01", "seat-02", "seat-03"]
+    assert plan["classroom"]["seats"] and len(plan["classroom"]["seats"]) == 3
+    sheet = run("sheet", "--lab", "class")
+    assert sheet.code == 0, sheet.err
+    assert "not a classroom" not in sheet.err
+    # The example's commented keys are valid once uncommented.
+    text = (isolated_home / "lab.yaml").read_text()
+    (isolated_home / "lab.yaml").write_text(re.sub(r"^  # (\w+:)", r"  \1", text, flags=re.M))
+    result = run("plan", "--json")
+    assert result.code == 0, result.err
+    seats = json.loads(result.out)["classroom"]["seats"]
+    assert [s["trainee"] for s in seats][:2] == ["Ada Lovelace", "Grace Hopper"] and len(seats) == 5
+    assert run("init", "--classroom", "0", "x.yaml").code == 2
+    default = run("init", "--classroom", "--name", "twelve", "twelve.yaml")
+    assert default.code == 0 and "seats: 12 " in (isolated_home / "twelve.yaml").read_text()
+
+
 def test_init_example_blocks_are_valid_when_uncommented(run: Callable[..., Result], isolated_home: Path) -> None:
     run("init", "--name", "demo")
     text = (isolated_home / "lab.yaml").read_text()

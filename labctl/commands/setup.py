@@ -39,14 +39,18 @@ def boxes(as_json: bool) -> None:
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default="lab.yaml")
-@click.option("--name", default="mylab", show_default=True, help="The lab's name.")
+@click.option("--name", help="The lab's name (default: its folder's name, made a valid one).")
+@click.option("--classroom", "seats", type=int, is_flag=False, flag_value=12, default=None, metavar="[SEATS]",
+              help="Write a classroom of SEATS seats (12 if not given) instead of one machine.")
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
-def init(path: Path, name: str, force: bool) -> None:
-    """Write a commented example lab.yaml to PATH (default ./lab.yaml)."""
+def init(path: Path, name: str | None, seats: int | None, force: bool) -> None:
+    """Write a commented example lab.yaml to PATH (default ./lab.yaml): one DevStack machine, or a
+    classroom with --classroom."""
     from labctl.lab import init_lab_file
 
-    written = init_lab_file(path, name, force)
-    click.echo(f"Wrote {written}. Edit it, then run `labctl plan -f {written}`.")
+    written = init_lab_file(path, name, force, seats)
+    then = "labctl plan" if written == Path("lab.yaml") else f"labctl plan -f {written}"
+    click.echo(f"Wrote {written}. Edit it, then run `{then}`.")
 
 
 @click.group()
