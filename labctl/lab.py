@@ -61,7 +61,12 @@ def _distro_lab(req: LabRequest, catalog: Catalog) -> tuple[Lab, RawMap]:
         machine["cpus"] = req.cpus
     if req.disk is not None:
         machine["disk"] = parse_disk(req.disk, "--disk")
-    return lab_from_dict(raw, catalog), raw
+    try:
+        return lab_from_dict(raw, catalog), raw
+    except LabFileError as exc:  # the user typed an option, not lab.yaml: name the option
+        for key in ("cpus", "memory", "disk"):
+            exc.message = exc.message.replace(f"machines[0].{key}:", f"--{key}:")
+        raise
 
 
 def resolve_lab(req: LabRequest, home: LabHome, catalog: Catalog, cwd: Path) -> tuple[Lab, RawMap | None]:
@@ -190,9 +195,10 @@ def devstack_support_warnings(lab: Lab) -> list[str]:
                             " with FORCE=yes (devstack.force), expect failures")
         elif support == "unsupported":
             note = f" ({release.note})" if release.note else ""
+            force = ("set devstack.force: true in lab.yaml" if lab.source else
+                     "write a lab.yaml (labctl init) with devstack.force: true")
             warnings.append(f"DevStack {spec.branch} does not support {release.ref}: its stack.sh stops"
-                            f" at once{note}. Pick another distro, or set devstack.force: true to try"
-                            " anyway")
+                            f" at once{note}. Pick another distro (labctl boxes), or {force} to try anyway")
         elif support == "unknown":
             known = ", ".join(release.devstack_branches) or "none"
             warnings.append(f"labctl does not know whether DevStack {spec.branch} supports"

@@ -225,8 +225,29 @@ def class_fit(lab: Lab, cap: Capacity, seats: int | None = None) -> ClassFit:
     from labctl.classroom.seats import ClassFit
 
     seat = lab.machines[0]
-    return ClassFit(seats or len(lab.machines), seat.memory_mb, min(seat.disk_gb, seat.release.min_disk_gb),
+    count = len(lab.machines) if seats is None else seats
+    return ClassFit(count, seat.memory_mb, min(seat.disk_gb, seat.release.min_disk_gb),
                     cap.memory_available_mb, cap.disk_free_gb)
+
+
+def plan_fit(lab: Lab, hv: HypervisorPort) -> tuple[ClassFit | None, NotEnoughResources | None]:
+    """`plan`'s verdict, as `up` would give it on this host, for the machines not running yet: a
+    classroom's arithmetic, and the refusal (None when they fit)."""
+    cap = hv.capacity()
+    to_start = [m for m in lab.machines
+                if (info := hv.domain(domain_name(lab.name, m.name))) is None or info.state != "running"]
+    if lab.classroom is not None:
+        fit = class_fit(lab, cap, len(to_start))
+        refusal = None if fit.fits else NotEnoughResources(
+            f"the class does not fit this host: {fit.fitting} of the {fit.seats} seats to start would",
+            hint="give the seats less memory (classroom.seat.memory), have fewer seats, or add a host to"
+                 " ~/.config/labctl/hosts.yaml")
+        return fit, refusal
+    try:
+        check_capacity(to_start, cap)
+    except NotEnoughResources as exc:
+        return None, exc
+    return None, None
 
 
 def open_doors(lab_dir: LabDir, reporter: Reporter) -> None:

@@ -38,7 +38,7 @@ def only_lab(home: LabHome) -> str:
     names = home.names()
     if not names:
         raise LabNotFound("no lab here: no lab.yaml in this folder and no lab created yet",
-                          hint="labctl init writes a lab.yaml, or use --distro debian for a one-machine lab")
+                          hint="labctl init writes a lab.yaml; or labctl up --distro debian makes a one-machine lab")
     if len(names) > 1:
         raise LabNotFound(f"several labs exist ({', '.join(names)}); say which", hint="use --lab NAME or -f lab.yaml")
     return names[0]

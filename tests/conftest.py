@@ -35,9 +35,21 @@ def _stop_test_caches() -> Iterator[None]:
         caches.stop()
 
 
+# The libvirt of every test that boots nothing: a roomy host of libvirt's test driver, so that what
+# `plan` says about fitting (its exit code) does not depend on what else runs on the test machine.
+ROOMY_NODE = """<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>16</cores><threads>1</threads><mhz>2000</mhz>
+</cpu><memory>268435456</memory><pool type='dir'><name>default</name><target><path>/default</path></target></pool>
+</node>"""
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Keep every test away from the developer's ~/.local/share/labctl, ~/.vagrant.d and ~/.ssh."""
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Keep every test away from the developer's ~/.local/share/labctl, ~/.vagrant.d and ~/.ssh, and
+    (but for VM tests and those that ask for the real libvirt: require_libvirt) from this host's libvirt."""
+    if request.node.get_closest_marker("vm") is None and "vm_env" not in request.fixturenames:
+        node = tmp_path / "roomy-node.xml"
+        node.write_text(ROOMY_NODE)
+        monkeypatch.setenv("LABCTL_LIBVIRT_URI", f"test://{node}")
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -100,8 +112,13 @@ def require_tool(name: str) -> str:
 
 
 def require_libvirt(uri: str = "qemu:///system") -> None:
-    """Skip without a running libvirtd on a developer machine; fail in CI, where .ci/run starts it."""
+    """Skip without a running libvirtd on a developer machine; fail in CI, where .ci/run starts it.
+    The test then talks to that libvirt, not to the roomy test driver isolated_home gives the others
+    (its environment is put back at the test's end)."""
     from labctl.adapters import hypervisor
+
+    if "roomy-node.xml" in os.environ.get("LABCTL_LIBVIRT_URI", ""):
+        del os.environ["LABCTL_LIBVIRT_URI"]
     from labctl.errors import LabctlError
 
     try:

@@ -116,8 +116,8 @@ def test_class_arithmetic_says_how_many_seats_fit() -> None:
     fit = ClassFit(seats=12, seat_memory_mb=8192, seat_disk_gb=20, memory_available_mb=60000, disk_free_gb=500)
     assert (fit.fits, fit.fitting) == (False, 7)
     assert fit.lines() == ["memory: 12 seats x 8192 MiB = 98304 MiB; this host has 60000 MiB available",
-                           "disk: 12 seats x up to 20 GB = 240 GB; 500 GB free",
-                           "the class does not fit: 7 seat(s) would"]
+                           "disk: 12 seats x up to 20 GB filled (volumes are thin) = 240 GB; 500 GB free",
+                           "the class does not fit: only 7 of the 12 seats to start would"]
     assert ClassFit(3, 1024, 10, 4096, 30).fitting == 3
     assert ClassFit(3, 1024, 10, 4096, 25).fitting == 2  # the disk decides
 

@@ -148,7 +148,34 @@ def test_init_names_the_lab_after_its_folder(run: Callable[..., Result], isolate
     assert bad.code == 2 and "--name: invalid name 'Bad_Name'" in bad.err and not Path("other.yaml").exists()
 
 
-def test_init_classroom_writes_a_class_the_sheet_knows(run: Callable[..., Result], isolated_home: Path) -> None:
+def on_test_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_gib: int, cpus: int = 8) -> None:
+    """This command's libvirt: the test driver on a node of its own (`plan` asks it whether the lab fits)."""
+    node = tmp_path / f"node-{memory_gib}.xml"
+    node.write_text(f"<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>"
+                    f"<mhz>2000</mhz></cpu><memory>{memory_gib * 1024 * 1024}</memory>"
+                    "<pool type='dir'><name>default</name><target><path>/default</path></target></pool></node>")
+    monkeypatch.setenv("LABCTL_LIBVIRT_URI", f"test://{node}")
+
+
+def test_plan_exits_non_zero_when_the_lab_does_not_fit(run: Callable[..., Result], isolated_home: Path,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `up` would refuse it, and as with a host inventory: the plan is shown and written, the exit
+    code says it does not fit, for a lab of machines as for a class."""
+    on_test_host(tmp_path, monkeypatch, memory_gib=24)
+    big = run("plan", "--distro", "debian", "--memory", "64G")
+    assert big.code == 2 and "not enough memory: the machines to start need 65536 MiB" in big.err
+    assert run("plan", "--distro", "debian", "--memory", "4G").code == 0
+    assert run("init", "--classroom", "14", "--name", "class").code == 0
+    cls = run("plan", "--json")
+    assert cls.code == 2 and "the class does not fit this host: 3 of the 14 seats to start would" in cls.err
+    data = json.loads(cls.out)
+    assert data["fits"] is False and data["classroom"]["fit"]["fitting"] == 3
+    assert "only 3 of the 14 seats to start would" in " ".join(data["classroom"]["fit"]["arithmetic"])
+
+
+def test_init_classroom_writes_a_class_the_sheet_knows(run: Callable[..., Result], isolated_home: Path,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_test_host(tmp_path, monkeypatch, memory_gib=256)
     assert run("init", "--classroom", "3", "--name", "class").code == 0
     plan = json.loads(run("plan", "--json").out)
     assert [m["name"] for m in plan["machines"]] == ["seat-01", "seat-02", "seat-03"]
@@ -367,3 +394,17 @@ def test_two_labs_on_one_network_are_refused_with_a_free_one_named(run: Callable
     assert second.code == 2 and "which lab 'one' uses (192.168.150.0/24)" in second.err
     assert "e.g. 192.168.151.0/24" in second.err and not (labctl_home / "labs" / "two").exists()
     assert run("plan", "-f", str(tmp_path / "one" / "lab.yaml")).code == 0  # a lab against itself: fine
+
+
+def test_hints_name_only_what_exists_for_the_command(run: Callable[..., Result], isolated_home: Path) -> None:
+    """`status` takes no --distro; a user with no lab.yaml has no devstack.force to set; a flag's error
+    names the flag, not the lab.yaml path it stands for (issue 24 item 6)."""
+    none = run("status")
+    assert none.code == 2 and "labctl up --distro debian" in none.err and "use --distro" not in none.err
+    fedora = run("plan", "--distro", "fedora")
+    assert "write a lab.yaml (labctl init) with devstack.force: true" in (fedora.out + fedora.err).replace("\n", " ")
+    zero = run("plan", "--distro", "debian", "--cpus", "0")
+    assert zero.code == 2 and "--cpus: expected a whole number" in zero.err and "machines[0]" not in zero.err
+    (isolated_home / "lab.yaml").write_text("name: t\nmachines: [{name: box, distro: fedora}]\n")
+    again = run("plan")
+    assert "set devstack.force: true in lab.yaml" in (again.out + again.err).replace("\n", " ")

@@ -4,14 +4,17 @@ lines of real stack.sh runs (../shared/devstack-logs)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import Result, leave_nothing
 from labctl.devstack_packages import devstack_packages, package_files, parse_package_file, read_debs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,11 +166,13 @@ def debugfs(image: Path, request: str) -> str:
 
 
 @pytest.mark.devstack_box
-def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path) -> None:
+@pytest.mark.vm
+def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, isolated_home: Path,
+                                                  run: Callable[..., Result]) -> None:
     """mmdebstrap of the compute stack's packages, natively, into the box the compute test's `up`
     boots (the test cache's, so that it builds nothing then); its disk read back: the packages are
     installed, what they made as secrets is gone and made again at first boot, the services that take
-    the host's name wait for the machine's own."""
+    the host's name wait for the machine's own. Then `labctl up --no-stack` boots it for real."""
     import tarfile
 
     from test_usecases import HOST
@@ -198,7 +203,8 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path) 
     disk = tmp_path / "disk.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(tmp_path / "box.img"), str(disk)], check=True)
     status = debugfs(disk, "cat /var/lib/dpkg/status")
-    installed = set(re.findall(r"^Package: (\S+)\nStatus: install ok installed", status, re.MULTILINE))
+    stanzas = [dict(re.findall(r"^([A-Za-z-]+): (.*)$", block, re.MULTILINE)) for block in status.split("\n\n")]
+    installed = {st["Package"] for st in stanzas if st.get("Status") == "install ok installed"}
     assert not set(packages) - installed, set(packages) - installed
     gone = ("/var/lib/rabbitmq/.erlang.cookie", "/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/openvswitch/conf.db",
             "/var/lib/systemd/random-seed")
@@ -213,3 +219,22 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path) 
         assert "ConditionHost=!labctl-box" in debugfs(disk, f"cat {drop_in}")
     assert debugfs(disk, "cat /etc/machine-id") == ""
     assert box == rendered.lab.machines[0].box
+
+    # Booted: the machine has its own snakeoil key and its own name, and RabbitMQ did not start under
+    # the box's name (stack.sh starts it, as on a machine where apt just installed it).
+    name = f"box-{os.getpid() % 10000}"
+    (isolated_home / "lab.yaml").write_text(json.dumps({**raw, "name": name, "defaults": {"memory": "4G", "cpus": 2}}))
+    try:
+        up = run("up", "--no-stack", "--json")
+        assert up.code == 0, up.err[-3000:]
+        assert f"using the DevStack-ready box {spec.name}" in up.err or f"adding box {spec.name}" in up.err
+        checks = ("hostname; sudo test -s /etc/ssl/private/ssl-cert-snakeoil.key && echo snakeoil;"
+                  " systemctl is-active rabbitmq-server || true; systemctl is-active mariadb apache2 || true;"
+                  " cat /etc/machine-id")
+        inside = run("exec", "one", "--", checks)
+        assert inside.code == 0, inside.err
+        lines = inside.out.split()
+        assert lines[:3] == ["one", "snakeoil", "inactive"] and lines[3:5] == ["active", "active"], inside.out
+        assert len(lines[5]) == 32
+    finally:
+        leave_nothing(name, ["one"])

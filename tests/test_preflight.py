@@ -71,8 +71,9 @@ def test_classroom_too_big_says_how_many_seats_fit(run: Callable[..., Result], l
         "name: bigclass\ndefaults: {memory: 64G, cpus: 1, disk: 10G}\nclassroom: {seats: 40}\n")
     err = up_fails(run, labctl_home)  # before anything is created
     planned = run("plan", "--json")
+    assert planned.code == 2 and "the class does not fit this host" in planned.err  # as up refused it
     fit = json.loads(planned.out)["classroom"]["fit"]
     assert (fit["seats"], fit["fits"]) == (40, False) and fit["fitting"] < 40
     assert fit["arithmetic"][0].startswith("memory: 40 seats x 65536 MiB = 2621440 MiB; this host has")
-    assert f"does not fit: {fit['fitting']} seat(s) would" in run("plan").out
+    assert f"does not fit: only {fit['fitting']} of the 40 seats to start would" in run("plan").out
     assert "40 x 65536 = 2621440 MiB" in err and f"{fit['fitting']} of the 40 seats to start would fit" in err

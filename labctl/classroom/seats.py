@@ -184,8 +184,8 @@ class ClassFit:
 
     def lines(self) -> list[str]:
         n, mem, disk = self.seats, self.seat_memory_mb, self.seat_disk_gb
-        verdict = "fits" if self.fits else f"does not fit: {self.fitting} seat(s) would"
+        verdict = "fits" if self.fits else f"does not fit: only {self.fitting} of the {n} seats to start would"
         return [f"memory: {n} seats x {mem} MiB = {n * mem} MiB; this host has {self.memory_available_mb} MiB"
-                f" available", f"disk: {n} seats x up to {disk} GB = {n * disk} GB; "
+                f" available", f"disk: {n} seats x up to {disk} GB filled (volumes are thin) = {n * disk} GB; "
                 + (f"{self.disk_free_gb} GB free" if self.disk_free_gb is not None else "free space not known yet"),
                 f"the class {verdict}"]

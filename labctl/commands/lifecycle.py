@@ -61,7 +61,7 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
     placement = spread.placement
     with home.writer(lab.name, "plan"):
         result = plan_lab(spread.lab, home, read_host(), generated, routes=spread.routes)
-    fit = _class_fit(result.lab) if placement is None else None
+    fit, refusal = _fit(result.lab) if placement is None else (None, None)
     if as_json:
         data = result.as_json()
         if fit is not None and isinstance(classroom := data["classroom"], dict):
@@ -69,7 +69,10 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
                                 "arithmetic": fit.lines()}
         if placement is not None:
             data["placement"] = {"hosts": placement.hosts, "arithmetic": placement.lines()}
+        data["fits"] = refusal is None
         print_json(data)
+        if refusal is not None:
+            raise refusal
         return
     from labctl.ui import make_console, print_plan
 
@@ -82,6 +85,8 @@ def plan(lab_file: Path | None, lab_name: str | None, distro: str | None, name: 
         for line in fit.lines():
             console.print(("Class: " if line.startswith("memory") else "       ") + line,
                           style=None if fit.fits else "yellow", markup=False, highlight=False)
+    if refusal is not None:  # the files are written (plan's job); `up` would refuse: so does plan's exit code
+        raise refusal
 
 
 def _spread(lab: Lab) -> Spread:
@@ -93,17 +98,16 @@ def _spread(lab: Lab) -> Spread:
     return spread_existing(lab, ctx) if ctx.has_inventory() else spread_lab(lab, ctx, {}, ())
 
 
-def _class_fit(lab: Lab) -> ClassFit | None:
-    """A classroom's arithmetic against this host's free memory and disk; None without a classroom,
-    or when libvirt cannot be asked (plan creates nothing and needs no libvirt)."""
-    if lab.classroom is None:
-        return None
-    from labctl.lifecycle import class_fit
+def _fit(lab: Lab) -> tuple[ClassFit | None, LabctlError | None]:
+    """Whether the lab fits this host, as `up` will judge it (a classroom: with its arithmetic);
+    (None, None) when libvirt cannot be asked (plan creates nothing and needs no libvirt)."""
+    from labctl.lifecycle import plan_fit
 
     try:
-        return class_fit(lab, command_hypervisor().capacity())
+        hv = command_hypervisor()
     except LabctlError:
-        return None
+        return None, None
+    return plan_fit(lab, hv)
 
 
 @click.command()

@@ -172,6 +172,8 @@ def _taken(needs: Sequence[Need], hosts: dict[str, str]) -> dict[str, list[int]]
 def sum_text(values: list[int], unit: str = "MiB") -> str:
     """'2 x 4096 + 8192 = 16384 MiB': the arithmetic of a refusal."""
     parts = [f"{n} x {v}" if n > 1 else str(v) for v, n in sorted(Counter(values).items(), reverse=True)]
+    if len(values) == 1:
+        return f"{values[0]} {unit}"  # no arithmetic to show
     return f"{' + '.join(parts) or '0'} = {sum(values)} {unit}"
 
 
