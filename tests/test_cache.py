@@ -68,7 +68,8 @@ def counted(caches: HostCaches, name: str, requests: int) -> Any:
         time.sleep(0.1)
 
 
-def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path) -> None:
+def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path, run: Callable[..., Result],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("apt-cacher-ng")
     caches = HostCaches(tmp_path / "cache")
     ports = {"apt_port": free_port(), "pypi_port": free_port()}
@@ -105,8 +106,14 @@ def test_caches_fetch_once_serve_from_disk_and_offline(tmp_path: Path) -> None:
         assert after["apt"].fetched_bytes == second.fetched_bytes
         assert after["pypi"].fetched_bytes == pypi2.fetched_bytes
 
+        # `labctl cache stop` stops what every lab shares: never without a yes (here no terminal asks).
+        monkeypatch.setenv("LABCTL_CACHE", str(tmp_path / "cache"))
+        refused = run("cache", "stop")
+        assert refused.code == 2 and "refusing to stop the caches every lab shares" in refused.err
+        assert "labctl cache stop -y" in refused.err and caches.pid("apt") and caches.pid("pypi")
+        assert run("cache", "stop", "-y").out.strip() == "stopped: apt, pypi"
+
         # Another program on a cache's port: one line naming it, nothing else stopped.
-        caches.stop()
         with socket.socket() as holder:
             holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             holder.bind(("127.0.0.1", ports["apt_port"]))

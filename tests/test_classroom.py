@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -385,6 +386,29 @@ def test_reset_needs_a_machine(run: Callable[..., Result], isolated_home: Path) 
     assert result.code == 2 and "name the machines to reset" in result.err
     unknown = run("snapshot", "list", "seat-09")
     assert unknown.code == 2 and "no machine named 'seat-09' in lab 'class'" in unknown.err
+
+
+def test_what_acts_on_every_seat_asks_first(run: Callable[..., Result], isolated_home: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a terminal to ask, `reset --all`, and `snapshot restore`/`delete` of every machine, are
+    refused unless -y says yes; at a terminal, a no stops them before anything is touched."""
+    write_lab(isolated_home, classroom_lab())
+    assert run("plan").code == 0
+    for argv, retry in ((["reset", "--all"], "labctl reset --all -y --lab class"),
+                        (["snapshot", "restore", "stacked"], "labctl snapshot restore -y --lab class stacked"),
+                        (["snapshot", "delete", "stacked"], "labctl snapshot delete -y --lab class stacked")):
+        refused = run(*argv)
+        assert refused.code == 2 and "without confirmation" in refused.err and retry in refused.err, refused.err
+    # Named machines: no question (this lab has none running, so the command goes on and says so).
+    named = run("snapshot", "delete", "stacked", "seat-01")
+    assert "without confirmation" not in named.err
+    # -y: no question either, the command itself runs.
+    assert "without confirmation" not in run("reset", "--all", "-y").err
+    # At a terminal, answering no aborts before anything is done.
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("click.confirm", lambda *_a, **_k: (_ for _ in ()).throw(click.exceptions.Abort()))
+    aborted = run("reset", "--all")
+    assert aborted.code != 0 and "without confirmation" not in aborted.err
 
 
 def test_two_classrooms_never_forward_the_same_ports(run: Callable[..., Result], isolated_home: Path) -> None:

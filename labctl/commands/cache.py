@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from labctl.commands.shared import command_context, print_json
+from labctl.commands.shared import YES_HELP, command_context, confirmed, print_json
 
 
 def _size(n: int) -> str:
@@ -79,9 +79,15 @@ def cache_start(offline: bool) -> None:
 
 
 @cache.command(name="stop")
-def cache_stop() -> None:
-    """Stop the caches (what they hold stays on disk for next time)."""
+@click.option("-y", "--yes", is_flag=True, help=YES_HELP)
+def cache_stop(yes: bool) -> None:
+    """Stop the caches every lab on this host shares (asked first; what they hold stays on disk for
+    next time)."""
     from labctl.cache.services import HostCaches
 
-    stopped = HostCaches(command_context().cache).stop()
+    caches = HostCaches(command_context().cache)
+    if any(caches.pid(name) is not None for name in ("apt", "pypi")):
+        confirmed(yes, "Stop the package caches? Every lab on this host uses them; a machine stacking now fails.",
+                  "stop the caches every lab shares", "labctl cache stop -y")
+    stopped = caches.stop()
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "the caches were not running")

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from labctl.commands.shared import chosen_lab_dir, command_context, lab_options, lab_statuses, make_reporter, print_json
+from labctl.commands.shared import (
+    YES_HELP,
+    chosen_lab_dir,
+    command_context,
+    confirmed,
+    lab_options,
+    lab_statuses,
+    make_reporter,
+    print_json,
+)
 from labctl.errors import LabctlError, printable
 
 if TYPE_CHECKING:
@@ -193,12 +202,18 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
 
 @snapshot.command(name="restore")
 @lab_options
+@click.option("-y", "--yes", is_flag=True, help=YES_HELP)
 @click.argument("name")
 @click.argument("machines", nargs=-1)
-def snapshot_restore(lab_file: Path | None, lab_name: str | None, name: str, machines: tuple[str, ...]) -> int:
-    """Bring MACHINES (all of the lab's when none is named) back to snapshot NAME, running.
-    What changed in them since is lost."""
+def snapshot_restore(lab_file: Path | None, lab_name: str | None, yes: bool, name: str,
+                     machines: tuple[str, ...]) -> int:
+    """Bring MACHINES (all of the lab's when none is named: asked first) back to snapshot NAME,
+    running. What changed in them since is lost."""
     lab_dir = chosen_lab_dir(lab_file, lab_name)
+    if not machines:
+        confirmed(yes, f"Bring every machine of lab {lab_dir.name!r} back to {name}? What changed since is lost.",
+                  f"restore every machine of lab {lab_dir.name!r}",
+                  f"name the machines, or labctl snapshot restore -y --lab {lab_dir.name} {name}")
     return _restore(lab_dir, name, machines)
 
 
@@ -220,14 +235,20 @@ def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...]) -> int:
 
 @snapshot.command(name="delete")
 @lab_options
+@click.option("-y", "--yes", is_flag=True, help=YES_HELP)
 @click.argument("name")
 @click.argument("machines", nargs=-1)
-def snapshot_delete(lab_file: Path | None, lab_name: str | None, name: str, machines: tuple[str, ...]) -> None:
-    """Delete snapshot NAME of MACHINES (all of the lab's when none is named)."""
+def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name: str,
+                    machines: tuple[str, ...]) -> None:
+    """Delete snapshot NAME of MACHINES (all of the lab's when none is named: asked first)."""
     from labctl.snapshots import check_snapshot_name, delete, pick
 
     check_snapshot_name(name)
     lab_dir = chosen_lab_dir(lab_file, lab_name)
+    if not machines:
+        confirmed(yes, f"Delete snapshot {name} of every machine of lab {lab_dir.name!r}?",
+                  f"delete snapshot {name} of every machine of lab {lab_dir.name!r}",
+                  f"name the machines, or labctl snapshot delete -y --lab {lab_dir.name} {name}")
     with command_context().home.writer(lab_dir.name, "snapshot delete"):
         gone = delete(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name)
     click.echo(f"deleted {name} of {', '.join(gone)}" if gone else f"no machine had a snapshot {name}")
@@ -235,9 +256,10 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, name: str, mach
 
 @click.command()
 @lab_options
-@click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab.")
+@click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab (asked first).")
+@click.option("-y", "--yes", is_flag=True, help=YES_HELP)
 @click.argument("machines", nargs=-1)
-def reset(lab_file: Path | None, lab_name: str | None, everything: bool, machines: tuple[str, ...]) -> int:
+def reset(lab_file: Path | None, lab_name: str | None, everything: bool, yes: bool, machines: tuple[str, ...]) -> int:
     """Bring MACHINES (e.g. seat-07) back to their `stacked` snapshot, taken when they last stacked
     successfully: a broken seat runs a clean DevStack again in about a minute."""
     from labctl.snapshots import STACKED
@@ -246,5 +268,8 @@ def reset(lab_file: Path | None, lab_name: str | None, everything: bool, machine
         raise LabctlError("name the machines to reset (e.g. labctl reset seat-07), or --all",
                           hint="labctl status lists the machines")
     lab_dir = chosen_lab_dir(lab_file, lab_name)
+    if not machines:
+        confirmed(yes, f"Reset every machine of lab {lab_dir.name!r}? What every trainee did since stacking is lost.",
+                  f"reset every machine of lab {lab_dir.name!r}", f"labctl reset --all -y --lab {lab_dir.name}")
     return _restore(lab_dir, STACKED, machines)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,10 +10,12 @@ import click
 
 from labctl.commands.shared import (
     MIRROR_HELP,
+    YES_HELP,
     ask_health,
     chosen_lab_dir,
     command_context,
     command_hypervisor,
+    confirmed,
     debian_mirror,
     distro_options,
     health_failed,
@@ -255,7 +256,7 @@ def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...
 
 @click.command()
 @lab_options
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-y", "--yes", is_flag=True, help=YES_HELP)
 def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
     """Delete the lab: its machines, disks, network and folder (passwords and logs included)."""
     from labctl.errors import LabNotFound
@@ -269,11 +270,8 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
         if not lab_name or not command_hypervisor().domains_of(labs_home().lab(lab_name).path):
             raise
         lab_dir = labs_home().lab(lab_name)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise LabctlError(f"refusing to destroy lab {lab_dir.name!r} without confirmation",
-                              hint=f"labctl destroy -y --lab {lab_dir.name}")
-        click.confirm(f"Destroy lab {lab_dir.name!r} and everything in {lab_dir.path}?", abort=True)
+    confirmed(yes, f"Destroy lab {lab_dir.name!r} and everything in {lab_dir.path}?",
+              f"destroy lab {lab_dir.name!r}", f"labctl destroy -y --lab {lab_dir.name}")
     reporter = make_reporter()
     with labs_home().writer(lab_dir.name, "destroy"):
         removed = destroy_lab(lab_dir, command_context(), reporter)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from labctl.errors import LabctlError
+
 if TYPE_CHECKING:  # each imported where used: a command loads only what it needs
     from labctl.catalog import Catalog
     from labctl.cloud.dayone import Outcome
@@ -54,6 +56,21 @@ def distro_options(func: F) -> F:
     ]):
         func = decorator(func)
     return func
+
+
+YES_HELP = "Do not ask for confirmation (needed without a terminal)."
+
+
+def confirmed(yes: bool, question: str, refusal: str, retry: str) -> None:
+    """Ask before acting on every machine of a lab, or on what every lab shares. Without a terminal
+    (a script, CI) there is no one to ask: refused unless -y was given, with the command that says it."""
+    import sys
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise LabctlError(f"refusing to {refusal} without confirmation", hint=retry)
+    click.confirm(question, abort=True)
 
 
 def command_hypervisor() -> HypervisorPort:
