@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from ports import free_port
 
-from conftest import Result, require_tool
+from conftest import Result, require_libvirt, require_tool
 from labctl.cache.guest import APT_CONF, PIP_CONF, guest_files
 from labctl.cache.services import CacheError, Endpoints, HostCaches, apt_log_stats, devpi_log_stats
 from labctl.catalog import Catalog
@@ -317,6 +317,7 @@ def test_clone_disks_on_real_libvirt(tmp_path: Path) -> None:
     overlays on it, and the clone reads what the box and the template wrote."""
     require_tool("qemu-img")
     require_tool("qemu-io")
+    require_libvirt()
     import libvirt
 
     from labctl.adapters.hypervisor import Hypervisor

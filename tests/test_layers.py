@@ -83,7 +83,9 @@ def test_status_loads_only_what_it_needs(tmp_path: Path) -> None:
 
     env = {**os.environ, "LABCTL_HOME": str(tmp_path / "home"), "HOME": str(tmp_path),
            "LABCTL_LIBVIRT_URI": "test:///default"}
-    planned = subprocess.run([sys.executable, "-m", "labctl", "plan", "--distro", "debian"], cwd=tmp_path, env=env,
+    # test:///default has 3 GiB: a lab that fits it (plan's exit code says whether it does).
+    planned = subprocess.run([sys.executable, "-m", "labctl", "plan", "--distro", "debian", "--memory", "2G"],
+                             cwd=tmp_path, env=env,
                              capture_output=True, text=True, check=False)
     assert planned.returncode == 0, planned.stderr
     code = ("import sys; from labctl.cli import main; code = main(['status']);"
