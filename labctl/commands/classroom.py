@@ -261,7 +261,8 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name
 @click.argument("machines", nargs=-1)
 def reset(lab_file: Path | None, lab_name: str | None, everything: bool, yes: bool, machines: tuple[str, ...]) -> int:
     """Bring MACHINES (e.g. seat-07) back to their `stacked` snapshot, taken when they last stacked
-    successfully: a broken seat runs a clean DevStack again in about a minute."""
+    successfully: a broken seat runs a clean DevStack again in seconds (about 10 s here under software
+    emulation, bench/results/reset.md)."""
     from labctl.snapshots import STACKED
 
     if not machines and not everything:
