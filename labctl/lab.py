@@ -252,9 +252,15 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
     accel = choose_accelerator(lab.accelerator, host)
     lab_dir = home.lab(lab.name)
     lab_source = lab.source or lab_dir.lab_file
-    if lab_dir.exists() and records.lab_source(lab_dir).resolve() != lab_source.resolve():
-        raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {records.lab_source(lab_dir)}",
-                          hint="give this lab another name, or destroy the other one first")
+    recorded = records.lab_source(lab_dir) if lab_dir.exists() else None
+    if recorded is not None and recorded.resolve() != lab_source.resolve():
+        if recorded.is_file():
+            raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {recorded}",
+                              hint="give this lab another name, or destroy the other one first (labctl forget"
+                                   " it if it has no machines)")
+        # Its lab.yaml was moved or renamed: the file that names the lab now defines it.
+        warnings.append(f"lab {lab.name!r} was defined by {recorded}, which no longer exists: {lab_source}"
+                        " defines it from now on")
     check_domains_free(lab, home)
     check_network_free(lab, home)
     check_ports_free(lab, home)

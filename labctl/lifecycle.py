@@ -307,6 +307,18 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
         open_doors(lab_dir, reporter)
 
 
+def forget_lab(lab_dir: LabDir, hv: HypervisorPort) -> None:
+    """Remove the folder of a lab that has no machines (a `plan --distro` tried once, a lab whose
+    lab.yaml is gone); a lab with machines is refused: `destroy` removes them first."""
+    record = records.read_lab(lab_dir)
+    names = {domain_name(lab_dir.name, m) for m in record.machine_names}
+    alive = sorted({n for n in names if hv.domain(n) is not None} | set(hv.domains_of(lab_dir.path)))
+    if alive:
+        raise LabctlError(f"lab {lab_dir.name!r} has machines ({', '.join(alive)}): forget would lose track of"
+                          " them", hint=f"labctl destroy --lab {lab_dir.name} removes them and the lab")
+    shutil.rmtree(lab_dir.path)
+
+
 def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
     from labctl.classroom.access import close_access

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import REPO, Result
 from labctl.cli import cli
+from labctl.errors import LabctlError
 
 CLASSROOM = "name: class\ndefaults: {memory: 4G, cpus: 1}\nmachines:\n  - {name: seat, count: 3}\n"
 
@@ -86,7 +88,6 @@ def test_plan_table_shows_totals(run: Callable[..., Result], isolated_home: Path
 
 
 def test_cpus_are_clamped_and_said(run: Callable[..., Result]) -> None:
-    import os
 
     result = run("plan", "--distro", "debian", "--cpus", "256", "--json")
     plan = json.loads(result.out)
@@ -408,3 +409,47 @@ def test_hints_name_only_what_exists_for_the_command(run: Callable[..., Result],
     (isolated_home / "lab.yaml").write_text("name: t\nmachines: [{name: box, distro: fedora}]\n")
     again = run("plan")
     assert "set devstack.force: true in lab.yaml" in (again.out + again.err).replace("\n", " ")
+
+
+def test_a_moved_lab_file_is_followed_and_a_lab_without_machines_forgotten(
+        run: Callable[..., Result], isolated_home: Path, labctl_home: Path) -> None:
+    """Rename lab.yaml and plan it: the lab follows its file instead of refusing (issue 24 item 4);
+    `labctl forget` removes a lab that has no machines, and never one that has."""
+    (isolated_home / "lab.yaml").write_text("name: moving\nmachines: [{name: box}]\n")
+    assert run("plan").code == 0
+    (isolated_home / "lab.yaml").rename(isolated_home / "renamed.yaml")
+    moved = run("plan", "-f", "renamed.yaml")
+    assert moved.code == 0, moved.err
+    assert "no longer exists" in (moved.out + moved.err) and "renamed.yaml defines it" in (moved.out + moved.err)
+    assert run("status", "--lab", "moving").code == 0  # found through its new file
+    # Another file claiming the name while the first still exists: refused, as before.
+    (isolated_home / "other.yaml").write_text("name: moving\nmachines: [{name: box}]\n")
+    clash = run("plan", "-f", "other.yaml")
+    assert clash.code == 2 and "already exists, defined by" in clash.err and "labctl forget" in clash.err
+
+    for hostile in ("../moving", "Moving", "-rf", "nope"):
+        assert run("forget", hostile).code == 2
+    assert (labctl_home / "labs" / "moving").is_dir()
+    forgot = run("forget", "moving")
+    assert forgot.code == 0 and "forgot lab moving" in forgot.out
+    assert not (labctl_home / "labs" / "moving").exists()
+    assert run("plan", "-f", "other.yaml").code == 0  # the name is free again
+
+
+def test_forget_refuses_a_lab_with_machines(run: Callable[..., Result], isolated_home: Path, labctl_home: Path) -> None:
+    """The use-case with a hypervisor that has the lab's machine (libvirt's test driver keeps its
+    domains per connection, so the command's own connection could not see one made here)."""
+    from fakes import FakeHost
+
+    from labctl.lifecycle import forget_lab
+    from labctl.state import LabHome
+
+    (isolated_home / "lab.yaml").write_text("name: busy\nmachines: [{name: box}]\n")
+    assert run("plan").code == 0
+    lab_dir = LabHome(labctl_home).lab("busy")
+    with pytest.raises(LabctlError, match=r"has machines \(labctl-busy-box\)") as refused:
+        forget_lab(lab_dir, FakeHost(domains={"labctl-busy-box": "shutoff"}))  # type: ignore[arg-type]
+    assert "labctl destroy --lab busy" in (refused.value.hint or "")
+    assert lab_dir.path.is_dir()
+    forget_lab(lab_dir, FakeHost())  # type: ignore[arg-type]
+    assert not lab_dir.path.exists()

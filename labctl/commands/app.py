@@ -28,6 +28,7 @@ COMMANDS = {
     "creds": "labctl.commands.machines:creds",
     "destroy": "labctl.commands.lifecycle:destroy",
     "exec": "labctl.commands.machines:exec_",
+    "forget": "labctl.commands.lifecycle:forget",
     "halt": "labctl.commands.lifecycle:halt",
     "hosts": "labctl.commands.hosts:hosts",
     "init": "labctl.commands.setup:init",

@@ -276,3 +276,17 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
     with labs_home().writer(lab_dir.name, "destroy"):
         removed = destroy_lab(lab_dir, command_context(), reporter)
     reporter.step(f"lab {lab_dir.name} destroyed ({len(removed)} libvirt object(s) removed after vagrant)")
+
+
+@click.command()
+@click.argument("lab")
+def forget(lab: str) -> None:
+    """Forget LAB, a lab with no machines (tried with `plan` once, or whose lab.yaml is gone): its
+    folder under $LABCTL_HOME goes. A lab with machines is refused: `labctl destroy` removes them."""
+    from labctl.lifecycle import forget_lab
+    from labctl.selection import existing_lab
+
+    lab_dir = existing_lab(labs_home(), lab)
+    with labs_home().writer(lab_dir.name, "forget"):
+        forget_lab(lab_dir, command_hypervisor())
+    click.echo(f"forgot lab {lab_dir.name} (it had no machines)")
