@@ -242,6 +242,20 @@ class Rendered:
     mirrors: tuple[ServedMirror, ...]
 
 
+def _same_lab(lab_dir: LabDir, lab_source: Path) -> list[str]:
+    """Refuse a second lab file for a lab whose own still exists; follow one that was moved or renamed
+    (the file that names the lab now defines it)."""
+    recorded = records.lab_source(lab_dir) if lab_dir.exists() else None
+    if recorded is None or recorded.resolve() == lab_source.resolve():
+        return []
+    if recorded.is_file():
+        raise LabConflict(f"a lab named {lab_dir.name!r} already exists, defined by {recorded}",
+                          hint="give this lab another name, or destroy the other one first (labctl forget"
+                               " it if it has no machines)")
+    return [f"lab {lab_dir.name!r} was defined by {recorded}, which no longer exists: {lab_source} defines it"
+            " from now on"]
+
+
 def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | None = None,
                boxes: dict[str, str] | None = None, routes: Mapping[str, HostRoute] | None = None) -> Rendered:
     """Validate and render everything; raises before anything is written.
@@ -252,15 +266,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
     accel = choose_accelerator(lab.accelerator, host)
     lab_dir = home.lab(lab.name)
     lab_source = lab.source or lab_dir.lab_file
-    recorded = records.lab_source(lab_dir) if lab_dir.exists() else None
-    if recorded is not None and recorded.resolve() != lab_source.resolve():
-        if recorded.is_file():
-            raise LabConflict(f"a lab named {lab.name!r} already exists, defined by {recorded}",
-                              hint="give this lab another name, or destroy the other one first (labctl forget"
-                                   " it if it has no machines)")
-        # Its lab.yaml was moved or renamed: the file that names the lab now defines it.
-        warnings.append(f"lab {lab.name!r} was defined by {recorded}, which no longer exists: {lab_source}"
-                        " defines it from now on")
+    warnings += _same_lab(lab_dir, lab_source)
     check_domains_free(lab, home)
     check_network_free(lab, home)
     check_ports_free(lab, home)
