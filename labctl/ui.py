@@ -12,6 +12,7 @@ from labctl.mirrors import redact
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
     from rich.console import Console
+    from rich.table import Table
 
     from labctl.catalog import Catalog
     from labctl.cloud.dayone import Outcome
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status
     from labctl.machine_status import MachineStatus
     from labctl.protocols import MachineProgress
     from labctl.provision import StackResult
+    from labctl.tables import Column
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -39,15 +41,9 @@ def warn(console: Console, text: str) -> None:
 
 
 def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
-    from rich.table import Table
+    from labctl.tables import Column
 
-    table = Table(title="Box catalogue (* = the family's default)", title_justify="left")
-    table.add_column("distro", no_wrap=True)
-    table.add_column("release")
-    table.add_column("box", no_wrap=True)
-    table.add_column("pkgs")
-    table.add_column("min RAM/disk")
-    table.add_column(f"DevStack {master}")
+    rows = []
     for family in catalog.families:
         for r in family.releases:
             ref = r.ref + ("*" if r.version == family.default else "")
@@ -55,9 +51,11 @@ def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
                        "unknown": "?"}[r.devstack_support(master)]
             if r.local_build:
                 support += "; box built offline"
-            table.add_row(ref, f"{r.family_name} {r.version} {r.codename}", r.box, r.package_family,
-                          f"{r.min_memory_mb // 1024} GiB/{r.min_disk_gb} GB", support)
-    console.print(table)
+            rows.append([ref, f"{r.family_name} {r.version} {r.codename}", r.box, r.package_family,
+                         f"{r.min_memory_mb // 1024} GiB/{r.min_disk_gb} GB", support])
+    columns = [Column("distro"), Column("release", drop=2), Column("box", drop=4), Column("pkgs", drop=1),
+               Column("min RAM/disk", drop=3), Column(f"DevStack {master}", fold=True)]
+    console.print(_table(console, "Box catalogue (* = the family's default)", columns, rows))
     console.print("Name a release as family or family:version: --distro debian, --distro ubuntu:24.04.")
 
 
@@ -71,7 +69,7 @@ def safe(text: object) -> str:
 
 
 def print_plan(console: Console, plan: Plan) -> None:
-    from rich.table import Table
+    from labctl.tables import Column
 
     lab = plan.lab
     console.print(f"Lab [bold]{lab.name}[/] in {safe(plan.dir)}")
@@ -80,18 +78,15 @@ def print_plan(console: Console, plan: Plan) -> None:
         console.print(printable(f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories), served to the"
                                 f" machines as GIT_BASE={mirror.url} while DevStack runs"), markup=False)
     console.print(f"Accelerator: {plan.accelerator.name} ({plan.accelerator.reason})")
-    table = Table(title_justify="left")
-    for col in ("machine", "role", "distro", "address", "memory", "CPUs", "disk"):
-        table.add_column(col, no_wrap=True)
-    for mp in plan.machines:
-        m = mp.machine
-        table.add_row(m.name, m.role, m.release.ref, m.ip, f"{m.memory_mb} MiB", str(m.cpus),
-                      f"{m.disk_gb} GB")
+    columns = [Column("machine"), Column("role", drop=2), Column("distro", drop=3), Column("address"),
+               Column("memory"), Column("CPUs", drop=1), Column("disk", drop=4)]
+    rows = [[mp.machine.name, mp.machine.role, mp.machine.release.ref, mp.machine.ip, f"{mp.machine.memory_mb} MiB",
+             str(mp.machine.cpus), f"{mp.machine.disk_gb} GB"] for mp in plan.machines]
     t = plan.totals
-    table.add_section()
-    table.add_row(f"{t['machines']} machine(s)", "", "", lab.cidr, f"{t['memory_mb']} MiB",
-                  str(t["cpus"]), f"{t['disk_gb']} GB", style="bold")
-    console.print(table)
+    total = [f"{t['machines']} machine(s)", "", "", lab.cidr, f"{t['memory_mb']} MiB", str(t["cpus"]),
+             f"{t['disk_gb']} GB"]
+    shown = _table(console, None, columns, rows, [total])
+    console.print(shown)
     for text in plan.warnings:
         warn(console, text)
     console.print(f"Wrote {safe(plan.vagrantfile)} and {len(plan.machines)} local.conf file(s) under"
@@ -233,25 +228,26 @@ def _uptime(seconds: float | None) -> str:
 
 def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"Lab {lab}", title_justify="left")
+    from labctl.tables import Column
+
     seats = any(s.trainee is not None for s in statuses)
-    second = "trainee" if seats else "role"
     hosts = any(s.host for s in statuses)  # a host column once a machine lives on another host
-    columns = ["machine", second, *(["host"] if hosts else []), "state", "address", "lab address", "memory", "vCPUs",
-               "uptime", "DevStack"]
-    for col in columns:
-        table.add_column(col, no_wrap=True)
+    # What goes first when the terminal is narrow: vCPUs, memory, uptime, the role, the lab address.
+    columns = [Column("machine"), Column("trainee", fold=True) if seats else Column("role", drop=4),
+               *([Column("host", drop=6)] if hosts else []), Column("state"), Column("address"),
+               Column("lab address", drop=5), Column("memory", drop=2), Column("vCPUs", drop=1),
+               Column("uptime", drop=3), Column("DevStack", fold=True)]
     colours = {"running": "green", "shutoff": "yellow", "not created": "dim"}
+    rows = []
     for s in statuses:
         colour = colours.get(s.state, "red")
         stack_colour = "green" if s.devstack == "stacked" else "yellow" if s.devstack == "stacking" else "red"
-        table.add_row(s.name, escape(s.trainee or "") if seats else s.role, *([s.host or "this one"] if hosts else []),
-                      f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
-                      f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s),
-                      f"[{stack_colour}]{escape(s.devstack)}[/]" if s.devstack else "[dim]not run[/]")
-    console.print(table)
+        rows.append([s.name, escape(s.trainee or "") if seats else s.role, *([s.host or "this one"] if hosts else []),
+                     f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
+                     f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s),
+                     f"[{stack_colour}]{escape(s.devstack)}[/]" if s.devstack else "[dim]not run[/]"])
+    console.print(_table(console, f"Lab {lab}", columns, rows))
     down = sorted({s.host for s in statuses if s.state == "host unreachable" and s.host})
     if down:
         console.print(f"[red]host {', '.join(down)} cannot be reached[/]: its machines' state is unknown"
@@ -265,15 +261,19 @@ def print_ready(console: Console, lab: str, statuses: Sequence[MachineStatus]) -
 
 
 def print_labs(console: Console, labs: Sequence[LabSummary]) -> None:
-    from rich.table import Table
+    from labctl.tables import Column
 
-    table = Table(title_justify="left")
-    for col in ("lab", "machines", "states", "folder"):
-        table.add_column(col, no_wrap=True)
-    for lab in labs:
-        states = ", ".join(f"{n} {state}" for state, n in sorted(lab.states.items()))
-        table.add_row(lab.name, str(lab.machines), states, safe(lab.dir))
-    console.print(table)
+    rows = [[lab.name, str(lab.machines), ", ".join(f"{n} {state}" for state, n in sorted(lab.states.items())),
+             safe(lab.dir)] for lab in labs]
+    console.print(_table(console, None, [Column("lab"), Column("machines", drop=2), Column("states", fold=True),
+                                         Column("folder", drop=1, fold=True)], rows))
+
+
+def _table(console: Console, title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]],
+           section: Sequence[Sequence[str]] = ()) -> Table:
+    from labctl.tables import table
+
+    return table(console, title, columns, rows, section)
 
 
 def _duration(seconds: float) -> str:

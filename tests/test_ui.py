@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
+from conftest import Result
 from labctl.ui import ConsoleReporter
 
 
@@ -180,3 +183,42 @@ def test_a_home_with_brackets_plans(run: Any, tmp_path: Path, monkeypatch: Any) 
     assert result.code == 0, result.err
     assert "a[/x]b [bold]c" in result.out.replace("\n", "")
     assert run("list").code == 0
+
+
+def test_a_14_seat_class_reads_whole_at_80_columns(run: Callable[..., Result], isolated_home: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status` of a classroom, `plan`, `list` and `boxes` in an 80-column terminal: every seat's
+    name and every address whole (no `sea…`, no `192.168.11…`), whatever columns had to go, and no
+    line wider than the terminal (issue 24 item 1)."""
+    from labctl.machine_status import MachineStatus
+    from labctl.ui import print_status
+
+    names = ["Ada Lovelace-Byron", "Grace Brewster Murray Hopper", "Edsger Wybe Dijkstra", "Barbara Liskov"]
+    seats = [MachineStatus(f"seat-{n:02d}", "allinone", f"192.168.110.{9 + n}", f"labctl-c-seat-{n:02d}",
+                           "running", (f"192.168.121.{100 + n}", f"192.168.110.{9 + n}"), 8192, 2, 3700.0 + n,
+                           "vagrant", devstack="stacked" if n % 2 else "failed at Starting Keystone",
+                           trainee=names[n % len(names)] if n < 12 else "") for n in range(1, 15)]
+    out = io.StringIO()
+    print_status(Console(file=out, width=80), "class", seats)
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    for s in seats:
+        assert s.name in text and str(s.ssh_address) in text, (s.name, text)
+    assert "…" not in text
+    # The commands, at 80 columns: rich's console width (COLUMNS) for a pipe, as on a terminal.
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr("labctl.ui.make_console", lambda stderr=False: Console(width=80, stderr=stderr))
+    assert run("init", "--classroom", "14", "--name", "wide").code == 0
+    plan = run("plan")
+    lines = plan.out.splitlines()
+    table = [line for line in lines if line.startswith(("│", "┃", "┏", "└"))]
+    assert table and max(len(line) for line in table) <= 80, plan.out
+    for n in range(1, 15):
+        assert f"seat-{n:02d}" in plan.out
+    assert "…" not in "".join(table)
+    for argv in (["list"], ["boxes"], ["status", "--lab", "wide"]):
+        shown = run(*argv)
+        assert shown.code == 0, shown.err
+        assert max(len(line) for line in shown.out.splitlines()) <= 80, shown.out
+        assert "…" not in shown.out, shown.out
+    assert all(f"seat-{n:02d}" in run("status", "--lab", "wide").out for n in range(1, 15))
