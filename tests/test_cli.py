@@ -453,3 +453,12 @@ def test_forget_refuses_a_lab_with_machines(run: Callable[..., Result], isolated
     assert lab_dir.path.is_dir()
     forget_lab(lab_dir, FakeHost())  # type: ignore[arg-type]
     assert not lab_dir.path.exists()
+
+
+def test_a_newcomer_meets_a_labctl_command_early_in_the_readme() -> None:
+    """What it is, install, then the first lab: the first command to type within the first 40 lines
+    (the test suite's section comes later, for contributors)."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    first = next(n for n, line in enumerate(lines, 1) if re.match(r"labctl (up|init|plan)\b", line))
+    assert first <= 40, f"the first labctl command is at line {first}"
+    assert lines.index("## Test") > lines.index("## A classroom")
