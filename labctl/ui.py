@@ -36,6 +36,12 @@ def make_console(stderr: bool = False) -> Console:
 
 
 def warn(console: Console, text: str) -> None:
+    """A warning goes to stderr, beside errors, when the console prints to stdout: what a command
+    prints stays its output (a table, a plan) for whoever reads or pipes it."""
+    import sys
+
+    if console.file is sys.stdout:
+        console = make_console(stderr=True)
     # The text may quote a lab file, libvirt or a guest: [brackets] in it are words, not markup.
     console.print(f"[yellow]warning:[/] {safe(text)}", markup=True, highlight=False)
 

@@ -124,7 +124,7 @@ def test_two_labs_get_different_passwords(run: Callable[..., Result], labctl_hom
 def test_unsupported_distro_is_said_plainly(run: Callable[..., Result]) -> None:
     result = run("plan", "--distro", "fedora")
     assert result.code == 0
-    assert "does not support fedora:43" in result.out.replace("\n", " ")
+    assert "does not support fedora:43" in (result.out + result.err).replace("\n", " ")
 
 
 def test_init_writes_a_lab_that_plans(run: Callable[..., Result], isolated_home: Path) -> None:
@@ -462,3 +462,11 @@ def test_a_newcomer_meets_a_labctl_command_early_in_the_readme() -> None:
     first = next(n for n, line in enumerate(lines, 1) if re.match(r"labctl (up|init|plan)\b", line))
     assert first <= 40, f"the first labctl command is at line {first}"
     assert lines.index("## Test") > lines.index("## A classroom")
+
+
+def test_warnings_go_to_stderr_and_the_plan_to_stdout(run: Callable[..., Result], isolated_home: Path) -> None:
+    """`labctl plan > plan.txt` keeps the plan; the warnings reach the person (issue 24 item 9)."""
+    shown = run("plan", "--distro", "fedora")
+    assert shown.code == 0
+    assert "warning: DevStack master does not support fedora:43" in shown.err.replace("\n", " ")
+    assert "warning:" not in shown.out and "Lab fedora-43" in shown.out
