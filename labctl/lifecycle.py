@@ -311,6 +311,10 @@ def forget_lab(lab_dir: LabDir, hv: HypervisorPort) -> None:
     """Remove the folder of a lab that has no machines (a `plan --distro` tried once, a lab whose
     lab.yaml is gone); a lab with machines is refused: `destroy` removes them first."""
     record = records.read_lab(lab_dir)
+    elsewhere = sorted({m.host for m in record.machines if m.host})
+    if elsewhere:  # this host's libvirt cannot say whether they exist there
+        raise LabctlError(f"lab {lab_dir.name!r} has machines placed on {', '.join(elsewhere)}: forget would lose"
+                          " track of them", hint=f"labctl destroy --lab {lab_dir.name} removes them and the lab")
     names = {domain_name(lab_dir.name, m) for m in record.machine_names}
     alive = sorted({n for n in names if hv.domain(n) is not None} | set(hv.domains_of(lab_dir.path)))
     if alive:

@@ -5,6 +5,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -451,6 +452,14 @@ def test_forget_refuses_a_lab_with_machines(run: Callable[..., Result], isolated
         forget_lab(lab_dir, FakeHost(domains={"labctl-busy-box": "shutoff"}))  # type: ignore[arg-type]
     assert "labctl destroy --lab busy" in (refused.value.hint or "")
     assert lab_dir.path.is_dir()
+    # A machine placed on another host: this host's libvirt cannot tell, so forget refuses.
+    from labctl import records
+
+    record = records.read_lab(lab_dir)
+    records.write_lab(lab_dir, replace(record, machines=tuple(replace(m, host="far") for m in record.machines)))
+    with pytest.raises(LabctlError, match="placed on far"):
+        forget_lab(lab_dir, FakeHost())  # type: ignore[arg-type]
+    records.write_lab(lab_dir, record)
     forget_lab(lab_dir, FakeHost())  # type: ignore[arg-type]
     assert not lab_dir.path.exists()
 

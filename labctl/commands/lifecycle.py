@@ -105,10 +105,9 @@ def _fit(lab: Lab) -> tuple[ClassFit | None, LabctlError | None]:
     from labctl.lifecycle import plan_fit
 
     try:
-        hv = command_hypervisor()
+        return plan_fit(lab, command_hypervisor())
     except LabctlError:
         return None, None
-    return plan_fit(lab, hv)
 
 
 @click.command()
