@@ -65,7 +65,9 @@ def box_spec(release: Release, cache: Path, packages: tuple[str, ...] = ()) -> B
                        cache / "boxes" / f"{release.family}-{release.version}-amd64.box")
     import hashlib
 
-    digest = hashlib.sha256("\n".join(sorted(set(packages))).encode()).hexdigest()[:10]
+    # The recipe too: a box built before labctl changed what goes in or is taken out is never reused.
+    recipe = (Path(__file__).parent / "boxdata" / "debian-customize.sh").read_bytes()
+    digest = hashlib.sha256("\n".join([*PACKAGES, "--", *sorted(set(packages))]).encode() + recipe).hexdigest()[:10]
     return BoxSpec(release, f"{local_box_name(release)}-devstack-{digest}",
                    cache / "boxes" / f"{release.family}-{release.version}-devstack-{digest}-amd64.box",
                    tuple(sorted(set(packages))))

@@ -162,6 +162,5 @@ def _debs_of(lab: Lab) -> dict[str, str]:
     repo = Path(lab.devstack.repo)
     if not repo.is_absolute():  # the lab file's parser refuses this already
         raise LabctlError("devstack.preinstall reads DevStack's package lists on this host, and devstack.repo"
-                          " is a URL", hint="set devstack.git_base to a folder of mirrors,"
-                                                                    " or drop devstack.preinstall")
+                          " is a URL", hint="set devstack.git_base to a folder of mirrors, or drop devstack.preinstall")
     return read_debs(repo if is_git_dir(repo) else repo / ".git", lab.devstack.branch)

@@ -73,8 +73,9 @@ def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
     preinstall = true_or_false(data.get("preinstall", False), "devstack.preinstall")
     if preinstall and URL_RE.match(repo):
         raise LabFileError("devstack.preinstall: DevStack's package lists are read on this host, and devstack.repo"
-                           " is a URL", hint="set devstack.git_base (or devstack.repo) to a folder on this"
-                                                       " host, or drop devstack.preinstall")
+                           " is a URL",
+                           hint="set devstack.git_base (or devstack.repo) to a folder on this host, or drop"
+                                " devstack.preinstall")
     return DevstackSpec(
         repo=repo, branch=branch, force=true_or_false(data.get("force", False), "devstack.force"),
         localrc=tuple(localrc), post_config=_post_config(data.get("post_config")),
