@@ -209,6 +209,9 @@ def snapshot_restore(lab_file: Path | None, lab_name: str | None, yes: bool, nam
                      machines: tuple[str, ...]) -> int:
     """Bring MACHINES (all of the lab's when none is named: asked first) back to snapshot NAME,
     running. What changed in them since is lost."""
+    from labctl.snapshots import check_snapshot_name
+
+    check_snapshot_name(name)  # before it is shown in a question or a hint
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     if not machines:
         confirmed(yes, f"Bring every machine of lab {lab_dir.name!r} back to {name}? What changed since is lost.",
