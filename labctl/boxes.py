@@ -45,7 +45,7 @@ def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter
         if m.box in chosen:
             continue
         if wanted and release.local_build:
-            chosen[m.box] = _devstack_box(release, wanted, ctx, driver, reporter, mirror, present)
+            chosen[m.box] = _built_box(release, wanted, ctx, driver, reporter, mirror, present)
             continue
         if wanted:
             reporter.warn(f"devstack.preinstall: labctl builds DevStack-ready boxes of Debian only; {m.name} boots"
@@ -73,23 +73,16 @@ def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter
     return chosen
 
 
-def _devstack_box(release: Release, packages: tuple[str, ...], ctx: Context, driver: VagrantPort,
-                  reporter: Reporter, mirror: str, present: set[str]) -> str:
-    from labctl.boxbuild import box_spec
-
-    spec = box_spec(release, ctx.cache, packages)
-    if spec.name in present:
-        reporter.step(f"using the DevStack-ready box {spec.name} ({len(packages)} packages stack.sh would install)")
-        return spec.name
-    return _built_box(release, packages, ctx, driver, reporter, mirror, present)
-
-
 def _built_box(release: Release, packages: tuple[str, ...], ctx: Context, driver: VagrantPort, reporter: Reporter,
                mirror: str, present: set[str]) -> str:
-    """A box labctl builds (once: the file is cached), added to Vagrant."""
+    """A box labctl builds (once: the file is cached), added to Vagrant (once: then it is used as it is)."""
     from labctl.boxbuild import box_spec, build_box
 
     spec = box_spec(release, ctx.cache, packages)
+    if spec.name in present:
+        reporter.step(f"using the DevStack-ready box {spec.name} ({len(packages)} packages stack.sh would install)"
+                      if packages else f"using the locally built box {spec.name}")
+        return spec.name
     if not spec.file.is_file():
         what = (f"with the {len(packages)} packages stack.sh would install (minutes, once)" if packages
                 else "(about a minute)")

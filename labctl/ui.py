@@ -12,7 +12,6 @@ from labctl.mirrors import redact
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
     from rich.console import Console
-    from rich.table import Table
 
     from labctl.catalog import Catalog
     from labctl.cloud.dayone import Outcome
@@ -21,7 +20,6 @@ if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status
     from labctl.machine_status import MachineStatus
     from labctl.protocols import MachineProgress
     from labctl.provision import StackResult
-    from labctl.tables import Column
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -47,7 +45,7 @@ def warn(console: Console, text: str) -> None:
 
 
 def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
-    from labctl.tables import Column
+    from labctl.tables import Column, table
 
     rows = []
     for family in catalog.families:
@@ -61,7 +59,7 @@ def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
                          f"{r.min_memory_mb // 1024} GiB/{r.min_disk_gb} GB", support])
     columns = [Column("distro"), Column("release", drop=2), Column("box", drop=4), Column("pkgs", drop=1),
                Column("min RAM/disk", drop=3), Column(f"DevStack {master}", fold=True)]
-    console.print(_table(console, "Box catalogue (* = the family's default)", columns, rows))
+    console.print(table(console, "Box catalogue (* = the family's default)", columns, rows))
     console.print("Name a release as family or family:version: --distro debian, --distro ubuntu:24.04.")
 
 
@@ -75,7 +73,7 @@ def safe(text: object) -> str:
 
 
 def print_plan(console: Console, plan: Plan) -> None:
-    from labctl.tables import Column
+    from labctl.tables import Column, table
 
     lab = plan.lab
     console.print(f"Lab [bold]{lab.name}[/] in {safe(plan.dir)}")
@@ -91,7 +89,7 @@ def print_plan(console: Console, plan: Plan) -> None:
     t = plan.totals
     total = [f"{t['machines']} machine(s)", "", "", lab.cidr, f"{t['memory_mb']} MiB", str(t["cpus"]),
              f"{t['disk_gb']} GB"]
-    shown = _table(console, None, columns, rows, [total])
+    shown = table(console, None, columns, rows, [total])
     console.print(shown)
     for text in plan.warnings:
         warn(console, text)
@@ -235,7 +233,7 @@ def _uptime(seconds: float | None) -> str:
 def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:
     from rich.markup import escape
 
-    from labctl.tables import Column
+    from labctl.tables import Column, table
 
     seats = any(s.trainee is not None for s in statuses)
     hosts = any(s.host for s in statuses)  # a host column once a machine lives on another host
@@ -253,7 +251,7 @@ def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) 
                      f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
                      f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s),
                      f"[{stack_colour}]{escape(s.devstack)}[/]" if s.devstack else "[dim]not run[/]"])
-    console.print(_table(console, f"Lab {lab}", columns, rows))
+    console.print(table(console, f"Lab {lab}", columns, rows))
     down = sorted({s.host for s in statuses if s.state == "host unreachable" and s.host})
     if down:
         console.print(f"[red]host {', '.join(down)} cannot be reached[/]: its machines' state is unknown"
@@ -267,19 +265,12 @@ def print_ready(console: Console, lab: str, statuses: Sequence[MachineStatus]) -
 
 
 def print_labs(console: Console, labs: Sequence[LabSummary]) -> None:
-    from labctl.tables import Column
+    from labctl.tables import Column, table
 
     rows = [[lab.name, str(lab.machines), ", ".join(f"{n} {state}" for state, n in sorted(lab.states.items())),
              safe(lab.dir)] for lab in labs]
-    console.print(_table(console, None, [Column("lab"), Column("machines", drop=2), Column("states", fold=True),
+    console.print(table(console, None, [Column("lab"), Column("machines", drop=2), Column("states", fold=True),
                                          Column("folder", drop=1, fold=True)], rows))
-
-
-def _table(console: Console, title: str | None, columns: Sequence[Column], rows: Sequence[Sequence[str]],
-           section: Sequence[Sequence[str]] = ()) -> Table:
-    from labctl.tables import table
-
-    return table(console, title, columns, rows, section)
 
 
 def _duration(seconds: float) -> str:
