@@ -30,10 +30,12 @@ class LabctlError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, details: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # More lines under the message: each of several problems found at once (lab.yaml's).
+        self.details = details
 
 
 class LabFileError(LabctlError):

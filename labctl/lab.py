@@ -165,9 +165,14 @@ def fit_to_host(lab: Lab, host: HostFacts) -> tuple[Lab, list[str]]:
     """Lower vCPUs to what the host has (saying so) and warn where DevStack will not fit or run."""
     warnings: list[str] = []
     machines = []
+    lowered = [m for m in lab.machines if m.cpus > host.cpus]
+    if lowered:  # one line for the lab: a class of 14 seats must not say it 14 times
+        asked = "/".join(str(n) for n in sorted({m.cpus for m in lowered}))
+        who = lowered[0].name if len(lowered) == 1 else f"{len(lowered)} machines ({lowered[0].name}...)"
+        warnings.append(f"{who}: {asked} CPUs asked, this host has {host.cpus}: using {host.cpus}"
+                        + (" (set cpus: in lab.yaml to choose)" if len(lowered) > 1 else ""))
     for m in lab.machines:
         if m.cpus > host.cpus:
-            warnings.append(f"{m.name}: {m.cpus} CPUs asked, this host has {host.cpus}: using {host.cpus}")
             m = replace(m, cpus=host.cpus)
         needed = min(m.release.min_memory_mb, COMPUTE_MIN_MEMORY_MB) if m.role == "compute" \
             else m.release.min_memory_mb
@@ -335,9 +340,10 @@ def plan_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | None 
 # init
 
 
-def init_lab_file(path: Path, name: str | None, force: bool, seats: int | None = None) -> Path:
-    """Write the commented example lab.yaml (a classroom of `seats` when given); the lab is named
-    after the file's folder unless `name` says otherwise."""
+def init_lab_file(path: Path, name: str | None, force: bool, seats: int | None = None) -> tuple[Path, Path]:
+    """Write the commented example lab.yaml (a classroom of `seats` when given) and lab.yaml's JSON
+    Schema beside it, which its first line points editors at; the lab is named after the file's
+    folder unless `name` says otherwise."""
     name = check_name(name, "--name") if name is not None else name_from_folder(path)
     if seats is not None and not 1 <= seats <= MAX_SEATS:
         raise LabFileError(f"--classroom: {seats} seats; a classroom has 1 to {MAX_SEATS}",
@@ -347,8 +353,29 @@ def init_lab_file(path: Path, name: str | None, force: bool, seats: int | None =
     template = (Path(__file__).parent / "templates" / ("classroom.yaml" if seats else LAB_FILE)).read_text(
         encoding="utf-8")
     text = template.replace("{{ name }}", name).replace("{{ seats }}", str(seats))
-    atomic_write(path, text, mode=user_file_mode())
-    return path
+    from labctl.labfile.shape import SCHEMA_FILE
+
+    schema_file = path.parent / SCHEMA_FILE
+    write_schema(schema_file)
+    atomic_write(path, f"# yaml-language-server: $schema=./{SCHEMA_FILE}\n{text}", mode=user_file_mode())
+    return path, schema_file
+
+
+def write_schema(path: Path) -> None:
+    """lab.yaml's JSON Schema in a file: rewritten whole when it is labctl's (an older one), never when
+    it is a file of the user's."""
+    import json
+
+    from labctl.labfile.shape import SCHEMA_ID, schema
+
+    if path.exists():
+        try:
+            ours = SCHEMA_ID in path.read_text(encoding="utf-8", errors="replace")[:4096]
+        except OSError:
+            ours = False
+        if not ours:
+            raise LabConflict(f"{path} exists and is not labctl's schema", hint="move it away, or give another path")
+    atomic_write(path, json.dumps(schema(), indent=2) + "\n", mode=user_file_mode())
 
 
 def name_from_folder(path: Path) -> str:

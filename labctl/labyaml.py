@@ -10,6 +10,7 @@ from a "\\ud800" escape) is refused: it could not be written back to a file.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 import yaml
@@ -71,9 +72,47 @@ def _check_text(data: object, where: str) -> None:
             stack.extend(item)
 
 
+Positions = dict[tuple[int | str, ...], tuple[int, int]]
+_MAX_POSITIONS = 100_000
+
+
+def _positions(node: yaml.Node | None) -> Positions:
+    """Where each field starts (1-based line and column): a mapping's entry at its key, a list's item
+    at the item. A node reached twice (an alias) is walked once, and at most _MAX_POSITIONS are kept."""
+    found: Positions = {}
+    seen: set[int] = set()
+    stack: list[tuple[tuple[int | str, ...], yaml.Node]] = [((), node)] if node is not None else []
+    found[()] = (1, 1)
+    while stack and len(found) < _MAX_POSITIONS:
+        path, current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    here = (*path, key.value)
+                    found.setdefault(here, (key.start_mark.line + 1, key.start_mark.column + 1))
+                    stack.append((here, value))
+        elif isinstance(current, yaml.SequenceNode):
+            for i, item in enumerate(current.value):
+                here = (*path, i)
+                found.setdefault(here, (item.start_mark.line + 1, item.start_mark.column + 1))
+                stack.append((here, item))
+    return found
+
+
 def parse_yaml(text: str, where: str) -> Raw:
+    return parse_yaml_positions(text, where)[0]
+
+
+def parse_yaml_positions(text: str, where: str) -> tuple[Raw, Positions]:
+    """The data, and where each of its fields is in the text (for errors that give a line)."""
+    loader = None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _StrictLoader(text)  # it reads the text at once: a NUL is refused here
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -83,8 +122,11 @@ def parse_yaml(text: str, where: str) -> Raw:
         raise LabFileError(f"{where}: not valid YAML ({exc})") from None
     except RecursionError:
         raise LabFileError(f"{where}: nested too deeply", hint="a lab file is a few levels deep") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     _check_text(data, where)
-    return data
+    return data, _positions(node)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,9 +143,17 @@ def mapping(value: object, path: str, allowed: tuple[str, ...] | None = None) ->
         if not isinstance(key, str):
             raise LabFileError(f"{path or 'lab.yaml'}: keys must be text, got {show(key)}")
         if allowed is not None and key not in allowed:
-            where = f"{path}.{key}" if path else key
-            raise LabFileError(f"{where}: unknown key; expected one of: {', '.join(allowed)}")
+            message, hint = unknown_key(key, allowed)
+            raise LabFileError(f"{path}.{key}: {message}" if path else f"{key}: {message}", hint=hint or None)
     return value
+
+
+def unknown_key(key: object, allowed: tuple[str, ...]) -> tuple[str, str]:
+    """The message and hint for a key a section does not have, with the one it most likely meant."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6) if isinstance(key, str) else []
+    if close:
+        return f"unknown key; did you mean {close[0]}?", f"the keys here: {', '.join(allowed)}"
+    return f"unknown key; expected one of: {', '.join(allowed)}", ""
 
 
 def listed(value: object, path: str, limit: int | None = None) -> list[Raw]:

@@ -84,10 +84,10 @@ def test_the_seat_machine_takes_its_own_settings(catalog: Catalog) -> None:
     ({"seats": 2, "ssh_port": 22}, "classroom.ssh_port"),
     ({"seats": 2, "ssh_port": 65535}, "classroom.ssh_port"),
     ({"seats": 3, "ssh_port": 8001, "web_port": 8000}, "overlap"),
-    ({"seats": 2, "seat": {"role": "controller"}}, "classroom.seat.'role': unknown key"),
+    ({"seats": 2, "seat": {"role": "controller"}}, "classroom.seat.role: unknown key"),
     ({"seats": 2, "seat": {"memory": "lots"}}, "classroom.seat.memory"),
     ({"seats": 2, "seat": ["a"]}, "classroom.seat: expected a mapping"),
-    ({"teachers": 2}, "classroom.'teachers': unknown key"),
+    ({"teachers": 2}, "classroom.teachers: unknown key"),
     ({}, "say how many seats"),
     ("twelve", "classroom: expected a mapping"),
 ])

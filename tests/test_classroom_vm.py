@@ -95,6 +95,10 @@ def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: 
         results = json.loads(up.out)["devstack"]["machines"]
         assert {n: r["status"] for n, r in results.items()} == {"seat-01": "ok", "seat-02": "failed",
                                                                  "seat-03": "ok"}
+        # The machines at up's end are as they are then, not as they booted (issue 24, item 12).
+        shown = {m["name"]: m for m in json.loads(up.out)["machines"]}
+        assert shown["seat-02"]["devstack"] == "failed at Starting Neutron", shown["seat-02"]
+        assert shown["seat-01"]["devstack"] == "stacked" and shown["seat-01"]["uptime_s"] > 0
         for seat in ("seat-01", "seat-02", "seat-03"):
             assert f"{seat}: opening the seat to its trainee" in up.err
         assert "seat-01: taking the stacked snapshot" in up.err and "seat-02: taking the stacked" not in up.err

@@ -96,6 +96,14 @@ def test_cpus_are_clamped_and_said(run: Callable[..., Result]) -> None:
     assert any("256 CPUs asked" in w for w in plan["warnings"])
 
 
+def test_a_class_is_told_of_its_lowered_cpus_once(run: Callable[..., Result], isolated_home: Path) -> None:
+    (isolated_home / "lab.yaml").write_text("name: big\nclassroom: {seats: 14, seat: {cpus: 64, memory: 1G}}\n")
+    result = run("plan", "--json")
+    said = [w for w in json.loads(result.out)["warnings"] if "CPUs asked" in w]
+    assert said == [f"14 machines (seat-01...): 64 CPUs asked, this host has {os.cpu_count()}: using"
+                    f" {os.cpu_count()} (set cpus: in lab.yaml to choose)"]
+
+
 def test_passwords_made_once_private_and_shared(run: Callable[..., Result], isolated_home: Path,
                                                 labctl_home: Path) -> None:
     (isolated_home / "lab.yaml").write_text(CLASSROOM)
@@ -479,3 +487,35 @@ def test_warnings_go_to_stderr_and_the_plan_to_stdout(run: Callable[..., Result]
     assert shown.code == 0
     assert "warning: DevStack master does not support fedora:43" in shown.err.replace("\n", " ")
     assert "warning:" not in shown.out and "Lab fedora-43" in shown.out
+
+
+def test_click_errors_are_said_like_labctl_errors(run: Callable[..., Result]) -> None:
+    typo = run("stauts")
+    assert typo.code == 2 and typo.out == ""
+    assert typo.err.splitlines() == ["labctl: error: No such command 'stauts'; did you mean status?",
+                                     "  hint: labctl --help says what it takes"]
+    option = run("up", "--foo")
+    assert option.code == 2 and "Usage:" not in option.err and "\nError:" not in option.err
+    assert option.err.startswith("labctl: error: No such option '--foo'") and "hint: labctl up --help" in option.err
+    value = run("init", "--classroom", "abc")
+    assert value.code == 2 and value.err.startswith("labctl: error: Invalid value for '--classroom'")
+
+
+@pytest.mark.parametrize("group", [(), ("snapshot",), ("cache",), ("access",), ("box",)], ids=" ".join)
+def test_help_lists_each_command_s_first_sentence_whole(run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+                                                        group: tuple[str, ...]) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run(*group, "--help")
+    listing = result.out.split("Commands:\n", 1)[1]
+    assert max(len(line) for line in listing.splitlines()) <= 80
+    flat = " ".join(listing.split())
+    command: click.Command = cli
+    for name in group:
+        assert isinstance(command, click.Group)
+        command = command.get_command(click.Context(command), name)  # type: ignore[assignment]
+    assert isinstance(command, click.Group)
+    for name in command.list_commands(click.Context(command)):
+        sub = command.get_command(click.Context(command), name)
+        assert sub is not None
+        summary = sub.get_short_help_str(limit=300)
+        assert not summary.endswith("...") and " ".join(summary.split()) in flat, name

@@ -256,7 +256,19 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
         f"classroom:\n  seats: 3\n  ssh_port: {base}\n  web_port: {base + 5000}\n"
         f"devstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
 
-    up = run("up", "--json")
+    # seat-01 fails first: the other seats stay off, and up's last table says so (issue 24, item 12).
+    (isolated_home / "local.conf.d").mkdir()
+    fail = isolated_home / "local.conf.d" / "seat-01.conf"
+    fail.write_text('[[local|localrc]]\nSTANDIN_FAIL_AT="Starting Keystone"\n')
+    failed = run("up", "--json")
+    assert failed.code == 1, failed.err
+    assert "seat-01 did not stack: the other seats stay off" in failed.err
+    shown = {m["name"]: m for m in json.loads(failed.out)["machines"]}
+    assert shown["seat-01"]["devstack"] == "failed at Starting Keystone", shown["seat-01"]
+    assert [shown[s]["state"] for s in ("seat-02", "seat-03")] == ["shutoff", "shutoff"], shown
+    fail.unlink()
+
+    up = run("up", "--json")  # fixed: up goes on from there
     assert up.code == 0, up.err
     results = json.loads(up.out)["devstack"]["machines"]
     assert {n: r["status"] for n, r in results.items()} == dict.fromkeys(SEATS, "ok")

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import Result
 from devstack_meta import localrc_env
+from labctl.commands.app import MAX_DETAILS
 
 CANARY = "canary-from-hostile-lab"
 BASE = "name: hostile\nmachines:\n  - {name: ks}\n"
@@ -285,8 +286,10 @@ def test_hostile_lab_folder(run: Callable[..., Result], tmp_path: Path, labctl_h
     if case.harmless is None:
         assert result.code == 2, f"{name} was not refused:\n{result.out[-2000:]}"
         lines = result.err.strip().splitlines()
-        assert 1 <= len(lines) <= 2 and lines[0].startswith("labctl: error: "), result.err
-        assert len(result.err) < 2000
+        # One error, or several found at once (lab.yaml's shape): one line each, indented under it.
+        assert lines and lines[0].startswith("labctl: error: "), result.err
+        assert all(line.startswith("  ") for line in lines[1:]) and len(lines) <= 2 + 2 * MAX_DETAILS, result.err
+        assert len(result.err) < 2000 * (1 + (len(lines) > 2))
         assert not (labctl_home / "labs").exists() or not any((labctl_home / "labs").iterdir())
     else:
         assert result.code == 0, result.err

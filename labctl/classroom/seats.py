@@ -32,12 +32,10 @@ from labctl.seating import Classroom, Seat, seat_name
 MAX_SEATS = 99
 TRAINEE_NAME_LIMIT = 60
 _ADDRESS_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
-SEAT_MACHINE_KEYS = ("distro", "box", "memory", "cpus", "disk", "host")
 # Ports this host's own services listen on, which no classroom port may take (labctl.mirrors.GIT_PORT,
 # labctl.cache.services' APT_PORT and PYPI_PORT; libvirt gives consoles VNC ports from 5900 up).
 RESERVED_PORTS = ((9418, 9418, "labctl's git daemon"), (3148, 3149, "labctl's package caches"),
                   (5900, 5999, "the VMs' consoles (VNC)"))
-KEYS = ("seats", "trainees", "spares", "seat", "address", "listen", "ssh_port", "web_port", "clone")
 
 
 
@@ -52,7 +50,7 @@ def _whole(value: object, path: str, lo: int, hi: int) -> int:
     return value
 
 
-def _trainee(value: object, path: str) -> str:
+def trainee_name(value: object, path: str) -> str:
     """A name printed on the sheet, in a terminal and in CSV: one line of printable text."""
     if not isinstance(value, str) or not value.strip():
         raise LabFileError(f"{path}: expected a trainee's name, got {show(value)}")
@@ -74,16 +72,14 @@ def _listen(value: object) -> str:
 
 
 def parse_classroom(raw: object) -> tuple[Classroom, RawMap]:
-    """The classroom and the seat machine's settings (machine keys, checked by the lab model)."""
+    """The classroom and the seat machine's settings (machine keys, checked by the lab model). Its keys
+    and their kinds were checked by lab.yaml's shape (labctl.labfile.shape) before."""
     if not isinstance(raw, dict):
         raise LabFileError(f"classroom: expected a mapping, got {type(raw).__name__}")
-    for key in raw:
-        if key not in KEYS:
-            raise LabFileError(f"classroom.{show(key)}: unknown key; expected one of: {', '.join(KEYS)}")
     names = raw.get("trainees") or []
     if not isinstance(names, list):
         raise LabFileError(f"classroom.trainees: expected a list of names, got {type(names).__name__}")
-    trainees = [_trainee(v, f"classroom.trainees[{i}]") for i, v in enumerate(names[:MAX_SEATS + 1])]
+    trainees = [trainee_name(v, f"classroom.trainees[{i}]") for i, v in enumerate(names[:MAX_SEATS + 1])]
     wanted = _whole(raw["seats"], "classroom.seats", 1, MAX_SEATS) if "seats" in raw else 0
     spares = _whole(raw.get("spares", 0), "classroom.spares", 0, MAX_SEATS)
     regular = max(wanted, len(trainees))
@@ -113,10 +109,6 @@ def parse_classroom(raw: object) -> tuple[Classroom, RawMap]:
     machine = raw.get("seat") or {}
     if not isinstance(machine, Mapping):
         raise LabFileError(f"classroom.seat: expected a mapping, got {type(machine).__name__}")
-    for key in machine:
-        if key not in SEAT_MACHINE_KEYS:
-            raise LabFileError(f"classroom.seat.{show(key)}: unknown key; expected one of:"
-                               f" {', '.join(SEAT_MACHINE_KEYS)}")
     clone = raw.get("clone", True)
     if not isinstance(clone, bool):
         raise LabFileError(f"classroom.clone: expected true or false, got {show(clone)}")

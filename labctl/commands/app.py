@@ -16,7 +16,10 @@ from collections.abc import Sequence
 import click
 
 from labctl import __version__
+from labctl.commands.shared import Group
 from labctl.errors import LabctlError, printable
+
+MAX_DETAILS = 30
 
 # command -> "module:function"; the modules import this one never (no circle).
 COMMANDS = {
@@ -38,6 +41,7 @@ COMMANDS = {
     "plan": "labctl.commands.lifecycle:plan",
     "reset": "labctl.commands.classroom:reset",
     "resume": "labctl.commands.lifecycle:resume",
+    "schema": "labctl.commands.setup:schema",
     "sheet": "labctl.commands.classroom:sheet",
     "snapshot": "labctl.commands.classroom:snapshot",
     "ssh": "labctl.commands.machines:ssh",
@@ -48,7 +52,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Group):
     """A click group whose commands are imported when asked for."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -99,14 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj=obj)
     except LabctlError as exc:
         click.echo(f"labctl: error: {printable(exc.message)}", err=True)
+        for line in exc.details[:MAX_DETAILS]:
+            click.echo(f"  {printable(line)}", err=True)
+        if len(exc.details) > MAX_DETAILS:
+            click.echo(f"  ... and {len(exc.details) - MAX_DETAILS} more", err=True)
         if exc.hint:
             click.echo(f"  hint: {printable(exc.hint)}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("labctl: interrupted", err=True)
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # click's own (a usage error): said the way labctl says its own
+        message, hint = _click_error(exc)
+        click.echo(f"labctl: error: {printable(message)}", err=True)
+        if hint:
+            click.echo(f"  hint: {printable(hint)}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("labctl: interrupted; what finished is kept, run the command again to go on", err=True)
@@ -125,6 +136,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(context := obj["context"], Context):
                 context.close()
     return result if isinstance(result, int) else 0
+
+
+def _click_error(exc: click.ClickException) -> tuple[str, str]:
+    """The message of one of click's errors, with the command it most likely meant and where help is."""
+    import difflib
+    import re
+
+    message = exc.format_message().removesuffix(".")
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is None:
+        return message, ""
+    command = ctx.command
+    if (m := re.match(r"No such command '(.*)'", message)) and isinstance(command, click.Group):
+        close = difflib.get_close_matches(m[1], command.list_commands(ctx), n=1)
+        if close:
+            message += f"; did you mean {close[0]}?"
+    return message, f"{ctx.command_path} --help says what it takes"
 
 
 def _unexpected(exc: Exception) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from labctl.commands.shared import YES_HELP, command_context, confirmed, print_json
+from labctl.commands.shared import YES_HELP, Group, command_context, confirmed, print_json
 
 
 def _size(n: int) -> str:
@@ -22,7 +22,7 @@ def _size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=Group, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the caches' state and counts as JSON.")
 @click.pass_context
 def cache(click_ctx: click.Context, as_json: bool) -> None:

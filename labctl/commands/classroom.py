@@ -13,6 +13,7 @@ import click
 
 from labctl.commands.shared import (
     YES_HELP,
+    Group,
     chosen_lab_dir,
     command_context,
     confirmed,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 # Trainees' access
 
 
-@click.group()
+@click.group(cls=Group)
 def access() -> None:
     """The ports through which trainees reach their seats (a classroom lab).
 
@@ -145,7 +146,7 @@ def inventory(lab_file: Path | None, lab_name: str | None) -> None:
 # Snapshots
 
 
-@click.group()
+@click.group(cls=Group, short_help="Snapshots of the lab's machines, memory included (save, list, restore, delete).")
 def snapshot() -> None:
     """Snapshots of the lab's machines, through libvirt, memory included: a restored DevStack runs
     at once. labctl takes `stacked` by itself when a machine stacks; `labctl reset` goes back to it."""
@@ -257,7 +258,7 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name
     click.echo(f"deleted {name} of {', '.join(gone)}" if gone else f"no machine had a snapshot {name}")
 
 
-@click.command()
+@click.command(short_help="Bring MACHINES back to their `stacked` snapshot: a clean DevStack again in seconds.")
 @lab_options
 @click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab (asked first).")
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)

@@ -13,7 +13,7 @@ from labctl.commands.shared import chosen_lab_dir, command_context, lab_options,
 from labctl.errors import printable
 
 
-@click.command()
+@click.command(short_help="Make lab.yaml's day-one resources (images, flavors, keypair, rules) that are missing.")
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
 @click.argument("machines", nargs=-1)

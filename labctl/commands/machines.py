@@ -91,7 +91,7 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
     click.echo(openrc(data, target), nl=False)
 
 
-@click.command()
+@click.command(short_help="Show each machine's state, addresses, size, uptime and DevStack.")
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON.")
 @click.option("--health", is_flag=True, help="Also ask the cloud in each stacked machine how it is: Keystone,"
@@ -165,7 +165,7 @@ def ssh_config(lab_file: Path | None, lab_name: str | None) -> None:
     click.echo(render(lab_dir, lab_statuses(lab_dir)), nl=False)
 
 
-@click.command(name="exec")
+@click.command(name="exec", short_help="Run a command on several machines at once (MACHINE... or --all, then -- CMD).")
 @lab_options
 @click.option("--all", "everything", is_flag=True, help="Run on every machine of the lab.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up on a machine after this long.")

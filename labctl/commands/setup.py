@@ -8,6 +8,7 @@ import click
 
 from labctl.commands.shared import (
     MIRROR_HELP,
+    Group,
     command_context,
     debian_mirror,
     make_reporter,
@@ -48,12 +49,30 @@ def init(path: Path, name: str | None, seats: int | None, force: bool) -> None:
     classroom with --classroom."""
     from labctl.lab import init_lab_file
 
-    written = init_lab_file(path, name, force, seats)
+    written, schema_file = init_lab_file(path, name, force, seats)
     then = "labctl plan" if written == Path("lab.yaml") else f"labctl plan -f {written}"
-    click.echo(f"Wrote {written}. Edit it, then run `{then}`.")
+    click.echo(f"Wrote {written} and {schema_file} (editors check lab.yaml with it). Edit it, then run `{then}`.")
 
 
-@click.group()
+@click.command(short_help="Print lab.yaml's JSON Schema, for editors and scripts.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Write it to FILE instead of printing it.")
+def schema(output: Path | None) -> None:
+    """Print lab.yaml's JSON Schema, for editors that check and complete lab.yaml (VS Code's YAML
+    extension, any yaml-language-server client) and for scripts."""
+    from labctl.lab import write_schema
+
+    if output is None:
+        from labctl.labfile.shape import schema as lab_schema
+
+        print_json(lab_schema())
+        return
+    write_schema(output)
+    click.echo(f"Wrote {output}. Point your editor at it with this first line in lab.yaml:"
+               f" # yaml-language-server: $schema={output.name}", err=True)
+
+
+@click.group(cls=Group)
 def box() -> None:
     """Build and list Vagrant boxes."""
 

@@ -24,6 +24,21 @@ if TYPE_CHECKING:  # each imported where used: a command loads only what it need
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Group(click.Group):
+    """A click group whose command list shows each command's first sentence whole (wrapped, never
+    cut off with `...`)."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=300)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 def labs_home() -> LabHome:
     from labctl.state import LabHome, labctl_home
 

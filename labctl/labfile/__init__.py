@@ -17,8 +17,18 @@ from labctl.errors import LabFileError, show
 from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
 from labctl.labfile.devstack import parse_devstack
 from labctl.labfile.machines import default_cidr, parse_defaults, parse_machines, parse_network
-from labctl.labfile.scalars import check_name, matching, parse_disk, parse_memory, release_of, true_or_false
-from labctl.labyaml import listed, mapping, parse_yaml
+from labctl.labfile.problems import Loc, Problem, loc_of, problems
+from labctl.labfile.scalars import (
+    certificate_path,
+    check_name,
+    matching,
+    parse_disk,
+    parse_memory,
+    release_of,
+    true_or_false,
+)
+from labctl.labfile.shape import LabShape, ProxyShape, keys
+from labctl.labyaml import Positions, listed, mapping, parse_yaml_positions
 from labctl.model import ACCELERATORS, DEFAULT_CPUS, DEFAULT_DISK_GB, DEFAULT_MEMORY_MB, Lab, Proxy
 from labctl.raw import RawMap
 
@@ -32,7 +42,7 @@ _NO_PROXY_RE = re.compile(r"[A-Za-z0-9.,:/*_-]*\Z")
 def _proxy(raw: object) -> Proxy | None:
     if raw is None:
         return None
-    data = mapping(raw, "proxy", ("http", "https", "no_proxy"))
+    data = mapping(raw, "proxy", keys(ProxyShape))
     http = data.get("http")
     https = data.get("https", http)
     for key, value in (("http", http), ("https", https)):
@@ -49,9 +59,7 @@ def _certificates(raw: object, base_dir: Path | None) -> tuple[Path, ...]:
     paths = []
     for i, value in enumerate(listed(raw, "ca_certificates")):
         where = f"ca_certificates[{i}]"
-        if not isinstance(value, str) or not value or "\n" in value:
-            raise LabFileError(f"{where}: expected the path of a PEM certificate file, got {show(value)}")
-        path = Path(value).expanduser()
+        path = Path(certificate_path(value, where)).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         try:
@@ -67,8 +75,15 @@ def _certificates(raw: object, base_dir: Path | None) -> tuple[Path, ...]:
 
 
 def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None) -> Lab:
-    data = mapping(raw, "", ("name", "defaults", "network", "machines", "devstack", "accelerator",
-                              "ca_certificates", "proxy", "classroom", "caches", "cloud"))
+    """The lab: lab.yaml's shape first (every error of it at once), then what its sections mean."""
+    found = problems(raw)
+    if len(found) == 1:
+        raise LabFileError(f"{found[0].path}: {found[0].message}" if found[0].path else found[0].message,
+                           hint=found[0].hint or None)
+    if found:
+        raise LabFileError(f"{len(found)} problems", details=tuple(f"{p.path}: {p.message}" for p in found),
+                           hint="fix each of them, then run the command again")
+    data = mapping(raw, "", keys(LabShape))
     if "name" not in data:
         raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
     name = check_name(data["name"], "name")
@@ -109,11 +124,44 @@ def load_lab(path: Path, catalog: Catalog) -> Lab:
     except LabFileError as exc:
         hint = "labctl init writes one, or use --distro for a one-machine lab" if "no such" in exc.message else None
         raise LabFileError(exc.message, hint=hint) from None
-    raw = parse_yaml(text, str(path))
+    raw, positions = parse_yaml_positions(text, str(path))
+    found = problems(raw)
+    if found:
+        raise _at_lines(path, found, positions)
     try:
         return lab_from_dict(raw, catalog, source=path.resolve())
     except LabFileError as exc:
-        raise LabFileError(f"{path}: {exc.message}", hint=exc.hint) from None
+        loc = loc_of(exc.message)
+        raise LabFileError(f"{_where(path, loc, positions)}: {exc.message}", hint=exc.hint) from None
+
+
+def _where(path: Path, loc: Loc | None, positions: Positions) -> str:
+    """`lab.yaml:12:5`, the place of the field `loc` (or of the nearest field above it), as compilers
+    and linters write it: terminals and editors jump there."""
+    while loc and loc not in positions:
+        loc = loc[:-1]
+    line, column = positions.get(loc or (), (1, 1))
+    return f"{path}:{line}:{column}" if loc else str(path)
+
+
+def _at_lines(path: Path, found: list[Problem], positions: Positions) -> LabFileError:
+    placed = sorted(found, key=lambda p: _line_of(p.loc, positions))
+    lines = [f"{_where(path, p.loc, positions)}: {p.path + ': ' if p.path else ''}{p.message}" for p in placed]
+    if len(lines) == 1:
+        return LabFileError(lines[0], hint=placed[0].hint or None)
+    details = []
+    for line, problem in zip(lines, placed, strict=True):
+        details.append(line)
+        if problem.hint:
+            details.append(f"    hint: {problem.hint}")
+    return LabFileError(f"{path}: {len(lines)} problems", details=tuple(details),
+                        hint="fix each of them, then run the command again")
+
+
+def _line_of(loc: Loc, positions: Positions) -> tuple[int, int]:
+    while loc and loc not in positions:
+        loc = loc[:-1]
+    return positions.get(loc, (0, 0))
 
 
 def default_lab_dict(distro: str, catalog: Catalog, name: str | None = None) -> RawMap:

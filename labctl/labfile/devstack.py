@@ -9,6 +9,8 @@ from pathlib import Path
 
 from labctl.errors import LabFileError, show
 from labctl.labfile.scalars import matching, one_line, true_or_false
+from labctl.labfile.shape import DevstackShape, PluginShape
+from labctl.labfile.shape import keys as shape_keys
 from labctl.labyaml import listed, mapping
 from labctl.localconf import REFERENCE_RE
 from labctl.model import (
@@ -46,9 +48,7 @@ def url_or_folder(value: object, path: str, base_dir: Path | None) -> str:
 
 
 def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
-    keys = ("repo", "branch", "force", "localrc", "post_config", "enable_services",
-            "disable_services", "plugins", "git_base", "preinstall")
-    data = mapping(raw, "devstack", keys)
+    data = mapping(raw, "devstack", shape_keys(DevstackShape))
     git_base = url_or_folder(data["git_base"], "devstack.git_base", base_dir) if "git_base" in data else None
     if git_base and not URL_RE.match(git_base) and not Path(git_base).is_dir():
         raise LabFileError(f"devstack.git_base: {git_base} is no folder",
@@ -117,7 +117,7 @@ def _plugins(raw: object) -> tuple[Plugin, ...]:
         matching(name, path, _SERVICE_RE, "a plugin name")
         if isinstance(spec, str):
             spec = {"url": spec}
-        spec = mapping(spec, path, ("url", "branch"))
+        spec = mapping(spec, path, shape_keys(PluginShape))
         url = matching(spec.get("url"), f"{path}.url", URL_RE, "a git URL")
         branch = spec.get("branch")
         if branch is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from labctl.catalog import BOX_RE, Catalog
 from labctl.errors import LabFileError, show
 from labctl.labfile.scalars import check_name, matching, parse_disk, parse_memory, release_of, whole_number
+from labctl.labfile.shape import DefaultsShape, MachineShape, NetworkShape, keys
 from labctl.labyaml import listed, mapping
 from labctl.model import (
     DEFAULT_CPUS,
@@ -45,7 +46,7 @@ def default_cidr(lab_name: str) -> str:
 
 
 def parse_network(raw: object, lab_name: str) -> ipaddress.IPv4Network:
-    data = mapping(raw, "network", ("cidr",))
+    data = mapping(raw, "network", keys(NetworkShape))
     cidr = data.get("cidr", default_cidr(lab_name))
     try:
         net = ipaddress.ip_network(cidr, strict=True) if isinstance(cidr, str) else None
@@ -74,7 +75,7 @@ class Defaults:
 
 
 def parse_defaults(raw: object) -> Defaults:
-    data = mapping(raw, "defaults", ("distro", "memory", "cpus", "disk"))
+    data = mapping(raw, "defaults", keys(DefaultsShape))
     return Defaults(
         distro=data.get("distro", "debian"),
         memory_mb=parse_memory(data.get("memory", DEFAULT_MEMORY_MB), "defaults.memory"),
@@ -95,7 +96,7 @@ class _Entry:
 
 
 def _entry(entry: object, path: str, defaults: Defaults, catalog: Catalog) -> _Entry:
-    data = mapping(entry, path, ("name", "distro", "box", "memory", "cpus", "disk", "role", "count", "ip", "host"))
+    data = mapping(entry, path, keys(MachineShape))
     if "name" not in data:
         raise LabFileError(f"{path}.name: every machine needs a name")
     base = check_name(data["name"], f"{path}.name")

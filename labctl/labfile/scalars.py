@@ -56,7 +56,9 @@ def whole_number(value: object, path: str, lo: int, hi: int) -> int:
 
 def true_or_false(value: object, path: str) -> bool:
     if not isinstance(value, bool):
-        raise LabFileError(f"{path}: expected true or false, got {show(value)}")
+        hint = "lab.yaml reads only true and false as yes/no (YAML 1.1's yes, no, on and off are text)" \
+            if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n") else None
+        raise LabFileError(f"{path}: expected true or false, got {show(value)}", hint=hint)
     return value
 
 
@@ -66,12 +68,20 @@ def matching(value: object, path: str, pattern: re.Pattern[str], what: str) -> s
     return value
 
 
+def certificate_path(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value or "\n" in value:
+        raise LabFileError(f"{path}: expected the path of a PEM certificate file, got {show(value)}")
+    return value
+
+
 def one_line(value: object, path: str) -> str:
     """A localrc/INI value: one line of text. Numbers and booleans are written as DevStack expects."""
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, (int, float)):
         return str(value)
+    if value is None:
+        raise LabFileError(f"{path}: expected a value, got nothing", hint="write the value, or '' for an empty one")
     if not isinstance(value, str):
         raise LabFileError(f"{path}: expected a single value, got {type(value).__name__}")
     if any(c in value for c in "\n\r\0"):
