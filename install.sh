@@ -8,18 +8,27 @@
 #   ./install.sh          what a user needs
 #   ./install.sh --dev    and the test tools (pytest, ruff, mypy, a headless browser): for contributors and CI
 #   ./install.sh --link   only link labctl into ~/.local/bin again and check PATH
+#   ./install.sh --uninstall [--keep-labs]   undo it (refused while labs exist, unless --keep-labs)
+# Upgrade: git pull && ./install.sh (labs keep running; labctl reads the records older versions wrote).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 DEV=0
 LINK_ONLY=0
+UNINSTALL=0
+KEEP_LABS=0
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --link) LINK_ONLY=1 ;;
-    *) echo "install.sh: unknown option $arg (hint: ./install.sh [--dev] [--link])" >&2; exit 2 ;;
+    --uninstall) UNINSTALL=1 ;;
+    --keep-labs) KEEP_LABS=1 ;;
+    *) echo "install.sh: unknown option $arg (hint: ./install.sh [--dev] [--link] [--uninstall [--keep-labs]])" >&2
+       exit 2 ;;
   esac
 done
+LIBVIRTD_CONF=${LIBVIRTD_CONF:-/etc/libvirt/libvirtd.conf}
+CONF_MARK='# labctl: libvirt group access without polkit (install.sh)'
 
 link_labctl() {
   mkdir -p "$HOME/.local/bin"
@@ -44,6 +53,39 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO=(sudo)
 fi
 
+uninstall() {
+  # Labs first: their machines would run on with no labctl to reach or remove them.
+  if [ -x .venv/bin/labctl ]; then
+    if ! listed=$(.venv/bin/labctl list --json); then
+      echo "install.sh: labctl could not list the labs (above), so nothing was removed" >&2
+      echo "  hint: start libvirtd and run ./install.sh --uninstall again" >&2
+      exit 1
+    fi
+    labs=$(printf '%s' "$listed" | .venv/bin/python -c 'import json,sys; print(" ".join(l["lab"] for l in json.load(sys.stdin)))')
+    if [ -n "$labs" ] && [ "$KEEP_LABS" = 0 ]; then
+      echo "install.sh: labs still exist: $labs" >&2
+      echo "  hint: remove each with \`labctl destroy --lab NAME\`, or run ./install.sh --uninstall --keep-labs to leave them (their machines keep running)" >&2
+      exit 1
+    fi
+    .venv/bin/labctl cache stop -y >/dev/null 2>&1 || true  # the host's caches run from this .venv
+  fi
+  link="$HOME/.local/bin/labctl"
+  if [ -L "$link" ] && [ "$(readlink "$link")" = "$PWD/.venv/bin/labctl" ]; then
+    rm -f "$link" && echo "==> removed $link"
+  fi
+  if [ -f "$LIBVIRTD_CONF" ] && grep -qxF "$CONF_MARK" "$LIBVIRTD_CONF"; then
+    # The four lines install.sh added (its mark and the three settings after it), and nothing else.
+    kept=$(awk -v mark="$CONF_MARK" 'skip > 0 { skip--; next } $0 == mark { skip = 3; next } { print }' "$LIBVIRTD_CONF")
+    printf '%s\n' "$kept" | "${SUDO[@]}" tee "$LIBVIRTD_CONF" >/dev/null
+    echo "==> removed labctl's lines from $LIBVIRTD_CONF (restart libvirtd for them to go)"
+  fi
+  rm -rf .venv && echo "==> removed $PWD/.venv"
+  echo "==> labctl is uninstalled. Left as they were:"
+  echo "    - the system packages (shared with other tools): sudo apt-get remove ${PACKAGES[*]}"
+  echo "    - labctl's own data: ${LABCTL_HOME:-${XDG_DATA_HOME:-~/.local/share}/labctl} (kept labs' records, boxes built here, caches)"
+  echo "    - this checkout: $PWD"
+}
+
 PACKAGES=(
   # VMs: QEMU/KVM under libvirt, driven by Vagrant and its libvirt provider.
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients dnsmasq-base
@@ -59,6 +101,10 @@ PACKAGES=(
 )
 # The tests look at the classroom sheet the way a person does: in a real browser.
 [ "$DEV" = 1 ] && PACKAGES+=(chromium-headless-shell)
+if [ "$UNINSTALL" = 1 ]; then
+  uninstall
+  exit 0
+fi
 echo "==> apt packages"
 "${SUDO[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
@@ -70,9 +116,9 @@ else
   # No systemd (containers, WSL, CI sandboxes), hence no polkit, which is what lets the libvirt
   # group manage VMs on a desktop: the same rule through libvirt's own socket permissions
   # (read-write socket root:libvirt 0770, members of libvirt only). Then start the daemons by hand.
-  conf=/etc/libvirt/libvirtd.conf
-  if ! grep -q '^# labctl: libvirt group access' "$conf"; then
-    printf '%s\n' '# labctl: libvirt group access without polkit (install.sh)' 'unix_sock_group = "libvirt"' \
+  conf=$LIBVIRTD_CONF
+  if ! grep -qxF "$CONF_MARK" "$conf"; then
+    printf '%s\n' "$CONF_MARK" 'unix_sock_group = "libvirt"' \
       'unix_sock_rw_perms = "0770"' 'auth_unix_rw = "none"' | "${SUDO[@]}" tee -a "$conf" >/dev/null
     if pgrep -x libvirtd >/dev/null; then  # running with the old settings: restart it (VMs keep running)
       "${SUDO[@]}" pkill -x libvirtd

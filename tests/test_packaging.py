@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -65,3 +66,40 @@ def test_install_links_labctl_and_says_what_to_add_to_path(tmp_path: Path) -> No
     bad = subprocess.run(["bash", str(REPO / "install.sh"), "--nope"], env=env, capture_output=True, text=True,
                          check=False)
     assert bad.returncode == 2 and "unknown option --nope" in bad.stderr
+
+
+def test_uninstall_undoes_install_and_keeps_labs_unless_told(tmp_path: Path, labctl_home: Path) -> None:
+    """install.sh --uninstall, run for real in a copy of the checkout whose .venv runs this labctl:
+    refused while a lab exists, then (--keep-labs) the link, labctl's lines of libvirtd.conf and the
+    .venv go, and nothing else."""
+    checkout = tmp_path / "labctl"
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(REPO / "install.sh", checkout / "install.sh")
+    venv = checkout / ".venv" / "bin"
+    (venv / "labctl").write_text(f"#!/bin/sh\nexec {REPO / '.venv' / 'bin' / 'labctl'} \"$@\"\n")
+    (venv / "labctl").chmod(0o755)
+    (venv / "python").symlink_to(REPO / ".venv" / "bin" / "python")
+    home = tmp_path / "user"
+    (home / ".local" / "bin").mkdir(parents=True)
+    (home / ".local" / "bin" / "labctl").symlink_to(venv / "labctl")
+    conf = tmp_path / "libvirtd.conf"
+    mine = "# the admin's own\nlisten_tls = 0\n"
+    conf.write_text(mine + "# labctl: libvirt group access without polkit (install.sh)\nunix_sock_group = \"libvirt\"\n"
+                    "unix_sock_rw_perms = \"0770\"\nauth_unix_rw = \"none\"\nlog_level = 3\n")
+    env = {**os.environ, "HOME": str(home), "LIBVIRTD_CONF": str(conf)}
+    assert subprocess.run([str(venv / "labctl"), "plan", "--distro", "debian"], env=env, capture_output=True,
+                          check=False).returncode == 0  # a lab, with no machine yet
+
+    refused = subprocess.run(["bash", str(checkout / "install.sh"), "--uninstall"], env=env, capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode == 1 and "labs still exist: debian-12" in refused.stderr, refused.stderr
+    assert (venv / "labctl").exists() and (home / ".local" / "bin" / "labctl").is_symlink()
+    assert "labctl: libvirt group access" in conf.read_text()
+
+    done = subprocess.run(["bash", str(checkout / "install.sh"), "--uninstall", "--keep-labs"], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (checkout / ".venv").exists() and not (home / ".local" / "bin" / "labctl").exists()
+    assert conf.read_text() == mine + "log_level = 3\n"
+    assert (checkout / "install.sh").exists() and (labctl_home / "labs" / "debian-12").is_dir()
+    assert "sudo apt-get remove" in done.stdout and "labctl is uninstalled" in done.stdout
