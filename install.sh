@@ -99,8 +99,9 @@ PACKAGES=(
   # Fonts for the classroom sheet's HTML (opened in a browser).
   fonts-dejavu-core
 )
-# The tests look at the classroom sheet the way a person does: in a real browser.
-[ "$DEV" = 1 ] && PACKAGES+=(chromium-headless-shell)
+# The tests look at the classroom sheet the way a person does (a real browser), and at a watched
+# status in a real terminal (tmux).
+[ "$DEV" = 1 ] && PACKAGES+=(chromium-headless-shell tmux)
 if [ "$UNINSTALL" = 1 ]; then
   uninstall
   exit 0

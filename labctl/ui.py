@@ -11,7 +11,7 @@ from labctl.errors import printable
 from labctl.mirrors import redact
 
 if TYPE_CHECKING:  # rich is imported by callers that print; keep `labctl status --json` lean.
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from labctl.catalog import Catalog
     from labctl.cloud.dayone import Outcome
@@ -231,7 +231,15 @@ def _uptime(seconds: float | None) -> str:
 
 
 def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:
+    console.print(status_view(console, lab, statuses))
+
+
+def status_view(console: Console, lab: str, statuses: Sequence[MachineStatus], footer: str = "") -> RenderableType:
+    """The status table (and a line for hosts that cannot be reached, and `footer`), as one renderable:
+    printed once by `status`, redrawn in place by `status --watch`."""
+    from rich.console import Group
     from rich.markup import escape
+    from rich.text import Text
 
     from labctl.tables import Column, table
 
@@ -251,11 +259,51 @@ def print_status(console: Console, lab: str, statuses: Sequence[MachineStatus]) 
                      f"[{colour}]{s.state}[/]", s.ssh_address or "", s.lab_ip,
                      f"{s.memory_mb} MiB" if s.memory_mb else "", str(s.vcpus or ""), _uptime(s.uptime_s),
                      f"[{stack_colour}]{escape(s.devstack)}[/]" if s.devstack else "[dim]not run[/]"])
-    console.print(table(console, f"Lab {lab}", columns, rows))
+    parts: list[RenderableType] = [table(console, f"Lab {lab}", columns, rows)]
     down = sorted({s.host for s in statuses if s.state == "host unreachable" and s.host})
     if down:
-        console.print(f"[red]host {', '.join(down)} cannot be reached[/]: its machines' state is unknown"
-                      " (labctl hosts says why); the others are shown as they are")
+        parts.append(f"[red]host {', '.join(down)} cannot be reached[/]: its machines' state is unknown"
+                     " (labctl hosts says why); the others are shown as they are")
+    if footer:
+        parts.append(Text(footer))
+    return Group(*parts)
+
+
+def watch_status(console: Console, read: Callable[[], tuple[str, Sequence[MachineStatus]]], every: float,
+                 clock: Callable[[], str], sleep: Callable[[float], None], rounds: int | None = None) -> None:
+    """`status --watch`: the table redrawn in place every `every` seconds on a terminal; elsewhere (a
+    log), printed again only when it changed. Ctrl-C ends it (the caller's KeyboardInterrupt)."""
+    from collections import Counter
+
+    from rich.live import Live
+
+    def view() -> tuple[RenderableType, str]:
+        lab, statuses = read()
+        counts = Counter(s.devstack.split(" at ")[0] if s.devstack else "not run" for s in statuses)
+        order = ["stacked", "stacking", "failed", "interrupted", "skipped", "not run"]
+        order += sorted(set(counts) - set(order))
+        summary = ", ".join(f"{counts[w]} {w}" for w in order if counts[w])
+        footer = f"{summary} · {clock()} · every {every:g} s, Ctrl-C to stop"
+        changed = repr([(s.name, s.state, s.ssh_address, s.devstack) for s in statuses])  # not the uptime
+        return status_view(console, lab, statuses, footer), changed
+
+    done = 0
+    if console.is_terminal:
+        with Live(view()[0], console=console, auto_refresh=False) as live:
+            while rounds is None or done < rounds:
+                sleep(every)
+                live.update(view()[0], refresh=True)
+                done += 1
+        return
+    last = ""
+    while rounds is None or done <= rounds:
+        shown, key = view()
+        if key != last:
+            console.print(shown)
+            last = key
+        done += 1
+        if rounds is None or done <= rounds:
+            sleep(every)
 
 
 def print_ready(console: Console, lab: str, statuses: Sequence[MachineStatus]) -> None:

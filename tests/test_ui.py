@@ -222,3 +222,81 @@ def test_a_14_seat_class_reads_whole_at_80_columns(run: Callable[..., Result], i
         assert max(len(line) for line in shown.out.splitlines()) <= 80, shown.out
         assert "…" not in shown.out, shown.out
     assert all(f"seat-{n:02d}" in run("status", "--lab", "wide").out for n in range(1, 15))
+
+
+# ---------------------------------------------------------------------------------------------
+# status --watch
+
+
+def _seats(devstack: dict[str, str]) -> list[Any]:
+    from labctl.machine_status import MachineStatus
+
+    return [MachineStatus(name=n, role="allinone", lab_ip=f"192.168.150.{10 + i}", domain=f"labctl-class-{n}",
+                          state="running", addresses=(), memory_mb=1024, vcpus=1, uptime_s=60.0 * i, user="vagrant",
+                          devstack=d) for i, (n, d) in enumerate(devstack.items())]
+
+
+def test_watch_in_a_log_prints_only_what_changed() -> None:
+    from labctl.ui import watch_status
+
+    out = io.StringIO()
+    rounds = iter([{"seat-01": "stacking", "seat-02": ""}, {"seat-01": "stacking", "seat-02": ""},
+                   {"seat-01": "stacked", "seat-02": "failed at Starting Keystone"}])
+    slept: list[float] = []
+    watch_status(Console(file=out, width=100), lambda: ("class", _seats(next(rounds))), 2.0, lambda: "10:00:00",
+                 slept.append, rounds=2)
+    text = out.getvalue()
+    assert text.count("Lab class") == 2 and slept == [2.0, 2.0]
+    assert "1 stacking, 1 not run · 10:00:00 · every 2 s, Ctrl-C to stop" in text
+    assert "1 stacked, 1 failed" in text
+
+
+def test_watch_on_a_terminal_redraws_the_class_in_place(tmp_path: Path, run: Callable[..., Result],
+                                                         isolated_home: Path) -> None:
+    """`labctl status --watch 1` in a real terminal (tmux, 80 columns) while a class comes up: the
+    table is redrawn in place (one table on the screen), a seat's new state shows within seconds, and
+    Ctrl-C ends it with exit 0."""
+    import os
+    import shutil
+    import subprocess
+
+    from labctl import records
+    from labctl.state import LabHome
+
+    tmux = shutil.which("tmux")
+    assert tmux, "tmux is needed (install.sh --dev installs it)"
+    (isolated_home / "lab.yaml").write_text("name: watched\nclassroom: {seats: 6, seat: {memory: 1G, cpus: 1}}\n")
+    assert run("plan").code == 0
+    session = f"labctl-watch-{os.getpid()}"
+    socket = str(tmp_path / "tmux.sock")
+    labctl = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "labctl"
+    command = f"{labctl} status --watch 1 --lab watched; echo EXIT=$?; sleep 60"
+    subprocess.run([tmux, "-S", socket, "new-session", "-d", "-s", session, "-x", "80", "-y", "30", command],
+                   check=True, env=os.environ)
+
+    def screen() -> str:
+        return subprocess.run([tmux, "-S", socket, "capture-pane", "-p", "-t", session], capture_output=True,
+                              text=True, check=True).stdout
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if text in (shown := screen()):
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never showed:\n{screen()}")
+
+    try:
+        first = wait_for("6 not run")
+        assert all(f"seat-0{n}" in first for n in range(1, 7))
+        assert max(len(line) for line in first.splitlines()) <= 80
+        lab_dir = LabHome(Path(os.environ["LABCTL_HOME"])).lab("watched")
+        records.write(lab_dir, records.LabState({"seat-03": records.StackRecord("ok")}, None))
+        later = wait_for("1 stacked, 5 not run")
+        assert later.count("Lab watched") == 1  # redrawn in place, not printed again below
+        row = next(line for line in later.splitlines() if "seat-03" in line)
+        assert "stacked" in row
+        subprocess.run([tmux, "-S", socket, "send-keys", "-t", session, "C-c"], check=True)
+        assert "EXIT=0" in wait_for("EXIT=")
+    finally:
+        subprocess.run([tmux, "-S", socket, "kill-server"], check=False, capture_output=True)

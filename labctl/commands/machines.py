@@ -96,7 +96,10 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
 @click.option("--json", "as_json", is_flag=True, help="Print the machines as JSON.")
 @click.option("--health", is_flag=True, help="Also ask the cloud in each stacked machine how it is: Keystone,"
               " and Nova's services, Neutron's agents and Glance where DevStack runs them.")
-def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: bool) -> int:
+@click.option("--watch", type=click.FloatRange(1, 3600), is_flag=False, flag_value=5.0, default=None,
+              metavar="[SECONDS]", help="Show the table again every SECONDS (5 if not given) until Ctrl-C: a class"
+              " coming up, seat by seat.")
+def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: bool, watch: float | None) -> int:
     """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt), and its
     DevStack as labctl last saw it (stacked, failed, stacking, interrupted). With --health, also ask
     the cloud in each stacked machine how it is (exits 1 if a check failed)."""
@@ -104,6 +107,19 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: b
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     ctx = command_context()
+    if watch is not None:
+        if as_json or health:
+            raise LabctlError("--watch shows the table to a person; it takes neither --json nor --health",
+                              hint="scripts: run `labctl status --json` as often as they need")
+        import contextlib
+        import time
+
+        from labctl.ui import make_console, watch_status
+
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
+            watch_status(make_console(), lambda: (lab_dir.name, lab_status(lab_dir, ctx.hypervisor(), ctx)), watch,
+                         lambda: time.strftime("%H:%M:%S"), time.sleep)
+        return 0
     statuses = lab_status(lab_dir, ctx.hypervisor(), ctx)
     checks = ask_health(lab_dir, ctx, make_reporter(to_stderr=True), statuses) if health else None
     if as_json:
