@@ -42,12 +42,13 @@ classroom:
 
 
 def labs_of_readme_and_tests() -> Iterator[tuple[str, object]]:
-    """Every lab the README shows (```yaml blocks with a name) and every lab a test writes (dict
+    """Every lab the README and docs/ show (```yaml blocks with a name) and every lab a test writes (dict
     literals and YAML texts with a name and machines or a classroom), good and bad alike."""
-    for block in re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S):
-        data = parse_yaml(block, "README")
-        if isinstance(data, dict) and "name" in data:
-            yield "README", data
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S):
+            data = parse_yaml(block, page.name)
+            if isinstance(data, dict) and "name" in data:
+                yield "docs", data
     for file in sorted((REPO / "tests").glob("*.py")):
         for node in ast.walk(ast.parse(file.read_text())):
             data = None
@@ -68,7 +69,7 @@ def labs_of_readme_and_tests() -> Iterator[tuple[str, object]]:
 def test_the_schema_says_what_labctl_says_of_every_lab_in_the_readme_and_tests() -> None:
     validator = jsonschema.Draft202012Validator(schema())
     labs = list(labs_of_readme_and_tests())
-    assert len(labs) > 100 and sum(1 for where, _ in labs if where == "README") >= 3
+    assert len(labs) > 100 and sum(1 for where, _ in labs if where == "docs") >= 3
     valid = 0
     for where, data in labs:
         ours = problems(data)

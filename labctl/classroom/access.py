@@ -49,7 +49,7 @@ def classroom_of(lab_dir: LabDir) -> Classroom:
     classroom = read_lab(lab_dir).classroom
     if classroom is None:
         raise LabctlError(f"lab {lab_dir.name!r} is not a classroom (its lab.yaml has no classroom: section)",
-                          hint="see the README, \"A classroom\"; then run labctl plan again")
+                          hint="see docs/classroom.md, \"How trainees reach their seat\"; then run labctl plan again")
     return classroom
 
 
