@@ -4,6 +4,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -523,3 +524,21 @@ def test_help_lists_each_command_s_first_sentence_whole(run: Callable[..., Resul
         assert sub is not None
         summary = sub.get_short_help_str(limit=300)
         assert not summary.endswith("...") and " ".join(summary.split()) in flat, name
+
+
+def test_tab_completes_commands_labs_and_the_labs_machines(run: Callable[..., Result], isolated_home: Path,
+                                                           tmp_path: Path) -> None:
+    """The script of `labctl completion bash`, sourced by a real bash, asked as Tab asks it."""
+    (isolated_home / "lab.yaml").write_text("name: cls\nclassroom: {seats: 3, seat: {memory: 1G, cpus: 1}}\n")
+    assert run("plan").code == 0
+    script = run("completion", "bash")
+    assert script.code == 0 and "complete -o nosort -F _labctl_completion labctl" in script.out
+    (tmp_path / "completion.sh").write_text(script.out)
+    asked = ["labctl ss", "labctl ssh ", "labctl reset seat-01 ", "labctl status --lab ", "labctl snapshot res"]
+    probe = "\n".join(f'w="{words}"; COMP_WORDS=($w); [ "${{w: -1}}" = " " ] && COMP_WORDS+=(""); '
+                      'COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); _labctl_completion labctl; '
+                      'echo "${COMPREPLY[*]}"' for words in asked)
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    out = subprocess.run(["bash", "-c", f"source {tmp_path / 'completion.sh'}\n{probe}"], cwd=isolated_home, env=env,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["ssh ssh-config", "seat-01 seat-02 seat-03", "seat-02 seat-03", "cls", "restore"]

@@ -28,6 +28,7 @@ COMMANDS = {
     "boxes": "labctl.commands.setup:boxes",
     "cache": "labctl.commands.cache:cache",
     "cloud": "labctl.commands.cloud:cloud",
+    "completion": "labctl.commands.setup:completion",
     "creds": "labctl.commands.machines:creds",
     "destroy": "labctl.commands.lifecycle:destroy",
     "exec": "labctl.commands.machines:exec_",

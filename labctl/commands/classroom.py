@@ -16,6 +16,7 @@ from labctl.commands.shared import (
     Group,
     chosen_lab_dir,
     command_context,
+    complete_machine,
     confirmed,
     lab_options,
     lab_statuses,
@@ -163,7 +164,7 @@ def _domains(lab_dir: LabDir) -> LabDomains:
 @lab_options
 @click.option("--description", "-d", default="", help="A note kept with the snapshot.")
 @click.argument("name")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str, name: str,
                   machines: tuple[str, ...]) -> None:
     """Take snapshot NAME of MACHINES (all of the lab's when none is named), replacing one of that name."""
@@ -180,7 +181,7 @@ def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str,
 @snapshot.command(name="list")
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: tuple[str, ...]) -> None:
     """List the snapshots of MACHINES (all of the lab's when none is named)."""
     import time
@@ -205,7 +206,7 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
 @lab_options
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
 @click.argument("name")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def snapshot_restore(lab_file: Path | None, lab_name: str | None, yes: bool, name: str,
                      machines: tuple[str, ...]) -> int:
     """Bring MACHINES (all of the lab's when none is named: asked first) back to snapshot NAME,
@@ -241,7 +242,7 @@ def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...]) -> int:
 @lab_options
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
 @click.argument("name")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name: str,
                     machines: tuple[str, ...]) -> None:
     """Delete snapshot NAME of MACHINES (all of the lab's when none is named: asked first)."""
@@ -262,7 +263,7 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name
 @lab_options
 @click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab (asked first).")
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def reset(lab_file: Path | None, lab_name: str | None, everything: bool, yes: bool, machines: tuple[str, ...]) -> int:
     """Bring MACHINES (e.g. seat-07) back to their `stacked` snapshot, taken when they last stacked
     successfully: a broken seat runs a clean DevStack again in seconds (about 10 s here under software

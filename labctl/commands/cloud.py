@@ -9,14 +9,21 @@ from pathlib import Path
 
 import click
 
-from labctl.commands.shared import chosen_lab_dir, command_context, lab_options, make_reporter, print_json
+from labctl.commands.shared import (
+    chosen_lab_dir,
+    command_context,
+    complete_machine,
+    lab_options,
+    make_reporter,
+    print_json,
+)
 from labctl.errors import printable
 
 
 @click.command(short_help="Make lab.yaml's day-one resources (images, flavors, keypair, rules) that are missing.")
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print each resource's outcome as JSON.")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def cloud(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: tuple[str, ...]) -> int:
     """Make lab.yaml's day-one resources (cloud: images, flavors, keypair, security_group_rules) in the
     stacked machines that serve the APIs, or in MACHINE...: only what is missing; an image left

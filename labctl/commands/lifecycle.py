@@ -15,6 +15,7 @@ from labctl.commands.shared import (
     chosen_lab_dir,
     command_context,
     command_hypervisor,
+    complete_machine,
     confirmed,
     debian_mirror,
     distro_options,
@@ -190,7 +191,7 @@ def _results_json(results: Mapping[str, StackResult], run: StackRun | None) -> d
 @click.option("--all", "everything", is_flag=True, help="Stack every machine, even those that stacked fine.")
 @click.option("--clean", is_flag=True, help="Run DevStack's unstack.sh and clean.sh first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (progress goes to stderr).")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: bool, as_json: bool,
           machines: tuple[str, ...]) -> int:
     """Run DevStack on a running lab: the machines whose last run failed or never ran
@@ -232,7 +233,7 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
 
 @click.command()
 @lab_options
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
     """Shut machines down cleanly (all of the lab's when none is named)."""
     from labctl.lifecycle import halt_lab
@@ -247,7 +248,7 @@ def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...])
 
 @click.command()
 @lab_options
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
     """Start halted machines again (all of the lab's when none is named)."""
     from labctl.lifecycle import resume_lab

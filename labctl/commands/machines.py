@@ -12,6 +12,7 @@ from labctl.commands.shared import (
     ask_health,
     chosen_lab_dir,
     command_context,
+    complete_machine,
     health_failed,
     health_json,
     lab_options,
@@ -26,7 +27,7 @@ from labctl.errors import LabctlError
 @click.command()
 @lab_options
 @click.option("--follow", "-F", is_flag=True, help="Keep printing what is added, until Ctrl-C.")
-@click.argument("machine")
+@click.argument("machine", shell_complete=complete_machine)
 def logs(lab_file: Path | None, lab_name: str | None, follow: bool, machine: str) -> None:
     """Show MACHINE's DevStack log (stack.sh's whole output, passwords masked)."""
     import time
@@ -63,7 +64,7 @@ def logs(lab_file: Path | None, lab_name: str | None, follow: bool, machine: str
 @click.command()
 @lab_options
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON (the password included).")
-@click.argument("machine", required=False)
+@click.argument("machine", required=False, shell_complete=complete_machine)
 def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: str | None) -> None:
     """Print the lab's admin credentials and an openrc (for MACHINE, or the first API machine).
 
@@ -158,7 +159,7 @@ def list_(as_json: bool) -> None:
 
 @click.command()
 @lab_options
-@click.argument("machine")
+@click.argument("machine", shell_complete=complete_machine)
 def ssh(lab_file: Path | None, lab_name: str | None, machine: str) -> None:
     """Open a shell on MACHINE, or run a command: labctl ssh MACHINE -- CMD."""
     from labctl.machine_access import ssh_argv
@@ -186,7 +187,7 @@ def ssh_config(lab_file: Path | None, lab_name: str | None) -> None:
 @click.option("--all", "everything", is_flag=True, help="Run on every machine of the lab.")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up on a machine after this long.")
 @click.option("--json", "as_json", is_flag=True, help="Print each machine's exit code and output as JSON.")
-@click.argument("machines", nargs=-1)
+@click.argument("machines", nargs=-1, shell_complete=complete_machine)
 def exec_(lab_file: Path | None, lab_name: str | None, everything: bool, timeout: float | None, as_json: bool,
           machines: tuple[str, ...]) -> int:
     """Run a command on several machines at once: labctl exec (MACHINE... | --all) -- CMD.

@@ -72,6 +72,19 @@ def schema(output: Path | None) -> None:
                f" # yaml-language-server: $schema={output.name}", err=True)
 
 
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print SHELL's completion script for labctl: commands, options, lab names (--lab) and the lab's
+    machine names (seat-07...). Bash: `eval "$(labctl completion bash)"` in ~/.bashrc."""
+    from click.shell_completion import get_completion_class
+
+    kind = get_completion_class(shell)
+    assert kind is not None  # click knows the three shells of the choice
+    root = click.get_current_context().find_root().command  # labctl's own group, not imported here
+    click.echo(kind(root, {}, "labctl", "_LABCTL_COMPLETE").source())
+
+
 @click.group(cls=Group)
 def box() -> None:
     """Build and list Vagrant boxes."""

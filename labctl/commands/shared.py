@@ -51,9 +51,32 @@ def print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+def complete_lab(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of --lab: the labs there are."""
+    try:
+        return [n for n in labs_home().names() if n.startswith(incomplete)]
+    except (OSError, LabctlError):
+        return []
+
+
+def complete_machine(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of MACHINE: the machines of the lab the words so far choose (-f, --lab, or
+    ./lab.yaml, else the only lab). Never an error: a shell's Tab must not print one."""
+    from labctl import records
+
+    try:
+        lab_dir = chosen_lab_dir(ctx.params.get("lab_file"), ctx.params.get("lab_name"))
+        names = [m.name for m in records.read_lab(lab_dir).machines]
+    except (OSError, ValueError, LabctlError):
+        return []
+    given = set(ctx.params.get("machines") or ())
+    return [n for n in names if n.startswith(incomplete) and n not in given]
+
+
 def lab_options(func: F) -> F:
     """-f/--file and --lab: the options of every command that acts on a lab."""
-    func = click.option("--lab", "lab_name", metavar="NAME", help="Act on the lab with this name.")(func)
+    func = click.option("--lab", "lab_name", metavar="NAME", help="Act on the lab with this name.",
+                        shell_complete=complete_lab)(func)
     func = click.option("-f", "--file", "lab_file", type=click.Path(path_type=Path, dir_okay=False),
                         help="The lab file (default: ./lab.yaml, else the only lab there is).")(func)
     return func
