@@ -269,6 +269,28 @@ def status_view(console: Console, lab: str, statuses: Sequence[MachineStatus], f
     return Group(*parts)
 
 
+def seat_grid(statuses: Sequence[MachineStatus]) -> RenderableType:
+    """A classroom at a glance: one cell per seat (its number, trainee and DevStack), as many cells a
+    line as the terminal holds. 30 seats fit one screen where the table needs 34 lines."""
+    from rich.columns import Columns
+    from rich.markup import escape
+
+    cells = []
+    for s in statuses:
+        if s.state != "running":
+            what, colour = ("no VM", "dim") if s.state == "not created" else (s.state[:8], "yellow")
+        elif not s.devstack:
+            what, colour = "not run", "dim"
+        else:
+            what = s.devstack.split(" at ")[0]
+            colour = {"stacked": "green", "stacking": "cyan"}.get(what, "red")
+        number = s.name.removeprefix("seat-")
+        trainee = s.trainee or "-"
+        who = escape(trainee if len(trainee) <= 12 else trainee[:11] + "…")
+        cells.append(f"[bold]{escape(number)}[/] {who:<12} [{colour}]{escape(what):<8}[/]")
+    return Columns(cells, padding=(0, 2), equal=True, column_first=True)
+
+
 def watch_status(console: Console, read: Callable[[], tuple[str, Sequence[MachineStatus]]], every: float,
                  clock: Callable[[], str], sleep: Callable[[float], None], rounds: int | None = None) -> None:
     """`status --watch`: the table redrawn in place every `every` seconds on a terminal; elsewhere (a
@@ -285,6 +307,12 @@ def watch_status(console: Console, read: Callable[[], tuple[str, Sequence[Machin
         summary = ", ".join(f"{counts[w]} {w}" for w in order if counts[w])
         footer = f"{summary} · {clock()} · every {every:g} s, Ctrl-C to stop"
         changed = repr([(s.name, s.state, s.ssh_address, s.devstack) for s in statuses])  # not the uptime
+        if any(st.trainee is not None for st in statuses) and len(statuses) + 8 > console.height:
+            from rich.console import Group
+            from rich.text import Text
+
+            # A class taller than the screen: the grid, so that every seat stays in sight.
+            return Group(Text(f"Lab {lab}", style="italic"), seat_grid(statuses), Text(footer)), changed
         return status_view(console, lab, statuses, footer), changed
 
     done = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -300,3 +301,21 @@ def test_watch_on_a_terminal_redraws_the_class_in_place(tmp_path: Path, run: Cal
         assert "EXIT=0" in wait_for("EXIT=")
     finally:
         subprocess.run([tmux, "-S", socket, "kill-server"], check=False, capture_output=True)
+
+
+def test_status_grid_shows_a_class_of_30_in_10_lines_at_80_columns(run: Callable[..., Result],
+                                                                   isolated_home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (isolated_home / "lab.yaml").write_text(
+        "name: big\nclassroom: {trainees: [Ada Lovelace, Grace Brewster Murray Hopper], seats: 30,"
+        " seat: {memory: 1G, cpus: 1}}\n")
+    assert run("plan").code == 0
+    monkeypatch.setattr("labctl.ui.make_console", lambda stderr=False: Console(width=80, color_system=None))
+    shown = run("status", "--grid")
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0] == "Lab big" and len(lines) == 11 and max(len(line) for line in lines) <= 80
+    cells = " ".join(lines[1:])
+    for number in range(1, 31):
+        assert re.search(rf"\b{number:02d} ", cells), number
+    assert "01 Ada Lovelace no VM" in " ".join(cells.split()) and "Grace Brews…" in cells

@@ -100,7 +100,10 @@ def creds(lab_file: Path | None, lab_name: str | None, as_json: bool, machine: s
 @click.option("--watch", type=click.FloatRange(1, 3600), is_flag=False, flag_value=5.0, default=None,
               metavar="[SECONDS]", help="Show the table again every SECONDS (5 if not given) until Ctrl-C: a class"
               " coming up, seat by seat.")
-def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: bool, watch: float | None) -> int:
+@click.option("--grid", is_flag=True, help="A classroom at a glance: one cell per seat (number, trainee,"
+              " DevStack), in columns, instead of the table.")
+def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: bool, watch: float | None,
+           grid: bool) -> int:
     """Show each machine's state, addresses, memory, vCPUs and uptime (read from libvirt), and its
     DevStack as labctl last saw it (stacked, failed, stacking, interrupted). With --health, also ask
     the cloud in each stacked machine how it is (exits 1 if a check failed)."""
@@ -127,10 +130,14 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: b
         print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses],
                      **({"health": health_json(checks)} if checks is not None else {})})
     else:
-        from labctl.ui import make_console, print_health, print_status
+        from labctl.ui import make_console, print_health, print_status, seat_grid
 
         console = make_console()
-        print_status(console, lab_dir.name, statuses)
+        if grid:
+            console.print(f"Lab {lab_dir.name}", style="italic")
+            console.print(seat_grid(statuses))
+        else:
+            print_status(console, lab_dir.name, statuses)
         if checks:
             print_health(console, lab_dir.name, checks)
         elif checks is not None:
