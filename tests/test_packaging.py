@@ -39,6 +39,10 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
     first, _, plan = proc.stdout.partition("\n")
     assert json.loads(first).startswith(str(site))
     assert Path(json.loads(plan)["vagrantfile"]).read_text().count("config.vm.define") == 1
+    # The docs ship inside too: `labctl help TOPIC` reads them where no checkout is.
+    helped = subprocess.run([sys.executable, "-c", "import labctl.cli; raise SystemExit(labctl.cli.main(['help',"
+                             " 'classroom']))"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "How trainees reach their seat" in helped.stdout, helped.stderr
 
 
 def test_install_links_labctl_and_says_what_to_add_to_path(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ COMMANDS = {
     "exec": "labctl.commands.machines:exec_",
     "forget": "labctl.commands.lifecycle:forget",
     "halt": "labctl.commands.lifecycle:halt",
+    "help": "labctl.commands.setup:help_",
     "hosts": "labctl.commands.hosts:hosts",
     "init": "labctl.commands.setup:init",
     "inventory": "labctl.commands.classroom:inventory",

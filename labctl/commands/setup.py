@@ -72,6 +72,45 @@ def schema(output: Path | None) -> None:
                f" # yaml-language-server: $schema={output.name}", err=True)
 
 
+@click.command(name="help")
+@click.argument("topic", required=False)
+def help_(topic: str | None) -> None:
+    """Read labctl's documentation in the terminal: `labctl help` lists the topics, `labctl help
+    classroom` shows one (the docs/ pages, also online beside the code)."""
+    from labctl.errors import LabctlError
+    from labctl.resources import data_path
+
+    pages = {p.stem: p for p in sorted(data_path("docs").glob("*.md"))}
+    if topic is None:
+        from labctl.ui import make_console
+
+        console = make_console()
+        console.print("Topics (labctl help TOPIC):", markup=False)
+        for name, page in pages.items():
+            title = next((line.lstrip("# ").strip() for line in page.read_text(encoding="utf-8").splitlines()
+                          if line.startswith("# ")), name)
+            console.print(f"  {name:<16} {title}", markup=False)
+        console.print("Each command's own: labctl COMMAND --help", markup=False)
+        return
+    if topic not in pages:
+        import difflib
+
+        close = difflib.get_close_matches(topic, list(pages), n=1)
+        raise LabctlError(f"no help topic {topic!r}" + (f"; did you mean {close[0]}?" if close else ""),
+                          hint=f"the topics: {', '.join(pages)}")
+    from rich.markdown import Markdown
+
+    from labctl.ui import make_console
+
+    console = make_console()
+    markdown = Markdown(pages[topic].read_text(encoding="utf-8"))
+    if console.is_terminal:
+        with console.pager(styles=True):
+            console.print(markdown)
+    else:
+        console.print(markdown)
+
+
 @click.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
