@@ -134,15 +134,11 @@ class DefaultsShape(_Shape):
     disk: Disk = None
 
 
-class SeatShape(_Shape):
-    """The machine every seat of a classroom is a copy of."""
+class SeatShape(DefaultsShape):
+    """The machine every seat of a classroom is a copy of: the defaults' keys, and where it runs."""
 
     model_config = ConfigDict(title="classroom.seat")
-    distro: Distro = None
     box: Box = None
-    memory: Memory = None
-    cpus: Cpus = None
-    disk: Disk = None
     host: HostName = None
 
 
