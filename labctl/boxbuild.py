@@ -27,8 +27,9 @@ from labctl.proc import run
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 VIRTUAL_SIZE_GB = 10
+# e2fsprogs: the first boot grows the root filesystem (resize2fs); trixie's minbase no longer has it.
 PACKAGES = ("linux-image-cloud-amd64", "systemd-sysv", "udev", "openssh-server", "sudo", "iproute2",
-            "systemd-resolved", "ca-certificates", "python3", "git", "curl", "less")
+            "systemd-resolved", "ca-certificates", "python3", "git", "curl", "less", "e2fsprogs")
 TOOLS = ("mmdebstrap", "mkfs.ext4", "extlinux", "qemu-img", "mount", "umount")
 BOX_VAGRANTFILE = """\
 # Box of labctl: Debian {version} built from Debian's packages.

@@ -32,6 +32,9 @@ class Release:
     devstack_branches: tuple[str, ...]
     local_build: bool = False
     note: str = ""
+    # What labctl's own tests have done with it on their machine (a Debian 12 host, no KVM, no box
+    # registry): kind (built, booted, keystone-only, classroom, compute) -> the test that does it.
+    proven: tuple[tuple[str, str], ...] = ()
 
     @property
     def ref(self) -> str:
@@ -101,8 +104,9 @@ def _release(family: str, title: str, package_family: str, raw: object, where: s
             min_disk_gb=int(raw["min_disk_gb"]), devstack_distro=str(devstack["distro"]),
             devstack_branches=tuple(str(b) for b in devstack.get("branches") or ()),
             local_build=bool(raw.get("local_build", False)), note=str(raw.get("note", "")),
+            proven=tuple((str(k), str(v)) for k, v in (raw.get("proven") or {}).items()),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CatalogError(f"{where}: missing or bad field {exc}") from None
     if not BOX_RE.match(release.box):
         raise CatalogError(f"{where}: box name {show(release.box)} is not of the form owner/name")

@@ -55,12 +55,17 @@ def print_boxes(console: Console, catalog: Catalog, master: str) -> None:
                        "unknown": "?"}[r.devstack_support(master)]
             if r.local_build:
                 support += "; box built offline"
+            proven = ", ".join(kind for kind, _ in r.proven) or (
+                "[dim]none yet[/]" if r.local_build else "[dim]none (a registry box)[/]")
             rows.append([ref, f"{r.family_name} {r.version} {r.codename}", r.box, r.package_family,
-                         f"{r.min_memory_mb // 1024} GiB/{r.min_disk_gb} GB", support])
-    columns = [Column("distro"), Column("release", drop=2), Column("box", drop=4), Column("pkgs", drop=1),
-               Column("min RAM/disk", drop=3), Column(f"DevStack {master}", fold=True)]
+                         f"{r.min_memory_mb // 1024} GiB/{r.min_disk_gb} GB", support, proven])
+    columns = [Column("distro"), Column("release", drop=2), Column("box", drop=5), Column("pkgs", drop=1),
+               Column("min RAM/disk", drop=3), Column(f"DevStack {master}", fold=True),
+               Column("proven here", fold=True, drop=4)]
     console.print(table(console, "Box catalogue (* = the family's default)", columns, rows))
     console.print("Name a release as family or family:version: --distro debian, --distro ubuntu:24.04.")
+    console.print("Proven here: what labctl's own tests did with the release on a host without KVM or access"
+                  " to Vagrant's box registry (docs/contributing.md).")
 
 
 def safe(text: object) -> str:

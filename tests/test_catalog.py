@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.catalog import Catalog, load_catalog
+from labctl.catalog import Catalog, default_catalog, load_catalog
 from labctl.errors import CatalogError
 
 # What the issue asks the catalogue to hold; DevStack master's SUPPORTED_DISTROS decides support.
@@ -63,3 +63,23 @@ def test_broken_catalogue_file_is_reported(tmp_path: Path) -> None:
                                        "  - version: '1'\n    box: bad/box\n")
     with pytest.raises(CatalogError, match=r"bad.yaml: releases\[0\]: missing or bad field"):
         load_catalog(tmp_path)
+
+
+PROOFS = {"built", "booted", "keystone-only", "classroom", "compute"}
+
+
+def test_what_the_catalogue_says_is_proven_names_a_test_that_does_it() -> None:
+    """`labctl boxes`' "proven here" is read from boxes/*.yaml: each claim must name a test file that
+    exists and works on that very release (names it), so that the column cannot drift into a boast."""
+    from conftest import REPO
+
+    claims = [(r, kind, test) for r in default_catalog().releases() for kind, test in r.proven]
+    assert any(r.ref == "debian:12" and kind == "keystone-only" for r, kind, _ in claims)
+    for release, kind, test in claims:
+        assert kind in PROOFS, (release.ref, kind)
+        source = (REPO / test).read_text()
+        assert release.ref in source, f"{test} does not name {release.ref}"
+    # A release whose box only Vagrant's registry has (not reached from the test machine) proves nothing.
+    for release in default_catalog().releases():
+        if not release.local_build:
+            assert not release.proven, release.ref

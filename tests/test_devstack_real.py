@@ -55,13 +55,18 @@ def fetched_through_caches(run: Callable[..., Result], lab: str, machine: str) -
 
 @pytest.fixture
 def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
+    yield from keystone_lab(isolated_home, "debian:12")
+
+
+def keystone_lab(isolated_home: Path, distro: str) -> Iterator[tuple[str, Path]]:
+    """A keystone-only lab from the mirrors on `distro` (its machine removed at the end)."""
     if not (MIRRORS / "openstack" / "devstack.git").is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{MIRRORS} is missing: CI has ../shared/ beside the clone")
         pytest.skip(f"{MIRRORS} is not there")
     name = f"real-{uuid.uuid4().hex[:6]}"
     cas = sorted(HOST_CAS.glob("*.crt")) if HOST_CAS.is_dir() else []
-    lines = [f"name: {name}", "defaults: {distro: debian:12, memory: 8G, cpus: 2, disk: 20G}",
+    lines = [f"name: {name}", f"defaults: {{distro: '{distro}', memory: 8G, cpus: 2, disk: 20G}}",
              "machines:", "  - {name: ks}"]
     if cas:  # a TLS-intercepting proxy between the VM and PyPI: its CA must be trusted inside
         lines += ["ca_certificates:", *(f"  - {p}" for p in cas)]
@@ -76,7 +81,12 @@ def real_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
 
 
 def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple[str, Path]) -> None:
-    name, folder = real_lab
+    stacks_keystone_and_resets(run, *real_lab)
+
+
+def stacks_keystone_and_resets(run: Callable[..., Result], name: str, folder: Path) -> None:
+    """`labctl up` stacks the lab; its Keystone gives `labctl creds`' admin a token (and refuses a wrong
+    password), a reset brings back the stacked DevStack, and destroy leaves nothing."""
     progress = folder / "up.progress"
     with progress.open("w") as err:
         up = subprocess.run([sys.executable, "-m", "labctl", "up", "--json"], cwd=folder, stdout=subprocess.PIPE,

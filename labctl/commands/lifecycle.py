@@ -152,9 +152,9 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
             request = stacking.StackRequest(cache=ctx.cache, caches=caches, fence=fencer(plan.lab, ctx),
                                             snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)))
             run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), ctx.ssh(), request)
-            # The machines as they are now, not as they booted: stacking shuts some down (a class's seats
-            # wait for seat-01) and records each DevStack's result.
-            statuses = lab_status(lab_dir, ctx.hypervisor(), ctx)
+        # The machines as they are now, not as they booted: stacking shuts some down (a class's seats
+        # wait for seat-01) and records each DevStack's result; uptimes have moved on.
+        statuses = lab_status(ctx.home.lab(plan.lab.name), ctx.hypervisor(), ctx)
         health = None if no_stack else ask_health(ctx.home.lab(plan.lab.name), ctx, reporter)
     return _show_up(plan, statuses, run, health, as_json)
 

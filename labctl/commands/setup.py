@@ -30,7 +30,7 @@ def boxes(as_json: bool) -> None:
             "box": r.box, "user": r.user, "package_family": r.package_family,
             "min_memory_mb": r.min_memory_mb, "min_disk_gb": r.min_disk_gb,
             "devstack_distro": r.devstack_distro, "devstack_branches": list(r.devstack_branches),
-            "local_build": r.local_build, "note": r.note,
+            "local_build": r.local_build, "note": r.note, "proven": dict(r.proven),
         } for r in catalog.releases()])
         return
     from labctl.ui import make_console, print_boxes
