@@ -109,7 +109,7 @@ def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: 
         retry = run("stack", "--json")
         assert retry.code == 0, retry.err
         assert {n: r["status"] for n, r in json.loads(retry.out)["machines"].items()} == {"seat-02": "ok"}
-        snaps = json.loads(run("snapshot", "list", "--json").out)
+        snaps = json.loads(run("snapshot", "list", "--json").out)["machines"]
         assert {m: [s["name"] for s in v] for m, v in snaps.items()} == {
             "seat-01": ["stacked"], "seat-02": ["stacked"], "seat-03": ["stacked"]}
         status = json.loads(run("status", "--json").out)["machines"]
@@ -146,7 +146,7 @@ def test_classroom(run: Callable[..., Result], isolated_home: Path, class_name: 
         reset = run("reset", "seat-02")
         assert reset.code == 0, reset.err
         check = run("exec", "seat-01", "seat-02", "--json", "--", "ls /opt/stack/standin-stacked /tmp/work-in-progress")
-        outputs = json.loads(check.out)
+        outputs = json.loads(check.out)["machines"]
         assert outputs["seat-02"]["stdout"].split() == ["/opt/stack/standin-stacked"]  # back; no later work
         assert outputs["seat-01"]["exit_code"] == 0  # untouched
         clock = run("exec", "seat-02", "--", "date +%s")

@@ -58,7 +58,7 @@ def test_top_level_help_and_version(run: Callable[..., Result]) -> None:
 def test_boxes_table_and_json(run: Callable[..., Result]) -> None:
     table = run("boxes")
     assert table.code == 0 and "debian:12" in table.out and "opensuse" in table.out
-    data = json.loads(run("boxes", "--json").out)
+    data = json.loads(run("boxes", "--json").out)["releases"]
     fedora = next(r for r in data if r["family"] == "fedora")
     assert fedora["devstack_branches"] == [] and fedora["package_family"] == "dnf"
     assert next(r for r in data if r["distro"] == "debian:12")["default"] is True
@@ -542,3 +542,38 @@ def test_tab_completes_commands_labs_and_the_labs_machines(run: Callable[..., Re
     out = subprocess.run(["bash", "-c", f"source {tmp_path / 'completion.sh'}\n{probe}"], cwd=isolated_home, env=env,
                          capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == ["ssh ssh-config", "seat-01 seat-02 seat-03", "seat-02 seat-03", "cls", "restore"]
+
+
+CHANGING = [("halt",), ("resume",), ("destroy",), ("reset",), ("snapshot", "save"), ("snapshot", "restore"),
+            ("snapshot", "delete"), ("access", "open"), ("access", "close"), ("cache", "start"), ("cache", "stop"),
+            ("up",), ("stack",), ("cloud",)]
+
+
+@pytest.mark.parametrize("path", CHANGING, ids=" ".join)
+def test_every_command_that_changes_something_has_json(path: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        found = command.get_command(click.Context(command), name)
+        assert found is not None
+        command = found
+    assert any("--json" in p.opts for p in command.params), path
+
+
+def test_every_json_is_one_object_whose_first_key_is_the_format(run: Callable[..., Result],
+                                                               isolated_home: Path) -> None:
+    (isolated_home / "lab.yaml").write_text("name: cls\nclassroom: {seats: 2, seat: {memory: 1G, cpus: 1}}\n")
+    asked = [("plan",), ("status",), ("list",), ("boxes",), ("creds",), ("hosts",), ("cache",), ("access", "status"),
+             ("snapshot", "list"), ("halt",), ("snapshot", "delete", "x", "-y"), ("access", "close"),
+             ("destroy", "-y")]
+    for words in asked:
+        result = run(*words, "--json")
+        assert result.code == 0, (words, result.err)
+        data = json.loads(result.out)
+        assert isinstance(data, dict) and next(iter(data)) == "format" and data["format"] == 1, words
+    # What a changing command did comes with the machines as they are now (as status gives them).
+    run("plan")
+    halted = json.loads(run("halt", "--json").out)
+    assert halted["lab"] == "cls" and halted["forced"] == []
+    assert [m["name"] for m in halted["machines"]] == ["seat-01", "seat-02"]
+    assert json.loads(run("destroy", "-y", "--json").out)["destroyed"] is True

@@ -282,7 +282,7 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
                            " ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2;"
                            " ip -4 -o addr show | awk '{print $4}' | cut -d/ -f1 | tr '\\n' ' '; echo;"
                            " sudo grep -h ^HOST_IP= /opt/stack/devstack/local.conf;"
-                           " test -e /opt/stack/standin-stacked && echo stacked-files-here").out)
+                           " test -e /opt/stack/standin-stacked && echo stacked-files-here").out)["machines"]
     seen = {s: facts[s]["stdout"].splitlines() for s in SEATS}
     for seat in SEATS:
         name, _machine_id, _host_key, addresses, host_ip, stacked = seen[seat]
@@ -313,7 +313,7 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     another_lab_is_out_of_reach(run, isolated_home / "other", "seat-02",
                                 [machines["seat-02"]["ssh_address"], machines["seat-02"]["ip"]])
 
-    snaps = json.loads(run("snapshot", "list", "--json").out)
+    snaps = json.loads(run("snapshot", "list", "--json").out)["machines"]
     assert {m: [s["name"] for s in v] for m, v in snaps.items()} == {s: ["stacked"] for s in SEATS}
     volumes = libvirt_names()["volumes"]
     assert f"labctl-{class_name}-seat-01.base.img" in volumes

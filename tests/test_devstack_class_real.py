@@ -206,7 +206,7 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
     assert f"OS_AUTH_URL={urls['seat-02']}" in rc2 and seats["seat-02"].admin in rc2
     inside = run("exec", "seat-02", "--lab", name, "--", rc2 + "openstack token issue -f value -c id")
     assert inside.code == 0 and len(inside.out.strip().splitlines()[-1]) > 20, inside.out + inside.err
-    snaps = json.loads(run("snapshot", "list", "--json", "--lab", name).out)
+    snaps = json.loads(run("snapshot", "list", "--json", "--lab", name).out)["machines"]
     assert {s: [x["name"] for x in snaps[s]] for s in SEATS} == {s: ["stacked"] for s in SEATS}
     made = run("exec", "seat-02", "--lab", name, "--", rc2 + "openstack project create broken-by-trainee")
     assert made.code == 0, made.out + made.err

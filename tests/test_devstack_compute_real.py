@@ -111,7 +111,7 @@ def test_real_compute_devstack(run: Callable[..., Result], compute_lab: tuple[st
 
     def inside(command: str) -> Result:
         done = run("exec", "aio", "--lab", name, "--timeout", "1800", "--json", "--", openrc + command)
-        got = json.loads(done.out)["aio"]
+        got = json.loads(done.out)["machines"]["aio"]
         return Result(got["exit_code"] if got["exit_code"] is not None else -1, got["stdout"],
                       got["stderr"] + (got["error"] or ""))
 
@@ -127,7 +127,7 @@ def test_real_compute_devstack(run: Callable[..., Result], compute_lab: tuple[st
     boots(inside, "first", marker)
     again = run("cloud", "--lab", name, "--json")
     assert again.code == 0, again.out + again.err
-    assert {o["state"] for o in json.loads(again.out)["aio"]} == {"present"}
+    assert {o["state"] for o in json.loads(again.out)["machines"]["aio"]} == {"present"}
 
     # reset: back to the stacked snapshot (day-one resources in it): the server made since is gone,
     # Nova and Neutron answer, and a new server boots.

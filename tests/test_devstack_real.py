@@ -120,7 +120,7 @@ def stacks_keystone_and_resets(run: Callable[..., Result], name: str, folder: Pa
 
     # A trainee breaks the real DevStack; `reset` brings back the `stacked` snapshot labctl took,
     # memory included: MySQL and Keystone run at once, without what was done since.
-    snaps = json.loads(run("snapshot", "list", "--json", "--lab", name).out)
+    snaps = json.loads(run("snapshot", "list", "--json", "--lab", name).out)["machines"]
     assert [s["name"] for s in snaps["ks"]] == ["stacked"] and snaps["ks"][0]["state"] == "running"
     made = run("exec", "ks", "--lab", name, "--", openrc + "openstack project create broken-by-trainee")
     assert made.code == 0, made.out + made.err

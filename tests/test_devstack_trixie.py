@@ -25,6 +25,6 @@ def trixie_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path]]:
 
 def test_trixie_stacks_keystone(run: Callable[..., Result], trixie_lab: tuple[str, Path]) -> None:
     name, folder = trixie_lab
-    boxes = {r["distro"]: r for r in json.loads(run("boxes", "--json").out)}
+    boxes = {r["distro"]: r for r in json.loads(run("boxes", "--json").out)["releases"]}
     assert boxes["debian:13"]["local_build"] is True
     stacks_keystone_and_resets(run, name, folder)

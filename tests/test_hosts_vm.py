@@ -93,11 +93,11 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
     assert gateway and f"-p {far_host.port}" in gateway and f"-W {machines['bravo']['ssh_address']}:22" in gateway
     hostnames = run("exec", "--all", "--json", "--", "hostname")
     assert hostnames.code == 0, hostnames.err
-    outputs = json.loads(hostnames.out)
+    outputs = json.loads(hostnames.out)["machines"]
     assert {n: r["stdout"].strip() for n, r in outputs.items()} == {"alpha": "alpha", "bravo": "bravo"}
     # Snapshots go to each machine's own host.
     assert run("snapshot", "save", "both").code == 0
-    listed = json.loads(run("snapshot", "list", "--json").out)
+    listed = json.loads(run("snapshot", "list", "--json").out)["machines"]
     assert {m: [s["name"] for s in snaps] for m, snaps in listed.items()} == {"alpha": ["both"], "bravo": ["both"]}
     config = run("ssh-config").out
     bravo_block = config[config.index("Host bravo"):]
@@ -125,7 +125,7 @@ def test_a_lab_across_two_hosts(run: Callable[..., Result], isolated_home: Path,
     assert "host unreachable" in down.out and "host far cannot be reached" in down.out
     assert statuses(run)["alpha"]["state"] == "running"
     alone = run("exec", "alpha", "--json", "--", "hostname")
-    assert alone.code == 0 and json.loads(alone.out)["alpha"]["stdout"].strip() == "alpha"
+    assert alone.code == 0 and json.loads(alone.out)["machines"]["alpha"]["stdout"].strip() == "alpha"
     assert ansible_ssh(hosts["bravo"], "hostname").returncode != 0  # it went through the far host
     assert ansible_ssh(hosts["alpha"], "hostname").stdout.strip() == "alpha"
     refused = run("destroy", "-y")

@@ -45,7 +45,7 @@ def test_box_build(run: Callable[..., Result], tmp_path: Path, monkeypatch: pyte
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(tmp_path / "box.img")],
                                      capture_output=True, text=True, check=True).stdout)
     assert info["format"] == "qcow2" and info["virtual-size"] == 10 * 1024**3
-    listed = json.loads(run("box", "list", "--json").out)
+    listed = json.loads(run("box", "list", "--json").out)["boxes"]
     assert {"name": "labctl/debian-12", "provider": "libvirt"}.items() <= listed[0].items()
 
 
@@ -113,7 +113,7 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
 
     hostnames = run("exec", "--all", "--json", "--", "hostname")
     assert hostnames.code == 0, hostnames.err
-    outputs = json.loads(hostnames.out)
+    outputs = json.loads(hostnames.out)["machines"]
     assert {n: r["stdout"].strip() for n, r in outputs.items()} == {"alpha": "alpha", "bravo": "bravo"}
     # One argument is a shell command line; several are words, quoted as such.
     failing = run("exec", "alpha", "bravo", "--", 'test "$(hostname)" = alpha')
@@ -151,7 +151,7 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     assert not {n for n in after["networks"] if lab_name in n}
     new_volumes = after["volumes"] - before["volumes"]
     assert all("_vagrant_box_image_" in v for v in new_volumes), new_volumes  # the box's base image aside
-    assert run("list", "--json").out.strip() == "[]"
+    assert json.loads(run("list", "--json").out) == {"format": 1, "labs": []}
 
 
 def test_sigterm_during_up_then_up_finishes(run: Callable[..., Result], isolated_home: Path, lab_name: str) -> None:
@@ -333,7 +333,7 @@ def test_faults_during_stack_then_up_finishes(run: Callable[..., Result], isolat
     assert stack_then(signal.SIGKILL, "up") == -signal.SIGKILL
     assert devstack() == {"alpha": "interrupted", "bravo": "interrupted"}
     left = run("exec", "--all", "--json", "--", "pgrep -u stack -c -f '[s]tack.sh'")
-    assert all(r["exit_code"] == 0 for r in json.loads(left.out).values()), left.out  # left running, unread
+    assert all(r["exit_code"] == 0 for r in json.loads(left.out)["machines"].values()), left.out  # left running, unread
 
     # 2. The next `up` stops the leftovers; alpha stacks fast; bravo is powered off mid-stack.
     (fragments / "all.conf").write_text("[[local|localrc]]\nSTANDIN_PHASE_SECONDS=0.1\n")

@@ -37,14 +37,14 @@ def cache(click_ctx: click.Context, as_json: bool) -> None:
         _show(as_json)
 
 
-def _show(as_json: bool) -> None:
+def _show(as_json: bool, **done: object) -> None:
     from labctl.cache.services import HostCaches
 
     caches = HostCaches(command_context().cache)
     states = caches.status()
     ends = caches.endpoints()
     if as_json:
-        print_json({"folder": str(caches.root), "offline": bool(ends and ends.offline),
+        print_json({**done, "folder": str(caches.root), "offline": bool(ends and ends.offline),
                      "caches": [s.as_json() for s in states]})
         return
     from rich.table import Table
@@ -69,18 +69,23 @@ def _show(as_json: bool) -> None:
 @cache.command(name="start")
 @click.option("--offline", is_flag=True, help="The outside is cut (a conference network down): serve only what"
               " the caches hold, and never try the internet.")
-def cache_start(offline: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the caches' state afterwards as JSON.")
+def cache_start(offline: bool, as_json: bool) -> None:
     """Start the caches (or keep them running); --offline to serve only what they hold."""
     from labctl.cache.services import HostCaches
 
     ctx = command_context()
     ends = HostCaches(ctx.cache).start(ctx.hypervisor().management_address(), offline=offline)
+    if as_json:
+        _show(True)
+        return
     click.echo(f"apt cache: {ends.apt_proxy}\nPyPI cache: {ends.pypi_index}" + ("\n(offline)" if offline else ""))
 
 
 @cache.command(name="stop")
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
-def cache_stop(yes: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the caches' state afterwards as JSON.")
+def cache_stop(yes: bool, as_json: bool) -> None:
     """Stop the caches every lab on this host shares (asked first; what they hold stays on disk for
     next time)."""
     from labctl.cache.services import HostCaches
@@ -90,4 +95,7 @@ def cache_stop(yes: bool) -> None:
         confirmed(yes, "Stop the package caches? Every lab on this host uses them; a machine stacking now fails.",
                   "stop the caches every lab shares", "labctl cache stop -y")
     stopped = caches.stop()
+    if as_json:
+        _show(True, stopped=stopped)
+        return
     click.echo(f"stopped: {', '.join(stopped)}" if stopped else "the caches were not running")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from labctl.commands.shared import (
+    JSON_HELP,
     YES_HELP,
     Group,
     chosen_lab_dir,
@@ -22,6 +23,7 @@ from labctl.commands.shared import (
     lab_statuses,
     make_reporter,
     print_json,
+    print_lab_json,
 )
 from labctl.errors import LabctlError, printable
 
@@ -44,24 +46,42 @@ def access() -> None:
 
 @access.command(name="open")
 @lab_options
-def access_open(lab_file: Path | None, lab_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the ports, now open, as JSON.")
+def access_open(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
     """Open (or keep open) the trainees' ports."""
     from labctl.lifecycle import open_doors
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     with command_context().home.writer(lab_dir.name, "access open"):
-        open_doors(lab_dir, make_reporter())
+        open_doors(lab_dir, make_reporter(as_json))
+    if as_json:
+        print_json(_ports_json(lab_dir))
 
 
 @access.command(name="close")
 @lab_options
-def access_close(lab_file: Path | None, lab_name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the ports, now closed, as JSON.")
+def access_close(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
     """Close the trainees' ports (the seats keep running)."""
     from labctl.classroom.access import close_access
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     closed = close_access(lab_dir)
+    if as_json:
+        print_json({**_ports_json(lab_dir), "closed_now": closed})
+        return
     click.echo("closed the trainees' ports" if closed else "the trainees' ports were not open")
+
+
+def _ports_json(lab_dir: LabDir) -> dict[str, object]:
+    from labctl.classroom.access import classroom_of, doors, forwarder_pid, host_address
+
+    classroom = classroom_of(lab_dir)
+    pid = forwarder_pid(lab_dir)
+    return {"lab": lab_dir.name, "open": pid is not None, "pid": pid, "listen": classroom.listen,
+            "address": classroom.address or host_address(),
+            "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port, "seat_address": d.seat_address}
+                      for d in doors(lab_dir, classroom)]}
 
 
 @access.command(name="status")
@@ -77,9 +97,7 @@ def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) ->
     seat_doors = doors(lab_dir, classroom)
     address = classroom.address or host_address()
     if as_json:
-        print_json({"open": pid is not None, "pid": pid, "listen": classroom.listen, "address": address,
-                     "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port,
-                                "seat_address": d.seat_address} for d in seat_doors]})
+        print_json(_ports_json(lab_dir))
         return
     click.echo(f"ports {'open' if pid else 'closed'} on {classroom.listen}" + (f" (pid {pid})" if pid else "")
                + ("" if pid else f"; labctl access open --lab {lab_dir.name} opens them"))
@@ -163,19 +181,24 @@ def _domains(lab_dir: LabDir) -> LabDomains:
 @snapshot.command(name="save")
 @lab_options
 @click.option("--description", "-d", default="", help="A note kept with the snapshot.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.argument("name")
 @click.argument("machines", nargs=-1, shell_complete=complete_machine)
-def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str, name: str,
+def snapshot_save(lab_file: Path | None, lab_name: str | None, description: str, as_json: bool, name: str,
                   machines: tuple[str, ...]) -> None:
     """Take snapshot NAME of MACHINES (all of the lab's when none is named), replacing one of that name."""
     from labctl.snapshots import check_snapshot_name, pick, save
 
     check_snapshot_name(name)
     lab_dir = chosen_lab_dir(lab_file, lab_name)
-    reporter = make_reporter()
+    reporter = make_reporter(as_json)
+    taken = []
     with command_context().home.writer(lab_dir.name, "snapshot save"):
         for machine, _info in save(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name, printable(description)):
             reporter.step(f"{machine}: snapshot {name} taken")
+            taken.append(machine)
+    if as_json:
+        print_lab_json(lab_dir, snapshot=name, taken=taken)
 
 
 @snapshot.command(name="list")
@@ -191,8 +214,9 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     found = listing(lab_dir, _domains(lab_dir), pick(lab_dir, machines))
     if as_json:
-        print_json({m: [{"name": s.name, "created": s.created, "state": s.state, "description": s.description}
-                         for s in snaps] for m, snaps in found.items()})
+        print_json({"lab": lab_dir.name, "machines": {
+            m: [{"name": s.name, "created": s.created, "state": s.state, "description": s.description} for s in snaps]
+            for m, snaps in found.items()}})
         return
     for machine, snaps in found.items():
         if not snaps:
@@ -205,9 +229,10 @@ def snapshot_list(lab_file: Path | None, lab_name: str | None, as_json: bool, ma
 @snapshot.command(name="restore")
 @lab_options
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.argument("name")
 @click.argument("machines", nargs=-1, shell_complete=complete_machine)
-def snapshot_restore(lab_file: Path | None, lab_name: str | None, yes: bool, name: str,
+def snapshot_restore(lab_file: Path | None, lab_name: str | None, yes: bool, as_json: bool, name: str,
                      machines: tuple[str, ...]) -> int:
     """Bring MACHINES (all of the lab's when none is named: asked first) back to snapshot NAME,
     running. What changed in them since is lost."""
@@ -219,13 +244,13 @@ def snapshot_restore(lab_file: Path | None, lab_name: str | None, yes: bool, nam
         confirmed(yes, f"Bring every machine of lab {lab_dir.name!r} back to {name}? What changed since is lost.",
                   f"restore every machine of lab {lab_dir.name!r}",
                   f"name the machines, or labctl snapshot restore -y --lab {lab_dir.name} {name}")
-    return _restore(lab_dir, name, machines)
+    return _restore(lab_dir, name, machines, as_json)
 
 
-def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...]) -> int:
+def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...], as_json: bool) -> int:
     from labctl.snapshots import pick, restore
 
-    reporter = make_reporter()
+    reporter = make_reporter(as_json)
     targets = pick(lab_dir, machines)
     ctx = command_context()
     with ctx.home.writer(lab_dir.name, "restore"), reporter.machines(targets, "queued") as progress:
@@ -235,15 +260,19 @@ def _restore(lab_dir: LabDir, name: str, machines: tuple[str, ...]) -> int:
         if not r.clock_set:
             reporter.warn(f"{r.machine}: {r.message}")
     reporter.step(f"{', '.join(targets)}: back to {name}")
+    if as_json:
+        print_lab_json(lab_dir, snapshot=name, restored=[{"machine": r.machine, "clock_set": r.clock_set,
+                                                          "message": r.message} for r in results])
     return 0 if all(r.clock_set for r in results) else 1
 
 
 @snapshot.command(name="delete")
 @lab_options
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.argument("name")
 @click.argument("machines", nargs=-1, shell_complete=complete_machine)
-def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name: str,
+def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, as_json: bool, name: str,
                     machines: tuple[str, ...]) -> None:
     """Delete snapshot NAME of MACHINES (all of the lab's when none is named: asked first)."""
     from labctl.snapshots import check_snapshot_name, delete, pick
@@ -256,6 +285,9 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name
                   f"name the machines, or labctl snapshot delete -y --lab {lab_dir.name} {name}")
     with command_context().home.writer(lab_dir.name, "snapshot delete"):
         gone = delete(lab_dir, _domains(lab_dir), pick(lab_dir, machines), name)
+    if as_json:
+        print_lab_json(lab_dir, snapshot=name, deleted=list(gone))
+        return
     click.echo(f"deleted {name} of {', '.join(gone)}" if gone else f"no machine had a snapshot {name}")
 
 
@@ -263,8 +295,10 @@ def snapshot_delete(lab_file: Path | None, lab_name: str | None, yes: bool, name
 @lab_options
 @click.option("--all", "everything", is_flag=True, help="Reset every machine of the lab (asked first).")
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.argument("machines", nargs=-1, shell_complete=complete_machine)
-def reset(lab_file: Path | None, lab_name: str | None, everything: bool, yes: bool, machines: tuple[str, ...]) -> int:
+def reset(lab_file: Path | None, lab_name: str | None, everything: bool, yes: bool, as_json: bool,
+          machines: tuple[str, ...]) -> int:
     """Bring MACHINES (e.g. seat-07) back to their `stacked` snapshot, taken when they last stacked
     successfully: a broken seat runs a clean DevStack again in seconds (about 10 s here under software
     emulation, bench/results/reset.md)."""
@@ -277,5 +311,5 @@ def reset(lab_file: Path | None, lab_name: str | None, everything: bool, yes: bo
     if not machines:
         confirmed(yes, f"Reset every machine of lab {lab_dir.name!r}? What every trainee did since stacking is lost.",
                   f"reset every machine of lab {lab_dir.name!r}", f"labctl reset --all -y --lab {lab_dir.name}")
-    return _restore(lab_dir, STACKED, machines)
+    return _restore(lab_dir, STACKED, machines, as_json)
 

@@ -44,8 +44,9 @@ def cloud(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: 
                            lambda machine, line: reporter.step(f"{machine}: {line}"))
     failed = {m: [o for o in outcomes if o.failed] for m, outcomes in found.items()}
     if as_json:
-        print_json({m: [{"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail} for o in outcomes]
-                     for m, outcomes in found.items()})
+        print_json({"lab": lab.name, "machines": {
+            m: [{"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail} for o in outcomes]
+            for m, outcomes in found.items()}})
     else:
         for machine, outcomes in found.items():
             made = sum(o.state in ("created", "replaced") for o in outcomes)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from labctl.commands.shared import (
+    JSON_HELP,
     MIRROR_HELP,
     YES_HELP,
     ask_health,
@@ -25,6 +26,7 @@ from labctl.commands.shared import (
     labs_home,
     make_reporter,
     print_json,
+    print_lab_json,
 )
 from labctl.errors import LabctlError
 
@@ -233,35 +235,42 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
 
 @click.command()
 @lab_options
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.argument("machines", nargs=-1, shell_complete=complete_machine)
-def halt(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
+def halt(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: tuple[str, ...]) -> None:
     """Shut machines down cleanly (all of the lab's when none is named)."""
     from labctl.lifecycle import halt_lab
 
-    reporter = make_reporter()
+    reporter = make_reporter(as_json)
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     with labs_home().writer(lab_dir.name, "halt"):
         forced = halt_lab(lab_dir, command_context(), machines, reporter)
     if forced:
         reporter.warn(f"powered off without a clean shutdown: {', '.join(forced)}")
+    if as_json:
+        print_lab_json(lab_dir, forced=forced)
 
 
 @click.command()
 @lab_options
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.argument("machines", nargs=-1, shell_complete=complete_machine)
-def resume(lab_file: Path | None, lab_name: str | None, machines: tuple[str, ...]) -> None:
+def resume(lab_file: Path | None, lab_name: str | None, as_json: bool, machines: tuple[str, ...]) -> None:
     """Start halted machines again (all of the lab's when none is named)."""
     from labctl.lifecycle import resume_lab
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     with labs_home().writer(lab_dir.name, "resume"):
-        resume_lab(lab_dir, command_context(), machines, make_reporter())
+        resume_lab(lab_dir, command_context(), machines, make_reporter(as_json))
+    if as_json:
+        print_lab_json(lab_dir)
 
 
 @click.command()
 @lab_options
 @click.option("-y", "--yes", is_flag=True, help=YES_HELP)
-def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+def destroy(lab_file: Path | None, lab_name: str | None, yes: bool, as_json: bool) -> None:
     """Delete the lab: its machines, disks, network and folder (passwords and logs included)."""
     from labctl.errors import LabNotFound
     from labctl.lifecycle import destroy_lab
@@ -276,10 +285,12 @@ def destroy(lab_file: Path | None, lab_name: str | None, yes: bool) -> None:
         lab_dir = labs_home().lab(lab_name)
     confirmed(yes, f"Destroy lab {lab_dir.name!r} and everything in {lab_dir.path}?",
               f"destroy lab {lab_dir.name!r}", f"labctl destroy -y --lab {lab_dir.name}")
-    reporter = make_reporter()
+    reporter = make_reporter(as_json)
     with labs_home().writer(lab_dir.name, "destroy"):
         removed = destroy_lab(lab_dir, command_context(), reporter)
     reporter.step(f"lab {lab_dir.name} destroyed ({len(removed)} libvirt object(s) removed after vagrant)")
+    if as_json:
+        print_json({"lab": lab_dir.name, "destroyed": True, "removed_after_vagrant": list(removed)})
 
 
 @click.command()

@@ -153,8 +153,8 @@ def list_(as_json: bool) -> None:
 
     labs = list(list_labs(command_context()))
     if as_json:
-        print_json([{"lab": lab.name, "machines": lab.machines, "states": lab.states, "dir": str(lab.dir)}
-                     for lab in labs])
+        print_json({"labs": [{"lab": lab.name, "machines": lab.machines, "states": lab.states, "dir": str(lab.dir)}
+                              for lab in labs]})
         return
     from labctl.ui import make_console, print_labs
 
@@ -211,8 +211,9 @@ def exec_(lab_file: Path | None, lab_name: str | None, everything: bool, timeout
     targets = pick_machines(lab_statuses(lab_dir), machines, everything)
     results = exec_on(command_context().ssh(), lab_dir, targets, command, timeout)
     if as_json:
-        print_json({name: {"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "error": r.error}
-                     for name, r in results.items()})
+        print_json({"lab": lab_dir.name, "machines": {
+            name: {"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "error": r.error}
+            for name, r in results.items()}})
     else:
         for name, r in results.items():
             code = f"exit {r.exit_code}" if r.exit_code is not None else "did not run"

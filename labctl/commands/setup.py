@@ -24,14 +24,14 @@ def boxes(as_json: bool) -> None:
 
     catalog = default_catalog()
     if as_json:
-        print_json([{
+        print_json({"releases": [{
             "distro": r.ref, "family": r.family, "version": r.version, "codename": r.codename,
             "default": r.version == next(f.default for f in catalog.families if f.name == r.family),
             "box": r.box, "user": r.user, "package_family": r.package_family,
             "min_memory_mb": r.min_memory_mb, "min_disk_gb": r.min_disk_gb,
             "devstack_distro": r.devstack_distro, "devstack_branches": list(r.devstack_branches),
             "local_build": r.local_build, "note": r.note, "proven": dict(r.proven),
-        } for r in catalog.releases()])
+        } for r in catalog.releases()]})
         return
     from labctl.ui import make_console, print_boxes
 
@@ -63,9 +63,11 @@ def schema(output: Path | None) -> None:
     from labctl.lab import write_schema
 
     if output is None:
+        import json
+
         from labctl.labfile.shape import schema as lab_schema
 
-        print_json(lab_schema())
+        click.echo(json.dumps(lab_schema(), indent=2))  # a JSON Schema document, not a command's result
         return
     write_schema(output)
     click.echo(f"Wrote {output}. Point your editor at it with this first line in lab.yaml:"
@@ -151,7 +153,7 @@ def box_list(as_json: bool) -> None:
 
     boxes = cache_driver(command_context()).box_list()
     if as_json:
-        print_json([{"name": n, "provider": p, "version": v} for n, p, v in boxes])
+        print_json({"boxes": [{"name": n, "provider": p, "version": v} for n, p, v in boxes]})
         return
     for n, p, v in boxes:
         click.echo(f"{n:40} {p:10} {v}")

@@ -45,10 +45,24 @@ def labs_home() -> LabHome:
     return LabHome(labctl_home())
 
 
-def print_json(data: object) -> None:
+JSON_FORMAT = 1  # of every command's --json; a change that breaks a reader raises it
+
+
+def print_json(data: Mapping[str, object]) -> None:
+    """A command's --json: one object, its first key the format's version (the same for every
+    command), then the command's own keys."""
     import json
 
-    click.echo(json.dumps(data, indent=2))
+    click.echo(json.dumps({"format": JSON_FORMAT, **data}, indent=2))
+
+
+JSON_HELP = "Print what was done, and the machines as they are now, as JSON."
+
+
+def print_lab_json(lab_dir: LabDir, **done: object) -> None:
+    """--json of a command that changed a lab: what it did, then the lab's machines as they are now
+    (as `status --json` gives them)."""
+    print_json({"lab": lab_dir.name, **done, "machines": [s.as_json() for s in lab_statuses(lab_dir)]})
 
 
 def complete_lab(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
