@@ -61,7 +61,7 @@ uninstall() {
       echo "  hint: start libvirtd and run ./install.sh --uninstall again" >&2
       exit 1
     fi
-    labs=$(printf '%s' "$listed" | .venv/bin/python -c 'import json,sys; print(" ".join(l["lab"] for l in json.load(sys.stdin)))')
+    labs=$(printf '%s' "$listed" | .venv/bin/python -c 'import json,sys; print(" ".join(l["lab"] for l in json.load(sys.stdin)["labs"]))')
     if [ -n "$labs" ] && [ "$KEEP_LABS" = 0 ]; then
       echo "install.sh: labs still exist: $labs" >&2
       echo "  hint: remove each with \`labctl destroy --lab NAME\`, or run ./install.sh --uninstall --keep-labs to leave them (their machines keep running)" >&2
