@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.details[:MAX_DETAILS]:
             click.echo(f"  {printable(line)}", err=True)
         if len(exc.details) > MAX_DETAILS:
-            click.echo(f"  ... and {len(exc.details) - MAX_DETAILS} more", err=True)
+            click.echo(f"  ... and {len(exc.details) - MAX_DETAILS} more lines", err=True)
         if exc.hint:
             click.echo(f"  hint: {printable(exc.hint)}", err=True)
         return exc.exit_code

@@ -103,7 +103,7 @@ def _problem(error: ErrorDetails) -> Problem:
 
 
 def problems(raw: object) -> list[Problem]:
-    """Every shape error of a lab file's content, in the file's order of fields."""
+    """Every shape error of a lab file's content (in the model's order: load_lab puts them in the file's)."""
     try:
         LabShape.model_validate(raw)
     except ValidationError as exc:
