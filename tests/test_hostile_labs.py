@@ -167,6 +167,9 @@ CASES: dict[str, Case] = {
     "yaml-complex-key": Case("? [a, b]\n: c\nname: h\nmachines:\n  - {name: ks}\n"),
     "yaml-deep-nesting": Case("name: h\nmachines: " + "[" * 5000 + "]" * 5000 + "\n"),
     "yaml-merge-key": Case("base: &b {name: ks}\nname: h\nmachines:\n  - {<<: *b}\n"),
+    # Thousands of problems at once: all found, a bounded few lines shown (MAX_DETAILS).
+    "yaml-thousands-of-problems": Case("name: h\nmachines:\n" + "".join(
+        f"  - {{name: m{i}, memroy: 1, cpus: 0, role: x}}\n" for i in range(2000))),
     "yaml-octal-kept": Case(localrc("MODE: 0755"), harmless=reads_as({"MODE": "0755"})),
     "yaml-float-kept": Case(localrc("VERSION: 23.10"), harmless=reads_as({"VERSION": "23.10"})),
     "yaml-no-kept": Case(localrc("ANSWER: NO"), harmless=reads_as({"ANSWER": "NO"})),
