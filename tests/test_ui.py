@@ -45,7 +45,7 @@ def test_logs_get_one_line_per_change() -> None:
 
 def test_status_shows_each_machines_devstack() -> None:
     from labctl.machine_status import MachineStatus
-    from labctl.ui import print_status
+    from labctl.ui_status import print_status
 
     def machine(name: str, state: str, devstack: str) -> MachineStatus:
         return MachineStatus(name, "allinone", "10.0.0.2", f"labctl-x-{name}", state, (), None, None, None, "vagrant",
@@ -144,7 +144,7 @@ def test_warnings_print_brackets_as_words() -> None:
 
 def test_status_of_a_classroom_shows_trainees_as_written() -> None:
     from labctl.machine_status import MachineStatus
-    from labctl.ui import print_status
+    from labctl.ui_status import print_status
 
     out = io.StringIO()
     seats = [MachineStatus(f"seat-0{n}", "allinone", f"10.0.0.{n}", f"d{n}", "running", (), 1024, 1, 5.0, "vagrant",
@@ -192,7 +192,7 @@ def test_a_14_seat_class_reads_whole_at_80_columns(run: Callable[..., Result], i
     name and every address whole (no `sea…`, no `192.168.11…`), whatever columns had to go, and no
     line wider than the terminal (issue 24 item 1)."""
     from labctl.machine_status import MachineStatus
-    from labctl.ui import print_status
+    from labctl.ui_status import print_status
 
     names = ["Ada Lovelace-Byron", "Grace Brewster Murray Hopper", "Edsger Wybe Dijkstra", "Barbara Liskov"]
     seats = [MachineStatus(f"seat-{n:02d}", "allinone", f"192.168.110.{9 + n}", f"labctl-c-seat-{n:02d}",
@@ -238,7 +238,7 @@ def _seats(devstack: dict[str, str]) -> list[Any]:
 
 
 def test_watch_in_a_log_prints_only_what_changed() -> None:
-    from labctl.ui import watch_status
+    from labctl.ui_status import watch_status
 
     out = io.StringIO()
     rounds = iter([{"seat-01": "stacking", "seat-02": ""}, {"seat-01": "stacking", "seat-02": ""},

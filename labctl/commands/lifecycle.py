@@ -168,7 +168,8 @@ def _show_up(plan: Plan, statuses: Sequence[MachineStatus], run: StackRun | None
         print_json({"lab": plan.lab.name, "dir": str(plan.dir), "machines": [s.as_json() for s in statuses],
                      "devstack": _results_json(results, run), "health": health_json(health or {})})
     else:
-        from labctl.ui import make_console, print_health, print_ready, print_stack_summary
+        from labctl.ui import make_console, print_health, print_stack_summary
+        from labctl.ui_status import print_ready
 
         console = make_console()
         print_ready(console, plan.lab.name, statuses)

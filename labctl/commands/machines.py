@@ -118,7 +118,8 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: b
         import contextlib
         import time
 
-        from labctl.ui import make_console, watch_status
+        from labctl.ui import make_console
+        from labctl.ui_status import watch_status
 
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
             watch_status(make_console(), lambda: (lab_dir.name, lab_status(lab_dir, ctx.hypervisor(), ctx)), watch,
@@ -130,7 +131,8 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: b
         print_json({"lab": lab_dir.name, "machines": [s.as_json() for s in statuses],
                      **({"health": health_json(checks)} if checks is not None else {})})
     else:
-        from labctl.ui import make_console, print_health, print_status, seat_grid
+        from labctl.ui import make_console, print_health
+        from labctl.ui_status import print_status, seat_grid
 
         console = make_console()
         if grid:
