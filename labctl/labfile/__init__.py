@@ -84,9 +84,7 @@ def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None) -> 
         raise LabFileError(f"{len(found)} problems", details=tuple(f"{p.path}: {p.message}" for p in found),
                            hint="fix each of them, then run the command again")
     data = mapping(raw, "", keys(LabShape))
-    if "name" not in data:
-        raise LabFileError("name: a lab needs a name", hint="add `name: mylab` at the top of lab.yaml")
-    name = check_name(data["name"], "name")
+    name = check_name(data["name"], "name")  # there, and a name: the shape said so
     accelerator = data.get("accelerator", "auto")
     if accelerator not in ACCELERATORS:
         raise LabFileError(f"accelerator: expected one of {', '.join(ACCELERATORS)}, got {show(accelerator)}")
@@ -138,10 +136,8 @@ def load_lab(path: Path, catalog: Catalog) -> Lab:
 def _where(path: Path, loc: Loc | None, positions: Positions) -> str:
     """`lab.yaml:12:5`, the place of the field `loc` (or of the nearest field above it), as compilers
     and linters write it: terminals and editors jump there."""
-    while loc and loc not in positions:
-        loc = loc[:-1]
-    line, column = positions.get(loc or (), (1, 1))
-    return f"{path}:{line}:{column}" if loc else str(path)
+    line, column = _line_of(loc or (), positions)
+    return f"{path}:{line}:{column}" if loc and line else str(path)
 
 
 def _at_lines(path: Path, found: list[Problem], positions: Positions) -> LabFileError:
@@ -159,9 +155,10 @@ def _at_lines(path: Path, found: list[Problem], positions: Positions) -> LabFile
 
 
 def _line_of(loc: Loc, positions: Positions) -> tuple[int, int]:
+    """Where the field `loc` starts, or the nearest field above it; (0, 0) for the file itself."""
     while loc and loc not in positions:
         loc = loc[:-1]
-    return positions.get(loc, (0, 0))
+    return positions.get(loc, (0, 0)) if loc else (0, 0)
 
 
 def default_lab_dict(distro: str, catalog: Catalog, name: str | None = None) -> RawMap:
