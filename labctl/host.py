@@ -49,9 +49,39 @@ class HostFacts:
     memory_mb: int
     cpu_flags: frozenset[str]
     kvm_usable: bool
+    # The KVM module lets guests run KVM of their own (kvm_intel's or kvm_amd's `nested` parameter).
+    nested_kvm: bool = False
 
 
-def read_host(proc: Path = Path("/proc"), dev_kvm: Path = Path("/dev/kvm")) -> HostFacts:
+def nested_kvm(sys: Path = Path("/sys")) -> bool:
+    for module in ("kvm_intel", "kvm_amd"):
+        try:
+            if (sys / "module" / module / "parameters" / "nested").read_text().strip() in ("Y", "1"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def check_nested(accel: Accelerator, host: HostFacts) -> None:
+    """A lab with `nested: true` runs only where its machines can run KVM themselves; else it is
+    refused with the reason (Nova's guests would silently fall back to nothing: LIBVIRT_TYPE=kvm
+    without /dev/kvm in the machine fails every boot)."""
+    from labctl.errors import LabctlError
+
+    if accel.slow:
+        raise LabctlError(f"nested: KVM inside the machines needs KVM for the machines first, and here {accel.reason}",
+                          hint="drop nested: (Nova's guests then run under QEMU inside the machines: slow, but"
+                               " they run)")
+    if not host.nested_kvm:
+        raise LabctlError("nested: this host's KVM does not let guests run KVM of their own (kvm_intel's or"
+                          " kvm_amd's nested parameter is off)",
+                          hint="enable it with no VM running: echo 'options kvm_intel nested=1' | sudo tee"
+                               " /etc/modprobe.d/kvm-nested.conf && sudo modprobe -r kvm_intel && sudo modprobe"
+                               " kvm_intel (kvm_amd on AMD); or drop nested:")
+
+
+def read_host(proc: Path = Path("/proc"), dev_kvm: Path = Path("/dev/kvm"), sys: Path = Path("/sys")) -> HostFacts:
     flags: set[str] = set()
     memory_kb = 0
     try:
@@ -65,7 +95,7 @@ def read_host(proc: Path = Path("/proc"), dev_kvm: Path = Path("/dev/kvm")) -> H
     except OSError:
         pass  # Not Linux, or /proc hidden: the facts stay unknown (0), callers say so.
     kvm_usable = dev_kvm.exists() and os.access(dev_kvm, os.R_OK | os.W_OK)
-    return HostFacts(os.cpu_count() or 1, memory_kb // 1024, frozenset(flags), kvm_usable)
+    return HostFacts(os.cpu_count() or 1, memory_kb // 1024, frozenset(flags), kvm_usable, nested_kvm(sys))
 
 
 def choose_accelerator(wanted: str, host: HostFacts) -> Accelerator:

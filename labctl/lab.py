@@ -18,7 +18,7 @@ from labctl.devstack_services import check_coverage
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
-from labctl.host import Accelerator, HostFacts, choose_accelerator
+from labctl.host import Accelerator, HostFacts, check_nested, choose_accelerator
 from labctl.labfile import check_name, default_lab_dict, lab_from_dict, load_lab, parse_disk, parse_memory
 from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
 from labctl.model import Lab, Machine
@@ -269,6 +269,8 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
     the choice it recorded, so that re-planning a lab never points it at a box it cannot get."""
     lab, warnings = fit_to_host(lab, host)
     accel = choose_accelerator(lab.accelerator, host)
+    if lab.nested:
+        check_nested(accel, host)
     lab_dir = home.lab(lab.name)
     lab_source = lab.source or lab_dir.lab_file
     warnings += _same_lab(lab_dir, lab_source)

@@ -121,6 +121,8 @@ class Lab:
     caches: bool = False
     # What the stacked cloud holds on day one (images, flavors, keypair, rules): labctl.cloud.
     cloud: CloudSpec = field(default_factory=CloudSpec)
+    # KVM inside the machines (Nova's guests at full speed): only on a host with nested KVM.
+    nested: bool = False
 
     @property
     def controller(self) -> Machine | None:

@@ -118,7 +118,8 @@ def fragment_context(lab: Lab, machine: Machine, passwords: Mapping[str, str]) -
     """What a fragment sees: plain data only (fragments come from strangers, see sandbox.py)."""
     spec = lab.devstack
     return {
-        "lab": {"name": lab.name, "cidr": lab.cidr, "machines": [_machine_data(m) for m in lab.machines]},
+        "lab": {"name": lab.name, "cidr": lab.cidr, "machines": [_machine_data(m) for m in lab.machines],
+                "nested": lab.nested},
         "machine": _machine_data(machine),
         "controller": _machine_data(lab.controller) if lab.controller else None,
         "passwords": dict(passwords),

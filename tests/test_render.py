@@ -221,3 +221,13 @@ def test_software_emulation_raises_devstack_service_waits(catalog: Catalog, tmp_
     env, _ = localrc_env(render_local_conf(own, own.machines[0], PASSWORDS, [mine], slow=True), tmp_path)
     assert env["SERVICE_TIMEOUT"] == "90" and env["VIF_PLUGGING_TIMEOUT"] == "42"
     assert "SERVICE_TIMEOUT" not in str(slow_waits_note(own, slow=True))
+
+
+def test_nested_labs_run_nova_s_guests_under_kvm(catalog: Catalog, tmp_path: Path) -> None:
+    plain = lab_from_dict({"name": "t", "machines": [{"name": "alpha"}]}, catalog)
+    nested = lab_from_dict({"name": "t", "nested": True, "machines": [{"name": "alpha"}]}, catalog)
+    assert "LIBVIRT_TYPE=qemu" in render_all(plain)["alpha"]
+    assert "LIBVIRT_TYPE=kvm" in render_all(nested)["alpha"]
+    own = lab_from_dict({"name": "t", "nested": True, "machines": [{"name": "alpha"}],
+                         "devstack": {"localrc": {"LIBVIRT_TYPE": "qemu"}}}, catalog)
+    assert localrc_env(render_all(own)["alpha"], tmp_path)[0]["LIBVIRT_TYPE"] == "qemu"  # the lab decides

@@ -113,6 +113,7 @@ def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None) -> 
         classroom=classroom,
         caches=true_or_false(data["caches"], "caches") if "caches" in data else classroom is not None,
         cloud=parse_cloud(data.get("cloud"), base_dir),
+        nested=true_or_false(data.get("nested", False), "nested"),
     )
 
 

@@ -272,6 +272,9 @@ class LabShape(_Shape):
     classroom: ClassroomShape | None = None
     caches: Flag = None
     cloud: CloudShape | None = None
+    nested: Annotated[object, _checked(lambda v: true_or_false(v, "")),
+                      _doc("KVM inside the machines, for Nova's guests at full speed (DevStack's LIBVIRT_TYPE=kvm):"
+                           " only on a host whose KVM allows nested guests.", type="boolean")] = None
 
 
 def keys(shape: type[BaseModel]) -> tuple[str, ...]:
