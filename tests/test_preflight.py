@@ -99,7 +99,7 @@ def test_nested_is_refused_with_the_reason_where_the_host_cannot_give_it() -> No
     from labctl.host import HostFacts, check_nested, choose_accelerator
 
     no_vt = HostFacts(4, 16384, frozenset(), kvm_usable=False)
-    with pytest.raises(LabctlError, match="needs KVM for the machines first.*no vmx/svm") as err:
+    with pytest.raises(LabctlError, match=r"needs KVM for the machines first.*no vmx/svm") as err:
         check_nested(choose_accelerator("auto", no_vt), no_vt)
     assert err.value.hint and "drop nested:" in err.value.hint
     kvm_only = HostFacts(4, 16384, frozenset({"vmx"}), kvm_usable=True, nested_kvm=False)
