@@ -73,13 +73,20 @@ def parse_package_file(text: str, codename: str) -> list[str]:
     return out
 
 
-def devstack_packages(debs: Mapping[str, str], services: Iterable[str], codename: str) -> list[str]:
+# DevStack's trueorfalse: the words it reads as true.
+DEVSTACK_TRUE = frozenset({"1", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
+
+
+def devstack_packages(debs: Mapping[str, str], services: Iterable[str], codename: str,
+                      ksmtuned: bool = False) -> list[str]:
     """Every package stack.sh installs with apt for these services on this Debian release, in its
-    order, each once; names that are no Debian package name are dropped (files come from strangers)."""
+    order, each once; names that are no Debian package name are dropped (files come from strangers).
+    `ksmtuned`: lib/host installs it where ENABLE_KSMTUNED is true (labctl's base.conf says false)."""
     services = list(services)
     python = PYTHON.get(codename)
     found = [f"python{python}", f"python{python}-dev"] if python else []
-    found.append("ksmtuned")  # lib/host, ENABLE_KSMTUNED defaults to True
+    if ksmtuned:
+        found.append("ksmtuned")
     for name in package_files(services):
         found += parse_package_file(debs.get(name, ""), codename)
     for service, packages in _LIB_PACKAGES:
@@ -148,8 +155,10 @@ def box_packages(lab: Lab, local_confs: Mapping[str, str]) -> dict[str, tuple[st
     found: dict[str, list[str]] = {}
     for m in lab.machines:
         if m.name in local_confs:
-            services = enabled_services(parse(local_confs[m.name], f"{m.name}'s local.conf"))
-            found.setdefault(m.box, []).extend(devstack_packages(debs, services, m.release.codename))
+            conf = parse(local_confs[m.name], f"{m.name}'s local.conf")
+            ksmtuned = (conf.variables.get("ENABLE_KSMTUNED") or "True").strip("'\"") in DEVSTACK_TRUE
+            found.setdefault(m.box, []).extend(devstack_packages(debs, enabled_services(conf), m.release.codename,
+                                                                 ksmtuned))
     return {box: tuple(dict.fromkeys(packages)) for box, packages in found.items()}
 
 

@@ -44,7 +44,8 @@ def test_the_list_is_what_the_real_stack_installed() -> None:
                                  log.read_text()):
             installed |= set(found.group(1).split())
     assert "mariadb-server" in installed and "apache2" in installed  # the log is read
-    mine = devstack_packages(read_debs(DEVSTACK, "master"), ["key", "mysql"], "bookworm")
+    # Those runs had DevStack's default ENABLE_KSMTUNED=True (labctl now sets it false).
+    mine = devstack_packages(read_debs(DEVSTACK, "master"), ["key", "mysql"], "bookworm", ksmtuned=True)
     assert set(mine) == installed and len(mine) == len(set(mine))
 
 
@@ -71,8 +72,9 @@ def test_marks_and_hostile_lines() -> None:
     assert parse_package_file(text, "bookworm") == [
         "apache2", "new-tool", "here", "$(reboot)", "-oAPT::Get::AllowUnauthenticated=1", "a;b", "UPPER"]
     # ...and none of the words that are no Debian package name reaches apt or mmdebstrap.
-    assert devstack_packages({"general": text}, [], "bookworm") == [
+    assert devstack_packages({"general": text}, [], "bookworm", ksmtuned=True) == [
         "python3.11", "python3.11-dev", "ksmtuned", "apache2", "new-tool", "here"]
+    assert "ksmtuned" not in devstack_packages({"general": text}, [], "bookworm")  # labctl's default
 
 
 def test_a_strangers_mirror_is_read_without_its_config_or_big_files(tmp_path: Path) -> None:
@@ -238,3 +240,25 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
         assert len(lines[5]) == 32
     finally:
         leave_nothing(name, ["one"])
+
+
+def test_the_box_holds_ksmtuned_only_where_the_lab_wants_it(tmp_path: Path) -> None:
+    """labctl's base.conf turns DevStack's ksmtuned off (6 to 9 minutes of apt under software
+    emulation for a keystone-only stack); a lab that turns it back on gets it in its box too."""
+    from test_usecases import HOST
+
+    from labctl.catalog import default_catalog
+    from labctl.devstack_packages import box_packages
+    from labctl.lab import render_lab
+    from labctl.labfile import lab_from_dict
+    from labctl.state import LabHome
+
+    need_shared(DEVSTACK)
+    for localrc, wanted in (({}, False), ({"ENABLE_KSMTUNED": True}, True)):
+        raw = {"name": "box", "machines": [{"name": "one", "distro": "debian:12"}],
+               "devstack": {"git_base": str(SHARED / "mirrors"), "preinstall": True,
+                            "localrc": {"ENABLED_SERVICES": "key,mysql", **localrc}}}
+        rendered = render_lab(lab_from_dict(raw, default_catalog()), LabHome(tmp_path / str(wanted)), HOST)
+        assert ("ENABLE_KSMTUNED=False" in rendered.local_confs["one"]) is not wanted
+        [(_box, packages)] = box_packages(rendered.lab, rendered.local_confs).items()
+        assert ("ksmtuned" in packages) is wanted
