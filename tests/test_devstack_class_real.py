@@ -166,6 +166,22 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
         assert token(urls[seat], "admin", seats[other].admin) == 401
         assert token(urls[seat], "admin", template["admin"]) == 401
     assert token(forwarded, "admin", seats["seat-02"].admin) == 401
+    # No value of one seat's secrets anywhere on the other's disk: every layer under it, byte for byte.
+    # Before the checks below type one seat's passwords into the other: `sudo rabbitmqctl authenticate_user
+    # stackrabbit PASSWORD` puts PASSWORD in the seat's journal (sudo logs each command line), which is
+    # what a run of this test found on seat-02's disk when the search came after them.
+    cookies = {s: run("exec", s, "--lab", name, "--", "sudo cat /var/lib/rabbitmq/.erlang.cookie").out.strip()
+               for s in SEATS}
+    assert len(set(cookies.values())) == 2 and all(len(c) >= 20 for c in cookies.values()), cookies
+    disks = {s: disk_files(f"labctl-{name}-{s}") for s in SEATS}
+    assert disks["seat-01"][1:] == disks["seat-02"][1:] and len(disks["seat-02"]) >= 2  # one base under both
+    secrets = {s: {*seats[s].values(), cookies[s]} for s in SEATS}
+    found = values_in(disks["seat-01"] + disks["seat-02"], [v for s in SEATS for v in secrets[s]])
+    for seat, other in (("seat-02", "seat-01"), ("seat-01", "seat-02")):
+        assert not [f for f in map(str, disks[seat]) if found.get(f, set()) & secrets[other]]
+        # The search finds what is there: the seat's own admin password, in its own layer alone.
+        assert [f for f in map(str, disks[seat]) if seats[seat].admin in found.get(f, set())] == [
+            str(disks[seat][0])]
     # seat-01's MySQL refuses seat-02's database password and the template's (asked on seat-01's own lab
     # address, from seat-01); from seat-02 it cannot even be reached (labctl.isolation); seat-02's own works.
     mysql = "MYSQL_PWD={pw} mysql --connect-timeout=10 -h {ip} -u root -N -e 'select 1'"
@@ -185,19 +201,6 @@ def test_real_keystone_only_devstack_classroom(run: Callable[..., Result], real_
         assert ok.code == 0, ok.out + ok.err
         for pw in (seats[other].rabbit, template["rabbit"]):
             assert run("exec", seat, "--lab", name, "--", rabbit.format(pw=pw)).code != 0
-    cookies = {s: run("exec", s, "--lab", name, "--", "sudo cat /var/lib/rabbitmq/.erlang.cookie").out.strip()
-               for s in SEATS}
-    assert len(set(cookies.values())) == 2 and all(len(c) >= 20 for c in cookies.values()), cookies
-    # No value of one seat's secrets anywhere on the other's disk: every layer under it, byte for byte.
-    disks = {s: disk_files(f"labctl-{name}-{s}") for s in SEATS}
-    assert disks["seat-01"][1:] == disks["seat-02"][1:] and len(disks["seat-02"]) >= 2  # one base under both
-    secrets = {s: {*seats[s].values(), cookies[s]} for s in SEATS}
-    found = values_in(disks["seat-01"] + disks["seat-02"], [v for s in SEATS for v in secrets[s]])
-    for seat, other in (("seat-02", "seat-01"), ("seat-01", "seat-02")):
-        assert not [f for f in map(str, disks[seat]) if found.get(f, set()) & secrets[other]]
-        # The search finds what is there: the seat's own admin password, in its own layer alone.
-        assert [f for f in map(str, disks[seat]) if seats[seat].admin in found.get(f, set())] == [
-            str(disks[seat][0])]
 
     # The openrc `labctl creds seat-02` prints works inside the seat, with DevStack's own client.
     # A trainee then breaks seat-02's real DevStack; `reset` brings back the `stacked` snapshot labctl
