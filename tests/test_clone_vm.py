@@ -132,8 +132,13 @@ def another_lab_is_out_of_reach(run: Callable[..., Result], folder: Path, seat: 
     """A machine of another lab and a seat cannot reach each other on any of their addresses, though
     the host reaches both."""
     other = f"oth-{uuid.uuid4().hex[:6]}"
-    (folder / "lab.yaml").write_text(f"name: {other}\nmachines:\n  - name: box\n"
-                                     "    distro: debian:12\n    memory: 1G\n    cpus: 1\n    disk: 10G\n")
+    # A network of its own, said outright: two random names share a derived /24 one time in a hundred
+    # (labctl then refuses the second lab, as it must), which is not what this test is about.
+    taken = {int(a.split(".")[2]) for a in seat_addresses if a.startswith("192.168.")}
+    octet = next(n for n in range(150, 250) if n not in taken)
+    (folder / "lab.yaml").write_text(f"name: {other}\nnetwork: {{cidr: 192.168.{octet}.0/24}}\nmachines:\n"
+                                     "  - name: box\n    distro: debian:12\n    memory: 1G\n    cpus: 1\n"
+                                     "    disk: 10G\n")
     try:
         up = run("up", "-f", str(folder / "lab.yaml"), "--no-stack", "--json")
         assert up.code == 0, up.err
