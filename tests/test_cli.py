@@ -32,17 +32,23 @@ def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tup
     return found
 
 
-@pytest.mark.parametrize("path", commands(), ids=" ".join)
-def test_every_command_has_help_and_is_in_the_reference(run: Callable[..., Result], path: tuple[str, ...]) -> None:
-    result = run(*path, "--help")
-    assert result.code == 0
-    assert f"Usage: labctl {' '.join(path)}" in result.out
+def command_at(path: tuple[str, ...]) -> click.Command:
+    """The command a path of words names: ("snapshot", "save") -> snapshot's save."""
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
         found = command.get_command(click.Context(command), name)
         assert found is not None
         command = found
+    return command
+
+
+@pytest.mark.parametrize("path", commands(), ids=" ".join)
+def test_every_command_has_help_and_is_in_the_reference(run: Callable[..., Result], path: tuple[str, ...]) -> None:
+    result = run(*path, "--help")
+    assert result.code == 0
+    assert f"Usage: labctl {' '.join(path)}" in result.out
+    command = command_at(path)
     summary = command.get_short_help_str()
     assert summary and not summary.startswith("Usage")
     reference = (REPO / "docs" / "commands.md").read_text()
@@ -514,10 +520,7 @@ def test_help_lists_each_command_s_first_sentence_whole(run: Callable[..., Resul
     listing = result.out.split("Commands:\n", 1)[1]
     assert max(len(line) for line in listing.splitlines()) <= 80
     flat = " ".join(listing.split())
-    command: click.Command = cli
-    for name in group:
-        assert isinstance(command, click.Group)
-        command = command.get_command(click.Context(command), name)  # type: ignore[assignment]
+    command = command_at(group)
     assert isinstance(command, click.Group)
     for name in command.list_commands(click.Context(command)):
         sub = command.get_command(click.Context(command), name)
@@ -551,12 +554,7 @@ CHANGING = [("halt",), ("resume",), ("destroy",), ("reset",), ("snapshot", "save
 
 @pytest.mark.parametrize("path", CHANGING, ids=" ".join)
 def test_every_command_that_changes_something_has_json(path: tuple[str, ...]) -> None:
-    command: click.Command = cli
-    for name in path:
-        assert isinstance(command, click.Group)
-        found = command.get_command(click.Context(command), name)
-        assert found is not None
-        command = found
+    command = command_at(path)
     assert any("--json" in p.opts for p in command.params), path
 
 

@@ -74,9 +74,10 @@ def _certificates(raw: object, base_dir: Path | None) -> tuple[Path, ...]:
     return tuple(paths)
 
 
-def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None) -> Lab:
-    """The lab: lab.yaml's shape first (every error of it at once), then what its sections mean."""
-    found = problems(raw)
+def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None, shape_checked: bool = False) -> Lab:
+    """The lab: lab.yaml's shape first (every error of it at once, unless load_lab has just checked
+    it), then what its sections mean."""
+    found = [] if shape_checked else problems(raw)
     if len(found) == 1:
         raise LabFileError(f"{found[0].path}: {found[0].message}" if found[0].path else found[0].message,
                            hint=found[0].hint or None)
@@ -128,7 +129,7 @@ def load_lab(path: Path, catalog: Catalog) -> Lab:
     if found:
         raise _at_lines(path, found, positions)
     try:
-        return lab_from_dict(raw, catalog, source=path.resolve())
+        return lab_from_dict(raw, catalog, source=path.resolve(), shape_checked=True)
     except LabFileError as exc:
         loc = loc_of(exc.message)
         raise LabFileError(f"{_where(path, loc, positions)}: {exc.message}", hint=exc.hint) from None
