@@ -70,8 +70,7 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
             f"not enough memory: the machines to start need {sum_text(memory, 'MiB')}, this host has"
             f" {cap.memory_available_mb} MiB available (of {cap.memory_total_mb} MiB)",
             hint="use fewer or smaller machines (memory: in lab.yaml), or stop other VMs")
-    # Volumes are thin: count what DevStack will really fill, not the virtual size.
-    disk = [min(m.disk_gb, m.release.min_disk_gb) for m in machines]
+    disk = [m.disk_filled_gb for m in machines]
     if cap.disk_free_gb is not None and sum(disk) > cap.disk_free_gb:
         raise NotEnoughResources(
             f"not enough disk: the machines to start will use up to {sum_text(disk, 'GB')}, {cap.disk_path}"
@@ -226,7 +225,7 @@ def class_fit(lab: Lab, cap: Capacity, seats: int | None = None) -> ClassFit:
 
     seat = lab.machines[0]
     count = len(lab.machines) if seats is None else seats
-    return ClassFit(count, seat.memory_mb, min(seat.disk_gb, seat.release.min_disk_gb),
+    return ClassFit(count, seat.memory_mb, seat.disk_filled_gb,
                     cap.memory_available_mb, cap.disk_free_gb)
 
 

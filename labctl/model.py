@@ -86,6 +86,12 @@ class Machine:
         if not self.box:
             object.__setattr__(self, "box", self.release.box)
 
+    @property
+    def disk_filled_gb(self) -> int:
+        """What its volume will really take: volumes are thin, and DevStack fills about the release's
+        minimum, not a larger virtual size."""
+        return min(self.disk_gb, self.release.min_disk_gb)
+
 
 @dataclass(frozen=True)
 class Proxy:

@@ -34,7 +34,7 @@ class Capacity:
 
 @dataclass(frozen=True)
 class HostCapacity:
-    """A host's memory as libvirt tells it, for placing machines across hosts."""
+    """A host's memory, CPUs and disk as libvirt tells them, for placing machines across hosts."""
 
     cpus: int
     memory_total_mb: int
@@ -42,6 +42,8 @@ class HostCapacity:
     memory_available_mb: int | None  # free + cache by the host's own count; None if libvirt cannot say
     accelerator: str  # "kvm", else the best libvirt offers ("qemu": software emulation)
     domains_running: int
+    disk_free_gb: int | None = None  # free in its storage pool; None: not known (no pool on it yet)
+    disk_path: str = ""  # where that is: "storage pool default", or this machine's folder
 
 
 @dataclass(frozen=True)

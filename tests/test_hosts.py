@@ -31,15 +31,21 @@ from labctl.state import LabHome
 GIB = 1024
 
 
-def node_xml(folder: Path, name: str, memory_gib: int, cpus: int, running: tuple[int, ...] = ()) -> str:
+def node_xml(folder: Path, name: str, memory_gib: int, cpus: int, running: tuple[int, ...] = (),
+             disk_used_gib: int | None = None) -> str:
     """A libvirt test-driver host: `memory_gib` of memory, `cpus` CPUs, domains running with the given
-    GiB each. Returns its URI."""
+    GiB each, and with `disk_used_gib` a storage pool "default" (the test driver makes every pool
+    100 GiB) that many GiB of it taken by a volume. Returns its URI."""
     domains = "".join(f'<domain type="test"><name>vm{i}</name><memory unit="MiB">{gib * GIB}</memory>'
                       f"<vcpu>1</vcpu><os><type>hvm</type></os></domain>" for i, gib in enumerate(running))
+    pool = ("" if disk_used_gib is None else
+            "<pool type='dir'><name>default</name><target><path>/var/lib/libvirt/images</path></target>"
+            f"<volume type='file'><name>held.img</name><capacity unit='G'>{disk_used_gib}</capacity>"
+            f"<allocation unit='G'>{disk_used_gib}</allocation></volume></pool>")
     path = folder / f"{name}.xml"
     path.write_text(f"<node><cpu><mhz>2000</mhz><model>x86_64</model><active>{cpus}</active><nodes>1</nodes>"
                     f"<sockets>1</sockets><cores>{cpus}</cores><threads>1</threads></cpu>"
-                    f"<memory>{memory_gib * GIB * 1024}</memory>{domains}</node>")
+                    f"<memory>{memory_gib * GIB * 1024}</memory>{domains}{pool}</node>")
     return f"test://{path}"
 
 
@@ -133,6 +139,14 @@ def test_capacity_of_a_test_host_counts_its_running_domains(tmp_path: Path) -> N
     assert room.free_mb == (64 - 12 - 4) * GIB
 
 
+def test_capacity_of_a_test_host_reads_its_storage_pool(tmp_path: Path) -> None:
+    with Hypervisor(node_xml(tmp_path, "full", 64, 16, disk_used_gib=90)) as hv:
+        cap = hv.host_capacity()
+    assert (cap.disk_free_gb, cap.disk_path) == (10, "storage pool default")
+    with Hypervisor(node_xml(tmp_path, "bare", 64, 16)) as hv:  # no pool yet: not known, never 0
+        assert hv.host_capacity().disk_free_gb is None
+
+
 def test_free_memory_is_the_smaller_of_left_by_domains_and_available() -> None:
     cap = HostCapacity(cpus=4, memory_total_mb=32 * GIB, memory_domains_mb=8 * GIB, memory_available_mb=10 * GIB,
                        accelerator="kvm", domains_running=1)
@@ -216,8 +230,16 @@ def rooms(tmp_path: Path) -> list[HostRoom]:
     return out
 
 
-def seats(n: int, gib: int = 8, cpus: int = 2) -> list[Need]:
-    return [Need(f"seat-{i:02d}", gib * GIB, cpus) for i in range(1, n + 1)]
+def seats(n: int, gib: int = 8, cpus: int = 2, disk: int = 0) -> list[Need]:
+    return [Need(f"seat-{i:02d}", gib * GIB, cpus, disk_gb=disk) for i in range(1, n + 1)]
+
+
+@pytest.fixture
+def disk_rooms(tmp_path: Path) -> list[HostRoom]:
+    """roomy: 64 GiB of memory and 10 GB of disk free; small: 16 GiB and 100 GB free."""
+    return [HostRoom(HostEntry(n, uri), Hypervisor(uri).host_capacity()) for n, uri in (
+        ("roomy", node_xml(tmp_path, "roomy", 64, 16, disk_used_gib=90)),
+        ("small", node_xml(tmp_path, "small", 16, 4, disk_used_gib=0)))]
 
 
 def test_a_class_that_fits_spreads_by_free_memory(rooms: list[HostRoom]) -> None:
@@ -276,6 +298,34 @@ def test_cpus_decide_too(rooms: list[HostRoom]) -> None:
         place([Need("wide", GIB, 32)], rooms)
 
 
+def test_a_host_short_of_disk_gets_no_machines_however_much_memory_it_has(disk_rooms: list[HostRoom]) -> None:
+    placement = place(seats(3, gib=4, disk=20), disk_rooms)
+    assert placement.hosts == {"seat-01": "small", "seat-02": "small", "seat-03": "small"}
+    assert placement.lines() == [
+        "roomy: 0 machine(s) (): nothing new; 65536 MiB free; 10 GB of disk free",
+        "small: 3 machine(s) (seat-01, seat-02, seat-03): 3 x 4096 = 12288 MiB of 16384 MiB free;"
+        " 3 x 20 = 60 GB of 100 GB of disk free"]
+
+
+def test_a_class_the_disks_cannot_hold_is_refused_with_the_disk_arithmetic(disk_rooms: list[HostRoom]) -> None:
+    with pytest.raises(NotEnoughResources) as exc:
+        place(seats(6, gib=2, disk=20), disk_rooms)  # memory for all 6 on either host; disk for 5 on small
+    message = exc.value.message
+    assert "1 machine(s) find no room (seat-06)" in message
+    assert "and up to 6 x 20 = 120 GB of disk; the hosts have roomy 10 + small 100 = 110 GB free" in message
+    assert exc.value.hint and "disk" in exc.value.hint
+
+
+def test_a_pin_to_a_host_short_of_disk_is_refused(disk_rooms: list[HostRoom]) -> None:
+    with pytest.raises(NotEnoughResources, match="roomy is short of 10 GB of disk"):
+        place([Need("a", GIB, 1, pin="roomy", disk_gb=20)], disk_rooms)
+
+
+def test_a_host_whose_disk_is_not_known_is_not_held_to_it(rooms: list[HostRoom]) -> None:
+    assert all(r.disk_free_gb is None for r in rooms)
+    assert len(place(seats(2, disk=10_000), rooms).hosts) == 2
+
+
 def test_an_unreachable_host_gets_nothing_and_is_named(rooms: list[HostRoom]) -> None:
     down = HostRoom(HostEntry("down", "qemu+ssh://x@down/system"), error="libvirt is not reachable")
     placement = place(seats(2), [down, *rooms])
@@ -303,6 +353,7 @@ def test_hosts_command_lists_capacity_and_marks_a_down_host(run: Callable[..., R
     data = json.loads(run("hosts", "--json").out)
     big, down = data["hosts"]
     assert (big["memory_free_mb"], big["domains_running"], big["reachable"]) == (53248, 1, True)
+    assert big["disk_free_gb"] is None  # no storage pool on it: not known, never taken for 0
     assert down["reachable"] is False and "Connection refused" in down["error"]
 
 
@@ -372,6 +423,32 @@ def test_plan_refuses_a_class_the_hosts_cannot_hold_and_writes_nothing(
     assert "12 x 8192 = 98304 MiB" in result.err and "big 53248 + small 16384 = 69632 MiB" in result.err
     assert "4 machine(s) find no room" in result.err
     assert not (labctl_home / "labs" / "class").exists()
+
+
+def test_plan_counts_each_hosts_free_disk(run: Callable[..., Result], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch, labctl_home: Path) -> None:
+    """roomy has memory for every machine and 10 GB of disk; small has less memory and the disk."""
+    roomy = node_xml(tmp_path, "roomy", 64, 16, disk_used_gib=90)
+    small = node_xml(tmp_path, "small", 16, 4, disk_used_gib=0)
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(f"hosts:\n  - {{name: roomy, uri: '{roomy}'}}\n  - {{name: small, uri: '{small}'}}\n")
+    monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
+    listing = run("hosts")
+    assert listing.code == 0 and "10 GB" in listing.out and "100 GB" in listing.out
+    assert [h["disk_free_gb"] for h in json.loads(run("hosts", "--json").out)["hosts"]] == [10, 100]
+    Path("lab.yaml").write_text("name: duo\ncaches: false\ndefaults: {memory: 4G, disk: 20G}\n"
+                                "machines:\n  - {name: m1}\n  - {name: m2}\n")
+    data = json.loads(run("plan", "--json").out)
+    assert data["placement"]["hosts"] == {"m1": "small", "m2": "small"}
+    assert any("2 x 20 = 40 GB of 100 GB of disk free" in line for line in data["placement"]["arithmetic"])
+    # Six machines of 2G: memory for all of them on either host, disk for five (volumes are thin:
+    # 40G each counts as the 20 GB DevStack fills)
+    machines = "".join(f"  - {{name: m{n}}}\n" for n in range(1, 7))
+    Path("lab.yaml").write_text(f"name: six\ncaches: false\ndefaults: {{memory: 2G, disk: 40G}}\nmachines:\n{machines}")
+    result = run("plan")
+    assert result.code == 2 and "1 machine(s) find no room (m6)" in result.err
+    assert "6 x 20 = 120 GB of disk; the hosts have roomy 10 + small 100 = 110 GB free" in result.err
+    assert not (labctl_home / "labs" / "six").exists()
 
 
 def test_plan_honours_a_pin_and_refuses_an_unknown_host(run: Callable[..., Result], tmp_path: Path,

@@ -22,14 +22,16 @@ def _room_json(room: HostRoom) -> dict[str, object]:
             "reserve_mb": room.entry.reserve_mb,
             **({"cpus": cap.cpus, "accelerator": cap.accelerator, "memory_total_mb": cap.memory_total_mb,
                 "memory_domains_mb": cap.memory_domains_mb, "domains_running": cap.domains_running,
-                "memory_available_mb": cap.memory_available_mb, "memory_free_mb": room.free_mb}
+                "memory_available_mb": cap.memory_available_mb, "memory_free_mb": room.free_mb,
+                "disk_free_gb": cap.disk_free_gb, "disk_path": cap.disk_path}
                if cap else {})}
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the hosts and their capacity as JSON.")
 def hosts(as_json: bool) -> int:
-    """The hypervisor hosts labctl places machines on, with their capacity live from libvirt.
+    """The hypervisor hosts labctl places machines on, with their capacity live from libvirt: CPUs,
+    memory, and free disk in the storage pool "default" (where the machines' volumes go).
 
     The inventory is ~/.config/labctl/hosts.yaml ($LABCTL_HOSTS names another file): each host's name,
     libvirt URI (qemu:///system here, qemu+ssh://USER@HOST/system for another), ssh_key, and the
@@ -56,18 +58,19 @@ def _table(rooms: list[HostRoom], source: str | None, path: str) -> None:
 
     title = f"Hosts (from {safe(source)})" if source else "Hosts: this machine alone (no host inventory)"
     table = Table(title=title, title_justify="left")
-    for column in ("host", "libvirt URI", "state", "CPUs", "KVM", "memory", "running VMs", "reserve", "free"):
-        table.add_column(column, justify="right" if column in ("CPUs", "memory", "running VMs", "reserve", "free")
-                         else "left")
+    numbers = ("CPUs", "memory", "running VMs", "reserve", "free", "disk free")
+    for column in ("host", "libvirt URI", "state", *numbers[:1], "KVM", *numbers[1:]):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for r in rooms:
         cap = r.capacity
         if cap is None:
-            table.add_row(r.name, safe(r.entry.uri), "[red]unreachable[/red]", *["-"] * 6)
+            table.add_row(r.name, safe(r.entry.uri), "[red]unreachable[/red]", *["-"] * 7)
             continue
         kvm = "yes" if cap.accelerator == "kvm" else f"no ({cap.accelerator})"
         table.add_row(r.name, safe(r.entry.uri), "up", str(cap.cpus), kvm, f"{cap.memory_total_mb} MiB",
                       f"{cap.domains_running}: {cap.memory_domains_mb} MiB", f"{r.entry.reserve_mb} MiB",
-                      f"[bold]{r.free_mb} MiB[/bold]")
+                      f"[bold]{r.free_mb} MiB[/bold]",
+                      "not known" if cap.disk_free_gb is None else f"{cap.disk_free_gb} GB")
     console = make_console()
     console.print(table)
     for r in rooms:

@@ -1,9 +1,10 @@
-"""Which host each machine goes to, by free memory, with the arithmetic shown. Pure.
+"""Which host each machine goes to, by free memory, CPUs and disk, with the arithmetic shown. Pure.
 
 A machine that already exists stays where it is (records say where): `up` never moves a machine.
 A machine pinned in lab.yaml (`host: rack2`) goes to that host. The others go, largest first, to
-the host with the most memory left after its reserve: a class spreads over the hosts instead of
-filling the first one. A lab that does not fit the hosts together is refused before anything is made.
+the host with the most memory left after its reserve, among those with the CPUs and the free disk
+in their storage pool for it: a class spreads over the hosts instead of filling the first one. A lab
+that does not fit the hosts together is refused before anything is made.
 """
 
 from __future__ import annotations
@@ -48,10 +49,16 @@ class HostRoom:
     def cpus(self) -> int:
         return self.capacity.cpus if self.capacity else 0
 
+    @property
+    def disk_free_gb(self) -> int | None:
+        """Free disk in the host's storage pool; None when libvirt cannot tell yet (no pool made)."""
+        return self.capacity.disk_free_gb if self.capacity else None
+
 
 @dataclass(frozen=True)
 class Need:
-    """A machine to place: its memory to find (0 when it runs already) and where it must go."""
+    """A machine to place: its memory to find (0 when it runs already), the disk it will fill (0 when
+    it exists already), and where it must go."""
 
     name: str
     memory_mb: int
@@ -59,6 +66,7 @@ class Need:
     pin: str | None = None  # host named in lab.yaml
     kept: str | None = None  # host it already lives on (lab records)
     running: bool = False
+    disk_gb: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,9 @@ class Placement:
         return [m for m, h in self.hosts.items() if h == host]
 
     def lines(self) -> list[str]:
-        """Per host: its machines and the arithmetic of the memory they take of what it has free."""
-        taken = _taken(self.needs, self.hosts)
+        """Per host: its machines and the arithmetic of the memory and disk they take of what it has free."""
+        taken = _taken(self.needs, self.hosts, "memory_mb")
+        filled = _taken(self.needs, self.hosts, "disk_gb")
         out = []
         for room in self.rooms:
             names = self.on(room.name)
@@ -82,6 +91,9 @@ class Placement:
             memory = taken.get(room.name, [])
             free = f"{room.free_mb} MiB free"
             used = f"{sum_text(memory)} of {free}" if memory else f"nothing new; {free}"
+            if room.disk_free_gb is not None:
+                disk = filled.get(room.name, [])
+                used += (f"; {sum_text(disk, 'GB')} of " if disk else "; ") + f"{room.disk_free_gb} GB of disk free"
             out.append(f"{room.name}: {len(names)} machine(s) ({_names(names)}): {used}")
         return out
 
@@ -93,6 +105,7 @@ class HostUnknown(LabctlError):
 def place(needs: Sequence[Need], rooms: Sequence[HostRoom]) -> Placement:
     by_name = {r.name: r for r in rooms}
     free = {r.name: r.free_mb for r in rooms}
+    disk = {r.name: r.disk_free_gb for r in rooms}  # None: not known, so not held to it
     hosts: dict[str, str] = {}
     for need in needs:
         wanted = need.kept or need.pin
@@ -103,21 +116,30 @@ def place(needs: Sequence[Need], rooms: Sequence[HostRoom]) -> Placement:
             raise HostUnknown(f"{need.name} {where} host {wanted!r}, which is not in the host inventory"
                               f" (hosts: {', '.join(by_name)})",
                               hint="add the host to hosts.yaml (labctl hosts shows them), or change host: in lab.yaml")
-        hosts[need.name] = wanted
-        free[wanted] -= need.memory_mb
-    # Largest first, each to the host with the most memory left: spreads, and packs big seats early.
+        _take(need, wanted, hosts, free, disk)
+    # Largest first, each to the host with the most memory left among those it fits: spreads, and
+    # packs big seats early.
     for need in sorted((n for n in needs if n.name not in hosts), key=lambda n: (-n.memory_mb, n.name)):
-        candidates = [r for r in rooms if r.error is None and r.cpus >= need.cpus]
-        if not candidates:
-            break
-        best = max(candidates, key=lambda r: (free[r.name], -rooms.index(r)))
-        if free[best.name] < need.memory_mb:
-            break
-        hosts[need.name] = best.name
-        free[best.name] -= need.memory_mb
+        candidates = [r for r in rooms if r.error is None and r.cpus >= need.cpus and free[r.name] >= need.memory_mb
+                      and _disk_takes(disk[r.name], need.disk_gb)]
+        if candidates:
+            best = max(candidates, key=lambda r: (free[r.name], -rooms.index(r)))
+            _take(need, best.name, hosts, free, disk)
     placement = Placement(_in_order(hosts, needs, rooms), tuple(rooms), tuple(needs))
-    _check(placement, free)
+    _check(placement, free, disk)
     return placement
+
+
+def _disk_takes(left: int | None, gb: int) -> bool:
+    return left is None or left >= gb
+
+
+def _take(need: Need, host: str, hosts: dict[str, str], free: dict[str, int], disk: dict[str, int | None]) -> None:
+    hosts[need.name] = host
+    free[host] -= need.memory_mb
+    left = disk[host]
+    if left is not None:
+        disk[host] = left - need.disk_gb
 
 
 def _in_order(hosts: dict[str, str], needs: Sequence[Need], rooms: Sequence[HostRoom]) -> dict[str, str]:
@@ -135,11 +157,12 @@ def _in_order(hosts: dict[str, str], needs: Sequence[Need], rooms: Sequence[Host
     return result
 
 
-def _check(placement: Placement, free: dict[str, int]) -> None:
+def _check(placement: Placement, free: dict[str, int], disk: dict[str, int | None]) -> None:
     needs, rooms = placement.needs, placement.rooms
     unplaced = [n for n in needs if n.name not in placement.hosts]
     overfull = [r for r in rooms if free[r.name] < 0]
-    if not unplaced and not overfull:
+    short = [(r.name, -left) for r in rooms if (left := disk[r.name]) is not None and left < 0]
+    if not unplaced and not overfull and not short:
         return
     down = [r.name for r in rooms if r.error]
     wanted = [n.memory_mb for n in needs if n.memory_mb]
@@ -147,9 +170,18 @@ def _check(placement: Placement, free: dict[str, int]) -> None:
     total = sum(r.free_mb for r in rooms if not r.error)
     message = (f"the lab does not fit the hosts: its machines to start need {sum_text(wanted)}; the hosts have"
                f" {room_text} = {total} MiB free after their reserves")
+    known = [r for r in rooms if not r.error and r.disk_free_gb is not None]
+    filling = [n.disk_gb for n in needs if n.disk_gb]
+    if known and filling:
+        message += (f"; and up to {sum_text(filling, 'GB')} of disk; the hosts have"
+                    f" {' + '.join(f'{r.name} {r.disk_free_gb}' for r in known)}"
+                    f" = {sum(r.disk_free_gb or 0 for r in known)} GB free")
     if overfull:
         message += "; " + ", ".join(f"{r.name} is short of {-free[r.name]} MiB for the machines that must go there"
                                     for r in overfull)
+    if short:
+        message += "; " + ", ".join(f"{name} is short of {gb} GB of disk for the machines that must go there"
+                                    for name, gb in short)
     if unplaced:
         wide = [n.name for n in unplaced if all(n.cpus > r.cpus for r in rooms if not r.error)]
         message += f"; {len(unplaced)} machine(s) find no room ({_names([n.name for n in unplaced])})"
@@ -158,14 +190,16 @@ def _check(placement: Placement, free: dict[str, int]) -> None:
     if down:
         message += f" (unreachable: {', '.join(down)})"
     raise NotEnoughResources(message, hint="use fewer or smaller machines, add a host to hosts.yaml (labctl hosts),"
-                                           " or stop other VMs on the hosts")
+                                           " stop other VMs on the hosts, or free disk in their storage pools")
 
 
-def _taken(needs: Sequence[Need], hosts: dict[str, str]) -> dict[str, list[int]]:
+def _taken(needs: Sequence[Need], hosts: dict[str, str], what: str) -> dict[str, list[int]]:
+    """Per host, the memory_mb (or disk_gb) of each machine placed there that needs any."""
     taken: dict[str, list[int]] = {}
     for need in needs:
-        if need.memory_mb and need.name in hosts:
-            taken.setdefault(hosts[need.name], []).append(need.memory_mb)
+        value = int(getattr(need, what))
+        if value and need.name in hosts:
+            taken.setdefault(hosts[need.name], []).append(value)
     return taken
 
 

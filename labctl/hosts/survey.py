@@ -46,5 +46,5 @@ def place_machines(machines: Sequence[Machine], entries: Sequence[HostEntry],
     is already counted among their host's running domains."""
     kept = kept or {}
     needs = [Need(m.name, 0 if m.name in running else m.memory_mb, m.cpus, pin=m.host, kept=kept.get(m.name),
-                  running=m.name in running) for m in machines]
+                  running=m.name in running, disk_gb=0 if m.name in kept else m.disk_filled_gb) for m in machines]
     return place(needs, survey(entries, open_host))

@@ -25,7 +25,7 @@ class Capacities(Connected):
 
     @libvirt_errors
     def host_capacity(self) -> HostCapacity:
-        """A host's memory as libvirt tells it, for placing machines across hosts."""
+        """A host's memory, CPUs and disk as libvirt tells them, for placing machines across hosts."""
         info = self.conn.getInfo()
         total_mb = int(info[1])
         running = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
@@ -33,9 +33,11 @@ class Capacities(Connected):
         available, total = _node_memory(self.conn)
         # getInfo() counts NUMA nodes' memory, which can miss hot-plugged memory the kernel has.
         total_mb = max(total_mb, total or 0)
+        disk_free, disk_path = _disk_free(self.conn, "default")  # vagrant-libvirt's pool
         return HostCapacity(cpus=int(info[2]), memory_total_mb=total_mb, memory_domains_mb=held_kb // 1024,
                             memory_available_mb=available, accelerator=accelerator(self.conn.getCapabilities()),
-                            domains_running=len(running))
+                            domains_running=len(running),
+                            disk_free_gb=disk_free // 1024**3 if disk_free is not None else None, disk_path=disk_path)
 
 
 def _node_memory(conn: libvirt.virConnect) -> tuple[int | None, int | None]:
