@@ -68,18 +68,32 @@ def _disk_free(conn: libvirt.virConnect, pool_name: str) -> tuple[int | None, st
     """Free bytes where the machines' volumes go, from libvirt's storage pool. Before any lab made
     the pool (vagrant-libvirt makes it in /var/lib/libvirt/images), this machine's disk there; for
     another host, unknown (None): labctl reads no remote file system except through libvirt."""
+    import shutil
+
+    uri = conn.getURI()
+    here = is_local(uri) and not uri.startswith("test:")  # libvirt's test driver keeps no volume on this disk
     try:
         pool = conn.storagePoolLookupByName(pool_name)
         if pool.isActive():
-            return int(pool.info()[3]), f"storage pool {pool_name}"
+            free = int(pool.info()[3])
+            target = _pool_path(pool.XMLDesc()) if here else None
+            if target is not None and target.exists():
+                # libvirt counts the blocks a file system keeps for root; QEMU writes as an
+                # unprivileged user and cannot fill them (215 GB said, 65 GB usable, on one machine).
+                free = min(free, shutil.disk_usage(target).free)
+            return free, f"storage pool {pool_name}"
     except libvirt.libvirtError:
         pass
-    uri = conn.getURI()
-    if not is_local(uri) or uri.startswith("test:"):  # libvirt's test driver keeps no volume on this disk
+    if not here:
         return None, f"storage pool {pool_name} (not made yet)"
-    import shutil
-
     path = IMAGES_DIR
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free, str(path)
+
+
+def _pool_path(pool_xml: str) -> Path | None:
+    import xml.etree.ElementTree as ET
+
+    path = ET.fromstring(pool_xml).findtext("target/path")  # noqa: S314 - libvirt's own XML
+    return Path(path) if path and path.startswith("/") else None
