@@ -125,7 +125,7 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
     _forget_predecessors(ctx.ssh(), lab_dir, {name for name, info in infos.items() if info is None}, statuses)
     if rendered.lab.classroom:
         try:
-            open_doors(lab_dir, reporter)
+            open_doors(lab_dir, ctx, reporter)
         except LabctlError as exc:  # the seats stack all the same; the ports can be opened later
             reporter.warn(f"{exc.message} ({exc.hint}); the seats go on without their ports for now")
     return plan, statuses
@@ -249,10 +249,19 @@ def plan_fit(lab: Lab, hv: HypervisorPort) -> tuple[ClassFit | None, NotEnoughRe
     return None, None
 
 
-def open_doors(lab_dir: LabDir, reporter: Reporter) -> None:
-    from labctl.classroom.access import open_access
+def open_doors(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> None:
+    from labctl.classroom.access import HostWay, open_access
+    from labctl.hosts.transport import addresses_of, reached_over_ssh, ssh_argv
 
-    doors = open_access(lab_dir)
+    def way_to(host: str) -> HostWay:
+        entry = ctx.entry(host)
+        if not reached_over_ssh(entry):
+            raise LabctlError(f"seats live on host {host} ({entry.uri}), which labctl does not reach over SSH: the"
+                              " trainees' ports lead to another host's seats through SSH",
+                              hint=f"give {host} a qemu+ssh:// URI in hosts.yaml")
+        return HostWay(ssh_argv(entry, ctx.home.root), addresses_of(entry))
+
+    doors = open_access(lab_dir, way_to)
     if doors:
         first, last = doors[0], doors[-1]
         reporter.step(f"trainees reach their seats from the classroom network: SSH on ports {first.ssh_port}-"
@@ -303,7 +312,7 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
     fence_machines(lab_dir.name, record.classroom is not None, ctx,
                    [s for s in lab_status(lab_dir, ctx.hypervisor(), ctx) if s.name in targets])
     if record.classroom:
-        open_doors(lab_dir, reporter)
+        open_doors(lab_dir, ctx, reporter)
 
 
 def forget_lab(lab_dir: LabDir, hv: HypervisorPort) -> None:

@@ -211,3 +211,72 @@ def test_seats_cannot_come_through_the_host(tmp_path: Path, echo: EchoServer) ->
         assert login("127.0.0.5", port)
     finally:
         stop(proc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Seats on another hypervisor host: through one SSH connection to that host (a real sshd here)
+
+
+def host_ssh(tmp_path: Path, sshd: Any) -> list[str]:
+    """The ssh command labctl reaches the host with (its own options, known_hosts and key)."""
+    from labctl.hosts.inventory import HostEntry
+    from labctl.hosts.transport import ssh_argv
+
+    entry = HostEntry("far", f"qemu+ssh://{sshd.user}@127.0.0.1:{sshd.port}/system", ssh_key=sshd.client_key)
+    return ssh_argv(entry, tmp_path / "home")
+
+
+def tunnel_pids(forwarder: subprocess.Popen[str]) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(forwarder.pid).children(recursive=True) if p.name() == "ssh"]
+
+
+def test_a_seat_on_another_host_is_reached_through_it_and_the_connection_comes_back(
+        tmp_path: Path, echo: EchoServer) -> None:
+    from sshd import make_sshd
+
+    sshd = make_sshd(tmp_path / "sshd").start()
+    port = free_port()
+    try:
+        proc, log = start_forwarder(tmp_path, [["127.0.0.1", port, "127.0.0.1", echo.port, "far"]],
+                                    tunnels={"far": host_ssh(tmp_path, sshd)})
+        try:
+            assert login("127.0.0.2", port)
+            (first,) = tunnel_pids(proc)
+            os.kill(first, 9)  # the connection to the host drops (a network cut)
+            deadline = time.monotonic() + 20
+            while not login("127.0.0.2", port):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+            assert tunnel_pids(proc) != [first] and "the connection to host far ended" in log.read_text()
+            again = tunnel_pids(proc)
+            import psutil
+
+            argv = psutil.Process(again[0]).cmdline()
+            socket_path = Path(argv[argv.index("-L") + 1].split(":")[0])
+            assert socket_path.is_socket() and socket_path.parent.stat().st_mode & 0o777 == 0o700
+        finally:
+            stop(proc)
+        time.sleep(0.5)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in again)  # no SSH left behind
+        assert not socket_path.parent.exists()
+    finally:
+        sshd.stop()
+
+
+def test_a_host_that_cannot_be_reached_is_named_and_nothing_listens(tmp_path: Path) -> None:
+    from sshd import make_sshd
+
+    sshd = make_sshd(tmp_path / "sshd")  # never started: nothing on its port
+    port = free_port()
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps({"routes": [["127.0.0.1", port, "10.0.0.9", 22, "far"]],
+                                "tunnels": {"far": host_ssh(tmp_path, sshd)}}))
+    done = subprocess.run([sys.executable, "-m", "labctl.classroom.forward", str(path)], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1
+    assert done.stdout.startswith("error: host far cannot be reached for its seats: ")
+    assert "Connection refused" in done.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free again

@@ -61,3 +61,32 @@ def test_the_second_host_leaves_nothing_behind(tmp_path: Path) -> None:
     assert host.subnet not in subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
     assert not (host.folder / "root").exists()
     assert [p for p in inside if Path(f"/proc/{p}").exists()] == []
+
+
+def test_a_seat_on_the_second_host_is_reached_through_its_sshd_and_its_seats_are_refused(
+        second: SecondHost, tmp_path: Path) -> None:
+    """A "seat" that only the second host can reach (its own loopback): the forwarder on this machine
+    gets there through the host's sshd, as labctl reaches it; a client from the host's address (where
+    its seats' traffic comes from) is refused."""
+    from ports import free_port
+    from test_forward import start_forwarder, stop
+
+    from labctl.hosts.inventory import HostEntry
+    from labctl.hosts.transport import addresses_of, ssh_argv
+
+    served = second.ssh("mkdir -p /tmp/seat && echo seat-on-second > /tmp/seat/index.html && cd /tmp/seat &&"
+                        " (setsid python3 -m http.server --bind 127.0.0.1 8099 >/dev/null 2>&1 &) && sleep 1")
+    assert served.returncode == 0, served.stderr
+    entry = HostEntry("second", second.uri, ssh_key=second.client_key)
+    port = free_port()
+    proc, _log = start_forwarder(tmp_path, [[second.gateway, port, "127.0.0.1", 8099, "second"]],
+                                 tunnels={"second": ssh_argv(entry, tmp_path / "home")},
+                                 refuse_from=list(addresses_of(entry)))
+    try:
+        got = subprocess.run(["curl", "-s", "--max-time", "10", f"http://{second.gateway}:{port}/"],
+                             capture_output=True, text=True)
+        assert got.stdout.strip() == "seat-on-second"
+        from_there = second.ssh(f"curl -s --max-time 5 http://{second.gateway}:{port}/; echo rc=$?")
+        assert "seat-on-second" not in from_there.stdout and "rc=0" not in from_there.stdout
+    finally:
+        stop(proc)

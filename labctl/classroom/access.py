@@ -7,6 +7,12 @@ and a browser: `ssh -p 2207 stack@host` with the seat's own password. Why ports,
 SSH jump: a jump needs an account (and keys handed out as files) on the trainer's host, while ports
 give trainees no foothold on it at all; each port leads to one seat, and each seat has its own
 password, so seat 1's credentials open nothing else.
+
+A seat on another hypervisor host is reached the same way, through this machine: its port here leads
+through one SSH connection to its host (the connection libvirt already uses), never through a port
+opened on that host (labctl.classroom.forward). Why this machine rather than each host forwarding its
+own seats: the hosts then need nothing but libvirt and sshd, trainees type one address whatever host
+their seat landed on, and the flood limits of one forwarder hold for the whole class.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +36,7 @@ if TYPE_CHECKING:
 
 SSH_PORT = 22
 WEB_PORT = 80
-READY_TIMEOUT = 15.0
+READY_TIMEOUT = 45.0  # the forwarder first connects to the hosts of seats on other hosts (30 s each at most)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Door:
     seat_address: str
     ssh_port: int
     web_port: int
+    host: str | None = None  # the inventory host it lives on; None: this machine
 
 
 def classroom_of(lab_dir: LabDir) -> Classroom:
@@ -56,32 +63,42 @@ def classroom_of(lab_dir: LabDir) -> Classroom:
 def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
     from labctl.records import read_lab
 
-    ips = {m.name: m.ip for m in read_lab(lab_dir).machines}
+    machines = {m.name: m for m in read_lab(lab_dir).machines}
     result = []
     for seat in classroom.seats:
-        ip = ips.get(seat.name)
-        if ip:
+        m = machines.get(seat.name)
+        if m is not None and m.ip:
             ssh, web = classroom.ports(seat)
-            result.append(Door(seat.name, seat.trainee, seat.spare, ip, ssh, web))
+            result.append(Door(seat.name, seat.trainee, seat.spare, m.ip, ssh, web, m.host))
     return result
 
 
-def refused_networks(lab_dir: LabDir) -> list[str]:
+def refused_networks(lab_dir: LabDir, host_addresses: Sequence[str] = ()) -> list[str]:
     """Where no trainee sits: a seat dialling the host's forwarded ports comes from vagrant-libvirt's
-    management network or from its lab network, never a trainee."""
+    management network or from its lab network, and a seat on another host from that host's address
+    (its machines reach the outside through it), never a trainee."""
     from labctl.names import MANAGEMENT_CIDR
     from labctl.records import read_lab
 
     network = read_lab(lab_dir).network
-    return [MANAGEMENT_CIDR, *([network] if network else [])]
+    return [MANAGEMENT_CIDR, *([network] if network else []), *host_addresses]
 
 
-def routes(classroom: Classroom, seat_doors: Sequence[Door]) -> list[list[str | int]]:
-    out: list[list[str | int]] = []
+def routes(classroom: Classroom, seat_doors: Sequence[Door]) -> list[list[str | int | None]]:
+    out: list[list[str | int | None]] = []
     for d in seat_doors:
-        out.append([classroom.listen, d.ssh_port, d.seat_address, SSH_PORT])
-        out.append([classroom.listen, d.web_port, d.seat_address, WEB_PORT])
+        out.append([classroom.listen, d.ssh_port, d.seat_address, SSH_PORT, d.host])
+        out.append([classroom.listen, d.web_port, d.seat_address, WEB_PORT, d.host])
     return out
+
+
+@dataclass(frozen=True)
+class HostWay:
+    """How the forwarder reaches another host's seats: the ssh command to the host, and the host's
+    addresses (refused as clients: its seats come from them)."""
+
+    ssh: list[str]
+    addresses: tuple[str, ...]
 
 
 def _routes_file(lab_dir: LabDir) -> Path:
@@ -102,11 +119,19 @@ def forwarder_pid(lab_dir: LabDir) -> int | None:
     return supervisor.recorded(_pid_file(lab_dir), _markers(lab_dir))
 
 
-def open_access(lab_dir: LabDir) -> list[Door]:
-    """Start (or keep) the lab's forwarder. Raises with the port at fault when one is taken."""
+def open_access(lab_dir: LabDir, way_to: Callable[[str], HostWay] | None = None) -> list[Door]:
+    """Start (or keep) the lab's forwarder. Raises with the port at fault when one is taken, or with
+    the host when one of the seats' hosts cannot be reached. `way_to`: how to reach another host's
+    seats (needed when seats live on one)."""
     classroom = classroom_of(lab_dir)
     seat_doors = doors(lab_dir, classroom)
-    wanted = {"routes": routes(classroom, seat_doors), "refuse_from": refused_networks(lab_dir)}
+    ways: dict[str, HostWay] = {}
+    for host in sorted({d.host for d in seat_doors if d.host}):
+        if way_to is None:
+            raise LabctlError(f"seats of lab {lab_dir.name!r} live on host {host}, and no way to it was given")
+        ways[host] = way_to(host)
+    wanted = {"routes": routes(classroom, seat_doors), "tunnels": {h: w.ssh for h, w in ways.items()},
+              "refuse_from": refused_networks(lab_dir, [a for w in ways.values() for a in w.addresses])}
     path = _routes_file(lab_dir)
     running = forwarder_pid(lab_dir)
     if running is not None:
@@ -121,9 +146,11 @@ def open_access(lab_dir: LabDir) -> list[Door]:
     if line != "ready":
         supervisor.kill(proc)
         why = line.removeprefix("error: ") if line else f"it did not start (see {log})"
-        raise LabctlError(f"classroom access for lab {lab_dir.name!r}: {why}",
-                          hint="another program or classroom uses that port: change classroom.ssh_port or"
-                               " web_port in lab.yaml, run labctl plan, then labctl access open")
+        hint = ("is the host up, with its sshd? (labctl hosts shows every host); then labctl access open"
+                if why.startswith("host ") else
+                "another program or classroom uses that port: change classroom.ssh_port or web_port in"
+                " lab.yaml, run labctl plan, then labctl access open")
+        raise LabctlError(f"classroom access for lab {lab_dir.name!r}: {why}", hint=hint)
     assert proc.stdout is not None
     proc.stdout.close()
     supervisor.record(_pid_file(lab_dir), proc.pid)

@@ -2,11 +2,20 @@
 
     python -m labctl.classroom.forward ROUTES.json
 
-ROUTES.json: {"routes": [[listen_address, listen_port, seat_address, seat_port], ...],
-              "refuse_from": ["192.168.121.0/24", ...], "limits": {...}}  (the last two optional).
+ROUTES.json: {"routes": [[listen_address, listen_port, seat_address, seat_port, via], ...],
+              "tunnels": {HOST: [ssh, ..., HOST_ADDRESS]},
+              "refuse_from": ["192.168.121.0/24", ...], "limits": {...}}  (all but routes optional).
 The process binds every port first and prints one line, `ready` or `error: ...`, then serves until
 SIGTERM. It runs in its own session so that it outlives the labctl command that started it (a class
 lasts hours); `labctl access close`, `halt` and `destroy` stop it.
+
+A seat on another hypervisor host (`via`: that host's name) is reached through one SSH connection to
+that host (`tunnels`: the ssh command labctl reaches the host with), which forwards a Unix socket
+of the forwarder's private folder to each such seat's port (`ssh -N -L SOCKET:SEAT:PORT`): the hosts
+need nothing but the sshd and key libvirt already uses, trainees type the one address of the sheet,
+and the seat's port is never opened on any network. The forwarder starts these connections before it
+says `ready`, and starts one again when it ends (a host rebooted, a network cut), waiting longer
+each time up to half a minute; a trainee who connects meanwhile is refused, as for a seat that is down.
 
 A byte pump and nothing else: it never reads what passes (SSH and HTTP end to end, between the
 trainee and the seat), and each port leads to one seat's address and port only.
@@ -33,15 +42,19 @@ import ipaddress
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-Route = tuple[str, int, str, int]
+Route = tuple[str, int, str, int, str | None]  # listen address, port, seat address, seat port, via host
+TUNNEL_READY_TIMEOUT = 30.0
+TUNNEL_RETRY_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,90 @@ class _Conn:
                 writer.transport.abort()
 
 
+@dataclass
+class Tunnel:
+    """One SSH connection to a hypervisor host, forwarding a Unix socket to each of its seats' ports."""
+
+    host: str
+    ssh: list[str]  # ssh and its options, the host's address last
+    forwards: dict[tuple[str, int], Path] = field(default_factory=dict)  # (seat address, port) -> socket
+    last_words: str = ""
+    proc: asyncio.subprocess.Process | None = None
+
+    def argv(self) -> list[str]:
+        options = ["-N", "-o", "ExitOnForwardFailure=yes", "-o", "StreamLocalBindUnlink=yes",
+                   "-o", "StreamLocalBindMask=0177", "-o", "ServerAliveCountMax=3"]
+        forwards = [a for (address, port), sock in self.forwards.items() for a in ("-L", f"{sock}:{address}:{port}")]
+        # It dies with the forwarder, even one killed outright: no SSH connection is left behind.
+        return ["setpriv", "--pdeathsig", "TERM", *self.ssh[:-1], *options, *forwards, self.ssh[-1]]
+
+    def up(self) -> bool:
+        return all(sock.exists() for sock in self.forwards.values())
+
+    async def start(self) -> None:
+        for sock in self.forwards.values():
+            sock.unlink(missing_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(*self.argv(), stdin=asyncio.subprocess.DEVNULL,
+                                                         stdout=asyncio.subprocess.DEVNULL,
+                                                         stderr=asyncio.subprocess.PIPE)
+
+    async def listen(self) -> None:
+        """What ssh says, its last line kept (for the error and the log)."""
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            if text := line.decode(errors="replace").strip():
+                self.last_words = text[-300:]
+
+    async def ready(self, timeout: float) -> str | None:
+        """None once every socket is there; else why not (ssh ended, or the time ran out)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not self.up():
+            if self.proc.returncode is not None or time.monotonic() > deadline:
+                await asyncio.sleep(0.2)  # its last words
+                said = self.last_words or (f"ssh ended ({self.proc.returncode})" if self.proc.returncode is not None
+                                           else f"no connection within {timeout:.0f} s")
+                return f"host {self.host} cannot be reached for its seats: {said}"
+            await asyncio.sleep(0.1)
+        return None
+
+    async def keep(self) -> None:
+        """While the forwarder serves: started again when it ends, after 1, 2, 4... up to 30 seconds."""
+        delay = 1.0
+        while True:
+            assert self.proc is not None
+            listening = asyncio.create_task(self.listen())
+            await self.proc.wait()
+            await listening
+            print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} the connection to host {self.host} ended"
+                  f" ({self.last_words or self.proc.returncode}); again in {delay:.0f} s", file=sys.stderr, flush=True)
+            await asyncio.sleep(delay)
+            began = time.monotonic()
+            await self.start()
+            if await self.ready(TUNNEL_READY_TIMEOUT) is None and time.monotonic() - began < TUNNEL_READY_TIMEOUT:
+                delay = 1.0
+            else:
+                delay = min(delay * 2, TUNNEL_RETRY_MAX)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+
+
+def tunnels_for(routes: list[Route], ssh: dict[str, list[str]], folder: Path) -> dict[str, Tunnel]:
+    """A tunnel per host that routes go through, a socket per seat's port, in `folder`."""
+    tunnels: dict[str, Tunnel] = {}
+    for _listen, _port, address, target_port, via in routes:
+        if via is None:
+            continue
+        if via not in ssh:
+            raise ValueError(f"route through host {via!r}, which has no tunnel")
+        tunnel = tunnels.setdefault(via, Tunnel(via, ssh[via]))
+        tunnel.forwards.setdefault((address, target_port), folder / f"{len(tunnels)}-{len(tunnel.forwards)}.sock")
+    return tunnels
+
+
 class Forwarder:
     def __init__(self, routes: list[Route], refuse_from: list[str], limits: Limits, budget: int) -> None:
         self.routes = routes
@@ -114,6 +211,7 @@ class Forwarder:
         self.evicted = 0
         self.logged_at = time.monotonic()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.tunnels: dict[str, Tunnel] = {}
 
     # -- who gets in
 
@@ -169,7 +267,7 @@ class Forwarder:
                 if writer.can_write_eof():
                     writer.write_eof()
 
-    async def accept(self, listener: socket.socket, port: int, target: tuple[str, int]) -> None:
+    async def accept(self, listener: socket.socket, port: int, target: tuple[str, int] | Path) -> None:
         """One connection at a time, judged before anything is spent on it (asyncio's own server
         accepts a whole backlog before its handlers run: a flood would take every descriptor)."""
         loop = asyncio.get_running_loop()
@@ -192,13 +290,15 @@ class Forwarder:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _relay(self, conn: _Conn, target: tuple[str, int]) -> None:
+    async def _relay(self, conn: _Conn, target: tuple[str, int] | Path) -> None:
         try:
             reader, trainee = await asyncio.open_connection(sock=conn.sock)
             conn.trainee = trainee
             if conn.closed:
                 return
-            up_reader, seat = await asyncio.wait_for(asyncio.open_connection(*target), self.limits.connect)
+            connecting = (asyncio.open_unix_connection(target) if isinstance(target, Path)
+                          else asyncio.open_connection(*target))
+            up_reader, seat = await asyncio.wait_for(connecting, self.limits.connect)
             conn.seat = seat
             if conn.closed:  # evicted while connecting: its descriptors are already given to another
                 return
@@ -239,20 +339,48 @@ class Forwarder:
             self.evicted = 0
 
 
-async def serve(routes: list[Route], refuse_from: list[str] | None = None, limits: Limits | None = None) -> bool:
-    forwarder = Forwarder(routes, refuse_from or [], limits or Limits(), descriptor_budget(len(routes)))
+async def serve(routes: list[Route], refuse_from: list[str] | None = None, limits: Limits | None = None,
+                ssh: dict[str, list[str]] | None = None) -> bool:
+    folder = Path(tempfile.mkdtemp(prefix="labctl-fwd-"))  # 0700: the sockets to other hosts' seats
+    try:
+        return await _serve(routes, refuse_from or [], limits or Limits(), ssh or {}, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _open_tunnels(tunnels: dict[str, Tunnel]) -> str | None:
+    """Every host's connection up; None, or the first host's reason it is not."""
+    for tunnel in tunnels.values():
+        await tunnel.start()
+    listening = [asyncio.create_task(t.listen()) for t in tunnels.values()]
+    reasons = await asyncio.gather(*(t.ready(TUNNEL_READY_TIMEOUT) for t in tunnels.values()))
+    for task in listening:
+        task.cancel()
+    return next((r for r in reasons if r is not None), None)
+
+
+async def _serve(routes: list[Route], refuse_from: list[str], limits: Limits, ssh: dict[str, list[str]],
+                 folder: Path) -> bool:
+    forwarder = Forwarder(routes, refuse_from, limits, descriptor_budget(len(routes)))
     loop = asyncio.get_running_loop()
     # asyncio prints a traceback for a transport that fails: counted instead, so that a flood cannot
     # grow the log.
     loop.set_exception_handler(lambda _loop, _context: forwarder.refused.update(["error"]))
     listeners = []
     try:
-        for listen, port, _address, _target_port in routes:
+        for listen, port, _address, _target_port, _via in routes:
             listener = socket.create_server((listen, port), backlog=128)
             listener.setblocking(False)
             listeners.append(listener)
     except OSError as exc:
         print(f"error: cannot listen on {listen}:{port} ({exc.strerror or exc})", flush=True)
+        return False
+    forwarder.tunnels = tunnels = tunnels_for(routes, ssh, folder)
+    why = await _open_tunnels(tunnels)
+    if why is not None:
+        for tunnel in tunnels.values():
+            tunnel.stop()
+        print(f"error: {why}", flush=True)
         return False
     print("ready", flush=True)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -261,12 +389,16 @@ async def serve(routes: list[Route], refuse_from: list[str] | None = None, limit
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    workers = [asyncio.create_task(forwarder.accept(listener, port, (address, target_port)))
-               for listener, (_listen, port, address, target_port) in zip(listeners, routes, strict=True)]
+    workers = [asyncio.create_task(forwarder.accept(
+        listener, port, tunnels[via].forwards[(address, target_port)] if via is not None else (address, target_port)))
+        for listener, (_listen, port, address, target_port, via) in zip(listeners, routes, strict=True)]
     workers.append(asyncio.create_task(forwarder.sweep()))
+    workers += [asyncio.create_task(t.keep()) for t in tunnels.values()]
     await stop.wait()
     for task in workers:
         task.cancel()
+    for tunnel in tunnels.values():
+        tunnel.stop()
     for listener in listeners:
         listener.close()
     for conn in list(forwarder.conns):
@@ -274,15 +406,17 @@ async def serve(routes: list[Route], refuse_from: list[str] | None = None, limit
     return True
 
 
-def read_routes(path: Path) -> tuple[list[Route], list[str], Limits]:
+def read_routes(path: Path) -> tuple[list[Route], list[str], Limits, dict[str, list[str]]]:
     data = json.loads(path.read_text(encoding="utf-8"))
-    routes = [(str(a), int(p), str(b), int(q)) for a, p, b, q in data["routes"]]
-    return routes, [str(n) for n in data.get("refuse_from", [])], Limits.from_json(data.get("limits"))
+    routes: list[Route] = [(str(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]) if len(r) > 4 and r[4] else None)
+                           for r in data["routes"]]
+    ssh = {str(host): [str(a) for a in argv] for host, argv in data.get("tunnels", {}).items()}
+    return routes, [str(n) for n in data.get("refuse_from", [])], Limits.from_json(data.get("limits")), ssh
 
 
 def main() -> int:
-    routes, refuse_from, limits = read_routes(Path(sys.argv[1]))
-    return 0 if asyncio.run(serve(routes, refuse_from, limits)) else 1
+    routes, refuse_from, limits, ssh = read_routes(Path(sys.argv[1]))
+    return 0 if asyncio.run(serve(routes, refuse_from, limits, ssh)) else 1
 
 
 if __name__ == "__main__":

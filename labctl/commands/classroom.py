@@ -52,8 +52,9 @@ def access_open(lab_file: Path | None, lab_name: str | None, as_json: bool) -> N
     from labctl.lifecycle import open_doors
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
-    with command_context().home.writer(lab_dir.name, "access open"):
-        open_doors(lab_dir, make_reporter(as_json))
+    ctx = command_context()
+    with ctx.home.writer(lab_dir.name, "access open"):
+        open_doors(lab_dir, ctx, make_reporter(as_json))
     if as_json:
         print_json(_ports_json(lab_dir))
 
@@ -80,8 +81,8 @@ def _ports_json(lab_dir: LabDir) -> dict[str, object]:
     pid = forwarder_pid(lab_dir)
     return {"lab": lab_dir.name, "open": pid is not None, "pid": pid, "listen": classroom.listen,
             "address": classroom.address or host_address(),
-            "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port, "seat_address": d.seat_address}
-                      for d in doors(lab_dir, classroom)]}
+            "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port, "seat_address": d.seat_address,
+                       "host": d.host} for d in doors(lab_dir, classroom)]}
 
 
 @access.command(name="status")
@@ -103,7 +104,7 @@ def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) ->
                + ("" if pid else f"; labctl access open --lab {lab_dir.name} opens them"))
     for d in seat_doors:
         click.echo(f"{d.seat}: ssh -p {d.ssh_port} stack@{address}   http://{address}:{d.web_port}/  ->"
-                   f" {d.seat_address}")
+                   f" {d.seat_address}" + (f" on host {d.host} (through SSH to it)" if d.host else ""))
 
 
 # ---------------------------------------------------------------------------------------------

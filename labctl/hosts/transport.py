@@ -74,6 +74,20 @@ def ssh_argv(entry: HostEntry, labctl_home: Path) -> list[str]:
     return [*argv, m.host.strip("[]")]
 
 
+def addresses_of(entry: HostEntry) -> tuple[str, ...]:
+    """The host's IP addresses as this machine resolves its name (none when it cannot)."""
+    import socket
+
+    m = entry.parts
+    if m is None or m.host is None:
+        return ()
+    try:
+        found = socket.getaddrinfo(m.host.strip("[]"), None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return ()
+    return tuple(sorted({str(info[4][0]) for info in found}))
+
+
 def proxy_command(entry: HostEntry, labctl_home: Path) -> str:
     """An OpenSSH ProxyCommand reaching a machine on `entry` through the host (%h:%p: the machine)."""
     return shlex.join([*ssh_argv(entry, labctl_home), "-W", "%h:%p"])
