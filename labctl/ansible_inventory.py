@@ -33,7 +33,7 @@ def inventory(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> dict[str, o
             "ansible_host": s.ssh_address, "ansible_user": s.user, "ansible_ssh_private_key_file": str(key),
             # The same options as `labctl ssh` (labctl.sshopts), the ProxyCommand to a machine on another
             # host included; ansible splits this string like a shell.
-            "ansible_ssh_common_args": shlex.join(argv(MachineSsh(key, lab_dir.known_hosts, s.proxy))),
+            "ansible_ssh_common_args": shlex.join(argv(MachineSsh(key, lab_dir.known_hosts_of(s.host), s.proxy))),
             "labctl_lab_ip": s.lab_ip, "labctl_role": s.role,
         }
         children.setdefault(s.role, {"hosts": {}})["hosts"][s.name] = None

@@ -28,32 +28,12 @@ from labctl.raw import RawMap
 from labctl.state import LabDir
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
-    from labctl.cache.services import Endpoints
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
     from labctl.hosts.spread import Spread
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
     from labctl.protocols import Capacity, HypervisorPort, Reporter, SshPort, VagrantPort
-
-
-def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
-    """The host's package caches running, when the lab uses them (started if need be, kept when they
-    run); None for a lab that does not. A cache that cannot start is an error, never the internet."""
-    if not lab.caches:
-        return None
-    from labctl.cache.services import HostCaches
-
-    caches = HostCaches(ctx.cache)
-    # The management network first, made by labctl if no lab made it: then no lab's destroy removes it.
-    address = ctx.hypervisor().management_address()
-    ends = caches.endpoints()
-    if ends is None or ends.address != address:
-        reporter.step(f"starting the host's package caches (apt-cacher-ng, devpi-server) in {caches.root}")
-        ends = caches.start(address)
-    reporter.step(f"the machines fetch packages through the host's caches at {ends.address}"
-                  + (" (offline: only what they hold)" if ends.offline else ""))
-    return ends
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,8 +66,9 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
 
 
 def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, reporter: Reporter,
-           mirror: str, before_create: Callable[[], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
-    """`before_create`: called once every check passed, before anything is made (the host's caches)."""
+           mirror: str, before_create: Callable[[Lab], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
+    """`before_create`: called once every check passed, before anything is made, with the lab as
+    placed on the hosts (the host's caches)."""
     from labctl.hosts.spread import spread_existing
     from labctl.lab import render_lab, write_lab
 
@@ -109,7 +90,7 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
     for w in rendered.warnings:
         reporter.warn(w)
     if before_create is not None:
-        before_create()
+        before_create(rendered.lab)
 
     reporter.step("getting boxes")
     swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror,
@@ -189,7 +170,9 @@ def _forget_predecessors(ssh: SshPort, lab_dir: LabDir, created: set[str], statu
     if not created:
         return
     records.forget(lab_dir, sorted(created))
-    ssh.forget(lab_dir.known_hosts, [a for s in statuses if s.name in created for a in (*s.addresses, s.lab_ip)])
+    for s in statuses:
+        if s.name in created:
+            ssh.forget(lab_dir.known_hosts_of(s.host), [*s.addresses, s.lab_ip])
 
 
 def fence_machines(lab: str, classroom: bool, ctx: Context, statuses: Sequence[MachineStatus]) -> None:
@@ -334,6 +317,8 @@ def forget_lab(lab_dir: LabDir, hv: HypervisorPort) -> None:
 def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     """Remove the lab's domains, volumes, network and folder. Works on half-made labs."""
     from labctl.classroom.access import close_access
+    from labctl.hosts.relay import stop_relays
+    from labctl.hosts.router import LabDomains
     from labctl.proc import CommandFailed
     from labctl.protocols import VagrantMissing
     from labctl.snapshots import drop_all
@@ -346,8 +331,7 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     hosts = {m.host: ctx.hypervisor_on(m.host) for m in record.machines if m.host}
     if close_access(lab_dir):
         reporter.step("closed the trainees' ports")
-    from labctl.hosts.router import LabDomains
-
+    stop_relays(lab_dir.path / "relays")  # a stack that was killed leaves its git relays
     dropped = drop_all(lab_dir, LabDomains(lab_dir, ctx), machines)
     if dropped:
         reporter.step(f"deleted {dropped} snapshot(s)")
@@ -373,8 +357,9 @@ def destroy_lab(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> list[str]:
     removed = hv.remove_leftovers(sorted(domains), network_name(lab_dir.name), owner=lab_dir.path)
     for host, other in hosts.items():
         reporter.step(f"removing leftovers on host {host}")
-        on_host = {domain_name(lab_dir.name, m.name) for m in record.machines if m.host == host}
-        removed += other.remove_leftovers(sorted(on_host | set(other.domains_of(lab_dir.path))),
+        # Every machine's name, not only those that live there: a classroom's base was sent there
+        # under seat-01's name (storage.py).
+        removed += other.remove_leftovers(sorted(domains | set(other.domains_of(lab_dir.path))),
                                           network_name(lab_dir.name), owner=lab_dir.path)
     shutil.rmtree(lab_dir.path, ignore_errors=True)
     return removed

@@ -23,7 +23,7 @@ def _key(lab_dir: LabDir, machine: str) -> Path:
 
 
 def machine_ssh(lab_dir: LabDir, status: MachineStatus) -> MachineSsh:
-    return MachineSsh(_key(lab_dir, status.name), lab_dir.known_hosts, status.proxy)
+    return MachineSsh(_key(lab_dir, status.name), lab_dir.known_hosts_of(status.host), status.proxy)
 
 
 def ssh_options(lab_dir: LabDir, machine: str) -> list[str]:

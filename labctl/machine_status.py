@@ -150,11 +150,12 @@ def running(statuses: Sequence[MachineStatus], lab: str) -> None:
         raise LabctlError(f"not running: {', '.join(down)}", hint=f"labctl resume --lab {lab}, or labctl up")
 
 
-def host_of(lab_dir: LabDir, status: MachineStatus) -> SshTarget:
-    """How labctl reaches a machine over SSH: its address, the lab's key for it, the lab's known_hosts."""
+def host_of(lab_dir: LabDir, status: MachineStatus, key_of: str | None = None) -> SshTarget:
+    """How labctl reaches a machine over SSH: its address, the lab's key for it (or for machine
+    `key_of`: a classroom's copy still has seat-01's), the known_hosts of its host, through its host."""
     from labctl.protocols import SshTarget
 
     address = status.ssh_address or status.lab_ip
     proxy = status.proxy.replace("%h", address).replace("%p", "22") if status.proxy else None
-    return SshTarget(status.name, address, status.user, lab_dir.private_key(status.name), lab_dir.known_hosts,
-                proxy_command=proxy)
+    return SshTarget(status.name, address, status.user, lab_dir.private_key(key_of or status.name),
+                     lab_dir.known_hosts_of(status.host), proxy_command=proxy)

@@ -152,6 +152,12 @@ class LabDir:
         """The lab's own known_hosts: labctl never writes the user's ~/.ssh/known_hosts."""
         return self.path / "known_hosts"
 
+    def known_hosts_of(self, host: str | None) -> Path:
+        """The known_hosts for the lab's machines on a host (None: this machine). One per host: each
+        host's management network hands out the same addresses, so two machines on two hosts can
+        share an address and must not be taken for one machine whose key changed."""
+        return self.known_hosts if host is None else self.path / f"known_hosts.{host}"
+
     def private_key(self, machine: str) -> Path:
         """The key Vagrant generated for the machine at its first boot (vagrant-libvirt's place)."""
         return self.path / ".vagrant" / "machines" / machine / "libvirt" / "private_key"

@@ -53,6 +53,7 @@ class SecondHost:
     folder: Path
     index: int = 1
     name: str = "second"
+    gateway_ports: bool = True  # its sshd lets labctl's forwards listen on its own addresses
     proc: subprocess.Popen[bytes] | None = None
     client_key: Path = field(init=False)
 
@@ -105,7 +106,8 @@ class SecondHost:
             f"ListenAddress {self.address}", f"HostKey {host_key}", f"PidFile {self.folder / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.folder / 'authorized_keys'}", "StrictModes no", "UsePAM no",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-            "AllowUsers root", "LogLevel ERROR", ""]))
+            "AllowUsers root", "LogLevel ERROR", f"GatewayPorts {'clientspecified' if self.gateway_ports else 'no'}",
+            ""]))
         add_namespace(self.netns, self.veth, self.gateway, self.address, default_route=True)
         subprocess.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", self.subnet, "!", "-d", self.subnet,
                         "-j", "MASQUERADE"], check=True)

@@ -153,8 +153,16 @@ def test_ssh_ssh_config_and_the_ansible_inventory_say_the_same(tmp_path: Path) -
     assert command[:3] == ["ssh", "-F", "/dev/null"] and command[-1] == "vagrant@192.168.121.6"
     options = dict(command[i + 1].split("=", 1) for i in range(3, len(command) - 1, 2))
     assert options["ProxyCommand"] == proxy and options["ForwardAgent"] == "no"
-    assert options["UserKnownHostsFile"] == f'"{lab_dir.known_hosts}"'  # quoted: "My Labs" has a space
+    # quoted: "My Labs" has a space; one file per host: each host's management network hands out the
+    # same addresses, so two machines on two hosts may share one
+    assert options["UserKnownHostsFile"] == f'"{lab_dir.path / "known_hosts.rack2"}"'
     assert "ProxyCommand" not in " ".join(ssh_argv(lab_dir, near, []))
+    twin = MachineStatus("twin", "allinone", "10.1.0.12", "labctl-duo-twin", "running", ("192.168.121.6",),
+                         1024, 1, 1.0, "vagrant")  # far's address, on this machine
+    from labctl.machine_status import host_of
+
+    assert host_of(lab_dir, twin).known_hosts == lab_dir.known_hosts != host_of(lab_dir, far).known_hosts
+    assert host_of(lab_dir, far).proxy_command == proxy.replace("%h:%p", "192.168.121.6:22")
 
     config = ssh_config(lab_dir, [near, far])
     far_block = config[config.index("Host far"):]

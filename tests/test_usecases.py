@@ -89,7 +89,7 @@ def test_up_validates_then_boots_only_what_is_not_running(tmp_path: Path) -> Non
     ctx = context(tmp_path, host, vagrant)
     made: list[str] = []
     plan, statuses = up_lab(duo(), None, ctx, HOST, Reporter(), "http://deb.debian.org/debian",  # type: ignore[arg-type]
-                            before_create=lambda: made.append("caches"))
+                            before_create=lambda _lab: made.append("caches"))
     kinds = [c[0] for c in vagrant.calls]
     assert kinds[:2] == ["check_plugin", "validate"] and ("validate", True) in vagrant.calls
     assert ("up", ["cpu"]) in vagrant.calls  # ctl runs already
@@ -113,7 +113,7 @@ def test_up_refuses_before_anything_is_made_when_the_host_is_full(tmp_path: Path
     made: list[str] = []
     with pytest.raises(NotEnoughResources, match=r"2 x 4096 = 8192 MiB.*6144 MiB available"):
         up_lab(duo(), None, ctx, HOST, Reporter(), "http://deb.debian.org/debian",  # type: ignore[arg-type]
-               before_create=lambda: made.append("caches"))
+               before_create=lambda _lab: made.append("caches"))
     assert not any(c[0] == "up" for c in vagrant.calls) and made == []
     assert not ctx.home.lab("duo").path.exists()
 

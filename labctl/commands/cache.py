@@ -94,7 +94,10 @@ def cache_stop(yes: bool, as_json: bool) -> None:
     if any(caches.pid(name) is not None for name in ("apt", "pypi")):
         confirmed(yes, "Stop the package caches? Every lab on this host uses them; a machine stacking now fails.",
                   "stop the caches every lab shares", "labctl cache stop -y")
+    from labctl.hosts.relay import stop_relays
+
     stopped = caches.stop()
+    stop_relays(caches.root / "relays")  # other hosts' ways to them
     if as_json:
         _show(True, stopped=stopped)
         return

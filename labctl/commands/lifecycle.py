@@ -131,8 +131,9 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     """
     from labctl.catalog import default_catalog
     from labctl.host import read_host
+    from labctl.hosts.services import host_caches, relayer
     from labctl.lab import resolve_lab
-    from labctl.lifecycle import fencer, host_caches, up_lab
+    from labctl.lifecycle import fencer, up_lab
     from labctl.machine_status import lab_status
     from labctl.selection import LabRequest
 
@@ -143,7 +144,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     with ctx.home.writer(lab.name, "up"):
         started: list[Endpoints | None] = []  # the host's caches, once the checks passed and before anything is made
         plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, debian_mirror(mirror),
-                                before_create=lambda: started.append(host_caches(lab, ctx, reporter)))
+                                before_create=lambda placed: started.append(host_caches(placed, ctx, reporter)))
         caches = started[0] if started else None
         run = None
         if not no_stack:
@@ -152,7 +153,8 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
 
             lab_dir = ctx.home.lab(plan.lab.name)
             request = stacking.StackRequest(cache=ctx.cache, caches=caches, fence=fencer(plan.lab, ctx),
-                                            snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)))
+                                            snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
+                                            relay=relayer(ctx, lab_dir), hosts=ctx)
             run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), ctx.ssh(), request)
         # The machines as they are now, not as they booted: stacking shuts some down (a class's seats
         # wait for seat-01) and records each DevStack's result; uptimes have moved on.
@@ -202,8 +204,9 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     from labctl import stacking
     from labctl.catalog import default_catalog
     from labctl.host import read_host
+    from labctl.hosts.services import host_caches, relayer
     from labctl.lab import plan_lab, resolve_lab
-    from labctl.lifecycle import fencer, host_caches
+    from labctl.lifecycle import fencer
     from labctl.machine_status import lab_status
     from labctl.selection import LabRequest
     from labctl.snapshots import take_stacked
@@ -218,7 +221,8 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
         plan = plan_lab(spread.lab, ctx.home, read_host(), routes=spread.routes)
         request = stacking.StackRequest(names=machines, everything=everything, clean=clean, cache=ctx.cache,
                                         caches=host_caches(plan.lab, ctx, reporter), fence=fencer(plan.lab, ctx),
-                                        snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)))
+                                        snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
+                                        relay=relayer(ctx, lab_dir), hosts=ctx)
         run = stacking.stack(plan.lab, lab_dir, lab_status(lab_dir, ctx.hypervisor(), ctx), reporter, ctx.hypervisor(),
                              ctx.ssh(), request)
     if run is None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from labctl.errors import LabctlError
 from labctl.hosts.placement import HostUnknown, Placement
 from labctl.hosts.survey import place_machines
-from labctl.hosts.transport import HostRoute, route
+from labctl.hosts.transport import HostRoute, reached_over_ssh, route
 
 if TYPE_CHECKING:
     from labctl.context import Context
@@ -60,32 +60,32 @@ def spread_lab(lab: Lab, ctx: Context, kept: Mapping[str, str | None], running: 
     placement = place_machines(lab.machines, entries, ctx.host_hypervisor, kept_named, running)
     machines = tuple(replace(m, host=None if placement.hosts[m.name] == here else placement.hosts[m.name])
                      for m in lab.machines)
-    spread_lab_checks(replace(lab, machines=machines))
+    spread_lab_checks(replace(lab, machines=machines), {e.name for e in entries if reached_over_ssh(e)})
     used = {m.host for m in machines if m.host}
     routes = {e.name: route(e, ctx.home.root) for e in entries if e.name in used}
     return Spread(replace(lab, machines=machines), routes, placement)
 
 
-def spread_lab_checks(lab: Lab) -> None:
-    """What does not work across hosts yet is refused, with what to change, before anything is made."""
+def spread_lab_checks(lab: Lab, over_ssh: Collection[str] = ()) -> None:
+    """What does not work across hosts is refused, with what to change, before anything is made.
+    `over_ssh`: the hosts labctl reaches over SSH."""
     from labctl.mirrors import served_folders
 
     hosts = {m.host for m in lab.machines}
     remote = sorted(m.name for m in lab.machines if m.host)
     if not remote:
         return
-    if lab.classroom:
-        # The trainees' forwarded ports, the sheet and cloning reach this machine's VMs only (issue 23):
-        # seats elsewhere would get ports that lead nowhere.
-        raise HostsUnsupported(f"seat(s) {', '.join(remote)} would live on another host, and the trainees'"
-                               " forwarded ports reach this machine's seats only",
-                               hint="keep the class on this machine: pin the seats here (classroom.seat.host:"
-                                    " the name this machine has in hosts.yaml), or use fewer or smaller seats")
-    if lab.caches or served_folders(lab):
-        what = "the host's package caches (caches: true)" if lab.caches else "git mirrors served from this machine"
-        raise HostsUnsupported(f"{', '.join(remote)} would live on another host, and {what} serve only this"
-                               " machine's own VMs", hint="set caches: false and use a devstack repo URL, or keep"
-                                                          " the machines on this machine (host: in lab.yaml)")
+    # A classroom's seats, the host's caches and the served git mirrors reach other hosts through
+    # SSH: the trainees' ports (classroom.access), the caches and mirrors through relays
+    # (hosts.relay); a cloned class's base is sent once to each host (stacking.clone).
+    needs = ("the trainees' ports" if lab.classroom else "the host's package caches (caches: true)" if lab.caches
+             else "the git mirrors served from this machine" if served_folders(lab) else None)
+    no_ssh = sorted({m.host for m in lab.machines if m.host and m.host not in over_ssh})
+    if needs and no_ssh:
+        raise HostsUnsupported(f"machines would live on host {', '.join(no_ssh)}, which labctl does not reach over"
+                               f" SSH, and {needs} reach another host's machines through SSH",
+                               hint="give the host a qemu+ssh:// URI in hosts.yaml, or keep the machines on this"
+                                    " machine (host: in lab.yaml)")
     roles = {m.role for m in lab.machines}
     if "controller" in roles and len(hosts) > 1:
         raise HostsUnsupported("the controller and its computes would be on different hosts, whose lab networks"

@@ -5,6 +5,7 @@
                   computes after their controller; records, credentials, the served git mirrors
 - clone.py        a classroom at the speed of one seat: seat-01 stacked once, every seat made from its disk
 - clone_guest.py  what runs inside each copy to make it its own seat (pure text)
+- clone_hosts.py  a cloned classroom across hosts: its base sent once to each other host
 - pool.py         the threads machines are worked on in, stopped at once on Ctrl-C or SIGTERM
 """
 
@@ -35,4 +36,5 @@ def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter
     if clone_applies(lab, names) and not request.clean:
         return stack_classroom(lab, lab_dir, statuses, reporter, hypervisor, ssh, names, request)
     return stack_lab(ssh, lab, lab_dir, statuses, reporter, names=request.names, everything=request.everything,
-                     clean=request.clean, cache=request.cache, snapshot=request.snapshot, caches=request.caches)
+                     clean=request.clean, cache=request.cache, snapshot=request.snapshot, caches=request.caches,
+                     relay=request.relay)

@@ -38,13 +38,14 @@ from typing import TYPE_CHECKING
 
 from labctl import records
 from labctl.errors import LabctlError
-from labctl.machine_status import MachineStatus, lab_status
+from labctl.machine_status import MachineStatus, host_of, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
 from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets
 from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SshPort, SshTarget, SshUnreachable
 from labctl.provision import StackResult, open_seat, push_local_conf
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
+from labctl.stacking.clone_hosts import Hosts, send_base
 from labctl.stacking.machines import AsTemplate, StackRun, day_one, record, stack_lab
 from labctl.stacking.pool import machine_pool
 from labctl.stacking.request import StackRequest
@@ -157,17 +158,19 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     once as the template, and every seat is made from its disk (see this module's header)."""
     clones = [n for n in names if n != TEMPLATE]
     doms = {n: domain_name(lab.name, n) for n in names}
+    hosts = Hosts(hypervisor, request.hosts, {s.name: s.host for s in statuses})
     reporter.step(f"stacking {TEMPLATE} once; {len(clones)} more seats will be made from its disk"
                   " (classroom.clone: false stacks every seat)")
     machine_ids = _identities(ssh, lab_dir, statuses, clones)
     with reporter.machines(clones, "waiting") as progress:
-        hypervisor.shut_down([doms[n] for n in clones], 120, lambda dom, state: progress.update(
-            _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
+        for host, on_host in hosts.group(clones).items():
+            hosts.on(host).shut_down([doms[n] for n in on_host], 120, lambda dom, state: progress.update(
+                _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
     seats = lab_dir.secrets().seats
     template = template_secrets(lab_dir)
     as_template = AsTemplate(tuple(zip(seats[TEMPLATE].devstack().values(), template.values(), strict=True)))
     run = stack_lab(ssh, lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, cache=request.cache,
-                    caches=request.caches)
+                    caches=request.caches, relay=request.relay)
     assert run is not None  # the template needs DevStack: it is among the names
     if not run.results[TEMPLATE].ok:
         reporter.warn(f"{TEMPLATE} did not stack: the other seats stay off (labctl up starts them and tries again)")
@@ -177,7 +180,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     record(lab_dir, [StackResult(TEMPLATE, "failed", stacked.seconds, "making it its own seat",
                                  "stacked as the classroom's template, then interrupted before it became its own seat",
                                  ["labctl stack --clean seat-01 stacks it again"])])
-    current = _copy_template(lab, lab_dir, statuses, reporter, hypervisor, ssh, names, machine_ids, request)
+    current = _copy_template(lab, lab_dir, statuses, reporter, hosts, ssh, names, machine_ids, request)
     results = _make_seats(ssh, lab, lab_dir, current, reporter, names, seats, template, stacked)
     if request.snapshot is not None:
         for name in names:
@@ -190,10 +193,10 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
 
 
 def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
-                   hypervisor: HypervisorPort, ssh: SshPort, names: Sequence[str], machine_ids: dict[str, str],
+                   hosts: Hosts, ssh: SshPort, names: Sequence[str], machine_ids: dict[str, str],
                    request: StackRequest) -> list[MachineStatus]:
-    """The stacked template's disk made every seat's base, the seats booted on it and fenced in:
-    their statuses with their new leases."""
+    """The stacked template's disk made every seat's base (sent once to each other host that has
+    seats), the seats booted on it and fenced in: their statuses with their new leases."""
     clones = [n for n in names if n != TEMPLATE]
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
@@ -204,16 +207,25 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
         unit = session.upload_private(CLONE_DHCP_UNIT.encode())
         session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
                     f"preparing {TEMPLATE}'s disk to be copied")
-    hypervisor.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))
+    home = hosts.where[TEMPLATE]
+    hv = hosts.on(home)
+    hv.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))
     reporter.step(f"{TEMPLATE}: its stacked disk is copied once into the classroom's base")
-    base = hypervisor.clone_disks(doms[TEMPLATE], [doms[n] for n in clones])
+    groups = hosts.group(clones)
+    base = hv.clone_disks(doms[TEMPLATE], [doms[n] for n in groups.pop(home, [])])
+    for host, on_host in groups.items():
+        copy = send_base(hv, base, host, hosts.on(host), doms[on_host[0]], reporter)
+        hosts.on(host).overlay_disks(copy, [doms[n] for n in on_host])
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
-    hypervisor.start([doms[n] for n in names])
-    current = _wait_for_addresses(lab, lab_dir, hypervisor, names)
+    for host, on_host in hosts.group(names).items():
+        hosts.on(host).start([doms[n] for n in on_host])
+    current = _wait_for_addresses(lab, lab_dir, hosts, names)
     if request.fence is not None:  # each copy's card is held to its own new lease, before anything else
         request.fence(current)
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
-    ssh.forget(lab_dir.known_hosts, [s.ssh_address for s in current if s.ssh_address and s.name in clones])
+    for s in current:
+        if s.ssh_address and s.name in clones:
+            ssh.forget(lab_dir.known_hosts_of(s.host), [s.ssh_address])
     return current
 
 
@@ -254,8 +266,7 @@ def _seat(domain: str, doms: dict[str, str]) -> str:
     return next((n for n, d in doms.items() if d == domain), domain)
 
 
-def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort,
-                        names: Sequence[str]) -> list[MachineStatus]:
+def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hosts: Hosts, names: Sequence[str]) -> list[MachineStatus]:
     """Until every seat has its own DHCP lease on the management network. Never an address of the lab
     network: a copy answers on seat-01's lab address until it is made its own seat, and labctl would
     then reach seat-01 instead."""
@@ -268,7 +279,7 @@ def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort,
 
     deadline = time.monotonic() + BOOT_TIMEOUT
     while True:
-        statuses = lab_status(lab_dir, hypervisor)
+        statuses = lab_status(lab_dir, hosts.here, hosts.access)
         waiting = [s.name for s in statuses if s.name in names and not leased(s)]
         if not waiting:
             return statuses
@@ -280,7 +291,7 @@ def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort,
 
 def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> SshTarget:
     assert status.ssh_address is not None
-    return SshTarget(status.name, status.ssh_address, status.user, lab_dir.private_key(key_of), lab_dir.known_hosts)
+    return host_of(lab_dir, status, key_of)
 
 
 class _Steps:
@@ -335,7 +346,7 @@ def _make_its_own(ssh: SshPort, lab: Lab, lab_dir: LabDir, status: MachineStatus
     """The copy, still seat-01 inside, rewritten into seat `name` (the fixup script, as root), then opened to
     its trainee with its own local.conf and keypair. Returns the day-one step's problems."""
     assert status.ssh_address is not None
-    ssh.forget(lab_dir.known_hosts, [status.ssh_address])  # a DHCP address may have served another
+    ssh.forget(lab_dir.known_hosts_of(status.host), [status.ssh_address])  # a DHCP address may have served another
     steps.at("waiting for SSH")
     ssh.wait(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
     steps.at("making it its own seat")
@@ -345,7 +356,7 @@ def _make_its_own(ssh: SshPort, lab: Lab, lab_dir: LabDir, status: MachineStatus
         script = session.upload_private(FIXUP_SCRIPT.encode())
         session.run(shlex.join(["sudo", "python3", script, spec_file])
                     + f"; rc=$?; rm -f {shlex.quote(script)}; exit $rc", "making the copy its own seat", on_line=line)
-    ssh.forget(lab_dir.known_hosts, [status.ssh_address])  # its host keys are its own now
+    ssh.forget(lab_dir.known_hosts_of(status.host), [status.ssh_address])  # its host keys are its own now
     steps.at("opening the seat to its trainee")
     own_host = _host(lab_dir, status, name)
     ssh.wait(own_host, 120)  # sshd starts again with its new keys: a moment without a listener

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from labctl.protocols import Reporter
 
 Runner = Callable[[SshPort, StackJob, Callable[[str], None]], StackResult]
+# This machine's (address, port)s offered to a lab's machines on other hosts for a block (hosts.services.relayer)
+Relayer = Callable[[Lab, tuple[tuple[str, int], ...]], contextlib.AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -259,8 +261,10 @@ def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | Non
 
 
 @contextlib.contextmanager
-def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter) -> Iterator[None]:
-    """The lab's git mirrors served on its network's host address while its machines stack."""
+def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter,
+                    relay: Relayer | None = None) -> Iterator[None]:
+    """The lab's git mirrors served on its network's host address while its machines stack, and at
+    the same address to its machines on other hosts (`relay`)."""
     from labctl.gitserver import GitServer, prepare
 
     served = served_folders(lab)
@@ -273,21 +277,30 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter) 
         reporter.step(f"preparing the git mirrors of {folder.source} (a copy in {root})")
         paths.append(prepare(folder, root))
     address = host_address(lab.cidr)
+    remote = sorted({m.host for m in lab.machines if m.host})
     with GitServer(root, address, lab_dir.logs / "git-daemon.log") as server:
         server.start(paths)
-        reporter.step(f"serving them to the machines at git://{address}/ while DevStack runs")
-        yield
+        reporter.step(f"serving them to the machines at git://{address}/ while DevStack runs"
+                      + (f" (on host {', '.join(remote)} too, through SSH)" if remote else ""))
+        if not remote:
+            yield
+            return
+        if relay is None:
+            raise LabctlError(f"machines on host {', '.join(remote)} need the git mirrors, and nothing relays them")
+        with relay(lab, ((address, server.port),)):
+            yield
 
 
 def stack_lab(ssh: SshPort, lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, *,
               names: Sequence[str] = (), everything: bool = False, clean: bool = False,
               discover: DiscoverSettings | None = None, cache: Path | None = None,
               snapshot: Callable[[str, records.StackRecord], None] | None = None,
-              caches: Endpoints | None = None, template: AsTemplate | None = None) -> StackRun | None:
+              caches: Endpoints | None = None, template: AsTemplate | None = None,
+              relay: Relayer | None = None) -> StackRun | None:
     """`labctl stack`: None when every machine already stacked fine. `cache`: where the copies of
     served mirrors are kept (labctl's cache by default). `snapshot`: called in a machine's worker
     as soon as it has stacked (the `stacked` snapshot); its failure is a warning, not a failed stack.
-    `caches`: where the host's package caches listen, when the lab uses them (lifecycle.host_caches)."""
+    `caches`: where the host's package caches listen, when the lab uses them (hosts.services.host_caches)."""
     machines = machines_to_stack(lab, lab_dir, names, everything)
     if not machines:
         return None
@@ -299,7 +312,7 @@ def stack_lab(ssh: SshPort, lab: Lab, lab_dir: LabDir, statuses: Sequence[Machin
     names = [j.machine for j in jobs]
     records.mark(lab_dir, names, "started")
     try:
-        with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter):
+        with serving_mirrors(lab, lab_dir, cache or labctl_cache(), reporter, relay):
             run = run_stacks(ssh, jobs, reporter, controller_host=controller_host,
                              controller_ready=bool(ctl and ctl.name in done and done[ctl.name].ok),
                              discover=discover, on_result=lambda r: record(lab_dir, [r]),

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from labctl.cache.services import Endpoints
-    from labctl.machine_status import MachineStatus
+    from labctl.machine_status import HostAccess, MachineStatus
     from labctl.records import StackRecord
+    from labctl.stacking.machines import Relayer
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,6 @@ class StackRequest:
     caches: Endpoints | None = None  # the host's package caches, when the lab uses them
     snapshot: Callable[[str, StackRecord], None] | None = None  # each machine's `stacked` snapshot
     fence: Callable[[Sequence[MachineStatus]], None] | None = None  # a classroom's copies fenced in once booted
+    # This machine's (address, port)s offered to the lab's machines on other hosts for a block (hosts.services.relayer)
+    relay: Relayer | None = None
+    hosts: HostAccess | None = None  # the libvirt of the other hosts seats live on (the Context)
