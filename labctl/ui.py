@@ -285,19 +285,24 @@ def print_stack_summary(console: Console, lab: str, results: dict[str, StackResu
         console.print(f"Credentials: labctl creds --lab {lab}", markup=False)
 
 
-def print_health(console: Console, lab: str, health: Mapping[str, Sequence[Outcome]]) -> None:
-    """One row per machine, one column per check; a service the machine does not run is blank."""
+def print_health(console: Console, lab: str, health: Mapping[str, Sequence[Outcome]],
+                 hosts: Mapping[str, str | None] | None = None) -> None:
+    """One row per machine, one column per check; a service the machine does not run is blank.
+    `hosts`: each machine's host, shown when any lives on another host than this machine."""
     from rich.table import Table
 
     from labctl.cloud.health import CHECKS
 
     table = Table(title=f"The cloud in lab {lab}", title_justify="left")
     table.add_column("machine", no_wrap=True)
+    spread = bool(hosts and any(hosts.values()))
+    if spread:
+        table.add_column("host", no_wrap=True)
     for check in CHECKS:
         table.add_column(check, overflow="fold")
     for machine, outcomes in health.items():
         by = {o.name: o for o in outcomes}
-        cells = []
+        cells = [safe((hosts or {}).get(machine) or "this machine")] if spread else []
         for check in CHECKS:
             o = by.get(check)
             cells.append("" if o is None else f"[green]{safe(o.detail or 'ok')}[/]" if o.state == "ok"

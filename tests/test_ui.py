@@ -319,3 +319,31 @@ def test_status_grid_shows_a_class_of_30_in_10_lines_at_80_columns(run: Callable
     for number in range(1, 31):
         assert re.search(rf"\b{number:02d} ", cells), number
     assert "01 Ada Lovelace no VM" in " ".join(cells.split()) and "Grace Brews…" in cells
+
+
+def test_the_health_of_a_class_across_hosts_names_each_seats_host() -> None:
+    """The trainer's last look before trainees arrive: every seat, its host, SSH and its Keystone."""
+    from labctl.cloud.dayone import Outcome
+    from labctl.ui import print_health
+
+    health = {
+        "seat-01": [Outcome("health", "ssh", "ok", "vagrant@192.168.121.5"),
+                    Outcome("health", "keystone", "ok", "token issued")],
+        "seat-02": [Outcome("health", "ssh", "ok", "vagrant@192.168.121.5 via its host"),
+                    Outcome("health", "keystone", "failed", "[red]401")],
+        "seat-03": [Outcome("health", "ssh", "failed", "no answer on port 22")],
+    }
+    out = io.StringIO()
+    print_health(Console(file=out, width=200), "class", health,
+                 {"seat-01": None, "seat-02": "rack2", "seat-03": "rack2"})
+    lines = out.getvalue().splitlines()
+    header = next(line for line in lines if "machine" in line)
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["machine", "host", "ssh", "keystone"]
+    row = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in lines
+           if line.startswith("│")}
+    assert row["seat-01"][:3] == ["this machine", "vagrant@192.168.121.5", "token issued"]
+    assert row["seat-02"][:3] == ["rack2", "vagrant@192.168.121.5 via its host", "failed: [red]401"]
+    assert row["seat-03"][:3] == ["rack2", "failed: no answer on port 22", ""]
+    alone = io.StringIO()
+    print_health(Console(file=alone, width=200), "solo", {"seat-01": health["seat-01"]}, {"seat-01": None})
+    assert "host" not in alone.getvalue()  # one host: no column for it

@@ -94,7 +94,8 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     assert "every machine has stacked already" in run("stack").out
     # The cloud in each machine that stacked asked how it is, by up and by status --health (the
     # stand-in's openstack client answers for Keystone, and finds it dead on request).
-    assert report["health"] == {"alpha": {"keystone": {"state": "ok", "detail": "token issued"}}}
+    assert report["health"]["alpha"]["keystone"] == {"state": "ok", "detail": "token issued"}
+    assert report["health"]["alpha"]["ssh"]["state"] == "ok" and set(report["health"]) == {"alpha"}
     healthy = run("status", "--health", "--json")
     assert healthy.code == 0 and set(json.loads(healthy.out)["health"]) == {"alpha", "bravo"}, healthy.err
     assert run("exec", "alpha", "--", "echo keystone | sudo tee /etc/standin-health-fail").code == 0

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from labctl.protocols import SshPort
     from labctl.state import LabDir
 
-CHECKS = ("keystone", "compute", "network", "image")
+CHECKS = ("ssh", "keystone", "compute", "network", "image")
 PARALLEL = 8
 
 
@@ -40,9 +40,12 @@ def check_health(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus
 
     def ask(name: str) -> list[Outcome]:
         said = functools.partial(on_line, name) if on_line else None
+        target = host_of(lab_dir, by_name[name])
         try:
-            with ssh.session(host_of(lab_dir, by_name[name])) as session:
-                return run_script(session, HEALTH_SCRIPT, {}, "asking the cloud how it is", said)
+            with ssh.session(target) as session:
+                reached = Outcome("health", "ssh", "ok", f"{target.user}@{target.address}"
+                                  + (" via its host" if target.proxy_command else ""))
+                return [reached, *run_script(session, HEALTH_SCRIPT, {}, "asking the cloud how it is", said)]
         except (SshUnreachable, RemoteCommandFailed, OSError) as exc:
             return [Outcome("health", "ssh", "failed", exc.message if isinstance(exc, LabctlError) else str(exc))]
 

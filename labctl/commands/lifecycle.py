@@ -178,7 +178,7 @@ def _show_up(plan: Plan, statuses: Sequence[MachineStatus], run: StackRun | None
         if run:
             print_stack_summary(console, plan.lab.name, results, run.discovery)
         if health:
-            print_health(console, plan.lab.name, health)
+            print_health(console, plan.lab.name, health, {s.name: s.host for s in statuses})
     return 1 if (run and (run.failed or run.problems)) or health_failed(health) else 0
 
 

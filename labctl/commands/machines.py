@@ -141,7 +141,7 @@ def status(lab_file: Path | None, lab_name: str | None, as_json: bool, health: b
         else:
             print_status(console, lab_dir.name, statuses)
         if checks:
-            print_health(console, lab_dir.name, checks)
+            print_health(console, lab_dir.name, checks, {s.name: s.host for s in statuses})
         elif checks is not None:
             console.print("No machine has stacked yet: no cloud to ask.", markup=False)
     return 1 if health_failed(checks) else 0
