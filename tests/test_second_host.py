@@ -13,7 +13,7 @@ import pytest
 from second_host import SecondHost
 
 from conftest import Result, libvirt_names, require_libvirt
-from labctl.hosts.relay import Relay, RelayError, stop_relays
+from labctl.hosts.relay import Forward, Relay, RelayError, same, stop_relays
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def management_addresses(second: SecondHost, tmp_path: Path) -> tuple[str, str]:
     return mine, theirs
 
 
-def relay_for(second: SecondHost, tmp_path: Path, forwards: tuple[tuple[str, int], ...]) -> Relay:
+def relay_for(second: SecondHost, tmp_path: Path, forwards: tuple[Forward, ...]) -> Relay:
     from labctl.hosts.inventory import HostEntry
     from labctl.hosts.transport import ssh_argv
 
@@ -136,7 +136,7 @@ def test_this_machines_service_reaches_the_second_hosts_network_at_the_same_addr
                 client.sendall(b"cache-on-first\n")
 
     threading.Thread(target=answer, daemon=True).start()
-    relay = relay_for(second, tmp_path, ((mine, port),))
+    relay = relay_for(second, tmp_path, (same(mine, port),))
     try:
         relay.start()
         pid = relay.running()
@@ -160,7 +160,7 @@ def test_a_host_whose_sshd_keeps_forwards_on_its_loopback_is_named_with_the_sett
     host = SecondHost(tmp_path / "second", index=43, gateway_ports=False).start()
     try:
         mine, _theirs = management_addresses(host, tmp_path)
-        relay = relay_for(host, tmp_path, ((mine, 3149),))
+        relay = relay_for(host, tmp_path, (same(mine, 3149),))
         with pytest.raises(RelayError) as err:
             relay.start(timeout=10)
         assert err.value.message == (f"host second does not offer the caches to its machines: nothing answers there on"

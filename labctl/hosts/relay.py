@@ -27,7 +27,13 @@ from labctl import supervisor
 from labctl.errors import LabctlError
 from labctl.state import atomic_write, private_dir
 
-Forward = tuple[str, int]  # an address and port, the same here and on the host
+# An address and port on the host, and the address and port here its connections go to.
+Forward = tuple[str, int, str, int]
+
+
+def same(address: str, port: int) -> Forward:
+    """A service at the same address and port on the host as here."""
+    return (address, port, address, port)
 START_TIMEOUT = 30.0
 
 # $1... pairs of address and port: each one the host cannot connect to, on a line.
@@ -68,7 +74,7 @@ class Relay:
         return self.folder / f"{self.host}.{self.what}.log"
 
     def _markers(self) -> list[str]:
-        return ["-N", str(self.ssh[-1]), *(f"{a}:{p}:{a}:{p}" for a, p in self.forwards)]
+        return ["-N", str(self.ssh[-1]), *(":".join(map(str, f)) for f in self.forwards)]
 
     def running(self) -> int | None:
         try:
@@ -82,14 +88,14 @@ class Relay:
     def unreachable(self) -> list[str]:
         """The forwards the host itself cannot connect to ("address:port"); all of them when the host
         cannot be asked."""
-        args = [a for address, port in self.forwards for a in (address, str(port))]
+        args = [a for address, port, _here, _port in self.forwards for a in (address, str(port))]
         try:
             done = subprocess.run([*self.ssh, shlex.join(["bash", "-c", PROBE, "probe", *args])], capture_output=True,
                                   text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
         except (OSError, subprocess.TimeoutExpired):
-            return [f"{a}:{p}" for a, p in self.forwards]
+            return [f"{f[0]}:{f[1]}" for f in self.forwards]
         if done.returncode == 255:  # ssh's own failure
-            return [f"{a}:{p}" for a, p in self.forwards]
+            return [f"{f[0]}:{f[1]}" for f in self.forwards]
         return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
@@ -99,7 +105,7 @@ class Relay:
         self.stop()
         private_dir(self.folder)
         argv = [*self.ssh[:-1], "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
-                *(a for address, port in self.forwards for a in ("-R", f"{address}:{port}:{address}:{port}")),
+                *(a for f in self.forwards for a in ("-R", ":".join(map(str, f)))),
                 self.ssh[-1]]
         proc = supervisor.spawn(argv, self.log)
         missing: list[str] = []

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from labctl.cache.services import Endpoints
     from labctl.context import Context
-    from labctl.hosts.relay import Relay
+    from labctl.hosts.relay import Forward, Relay
     from labctl.model import Lab
     from labctl.protocols import Reporter
     from labctl.stacking.machines import Relayer
@@ -38,23 +38,23 @@ def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
         ends = caches.start(address)
     reporter.step(f"the machines fetch packages through the host's caches at {ends.address}"
                   + (" (offline: only what they hold)" if ends.offline else ""))
-    for host in sorted({m.host for m in lab.machines if m.host}):
-        from labctl.hosts.relay import RelayError
+    from labctl.hosts.relay import RelayError, same
 
+    for host in sorted({m.host for m in lab.machines if m.host}):
         there = ctx.hypervisor_on(host).management_address()
         if there != ends.address:
             raise RelayError(f"host {host}'s management network gives the host {there}, this machine's gives"
                              f" {ends.address}: its machines would look for the caches at an address of their own",
                              hint=f"make {MANAGEMENT_NETWORK} alike on both hosts (virsh net-dumpxml"
                                   f" {MANAGEMENT_NETWORK})")
-        host_relay(ctx, host, "caches", ((ends.address, ends.apt_port), (ends.address, ends.pypi_port)),
+        host_relay(ctx, host, "caches", (same(ends.address, ends.apt_port), same(ends.address, ends.pypi_port)),
                    ctx.cache / "caches" / "relays").start()
         reporter.step(f"host {host}'s machines reach the same caches at {ends.address}, through SSH to {host}")
     return ends
 
 
-def host_relay(ctx: Context, host: str, what: str, forwards: tuple[tuple[str, int], ...], folder: Path) -> Relay:
-    """This machine's `forwards` offered on another host, at the same addresses (labctl.hosts.relay)."""
+def host_relay(ctx: Context, host: str, what: str, forwards: tuple[Forward, ...], folder: Path) -> Relay:
+    """This machine's `forwards` offered on another host (labctl.hosts.relay)."""
     from labctl.hosts.relay import Relay, RelayError
     from labctl.hosts.transport import reached_over_ssh, ssh_argv
 
@@ -71,7 +71,7 @@ def relayer(ctx: Context, lab_dir: LabDir) -> Relayer:
     machines live on, other than this machine, for the time of a block."""
     from labctl.hosts.relay import relaying
 
-    def relay(lab: Lab, forwards: tuple[tuple[str, int], ...]) -> AbstractContextManager[None]:
+    def relay(lab: Lab, forwards: tuple[Forward, ...]) -> AbstractContextManager[None]:
         hosts = sorted({m.host for m in lab.machines if m.host})
         return relaying([host_relay(ctx, h, "git mirrors", forwards, lab_dir.path / "relays") for h in hosts])
 

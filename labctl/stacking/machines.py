@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 Runner = Callable[[SshPort, StackJob, Callable[[str], None]], StackResult]
 # This machine's (address, port)s offered to a lab's machines on other hosts for a block (hosts.services.relayer)
-Relayer = Callable[[Lab, tuple[tuple[str, int], ...]], contextlib.AbstractContextManager[None]]
+# (address and port on the host, address and port here: labctl.hosts.relay.Forward)
+Relayer = Callable[[Lab, tuple[tuple[str, int, str, int], ...]], contextlib.AbstractContextManager[None]]
 
 
 @dataclass(frozen=True)
@@ -264,8 +265,10 @@ def record(lab_dir: LabDir, results: Sequence[StackResult], discovery: str | Non
 def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter,
                     relay: Relayer | None = None) -> Iterator[None]:
     """The lab's git mirrors served on its network's host address while its machines stack, and at
-    the same address to its machines on other hosts (`relay`)."""
+    the same address to its machines on other hosts (`relay`). With no machine here, this machine has
+    no lab network: git daemon listens on its loopback, for the relays only."""
     from labctl.gitserver import GitServer, prepare
+    from labctl.mirrors import GIT_PORT
 
     served = served_folders(lab)
     if not served:
@@ -278,17 +281,27 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter,
         paths.append(prepare(folder, root))
     address = host_address(lab.cidr)
     remote = sorted({m.host for m in lab.machines if m.host})
-    with GitServer(root, address, lab_dir.logs / "git-daemon.log") as server:
+    here = any(m.host is None for m in lab.machines)
+    listen, port = (address, GIT_PORT) if here else ("127.0.0.1", _free_port())
+    with GitServer(root, listen, lab_dir.logs / "git-daemon.log", port) as server:
         server.start(paths)
         reporter.step(f"serving them to the machines at git://{address}/ while DevStack runs"
-                      + (f" (on host {', '.join(remote)} too, through SSH)" if remote else ""))
+                      + (f" (on host {', '.join(remote)}{' too' if here else ''}, through SSH)" if remote else ""))
         if not remote:
             yield
             return
         if relay is None:
             raise LabctlError(f"machines on host {', '.join(remote)} need the git mirrors, and nothing relays them")
-        with relay(lab, ((address, server.port),)):
+        with relay(lab, ((address, GIT_PORT, listen, port),)):
             yield
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def stack_lab(ssh: SshPort, lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter, *,
