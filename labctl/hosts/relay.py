@@ -25,7 +25,7 @@ from pathlib import Path
 
 from labctl import supervisor
 from labctl.errors import LabctlError
-from labctl.state import atomic_write, private_dir
+from labctl.state import atomic_write, locked, private_dir
 
 # An address and port on the host, and the address and port here its connections go to.
 Forward = tuple[str, int, str, int]
@@ -99,11 +99,16 @@ class Relay:
         return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        """The forwards open on the host, checked from the host (kept when they run already)."""
-        if self.running() is not None and not self.unreachable():
-            return
-        self.stop()
+        """The forwards open on the host, checked from the host (kept when they run already). Two
+        labctl starting the same relay at once start it once."""
         private_dir(self.folder)
+        with locked(self.folder / f".{self.host}.{self.what}.lock"):
+            if self.running() is not None and not self.unreachable():
+                return
+            self.stop()
+            self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         argv = [*self.ssh[:-1], "-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
                 *(a for f in self.forwards for a in ("-R", ":".join(map(str, f)))),
                 self.ssh[-1]]
