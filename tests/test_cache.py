@@ -392,6 +392,7 @@ def test_cache_command_when_nothing_runs(run: Callable[..., Result]) -> None:
     assert shown.code == 0 and "stopped" in shown.out and "labctl cache start" in shown.out
     data = json.loads(run("cache", "--json").out)
     assert [(c["name"], c["running"], c["requests"]) for c in data["caches"]] == [("apt", False, 0), ("pypi", False, 0)]
+    assert data["relays"] == []  # no other host's machines reach them
     assert run("cache", "stop").out.strip() == "the caches were not running"
 
 

@@ -13,7 +13,7 @@ import pytest
 from second_host import SecondHost
 
 from conftest import Result, libvirt_names, require_libvirt
-from labctl.hosts.relay import Forward, Relay, RelayError, same, stop_relays
+from labctl.hosts.relay import Forward, Relay, RelayError, relays_in, same, stop_relays
 
 
 @pytest.fixture
@@ -147,6 +147,7 @@ def test_this_machines_service_reaches_the_second_hosts_network_at_the_same_addr
         assert got.stdout.strip() == "cache-on-first", got.stderr
         # Only on that address: not on the host's own address on the outside.
         assert second.ssh(f"timeout 3 bash -c ': < /dev/tcp/{second.address}/{port}'").returncode != 0
+        assert relays_in(relay.folder) == [("second.caches", True)]  # as `labctl cache` shows it
         assert stop_relays(relay.folder) == ["second.caches"]  # as `labctl cache stop` does
         assert relay.running() is None
         assert second.ssh(f"timeout 3 bash -c ': < /dev/tcp/{mine}/{port}'").returncode != 0  # gone with it

@@ -39,13 +39,16 @@ def cache(click_ctx: click.Context, as_json: bool) -> None:
 
 def _show(as_json: bool, **done: object) -> None:
     from labctl.cache.services import HostCaches
+    from labctl.hosts.relay import relays_in
 
     caches = HostCaches(command_context().cache)
     states = caches.status()
     ends = caches.endpoints()
+    relays = [(name.split(".", 1)[0], running) for name, running in relays_in(caches.root / "relays")]
     if as_json:
         print_json({**done, "folder": str(caches.root), "offline": bool(ends and ends.offline),
-                     "caches": [s.as_json() for s in states]})
+                     "caches": [s.as_json() for s in states],
+                     "relays": [{"host": host, "running": running} for host, running in relays]})
         return
     from rich.table import Table
 
@@ -62,6 +65,9 @@ def _show(as_json: bool, **done: object) -> None:
                       _size(s.size_bytes), str(s.requests), share, _size(s.fetched_bytes))
     console = make_console()
     console.print(table)
+    for host, running in relays:
+        state = "[green]relay running[/green]" if running else "[red]relay stopped[/red] (labctl up starts it)"
+        console.print(f"host {safe(host)}'s machines reach them through SSH: {state}")
     if not any(s.running for s in states):
         console.print("start them with: labctl cache start (labctl up starts them for a lab with caches: true)")
 

@@ -139,6 +139,14 @@ class Relay:
         return supervisor.stop_recorded(self._pid_file, self._markers())
 
 
+def relays_in(folder: Path) -> list[tuple[str, bool]]:
+    """Each relay recorded in `folder` ("HOST.WHAT") and whether it still runs."""
+    out = []
+    for pid_file in sorted(folder.glob("*.pid")) if folder.is_dir() else []:
+        out.append((pid_file.stem, supervisor.recorded(pid_file, ["-N", "-R"]) is not None))
+    return out
+
+
 def stop_relays(folder: Path) -> list[str]:
     """Every relay recorded in `folder` stopped (the caches' relays with the caches, a lab's with the
     lab): "HOST.WHAT" of each one that ran."""
