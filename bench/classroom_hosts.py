@@ -68,7 +68,7 @@ def run(seats: int, hosts: int) -> dict[str, object]:
             sys.exit(f"labctl up failed ({up.returncode}); see {folder / 'up.log'}")
         report = json.loads(up.stdout)
         sent = [(m.group(1), float(m.group(2)), float(m.group(3))) for m in
-                re.finditer(r"host (\S+) has the base: (\d+) MiB sent in (\d+) s", up.stderr)]
+                re.finditer(r"(host \S+|this machine) has the base: (\d+) MiB sent in (\d+) s", up.stderr)]
         record = {"seats": seats, "hosts": hosts, "wall_s": round(wall), "date": time.strftime("%F %T"),
                   "sent": [{"host": h, "mib": mib, "seconds": s} for h, mib, s in sent],
                   "placed": {m["name"]: m["host"] for m in report["machines"]},

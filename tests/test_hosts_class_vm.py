@@ -128,7 +128,7 @@ def test_a_class_across_two_hosts(run: Callable[..., Result], isolated_home: Pat
     assert "stacking seat-01 once; 3 more seats will be made from its disk" in up.err
     assert "host second's machines reach the same caches at 192.168.121.1" in up.err
     assert "(on host second too, through SSH)" in up.err  # the stand-in's git mirror, relayed
-    sent = [line for line in up.err.splitlines() if "host here has the base:" in line]
+    sent = [line for line in up.err.splitlines() if "this machine has the base:" in line]
     assert len(sent) == 1, up.err[-3000:]  # sent once, to the one other host
     assert {s: (h["ssh"]["state"], h["keystone"]["state"]) for s, h in report["health"].items()} == \
         dict.fromkeys(SEATS, ("ok", "ok"))

@@ -41,13 +41,14 @@ def send_base(hv: HypervisorPort, base: Path, host: str | None, there: Hyperviso
     """The base sent once to another host's pool, the bytes shown as they go: its path there."""
     began = time.monotonic()
     sent = [0]
+    where = f"host {host}" if host else "this machine"
 
     def on_bytes(n: int) -> None:
         sent[0] = n
-        reporter.step(f"sending the base to host {host}: {n / 2**20:.0f} MiB so far")
+        reporter.step(f"sending the base to {where}: {n / 2**20:.0f} MiB so far")
 
     copy = hv.send_base(base, there, beside, on_bytes)
     seconds = time.monotonic() - began
-    reporter.step(f"host {host} has the base: {sent[0] / 2**20:.0f} MiB sent in {seconds:.0f} s"
+    reporter.step(f"{where} has the base: {sent[0] / 2**20:.0f} MiB sent in {seconds:.0f} s"
                   f" ({sent[0] / 2**20 / max(seconds, 0.001):.0f} MiB/s)")
     return copy
