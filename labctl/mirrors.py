@@ -125,6 +125,16 @@ def devstack_source(lab: Lab) -> DevstackSource:
     return DevstackSource(url=Served(folder, served_name(folder), False).url(lab.cidr))
 
 
+def project_served(checkout: Path) -> Served:
+    """A developer's checkout (devstack.projects), served as one repository."""
+    return Served(checkout, served_name(checkout), False)
+
+
+def project_url(lab: Lab, checkout: Path) -> str:
+    """Where the machines clone a developer's checkout from (its <NAME>_REPO)."""
+    return project_served(checkout).url(lab.cidr)
+
+
 def served_folders(lab: Lab) -> list[Served]:
     """The host folders the lab's machines clone from, to be served while they stack."""
     served = [s for s in [_git_base(lab)] if s]
@@ -132,4 +142,5 @@ def served_folders(lab: Lab) -> list[Served]:
     if repo.is_absolute() and not (repo / "stack.sh").is_file() and not any(
             repo.is_relative_to(s.source) for s in served):
         served.append(Served(repo, served_name(repo), False))
+    served += [project_served(p.checkout) for p in lab.devstack.projects]
     return served

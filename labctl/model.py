@@ -6,6 +6,7 @@ Nothing here reads a file or runs anything.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,23 @@ class Plugin:
 
 
 @dataclass(frozen=True)
+class Project:
+    """An OpenStack project the machines stack from the developer's own checkout on the host (its
+    working tree as it is, uncommitted changes included), instead of from GIT_BASE."""
+
+    name: str  # as DevStack names it: keystone, nova...
+    checkout: Path
+
+    def variable(self, what: str) -> str:
+        """DevStack's variable for its repository or branch: KEYSTONE_REPO, KEYSTONE_BRANCH."""
+        return re.sub(r"[^A-Z0-9]", "_", self.name.upper()) + f"_{what}"
+
+
+# The branch of labctl's served copy of a checkout that holds its working tree (labctl.devloop).
+WORKTREE_BRANCH = "labctl-worktree"
+
+
+@dataclass(frozen=True)
 class PostConfig:
     file: str
     section: str
@@ -58,6 +76,7 @@ class DevstackSpec:
     enable_services: tuple[str, ...] = ()
     disable_services: tuple[str, ...] = ()
     plugins: tuple[Plugin, ...] = ()
+    projects: tuple[Project, ...] = ()  # the developer's own checkouts (labctl.devloop)
     # DevStack's GIT_BASE: a URL, or an absolute folder of mirrors (<folder>/openstack/<name>.git)
     # that labctl serves to the machines. None: DevStack's own default (opendev.org).
     git_base: str | None = None

@@ -18,8 +18,8 @@ from labctl import __version__
 from labctl.errors import FragmentError, LabctlError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
-from labctl.mirrors import git_base_url
-from labctl.model import MANAGED_LOCALRC, ROLES, Lab, Machine
+from labctl.mirrors import git_base_url, project_url
+from labctl.model import MANAGED_LOCALRC, ROLES, WORKTREE_BRANCH, Lab, Machine
 from labctl.names import domain_name, network_name
 from labctl.sandbox import render_untrusted
 
@@ -162,6 +162,9 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
         conf.set_var("GIT_BASE", shell_value(git_base))
     for name, value in spec.localrc:
         conf.set_var(name, shell_value(value))
+    for project in spec.projects:  # the developer's checkout, its working tree (labctl.devloop)
+        conf.set_var(project.variable("REPO"), shell_value(project_url(lab, project.checkout)))
+        conf.set_var(project.variable("BRANCH"), WORKTREE_BRANCH)
     if spec.force:
         # stack.sh refuses distros outside SUPPORTED_DISTROS unless FORCE=yes; only when asked.
         conf.set_var("FORCE", "yes")

@@ -207,8 +207,12 @@ def repo_commits(lab: Lab, local_conf: str) -> dict[str, str]:
     folder = lab.devstack.git_base_folder
     base = (lab.devstack.git_base or DEVSTACK_GIT_BASE).rstrip("/")
     commits = {}
+    checkouts = {p.name: p.checkout for p in lab.devstack.projects}
     for repo in sorted(repositories_needed(enabled_services(conf))):
         name = repo.rsplit("/", 1)[-1].removesuffix(".git")
+        if name in checkouts:  # the developer's checkout: its working tree, as it is served
+            commits[repo] = f"{checkouts[name]} {worktree_state(checkouts[name])}"
+            continue
         source = str(folder / repo) if folder else f"{base}/{repo}"
         commits[repo] = branch_commit(source, branch_of(name, localrc, lab.devstack.branch))
     for plugin in lab.devstack.plugins:

@@ -20,6 +20,7 @@ from labctl.model import (
     DevstackSpec,
     Plugin,
     PostConfig,
+    Project,
 )
 
 _VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -82,7 +83,7 @@ def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
         enable_services=_services(data.get("enable_services"), "devstack.enable_services"),
         disable_services=_services(data.get("disable_services"), "devstack.disable_services"),
         plugins=_plugins(data.get("plugins")), git_base=git_base,
-        preinstall=preinstall,
+        preinstall=preinstall, projects=_projects(data.get("projects"), base_dir, dict(localrc)),
     )
 
 
@@ -108,6 +109,39 @@ def _post_config(raw: object) -> tuple[PostConfig, ...]:
 def _services(raw: object, path: str) -> tuple[str, ...]:
     return tuple(matching(s, f"{path}[{i}]", _SERVICE_RE, "a DevStack service name")
                  for i, s in enumerate(listed(raw, path)))
+
+
+_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
+# Projects whose repository and branch DevStack takes from <NAME>_REPO and <NAME>_BRANCH (stackrc).
+SERVICE_PROJECTS = ("keystone", "nova", "placement", "glance", "neutron", "cinder", "swift", "horizon")
+
+
+def _projects(raw: object, base_dir: Path | None, localrc: dict[str, str]) -> tuple[Project, ...]:
+    projects = []
+    for name, value in mapping(raw, "devstack.projects").items():
+        path = f"devstack.projects.{name}"
+        matching(name, path, _PROJECT_RE, "a project name as DevStack knows it, like keystone or nova")
+        if name not in SERVICE_PROJECTS:
+            raise LabFileError(f"{path}: {name} is not a project whose services DevStack runs"
+                               f" ({', '.join(SERVICE_PROJECTS)})",
+                               hint="libraries (DevStack's LIBS_FROM_GIT, an oslo library) are not served from"
+                                    " a checkout yet")
+        folder = url_or_folder(value, path, base_dir)
+        if URL_RE.match(folder):
+            variable = Project(name, Path()).variable("REPO")
+            raise LabFileError(f"{path}: {folder} is a URL; devstack.projects names checkouts on this host",
+                               hint=f"to stack it from a URL, set devstack.localrc.{variable}")
+        checkout = Path(folder)
+        if not (checkout / ".git").exists():
+            raise LabFileError(f"{path}: {checkout} is no git checkout (it has no .git)",
+                               hint=f"clone it first: git clone https://opendev.org/openstack/{name} {checkout}")
+        for what in ("REPO", "BRANCH"):
+            variable = Project(name, checkout).variable(what)
+            if variable in localrc:
+                raise LabFileError(f"devstack.localrc.{variable}: devstack.projects.{name} sets it already",
+                                   hint=f"keep one of them: the checkout, or localrc's {variable}")
+        projects.append(Project(name, checkout))
+    return tuple(projects)
 
 
 def _plugins(raw: object) -> tuple[Plugin, ...]:

@@ -180,6 +180,9 @@ class DevstackShape(_Shape):
     plugins: dict[str, PluginShape] | None = Field(None, description="NAME: URL, or NAME: {url:, branch:}.")
     git_base: Text = None
     preinstall: Flag = None
+    projects: dict[str, Text] | None = Field(
+        None, description="PROJECT: a checkout on this host; the machines stack its working tree, uncommitted"
+                          " changes included (labctl sync PROJECT brings later changes in).")
 
     @field_validator("plugins", mode="before")
     @classmethod

@@ -276,9 +276,15 @@ def serving_mirrors(lab: Lab, lab_dir: LabDir, cache: Path, reporter: Reporter,
         return
     root = cache / "git"
     paths = []
+    checkouts = {p.checkout for p in lab.devstack.projects}
     for folder in served:
         reporter.step(f"preparing the git mirrors of {folder.source} (a copy in {root})")
         paths.append(prepare(folder, root))
+        if folder.source in checkouts:  # a developer's checkout: its working tree as it is now
+            from labctl.devloop.worktree import snapshot
+
+            commit = snapshot(folder.source, paths[-1])
+            reporter.step(f"{folder.source}: its working tree, uncommitted changes included, is commit {commit[:12]}")
     address = host_address(lab.cidr)
     remote = sorted({m.host for m in lab.machines if m.host})
     here = any(m.host is None for m in lab.machines)

@@ -1,0 +1,6 @@
+"""The developer's loop (issue 22): their own checkouts stacked in the machines, and later changes
+brought in.
+
+- worktree.py   a checkout's working tree, uncommitted changes and new files included, as one commit
+                in labctl's served copy of it (the checkout itself is never written to)
+"""

@@ -1,0 +1,80 @@
+"""A checkout's working tree as one commit, made in labctl's copy of its repository (the copy
+gitserver.prepare keeps in the cache and git daemon serves): a developer rarely commits before trying,
+so the machines stack what the files are now, uncommitted changes and new files included (what the
+checkout's .gitignore ignores stays out).
+
+The checkout is only read: git runs with the copy as its repository and a temporary index of the
+copy's, the checkout as its work tree, so the developer's index, HEAD, branches and objects are never
+touched. The commit is the branch `labctl-worktree` of the copy; its parent is the checkout's HEAD,
+and it is HEAD itself when nothing differs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from labctl.errors import LabctlError
+from labctl.model import WORKTREE_BRANCH as BRANCH
+
+MAX_NEW_BYTES = 256 * 2**20  # new files taken in: a build folder not in .gitignore is refused, not copied
+
+
+class WorktreeError(LabctlError):
+    """A checkout's working tree cannot be taken in."""
+
+
+def _git(*argv: str, copy: Path | None = None, checkout: Path | None = None, index: Path | None = None) -> str:
+    """git in an environment of labctl's only (none of the user's GIT_* variables), its hooks off;
+    with `copy`, that repository and `index`, the checkout as work tree."""
+    env = {"GIT_AUTHOR_NAME": "labctl", "GIT_AUTHOR_EMAIL": "labctl@localhost", "GIT_COMMITTER_NAME": "labctl",
+           "GIT_COMMITTER_EMAIL": "labctl@localhost", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    if copy is not None and checkout is not None and index is not None:
+        env.update({"GIT_DIR": str(copy), "GIT_WORK_TREE": str(checkout), "GIT_INDEX_FILE": str(index)})
+    done = subprocess.run(["git", "-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null", *argv], env=env,
+                          capture_output=True, text=True, errors="surrogateescape", stdin=subprocess.DEVNULL,
+                          timeout=600, check=False)
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or [f"git {argv[0]} failed"])[-1][:300]
+        raise WorktreeError(f"git {argv[0]}: {said}")
+    return done.stdout.strip()
+
+
+def new_files_size(checkout: Path) -> int:
+    """Bytes of the files git would add that it does not track yet (ignored ones left out)."""
+    listed = _git("-C", str(checkout), "ls-files", "-z", "--others", "--exclude-standard")
+    total = 0
+    for name in filter(None, listed.split("\0")):
+        path = checkout / name
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
+def snapshot(checkout: Path, copy: Path) -> str:
+    """The working tree of `checkout` as the commit of branch labctl-worktree in `copy`; its id."""
+    size = new_files_size(checkout)
+    if size > MAX_NEW_BYTES:
+        raise WorktreeError(f"{checkout} has {size // 2**20} MiB of files git does not track yet: labctl takes"
+                            f" at most {MAX_NEW_BYTES // 2**20} MiB of them into the machines",
+                            hint="add build folders and virtualenvs to the checkout's .gitignore")
+    index = copy / "labctl-index"
+    where = {"copy": copy, "checkout": checkout, "index": index}
+    try:
+        head = _git("rev-parse", "--verify", "HEAD^{commit}", **where)
+        _git("read-tree", head, **where)
+        _git("add", "-A", **where)
+        tree = _git("write-tree", **where)
+        same = tree == _git("rev-parse", f"{head}^{{tree}}", **where)
+        commit = head if same else _git("commit-tree", tree, "-p", head, "-m",
+                                        f"labctl: the working tree of {checkout}, uncommitted changes included",
+                                        **where)
+        _git("update-ref", f"refs/heads/{BRANCH}", commit, **where)
+    except WorktreeError as exc:
+        raise WorktreeError(f"cannot take the working tree of {checkout}: {exc.message}",
+                            hint=f"git -C {checkout} status shows what git makes of it") from None
+    finally:
+        index.unlink(missing_ok=True)
+    return commit

@@ -1,0 +1,135 @@
+"""A developer's own checkout in the machines (devstack.projects, labctl.devloop): its working tree,
+uncommitted changes and new files included, becomes one commit in labctl's served copy, which a real
+git daemon serves and git clones, and the checkout itself is never written to. Real git throughout."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from ports import free_port
+
+from conftest import Result
+from labctl.devloop import worktree
+from labctl.devloop.worktree import WorktreeError, snapshot
+from labctl.gitserver import GitServer, prepare
+from labctl.mirrors import project_served
+
+ENV = {"GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "d@d", "GIT_COMMITTER_NAME": "dev",
+       "GIT_COMMITTER_EMAIL": "d@d", "PATH": "/usr/bin:/bin"}
+
+
+def git(*argv: str, cwd: Path) -> str:
+    return subprocess.run(["git", "-c", "safe.directory=*", *argv], cwd=cwd, capture_output=True, text=True,
+                          check=True, env={**ENV, "HOME": str(cwd)}).stdout.strip()
+
+
+def keystone_checkout(tmp_path: Path) -> Path:
+    repo = tmp_path / "src" / "keystone"
+    (repo / "keystone").mkdir(parents=True)
+    (repo / "keystone" / "version.py").write_text("VERSION = '1.0'\n")
+    (repo / "old.txt").write_text("going away\n")
+    (repo / ".gitignore").write_text(".tox/\n")
+    git("init", "-q", "-b", "feature", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "one", cwd=repo)
+    return repo
+
+
+def state_of(repo: Path) -> tuple[str, str, str, str]:
+    """What a developer sees of their repository: status, HEAD, refs, and the index file's bytes."""
+    index = hashlib.sha256((repo / ".git" / "index").read_bytes()).hexdigest()
+    return (git("status", "--porcelain", cwd=repo), git("rev-parse", "HEAD", cwd=repo),
+            git("for-each-ref", cwd=repo), index)
+
+
+def test_the_working_tree_is_one_commit_in_the_copy_and_the_checkout_is_untouched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = keystone_checkout(tmp_path)
+    head = git("rev-parse", "HEAD", cwd=repo)
+    (repo / "keystone" / "version.py").write_text("VERSION = '1.0-mine'\n")  # not committed
+    (repo / "keystone" / "new.py").write_text("NEW = True\n")  # not even added
+    (repo / "old.txt").unlink()
+    (repo / ".tox").mkdir()
+    (repo / ".tox" / "huge").write_bytes(b"x" * 1000)  # ignored: stays out
+    before = state_of(repo)
+    objects_before = git("count-objects", "-v", cwd=repo)
+    # The user's own git settings must not steer labctl's git (a GIT_DIR of theirs, say).
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(tmp_path / "their-index"))
+    copy = prepare(project_served(repo), tmp_path / "cache" / "git")
+    commit = snapshot(repo, copy)
+    assert commit != head
+    assert git("--git-dir", str(copy), "rev-parse", "labctl-worktree^", cwd=tmp_path) == head
+    shown = git("--git-dir", str(copy), "show", "labctl-worktree:keystone/version.py", cwd=tmp_path)
+    assert shown == "VERSION = '1.0-mine'"
+    files = git("--git-dir", str(copy), "ls-tree", "-r", "--name-only", "labctl-worktree", cwd=tmp_path).split()
+    assert sorted(files) == [".gitignore", "keystone/new.py", "keystone/version.py"]
+    monkeypatch.delenv("GIT_DIR")
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    assert state_of(repo) == before and git("count-objects", "-v", cwd=repo) == objects_before
+    assert not (tmp_path / "their-index").exists() and not (copy / "labctl-index").exists()
+    # Nothing changed since: the same commit again.
+    assert snapshot(repo, copy) == commit
+
+
+def test_a_clean_checkout_is_its_head(tmp_path: Path) -> None:
+    repo = keystone_checkout(tmp_path)
+    copy = prepare(project_served(repo), tmp_path / "cache" / "git")
+    assert snapshot(repo, copy) == git("rev-parse", "HEAD", cwd=repo)
+
+
+def test_a_build_folder_left_out_of_gitignore_is_refused_with_a_hint(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = keystone_checkout(tmp_path)
+    (repo / "build").mkdir()
+    (repo / "build" / "big.bin").write_bytes(os.urandom(4096))
+    monkeypatch.setattr(worktree, "MAX_NEW_BYTES", 1024)
+    copy = prepare(project_served(repo), tmp_path / "cache" / "git")
+    with pytest.raises(WorktreeError) as err:
+        snapshot(repo, copy)
+    assert "files git does not track yet" in err.value.message and err.value.hint and ".gitignore" in err.value.hint
+    assert "labctl-worktree" not in git("--git-dir", str(copy), "branch", "--list", cwd=tmp_path)
+
+
+def test_git_daemon_serves_the_working_tree_to_a_clone(tmp_path: Path) -> None:
+    """What a machine's stack.sh does with KEYSTONE_REPO and KEYSTONE_BRANCH: clone that branch."""
+    repo = keystone_checkout(tmp_path)
+    (repo / "keystone" / "version.py").write_text("VERSION = '2.0-wip'\n")
+    root = tmp_path / "cache" / "git"
+    copy = prepare(project_served(repo), root)
+    snapshot(repo, copy)
+    port = free_port()
+    with GitServer(root, "127.0.0.1", tmp_path / "daemon.log", port) as server:
+        server.start([copy])
+        clone = tmp_path / "machine" / "keystone"
+        git("clone", "-q", "--branch", "labctl-worktree", f"git://127.0.0.1:{port}/{copy.name}", str(clone),
+            cwd=tmp_path)
+    assert (clone / "keystone" / "version.py").read_text() == "VERSION = '2.0-wip'\n"
+
+
+def test_lab_yaml_projects_are_checked_and_rendered(run: Callable[..., Result], isolated_home: Path,
+                                                    labctl_home: Path, tmp_path: Path) -> None:
+    repo = keystone_checkout(tmp_path)
+    lab = "name: dev\nmachines:\n  - {name: dev1}\ndevstack:\n  projects:\n"
+    (isolated_home / "lab.yaml").write_text(lab + f"    keystone: {repo}\n")
+    planned = run("plan")
+    assert planned.code == 0, planned.err
+    conf = (labctl_home / "labs" / "dev" / "machines" / "dev1" / "local.conf").read_text()
+    assert "KEYSTONE_BRANCH=labctl-worktree" in conf
+    assert "KEYSTONE_REPO=git://" in conf and f"/{project_served(repo).name}.git" in conf
+    refused = {
+        "    keystone: https://opendev.org/openstack/keystone\n": "is a URL",
+        f"    keystone: {tmp_path}\n": "is no git checkout",
+        f"    oslo.config: {repo}\n": "not a project whose services DevStack runs",
+        f"    keystone: {repo}\n  localrc: {{KEYSTONE_BRANCH: master}}\n": "devstack.projects.keystone sets it",
+        f"    'kEy; rm -rf /': {repo}\n": "devstack.projects.kEy; rm -rf /",
+    }
+    for text, words in refused.items():
+        (isolated_home / "lab.yaml").write_text(lab + text)
+        result = run("plan")
+        assert result.code == 2 and words in result.err and "Traceback" not in result.err, (text, result.err)
