@@ -338,7 +338,7 @@ def test_git_mirrors_served_from_the_host(lab_hosts: Callable[..., TestHost], tm
     network's host address."""
     from test_gitserver import damage, git, make_mirror
 
-    from labctl.stacking.machines import serving_mirrors
+    from labctl.stacking.serving import serving_mirrors
     from labctl.state import LabDir
 
     host = lab_hosts("seat-1")

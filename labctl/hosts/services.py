@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from labctl.hosts.relay import Forward, Relay
     from labctl.model import Lab
     from labctl.protocols import Reporter
-    from labctl.stacking.machines import Relayer
+    from labctl.stacking.serving import Relayer
     from labctl.state import LabDir
 
 

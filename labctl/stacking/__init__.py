@@ -6,6 +6,7 @@
 - clone.py        a classroom at the speed of one seat: seat-01 stacked once, every seat made from its disk
 - clone_guest.py  what runs inside each copy to make it its own seat (pure text)
 - clone_hosts.py  a cloned classroom across hosts: its base sent once to each other host
+- serving.py      the git mirrors and the developer's checkouts served while the machines stack
 - pool.py         the threads machines are worked on in, stopped at once on Ctrl-C or SIGTERM
 """
 

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from labctl.cache.services import Endpoints
     from labctl.machine_status import HostAccess, MachineStatus
     from labctl.records import StackRecord
-    from labctl.stacking.machines import Relayer
+    from labctl.stacking.serving import Relayer
 
 
 @dataclass(frozen=True)
