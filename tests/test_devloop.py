@@ -133,3 +133,30 @@ def test_lab_yaml_projects_are_checked_and_rendered(run: Callable[..., Result], 
         (isolated_home / "lab.yaml").write_text(lab + text)
         result = run("plan")
         assert result.code == 2 and words in result.err and "Traceback" not in result.err, (text, result.err)
+
+
+def test_sync_is_told_the_projects_services_and_refuses_a_project_the_lab_does_not_map(tmp_path: Path) -> None:
+    from labctl.catalog import default_catalog
+    from labctl.devloop.sync import project_of, sync_spec
+    from labctl.errors import LabctlError
+    from labctl.labfile import lab_from_dict
+
+    repo = keystone_checkout(tmp_path)
+    raw = {"name": "dev", "machines": [{"name": "dev1"}], "devstack": {"projects": {"keystone": str(repo)}}}
+    lab = lab_from_dict(raw, default_catalog())
+    spec = sync_spec(lab, project_of(lab, "keystone"), 120)
+    assert spec["dir"] == "/opt/stack/keystone" and spec["branch"] == "labctl-worktree"
+    assert spec["url"] == f"git://{lab.cidr.rsplit('.', 1)[0]}.1/{project_served(repo).name}.git"
+    assert spec["prefixes"] == ["keystone"] and spec["timeout"] == 120
+    with pytest.raises(LabctlError) as err:
+        project_of(lab, "nova")
+    assert "stacks no checkout of nova (devstack.projects: keystone)" in err.value.message
+    assert err.value.hint and "projects: {nova: ~/src/nova}" in err.value.hint
+
+
+def test_the_sync_script_is_python(tmp_path: Path) -> None:
+    import ast
+
+    from labctl.devloop.guest import SYNC_SCRIPT
+
+    ast.parse(SYNC_SCRIPT)

@@ -50,6 +50,7 @@ COMMANDS = {
     "ssh-config": "labctl.commands.machines:ssh_config",
     "stack": "labctl.commands.lifecycle:stack",
     "status": "labctl.commands.machines:status",
+    "sync": "labctl.commands.devloop:sync",
     "up": "labctl.commands.lifecycle:up",
 }
 

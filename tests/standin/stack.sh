@@ -63,6 +63,25 @@ for phase in "Installing package prerequisites" "Installing OpenStack project so
         false
     fi
 done
+# A project from KEYSTONE_REPO (devstack.projects: the developer's checkout), as DevStack clones it,
+# run as a service of its own the way DevStack runs Keystone (a systemd unit devstack@keystone, as
+# stack): a web server over the checkout, which does not start when keystone/version.py is broken.
+if [[ -n "${KEYSTONE_REPO:-}" ]]; then
+    rm -rf "$DEST/keystone"
+    git clone -q --branch "${KEYSTONE_BRANCH:-master}" "$KEYSTONE_REPO" "$DEST/keystone"
+    sudo tee /etc/systemd/system/devstack@keystone.service >/dev/null <<UNIT
+[Unit]
+Description=Devstack devstack@keystone.service (the stand-in's)
+[Service]
+User=$USER
+ExecStartPre=/usr/bin/python3 $DEST/keystone/keystone/version.py
+ExecStart=/usr/bin/python3 -m http.server 5000 --bind 0.0.0.0 --directory $DEST/keystone
+[Install]
+WantedBy=multi-user.target
+UNIT
+    sudo systemctl daemon-reload
+    sudo systemctl enable --now devstack@keystone.service
+fi
 # DevStack installs python-openstackclient: the stand-in's answers what labctl's health check asks.
 sudo install -m 0755 "$TOP_DIR/tools/openstack" /usr/local/bin/openstack
 echo "${STANDIN_HEALTH_FAIL:-}" | sudo tee /etc/standin-health-fail >/dev/null
