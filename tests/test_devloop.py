@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,8 +74,12 @@ def test_the_working_tree_is_one_commit_in_the_copy_and_the_checkout_is_untouche
     monkeypatch.delenv("GIT_INDEX_FILE")
     assert state_of(repo) == before and git("count-objects", "-v", cwd=repo) == objects_before
     assert not (tmp_path / "their-index").exists() and not (copy / "labctl-index").exists()
-    # Nothing changed since: the same commit again.
+    # Nothing changed since: the same commit again, not a new one of the same tree (git dates commits
+    # by the second: a second later, a new commit would have another id).
+    time.sleep(1.1)
     assert snapshot(repo, copy) == commit
+    (repo / "keystone" / "new.py").write_text("NEW = False\n")
+    assert snapshot(repo, copy) not in (commit, head)
 
 
 def test_a_clean_checkout_is_its_head(tmp_path: Path) -> None:

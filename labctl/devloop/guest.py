@@ -95,6 +95,10 @@ if old == new:
     say("code", "present", f"already at {new[:12]}")
     sys.exit(0)
 changed = changed_between(old, new)
+if not changed:
+    git("checkout", "-q", "-f", "--detach", new)
+    say("code", "present", f"no file changed ({new[:12]})")
+    sys.exit(0)
 reinstall = bool(changed & REINSTALL)
 services = units()
 try:

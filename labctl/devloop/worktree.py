@@ -42,6 +42,18 @@ def _git(*argv: str, copy: Path | None = None, checkout: Path | None = None, ind
     return done.stdout.strip()
 
 
+def _kept(tree: str, head: str, where: dict[str, Path]) -> str | None:
+    """The commit of the last snapshot when it holds this very tree on this HEAD: the same working
+    tree is the same commit (a machine already at it has nothing to do)."""
+    try:
+        last = _git("rev-parse", "--verify", "--quiet", f"refs/heads/{BRANCH}^{{commit}}", **where)
+        if _git("rev-parse", f"{last}^{{tree}}", **where) == tree and _git("rev-parse", f"{last}^", **where) == head:
+            return last
+    except WorktreeError:
+        pass
+    return None
+
+
 def new_files_size(checkout: Path) -> int:
     """Bytes of the files git would add that it does not track yet (ignored ones left out)."""
     listed = _git("-C", str(checkout), "ls-files", "-z", "--others", "--exclude-standard")
@@ -68,9 +80,9 @@ def snapshot(checkout: Path, copy: Path) -> str:
         _git("add", "-A", **where)
         tree = _git("write-tree", **where)
         same = tree == _git("rev-parse", f"{head}^{{tree}}", **where)
-        commit = head if same else _git("commit-tree", tree, "-p", head, "-m",
-                                        f"labctl: the working tree of {checkout}, uncommitted changes included",
-                                        **where)
+        commit = head if same else _kept(tree, head, where) or _git(
+            "commit-tree", tree, "-p", head, "-m",
+            f"labctl: the working tree of {checkout}, uncommitted changes included", **where)
         _git("update-ref", f"refs/heads/{BRANCH}", commit, **where)
     except WorktreeError as exc:
         raise WorktreeError(f"cannot take the working tree of {checkout}: {exc.message}",
