@@ -31,6 +31,7 @@ from conftest import TEST_CACHE, Result, leave_nothing, libvirt_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.hosts_class]
 SEATS = ("seat-01", "seat-02", "seat-03", "seat-04")
+MIRRORS = Path(__file__).resolve().parent.parent.parent / "shared" / "mirrors"
 SEAT_MB = 1024
 
 # Run in the laptop's network namespace: a trainee's SSH login with the sheet's password; prints the
@@ -112,16 +113,19 @@ def test_a_class_across_two_hosts(run: Callable[..., Result], isolated_home: Pat
                          + f"  - {{name: here, uri: 'qemu:///system', reserve: {reserve['here']}M}}\n")
     repo = make_repo(isolated_home / "devstack")
     base = 23000 + (os.getpid() % 400) * 10
+    # The stand-in is pushed; it clones requirements from GIT_BASE: the mirrors, served here and
+    # relayed to the second host, where seat-01 stacks.
     (isolated_home / "lab.yaml").write_text(
         f"name: {class_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\ncaches: true\n"
         f"classroom:\n  seats: 4\n  ssh_port: {base}\n  web_port: {base + 5000}\n"
-        f"devstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
+        f"devstack:\n  repo: {repo}\n  git_base: {MIRRORS}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
     planned = run("plan", "--json")
     assert planned.code == 0, planned.err
     assert json.loads(planned.out)["placement"]["hosts"] == {"seat-01": "second", "seat-02": "second",
                                                              "seat-03": "here", "seat-04": "here"}
 
     up = run("up", "--json")
+    (tmp_path / "up.err").write_text(up.err)  # what `up` said, kept for a failure's diagnosis
     assert up.code == 0, up.err
     report = json.loads(up.out)
     assert {n: r["status"] for n, r in report["devstack"]["machines"].items()} == dict.fromkeys(SEATS, "ok")
