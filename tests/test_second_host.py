@@ -148,6 +148,12 @@ def test_this_machines_service_reaches_the_second_hosts_network_at_the_same_addr
         # Only on that address: not on the host's own address on the outside.
         assert second.ssh(f"timeout 3 bash -c ': < /dev/tcp/{second.address}/{port}'").returncode != 0
         assert relays_in(relay.folder) == [("second.caches", True)]  # as `labctl cache` shows it
+        # The caches restarted on another port: the relay with the old port goes, a new one comes.
+        moved = relay_for(second, tmp_path, (*relay.forwards, same(mine, port + 1)))
+        assert moved.running() is None
+        moved.start()
+        assert moved.running() not in (None, pid) and not Path(f"/proc/{pid}").exists()
+        relay = moved
         assert stop_relays(relay.folder) == ["second.caches"]  # as `labctl cache stop` does
         assert relay.running() is None
         assert second.ssh(f"timeout 3 bash -c ': < /dev/tcp/{mine}/{port}'").returncode != 0  # gone with it

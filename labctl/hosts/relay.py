@@ -34,6 +34,8 @@ Forward = tuple[str, int, str, int]
 def same(address: str, port: int) -> Forward:
     """A service at the same address and port on the host as here."""
     return (address, port, address, port)
+
+
 START_TIMEOUT = 30.0
 
 # $1... pairs of address and port: each one the host cannot connect to, on a line.
@@ -62,28 +64,33 @@ class Relay:
     forwards: tuple[Forward, ...]
 
     @property
+    def _stem(self) -> str:
+        return f"{self.host}.{self.what.replace(' ', '-')}"
+
+    @property
     def _pid_file(self) -> Path:
-        return self.folder / f"{self.host}.{self.what}.pid"
+        return self.folder / f"{self._stem}.pid"
 
     @property
     def _state_file(self) -> Path:
-        return self.folder / f"{self.host}.{self.what}.json"
+        return self.folder / f"{self._stem}.json"
 
     @property
     def log(self) -> Path:
-        return self.folder / f"{self.host}.{self.what}.log"
+        return self.folder / f"{self._stem}.log"
 
     def _markers(self) -> list[str]:
-        return ["-N", str(self.ssh[-1]), *(":".join(map(str, f)) for f in self.forwards)]
+        """What the recorded ssh's command line holds whatever its forwards (a relay with other ports
+        is stopped all the same before a new one starts)."""
+        return ["-N", "-R", str(self.ssh[-1])]
 
     def running(self) -> int | None:
         try:
             recorded = [tuple(f) for f in json.loads(self._state_file.read_text())["forwards"]]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if recorded != list(self.forwards):
-            return None
-        return supervisor.recorded(self._pid_file, self._markers())
+        pid = supervisor.recorded(self._pid_file, self._markers())
+        return pid if recorded == list(self.forwards) else None
 
     def unreachable(self) -> list[str]:
         """The forwards the host itself cannot connect to ("address:port"); all of them when the host
@@ -135,6 +142,7 @@ class Relay:
         atomic_write(self._state_file, json.dumps({"forwards": [list(f) for f in self.forwards]}) + "\n")
 
     def stop(self) -> bool:
+        """The recorded relay to this host for this purpose stopped, whatever its forwards."""
         self._state_file.unlink(missing_ok=True)
         return supervisor.stop_recorded(self._pid_file, self._markers())
 
