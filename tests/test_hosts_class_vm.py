@@ -118,7 +118,8 @@ def test_a_class_across_two_hosts(run: Callable[..., Result], isolated_home: Pat
     (isolated_home / "lab.yaml").write_text(
         f"name: {class_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\ncaches: true\n"
         f"classroom:\n  seats: 4\n  ssh_port: {base}\n  web_port: {base + 5000}\n"
-        f"devstack:\n  repo: {repo}\n  git_base: {MIRRORS}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
+        f"devstack:\n  repo: {repo}\n  git_base: {MIRRORS}\n"
+        "  localrc: {STANDIN_PHASE_SECONDS: 0.1, ENABLED_SERVICES: 'key,mysql'}\n")
     planned = run("plan", "--json")
     assert planned.code == 0, planned.err
     assert json.loads(planned.out)["placement"]["hosts"] == {"seat-01": "second", "seat-02": "second",
