@@ -229,10 +229,14 @@ def test_a_class_is_planned_across_this_machine_and_the_second_host(
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("hosts:\n  - {name: here, uri: 'qemu:///system'}\n" + second.inventory_line())
     monkeypatch.setenv("LABCTL_HOSTS", str(inventory))
-    here = json.loads(run("hosts", "--json").out)["hosts"][0]["memory_free_mb"]
-    seat_gib = max(1, here // 1024 // 2)  # two seats fill this machine: the others go to the second host
-    Path("lab.yaml").write_text(f"name: spread\nclassroom: {{seats: 4, seat: {{memory: {seat_gib}G, cpus: 2}}}}\n")
+    # Reserves that leave each host room for two seats of 1 GiB, whatever else runs on this machine
+    # (both hosts share its memory): two seats on each.
+    free = {h["name"]: h["memory_free_mb"] for h in json.loads(run("hosts", "--json").out)["hosts"]}
+    reserve = {name: max(0, mb - 2 * 1024 - 512) for name, mb in free.items()}
+    inventory.write_text(f"hosts:\n  - {{name: here, uri: 'qemu:///system', reserve: {reserve['here']}M}}\n"
+                         + second.inventory_line().replace("}", f", reserve: {reserve['second']}M}}"))
+    Path("lab.yaml").write_text("name: spread\nclassroom: {seats: 4, seat: {memory: 1G, cpus: 2, disk: 10G}}\n")
     result = run("plan", "--json")
     assert result.code == 0, result.err
     placed = json.loads(result.out)["placement"]["hosts"]
-    assert set(placed.values()) == {"here", "second"}, placed
+    assert sorted(placed.values()) == ["here", "here", "second", "second"], placed
