@@ -33,6 +33,11 @@ OUTSIDE = {"n-novnc": "noVNC from https://github.com/novnc/novnc.git (NOVNC_REPO
            "n-spice": "spice-html5 from anongit.freedesktop.org (SPICE_REPO)",
            "etcd3": "etcd's release from https://github.com/etcd-io/etcd/releases (ETCD_DOWNLOAD_URL)"}
 ALWAYS = ("requirements",)  # stack.sh clones it whatever the services
+# Services that keep their machine's name or address in what they make as they stack: Nova's services and
+# its compute's resource provider (by host name), Neutron's agents, OVN's chassis (name and tunnel
+# address), Cinder's volume service. A copy of such a DevStack under another name or address is another
+# host to them (labctl.stacking.clone: such a class keeps the template's name and address per seat).
+_HOST_BOUND = ("n-", "nova", "q-", "neutron", "ovn-", "ovs-", "c-", "cinder")
 
 
 def enabled_services(conf: MetaConfig) -> list[str]:
@@ -52,6 +57,11 @@ def enabled_services(conf: MetaConfig) -> list[str]:
         elif words[0] == "disable_all_services":
             services = []
     return services
+
+
+def host_bound(services: Iterable[str]) -> list[str]:
+    """Those of `services` that remember their machine's name or address."""
+    return [s for s in services if s.startswith(_HOST_BOUND)]
 
 
 def _words(value: str) -> list[str]:

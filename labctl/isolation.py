@@ -205,11 +205,13 @@ def refenced(domain_xml: str, network: str, fenced_card: ET.Element) -> str:
     return ET.tostring(iface, encoding="unicode")
 
 
-def fences_for(classroom: bool, network: str, lab_ip: str) -> list[Fence]:
-    """A machine's cards to fence: the management card always (held to its DHCP leases), and a
-    classroom seat's card on the lab network too (held to its address there). A lab that is no
-    classroom keeps its lab network open between its own machines (a controller and its computes)."""
-    return [Fence(MANAGEMENT_NETWORK), *([Fence(network, (lab_ip,))] if classroom else [])]
+def fences_for(lab_card: bool, network: str, lab_ip: str) -> list[Fence]:
+    """A machine's cards to fence: the management card always (held to its DHCP leases), and, when
+    `lab_card`, its card on its lab network `network` too (held to its address there): a classroom
+    seat's, on a network it shares. A lab that is no classroom keeps its lab network open between its
+    own machines (a controller and its computes); a seat alone on a network of its own with no address
+    of the host (labctl.classroom.networks) has no one there to be fenced from."""
+    return [Fence(MANAGEMENT_NETWORK), *([Fence(network, (lab_ip,))] if lab_card else [])]
 
 
 def host_ports(git_port: int, cache_ports: Iterable[int]) -> list[int]:

@@ -12,9 +12,10 @@ import yaml
 
 from labctl import __version__, records
 from labctl.catalog import Catalog, Release
+from labctl.classroom import networks as seat_networks
 from labctl.classroom.seats import MAX_SEATS, keep_seats
 from labctl.conflicts import check_domains_free, check_network_free, check_ports_free
-from labctl.devstack_services import check_coverage
+from labctl.devstack_services import check_coverage, enabled_services
 from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
@@ -30,6 +31,7 @@ from labctl.render import (
     BUILTIN_SELECTORS,
     Fragment,
     check_fragments,
+    compose_local_conf,
     fragment_selector,
     render_local_conf,
     render_vagrantfile,
@@ -291,6 +293,12 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
     lab_secrets = LabSecrets(lab_secrets.passwords,
                              {**lab_secrets.seats, **{n: SeatSecrets.generate() for n in new_seats}})
     fragments = read_fragments(lab)
+    if lab.classroom is not None:  # seats on networks of their own? (from the seat's services)
+        seat = lab.machines[0]
+        conf = compose_local_conf(lab, seat, lab_secrets.for_machine(seat.name).as_dict(), fragments, accel.slow)
+        lab, note = seat_networks.decide(lab, enabled_services(conf), before.classroom if before else None,
+                                         (lab_dir.path / ".vagrant").is_dir())
+        warnings += [note] if note else []
     mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s))) for s in served_folders(lab))
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
@@ -298,8 +306,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
     confs = {m.name: render_local_conf(lab, m, lab_secrets.for_machine(m.name).as_dict(), fragments,
                                        slow=accel.slow)
              for m in lab.machines}
-    if note := slow_waits_note(lab, accel.slow):
-        warnings.append(note)
+    warnings += [note] if (note := slow_waits_note(lab, accel.slow)) else []
     if (mirror_folder := git_base_served(lab)) is not None:  # what stack.sh will clone, all there?
         warnings += check_coverage(confs, repositories(mirror_folder), mirror_folder.source)
     lab_text = (yaml.safe_dump(generated, sort_keys=False) if generated is not None

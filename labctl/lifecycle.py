@@ -6,7 +6,6 @@ Each takes its drivers' settings (Context) and a Reporter for progress; none pri
 
 from __future__ import annotations
 
-import functools
 import shutil
 import signal
 import tempfile
@@ -21,6 +20,7 @@ from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
 from labctl.devstack_packages import box_packages
 from labctl.errors import LabctlError, NotEnoughResources
+from labctl.fencing import fence_machines, open_doors
 from labctl.hosts.placement import sum_text
 from labctl.machine_status import MachineStatus, lab_status
 from labctl.names import domain_name, network_name
@@ -102,7 +102,7 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
     if to_start:
         _boot(lab.name, to_start, ctx, driver, reporter)
     statuses = lab_status(lab_dir, hv, ctx)
-    fence_machines(lab.name, bool(rendered.lab.classroom), ctx, statuses)
+    fence_machines(lab.name, rendered.lab.classroom, ctx, statuses)
     _forget_predecessors(ctx.ssh(), lab_dir, {name for name, info in infos.items() if info is None}, statuses)
     if rendered.lab.classroom:
         try:
@@ -175,24 +175,6 @@ def _forget_predecessors(ssh: SshPort, lab_dir: LabDir, created: set[str], statu
             ssh.forget(lab_dir.known_hosts_of(s.host), [*s.addresses, s.lab_ip])
 
 
-def fence_machines(lab: str, classroom: bool, ctx: Context, statuses: Sequence[MachineStatus]) -> None:
-    """Every running machine fenced in on its networks (labctl.isolation), before anyone is let in:
-    again after each start, since a copied seat's card gets a new lease."""
-    from labctl.cache.services import HostCaches
-    from labctl.isolation import fences_for, host_ports
-    from labctl.mirrors import GIT_PORT
-
-    ports = host_ports(GIT_PORT, HostCaches(ctx.cache).machine_ports())
-    for s in statuses:
-        if s.state == "running":
-            ctx.hypervisor_on(s.host).fence(s.domain, fences_for(classroom, network_name(lab), s.lab_ip), ports)
-
-
-def fencer(lab: Lab, ctx: Context) -> Callable[[Sequence[MachineStatus]], None]:
-    """fence_machines for one lab's machines, as the clone step calls it once the copies have leases."""
-    return functools.partial(fence_machines, lab.name, lab.classroom is not None, ctx)
-
-
 def _mark_started(ctx: Context, lab: str, machines: Sequence[tuple[str, str | None]]) -> None:
     """Date the runs just started, on the host each machine lives on."""
     by_host: dict[str | None, list[str]] = {}
@@ -230,25 +212,6 @@ def plan_fit(lab: Lab, hv: HypervisorPort) -> tuple[ClassFit | None, NotEnoughRe
     except NotEnoughResources as exc:
         return None, exc
     return None, None
-
-
-def open_doors(lab_dir: LabDir, ctx: Context, reporter: Reporter) -> None:
-    from labctl.classroom.access import HostWay, open_access
-    from labctl.hosts.transport import addresses_of, reached_over_ssh, ssh_argv
-
-    def way_to(host: str) -> HostWay:
-        entry = ctx.entry(host)
-        if not reached_over_ssh(entry):
-            raise LabctlError(f"seats live on host {host} ({entry.uri}), which labctl does not reach over SSH: the"
-                              " trainees' ports lead to another host's seats through SSH",
-                              hint=f"give {host} a qemu+ssh:// URI in hosts.yaml")
-        return HostWay(ssh_argv(entry, ctx.home.root), addresses_of(entry))
-
-    doors = open_access(lab_dir, way_to)
-    if doors:
-        first, last = doors[0], doors[-1]
-        reporter.step(f"trainees reach their seats from the classroom network: SSH on ports {first.ssh_port}-"
-                      f"{last.ssh_port}, web on {first.web_port}-{last.web_port} (labctl sheet writes the cards)")
 
 
 def _validate(vagrantfile: str, driver: VagrantPort) -> None:
@@ -292,7 +255,7 @@ def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Re
         driver.up(targets, progress.update)
     record = records.read_lab(lab_dir)
     _mark_started(ctx, lab_dir.name, [(n, m.host if (m := record.machine(n)) else None) for n in targets])
-    fence_machines(lab_dir.name, record.classroom is not None, ctx,
+    fence_machines(lab_dir.name, record.classroom, ctx,
                    [s for s in lab_status(lab_dir, ctx.hypervisor(), ctx) if s.name in targets])
     if record.classroom:
         open_doors(lab_dir, ctx, reporter)

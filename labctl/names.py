@@ -23,3 +23,9 @@ def domain_name(lab: str, machine: str) -> str:
 
 def network_name(lab: str) -> str:
     return f"labctl-{lab}"
+
+
+def seat_network_name(lab: str, seat: str) -> str:
+    """The lab network of one seat of a class whose seats keep the template's address (seating.Classroom.
+    seat_networks). `_` is in no lab's name: no lab's network, nor another lab's seat's, can be named so."""
+    return f"{network_name(lab)}_{seat}"

@@ -258,7 +258,8 @@ def classroom_json(classroom: Classroom) -> dict[str, object]:
     return {"seats": [{"number": s.number, "name": s.name, "trainee": s.trainee, "spare": s.spare, "held": s.held}
                       for s in classroom.seats],
             "address": classroom.address, "listen": classroom.listen,
-            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone}
+            "ssh_port": classroom.ssh_port, "web_port": classroom.web_port, "clone": classroom.clone,
+            "seat_networks": classroom.seat_networks}
 
 
 def classroom_from_json(raw: object) -> Classroom | None:
@@ -272,6 +273,7 @@ def classroom_from_json(raw: object) -> Classroom | None:
                       for s in raw["seats"])
         return Classroom(seats, raw.get("address") if isinstance(raw.get("address"), str) else None,
                          str(raw.get("listen", "0.0.0.0")), int(raw["ssh_port"]), int(raw["web_port"]),  # noqa: S104
-                         raw.get("clone") is not False)
+                         raw.get("clone") is not False,
+                         raw["seat_networks"] if isinstance(raw.get("seat_networks"), bool) else None)
     except (KeyError, TypeError, ValueError):
         return None

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from labctl import __version__
+from labctl.classroom import networks as seat_networks
 from labctl.errors import FragmentError, LabctlError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
 from labctl.mirrors import git_base_url, project_url
 from labctl.model import MANAGED_LOCALRC, ROLES, WORKTREE_BRANCH, Lab, Machine
-from labctl.names import domain_name, network_name
+from labctl.names import domain_name
 from labctl.sandbox import render_untrusted
 
 if TYPE_CHECKING:
@@ -72,7 +73,10 @@ def render_vagrantfile(template: str, lab: Lab, accel: Accelerator,
     net = ipaddress.IPv4Network(lab.cidr)
     return env.from_string(template).render(
         lab=lab, machines=lab.machines, accel=accel, version=__version__, routes=routes,
-        prefix=domain_prefix(lab), network_name=network_name(lab.name), netmask=str(net.netmask),
+        prefix=domain_prefix(lab), netmask=str(net.netmask),
+        hostnames={m.name: seat_networks.hostname(lab.name, lab.classroom, m.name) for m in lab.machines},
+        networks={m.name: seat_networks.network_of(lab.name, lab.classroom, m.name) for m in lab.machines},
+        isolated={m.name: seat_networks.isolated(lab.classroom, m.name) for m in lab.machines},
         # Under software emulation a first boot takes minutes, not seconds.
         boot_timeout=900 if accel.slow else 300,
     )

@@ -31,6 +31,10 @@ class Classroom:
     # Stack seat-01 once and make the other seats from its disk (labctl.stacking.clone), instead of
     # N runs of stack.sh fighting for the host's CPUs.
     clone: bool = True
+    # Every seat keeps the template's name and lab address, each on a lab network of its own, so that a
+    # cloned DevStack whose services remember their host (Nova, Neutron, OVN) needs no rewriting
+    # (labctl.stacking.clone). None in lab.yaml's reading: decided by `plan` from the seat's services.
+    seat_networks: bool | None = None
 
     def seat(self, name: str) -> Seat | None:
         return next((s for s in self.seats if s.name == name), None)

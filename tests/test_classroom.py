@@ -426,7 +426,9 @@ def test_two_classrooms_never_forward_the_same_ports(run: Callable[..., Result],
 
 
 def test_access_status_says_which_port_leads_where(run: Callable[..., Result], isolated_home: Path) -> None:
-    write_lab(isolated_home, classroom_lab(address="class.example", ssh_port=3300, web_port=9300))
+    # Seats with addresses of their own on the lab network (seats on networks of their own, reached by
+    # their management address: tests/test_seat_networks.py).
+    write_lab(isolated_home, classroom_lab(address="class.example", ssh_port=3300, web_port=9300, seat_networks=False))
     assert run("plan").code == 0
     data = json.loads(run("access", "status", "--json").out)
     assert data["open"] is False and data["address"] == "class.example"

@@ -258,7 +258,9 @@ def test_stack_once_and_clone(run: Callable[..., Result], isolated_home: Path, l
     base = 21000 + (os.getpid() % 400) * 10
     (isolated_home / "lab.yaml").write_text(
         f"name: {class_name}\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
-        f"classroom:\n  seats: 3\n  ssh_port: {base}\n  web_port: {base + 5000}\n"
+        # Each seat its own name and address, rewritten in the copy (a compute class keeps seat-01's:
+        # tests/test_seat_networks_vm.py).
+        f"classroom:\n  seats: 3\n  ssh_port: {base}\n  web_port: {base + 5000}\n  seat_networks: false\n"
         f"devstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n")
 
     # seat-01 fails first: the other seats stay off, and up's last table says so (issue 24, item 12).

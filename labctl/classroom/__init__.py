@@ -5,6 +5,7 @@
 - forward.py      the forwarder itself: a byte pump with per-client limits, run as labctl's daemon
 - tunnels.py      its SSH connections to the hosts of seats on other hypervisor hosts
 - sheet.py        what the trainer hands out: HTML cards, CSV and Markdown (pure renderers)
+- networks.py     seats on lab networks of their own, keeping the template's name and address (compute)
 
 Stacking a classroom once and cloning it is a strategy of stacking: labctl.stacking.clone.
 """

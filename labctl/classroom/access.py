@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,7 +60,10 @@ def classroom_of(lab_dir: LabDir) -> Classroom:
     return classroom
 
 
-def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
+def doors(lab_dir: LabDir, classroom: Classroom, reached: Mapping[str, str] | None = None) -> list[Door]:
+    """Each seat's ports and where they lead: its lab address; with seat networks (every seat at
+    seat-01's lab address, labctl.classroom.networks), its management address, `reached` (from its
+    status), and no address (no route) while it has none."""
     from labctl.records import read_lab
 
     machines = {m.name: m for m in read_lab(lab_dir).machines}
@@ -69,8 +72,25 @@ def doors(lab_dir: LabDir, classroom: Classroom) -> list[Door]:
         m = machines.get(seat.name)
         if m is not None and m.ip:
             ssh, web = classroom.ports(seat)
-            result.append(Door(seat.name, seat.trainee, seat.spare, m.ip, ssh, web, m.host))
+            address = (reached or {}).get(seat.name, "") if classroom.seat_networks else m.ip
+            result.append(Door(seat.name, seat.trainee, seat.spare, address, ssh, web, m.host))
     return result
+
+
+def forwarded(lab_dir: LabDir, classroom: Classroom) -> dict[str, str]:
+    """Where the forwarder's routes (as last written) lead each seat's SSH port: seat -> address."""
+    try:
+        routes_now = json.loads(_routes_file(lab_dir).read_text(encoding="utf-8"))["routes"]
+        by_port = {int(r[1]): str(r[2]) for r in routes_now if isinstance(r, list) and len(r) >= 3}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {seat.name: by_port[classroom.ports(seat)[0]] for seat in classroom.seats
+            if classroom.ports(seat)[0] in by_port}
+
+
+def management_addresses(statuses: Sequence[MachineStatus]) -> dict[str, str]:
+    """Each running machine's management address (never its lab address)."""
+    return {s.name: a for s in statuses if (a := s.ssh_address) and a != s.lab_ip}
 
 
 def refused_networks(lab_dir: LabDir, host_addresses: Sequence[str] = ()) -> list[str]:
@@ -87,6 +107,8 @@ def refused_networks(lab_dir: LabDir, host_addresses: Sequence[str] = ()) -> lis
 def routes(classroom: Classroom, seat_doors: Sequence[Door]) -> list[list[str | int | None]]:
     out: list[list[str | int | None]] = []
     for d in seat_doors:
+        if not d.seat_address:  # a seat on a network of its own, not running: its ports lead nowhere yet
+            continue
         out.append([classroom.listen, d.ssh_port, d.seat_address, SSH_PORT, d.host])
         out.append([classroom.listen, d.web_port, d.seat_address, WEB_PORT, d.host])
     return out
@@ -119,12 +141,14 @@ def forwarder_pid(lab_dir: LabDir) -> int | None:
     return supervisor.recorded(_pid_file(lab_dir), _markers(lab_dir))
 
 
-def open_access(lab_dir: LabDir, way_to: Callable[[str], HostWay] | None = None) -> list[Door]:
+def open_access(lab_dir: LabDir, way_to: Callable[[str], HostWay] | None = None,
+                reached: Mapping[str, str] | None = None) -> list[Door]:
     """Start (or keep) the lab's forwarder. Raises with the port at fault when one is taken, or with
     the host when one of the seats' hosts cannot be reached. `way_to`: how to reach another host's
-    seats (needed when seats live on one)."""
+    seats (needed when seats live on one); `reached`: the seats' management addresses (needed with
+    seat networks, see doors)."""
     classroom = classroom_of(lab_dir)
-    seat_doors = doors(lab_dir, classroom)
+    seat_doors = doors(lab_dir, classroom, reached)
     ways: dict[str, HostWay] = {}
     for host in sorted({d.host for d in seat_doors if d.host}):
         if way_to is None:
@@ -186,7 +210,7 @@ def build_sheet(lab_dir: LabDir, statuses: Sequence[MachineStatus], host: str) -
     stacked = records.read(lab_dir).stack
     by_name = {s.name: s for s in statuses}
     cards = []
-    for d in doors(lab_dir, classroom):
+    for d in doors(lab_dir, classroom, management_addresses(statuses)):
         status = by_name.get(d.seat)
         record = stacked.get(d.seat)
         if d.seat not in secrets:

@@ -15,6 +15,8 @@ the database of, another's seat.
       ssh_port: 2200                           # seat N: ssh -p 2200+N stack@address
       web_port: 8000                           # seat N: http://address:8000+N/dashboard
       clone: true                              # stack seat-01 once, copy it to the others (default)
+      seat_networks: true                      # every seat keeps seat-01's name and address, on a network
+                                               # of its own (default: when Nova, Neutron or OVN run)
 """
 
 from __future__ import annotations
@@ -71,6 +73,17 @@ def _listen(value: object) -> str:
                        f" got {show(value)}")
 
 
+def _seat_networks(value: object, clone: bool) -> bool | None:
+    """classroom.seat_networks as lab.yaml says it (None: `plan` decides, labctl.classroom.networks)."""
+    if value is not None and not isinstance(value, bool):
+        raise LabFileError(f"classroom.seat_networks: expected true or false, got {show(value)}")
+    if value and not clone:
+        raise LabFileError("classroom.seat_networks: seats on networks of their own are copies of seat-01, and"
+                           " classroom.clone is false", hint="remove seat_networks (each seat then stacks as"
+                           " itself), or set clone: true")
+    return value
+
+
 def parse_classroom(raw: object) -> tuple[Classroom, RawMap]:
     """The classroom and the seat machine's settings (machine keys, checked by the lab model). Its keys
     and their kinds were checked by lab.yaml's shape (labctl.labfile.shape) before."""
@@ -113,7 +126,7 @@ def parse_classroom(raw: object) -> tuple[Classroom, RawMap]:
     if not isinstance(clone, bool):
         raise LabFileError(f"classroom.clone: expected true or false, got {show(clone)}")
     classroom = Classroom(seats, address, _listen(raw.get("listen", "0.0.0.0")), ssh_port,  # noqa: S104
-                          web_port, clone)
+                          web_port, clone, _seat_networks(raw.get("seat_networks"), clone))
     return classroom, dict(machine)
 
 

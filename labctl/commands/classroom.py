@@ -49,7 +49,7 @@ def access() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the ports, now open, as JSON.")
 def access_open(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
     """Open (or keep open) the trainees' ports."""
-    from labctl.lifecycle import open_doors
+    from labctl.fencing import open_doors
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     ctx = command_context()
@@ -75,14 +75,15 @@ def access_close(lab_file: Path | None, lab_name: str | None, as_json: bool) -> 
 
 
 def _ports_json(lab_dir: LabDir) -> dict[str, object]:
-    from labctl.classroom.access import classroom_of, doors, forwarder_pid, host_address
+    from labctl.classroom.access import classroom_of, doors, forwarded, forwarder_pid, host_address
 
     classroom = classroom_of(lab_dir)
     pid = forwarder_pid(lab_dir)
+    seat_doors = doors(lab_dir, classroom, forwarded(lab_dir, classroom))
     return {"lab": lab_dir.name, "open": pid is not None, "pid": pid, "listen": classroom.listen,
             "address": classroom.address or host_address(),
             "seats": [{"seat": d.seat, "ssh_port": d.ssh_port, "web_port": d.web_port, "seat_address": d.seat_address,
-                       "host": d.host} for d in doors(lab_dir, classroom)]}
+                       "host": d.host} for d in seat_doors]}
 
 
 @access.command(name="status")
@@ -90,12 +91,12 @@ def _ports_json(lab_dir: LabDir) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="Print the ports as JSON.")
 def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) -> None:
     """Show whether the ports are open, and which port leads to which seat."""
-    from labctl.classroom.access import classroom_of, doors, forwarder_pid, host_address
+    from labctl.classroom.access import classroom_of, doors, forwarded, forwarder_pid, host_address
 
     lab_dir = chosen_lab_dir(lab_file, lab_name)
     classroom = classroom_of(lab_dir)
     pid = forwarder_pid(lab_dir)
-    seat_doors = doors(lab_dir, classroom)
+    seat_doors = doors(lab_dir, classroom, forwarded(lab_dir, classroom))
     address = classroom.address or host_address()
     if as_json:
         print_json(_ports_json(lab_dir))
@@ -103,8 +104,9 @@ def access_status(lab_file: Path | None, lab_name: str | None, as_json: bool) ->
     click.echo(f"ports {'open' if pid else 'closed'} on {classroom.listen}" + (f" (pid {pid})" if pid else "")
                + ("" if pid else f"; labctl access open --lab {lab_dir.name} opens them"))
     for d in seat_doors:
-        click.echo(f"{d.seat}: ssh -p {d.ssh_port} stack@{address}   http://{address}:{d.web_port}/  ->"
-                   f" {d.seat_address}" + (f" on host {d.host} (through SSH to it)" if d.host else ""))
+        to = d.seat_address or "(no address yet: the seat is not running)"
+        click.echo(f"{d.seat}: ssh -p {d.ssh_port} stack@{address}   http://{address}:{d.web_port}/  -> {to}"
+                   + (f" on host {d.host} (through SSH to it)" if d.host else ""))
 
 
 # ---------------------------------------------------------------------------------------------

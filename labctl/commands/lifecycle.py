@@ -130,10 +130,11 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     not running, DevStack not stacked. Exits 1 if DevStack failed on any machine.
     """
     from labctl.catalog import default_catalog
+    from labctl.fencing import fencer
     from labctl.host import read_host
     from labctl.hosts.services import host_caches, relayer
     from labctl.lab import resolve_lab
-    from labctl.lifecycle import fencer, up_lab
+    from labctl.lifecycle import up_lab
     from labctl.machine_status import lab_status
     from labctl.selection import LabRequest
 
@@ -203,10 +204,10 @@ def stack(lab_file: Path | None, lab_name: str | None, everything: bool, clean: 
     (MACHINE... or --all for others). Exits 1 if any machine failed."""
     from labctl import stacking
     from labctl.catalog import default_catalog
+    from labctl.fencing import fencer
     from labctl.host import read_host
     from labctl.hosts.services import host_caches, relayer
     from labctl.lab import plan_lab, resolve_lab
-    from labctl.lifecycle import fencer
     from labctl.machine_status import lab_status
     from labctl.selection import LabRequest
     from labctl.snapshots import take_stacked

@@ -213,6 +213,7 @@ class ClassroomShape(_Shape):
     ssh_port: Port = None
     web_port: Port = None
     clone: Flag = None
+    seat_networks: Flag = None
 
 
 class ImageShape(_Shape):

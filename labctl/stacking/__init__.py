@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from labctl.stacking.clone import clone_applies, stack_classroom
+from labctl.classroom import networks as seat_networks
+from labctl.errors import LabctlError
+from labctl.stacking.clone import TEMPLATE, clone_applies, stack_classroom
 from labctl.stacking.machines import StackRun, machines_to_stack, stack_lab
 from labctl.stacking.request import StackRequest
 
@@ -36,6 +38,13 @@ def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter
     names = [m.name for m in machines_to_stack(lab, lab_dir, request.names, request.everything)]
     if clone_applies(lab, names) and not request.clean:
         return stack_classroom(lab, lab_dir, statuses, reporter, hypervisor, ssh, names, request)
+    copies = [n for n in names if n != TEMPLATE] if seat_networks.on(lab.classroom) else []
+    if copies:  # on a network with no git mirrors, under seat-01's name: never stacked but as seat-01's copies
+        raise LabctlError(f"{', '.join(copies)} of lab {lab.name!r} can only be made from seat-01's stacked disk"
+                          " (its seats keep seat-01's name and address, classroom.seat_networks), and seat-01"
+                          f" {'is asked to stack again' if TEMPLATE in names else 'is not among the seats to stack'}",
+                          hint=f"labctl reset SEAT brings back a seat's stacked state; to make the class anew: labctl"
+                               f" destroy --lab {lab.name}, then labctl up")
     return stack_lab(ssh, lab, lab_dir, statuses, reporter, names=request.names, everything=request.everything,
                      clean=request.clean, cache=request.cache, snapshot=request.snapshot, caches=request.caches,
                      relay=request.relay)

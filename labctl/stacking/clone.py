@@ -16,9 +16,11 @@ Why a template rather than seat-01's own passwords: a trainee is root in their s
 whole disk, free blocks included, and every seat's disk lies on the base. A base made with seat-01's
 passwords would hand them to every seat, whatever the copies rewrite; a base made with passwords
 that open nothing once each seat has its own hands out nothing.
-Each seat keeps its own address on the lab network (the catalog is rewritten) rather than all seats
-sharing one address on networks of their own: the sheet, the forwarded ports and `labctl ssh` need
-nothing new, and each seat's Keystone is checked with its own password before labctl says "ok".
+A keystone-only seat gets its own name and address on the class's lab network (the catalog is
+rewritten): each seat's Keystone is then reached by the host at its own address. A DevStack whose
+services remember their host (Nova, Neutron, OVN) cannot be renamed reliably: in such a class every
+seat keeps the template's name and address, each on a network of its own, and only its passwords and
+secrets are rewritten (labctl.classroom.networks, classroom.seat_networks).
 
 `labctl stack` of named seats, a classroom with `clone: false`, or a seat-01 that has stacked
 already, stacks seats one by one as any lab.
@@ -37,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from labctl import records
+from labctl.classroom.networks import hostname
 from labctl.errors import LabctlError
 from labctl.machine_status import MachineStatus, host_of, lab_status
 from labctl.model import Lab
@@ -127,7 +130,8 @@ def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: 
     salt = secrets.token_hex(16)
     others = sorted({hashlib.sha256((salt + v).encode()).hexdigest()
                      for name, values in seats.items() if name != seat for v in values.values()})
-    return {"name": seat, "old_name": TEMPLATE, "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
+    names = {n: hostname(lab.name, lab.classroom, n) for n in (seat, TEMPLATE)}  # the same with seat networks
+    return {"name": names[seat], "old_name": names[TEMPLATE], "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
             "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
             "secrets": [[old[n], own[n]] for n in PASSWORD_NAMES],
             **{n: [old[n], own[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": others}

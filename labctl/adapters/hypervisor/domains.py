@@ -102,7 +102,8 @@ class Domains(Connected):
     def remove_leftovers(self, domains: list[str], network: str, owner: Path | None = None) -> list[str]:
         """Remove the given domains (stopped first), their `<domain>.img` volumes in every pool, and the
         lab's network once no domain uses it. Returns what was removed. Never touches other names, nor
-        a domain that vagrant created from another folder than `owner` (another lab's, of the same name)."""
+        a domain that vagrant created from another folder than `owner` (another lab's, of the same name).
+        `network`: the lab's network; its seats' networks go with it."""
         removed: list[str] = []
         kept = set()
         for name in domains:
@@ -127,7 +128,9 @@ class Domains(Connected):
                 if vol.name() in wanted:
                     vol.delete(0)
                     removed.append(f"volume {pool.name()}/{vol.name()}")
-        return removed + self._remove_network(network)
+        # With the lab's network, its seats' own (labctl.names.seat_network_name: `_` is in no lab's name).
+        seats = sorted(n.name() for n in self.conn.listAllNetworks() if n.name().startswith(network + "_"))
+        return removed + [gone for name in (network, *seats) for gone in self._remove_network(name)]
 
     def _remove_network(self, network: str) -> list[str]:
         try:
