@@ -34,21 +34,19 @@ SERVICES = ("key,mysql,rabbit,n-api,n-cpu,n-cond,n-sch,n-api-meta,placement-api,
 BRANCH = "stable/2026.1"
 
 
-@pytest.fixture
-def compute_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, str]]:
+def compute_settings(vm_env: Path, folder: Path) -> tuple[dict[str, object], str]:
+    """What every compute lab of these tests asks (its name and machines aside), the test image's
+    files copied into `folder`, and the marker the image writes on its console."""
     if not (MIRRORS / "openstack" / "nova.git").is_dir():
         pytest.fail(f"{MIRRORS} has no nova: the compute test needs ../shared/mirrors")
     image = boot_image(vm_env)
-    images = isolated_home / "images"
+    images = folder / "images"
     images.mkdir()
     for made in (image.kernel, image.ramdisk, image.root):
         shutil.copyfile(made, images / made.name)
-    name = f"cmp-{uuid.uuid4().hex[:6]}"
     cas = sorted(HOST_CAS.glob("*.crt")) if HOST_CAS.is_dir() else []
     lab = {
-        "name": name,
         "defaults": {"distro": "debian:12", "memory": "10G", "cpus": 2, "disk": "30G"},
-        "machines": [{"name": "aio"}],
         **({"ca_certificates": [str(p) for p in cas]} if cas else {}),
         "caches": True,
         # The packages stack.sh installs are in the box already (built once, natively, into the test cache
@@ -67,8 +65,16 @@ def compute_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, 
             "security_group_rules": ["ssh", "icmp"],
         },
     }
+    return lab, image.marker
+
+
+@pytest.fixture
+def compute_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, str]]:
+    settings, marker = compute_settings(vm_env, isolated_home)
+    name = f"cmp-{uuid.uuid4().hex[:6]}"
+    lab = {"name": name, **settings, "machines": [{"name": "aio"}]}
     (isolated_home / "lab.yaml").write_text(json.dumps(lab, indent=2) + "\n")  # JSON is YAML
-    yield name, isolated_home, image.marker
+    yield name, isolated_home, marker
     from labctl.adapters.hypervisor import Hypervisor
 
     with Hypervisor() as hypervisor:
