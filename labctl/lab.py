@@ -332,7 +332,7 @@ def write_lab(r: Rendered) -> Plan:
                 stale.rmdir()
     records.write_lab(lab_dir, records.LabRecord(
         r.lab.name, r.source, __version__, r.lab.cidr, tuple(_machine_record(m) for m in r.lab.machines), r.boxes,
-        r.lab.classroom))
+        r.lab.classroom, bool(r.lab.caches)))
     machines = tuple(MachinePlan(m, lab_dir.local_conf(m.name)) for m in r.lab.machines)
     return Plan(r.lab, lab_dir.path, lab_dir.vagrantfile, machines, r.accelerator, r.warnings, r.devstack_from,
                 r.mirrors)

@@ -249,7 +249,12 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
 
 
 def resume_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Reporter) -> None:
-    targets = records.read_lab(lab_dir).pick(names)
+    record = records.read_lab(lab_dir)
+    targets = record.pick(names)
+    # The caches (and their relays to other hosts) first: this machine may have restarted since.
+    from labctl.hosts.services import caches_for
+
+    caches_for(record.caches, {m.host for n in targets if (m := record.machine(n)) and m.host}, ctx, reporter)
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
     with reporter.machines(targets, "starting") as progress:
         driver.up(targets, progress.update)

@@ -166,6 +166,7 @@ class LabRecord:
     machines: tuple[MachineRecord, ...] = ()
     boxes: dict[str, str] = field(default_factory=dict)  # catalogue box -> the local box used instead
     classroom: Classroom | None = None
+    caches: bool = False  # the lab's machines fetch through the host's package caches (labctl.cache)
 
     @property
     def machine_names(self) -> list[str]:
@@ -199,12 +200,13 @@ class LabRecord:
                            if m is not None),
             boxes={k: v for k, v in boxes.items() if isinstance(k, str) and isinstance(v, str)}
             if isinstance(boxes, dict) else {},
-            classroom=classroom_from_json(raw.get("classroom")))
+            classroom=classroom_from_json(raw.get("classroom")), caches=raw.get("caches") is True)
 
     def to_dict(self) -> dict[str, object]:
         return {"format": LAB_FORMAT, "name": self.name, "source": str(self.source) if self.source else None,
                 "labctl": self.labctl, "network": self.network, "machines": [m.to_dict() for m in self.machines],
-                "boxes": self.boxes, "classroom": classroom_json(self.classroom) if self.classroom else None}
+                "boxes": self.boxes, "classroom": classroom_json(self.classroom) if self.classroom else None,
+                "caches": self.caches}
 
 
 def read_lab(lab_dir: LabDir) -> LabRecord:

@@ -158,3 +158,38 @@ def test_up_of_a_machine_made_anew_forgets_its_predecessor(tmp_path: Path) -> No
     assert set(records.read(lab_dir).stack) == {"ctl"}
     kept = lab_dir.known_hosts.read_text()
     assert ips["ctl"] in kept and ips["cpu"] not in kept
+
+
+def test_resume_brings_back_the_caches_and_their_relays_for_the_machines_it_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine may have restarted since `up`: resume starts the lab's caches again (and relays them to
+    the hosts of the machines it starts), before the machines; a lab without caches is left alone."""
+    from labctl.hosts import services
+    from labctl.lifecycle import resume_lab
+
+    class CachesDown(Exception):
+        pass
+
+    asked: list[tuple[bool, set[str]]] = []
+
+    def caches_for(used: bool, hosts: set[str], _ctx: object, _reporter: object) -> None:
+        asked.append((used, hosts))
+        if used:
+            raise CachesDown  # as a cache that cannot start: nothing is started without it
+
+    monkeypatch.setattr(services, "caches_for", caches_for)
+    fake = FakeHost(domains={"labctl-cls-a": "shutoff", "labctl-cls-b": "shutoff", "labctl-cls-c": "shutoff"})
+    vagrant = FakeVagrant(fake)
+    ctx = context(tmp_path, fake, vagrant)
+    lab_dir = ctx.home.lab("cls")
+    lab_dir.create()
+    records.write_lab(lab_dir, records.LabRecord("cls", machines=(
+        records.MachineRecord("a"), records.MachineRecord("b", host="far"), records.MachineRecord("c", host="other")),
+        caches=True))
+    assert records.read_lab(lab_dir).caches is True
+    with pytest.raises(CachesDown):
+        resume_lab(lab_dir, ctx, ["a", "b"], Reporter())  # type: ignore[arg-type]
+    assert asked == [(True, {"far"})] and not [c for c in vagrant.calls if c[0] == "up"]
+    records.write_lab(lab_dir, records.LabRecord("cls", machines=(records.MachineRecord("a"),)))
+    resume_lab(lab_dir, ctx, [], Reporter())  # type: ignore[arg-type]
+    assert asked[-1] == (False, set()) and [c for c in vagrant.calls if c[0] == "up"]

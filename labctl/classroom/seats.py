@@ -16,7 +16,7 @@ the database of, another's seat.
       web_port: 8000                           # seat N: http://address:8000+N/dashboard
       clone: true                              # stack seat-01 once, copy it to the others (default)
       seat_networks: true                      # every seat keeps seat-01's name and address, on a network
-                                               # of its own (default: when Nova, Neutron or OVN run)
+                                               # of its own (default: when Nova, Neutron, OVN or Cinder run)
 """
 
 from __future__ import annotations

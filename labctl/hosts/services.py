@@ -25,7 +25,14 @@ def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
     """The host's package caches running, when the lab uses them (started if need be, kept when they
     run); None for a lab that does not. A cache that cannot start is an error, never the internet.
     Machines on other hosts (`lab`'s machines placed) get them through relays to their hosts."""
-    if not lab.caches:
+    return caches_for(lab.caches, {m.host for m in lab.machines if m.host}, ctx, reporter)
+
+
+def caches_for(used: bool, hosts: set[str], ctx: Context, reporter: Reporter) -> Endpoints | None:
+    """host_caches for a lab that uses them or not (`used`), whose machines live on `hosts` (other than
+    this machine): as `up` and `stack` ask, and `resume` again (this machine may have restarted, and its
+    relays with it)."""
+    if not used:
         return None
     from labctl.cache.services import HostCaches
 
@@ -40,7 +47,7 @@ def host_caches(lab: Lab, ctx: Context, reporter: Reporter) -> Endpoints | None:
                   + (" (offline: only what they hold)" if ends.offline else ""))
     from labctl.hosts.relay import RelayError, same
 
-    for host in sorted({m.host for m in lab.machines if m.host}):
+    for host in sorted(hosts):
         there = ctx.hypervisor_on(host).management_address()
         if there != ends.address:
             raise RelayError(f"host {host}'s management network gives the host {there}, this machine's gives"
