@@ -10,8 +10,9 @@ free blocks). Each of those is replaced here, DevStack's services stopped meanwh
   the seat's own already: labctl.stacking.clone's unit put it back before the network started);
 - the seat's own address: on its interface, and in every file under /etc and DevStack's own files
   (.stackenv, .localrc.auto, local.conf, clouds.yaml, its logs...), then in Keystone's catalog;
-- the seat's own passwords: in those files, MySQL's (ALTER USER), RabbitMQ's when it runs, and the
-  OpenStack users' through Keystone's API (a user whose password was the template's admin or
+- the seat's own passwords: in those files, MySQL's (ALTER USER), in Nova's cell mappings (their
+  RabbitMQ and database URLs, rows of nova_api), RabbitMQ's when it runs, and the OpenStack users'
+  through Keystone's API (a user whose password was the template's admin or
   service password gets this seat's);
 - secrets no password list holds, made anew: Keystone's fernet and credential keys, RabbitMQ's
   Erlang cookie, Horizon's secret key, the SSH host keys (last; labctl forgets the old key);
@@ -112,10 +113,8 @@ for root in ROOTS:
             fix(os.path.join(dirpath, filename))
 say(f"rewrote {len(changed)} files: {' '.join(changed[:40])}")
 
-# 5. MySQL: the database password, then Keystone's catalog.
-db_old, db_new = spec["database"]
-if shutil.which("mysql") and db_old:
-    cnf = "/root/.labctl-clone.cnf"
+# 5. MySQL: the database password, then Keystone's catalog and Nova's cells.
+def fix_mysql(db_old, db_new, cnf="/root/.labctl-clone.cnf"):
     fd = os.open(cnf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(f"[client]\nuser=root\npassword={db_old}\n")
@@ -130,12 +129,21 @@ if shutil.which("mysql") and db_old:
             sql(f"ALTER USER 'root'@{quoted(host)} IDENTIFIED BY {quoted(db_new)}")
         with open(cnf, "w") as f:
             f.write(f"[client]\nuser=root\npassword={db_new}\n")
-        if "keystone" in sql("SHOW DATABASES").split():
+        databases = sql("SHOW DATABASES").split()
+        if "keystone" in databases:
             for a, b in ((f"//{old_ip}/", f"//{new_ip}/"), (f"//{old_ip}:", f"//{new_ip}:")):
                 sql(f"UPDATE endpoint SET url=REPLACE(url, '{a}', '{b}')", "keystone")
-        say("MySQL: password and Keystone's endpoints")
+        if "nova_api" in databases:  # Nova's cells keep RabbitMQ's and MySQL's URLs, passwords in them, in rows
+            for a, b in [*pairs, *([(f"@{old_ip}:", f"@{new_ip}:")] if old_ip != new_ip else [])]:
+                sql(f"UPDATE cell_mappings SET transport_url=REPLACE(transport_url, {quoted(a)}, {quoted(b)}),"
+                    f" database_connection=REPLACE(database_connection, {quoted(a)}, {quoted(b)})", "nova_api")
+        say("MySQL: password, Keystone's endpoints" + (" and Nova's cells" if "nova_api" in databases else ""))
     finally:
         os.unlink(cnf)
+
+
+if shutil.which("mysql") and spec["database"][0]:
+    fix_mysql(*spec["database"])
 COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 if os.path.isfile(COOKIE):  # every copy's Erlang node would trust every other's: a cookie of its own
     import secrets as _secrets

@@ -1,0 +1,103 @@
+"""The copy's script (labctl.stacking.clone_guest.FIXUP_SCRIPT), its database part run as a seat runs it,
+against a `mysql` client that keeps its databases in SQLite (the real MariaDB is in the VMs only): a
+compute DevStack keeps RabbitMQ's and MySQL's passwords in Nova's cell mappings, rows of nova_api, which
+no rewrite of files reaches. A copy whose cells kept the template's passwords has no compute service up."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from labctl.stacking.clone_guest import FIXUP_SCRIPT
+
+# `mysql --defaults-extra-file=F -N -B [DATABASE]`, a statement on stdin: as root on the seat (MariaDB's
+# unix_socket: any password), each statement logged; SHOW DATABASES lists the SQLite files.
+MYSQL = """#!PYTHON
+import os, re, sqlite3, sys
+root = os.environ["FAKE_MYSQL"]
+names = [a for a in sys.argv[1:] if not a.startswith("-")]
+statement = sys.stdin.read().strip().rstrip(";")
+with open(os.path.join(root, "log"), "a") as f:
+    f.write(statement + "\\n")
+if statement == "SHOW DATABASES":
+    made = sorted(n[:-7] for n in os.listdir(root) if n.endswith(".sqlite"))
+    print("\\n".join(["information_schema", "mysql", *made]))
+elif statement.startswith("SELECT host FROM mysql.user"):
+    print("localhost\\n%")
+elif not statement.startswith("ALTER USER"):
+    db = sqlite3.connect(os.path.join(root, names[0] + ".sqlite"))
+    db.execute(statement.replace("\\\\'", "''"))
+    db.commit()
+"""
+OLD_DB, NEW_DB = "TemplateDb0123456789", "SeatDb9876543210aa"
+OLD_RABBIT, NEW_RABBIT = "TemplateMq0123", "SeatMq98765432"
+
+
+def fix_mysql(tmp_path: Path, old_ip: str, new_ip: str) -> Path:
+    """The script's fix_mysql (with its sh and say), run with the fake client first on PATH."""
+    root = tmp_path / "mysql"
+    root.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    client = bin_dir / "mysql"
+    client.write_text(MYSQL.replace("PYTHON", sys.executable))
+    client.chmod(0o755)
+    keystone = sqlite3.connect(root / "keystone.sqlite")
+    keystone.execute("CREATE TABLE endpoint (url TEXT)")
+    keystone.execute("INSERT INTO endpoint VALUES (?)", (f"http://{old_ip}/identity",))
+    keystone.commit()
+    nova = sqlite3.connect(root / "nova_api.sqlite")
+    nova.execute("CREATE TABLE cell_mappings (name TEXT, transport_url TEXT, database_connection TEXT)")
+    nova.executemany("INSERT INTO cell_mappings VALUES (?, ?, ?)", [
+        ("cell0", "none:///", f"mysql+pymysql://root:{OLD_DB}@127.0.0.1/nova_cell0?charset=utf8"),
+        ("cell1", f"rabbit://stackrabbit:{OLD_RABBIT}@{old_ip}:5672/",
+         f"mysql+pymysql://root:{OLD_DB}@127.0.0.1/nova_cell1?charset=utf8")])
+    nova.commit()
+    wanted = {"sh", "say", "fix_mysql"}
+    tree = ast.parse(FIXUP_SCRIPT)
+    functions = ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in wanted], [])
+    assert {n.name for n in functions.body} == wanted  # type: ignore[attr-defined]
+    space: dict[str, object] = {"os": os, "subprocess": subprocess, "sys": sys, "print": lambda *_a, **_k: None,
+                                "old_ip": old_ip, "new_ip": new_ip,
+                                "pairs": [(OLD_DB, NEW_DB), (OLD_RABBIT, NEW_RABBIT)]}
+    exec(compile(functions, "fixup", "exec"), space)  # noqa: S102 - the script's own code, as the seat runs it
+    os.environ["FAKE_MYSQL"] = str(root)
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{bin_dir}:{path}"
+    try:
+        space["fix_mysql"](OLD_DB, NEW_DB, str(tmp_path / "client.cnf"))  # type: ignore[operator]
+    finally:
+        os.environ["PATH"] = path
+        del os.environ["FAKE_MYSQL"]
+    assert not (tmp_path / "client.cnf").exists()  # the password file goes
+    return root
+
+
+def cells(root: Path) -> dict[str, tuple[str, str]]:
+    rows = sqlite3.connect(root / "nova_api.sqlite").execute("SELECT * FROM cell_mappings").fetchall()
+    return {name: (transport, database) for name, transport, database in rows}
+
+
+def test_novas_cells_get_the_seats_passwords(tmp_path: Path) -> None:
+    # A compute class's copy: the same address (seat networks), new passwords.
+    root = fix_mysql(tmp_path, "192.168.79.10", "192.168.79.10")
+    assert cells(root) == {
+        "cell0": ("none:///", f"mysql+pymysql://root:{NEW_DB}@127.0.0.1/nova_cell0?charset=utf8"),
+        "cell1": (f"rabbit://stackrabbit:{NEW_RABBIT}@192.168.79.10:5672/",
+                  f"mysql+pymysql://root:{NEW_DB}@127.0.0.1/nova_cell1?charset=utf8")}
+    log = (root / "log").read_text()
+    assert f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{NEW_DB}'" in log
+    assert f"ALTER USER 'root'@'%' IDENTIFIED BY '{NEW_DB}'" in log
+    assert OLD_DB not in json.dumps(cells(root)) and OLD_RABBIT not in json.dumps(cells(root))
+
+
+def test_a_new_address_reaches_the_cells_and_the_catalog(tmp_path: Path) -> None:
+    root = fix_mysql(tmp_path, "192.168.79.10", "192.168.79.12")
+    assert cells(root)["cell1"][0] == f"rabbit://stackrabbit:{NEW_RABBIT}@192.168.79.12:5672/"
+    urls = sqlite3.connect(root / "keystone.sqlite").execute("SELECT url FROM endpoint").fetchall()
+    assert urls == [("http://192.168.79.12/identity",)]
