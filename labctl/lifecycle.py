@@ -240,11 +240,14 @@ def halt_lab(lab_dir: LabDir, ctx: Context, names: Sequence[str], reporter: Repo
         for host, doms in by_host.items():  # each host shuts its machines down all at once
             forced += ctx.hypervisor_on(host).shut_down(doms, timeout,
                                                         lambda d, text: progress.update(domains[d], text))
-    if not names:
-        from labctl.classroom.access import close_access
+    from labctl.classroom.access import close_access, forwarder_pid
 
+    if not names:
         if close_access(lab_dir):
             reporter.step("closed the trainees' ports (labctl resume opens them again)")
+    elif record.classroom and record.classroom.seat_networks and forwarder_pid(lab_dir) is not None:
+        # A halted seat's ports lead to its management lease, which DHCP may give another machine: they go.
+        open_doors(lab_dir, ctx, None)
     return [domains[d] for d in forced]
 
 

@@ -193,3 +193,28 @@ def test_resume_brings_back_the_caches_and_their_relays_for_the_machines_it_star
     records.write_lab(lab_dir, records.LabRecord("cls", machines=(records.MachineRecord("a"),)))
     resume_lab(lab_dir, ctx, [], Reporter())  # type: ignore[arg-type]
     assert asked[-1] == (False, set()) and [c for c in vagrant.calls if c[0] == "up"]
+
+
+def test_halting_a_seat_of_seat_networks_takes_its_ports_off_its_lease(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With seat networks, a seat's ports lead to its management lease, which DHCP may hand to another
+    machine once the seat is off: halting it points the ports anew (its own lab address never moves)."""
+    from labctl import lifecycle
+    from labctl.classroom import access
+    from labctl.seating import Classroom, Seat
+
+    pointed: list[str] = []
+    monkeypatch.setattr(access, "forwarder_pid", lambda _lab_dir: 4242)
+    monkeypatch.setattr(lifecycle, "open_doors", lambda lab_dir, _ctx, _reporter: pointed.append(lab_dir.name))
+    fake = FakeHost(domains={"labctl-cls-seat-01": "running", "labctl-cls-seat-02": "running"})
+    ctx = context(tmp_path, fake)
+    lab_dir = ctx.home.lab("cls")
+    lab_dir.create()
+    seats = (Seat(1), Seat(2))
+    for own_networks, expected in ((True, ["cls"]), (False, [])):
+        pointed.clear()
+        records.write_lab(lab_dir, records.LabRecord(
+            "cls", machines=(records.MachineRecord("seat-01"), records.MachineRecord("seat-02")),
+            classroom=Classroom(seats, seat_networks=own_networks)))
+        lifecycle.halt_lab(lab_dir, ctx, ["seat-02"], Reporter())  # type: ignore[arg-type]
+        assert pointed == expected
