@@ -7,6 +7,7 @@ import re
 
 MANAGEMENT_NETWORK = "vagrant-libvirt"  # vagrant-libvirt's own name for it
 MANAGEMENT_CIDR = "192.168.121.0/24"  # vagrant-libvirt's default, which every lab's machines join
+BASE_SUFFIX = ".base.img"  # a cloned classroom's base volume: `<seat-01's domain>.base.img` (storage.py)
 SEAT_RE = re.compile(r"seat-([0-9]{2})\Z")  # a classroom's seats: seat-01 .. seat-99
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}\Z")
 NAME_RULE = ("names are 1-63 characters: a lowercase letter, then lowercase letters, digits or '-'"

@@ -288,3 +288,11 @@ def test_volume_xml_escapes_what_it_is_given() -> None:
     root = ET.fromstring(volume_xml("a<b>&'c\"", 5, mode=0o600, backing="/x/<y>.img"))  # noqa: S314 - ours
     assert root.findtext("name") == "a<b>&'c\"" and root.findtext("backingStore/path") == "/x/<y>.img"
     assert root.findtext("target/permissions/mode") == "0600" and root.findtext("capacity") == "5"
+
+
+def test_a_classs_base_is_found_by_name_in_any_pool(conn: libvirt.virConnect) -> None:
+    pool = conn.storagePoolLookupByName("default")
+    pool.createXML(VOLUME_XML.format(name="labctl-c-seat-01.base.img"), 0)
+    found = Hypervisor(conn=conn).base_named("labctl-c-seat-01.base.img")
+    assert found is not None and found.name == "labctl-c-seat-01.base.img"
+    assert Hypervisor(conn=conn).base_named("labctl-d-seat-01.base.img") is None

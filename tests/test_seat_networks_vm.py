@@ -2,7 +2,8 @@
 (classroom.seat_networks: how a compute DevStack is cloned, labctl.classroom.networks), on real VMs
 with the stand-in DevStack: every seat is the template's name and lab address with identity and
 secrets of its own, each trainee's port leads to their own seat (by its management address), a seat
-sees nothing on its lab network, reset keeps it reachable, and destroy leaves no network behind.
+sees nothing on its lab network, reset keeps it reachable, a walk-in's seat is made from the class's
+base without stack.sh, and destroy leaves no network behind.
 
 Marked `clone_vm` with tests/test_clone_vm.py (out of the default run): about 15 minutes here.
     .venv/bin/python -m pytest -m clone_vm tests/test_seat_networks_vm.py
@@ -25,13 +26,14 @@ from conftest import TEST_APT_PORT, Result, leave_nothing, libvirt_names
 
 pytestmark = [pytest.mark.vm, pytest.mark.clone_vm]
 SEATS = ("seat-01", "seat-02", "seat-03")
+WALK_IN = "seat-04"
 
 
 @pytest.fixture
 def class_name(vm_env: Path) -> Iterator[str]:
     name = f"snw-{uuid.uuid4().hex[:6]}"
     yield name
-    leave_nothing(name, list(SEATS))
+    leave_nothing(name, [*SEATS, WALK_IN])
 
 
 def machine_behind(port: int, password: str) -> str | None:
@@ -130,6 +132,25 @@ def test_seats_keep_the_templates_name_and_address_on_networks_of_their_own(
     assert reset.code == 0, reset.err
     assert run("exec", "seat-02", "--", "test ! -e /tmp/trainee-was-here").code == 0
     assert machine_behind(base + 2, logins["seat-02"]) == ids["seat-02"]
+
+    # A walk-in: one seat more, made from the class's base without stack.sh (as a failed copy would be).
+    (isolated_home / "lab.yaml").write_text(
+        (isolated_home / "lab.yaml").read_text().replace("seats: 3", "seats: 4"))
+    more = run("up", "--json")
+    assert more.code == 0, more.err
+    assert "making seat-04 from seat-01's stacked disk (the class's base), without stack.sh" in more.err
+    assert "seat-04: stack.sh" not in more.err
+    assert json.loads(more.out)["devstack"]["machines"]["seat-04"]["status"] == "ok"
+    four = json.loads(run("exec", "seat-04", "--json", "--", "hostname; cat /etc/machine-id;"
+                          " test -e /opt/stack/standin-stacked && echo stacked-files-here").out)["machines"]["seat-04"]
+    name, machine_id, stacked = four["stdout"].split()
+    assert name == class_name and stacked == "stacked-files-here"
+    assert machine_id not in ids.values()
+    logins = {s: own.login for s, own in LabHome(labctl_home).lab(class_name).secrets().seats.items()}
+    assert machine_behind(base + 4, logins["seat-04"]) == machine_id
+    assert machine_behind(base + 4, logins["seat-02"]) is None
+    snaps = json.loads(run("snapshot", "list", "--json").out)["machines"]
+    assert [s["name"] for s in snaps["seat-04"]] == ["stacked"]
 
     destroyed = run("destroy", "-y")
     assert destroyed.code == 0, destroyed.err

@@ -218,3 +218,28 @@ def test_halting_a_seat_of_seat_networks_takes_its_ports_off_its_lease(
             classroom=Classroom(seats, seat_networks=own_networks)))
         lifecycle.halt_lab(lab_dir, ctx, ["seat-02"], Reporter())  # type: ignore[arg-type]
         assert pointed == expected
+
+
+def test_a_seat_is_remade_only_from_a_stacked_seat_01_and_its_base(tmp_path: Path) -> None:
+    """Seats on networks of their own are never stacked but as copies: without seat-01 stacked, or without
+    the class's base, `stack` says how to make the class anew and touches no machine."""
+    from labctl.errors import LabctlError
+    from labctl.provision import StackResult
+    from labctl.stacking.machines import record
+    from labctl.stacking.remake import remake_seats
+    from labctl.stacking.request import StackRequest
+
+    fake = FakeHost(domains={"labctl-cls-seat-01": "running", "labctl-cls-seat-02": "running"})
+    fake.base_named = lambda _name: None  # type: ignore[attr-defined]
+    ctx = context(tmp_path, fake)
+    lab_dir = ctx.home.lab("cls")
+    lab_dir.create()
+    lab = lab_from_dict({"name": "cls", "defaults": {"distro": "debian:12", "memory": "1G", "cpus": 1, "disk": "10G"},
+                         "classroom": {"seats": 2, "seat_networks": True}}, default_catalog())
+    for seat_01, said in ((None, "seat-01 has not stacked"), ("ok", "and it is gone")):
+        if seat_01:
+            record(lab_dir, [StackResult("seat-01", seat_01)])
+        with pytest.raises(LabctlError) as err:
+            remake_seats(lab, lab_dir, [], Reporter(), fake, None, ["seat-02"], StackRequest())  # type: ignore[arg-type]
+        assert said in err.value.message and "labctl destroy --lab cls" in (err.value.hint or "")
+    assert not [c for c in fake.calls if c[0] in ("shut_down", "start")]

@@ -6,6 +6,7 @@
 - clone.py        a classroom at the speed of one seat: seat-01 stacked once, every seat made from its disk
 - clone_guest.py  what runs inside each copy to make it its own seat (pure text)
 - clone_hosts.py  a cloned classroom across hosts: its base sent once to each other host
+- remake.py       seats made (again) from the class's base without stack.sh: walk-ins, failed copies
 - serving.py      the git mirrors and the developer's checkouts served while the machines stack
 - pool.py         the threads machines are worked on in, stopped at once on Ctrl-C or SIGTERM
 """
@@ -19,6 +20,7 @@ from labctl.classroom import networks as seat_networks
 from labctl.errors import LabctlError
 from labctl.stacking.clone import TEMPLATE, clone_applies, stack_classroom
 from labctl.stacking.machines import StackRun, machines_to_stack, stack_lab
+from labctl.stacking.remake import remake_seats
 from labctl.stacking.request import StackRequest
 
 __all__ = ["StackRequest", "StackRun", "stack"]
@@ -39,12 +41,13 @@ def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter
     if clone_applies(lab, names) and not request.clean:
         return stack_classroom(lab, lab_dir, statuses, reporter, hypervisor, ssh, names, request)
     copies = [n for n in names if n != TEMPLATE] if seat_networks.on(lab.classroom) else []
-    if copies:  # on a network with no git mirrors, under seat-01's name: never stacked but as seat-01's copies
+    if copies and TEMPLATE not in names:  # on a network with no git mirrors, under seat-01's name: made as copies
+        return remake_seats(lab, lab_dir, statuses, reporter, hypervisor, ssh, copies, request)
+    if copies:
         raise LabctlError(f"{', '.join(copies)} of lab {lab.name!r} can only be made from seat-01's stacked disk"
-                          " (its seats keep seat-01's name and address, classroom.seat_networks), and seat-01"
-                          f" {'is asked to stack again' if TEMPLATE in names else 'is not among the seats to stack'}",
-                          hint=f"labctl reset SEAT brings back a seat's stacked state; to make the class anew: labctl"
-                               f" destroy --lab {lab.name}, then labctl up")
+                          " (its seats keep seat-01's name and address, classroom.seat_networks), and seat-01 is"
+                          " asked to stack again with them", hint=f"labctl stack {TEMPLATE} alone, then labctl stack"
+                          f" {' '.join(copies)} (made from its disk); or labctl reset SEAT")
     return stack_lab(ssh, lab, lab_dir, statuses, reporter, names=request.names, everything=request.everything,
                      clean=request.clean, cache=request.cache, snapshot=request.snapshot, caches=request.caches,
                      relay=request.relay)

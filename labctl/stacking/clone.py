@@ -120,7 +120,7 @@ UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 ||
 
 
 def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: Passwords, user: str,
-               authorized_key: str) -> dict[str, object]:
+               authorized_key: str, machine_id: str = "") -> dict[str, object]:
     """What the clone script needs to make the template's copy into `seat` (secrets included: it
     travels in a file of mode 0600): the template's passwords -> the seat's, and every secret of every
     other seat, which must be nowhere in it, as salted digests (a value sent would be in it). Pure
@@ -133,6 +133,7 @@ def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: 
     names = {n: hostname(lab.name, lab.classroom, n) for n in (seat, TEMPLATE)}  # the same with seat networks
     return {"name": names[seat], "old_name": names[TEMPLATE], "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
             "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
+            "machine_id": machine_id,
             "secrets": [[old[n], own[n]] for n in PASSWORD_NAMES],
             **{n: [old[n], own[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": others}
 
@@ -235,13 +236,14 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
 
 def _make_seats(ssh: SshPort, lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], reporter: Reporter,
                 names: Sequence[str], seats: Mapping[str, SeatSecrets], template: Passwords,
-                stacked: StackResult) -> dict[str, StackResult]:
-    """Every booted copy made its own seat at once; each result recorded as it ends."""
+                stacked: StackResult, machine_ids: Mapping[str, str] | None = None) -> dict[str, StackResult]:
+    """Every booted copy made its own seat at once; each result recorded as it ends. `machine_ids`: each
+    seat's own, to give back to a copy that booted with the template's (seats made later, remake.py)."""
     by_name = {s.name: s for s in current}
     results: dict[str, StackResult] = {}
     with reporter.machines(names, "booting") as progress, machine_pool(len(names), ssh.cancel) as pool:
-        futures = {n: pool.submit(_make_seat, ssh, lab, lab_dir, by_name, n, seats, template, progress.update)
-                   for n in names}
+        futures = {n: pool.submit(_make_seat, ssh, lab, lab_dir, by_name, n, seats, template, progress.update,
+                                  (machine_ids or {}).get(n, "")) for n in names}
         for name, future in futures.items():
             results[name] = future.result()
             if name == TEMPLATE and results[name].ok:  # its stack.sh's phases and endpoints
@@ -314,7 +316,7 @@ class _Steps:
 
 def _make_seat(ssh: SshPort, lab: Lab, lab_dir: LabDir, by_name: dict[str, MachineStatus], name: str,
                seats: Mapping[str, SeatSecrets], template: Passwords,
-               update: Callable[[str, str], None]) -> StackResult:
+               update: Callable[[str, str], None], machine_id: str = "") -> StackResult:
     """Turn one booted copy of the template into seat `name`; failures become its result."""
     started = time.monotonic()
     status = by_name[name]
@@ -332,7 +334,7 @@ def _make_seat(ssh: SshPort, lab: Lab, lab_dir: LabDir, by_name: dict[str, Machi
                 out.flush()
                 steps.say(mask(text, secrets).strip()[:80])
 
-            problems = _make_its_own(ssh, lab, lab_dir, status, name, seats, template, steps, line)
+            problems = _make_its_own(ssh, lab, lab_dir, status, name, seats, template, steps, line, machine_id)
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
         message = exc.message if isinstance(exc, LabctlError) else str(exc)
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
@@ -346,7 +348,7 @@ def _make_seat(ssh: SshPort, lab: Lab, lab_dir: LabDir, by_name: dict[str, Machi
 
 def _make_its_own(ssh: SshPort, lab: Lab, lab_dir: LabDir, status: MachineStatus, name: str,
                   seats: Mapping[str, SeatSecrets], template: Passwords, steps: _Steps,
-                  line: Callable[[str], None]) -> list[str]:
+                  line: Callable[[str], None], machine_id: str = "") -> list[str]:
     """The copy, still seat-01 inside, rewritten into seat `name` (the fixup script, as root), then opened to
     its trainee with its own local.conf and keypair. Returns the day-one step's problems."""
     assert status.ssh_address is not None
@@ -354,7 +356,7 @@ def _make_its_own(ssh: SshPort, lab: Lab, lab_dir: LabDir, status: MachineStatus
     steps.at("waiting for SSH")
     ssh.wait(_host(lab_dir, status, TEMPLATE), BOOT_TIMEOUT)  # still seat-01's key inside
     steps.at("making it its own seat")
-    spec = fixup_spec(lab, name, seats, template, status.user, ssh.public_key(lab_dir.private_key(name)))
+    spec = fixup_spec(lab, name, seats, template, status.user, ssh.public_key(lab_dir.private_key(name)), machine_id)
     with ssh.session(_host(lab_dir, status, TEMPLATE)) as session:
         spec_file = session.upload_private(json.dumps(spec).encode())
         script = session.upload_private(FIXUP_SCRIPT.encode())

@@ -62,6 +62,14 @@ keys = os.path.join(home, ".ssh", "authorized_keys")
 with open(keys, "w") as f:
     f.write(spec["authorized_key"].strip() + "\n")
 say("name and key set")
+# A seat made later from the base (labctl.stacking.remake) boots with the template's machine-id: its own back.
+wanted_id = spec.get("machine_id") or ""
+if re.fullmatch(r"[0-9a-f]{32}", wanted_id):
+    with open("/etc/machine-id") as f:
+        if f.read().strip() != wanted_id:
+            with open("/etc/machine-id", "w") as out:
+                out.write(wanted_id + "\n")
+            say("machine-id set")
 
 # 3. The address on its interface.
 ip_re = re.compile(r"(?<![\d.])" + re.escape(old_ip) + r"(?![\d])")

@@ -12,7 +12,7 @@ import libvirt
 
 from labctl.adapters.hypervisor.connection import Connected, libvirt_errors
 from labctl.errors import LabctlError
-from labctl.names import MANAGEMENT_NETWORK
+from labctl.names import BASE_SUFFIX, MANAGEMENT_NETWORK
 from labctl.protocols import DomainInfo
 
 STATES = {
@@ -24,7 +24,6 @@ STATES = {
 # When labctl saw a domain start, kept in the running domain's own live metadata: libvirt forgets it
 # when the domain stops, so it never outlives the run it dates, and it reads the same on any host.
 STARTED_NS = "https://labctl.invalid/xmlns/started/1"
-BASE_SUFFIX = ".base.img"  # the stacked disk a classroom's clones grow from (storage.py)
 MANAGEMENT_XML = """<network>
   <name>vagrant-libvirt</name>
   <forward mode="nat"/>

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from labctl.adapters.hypervisor.connection import Connected, libvirt_errors
-from labctl.adapters.hypervisor.domains import BASE_SUFFIX
 from labctl.errors import LabctlError
+from labctl.names import BASE_SUFFIX
 
 if TYPE_CHECKING:
     from labctl.protocols import HypervisorPort
@@ -55,6 +55,17 @@ class Storage(Connected):
         base_path = base.path()
         self._overlay(list(volumes.values()), base_path, capacity)
         return Path(base_path)
+
+    @libvirt_errors
+    def base_named(self, name: str) -> Path | None:
+        """The path of the volume `name` (a classroom's base, `<template>.base.img`) in any active pool of
+        this host; None when no pool holds it."""
+        for pool in self.conn.listAllStoragePools():
+            if pool.isActive():
+                pool.refresh(0)
+                if name in pool.listVolumes():
+                    return Path(pool.storageVolLookupByName(name).path())
+        return None
 
     @libvirt_errors
     def overlay_disks(self, base: Path, clones: list[str]) -> None:
