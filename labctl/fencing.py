@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def fence_machines(lab: str, classroom: Classroom | None, ctx: Context, statuses: Sequence[MachineStatus]) -> None:
     """Every running machine fenced in on its networks (labctl.isolation), before anyone is let in:
     again after each start, since a copied seat's card gets a new lease. A seat alone on a network of
-    its own (classroom.seat_networks) has nothing on it to be fenced from: its management card only."""
+    its own (classroom.seat_networks) has its card there sealed: nothing passes it."""
     from labctl.cache.services import HostCaches
     from labctl.classroom import networks
     from labctl.isolation import fences_for, host_ports
@@ -31,8 +31,8 @@ def fence_machines(lab: str, classroom: Classroom | None, ctx: Context, statuses
     ports = host_ports(GIT_PORT, HostCaches(ctx.cache).machine_ports())
     for s in statuses:
         if s.state == "running":
-            lab_card = classroom is not None and not networks.isolated(classroom, s.name)
-            fences = fences_for(lab_card, networks.network_of(lab, classroom, s.name), s.lab_ip)
+            alone = networks.isolated(classroom, s.name)
+            fences = fences_for(classroom is not None, networks.network_of(lab, classroom, s.name), s.lab_ip, alone)
             ctx.hypervisor_on(s.host).fence(s.domain, fences, ports)
 
 

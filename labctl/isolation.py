@@ -70,13 +70,27 @@ FILTER_XML = f"""<filter name='{FILTER}' chain='root'>
 """
 
 
+# A card that must carry nothing at all: a seat's own lab network, where it is alone and the host has no
+# address (labctl.classroom.networks). The host still answers ARP there for its addresses on its other
+# networks (Linux answers for any of its addresses on any card), and takes what the seat sends them:
+# every frame is dropped, both ways. The seat's address stays its own inside (DevStack talks to itself).
+SEAL = "labctl-seal-1"
+SEAL_XML = f"""<filter name='{SEAL}' chain='root'>
+  <rule action='drop' direction='inout' priority='100'>
+    <mac/>
+  </rule>
+</filter>
+"""
+
+
 @dataclass(frozen=True)
 class Fence:
     """One card of one machine to fence in: the network it is on and the machine's addresses there
-    (none given: the addresses libvirt's DHCP server leased to that card)."""
+    (none given: the addresses libvirt's DHCP server leased to that card). `sealed`: nothing passes."""
 
     network: str
     ips: tuple[str, ...] = ()
+    sealed: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,13 @@ def fenced_interfaces(domain_xml: str, fences: Sequence[Fence], gateways: dict[s
     for fence in fences:
         if fence.network not in by_network:
             raise ValueError(f"no card on network {fence.network}")
+        if fence.sealed:
+            iface = by_network[fence.network][0]
+            for old in iface.findall("filterref"):
+                iface.remove(old)
+            ET.SubElement(iface, "filterref", {"filter": SEAL})
+            out.append(ET.tostring(iface, encoding="unicode"))
+            continue
         if not fence.ips:
             raise ValueError(f"no address for the card on network {fence.network}")
         if fence.network not in gateways:
@@ -205,12 +226,14 @@ def refenced(domain_xml: str, network: str, fenced_card: ET.Element) -> str:
     return ET.tostring(iface, encoding="unicode")
 
 
-def fences_for(lab_card: bool, network: str, lab_ip: str) -> list[Fence]:
+def fences_for(lab_card: bool, network: str, lab_ip: str, alone: bool = False) -> list[Fence]:
     """A machine's cards to fence: the management card always (held to its DHCP leases), and, when
     `lab_card`, its card on its lab network `network` too (held to its address there): a classroom
     seat's, on a network it shares. A lab that is no classroom keeps its lab network open between its
-    own machines (a controller and its computes); a seat alone on a network of its own with no address
-    of the host (labctl.classroom.networks) has no one there to be fenced from."""
+    own machines (a controller and its computes). A seat `alone` on a network of its own with no address
+    of the host (labctl.classroom.networks) has that card sealed: nothing passes it."""
+    if alone:
+        return [Fence(MANAGEMENT_NETWORK), Fence(network, sealed=True)]
     return [Fence(MANAGEMENT_NETWORK), *([Fence(network, (lab_ip,))] if lab_card else [])]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from labctl.adapters.vagrant import VagrantDriver
 from labctl.catalog import Catalog
 from labctl.classroom import access, networks
 from labctl.errors import LabFileError
-from labctl.isolation import Fence, fences_for
+from labctl.isolation import SEAL, SEAL_XML, Fence, fenced_interfaces, fences_for
 from labctl.labfile import lab_from_dict
 from labctl.names import network_name, seat_network_name
 from labctl.records import classroom_from_json, classroom_json
@@ -176,14 +177,30 @@ def test_the_ports_lead_to_each_seats_management_address(catalog: Catalog, tmp_p
     assert [r[2] for r in routes] == ["192.168.121.40"] * 2 + ["192.168.121.42"] * 2  # seat-02: none yet
 
 
-def test_a_seat_alone_on_its_network_is_fenced_on_the_shared_one_only(catalog: Catalog) -> None:
+DOMAIN_XML = """<domain><devices>
+  <interface type='network'><mac address='52:54:00:00:00:01'/><source network='vagrant-libvirt'/></interface>
+  <interface type='network'><mac address='52:54:00:00:00:02'/><source network='labctl-nova-class_seat-02'/>
+    <filterref filter='labctl-fence-2'><parameter name='IP' value='192.168.79.10'/></filterref></interface>
+</devices></domain>"""
+
+
+def test_a_seat_alone_on_its_network_has_that_card_sealed(catalog: Catalog) -> None:
+    """The host has no address on a seat's own network, yet Linux answers ARP there for its addresses on
+    its other networks and takes what the seat sends them (found by the VM test): nothing passes that card."""
     lab, _ = networks.decide(lab_from_dict(class_raw(), catalog), ["n-cpu"])
     cls = lab.classroom
-    # What lifecycle.fence_machines asks for each seat.
-    asked = {s: fences_for(not networks.isolated(cls, s), networks.network_of(lab.name, cls, s), "192.168.79.10")
+    # What fencing.fence_machines asks for each seat.
+    asked = {s: fences_for(True, networks.network_of(lab.name, cls, s), "192.168.79.10", networks.isolated(cls, s))
              for s in ("seat-01", "seat-02")}
     assert asked == {"seat-01": [Fence("vagrant-libvirt"), Fence("labctl-nova-class", ("192.168.79.10",))],
-                     "seat-02": [Fence("vagrant-libvirt")]}
+                     "seat-02": [Fence("vagrant-libvirt"), Fence("labctl-nova-class_seat-02", sealed=True)]}
+    # The card's XML: the seal alone (whatever filter it had), no gateway of the host's needed.
+    [card] = fenced_interfaces(DOMAIN_XML, [Fence("labctl-nova-class_seat-02", sealed=True)], {}, [], [])
+    refs = ET.fromstring(card).findall("filterref")  # noqa: S314 - our own XML
+    assert [(r.get("filter"), list(r)) for r in refs] == [(SEAL, [])]
+    rule = ET.fromstring(SEAL_XML).find("rule")  # noqa: S314 - labctl's own XML
+    assert rule is not None and (rule.get("action"), rule.get("direction")) == ("drop", "inout")
+    assert [c.tag for c in rule] == ["mac"] and not rule[0].attrib  # every frame, whatever it carries
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from standin_devstack import make_repo
 from test_clone_vm import probe
 
 from conftest import TEST_APT_PORT, Result, leave_nothing, libvirt_names
+from labctl.isolation import SEAL
 
 pytestmark = [pytest.mark.vm, pytest.mark.clone_vm]
 SEATS = ("seat-01", "seat-02", "seat-03")
@@ -103,6 +104,7 @@ def test_seats_keep_the_templates_name_and_address_on_networks_of_their_own(
             if seat != "seat-01":
                 net = conn.networkLookupByName(wanted).XMLDesc()
                 assert "<ip" not in net and "<forward" not in net, net
+                assert f"<filterref filter='{SEAL}'/>" in xml, xml  # its card there carries nothing
     finally:
         conn.close()
 
@@ -123,8 +125,9 @@ def test_seats_keep_the_templates_name_and_address_on_networks_of_their_own(
     seen_from_2 = probe(run, "seat-02", [f"{lab_host}:9418", f"{lab_host}:22", f"{managed['seat-01']}:22", allowed])
     assert seen_from_2 == {f"{lab_host}:9418": "shut", f"{lab_host}:22": "shut", f"{managed['seat-01']}:22": "shut",
                            allowed: "open"}, seen_from_2
+    # No one answers there, not even the host's ARP for its address on seat-01's network (sealed card).
     neighbours = run("exec", "seat-02", "--", f"ping -c 2 -W 2 {lab_host} >/dev/null; ip neigh show {lab_host}")
-    assert "lladdr" not in neighbours.out, neighbours.out  # no one at the host's lab address
+    assert "lladdr" not in neighbours.out, neighbours.out
 
     # A seat of one's own after a reset, through the same port.
     assert run("exec", "seat-02", "--", "touch /tmp/trainee-was-here").code == 0

@@ -29,15 +29,16 @@ class Fences(Connected):
 
         # Defined once per host: the name carries the rules' version, and redefining a filter makes
         # libvirt rebuild the rules of every card using it (each seat's up would churn every other seat).
-        try:
-            self.conn.nwfilterLookupByName(isolation.FILTER)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
-                raise
-            self.conn.nwfilterDefineXML(isolation.FILTER_XML)
+        for name, xml in ((isolation.FILTER, isolation.FILTER_XML), (isolation.SEAL, isolation.SEAL_XML)):
+            try:
+                self.conn.nwfilterLookupByName(name)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
+                    raise
+                self.conn.nwfilterDefineXML(xml)
         gateways = self._gateways()
         dom = self._domain(domain)
-        held = [f if f.ips else isolation.Fence(f.network, _leased(dom, f.network)) for f in fences]
+        held = [f if f.ips or f.sealed else isolation.Fence(f.network, _leased(dom, f.network)) for f in fences]
         addresses = [*(local_ipv4() if is_local(self.conn.getURI()) else []), *(g.address for g in gateways.values())]
         try:
             if dom.isActive():
