@@ -296,3 +296,26 @@ def test_a_classs_base_is_found_by_name_in_any_pool(conn: libvirt.virConnect) ->
     found = Hypervisor(conn=conn).base_named("labctl-c-seat-01.base.img")
     assert found is not None and found.name == "labctl-c-seat-01.base.img"
     assert Hypervisor(conn=conn).base_named("labctl-d-seat-01.base.img") is None
+
+
+def test_a_card_is_at_its_newest_lease_not_at_the_one_it_left_behind() -> None:
+    # A seat made anew from its class's base asks DHCP under another client id: libvirt keeps the
+    # lease of its first boot (listed first) for an hour, and nothing answers there any more.
+    from labctl.adapters.hypervisor.leases import newest
+
+    v4, v6 = libvirt.VIR_IP_ADDR_TYPE_IPV4, libvirt.VIR_IP_ADDR_TYPE_IPV6
+    first = {"type": v4, "ipaddr": "192.168.121.252", "expirytime": 1_800_000_000, "clientid": "ff:aa"}
+    again = {"type": v4, "ipaddr": "192.168.121.77", "expirytime": 1_800_000_900, "clientid": "01:52:54"}
+    assert newest([first, again]) == newest([again, first]) == "192.168.121.77"
+    assert newest([again, {"type": v4, "ipaddr": "192.168.121.9", "expirytime": 0}]) == "192.168.121.9"  # never expires
+    assert newest([{"type": v6, "ipaddr": "fd00::5", "expirytime": 1_900_000_000}, first]) == "192.168.121.252"
+    assert newest([{"type": v4, "expirytime": 5}, {"type": v4, "ipaddr": None}]) is None
+    assert newest([]) is None
+
+
+def test_a_driver_without_lease_lists_gives_its_own_addresses() -> None:
+    from labctl.adapters.hypervisor import leases
+
+    conn = hypervisor.connect("test:///default")  # cannot list a network's leases (VIR_ERR_NO_SUPPORT)
+    dom = conn.lookupByName("test")
+    assert leases.current(dom) == {i["hwaddr"]: i["addrs"][0]["addr"] for i in dom.interfaceAddresses(0).values()}

@@ -2,10 +2,10 @@
 
 The only importer of the libvirt module. Each concern is its own module, a part of the one object:
 connection.py (the URI, the connection, libvirt's errors turned into labctl's), capacity.py,
-domains.py, snapshots.py, storage.py and fences.py. Nothing outside this package sees libvirt's
-objects or errors; use-cases see it through labctl.protocols.HypervisorPort. Reading states through
-libvirt takes milliseconds where `vagrant status` takes over a second, so `labctl status` never
-starts vagrant.
+domains.py (with leases.py: the address each card holds), snapshots.py, storage.py and fences.py.
+Nothing outside this package sees libvirt's objects or errors; use-cases see it through
+labctl.protocols.HypervisorPort. Reading states through libvirt takes milliseconds where `vagrant
+status` takes over a second, so `labctl status` never starts vagrant.
 """
 
 from __future__ import annotations

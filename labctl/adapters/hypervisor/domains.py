@@ -10,6 +10,7 @@ from pathlib import Path
 
 import libvirt
 
+from labctl.adapters.hypervisor import leases
 from labctl.adapters.hypervisor.connection import Connected, libvirt_errors
 from labctl.errors import LabctlError
 from labctl.names import BASE_SUFFIX, MANAGEMENT_NETWORK
@@ -172,17 +173,17 @@ class Domains(Connected):
 
 
 def _addresses(dom: libvirt.virDomain) -> tuple[str, ...]:
-    """IPv4 addresses from libvirt's DHCP leases (the management network) and its ARP table."""
-    found: list[str] = []
-    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
-        try:
-            ifaces = dom.interfaceAddresses(source)
-        except libvirt.libvirtError:
-            continue
-        for iface in ifaces.values():
-            for addr in iface.get("addrs") or ():
-                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and addr["addr"] not in found:
-                    found.append(addr["addr"])
+    """IPv4 addresses from libvirt's DHCP leases (the management network; each card's newest only,
+    labctl.adapters.hypervisor.leases says why), then its ARP table."""
+    found = list(dict.fromkeys(leases.current(dom).values()))
+    try:
+        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP)
+    except libvirt.libvirtError:
+        ifaces = {}
+    for iface in ifaces.values():
+        for addr in iface.get("addrs") or ():
+            if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and addr["addr"] not in found:
+                found.append(addr["addr"])
     return tuple(found)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
+from labctl.adapters.hypervisor import leases
 from labctl.adapters.hypervisor.connection import Connected, is_local, libvirt_errors
 from labctl.errors import LabctlError
 from labctl.host import local_ipv4
@@ -86,15 +87,9 @@ class Fences(Connected):
 
 
 def _leased(dom: libvirt.virDomain, network: str) -> tuple[str, ...]:
-    """The IPv4 addresses libvirt's DHCP server leased to the domain's card on `network`."""
+    """The IPv4 address libvirt's DHCP server leased last to the domain's card on `network`."""
     from labctl import isolation
 
     card = isolation.cards(dom.XMLDesc()).get(network)
-    if card is None:
-        return ()
-    try:
-        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
-    except libvirt.libvirtError:
-        return ()
-    return tuple(a["addr"] for i in ifaces.values() if str(i.get("hwaddr", "")).lower() == card[1]
-                 for a in i.get("addrs") or () if a.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4)
+    address = leases.current(dom).get(card[1]) if card is not None else None
+    return (address,) if address else ()

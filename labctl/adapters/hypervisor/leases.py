@@ -1,0 +1,63 @@
+"""DHCP leases: the address each of a domain's cards holds now.
+
+A card that asks DHCP again under another client id leaves its first lease behind in libvirt's lease
+list until it expires (an hour on vagrant-libvirt's network): a seat made anew from its class's base
+(labctl.stacking.remake) boots once from the box, then from the base with another DHCP client id,
+and libvirt's own answer (virDomainInterfaceAddresses) lists the old address first, where nothing
+answers any more. Only the newest lease of each card is its address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import libvirt
+
+
+def newest(leases: Iterable[Mapping[str, object]]) -> str | None:
+    """The IPv4 address of the lease granted last (libvirt's `DHCPLeases` entries of one card); a lease
+    that never expires (expiry 0) counts as the newest. Pure."""
+    best: tuple[float, str] | None = None
+    for lease in leases:
+        address, expiry = lease.get("ipaddr"), lease.get("expirytime")
+        if lease.get("type") != libvirt.VIR_IP_ADDR_TYPE_IPV4 or not isinstance(address, str):
+            continue
+        at = float("inf") if not expiry else float(expiry) if isinstance(expiry, int | float) else 0.0
+        if best is None or at > best[0]:
+            best = (at, address)
+    return best[1] if best else None
+
+
+def current(dom: libvirt.virDomain) -> dict[str, str]:
+    """Each card's MAC -> the address of its newest DHCP lease, for cards on libvirt networks that lease
+    one. A driver that cannot list a network's leases (libvirt's test driver) gets libvirt's own
+    answer per domain instead, its first address for each card."""
+    from labctl import isolation
+
+    found: dict[str, str] = {}
+    try:
+        for network, (_iface, mac) in isolation.cards(dom.XMLDesc()).items():
+            try:
+                address = newest(dom.connect().networkLookupByName(network).DHCPLeases(mac))
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                    continue  # a network gone meanwhile leases nothing
+                return _per_domain(dom)
+            if address:
+                found[mac] = address
+    except libvirt.libvirtError:
+        return {}
+    return found
+
+
+def _per_domain(dom: libvirt.virDomain) -> dict[str, str]:
+    try:
+        ifaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+    except libvirt.libvirtError:
+        return {}
+    found: dict[str, str] = {}
+    for iface in ifaces.values():
+        for addr in iface.get("addrs") or ():
+            if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                found.setdefault(str(iface.get("hwaddr", "")).lower(), addr["addr"])
+    return found
