@@ -83,3 +83,19 @@ def test_what_the_catalogue_says_is_proven_names_a_test_that_does_it() -> None:
     for release in default_catalog().releases():
         if not release.local_build:
             assert not release.proven, release.ref
+
+
+def test_the_readmes_distro_table_says_what_the_catalogue_proves() -> None:
+    """Each release the catalogue calls proven has its row in the README's table, naming every test
+    that proves it; the table claims no release the catalogue does not."""
+    from conftest import REPO
+
+    rows = {}
+    for line in (REPO / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 3:
+            rows[cells[0].split("`")[1]] = cells[2]
+    proven = {r.ref: {test for _, test in r.proven} for r in default_catalog().releases() if r.proven}
+    assert proven.keys() == {ref for ref, tests in rows.items() if tests}, rows
+    for ref, tests in proven.items():
+        assert {t.strip("` ") for t in rows[ref].split(",")} == tests, ref
