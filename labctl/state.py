@@ -296,6 +296,11 @@ class LabHome:
     def labs_dir(self) -> Path:
         return self.root / "labs"
 
+    @property
+    def images_dir(self) -> Path:
+        """The host's stacked images as labctl knows them (labctl.images.store)."""
+        return self.root / "images"
+
     @contextlib.contextmanager
     def writer(self, name: str, command: str) -> Iterator[None]:
         """Be the lab's only writer while the block runs; refuse at once if another command is.

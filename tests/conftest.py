@@ -62,6 +62,27 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pyte
     work.mkdir()
     monkeypatch.chdir(work)
     yield work
+    remove_images(tmp_path / "labctl-home")
+
+
+def remove_images(home: Path) -> None:
+    """The stacked images a test's labs kept (their volumes outlive the labs, by design): CI and the
+    next test run on this machine's disk. After the test's own fixtures removed its machines."""
+    from labctl.images.store import ImageStore
+
+    store = ImageStore(home / "images")
+    if not store.all():
+        return
+    from labctl.adapters.hypervisor import Hypervisor
+    from labctl.errors import LabctlError
+
+    with Hypervisor() as hypervisor:
+        for image in store.all():
+            try:
+                hypervisor.remove_image(Path(image.volume))
+            except LabctlError as exc:
+                print(f"image {image.digest} left on the host: {exc.message}")
+            store.forget(image.digest)
 
 
 @pytest.fixture

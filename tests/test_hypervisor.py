@@ -319,3 +319,55 @@ def test_a_driver_without_lease_lists_gives_its_own_addresses() -> None:
     conn = hypervisor.connect("test:///default")  # cannot list a network's leases (VIR_ERR_NO_SUPPORT)
     dom = conn.lookupByName("test")
     assert leases.current(dom) == {i["hwaddr"]: i["addrs"][0]["addr"] for i in dom.interfaceAddresses(0).values()}
+
+
+def test_a_stacked_disk_is_kept_as_an_image_that_outlives_its_machine(conn: libvirt.virConnect) -> None:
+    """keep_image copies a shut-off machine's disk into a read-only volume of its pool, the machine's own
+    disk untouched; a later machine made an overlay on it stands on it: the image cannot be removed
+    under it, and can once that machine is gone. Every disk's chain goes down to its box's volume."""
+    from labctl.adapters.hypervisor.storage import volume_xml
+
+    hv = Hypervisor(conn=conn)
+    pool = conn.storagePoolLookupByName("default")
+    pool.createXML(VOLUME_XML.format(name="box_image_12.0.1.img"), 0)
+    pool.createXML(volume_xml("labctl-a-devstack.img", 1024**3, mode=0o600, backing="/default/box_image_12.0.1.img"), 0)
+    conn.defineXML("<domain type='test'><name>labctl-a-devstack</name><memory unit='MiB'>64</memory><os><type>hvm"
+                   "</type></os><devices><disk type='file' device='disk'>"
+                   "<source file='/default/labctl-a-devstack.img'/><target dev='vda'/></disk></devices></domain>")
+    assert hv.disk_origin("labctl-a-devstack") == "box_image_12.0.1.img"
+    conn.lookupByName("labctl-a-devstack").create()
+    with pytest.raises(LabctlError, match="while it runs"):
+        hv.keep_image("labctl-a-devstack", "labctl-image.0123456789abcdef.img")
+    conn.lookupByName("labctl-a-devstack").destroy()
+    before = volumes(conn)["labctl-a-devstack.img"]
+
+    path, size = hv.keep_image("labctl-a-devstack", "labctl-image.0123456789abcdef.img")
+
+    assert path == Path("/default/labctl-image.0123456789abcdef.img") and size >= 0
+    assert volumes(conn)["labctl-a-devstack.img"] == before  # the machine keeps its own disk
+    import xml.etree.ElementTree as ET
+
+    image = ET.fromstring(volumes(conn)["labctl-image.0123456789abcdef.img"])  # noqa: S314 - the test driver's
+    assert image.findtext("target/permissions/mode") == "0444" and image.find("backingStore/path") is None
+    assert hv.image_users(path) == []
+    disk_domain(conn, "labctl-b-devstack")
+    hv.overlay_disks(path, ["labctl-b-devstack"])
+    assert hv.image_users(path) == ["labctl-b-devstack"] and hv.disk_origin("labctl-b-devstack") == path.name
+    with pytest.raises(LabctlError, match="the disk under labctl-b-devstack"):
+        hv.remove_image(path)
+    conn.lookupByName("labctl-b-devstack").undefine()
+    assert hv.remove_image(path) is True and "labctl-image.0123456789abcdef.img" not in volumes(conn)
+    assert hv.remove_image(path) is False
+
+
+def test_no_lab_name_reaches_an_image_on_destroy(conn: libvirt.virConnect) -> None:
+    # A lab folder from a stranger: lab "image", machine named like an image's digest. Its destroy
+    # removes its own disk, never the image other labs' machines stand on.
+    from labctl.images.store import volume_name
+
+    pool = conn.storagePoolLookupByName("default")
+    image = volume_name("0123456789abcdef")
+    for vol in (image, "labctl-image-0123456789abcdef.img"):
+        pool.createXML(VOLUME_XML.format(name=vol), 0)
+    Hypervisor(conn=conn).remove_leftovers(["labctl-image-0123456789abcdef"], "labctl-image")
+    assert image in pool.listVolumes() and "labctl-image-0123456789abcdef.img" not in pool.listVolumes()

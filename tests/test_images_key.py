@@ -54,6 +54,10 @@ def test_a_machines_own_addresses_and_passwords_are_taken_out_of_local_conf() ->
     theirs = text.replace("s3cretLongValue", "AnotherPassw0rd").replace("10.10.0.1\n", "10.10.0.7\n")
     other = normalized_local_conf(theirs, ["AnotherPassw0rd", "AnotherPassw0rd2"], ["10.10.0.7"])
     assert other == out
+    # labctl's header names the lab: two labs' machines of the same stack are one stack.
+    headed = normalized_local_conf("# local.conf of machine devstack in lab a\n" + text, ["s3cretLongValue",
+                                   "s3cretLongValue2"], ["10.10.0.1"])
+    assert headed == out
 
 
 def key(local_conf: str = "[[local|localrc]]\nA=1\n", **commits: str) -> StackKey:

@@ -36,6 +36,7 @@ COMMANDS = {
     "halt": "labctl.commands.lifecycle:halt",
     "help": "labctl.commands.setup:help_",
     "hosts": "labctl.commands.hosts:hosts",
+    "images": "labctl.commands.images:images",
     "init": "labctl.commands.setup:init",
     "inventory": "labctl.commands.classroom:inventory",
     "list": "labctl.commands.machines:list_",

@@ -118,16 +118,22 @@ def _fit(lab: Lab) -> tuple[ClassFit | None, LabctlError | None]:
 @distro_options
 @click.option("--mirror", metavar="URL", help=MIRROR_HELP)
 @click.option("--no-stack", is_flag=True, help="Only bring the machines up; do not run DevStack.")
+@click.option("--fresh", is_flag=True, help="Run stack.sh even when a stacked image of the same stack is kept"
+              " (labctl images); its disk is kept anew.")
 @click.option("--json", "as_json", is_flag=True, help="Print the machines (and DevStack results) as JSON at the"
               " end; progress goes to stderr.")
 def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: str | None,
        memory: str | None, cpus: int | None, disk: str | None, mirror: str | None, no_stack: bool,
-       as_json: bool) -> int:
+       fresh: bool, as_json: bool) -> int:
     """Create and start the lab's machines, then run DevStack on them.
 
     Checks the host first (vagrant-libvirt, libvirtd, accelerator, free memory and disk, boxes) and
     creates nothing when something is missing. Running it again only does what is missing: machines
     not running, DevStack not stacked. Exits 1 if DevStack failed on any machine.
+
+    A lab of one machine starts from a stacked image of the same stack when the host keeps one (box,
+    DevStack, every repository's commit, local.conf less addresses and passwords), in minutes; else
+    stack.sh runs and its disk is kept as one (labctl images).
     """
     from labctl.catalog import default_catalog
     from labctl.fencing import fencer
@@ -150,12 +156,14 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
         run = None
         if not no_stack:
             from labctl import stacking
+            from labctl.images.store import ImageStore
             from labctl.snapshots import take_stacked
 
             lab_dir = ctx.home.lab(plan.lab.name)
             request = stacking.StackRequest(cache=ctx.cache, caches=caches, fence=fencer(plan.lab, ctx),
                                             snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
-                                            relay=relayer(ctx, lab_dir), hosts=ctx)
+                                            relay=relayer(ctx, lab_dir), hosts=ctx,
+                                            images=ImageStore(ctx.home.images_dir), fresh=fresh)
             run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), ctx.ssh(), request)
         # The machines as they are now, not as they booted: stacking shuts some down (a class's seats
         # wait for seat-01) and records each DevStack's result; uptimes have moved on.

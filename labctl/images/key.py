@@ -76,7 +76,9 @@ def _line_changes(was: str, now: str) -> str:
 
 def normalized_local_conf(text: str, secrets: Iterable[str], addresses: Iterable[str]) -> str:
     """local.conf with the machine's own values taken out: each password as <password>, each of its
-    addresses as <address> (longest first, so that 10.0.0.10 is not half-replaced by 10.0.0.1)."""
+    addresses as <address> (longest first, so that 10.0.0.10 is not half-replaced by 10.0.0.1), and
+    its comment lines (labctl's header names the lab; a comment changes nothing stack.sh does)."""
+    text = "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
     for value in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(value, "<password>")
     for address in sorted({a for a in addresses if a}, key=len, reverse=True):
@@ -243,3 +245,15 @@ def guest_digest() -> str:
     for path in [root / name for name in GUEST_FILES] + [data_path("Vagrantfile.j2")]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def machine_key(lab: Lab, machine: str, local_conf: str, passwords: Iterable[str], origin: str) -> StackKey:
+    """What machine `machine` of `lab` would stack with this local.conf (its rendered file), on a disk
+    whose chain starts at the volume `origin` (its box's, named by box and version). Reads commits:
+    CommitUnknown when one cannot be read."""
+    from labctl.mirrors import host_address
+
+    ips = [m.ip for m in lab.machines if m.name == machine]
+    conf = normalized_local_conf(local_conf, passwords, [*ips, host_address(lab.cidr)])
+    return stack_key(box=origin, box_version="", guest=guest_digest(), devstack=devstack_state(lab),
+                     local_conf=conf, commits=repo_commits(lab, local_conf))

@@ -125,17 +125,27 @@ def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: 
     travels in a file of mode 0600): the template's passwords -> the seat's, and every secret of every
     other seat, which must be nowhere in it, as salted digests (a value sent would be in it). Pure
     but for the salt."""
-    own, old = seats[seat].as_dict(), template.as_dict()
     ips = {m.name: m.ip for m in lab.machines}
-    salt = secrets.token_hex(16)
-    others = sorted({hashlib.sha256((salt + v).encode()).hexdigest()
-                     for name, values in seats.items() if name != seat for v in values.values()})
     names = {n: hostname(lab.name, lab.classroom, n) for n in (seat, TEMPLATE)}  # the same with seat networks
-    return {"name": names[seat], "old_name": names[TEMPLATE], "old_ip": ips[TEMPLATE], "new_ip": ips[seat],
+    return identity_spec(name=names[seat], old_name=names[TEMPLATE], old_ip=ips[TEMPLATE], new_ip=ips[seat],
+                         user=user, authorized_key=authorized_key, machine_id=machine_id, old=template,
+                         own=seats[seat], others=[v for name, values in seats.items() if name != seat
+                                                  for v in values.values()])
+
+
+def identity_spec(*, name: str, old_name: str, old_ip: str, new_ip: str, user: str, authorized_key: str,
+                  machine_id: str, old: Passwords, own: Passwords, others: Sequence[str]) -> dict[str, object]:
+    """The clone script's values: a copy of a stacked disk (`old_name` at `old_ip` with the passwords
+    `old`) made machine `name` at `new_ip` with `own`; `others`: secrets that must be nowhere in it
+    (sent as salted digests). Pure but for the salt."""
+    mine, was = own.as_dict(), old.as_dict()
+    salt = secrets.token_hex(16)
+    forbidden = sorted({hashlib.sha256((salt + v).encode()).hexdigest() for v in others})
+    return {"name": name, "old_name": old_name, "old_ip": old_ip, "new_ip": new_ip,
             "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
             "machine_id": machine_id,
-            "secrets": [[old[n], own[n]] for n in PASSWORD_NAMES],
-            **{n: [old[n], own[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": others}
+            "secrets": [[was[n], mine[n]] for n in PASSWORD_NAMES],
+            **{n: [was[n], mine[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": forbidden}
 
 
 def template_secrets(lab_dir: LabDir) -> Passwords:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from labctl.cache.services import Endpoints
+    from labctl.images.store import ImageStore
     from labctl.machine_status import HostAccess, MachineStatus
     from labctl.records import StackRecord
     from labctl.stacking.serving import Relayer
@@ -26,3 +27,5 @@ class StackRequest:
     # This machine's (address, port)s offered to the lab's machines on other hosts for a block (hosts.services.relayer)
     relay: Relayer | None = None
     hosts: HostAccess | None = None  # the libvirt of the other hosts seats live on (the Context)
+    images: ImageStore | None = None  # the host's stacked images (labctl.stacking.images); None: none used or kept
+    fresh: bool = False  # stack.sh runs even when an image of the same stack is kept (its disk kept anew)

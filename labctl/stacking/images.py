@@ -1,0 +1,251 @@
+"""A developer's lab at the speed of a boot: its machine made from a stacked image when one of the same
+stack is kept on the host, and its disk kept as one when it stacks (labctl.images says what an image
+is, and when it is the same stack).
+
+Only for a lab of one machine, on this host, stacked whole (not --clean), whose disk starts at a box:
+- with an image of its key: the machine, just booted from its box, is shut off, its disk replaced by
+  an overlay on the image, booted, and made its own machine by the classroom's copy script (its name,
+  address, passwords, SSH and Keystone keys; labctl.stacking.clone_guest), its own local.conf pushed;
+- without one (or with --fresh): stack.sh, as any lab; then, when it stacked, the machine is
+  prepared as the classroom's template is (copies ask DHCP as themselves), shut off, its disk copied
+  once into the image, and booted again. The stack is never failed by an image that could not be kept.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labctl import records
+from labctl.classroom.networks import hostname
+from labctl.errors import LabctlError
+from labctl.images.key import CommitUnknown, StackKey, machine_key
+from labctl.images.store import IMAGE_PREFIX, Image, ImageStore, nearest, volume_name
+from labctl.machine_status import MachineStatus, host_of
+from labctl.names import domain_name
+from labctl.protocols import RemoteCommandFailed, SshTarget, SshUnreachable
+from labctl.provision import StackResult, push_local_conf
+from labctl.stacking.clone import (
+    BOOT_TIMEOUT,
+    CLONE_DHCP_UNIT,
+    PREPARE_TEMPLATE,
+    UNDO_TEMPLATE,
+    _identities,
+    _wait_for_addresses,
+    clone_dhcp_script,
+    identity_spec,
+)
+from labctl.stacking.clone_guest import FIXUP_SCRIPT
+from labctl.stacking.clone_hosts import Hosts
+from labctl.stacking.machines import StackRun, day_one, record
+from labctl.stacklog import mask
+
+if TYPE_CHECKING:
+    from labctl.model import Lab
+    from labctl.protocols import HypervisorPort, Reporter, SshPort
+    from labctl.stacking.request import StackRequest
+    from labctl.state import LabDir
+
+
+def images_apply(lab: Lab, names: Sequence[str], request: StackRequest) -> bool:
+    return bool(request.images is not None and not request.clean and lab.classroom is None
+                and len(lab.machines) == 1 and list(names) == [lab.machines[0].name]
+                and lab.machines[0].role == "allinone" and not lab.machines[0].host)
+
+
+def stack_with_images(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
+                      hypervisor: HypervisorPort, ssh: SshPort, request: StackRequest,
+                      stack: Callable[[], StackRun | None]) -> StackRun | None:
+    """The lab's one machine from an image of its stack, or stacked by `stack` and kept as one."""
+    assert request.images is not None
+    store, name = request.images, lab.machines[0].name
+    key = _key(lab, lab_dir, hypervisor, name, reporter)
+    if key is not None and not request.fresh:
+        image = store.get(key.digest)
+        if image is not None and hypervisor.base_named(Path(image.volume).name) is not None:
+            return StackRun({name: from_image(lab, lab_dir, statuses, reporter, hypervisor, ssh, request, image)})
+        reporter.step(_why_no_image(store, key))
+    elif key is not None:
+        reporter.step("stacking afresh (--fresh): no image used; the stacked disk is kept as a new one")
+    run = stack()
+    if key is not None and run is not None and run.results.get(name) is not None and run.results[name].ok:
+        try:
+            keep(lab, lab_dir, reporter, hypervisor, ssh, store, key, run.results[name])
+        except (LabctlError, SshUnreachable, RemoteCommandFailed, OSError) as exc:
+            reporter.warn(f"{name}: stacked, but its disk was not kept as an image:"
+                          f" {exc.message if isinstance(exc, LabctlError) else exc}")
+    return run
+
+
+def _key(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort, name: str, reporter: Reporter) -> StackKey | None:
+    origin = hypervisor.disk_origin(domain_name(lab.name, name))
+    if origin is None or origin.startswith(IMAGE_PREFIX):  # a machine made from an image: no box under it
+        return None
+    try:
+        text = lab_dir.local_conf(name).read_text(encoding="utf-8")
+        return machine_key(lab, name, text, lab_dir.secrets().values(), origin)
+    except CommitUnknown as exc:
+        reporter.warn(f"no stacked image can be used or kept: {exc.message}")
+        return None
+
+
+def _why_no_image(store: ImageStore, key: StackKey) -> str:
+    close = nearest(store.all(), key)
+    if close is None:
+        return f"no stacked image of this stack yet ({key.digest}): stack.sh runs, and its disk is kept as one"
+    reasons = key.differences(close.key)
+    return (f"no stacked image of this stack ({key.digest}): the nearest, {close.digest} (lab {close.lab}), differs"
+            f" in {'; '.join(reasons[:4])}{' and more' if len(reasons) > 4 else ''}: stack.sh runs")
+
+
+def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPort, ssh: SshPort,
+         store: ImageStore, key: StackKey, stacked: StackResult) -> Image | None:
+    """The stacked machine's disk kept as the image of `key`: prepared so that its copies ask DHCP as
+    themselves, shut off, copied, and booted again (whatever happened to the copy)."""
+    name = stacked.machine
+    dom = domain_name(lab.name, name)
+    existing = hypervisor.base_named(volume_name(key.digest))
+    users = hypervisor.image_users(existing) if existing is not None else []
+    if users:  # kept by another lab's up meanwhile, and stood on: never replaced under a machine
+        reporter.step(f"{name}: image {key.digest} of this stack is kept already (under {', '.join(users)})")
+        return None
+    status = _status(lab_dir, hypervisor, lab, name)
+    reporter.step(f"{name}: keeping its stacked disk as image {key.digest} (shut off, copied once, booted again)")
+    with ssh.session(host_of(lab_dir, status)) as session:
+        _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
+        script = session.upload_private(clone_dhcp_script(macs.split(), {}).encode())
+        unit = session.upload_private(CLONE_DHCP_UNIT.encode())
+        session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
+                    "preparing its disk to be kept")
+    hypervisor.shut_down([dom], 300, lambda _d, state: reporter.step(f"{name}: {state}"))
+    try:
+        path, size = hypervisor.keep_image(dom, volume_name(key.digest))
+        image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
+                      hostname=hostname(lab.name, lab.classroom, name), ip=lab.machines[0].ip, user=status.user,
+                      created=time.time(), size=size, stack_seconds=stacked.seconds, parts=dict(key.parts))
+        store.save(image, lab_dir.secrets().passwords, lab_dir.private_key(name))
+    finally:
+        hypervisor.start([dom])
+        hypervisor.mark_started([dom])
+        status = _status(lab_dir, hypervisor, lab, name)
+        ssh.wait(host_of(lab_dir, status), BOOT_TIMEOUT)
+        with ssh.session(host_of(lab_dir, status)) as session:
+            session.run(f"sudo sh -c {shlex.quote(UNDO_TEMPLATE)}", "removing what only its copies need")
+    reporter.step(f"{name}: kept as image {key.digest} ({size / 1024**3:.1f} GiB); the next lab of this stack"
+                  " starts from it (labctl images)")
+    return image
+
+
+def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
+               hypervisor: HypervisorPort, ssh: SshPort, request: StackRequest, image: Image) -> StackResult:
+    """The lab's machine made from `image`, without stack.sh; its result recorded, its snapshot taken."""
+    started = time.monotonic()
+    name = lab.machines[0].name
+    dom = domain_name(lab.name, name)
+    store = request.images
+    assert store is not None
+    reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
+                  f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
+    machine_ids = _identities(ssh, lab_dir, statuses, [name])
+    hypervisor.shut_down([dom], 120, lambda _d, _state: None)
+    hypervisor.overlay_disks(Path(image.volume), [dom])
+    hypervisor.start([dom])
+    hypervisor.mark_started([dom])
+    hosts = Hosts(hypervisor, request.hosts, {s.name: s.host for s in statuses})
+    current = _wait_for_addresses(lab, lab_dir, hosts, [name])
+    if request.fence is not None:
+        request.fence(current)
+    status = next(s for s in current if s.name == name)
+    result = _make_own(lab, lab_dir, status, reporter, ssh, store, image, machine_ids, started)
+    record(lab_dir, [result])
+    if result.ok:
+        store.used(image)
+        if request.snapshot is not None:
+            try:
+                request.snapshot(name, records.read(lab_dir).stack[name])
+            except LabctlError as exc:
+                reporter.warn(f"{name}: made, but no snapshot: {exc.message}")
+    return result
+
+
+def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporter, ssh: SshPort,
+              store: ImageStore, image: Image, machine_ids: dict[str, str], started: float) -> StackResult:
+    """The booted copy of the image made the lab's own machine; failures become its result."""
+    name = status.name
+    own, old = lab_dir.secrets().passwords, store.secrets(image)
+    secrets = [*own.values(), *old.values()]
+    log = lab_dir.stack_log(name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    steps = ["waiting for SSH"]
+    try:
+        with log.open("a", encoding="utf-8") as out, reporter.machines([name], "booting") as progress:
+            out.write(f"--- {time.strftime('%F %T')} made from stacked image {image.digest} (lab {image.lab})\n")
+
+            def at(step: str) -> None:
+                steps.append(step)
+                progress.update(name, step)
+
+            def line(text: str) -> None:
+                out.write(mask(text, secrets).rstrip("\n") + "\n")
+                out.flush()
+                progress.update(name, f"{steps[-1]}: {mask(text, secrets).strip()[:70]}")
+
+            spec = identity_spec(name=hostname(lab.name, lab.classroom, name), old_name=image.hostname,
+                                 old_ip=image.ip, new_ip=status.lab_ip or lab.machines[0].ip, user=status.user,
+                                 authorized_key=ssh.public_key(lab_dir.private_key(name)),
+                                 machine_id=next(iter(machine_ids.values()), ""), old=old, own=own, others=[])
+            _rewrite(lab_dir, status, ssh, _image_target(lab_dir, status, store, image), spec, at, line)
+            progress.update(name, "done")
+    except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
+        message = exc.message if isinstance(exc, LabctlError) else str(exc)
+        tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
+        return StackResult(name, "failed", time.monotonic() - started, steps[-1], mask(message, secrets),
+                           [mask(t, secrets) for t in tail]
+                           + [f"labctl up --fresh --lab {lab.name} stacks it with stack.sh instead"])
+    seconds = time.monotonic() - started
+    made = StackResult(name, "ok", seconds, f"made from image {image.digest}", "", [], None,
+                       f"http://{status.lab_ip or lab.machines[0].ip}/identity/",
+                       [(f"Made from image {image.digest}", seconds)], [])
+    if lab.cloud:
+        day_one(ssh, host_of(lab_dir, status), lab.cloud, made, lambda text: reporter.step(f"{name}: {text}"),
+                lab_dir.stack_log(name))
+    return made
+
+
+def _rewrite(lab_dir: LabDir, status: MachineStatus, ssh: SshPort, inside: SshTarget, spec: dict[str, object],
+             at: Callable[[str], None], line: Callable[[str], None]) -> None:
+    """The copy script run in the machine (reached with the image's key), then its own local.conf."""
+    assert status.ssh_address is not None
+    known = lab_dir.known_hosts_of(status.host)
+    ssh.forget(known, [status.ssh_address])  # it answers with the image's host key at first
+    ssh.wait(inside, BOOT_TIMEOUT)
+    at("making it its own machine")
+    with ssh.session(inside) as session:
+        spec_file = session.upload_private(json.dumps(spec).encode())
+        script = session.upload_private(FIXUP_SCRIPT.encode())
+        session.run(shlex.join(["sudo", "python3", script, spec_file])
+                    + f"; rc=$?; rm -f {shlex.quote(script)}; exit $rc", "making it its own machine", on_line=line)
+    ssh.forget(known, [status.ssh_address])  # its own host keys now
+    at("pushing its local.conf")
+    own_host = host_of(lab_dir, status)
+    ssh.wait(own_host, 120)  # sshd starts again with its new keys
+    with ssh.session(own_host) as session:
+        push_local_conf(session, lab_dir.local_conf(status.name).read_text(encoding="utf-8"))
+
+
+def _image_target(lab_dir: LabDir, status: MachineStatus, store: ImageStore, image: Image) -> SshTarget:
+    """The machine as the image's login user lets it in: with the key the image was made with."""
+    own = host_of(lab_dir, status)
+    return SshTarget(own.name, own.address, image.user, store.key_file(image), own.known_hosts,
+                     proxy_command=own.proxy_command)
+
+
+def _status(lab_dir: LabDir, hypervisor: HypervisorPort, lab: Lab, name: str) -> MachineStatus:
+    """The machine once it has its management address (a running machine's lease)."""
+    hosts = Hosts(hypervisor, None, {name: None})
+    current = _wait_for_addresses(lab, lab_dir, hosts, [name])
+    return next(s for s in current if s.name == name)

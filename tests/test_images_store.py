@@ -1,0 +1,130 @@
+"""The host's stacked images as labctl knows them (labctl.images.store, labctl.images.manage), and
+which labs use them (labctl.stacking.images.images_apply): records on disk, libvirt's test driver for
+the volumes."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import libvirt
+import pytest
+from test_hypervisor import NODE_XML
+
+from labctl.adapters import hypervisor
+from labctl.adapters.hypervisor import Hypervisor
+from labctl.adapters.hypervisor.storage import volume_xml
+from labctl.errors import LabctlError
+from labctl.images.key import StackKey
+from labctl.images.manage import listed, prune, remove
+from labctl.images.store import Image, ImageStore, nearest, to_prune, volume_name
+from labctl.passwords import Passwords
+
+
+def image(parts: dict[str, str], **fields: object) -> Image:
+    key = StackKey(parts)
+    base = {"digest": key.digest, "volume": f"/default/{volume_name(key.digest)}", "lab": "a", "machine": "dev1",
+            "hostname": "dev1", "ip": "192.168.150.10", "user": "vagrant", "created": 1000.0, "parts": parts}
+    return Image(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def saved(store: ImageStore, tmp_path: Path, parts: dict[str, str], **fields: object) -> Image:
+    key_file = tmp_path / "private_key"
+    key_file.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n")
+    made = image(parts, **fields)
+    store.save(made, Passwords.generate(), key_file)
+    return made
+
+
+def test_an_image_is_kept_with_its_passwords_and_key_and_read_back(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    made = saved(store, tmp_path, {"box": "b 1", "local.conf": "A=1"})
+    assert store.get(made.digest) == made and store.all() == [made]
+    folder = store.folder(made.digest)
+    for name in ("secrets.json", "key", "image.json"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert store.secrets(made).admin and store.key_file(made).read_text().startswith("-----BEGIN")
+    used = store.used(made)
+    assert (used.uses, store.get(made.digest)) == (1, used) and used.last_used > 0
+
+
+def test_an_image_record_that_was_tampered_with_is_no_image(tmp_path: Path) -> None:
+    # Its parts no longer give its name (an image of another stack would be taken for this one).
+    store = ImageStore(tmp_path / "images")
+    made = saved(store, tmp_path, {"box": "b 1", "local.conf": "A=1"})
+    record = store.folder(made.digest) / "image.json"
+    raw = json.loads(record.read_text())
+    record.write_text(json.dumps({**raw, "parts": {"box": "b 1", "local.conf": "A=2"}}))
+    assert store.get(made.digest) is None and store.all() == []
+    record.write_text("{not json")
+    assert store.get(made.digest) is None
+    (store.folder(made.digest) / "secrets.json").write_text("[]")
+    with pytest.raises(LabctlError, match="lost its passwords"):
+        store.secrets(made)
+    for hostile in ("../../etc", "0123456789ABCDEF", "0123", ""):
+        with pytest.raises(LabctlError, match="16 hexadecimal digits"):
+            store.folder(hostile)
+        assert store.get(hostile) is None
+
+
+def test_the_nearest_image_and_what_prune_takes() -> None:
+    old = image({"box": "b 1", "local.conf": "A=1"}, created=100.0, size=10)
+    recent = image({"box": "b 1", "local.conf": "A=2", "repo x": "c"}, created=100.0, last_used=900.0, size=10)
+    newest = image({"box": "b 2"}, created=950.0, size=10)
+    assert nearest([old, recent, newest], StackKey({"box": "b 1", "local.conf": "A=3"})) == old
+    assert nearest([], StackKey({})) is None
+    assert to_prune([old, recent, newest], 1000.0, 500, None) == [old]
+    assert to_prune([old, recent, newest], 1000.0, None, 20) == [old]
+    assert to_prune([old, recent, newest], 1000.0, None, 0) == [old, recent, newest]
+    assert to_prune([old, recent, newest], 1000.0, None, None) == []
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> libvirt.virConnect:
+    node = tmp_path / "node.xml"
+    node.write_text(NODE_XML)
+    return hypervisor.connect(f"test://{node}")
+
+
+def test_an_image_under_a_machine_is_never_removed(conn: libvirt.virConnect, tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    under = saved(store, tmp_path, {"box": "b 1"}, size=5)
+    free = saved(store, tmp_path, {"box": "b 2"}, size=5)
+    pool = conn.storagePoolLookupByName("default")
+    for made in (under, free):
+        pool.createXML(volume_xml(volume_name(made.digest), 1024**2, mode=0o444), 0)
+    pool.createXML(volume_xml("labctl-b-dev1.img", 1024**2, mode=0o600, backing=under.volume), 0)
+    conn.defineXML("<domain type='test'><name>labctl-b-dev1</name><memory unit='MiB'>64</memory><os><type>hvm</type>"
+                   "</os><devices><disk type='file' device='disk'><source file='/default/labctl-b-dev1.img'/>"
+                   "<target dev='vda'/></disk></devices></domain>")
+    hv = Hypervisor(conn=conn)
+    assert {s.image.digest: s.users for s in listed(store, hv)} == {under.digest: ("labctl-b-dev1",), free.digest: ()}
+    with pytest.raises(LabctlError, match="the disk under labctl-b-dev1"):
+        remove(store, hv, [free.digest, under.digest])
+    assert store.get(free.digest) is not None  # refused whole: nothing removed
+    with pytest.raises(LabctlError, match="no image 'ffffffffffffffff'"):
+        remove(store, hv, ["ffffffffffffffff"])
+    assert prune(store, hv, None, 0) == ([free.digest], [under.digest])
+    assert volume_name(free.digest) not in pool.listVolumes() and volume_name(under.digest) in pool.listVolumes()
+    assert [i.digest for i in store.all()] == [under.digest]
+
+
+def test_only_a_lab_of_one_machine_uses_images() -> None:
+    from labctl.catalog import default_catalog
+    from labctl.labfile import lab_from_dict
+    from labctl.stacking.images import images_apply
+    from labctl.stacking.request import StackRequest
+
+    store = ImageStore(Path("/nonexistent"))
+    one = lab_from_dict({"name": "a", "machines": [{"name": "dev1"}]}, default_catalog())
+    two = lab_from_dict({"name": "b", "machines": [{"name": "ctl", "role": "controller"},
+                                                   {"name": "cpu1", "role": "compute"}]}, default_catalog())
+    classroom = lab_from_dict({"name": "c", "classroom": {"seats": 1}}, default_catalog())
+    assert images_apply(one, ["dev1"], StackRequest(images=store))
+    assert not images_apply(one, ["dev1"], StackRequest())  # labctl stack: never from an image
+    assert not images_apply(one, ["dev1"], StackRequest(images=store, clean=True))
+    assert not images_apply(one, [], StackRequest(images=store))  # stacked fine already
+    assert not images_apply(two, ["ctl", "cpu1"], StackRequest(images=store))
+    assert not images_apply(classroom, [m.name for m in classroom.machines], StackRequest(images=store))

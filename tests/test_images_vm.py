@@ -1,0 +1,125 @@
+"""Stacked images in real VMs (labctl.stacking.images), with the stand-in DevStack from the shared git
+mirrors: a first lab stacks and keeps its disk as an image; a second lab of the same stack is made
+from it without stack.sh (its own name, address, machine-id, passwords), both running at once; a lab
+whose local.conf differs stacks afresh and says why; the image outlives the lab that made it, is
+refused removal while a machine stands on it, and goes with `labctl images rm` and `prune`.
+
+The real DevStack's image (Keystone answering in the second lab) is bench/second_up.py's. Marked
+`devloop_vm` (and `vm`), out of the default run: pytest -m devloop_vm.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from standin_devstack import make_repo
+from test_devstack_real import MIRRORS
+
+from conftest import Result, leave_nothing
+
+pytestmark = [pytest.mark.vm, pytest.mark.devloop_vm]
+
+
+@pytest.fixture
+def names(vm_env: Path) -> Iterator[list[str]]:
+    tag = uuid.uuid4().hex[:5]
+    labs = [f"img{n}-{tag}" for n in "abc"]
+    yield labs
+    for lab in labs:
+        leave_nothing(lab, ["dev1"])
+
+
+def lab_yaml(folder: Path, name: str, repo: Path, phase_seconds: str = "0.1") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "lab.yaml").write_text(
+        f"name: {name}\ncaches: false\nmachines:\n  - {{name: dev1, distro: debian:12, memory: 1G, cpus: 1,"
+        f" disk: 10G}}\ndevstack:\n  repo: {repo}\n  git_base: {MIRRORS}\n"
+        f"  localrc: {{ENABLED_SERVICES: 'key,mysql', STANDIN_PHASE_SECONDS: {phase_seconds}}}\n")
+
+
+def inside(run: Callable[..., Result], lab: str, command: str) -> str:
+    out = run("exec", "--lab", lab, "dev1", "--json", "--", command)
+    assert out.code == 0, out.out + out.err
+    return str(json.loads(out.out)["machines"]["dev1"]["stdout"]).strip()
+
+
+def images(run: Callable[..., Result]) -> list[dict[str, object]]:
+    out = run("images", "--json")
+    assert out.code == 0, out.err
+    return list(json.loads(out.out)["images"])
+
+
+def test_a_second_lab_of_the_same_stack_is_made_from_the_first_ones_image(
+        run: Callable[..., Result], isolated_home: Path, names: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (MIRRORS / "openstack" / "keystone.git").is_dir():
+        pytest.skip(f"{MIRRORS} is not there")
+    a, b, c = names
+    repo = make_repo(isolated_home / "devstack")
+    for lab in names:
+        lab_yaml(isolated_home / lab, lab, repo, "0.2" if lab == c else "0.1")
+
+    monkeypatch.chdir(isolated_home / a)
+    began = time.monotonic()
+    first = run("up", "--json")
+    first_s = time.monotonic() - began
+    assert first.code == 0, first.err
+    assert "no stacked image of this stack yet" in first.err and "kept as image" in first.err, first.err
+    [kept] = images(run)
+    assert (kept["lab"], kept["uses"], kept["present"], kept["users"]) == (a, 0, True, []), kept
+    digest = str(kept["digest"])
+    a_secrets = json.loads(run("creds", "--lab", a, "--json").out)
+    a_facts = inside(run, a, "cat /etc/machine-id; hostname")
+
+    monkeypatch.chdir(isolated_home / b)
+    began = time.monotonic()
+    second = run("up", "--json")
+    second_s = time.monotonic() - began
+    assert second.code == 0, second.err
+    assert f"made from stacked image {digest}" in second.err and "stack.sh" not in second.err.split(digest, 1)[1]
+    result = json.loads(second.out)["devstack"]["machines"]["dev1"]
+    assert (result["status"], result["phase"]) == ("ok", f"made from image {digest}"), result
+    print(f"first up {first_s:.0f} s (stack.sh and keeping its image), second up {second_s:.0f} s")
+
+    # Its own machine: the stack's files, its own passwords everywhere, its own machine-id and lease.
+    b_secrets = json.loads(run("creds", "--lab", b, "--json").out)
+    a_admin, b_admin = a_secrets["password"], b_secrets["password"]
+    assert a_admin != b_admin
+    assert inside(run, b, "test -e /opt/stack/standin-stacked && echo stacked") == "stacked"
+    assert inside(run, b, f"sudo grep -rlF {a_admin} /opt/stack /etc || echo none") == "none"
+    assert inside(run, b, f"grep -c {b_admin} /opt/stack/devstack/local.conf") == "1"
+    b_facts = inside(run, b, "cat /etc/machine-id; hostname")
+    assert a_facts.split()[0] != b_facts.split()[0] and b_facts.split()[1] == "dev1"
+    addresses = {lab: json.loads(run("status", "--lab", lab, "--json").out)["machines"][0] for lab in (a, b)}
+    assert addresses[a]["ssh_address"] != addresses[b]["ssh_address"], addresses  # two leases, both answer
+    assert inside(run, a, "test -e /opt/stack/standin-stacked && echo stacked") == "stacked"
+    [used] = images(run)
+    assert (used["uses"], used["users"]) == (1, [f"labctl-{b}-dev1"]), used
+    refused = run("images", "rm", digest)
+    assert refused.code != 0 and f"labctl-{b}-dev1" in refused.err, refused.err
+
+    # Another local.conf is another stack: stack.sh runs, and says why.
+    monkeypatch.chdir(isolated_home / c)
+    third = run("up", "--json")
+    assert third.code == 0, third.err
+    assert f"the nearest, {digest}" in third.err and "+STANDIN_PHASE_SECONDS=0.2" in third.err, third.err
+    assert len(images(run)) == 2
+
+    # The image outlives the lab that made it, and the lab made from it still works.
+    assert run("destroy", "--lab", a, "-y").code == 0
+    assert digest in [i["digest"] for i in images(run)]
+    assert inside(run, b, "test -e /opt/stack/standin-stacked && echo stacked") == "stacked"
+    for lab in (b, c):
+        assert run("destroy", "--lab", lab, "-y").code == 0
+    assert run("images", "rm", digest).code == 0
+    pruned = run("images", "prune", "--max-size", "0", "--json")
+    assert pruned.code == 0 and len(json.loads(pruned.out)["removed"]) == 1, pruned.out + pruned.err
+    assert images(run) == []
+    from labctl.adapters.hypervisor import Hypervisor
+
+    with Hypervisor() as hypervisor:
+        assert hypervisor.base_named(f"labctl-image.{digest}.img") is None
