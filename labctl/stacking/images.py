@@ -63,7 +63,17 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatu
     """The lab's one machine from an image of its stack, or stacked by `stack` and kept as one."""
     assert request.images is not None
     store, name = request.images, lab.machines[0].name
-    key = _key(lab, lab_dir, hypervisor, name, reporter)
+    origin = hypervisor.disk_origin(domain_name(lab.name, name))
+    if origin is not None and origin.startswith(IMAGE_PREFIX):  # an up cut short while it was made from one
+        image = store.get(origin.removeprefix(IMAGE_PREFIX).removesuffix(".img"))
+        if image is None or request.fresh:
+            raise LabctlError(f"{name} of lab {lab.name!r} was being made from stacked image {origin}, and"
+                              f" {'--fresh asks for stack.sh' if image else 'that image is gone'}: stack.sh does not"
+                              " run on a copy of another machine", hint=f"labctl destroy --lab {lab.name}, then"
+                              f" labctl up{' --fresh' if request.fresh else ''}")
+        reporter.step(f"{name}: its disk is a copy of image {image.digest} not yet made its own machine: made again")
+        return StackRun({name: from_image(lab, lab_dir, statuses, reporter, hypervisor, ssh, request, image)})
+    key = _key(lab, lab_dir, name, origin, reporter)
     if key is not None and not request.fresh:
         image = store.get(key.digest)
         if image is not None and hypervisor.base_named(Path(image.volume).name) is not None:
@@ -81,9 +91,8 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatu
     return run
 
 
-def _key(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort, name: str, reporter: Reporter) -> StackKey | None:
-    origin = hypervisor.disk_origin(domain_name(lab.name, name))
-    if origin is None or origin.startswith(IMAGE_PREFIX):  # a machine made from an image: no box under it
+def _key(lab: Lab, lab_dir: LabDir, name: str, origin: str | None, reporter: Reporter) -> StackKey | None:
+    if origin is None:  # a disk in no pool: no box known under it
         return None
     try:
         text = lab_dir.local_conf(name).read_text(encoding="utf-8")

@@ -1,0 +1,108 @@
+"""The second DevStack in minutes: a first `labctl up` stacks keystone-only DevStack master from
+../shared/mirrors and keeps its disk as a stacked image; a second lab of the same settings is made from
+that image. Each is timed from the command's start to Keystone issuing a token with `labctl creds`'
+password, and the second's time is shown step by step (what its progress said, and when).
+
+    .venv/bin/python bench/second_up.py          # both labs made, measured, destroyed, the image removed
+    .venv/bin/python bench/second_up.py --keep   # the image kept (labctl images)
+
+Results: bench/results/second-up.md, with the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from devstack_real import MIRRORS, RESULTS, minutes
+from machine import describe, labctl
+
+SETTINGS = {"defaults": {"distro": "debian:12", "cpus": 2, "memory": "8G", "disk": "20G"},
+            "machines": [{"name": "ks"}], "devstack": {"localrc": {"ENABLED_SERVICES": "key,mysql"}}}
+STEP = re.compile(r"^\s*(\d+):(\d\d) (.*)$")
+
+
+def token(lab: str) -> bool:
+    """Keystone in the lab's machine issues a token for admin with `labctl creds`' password."""
+    creds = json.loads(labctl("creds", "--json", "--lab", lab).stdout)
+    ip = json.loads(labctl("status", "--json", "--lab", lab).stdout)["machines"][0]["ip"]
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"id": "default"}, "password": creds["password"]}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}}
+    request = urllib.request.Request(f"http://{ip}/identity/v3/auth/tokens", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=60) as answer:
+        return answer.status == 201 and bool(answer.headers.get("X-Subject-Token"))
+
+
+def up(folder: Path, name: str) -> tuple[float, list[tuple[float, str]]]:
+    """`labctl up` of a new lab in `folder`, to a token: its seconds and its progress lines (seconds, text)."""
+    folder.mkdir()
+    lab = {"name": name, **SETTINGS}
+    lab["devstack"] = {**SETTINGS["devstack"], "git_base": str(MIRRORS.resolve())}  # type: ignore[dict-item]
+    (folder / "lab.yaml").write_text(json.dumps(lab, indent=2) + "\n")  # JSON is YAML
+    started = time.monotonic()
+    done = labctl("up", cwd=folder)
+    if not token(name):
+        raise SystemExit(f"{name}: Keystone issued no token")
+    seconds = time.monotonic() - started
+    steps = [(int(m[1]) * 60 + int(m[2]), m[3].strip()) for m in map(STEP.match, done.stderr.splitlines()) if m]
+    return seconds, steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="keep the image (labctl images rm removes it)")
+    args = parser.parse_args()
+    tag = os.getpid()
+    names = [f"first-{tag}", f"second-{tag}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            first_s, first_steps = up(Path(tmp) / names[0], names[0])
+            second_s, second_steps = up(Path(tmp) / names[1], names[1])
+        finally:
+            for name in names:
+                labctl("destroy", "-y", "--lab", name, check=False)
+    images = json.loads(labctl("images", "--json").stdout)["images"]
+    made = next((i for i in images if i["lab"] == names[0]), None)
+    if made and not args.keep:
+        labctl("images", "rm", made["digest"], check=False)
+    kept = [(s, t) for s, t in first_steps if "image" in t]
+    rows = "\n".join(f"| {minutes(s)} | {t[:110].replace('|', '/')} |" for s, t in second_steps
+                     if not t.startswith(("warning", "ks: Creating", "ks: Domain", "ks: Uploading")))
+    out = RESULTS / "second-up.md"
+    out.write_text(f"""# The second `labctl up`: from a stacked image
+
+Keystone-only DevStack master (`ENABLED_SERVICES=key,mysql`) from ../shared/mirrors in one Debian 12 VM
+(8 GiB, 2 vCPUs), each `labctl up` timed from the command's start to Keystone issuing a token with
+`labctl creds`' password.
+
+| | time |
+| --- | --- |
+| first `labctl up` (box boot, stack.sh, its disk kept as an image) | {minutes(first_s)} |
+| second `labctl up` (another lab, the same settings: made from the image) | {minutes(second_s)} |
+| second / first | {second_s / first_s:.2f} (1/{first_s / second_s:.1f}) |
+
+Keeping the image, in the first up: {"; ".join(f"{minutes(s)} {t[:90]}" for s, t in kept) or "not reported"}.
+
+## The second up, step by step (elapsed time as its progress said)
+
+| at | step |
+| --- | --- |
+{rows}
+
+## Machine
+{describe()}
+""")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
