@@ -82,6 +82,9 @@ class FakeHost:
     def clone_disks(self, template: str, clones: list[str]) -> Path:
         raise NotImplementedError("not asked by the use-cases these fakes test")
 
+    def lease_expiries(self, name: str) -> dict[str, float] | None:
+        return None  # as libvirt's test driver: no lease lists, nothing to wait for
+
     def start(self, names: list[str]) -> None:
         self.calls.append(("start", list(names)))
         for name in names:

@@ -371,3 +371,23 @@ def test_no_lab_name_reaches_an_image_on_destroy(conn: libvirt.virConnect) -> No
         pool.createXML(VOLUME_XML.format(name=vol), 0)
     Hypervisor(conn=conn).remove_leftovers(["labctl-image-0123456789abcdef"], "labctl-image")
     assert image in pool.listVolumes() and "labctl-image-0123456789abcdef.img" not in pool.listVolumes()
+
+
+def test_a_new_disk_is_waited_for_until_it_asked_dhcp() -> None:
+    # Before: the lease the box's boot left (listed until it expires); a copy of a stacked disk asks
+    # again under another client id. Its address is the new lease's, once there is one.
+    from labctl.stacking.clone_hosts import renewed
+
+    before = {"52:54:00:a3:e4:88": 1_800_003_678.0}
+    assert not renewed(before, before)
+    assert not renewed(before, {})
+    assert renewed(before, {"52:54:00:a3:e4:88": 1_800_003_725.0})
+    assert renewed({}, {"52:54:00:a3:e4:88": 1_800_003_725.0})  # its first lease
+    assert renewed(before, {"52:54:00:a3:e4:88": float("inf")})
+    assert renewed(None, None) and renewed(before, None)  # a driver without lease lists: nothing to wait for
+
+
+def test_lease_expiries_without_lease_lists_are_none(conn: libvirt.virConnect) -> None:
+    define(conn, "labctl-t-a")
+    assert Hypervisor(conn=conn).lease_expiries("labctl-t-a") is None
+    assert Hypervisor(conn=conn).lease_expiries("labctl-t-missing") == {}

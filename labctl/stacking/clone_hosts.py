@@ -4,7 +4,7 @@ every other host that has seats (through libvirt's volume streams, storage.py), 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,12 +28,40 @@ class Hosts:
             return self.here
         return self.access.hypervisor_on(host)
 
+    def booted_anew(self, doms: Mapping[str, str], timeout: float) -> Callable[[], None]:
+        """Mark the DHCP leases of the seats' domains (`doms`: seat -> domain) now, before they start
+        on a new disk; the function returned waits until each has asked DHCP since (or `timeout`).
+        Until then libvirt still lists the lease of the disk before, which a new disk that asks under
+        another client id leaves behind: its address would be taken for the seat's, and its card
+        fenced to it (labctl.adapters.hypervisor.leases)."""
+        before = {seat: self.on(self.where.get(seat)).lease_expiries(dom) for seat, dom in doms.items()}
+
+        def wait() -> None:
+            deadline = time.monotonic() + timeout
+            waiting = dict(before)
+            while waiting and time.monotonic() < deadline:
+                for seat in list(waiting):
+                    if renewed(waiting[seat], self.on(self.where.get(seat)).lease_expiries(doms[seat])):
+                        del waiting[seat]
+                if waiting:
+                    time.sleep(2)
+
+        return wait
+
     def group(self, seats: Sequence[str]) -> dict[str | None, list[str]]:
         """Seats by host, this machine's first."""
         groups: dict[str | None, list[str]] = {}
         for seat in sorted(seats, key=lambda s: (self.where.get(s) is not None, self.where.get(s) or "", s)):
             groups.setdefault(self.where.get(seat), []).append(seat)
         return groups
+
+
+def renewed(before: Mapping[str, float] | None, now: Mapping[str, float] | None) -> bool:
+    """Whether a card asked DHCP since `before` (its newest lease expires later, or it has its first).
+    Without lease lists (None: libvirt's test driver) there is nothing to wait for. Pure."""
+    if before is None or now is None:
+        return True
+    return any(expiry > before.get(mac, float("-inf")) for mac, expiry in now.items())
 
 
 def send_base(hv: HypervisorPort, base: Path, host: str | None, there: HypervisorPort, beside: str,

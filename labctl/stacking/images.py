@@ -162,9 +162,11 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
     machine_ids = _identities(ssh, lab_dir, statuses, [name])
     hypervisor.shut_down([dom], 120, lambda _d, _state: None)
     hypervisor.overlay_disks(Path(image.volume), [dom])
+    hosts = Hosts(hypervisor, None, {name: None})
+    leased = hosts.booted_anew({name: dom}, BOOT_TIMEOUT)  # the image asks DHCP as no box did: a new lease
     hypervisor.start([dom])
     hypervisor.mark_started([dom])
-    hosts = Hosts(hypervisor, request.hosts, {s.name: s.host for s in statuses})
+    leased()
     current = _wait_for_addresses(lab, lab_dir, hosts, [name])
     if request.fence is not None:
         request.fence(current)

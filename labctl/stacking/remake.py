@@ -18,7 +18,14 @@ from labctl import records
 from labctl.errors import LabctlError
 from labctl.names import BASE_SUFFIX, domain_name
 from labctl.provision import StackResult
-from labctl.stacking.clone import TEMPLATE, _identities, _make_seats, _wait_for_addresses, template_secrets
+from labctl.stacking.clone import (
+    BOOT_TIMEOUT,
+    TEMPLATE,
+    _identities,
+    _make_seats,
+    _wait_for_addresses,
+    template_secrets,
+)
 from labctl.stacking.clone_hosts import Hosts, send_base
 from labctl.stacking.machines import StackRun
 
@@ -46,6 +53,7 @@ def remake_seats(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], r
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"making {', '.join(names)} from {TEMPLATE}'s stacked disk (the class's base), without stack.sh")
     machine_ids = _identities(ssh, lab_dir, statuses, names)
+    waits = []
     for host, on_host in hosts.group(names).items():
         there = hosts.on(host)
         there.shut_down([doms[n] for n in on_host], 120, lambda _d, _state: None)
@@ -53,7 +61,10 @@ def remake_seats(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], r
         if copy is None:  # a host that had no seat at the first copy
             copy = send_base(hosts.on(home), base, host, there, doms[on_host[0]], reporter)
         there.overlay_disks(copy, [doms[n] for n in on_host])
+        waits.append(hosts.booted_anew({n: doms[n] for n in on_host}, BOOT_TIMEOUT))
         there.start([doms[n] for n in on_host])
+    for wait in waits:  # the base asks DHCP under another client id than the box did: a new lease
+        wait()
     current = _wait_for_addresses(lab, lab_dir, hosts, names)
     if request.fence is not None:
         request.fence(current)

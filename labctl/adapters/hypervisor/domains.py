@@ -47,6 +47,12 @@ class Domains(Connected):
                           uptime_s=_uptime(dom) if running else None)
 
     @libvirt_errors
+    def lease_expiries(self, name: str) -> dict[str, float] | None:
+        """When each of the domain's cards' newest DHCP lease expires (leases.expiries)."""
+        dom = self._lookup(name)
+        return leases.expiries(dom) if dom is not None else {}
+
+    @libvirt_errors
     def mark_started(self, names: list[str]) -> None:
         """Date the run of each running domain that has no date yet (labctl just started it)."""
         for name in names:

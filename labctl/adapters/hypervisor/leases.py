@@ -28,6 +28,30 @@ def newest(leases: Iterable[Mapping[str, object]]) -> str | None:
     return best[1] if best else None
 
 
+def expiries(dom: libvirt.virDomain) -> dict[str, float] | None:
+    """Each card's MAC -> when its newest DHCP lease expires (a lease granted or renewed later expires
+    later; one that never expires counts as the latest), for cards on libvirt networks with a lease;
+    None when the driver cannot list a network's leases (libvirt's test driver)."""
+    from labctl import isolation
+
+    found: dict[str, float] = {}
+    try:
+        for network, (_iface, mac) in isolation.cards(dom.XMLDesc()).items():
+            try:
+                leases = dom.connect().networkLookupByName(network).DHCPLeases(mac)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+                    return None
+                continue
+            times = [float("inf") if not lease.get("expirytime") else float(lease["expirytime"])
+                     for lease in leases if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
+            if times:
+                found[mac] = max(times)
+    except libvirt.libvirtError:
+        return {}
+    return found
+
+
 def current(dom: libvirt.virDomain) -> dict[str, str]:
     """Each card's MAC -> the address of its newest DHCP lease, for cards on libvirt networks that lease
     one. A driver that cannot list a network's leases (libvirt's test driver) gets libvirt's own
