@@ -232,8 +232,12 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
         copy = send_base(hv, base, host, hosts.on(host), doms[on_host[0]], reporter)
         hosts.on(host).overlay_disks(copy, [doms[n] for n in on_host])
     reporter.step(f"{len(clones) + 1} seats now start from {base.name}; booting them")
+    waits = []
     for host, on_host in hosts.group(names).items():
+        waits.append(hosts.booted_anew({n: doms[n] for n in on_host}, BOOT_TIMEOUT))
         hosts.on(host).start([doms[n] for n in on_host])
+    for wait in waits:  # a copy labctl knew no machine-id of asks DHCP by its MAC: a new lease
+        wait()
     current = _wait_for_addresses(lab, lab_dir, hosts, names)
     if request.fence is not None:  # each copy's card is held to its own new lease, before anything else
         request.fence(current)
