@@ -92,7 +92,7 @@ def test_a_second_lab_of_the_same_stack_is_made_from_the_first_ones_image(
     assert a_admin != b_admin
     assert inside(run, b, "test -e /opt/stack/standin-stacked && echo stacked") == "stacked"
     assert inside(run, b, f"sudo grep -rlF {a_admin} /opt/stack /etc || echo none") == "none"
-    assert inside(run, b, f"grep -c {b_admin} /opt/stack/devstack/local.conf") == "1"
+    assert inside(run, b, f"sudo grep -c {b_admin} /opt/stack/devstack/local.conf") == "1"
     b_facts = inside(run, b, "cat /etc/machine-id; hostname")
     assert a_facts.split()[0] != b_facts.split()[0] and b_facts.split()[1] == "dev1"
     addresses = {lab: json.loads(run("status", "--lab", lab, "--json").out)["machines"][0] for lab in (a, b)}
