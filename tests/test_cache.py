@@ -376,7 +376,7 @@ def qemu_info(path: Path) -> dict[str, Any]:
 
 
 def test_the_unit_a_copy_runs_before_its_network() -> None:
-    from labctl.stacking.clone import clone_dhcp_script
+    from labctl.stacking.identity import clone_dhcp_script
 
     script = clone_dhcp_script(["52:54:00:aa:bb:cc", "00:00:00:00:00:00"],
                                {"52:54:00:11:22:33": "0123456789abcdef0123456789abcdef",

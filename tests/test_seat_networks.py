@@ -226,3 +226,46 @@ def test_destroy_removes_the_seats_networks_and_no_other(tmp_path: Path) -> None
             "labctl-c-b_seat-02", "labctl-c-seat-02", "labctl-cc"]
     finally:
         conn.close()
+
+
+def test_each_seat_gets_back_its_own_machine_id(tmp_path: Path) -> None:
+    """A seat made later from the class's base boots with seat-01's machine-id: the copy script gives
+    it back the one read from it before its disk was replaced, by seat (the start-up unit's view is by
+    card). An SSH session stands in for the seats' (sshd itself is tested in test_ssh*.py): what is
+    tested is how their answers are read."""
+    import contextlib
+
+    from labctl.machine_status import MachineStatus
+    from labctl.stacking.identity import _identities, _machine_ids
+    from labctl.state import LabHome
+
+    answers = {"192.168.121.7": "0123456789abcdef0123456789abcdef\n52:54:00:00:00:07\n52:54:00:00:01:07\n",
+               "192.168.121.8": "fedcba9876543210fedcba9876543210\n52:54:00:00:00:08\n"}
+
+    class Session:
+        def __init__(self, address: str) -> None:
+            self.address = address
+
+        def run(self, command: str, what: str) -> tuple[int, str]:
+            assert command == "cat /etc/machine-id /sys/class/net/*/address"
+            return 0, answers[self.address]
+
+    class Ssh:
+        @contextlib.contextmanager
+        def session(self, target):  # type: ignore[no-untyped-def]
+            yield Session(target.address)
+
+    def status(name: str, address: str | None) -> MachineStatus:
+        return MachineStatus(name=name, role="allinone", lab_ip="10.0.0.1", domain=f"labctl-c-{name}",
+                             state="running" if address else "shutoff", addresses=(address,) if address else (),
+                             memory_mb=None, vcpus=None, uptime_s=None, user="vagrant")
+
+    lab_dir = LabHome(tmp_path).lab("c")
+    statuses = [status("seat-04", "192.168.121.7"), status("seat-05", "192.168.121.8"), status("seat-06", None)]
+    names = ["seat-04", "seat-05", "seat-06"]
+    assert _machine_ids(Ssh(), lab_dir, statuses, names) == {  # type: ignore[arg-type]
+        "seat-04": "0123456789abcdef0123456789abcdef", "seat-05": "fedcba9876543210fedcba9876543210"}
+    assert _identities(Ssh(), lab_dir, statuses, names) == {  # type: ignore[arg-type]
+        "52:54:00:00:00:07": "0123456789abcdef0123456789abcdef",
+        "52:54:00:00:01:07": "0123456789abcdef0123456789abcdef",
+        "52:54:00:00:00:08": "fedcba9876543210fedcba9876543210"}

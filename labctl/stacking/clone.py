@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import re
 import secrets
 import shlex
 import time
@@ -45,10 +44,17 @@ from labctl.machine_status import MachineStatus, host_of, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
 from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets
-from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SshPort, SshTarget, SshUnreachable
+from labctl.protocols import RemoteCommandFailed, SshPort, SshTarget, SshUnreachable
 from labctl.provision import StackResult, open_seat, push_local_conf
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.clone_hosts import Hosts, send_base
+from labctl.stacking.identity import (
+    CLONE_DHCP_UNIT,
+    PREPARE_TEMPLATE,
+    UNDO_TEMPLATE,
+    _identities,
+    clone_dhcp_script,
+)
 from labctl.stacking.machines import AsTemplate, StackRun, day_one, record, stack_lab
 from labctl.stacking.pool import machine_pool
 from labctl.stacking.request import StackRequest
@@ -60,65 +66,6 @@ if TYPE_CHECKING:
 
 TEMPLATE = "seat-01"
 BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
-# Before seat-01's disk is copied. Every copy boots with seat-01's machine-id, from which
-# systemd-networkd derives its DHCP client id: every seat would ask for, and get, seat-01's address.
-# A unit that runs before systemd-networkd tells a copy from seat-01 by its network cards, and gives
-# a copy back the machine-id it had before it was shut off (so its DHCP lease too: no address
-# changes, and none is left stale behind it); a copy labctl knew no machine-id of asks DHCP by its
-# MAC. On seat-01 it does nothing. It is removed from every seat once made (UNDO_TEMPLATE).
-CLONE_DHCP_SCRIPT = """#!/bin/sh
-# Written by labctl: a copy of a classroom's seat-01 takes back its own identity before its network.
-for a in /sys/class/net/*/address; do
-  case " {template} " in *" $(cat "$a") "*) exit 0 ;; esac
-done
-for a in /sys/class/net/*/address; do
-  case "$(cat "$a")" in
-{known}
-  esac
-done
-for f in /etc/systemd/network/*.network; do
-  [ -f "$f" ] && grep -q '^DHCP=' "$f" || continue
-  mkdir -p "$f.d" && printf '[DHCPv4]\\nClientIdentifier=mac\\n' > "$f.d/labctl-clone.conf"
-done
-"""
-_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
-_MACHINE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
-
-
-def clone_dhcp_script(template_macs: Sequence[str], machine_ids: dict[str, str]) -> str:
-    """The unit's script: seat-01's cards, and each copy's card -> its machine-id. Pure; values that
-    are no MAC or machine-id are left out (they come from the machines)."""
-    cards = " ".join(m for m in template_macs if _MAC_RE.match(m) and m.strip("0:"))  # not the loopback
-    known = "".join(f"    {mac}) echo {mid} > /etc/machine-id; exit 0 ;;\n" for mac, mid in sorted(machine_ids.items())
-                    if _MAC_RE.match(mac) and mac.strip("0:") and _MACHINE_ID_RE.match(mid))
-    return CLONE_DHCP_SCRIPT.replace("{template}", cards).replace("{known}\n", known)
-
-
-CLONE_DHCP_UNIT = """[Unit]
-Description=labctl: a copy of a classroom seat asks DHCP as itself
-DefaultDependencies=no
-After=local-fs.target
-Before=systemd-networkd.service
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/labctl-clone-dhcp
-
-[Install]
-WantedBy=systemd-networkd.service
-"""
-# $1 the script, $2 the unit (uploaded files): installed and enabled, then everything on disk.
-PREPARE_TEMPLATE = """set -e
-install -m 0755 "$1" /usr/local/sbin/labctl-clone-dhcp
-install -m 0644 "$2" /etc/systemd/system/labctl-clone-dhcp.service
-rm -f "$1" "$2"
-systemctl enable labctl-clone-dhcp.service >/dev/null 2>&1
-sync
-"""
-UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 || true;"
-                 " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp")
-
-
 def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: Passwords, user: str,
                authorized_key: str, machine_id: str = "") -> dict[str, object]:
     """What the clone script needs to make the template's copy into `seat` (secrets included: it
@@ -266,20 +213,6 @@ def _make_seats(ssh: SshPort, lab: Lab, lab_dir: LabDir, current: Sequence[Machi
             record(lab_dir, [results[name]])
             progress.update(name, "done" if results[name].ok else f"failed: {results[name].message}")
     return results
-
-
-def _identities(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus],
-                seats: Sequence[str]) -> dict[str, str]:
-    """Each running seat's network cards -> its machine-id, read before its disk is replaced."""
-    found: dict[str, str] = {}
-    for status in statuses:
-        if status.name in seats and status.ssh_address:
-            with contextlib.suppress(SshUnreachable, RemoteCommandFailed, HostKeyChanged), \
-                    ssh.session(_host(lab_dir, status, status.name)) as session:
-                _, out = session.run("cat /etc/machine-id /sys/class/net/*/address", "reading its identity")
-                words = out.split()
-                found.update(dict.fromkeys(words[1:], words[0]) if words else {})
-    return found
 
 
 def _seat(domain: str, doms: dict[str, str]) -> str:

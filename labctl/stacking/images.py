@@ -31,16 +31,12 @@ from labctl.protocols import RemoteCommandFailed, SshTarget, SshUnreachable
 from labctl.provision import StackResult, push_local_conf
 from labctl.stacking.clone import (
     BOOT_TIMEOUT,
-    CLONE_DHCP_UNIT,
-    PREPARE_TEMPLATE,
-    UNDO_TEMPLATE,
-    _identities,
     _wait_for_addresses,
-    clone_dhcp_script,
     identity_spec,
 )
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.clone_hosts import Hosts
+from labctl.stacking.identity import CLONE_DHCP_UNIT, PREPARE_TEMPLATE, UNDO_TEMPLATE, _machine_ids, clone_dhcp_script
 from labctl.stacking.machines import StackRun, day_one, record
 from labctl.stacklog import mask
 
@@ -159,7 +155,7 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
     assert store is not None
     reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
-    machine_ids = _identities(ssh, lab_dir, statuses, [name])
+    machine_ids = _machine_ids(ssh, lab_dir, statuses, [name])
     hypervisor.shut_down([dom], 120, lambda _d, _state: None)
     hypervisor.overlay_disks(Path(image.volume), [dom])
     hosts = Hosts(hypervisor, None, {name: None})
@@ -208,7 +204,7 @@ def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Report
             spec = identity_spec(name=hostname(lab.name, lab.classroom, name), old_name=image.hostname,
                                  old_ip=image.ip, new_ip=status.lab_ip or lab.machines[0].ip, user=status.user,
                                  authorized_key=ssh.public_key(lab_dir.private_key(name)),
-                                 machine_id=next(iter(machine_ids.values()), ""), old=old, own=own, others=[])
+                                 machine_id=machine_ids.get(name, ""), old=old, own=own, others=[])
             _rewrite(lab_dir, status, ssh, _image_target(lab_dir, status, store, image), spec, at, line)
             progress.update(name, "done")
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:

@@ -21,12 +21,12 @@ from labctl.provision import StackResult
 from labctl.stacking.clone import (
     BOOT_TIMEOUT,
     TEMPLATE,
-    _identities,
     _make_seats,
     _wait_for_addresses,
     template_secrets,
 )
 from labctl.stacking.clone_hosts import Hosts, send_base
+from labctl.stacking.identity import _machine_ids
 from labctl.stacking.machines import StackRun
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def remake_seats(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], r
                                f" labctl destroy --lab {lab.name}, then labctl up")
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"making {', '.join(names)} from {TEMPLATE}'s stacked disk (the class's base), without stack.sh")
-    machine_ids = _identities(ssh, lab_dir, statuses, names)
+    machine_ids = _machine_ids(ssh, lab_dir, statuses, names)
     waits = []
     for host, on_host in hosts.group(names).items():
         there = hosts.on(host)
