@@ -14,6 +14,7 @@ Only for a lab of one machine, on this host, stacked whole (not --clean), whose 
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -184,7 +185,7 @@ def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Report
     """The booted copy of the image made the lab's own machine; failures become its result."""
     name = status.name
     own, old = lab_dir.secrets().passwords, store.secrets(image)
-    secrets = [*own.values(), *old.values()]
+    hidden = [*own.values(), *old.values()]
     log = lab_dir.stack_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
     steps = ["waiting for SSH"]
@@ -197,21 +198,22 @@ def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Report
                 progress.update(name, step)
 
             def line(text: str) -> None:
-                out.write(mask(text, secrets).rstrip("\n") + "\n")
+                out.write(mask(text, hidden).rstrip("\n") + "\n")
                 out.flush()
-                progress.update(name, f"{steps[-1]}: {mask(text, secrets).strip()[:70]}")
+                progress.update(name, f"{steps[-1]}: {mask(text, hidden).strip()[:70]}")
 
             spec = identity_spec(name=hostname(lab.name, lab.classroom, name), old_name=image.hostname,
                                  old_ip=image.ip, new_ip=status.lab_ip or lab.machines[0].ip, user=status.user,
                                  authorized_key=ssh.public_key(lab_dir.private_key(name)),
-                                 machine_id=machine_ids.get(name, ""), old=old, own=own, others=[])
+                                 machine_id=machine_ids.get(name) or secrets.token_hex(16), old=old, own=own,
+                                 others=[])  # a machine-id not read: a new one, never the image's
             _rewrite(lab_dir, status, ssh, _image_target(lab_dir, status, store, image), spec, at, line)
             progress.update(name, "done")
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
         message = exc.message if isinstance(exc, LabctlError) else str(exc)
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
-        return StackResult(name, "failed", time.monotonic() - started, steps[-1], mask(message, secrets),
-                           [mask(t, secrets) for t in tail]
+        return StackResult(name, "failed", time.monotonic() - started, steps[-1], mask(message, hidden),
+                           [mask(t, hidden) for t in tail]
                            + [f"labctl up --fresh --lab {lab.name} stacks it with stack.sh instead"])
     seconds = time.monotonic() - started
     made = StackResult(name, "ok", seconds, f"made from image {image.digest}", "", [], None,
