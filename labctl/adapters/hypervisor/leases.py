@@ -19,13 +19,19 @@ def newest(leases: Iterable[Mapping[str, object]]) -> str | None:
     that never expires (expiry 0) counts as the newest. Pure."""
     best: tuple[float, str] | None = None
     for lease in leases:
-        address, expiry = lease.get("ipaddr"), lease.get("expirytime")
+        address = lease.get("ipaddr")
         if lease.get("type") != libvirt.VIR_IP_ADDR_TYPE_IPV4 or not isinstance(address, str):
             continue
-        at = float("inf") if not expiry else float(expiry) if isinstance(expiry, int | float) else 0.0
+        at = _expiry(lease)
         if best is None or at > best[0]:
             best = (at, address)
     return best[1] if best else None
+
+
+def _expiry(lease: Mapping[str, object]) -> float:
+    """When a lease expires; one that never does (0) expires last."""
+    expiry = lease.get("expirytime")
+    return float("inf") if not expiry else float(expiry) if isinstance(expiry, int | float) else 0.0
 
 
 def expiries(dom: libvirt.virDomain) -> dict[str, float] | None:
@@ -43,8 +49,7 @@ def expiries(dom: libvirt.virDomain) -> dict[str, float] | None:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
                     return None
                 continue
-            times = [float("inf") if not lease.get("expirytime") else float(lease["expirytime"])
-                     for lease in leases if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
+            times = [_expiry(lease) for lease in leases if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
             if times:
                 found[mac] = max(times)
     except libvirt.libvirtError:
