@@ -58,6 +58,11 @@ def test_an_image_record_that_was_tampered_with_is_no_image(tmp_path: Path) -> N
     raw = json.loads(record.read_text())
     record.write_text(json.dumps({**raw, "parts": {"box": "b 1", "local.conf": "A=2"}}))
     assert store.get(made.digest) is None and store.all() == []
+    # Its volume changed to a lab's disk: `images rm` would delete that.
+    record.write_text(json.dumps({**raw, "volume": "/var/lib/libvirt/images/labctl-a-dev1.img"}))
+    assert store.get(made.digest) is None
+    record.write_text(json.dumps(raw))
+    assert store.get(made.digest) == made
     record.write_text("{not json")
     assert store.get(made.digest) is None
     (store.folder(made.digest) / "secrets.json").write_text("[]")

@@ -79,7 +79,8 @@ class ImageStore:
         except (OSError, ValueError, TypeError, LabctlError):
             return None
         ok = (image.digest == digest and isinstance(image.parts, dict) and StackKey(image.parts).digest == digest
-              and all(isinstance(v, str) for v in (image.volume, image.hostname, image.ip, image.user)))
+              and all(isinstance(v, str) for v in (image.volume, image.hostname, image.ip, image.user))
+              and Path(image.volume).name == volume_name(digest))  # never another volume (a lab's disk)
         return image if ok else None
 
     def all(self) -> list[Image]:
