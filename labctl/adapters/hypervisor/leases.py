@@ -34,13 +34,12 @@ def _expiry(lease: Mapping[str, object]) -> float:
     return float("inf") if not expiry else float(expiry) if isinstance(expiry, int | float) else 0.0
 
 
-def expiries(dom: libvirt.virDomain) -> dict[str, float] | None:
-    """Each card's MAC -> when its newest DHCP lease expires (a lease granted or renewed later expires
-    later; one that never expires counts as the latest), for cards on libvirt networks with a lease;
-    None when the driver cannot list a network's leases (libvirt's test driver)."""
+def _card_leases(dom: libvirt.virDomain) -> dict[str, list[Mapping[str, object]]] | None:
+    """Each card's MAC -> its IPv4 DHCP leases, for cards on libvirt networks (a network gone meanwhile
+    leases nothing); None when the driver cannot list a network's leases (libvirt's test driver)."""
     from labctl import isolation
 
-    found: dict[str, float] = {}
+    found: dict[str, list[Mapping[str, object]]] = {}
     try:
         for network, (_iface, mac) in isolation.cards(dom.XMLDesc()).items():
             try:
@@ -49,34 +48,30 @@ def expiries(dom: libvirt.virDomain) -> dict[str, float] | None:
                 if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
                     return None
                 continue
-            times = [_expiry(lease) for lease in leases if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
-            if times:
-                found[mac] = max(times)
+            v4 = [lease for lease in leases if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
+            if v4:
+                found[mac] = v4
     except libvirt.libvirtError:
         return {}
     return found
+
+
+def expiries(dom: libvirt.virDomain) -> dict[str, float] | None:
+    """Each card's MAC -> when its newest DHCP lease expires (a lease granted or renewed later expires
+    later; one that never expires counts as the latest), for cards with a lease; None when the driver
+    cannot list a network's leases."""
+    by_card = _card_leases(dom)
+    return None if by_card is None else {mac: max(map(_expiry, leases)) for mac, leases in by_card.items()}
 
 
 def current(dom: libvirt.virDomain) -> dict[str, str]:
     """Each card's MAC -> the address of its newest DHCP lease, for cards on libvirt networks that lease
     one. A driver that cannot list a network's leases (libvirt's test driver) gets libvirt's own
     answer per domain instead, its first address for each card."""
-    from labctl import isolation
-
-    found: dict[str, str] = {}
-    try:
-        for network, (_iface, mac) in isolation.cards(dom.XMLDesc()).items():
-            try:
-                address = newest(dom.connect().networkLookupByName(network).DHCPLeases(mac))
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
-                    continue  # a network gone meanwhile leases nothing
-                return _per_domain(dom)
-            if address:
-                found[mac] = address
-    except libvirt.libvirtError:
-        return {}
-    return found
+    by_card = _card_leases(dom)
+    if by_card is None:
+        return _per_domain(dom)
+    return {mac: address for mac, leases in by_card.items() if (address := newest(leases))}
 
 
 def _per_domain(dom: libvirt.virDomain) -> dict[str, str]:
