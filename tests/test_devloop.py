@@ -5,11 +5,16 @@ git daemon serves and git clones, and the checkout itself is never written to. R
 from __future__ import annotations
 
 import hashlib
+import http.server
+import json
 import os
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ports import free_port
@@ -153,6 +158,7 @@ def test_sync_is_told_the_projects_services_and_refuses_a_project_the_lab_does_n
     assert spec["dir"] == "/opt/stack/keystone" and spec["branch"] == "labctl-worktree"
     assert spec["url"] == f"git://{lab.cidr.rsplit('.', 1)[0]}.1/{project_served(repo).name}.git"
     assert spec["prefixes"] == ["keystone"] and spec["timeout"] == 120
+    assert spec["apis"] == ["http://127.0.0.1/identity/v3"]  # DevStack's Apache, inside the machine
     with pytest.raises(LabctlError) as err:
         project_of(lab, "nova")
     assert "stacks no checkout of nova (devstack.projects: keystone)" in err.value.message
@@ -165,3 +171,77 @@ def test_the_sync_script_is_python(tmp_path: Path) -> None:
     from labctl.devloop.guest import SYNC_SCRIPT
 
     ast.parse(SYNC_SCRIPT)
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """Answers GETs with the statuses of its server's `statuses` list, in order, then its last one."""
+
+    def do_GET(self) -> None:
+        statuses: list[int] = self.server.statuses  # type: ignore[attr-defined]
+        self.server.asked += 1  # type: ignore[attr-defined]
+        status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[Callable[[list[int]], tuple[str, http.server.HTTPServer]]]:
+    """A real HTTP server on loopback answering the statuses it is given."""
+    servers: list[http.server.HTTPServer] = []
+
+    def serve(statuses: list[int]) -> tuple[str, http.server.HTTPServer]:
+        server = http.server.HTTPServer(("127.0.0.1", 0), _Answers)
+        server.statuses, server.asked = statuses, 0  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/identity/v3", server
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def probe() -> dict[str, Any]:
+    """The sync script's API probe, as it runs inside the machine."""
+    from labctl.devloop.guest import PROBE
+
+    space: dict[str, Any] = {}
+    exec(compile(PROBE, "probe", "exec"), space)  # noqa: S102 - labctl's own script text
+    return space
+
+
+def test_an_api_without_its_application_fails_at_once_and_one_still_starting_is_waited_for(
+        api: Callable[[list[int]], tuple[str, http.server.HTTPServer]], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9/")  # a proxy that is not there: never asked
+    space = probe()
+    broken, server = api([500])  # uwsgi whose application failed to import answers every request 500
+    ok, words = space["serves"](broken, space["time"].monotonic() + 60, pause=0.01)
+    assert (ok, words, server.asked) == (False, f"{broken} answers 500", 3)
+    starting, server = api([503, 503, 500, 200])  # Apache before uwsgi listens, then the app loading
+    ok, words = space["serves"](starting, space["time"].monotonic() + 60, pause=0.01)
+    assert (ok, words, server.asked) == (True, f"{starting} answers 200", 4)
+    assert space["answer"](starting) == 200
+    gone = starting.rsplit(":", 1)[0] + ":9/identity/v3"  # nothing listens: waited for until the deadline
+    ok, words = space["serves"](gone, space["time"].monotonic() + 0.2, pause=0.05)
+    assert (ok, words) == (False, f"{gone} answers nothing")
+    assert space["answer"](gone) is None
+
+
+def test_the_sync_script_asks_only_the_apis_that_answered_before_it(tmp_path: Path) -> None:
+    """An API that did not answer before the sync (not this machine's, or a stand-in's) is not asked
+    after it: what worked before must work after, nothing more."""
+    from labctl.devloop.guest import SYNC_SCRIPT
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"dir": str(tmp_path / "absent"), "apis": ["http://127.0.0.1:9/identity/v3"]}))
+    done = subprocess.run([sys.executable, "-c", SYNC_SCRIPT, str(spec)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(line["name"], line["state"]) for line in lines] == [("code", "present")]
+    assert not spec.exists()  # the spec (it may name secrets) is gone at once

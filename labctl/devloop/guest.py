@@ -6,13 +6,48 @@ In DevStack's checkout of the project (/opt/stack/PROJECT, the stack user's), it
 labctl serves (the developer's working tree), checks it out, reinstalls the project into DevStack's
 Python only when its requirements or entry points changed (requirements.txt, setup.cfg, setup.py,
 pyproject.toml), and restarts the project's DevStack services (systemd's devstack@SERVICE units),
-waiting for each to run. A service that does not come back is named with its journal's last lines,
-and the previous commit is checked out, reinstalled and restarted again: the previous code keeps
-running. Exit 3 when something failed.
+waiting for each to run and for the project's API to answer again where it answered before the sync
+(a uwsgi service stays "active" when its application fails to import: only a request tells). A
+service or API that does not come back is named with its journal's last lines, and the previous
+commit is checked out, reinstalled and restarted again: the previous code keeps running. Exit 3 when
+something failed.
 """
 
-SYNC_SCRIPT = r'''
-import json, os, subprocess, sys, time
+# Whether an API answers: PROBE is part of SYNC_SCRIPT, and runs alone in the tests against real HTTP servers.
+PROBE = r'''
+import time, urllib.error, urllib.request
+
+
+def answer(url):
+    """The HTTP status a GET of url gets (straight, never through a proxy), or None when nothing answers."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=10) as got:
+            return got.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
+def serves(url, deadline, pause=2.0, errors_needed=3):
+    """(True, words) once url answers below 500, before `deadline` (time.monotonic()). A server that
+    answers 500 `errors_needed` times in a row runs without its application (uwsgi whose application
+    failed to import answers every request so) and fails at once; one that does not answer yet
+    (refused, 502, 503: still starting) is waited for."""
+    errors = 0
+    while True:
+        status = answer(url)
+        if status is not None and status < 500:
+            return True, f"{url} answers {status}"
+        errors = errors + 1 if status == 500 else 0
+        if errors >= errors_needed or time.monotonic() >= deadline:
+            return False, f"{url} answers {status or 'nothing'}"
+        time.sleep(pause)
+'''
+
+SYNC_SCRIPT = PROBE + r'''
+import json, os, subprocess, sys
 
 spec = json.load(open(sys.argv[1]))
 os.unlink(sys.argv[1])
@@ -58,15 +93,20 @@ def install():
         raise Failed("pip install: " + (proc.stderr.strip().splitlines() or ["failed"])[-1])
 
 
-def journal(unit):
-    proc = subprocess.run(["journalctl", "-u", unit, "-n", "8", "--no-pager", "-o", "cat"], capture_output=True,
-                          text=True)
-    return " | ".join(line.strip() for line in proc.stdout.splitlines() if line.strip())
+def journal(unit, since=None):
+    """The unit's last lines; an error it logged since `since` (a traceback's last line) first."""
+    argv = ["journalctl", "-u", unit, "--no-pager", "-o", "cat"] + (["--since", f"@{int(since)}"] if since else [])
+    lines = [line.strip() for line in subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
+             if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line][-1:]
+    return " | ".join(errors + lines[-8:])
 
 
 def restart(names):
     """Every unit restarted (systemctl waits for each start job), then given a few seconds: those not
-    running then (failed, or still starting after TIMEOUT), with their journal's last lines."""
+    running then (failed, or still starting after TIMEOUT), with their journal's last lines; then each
+    API that answered before the sync must answer again (within TIMEOUT)."""
+    began = time.time()
     try:
         subprocess.run(["systemctl", "restart", *names], capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -74,13 +114,21 @@ def restart(names):
     time.sleep(5)  # a service that dies as it starts
     states = {u: subprocess.run(["systemctl", "is-active", u], capture_output=True, text=True).stdout.strip()
               for u in names}
-    return {u: f"{state}: {journal(u)}" for u, state in states.items() if state != "active"}
+    dead = {u: f"{state}: {journal(u)}" for u, state in states.items() if state != "active"}
+    deadline = time.monotonic() + TIMEOUT
+    for url in [] if dead else APIS:
+        ok, words = serves(url, deadline)
+        if not ok:
+            dead[f"api {url}"] = words + ": " + " / ".join(journal(u, began) for u in names)
+    return dead
 
 
 def changed_between(old, new):
     return set(git("diff", "--name-only", old, new).split())
 
 
+# The project's APIs that answer now (before the sync): each must answer after it too.
+APIS = [url for url in spec.get("apis", []) if (answer(url) or 500) < 500]
 if not os.path.isdir(os.path.join(DIR, ".git")):
     say("code", "present", f"no {DIR} here: the project is not stacked on this machine")
     sys.exit(0)
@@ -115,11 +163,14 @@ else:
     for unit in services:
         if unit not in dead:
             say(f"service {unit}", "ok", "restarted")
+    for url in APIS:
+        if f"api {url}" not in dead and not any(u in dead for u in services):
+            say(f"api {url}", "ok", "answers again")
 if not dead:
     sys.exit(0)
 for unit, words in dead.items():
     if unit != "(none restarted)":
-        say(f"service {unit}", "failed", words)
+        say(unit if unit.startswith("api ") else f"service {unit}", "failed", words)
 try:  # the previous code, running again
     git("checkout", "-q", "-f", "--detach", old)
     if reinstall:

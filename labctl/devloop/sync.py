@@ -34,6 +34,11 @@ SERVICE_PREFIXES = {"keystone": ("keystone",), "nova": ("n-",), "placement": ("p
                     "neutron": ("q-", "neutron-"), "cinder": ("c-",), "swift": ("s-",), "horizon": ()}
 # Services that are no devstack@ unit: Horizon runs in Apache.
 OTHER_UNITS = {"horizon": ("apache2.service",)}
+# Where DevStack's Apache serves each project's API inside the machine (its uwsgi services). The sync
+# script asks those that answer before the sync to answer after it: uwsgi stays "active" without its
+# application when the code fails to import, so only a request shows the failure.
+APIS = {"keystone": ("/identity/v3",), "nova": ("/compute/v2.1",), "placement": ("/placement",),
+        "glance": ("/image",), "neutron": ("/networking",)}
 
 
 def project_of(lab: Lab, name: str) -> Project:
@@ -51,6 +56,7 @@ def sync_spec(lab: Lab, project: Project, timeout: float) -> dict[str, object]:
     return {"dir": f"{STACK_HOME}/{project.name}", "url": project_url(lab, project.checkout),
             "branch": WORKTREE_BRANCH, "prefixes": list(SERVICE_PREFIXES.get(project.name, ())),
             "units": list(OTHER_UNITS.get(project.name, ())), "venv": f"{STACK_HOME}/data/venv",
+            "apis": [f"http://127.0.0.1{path}" for path in APIS.get(project.name, ())],
             "constraints": f"{STACK_HOME}/requirements/upper-constraints.txt", "timeout": timeout}
 
 
