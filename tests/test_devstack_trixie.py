@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_devstack_real import keystone_lab, stacks_keystone_and_resets
+from test_devstack_real import destroys_leaving_nothing, keystone_lab, stacks_keystone_and_resets
 
 from conftest import Result
 
@@ -28,3 +28,4 @@ def test_trixie_stacks_keystone(run: Callable[..., Result], trixie_lab: tuple[st
     boxes = {r["distro"]: r for r in json.loads(run("boxes", "--json").out)["releases"]}
     assert boxes["debian:13"]["local_build"] is True
     stacks_keystone_and_resets(run, name, folder)
+    destroys_leaving_nothing(run, name)
