@@ -174,6 +174,8 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
         conf.set_var("FORCE", "yes")
     if machine.role != "compute":
         # Services and plugins are the lab's API side; computes run only compute services.
+        if not _names_service(conf, spec.enable_services + spec.disable_services, CLI_SERVER):
+            conf.add_command(f"enable_service {CLI_SERVER}")
         if spec.enable_services:
             conf.add_command("enable_service " + " ".join(spec.enable_services))
         if spec.disable_services:
@@ -184,6 +186,21 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
     for item in spec.post_config:
         conf.set_option("post-config", item.file, item.section, item.key, item.value)
     return conf
+
+
+# DevStack's openstack-cli-server: one Python process that runs stack.sh's `openstack` calls, instead of
+# a new client process for each (its base CI job enables it). Each client process costs about 30 s
+# under software emulation: 38 calls took 1135 s of a keystone-only stack here (DevStack's "osc"
+# timing in ../shared/devstack-logs/). Enabled on the API side unless the lab names it anywhere
+# (ENABLED_SERVICES, enable_service or disable_service in a fragment, devstack.disable_services).
+CLI_SERVER = "openstack-cli-server"
+
+
+def _names_service(conf: MetaConfig, listed: Sequence[str], service: str) -> bool:
+    """Whether the lab's own local.conf (fragments, localrc) or lab.yaml's service lists name `service`."""
+    words = re.compile(rf"(?<![\w-]){re.escape(service)}(?![\w-])")
+    texts = [conf.variables[t] if kind == "var" else t for kind, t in conf.lines]
+    return service in listed or any(words.search(text) for text in texts)
 
 
 # DevStack's waits for its services, as labctl raises them under software emulation: stackrc's 60 s

@@ -129,7 +129,7 @@ def devstack_source(tmp: Path) -> Path:
     copy = prepare(Served(mirrors, "mirrors", True), tmp / "mirror-copy")
     out = tmp / "devstack"
     (out / "inc").mkdir(parents=True)
-    for name in ("inc/meta-config", "inc/ini-config"):
+    for name in ("inc/meta-config", "inc/ini-config", "functions-common"):
         text = subprocess.run(["git", "--git-dir", str(copy / "openstack" / "devstack.git"), "show", f"master:{name}"],
                               capture_output=True, text=True, check=True).stdout
         (out / name).write_text(text)
@@ -148,3 +148,26 @@ def devstack_reads(local_conf: str, devstack: Path, work: Path) -> tuple[dict[st
     variables, calls = _vars_and_calls(proc.stdout)
     written = "".join(p.read_text() for p in sorted(work.glob("post-config-*")))
     return variables, calls, written
+
+
+def devstack_services(local_conf: str, devstack: Path, work: Path) -> list[str]:
+    """ENABLED_SERVICES as stackrc leaves it: its default list, then local.conf's localrc sourced with
+    DevStack's own enable_service and disable_service (functions-common)."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "local.conf").write_text(local_conf)
+    script = r"""
+set +u
+cd "$1"
+TOP_DIR="$2"
+source "$2/inc/meta-config"
+source "$2/functions-common" >/dev/null 2>&1
+extract_localrc_section "$1/local.conf" "$1/localrc" "$1/.localrc.auto"
+ENABLED_SERVICES=${ENABLED_SERVICES-key,n-api,g-api,q-svc,horizon}  # stackrc's default, shortened
+source "$1/.localrc.auto"
+echo "$ENABLED_SERVICES"
+"""
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script, "services", str(work), str(devstack)],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+                          cwd=work, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [s for s in proc.stdout.strip().split(",") if s]

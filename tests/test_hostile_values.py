@@ -75,4 +75,4 @@ def test_post_config_references_still_expand(catalog: Catalog, devstack: Path, t
     _, calls, written = devstack_reads(conf, devstack, tmp_path / "work")
     assert "my_ip = 10.3.0.10" not in written  # HOST_IP is not set in this reading: it expands to ""
     assert "x = a b; c" in written and "my_ip =" in written
-    assert calls == ["enable_plugin heat https://opendev.org/openstack/heat"]
+    assert calls == ["enable_service openstack-cli-server", "enable_plugin heat https://opendev.org/openstack/heat"]

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import REPO, require_tool
-from devstack_meta import localrc_env, merged_ini, meta_section_files
+from devstack_meta import devstack_services, devstack_source, localrc_env, merged_ini, meta_section_files
 from labctl.catalog import Catalog
 from labctl.errors import FragmentError
 from labctl.host import KVM, QEMU
@@ -98,7 +99,7 @@ def test_compute_gets_what_devstack_multinode_needs(multinode: Lab, tmp_path: Pa
     assert calls == []
     ctl_env, ctl_calls = localrc_env(confs["ctl"], tmp_path)
     assert ctl_env["HOST_IP"] == ctl_env["SERVICE_HOST"] == "10.42.0.10"
-    assert ctl_calls == ["enable_service tempest", "disable_service horizon",
+    assert ctl_calls == ["enable_service openstack-cli-server", "enable_service tempest", "disable_service horizon",
                          "enable_plugin heat https://opendev.org/openstack/heat"]
     assert localrc_env(confs["cmp-2"], tmp_path)[0]["EXTRA_NAME"] == "cmp-2"
 
@@ -166,7 +167,8 @@ def test_builtin_fragments_order(catalog: Catalog) -> None:
     frags = [Fragment("mine", "all", "[[local|localrc]]\nLIBVIRT_TYPE=kvm\n", False),
              Fragment("base", "base", "[[local|localrc]]\nLIBVIRT_TYPE=qemu\nA=1\n", True)]
     text = render_local_conf(lab, lab.machines[0], PASSWORDS, frags)
-    assert text.splitlines()[2:] == ["[[local|localrc]]", "LIBVIRT_TYPE=kvm", "A=1"]
+    assert text.splitlines()[2:] == ["[[local|localrc]]", "LIBVIRT_TYPE=kvm", "A=1",
+                                     "enable_service openstack-cli-server"]
 
 
 @pytest.mark.parametrize("value", ["plain", "with space", 'q"uote', "back\\slash", "`id`", "$(id)",
@@ -221,6 +223,34 @@ def test_software_emulation_raises_devstack_service_waits(catalog: Catalog, tmp_
     env, _ = localrc_env(render_local_conf(own, own.machines[0], PASSWORDS, [mine], slow=True), tmp_path)
     assert env["SERVICE_TIMEOUT"] == "90" and env["VIF_PLUGGING_TIMEOUT"] == "42"
     assert "SERVICE_TIMEOUT" not in str(slow_waits_note(own, slow=True))
+
+
+def test_stack_sh_runs_its_openstack_calls_through_devstacks_cli_server_unless_the_lab_names_it(
+        catalog: Catalog, tmp_path: Path) -> None:
+    """DevStack's own CI enables openstack-cli-server: stack.sh's `openstack` calls then share one Python
+    process (each new one costs about 30 s under software emulation). labctl enables it on the API
+    side, after the lab's own ENABLED_SERVICES, and leaves it to a lab that names it anywhere."""
+    devstack = devstack_source(tmp_path)
+
+    def services(raw: dict[str, Any], fragments: Sequence[Fragment] = (), machine: int = 0) -> list[str]:
+        lab = lab_from_dict({"name": "t", **raw}, catalog)
+        text = render_local_conf(lab, lab.machines[machine], PASSWORDS, fragments)
+        return devstack_services(text, devstack, tmp_path / f"w{len(list(tmp_path.iterdir()))}")
+
+    one = {"machines": [{"name": "alpha"}]}
+    assert services(one) == ["key", "n-api", "g-api", "q-svc", "horizon", "openstack-cli-server"]
+    assert services({**one, "devstack": {"localrc": {"ENABLED_SERVICES": "key,mysql"}}}) == [
+        "key", "mysql", "openstack-cli-server"]
+    assert services({**one, "devstack": {"disable_services": ["openstack-cli-server"]}}) == [
+        "key", "n-api", "g-api", "q-svc", "horizon"]
+    off = Fragment("local.conf.d/all.conf", "all", "[[local|localrc]]\ndisable_service openstack-cli-server\n", False)
+    assert "openstack-cli-server" not in services(one, [off])
+    listed = {**one, "devstack": {"localrc": {"ENABLED_SERVICES": "key,openstack-cli-server,mysql"}}}
+    assert services(listed) == ["key", "openstack-cli-server", "mysql"]
+    lookalike = {**one, "devstack": {"localrc": {"ENABLED_SERVICES": "key,my-openstack-cli-server-x"}}}
+    assert services(lookalike) == ["key", "my-openstack-cli-server-x", "openstack-cli-server"]
+    multi = {"machines": [{"name": "ctl", "role": "controller"}, {"name": "cmp", "role": "compute"}]}
+    assert "openstack-cli-server" in services(multi) and "openstack-cli-server" not in services(multi, machine=1)
 
 
 def test_nested_labs_run_nova_s_guests_under_kvm(catalog: Catalog, tmp_path: Path) -> None:
