@@ -236,7 +236,7 @@ def test_each_seat_gets_back_its_own_machine_id(tmp_path: Path) -> None:
     import contextlib
 
     from labctl.machine_status import MachineStatus
-    from labctl.stacking.identity import _identities, _machine_ids
+    from labctl.stacking.identity import _identities, machine_ids_of
     from labctl.state import LabHome
 
     answers = {"192.168.121.7": "0123456789abcdef0123456789abcdef\n52:54:00:00:00:07\n52:54:00:00:01:07\n",
@@ -263,7 +263,7 @@ def test_each_seat_gets_back_its_own_machine_id(tmp_path: Path) -> None:
     lab_dir = LabHome(tmp_path).lab("c")
     statuses = [status("seat-04", "192.168.121.7"), status("seat-05", "192.168.121.8"), status("seat-06", None)]
     names = ["seat-04", "seat-05", "seat-06"]
-    assert _machine_ids(Ssh(), lab_dir, statuses, names) == {  # type: ignore[arg-type]
+    assert machine_ids_of(Ssh(), lab_dir, statuses, names) == {  # type: ignore[arg-type]
         "seat-04": "0123456789abcdef0123456789abcdef", "seat-05": "fedcba9876543210fedcba9876543210"}
     assert _identities(Ssh(), lab_dir, statuses, names) == {  # type: ignore[arg-type]
         "52:54:00:00:00:07": "0123456789abcdef0123456789abcdef",

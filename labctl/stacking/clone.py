@@ -143,7 +143,7 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
                                  "stacked as the classroom's template, then interrupted before it became its own seat",
                                  ["labctl stack --clean seat-01 stacks it again"])])
     current = _copy_template(lab, lab_dir, statuses, reporter, hosts, ssh, names, machine_ids, request)
-    results = _make_seats(ssh, lab, lab_dir, current, reporter, names, seats, template, stacked)
+    results = make_seats(ssh, lab, lab_dir, current, reporter, names, seats, template, stacked)
     if request.snapshot is not None:
         for name in names:
             if results[name].ok:
@@ -185,7 +185,7 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
         hosts.on(host).start([doms[n] for n in on_host])
     for wait in waits:  # a copy labctl knew no machine-id of asks DHCP by its MAC: a new lease
         wait()
-    current = _wait_for_addresses(lab, lab_dir, hosts, names)
+    current = wait_for_addresses(lab, lab_dir, hosts, names)
     if request.fence is not None:  # each copy's card is held to its own new lease, before anything else
         request.fence(current)
     # A copy answers with seat-01's host key at first: its own old key must not be taken for a changed host.
@@ -195,7 +195,7 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
     return current
 
 
-def _make_seats(ssh: SshPort, lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], reporter: Reporter,
+def make_seats(ssh: SshPort, lab: Lab, lab_dir: LabDir, current: Sequence[MachineStatus], reporter: Reporter,
                 names: Sequence[str], seats: Mapping[str, SeatSecrets], template: Passwords,
                 stacked: StackResult, machine_ids: Mapping[str, str] | None = None) -> dict[str, StackResult]:
     """Every booted copy made its own seat at once; each result recorded as it ends. `machine_ids`: each
@@ -219,7 +219,7 @@ def _seat(domain: str, doms: dict[str, str]) -> str:
     return next((n for n, d in doms.items() if d == domain), domain)
 
 
-def _wait_for_addresses(lab: Lab, lab_dir: LabDir, hosts: Hosts, names: Sequence[str]) -> list[MachineStatus]:
+def wait_for_addresses(lab: Lab, lab_dir: LabDir, hosts: Hosts, names: Sequence[str]) -> list[MachineStatus]:
     """Until every seat has its own DHCP lease on the management network. Never an address of the lab
     network: a copy answers on seat-01's lab address until it is made its own seat, and labctl would
     then reach seat-01 instead."""

@@ -98,7 +98,7 @@ def _identities(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     return {mac: mid for mid, macs in _read_identities(ssh, lab_dir, statuses, seats).values() for mac in macs}
 
 
-def _machine_ids(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus],
+def machine_ids_of(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus],
                  seats: Sequence[str]) -> dict[str, str]:
     """Each running seat -> its machine-id: given back to it by the copy script when it boots a disk
     that has another's (a seat made later from the base, a machine made from an image)."""

@@ -32,12 +32,12 @@ from labctl.protocols import RemoteCommandFailed, SshTarget, SshUnreachable
 from labctl.provision import StackResult, push_local_conf
 from labctl.stacking.clone import (
     BOOT_TIMEOUT,
-    _wait_for_addresses,
     identity_spec,
+    wait_for_addresses,
 )
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.clone_hosts import Hosts
-from labctl.stacking.identity import CLONE_DHCP_UNIT, PREPARE_TEMPLATE, UNDO_TEMPLATE, _machine_ids, clone_dhcp_script
+from labctl.stacking.identity import CLONE_DHCP_UNIT, PREPARE_TEMPLATE, UNDO_TEMPLATE, clone_dhcp_script, machine_ids_of
 from labctl.stacking.machines import StackRun, day_one, record
 from labctl.stacklog import mask
 
@@ -156,7 +156,7 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
     assert store is not None
     reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
-    machine_ids = _machine_ids(ssh, lab_dir, statuses, [name])
+    machine_ids = machine_ids_of(ssh, lab_dir, statuses, [name])
     hypervisor.shut_down([dom], 120, lambda _d, _state: None)
     hypervisor.overlay_disks(Path(image.volume), [dom])
     hosts = Hosts(hypervisor, None, {name: None})
@@ -164,7 +164,7 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
     hypervisor.start([dom])
     hypervisor.mark_started([dom])
     leased()
-    current = _wait_for_addresses(lab, lab_dir, hosts, [name])
+    current = wait_for_addresses(lab, lab_dir, hosts, [name])
     if request.fence is not None:
         request.fence(current)
     status = next(s for s in current if s.name == name)
@@ -256,5 +256,5 @@ def _image_target(lab_dir: LabDir, status: MachineStatus, store: ImageStore, ima
 def _status(lab_dir: LabDir, hypervisor: HypervisorPort, lab: Lab, name: str) -> MachineStatus:
     """The machine once it has its management address (a running machine's lease)."""
     hosts = Hosts(hypervisor, None, {name: None})
-    current = _wait_for_addresses(lab, lab_dir, hosts, [name])
+    current = wait_for_addresses(lab, lab_dir, hosts, [name])
     return next(s for s in current if s.name == name)

@@ -21,12 +21,12 @@ from labctl.provision import StackResult
 from labctl.stacking.clone import (
     BOOT_TIMEOUT,
     TEMPLATE,
-    _make_seats,
-    _wait_for_addresses,
+    make_seats,
     template_secrets,
+    wait_for_addresses,
 )
 from labctl.stacking.clone_hosts import Hosts, send_base
-from labctl.stacking.identity import _machine_ids
+from labctl.stacking.identity import machine_ids_of
 from labctl.stacking.machines import StackRun
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def remake_seats(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], r
                                f" labctl destroy --lab {lab.name}, then labctl up")
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"making {', '.join(names)} from {TEMPLATE}'s stacked disk (the class's base), without stack.sh")
-    machine_ids = _machine_ids(ssh, lab_dir, statuses, names)
+    machine_ids = machine_ids_of(ssh, lab_dir, statuses, names)
     waits = []
     for host, on_host in hosts.group(names).items():
         there = hosts.on(host)
@@ -65,13 +65,13 @@ def remake_seats(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], r
         there.start([doms[n] for n in on_host])
     for wait in waits:  # the base asks DHCP under another client id than the box did: a new lease
         wait()
-    current = _wait_for_addresses(lab, lab_dir, hosts, names)
+    current = wait_for_addresses(lab, lab_dir, hosts, names)
     if request.fence is not None:
         request.fence(current)
     for s in current:
         if s.name in names and s.ssh_address:  # each answers with the template's host key at first
             ssh.forget(lab_dir.known_hosts_of(s.host), [s.ssh_address])
-    results = _make_seats(ssh, lab, lab_dir, current, reporter, names, lab_dir.secrets().seats,
+    results = make_seats(ssh, lab, lab_dir, current, reporter, names, lab_dir.secrets().seats,
                           template_secrets(lab_dir), StackResult(TEMPLATE, "ok"), machine_ids)
     if request.snapshot is not None:
         for name in names:
