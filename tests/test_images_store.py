@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import libvirt
@@ -17,7 +18,7 @@ from labctl.adapters.hypervisor import Hypervisor
 from labctl.adapters.hypervisor.storage import volume_xml
 from labctl.errors import LabctlError
 from labctl.images.key import StackKey
-from labctl.images.manage import listed, prune, remove
+from labctl.images.manage import listed, orphans, prune, remove
 from labctl.images.store import Image, ImageStore, nearest, to_prune, volume_name
 from labctl.passwords import Passwords
 
@@ -114,6 +115,50 @@ def test_an_image_under_a_machine_is_never_removed(conn: libvirt.virConnect, tmp
     assert prune(store, hv, None, 0) == ([free.digest], [under.digest])
     assert volume_name(free.digest) not in pool.listVolumes() and volume_name(under.digest) in pool.listVolumes()
     assert [i.digest for i in store.all()] == [under.digest]
+
+
+def test_an_image_volume_without_a_record_is_an_orphan_listed_and_removed(conn: libvirt.virConnect,
+                                                                         tmp_path: Path) -> None:
+    """A keep killed between libvirt's copy and its record leaves a volume no machine can be made from:
+    listed, removed by `rm` and by any `prune`. Never one being kept now, one a newer labctl recorded,
+    one under a machine, or a volume whose name labctl does not give."""
+    store = ImageStore(tmp_path / "images")
+    kept = saved(store, tmp_path, {"box": "b 1"}, created=time.time())
+    pool = conn.storagePoolLookupByName("default")
+    cut, keeping, newer, under = "0" * 16, "1" * 16, "2" * 16, "3" * 16
+    for name in (volume_name(d) for d in (kept.digest, cut, keeping, newer, under)):
+        pool.createXML(volume_xml(name, 1024**2, mode=0o444), 0)
+    pool.createXML(volume_xml("labctl-image.not-a-digest.img", 1024**2, mode=0o444), 0)
+    pool.createXML(volume_xml("labctl-b-dev1.img", 1024**2, mode=0o600, backing=f"/default/{volume_name(under)}"), 0)
+    conn.defineXML("<domain type='test'><name>labctl-b-dev1</name><memory unit='MiB'>64</memory><os><type>hvm</type>"
+                   "</os><devices><disk type='file' device='disk'><source file='/default/labctl-b-dev1.img'/>"
+                   "<target dev='vda'/></disk></devices></domain>")
+    store.folder(newer).mkdir(parents=True)
+    (store.folder(newer) / "image.json").write_text('{"format": 9, "digest": "' + newer + '", "new_field": 1}')
+    hv = Hypervisor(conn=conn)
+    with store.keeping(keeping):
+        left = orphans(store, hv)
+        assert [(o.digest, o.users) for o in left] == [(cut, ()), (under, ("labctl-b-dev1",))]
+        assert left[0].path == Path(f"/default/{volume_name(cut)}") and left[0].size >= 0
+        assert prune(store, hv, 365, None) == ([cut], [])  # the old-enough criterion chose nothing else
+        assert volume_name(keeping) in pool.listVolumes()
+    assert not (store.folder(keeping) / "keeping").exists()
+    assert [o.digest for o in orphans(store, hv)] == [keeping, under]  # its keep ended without a record
+    with pytest.raises(LabctlError, match="the disk under labctl-b-dev1"):
+        remove(store, hv, [keeping, under])
+    assert remove(store, hv, [keeping]) == [keeping]
+    assert {*pool.listVolumes()} >= {volume_name(kept.digest), volume_name(newer), "labctl-image.not-a-digest.img"}
+    assert volume_name(keeping) not in pool.listVolumes() and store.get(kept.digest) == kept
+
+
+def test_a_keep_by_a_labctl_that_died_is_no_keep(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    store.folder("4" * 16).mkdir(parents=True)
+    (store.folder("4" * 16) / "keeping").write_text("999999999\n")  # above any pid_max: no such process
+    assert not store.being_kept("4" * 16)
+    (store.folder("4" * 16) / "keeping").write_text("garbage")
+    assert not store.being_kept("4" * 16)
+    assert not store.being_kept("5" * 16)
 
 
 def test_only_a_lab_of_one_machine_uses_images() -> None:

@@ -34,16 +34,17 @@ def images(click_ctx: click.Context, as_json: bool) -> None:
 def _show(as_json: bool) -> None:
     import time
 
-    from labctl.images.manage import listed
+    from labctl.images.manage import listed, orphans
     from labctl.tables import Column, table
     from labctl.ui import make_console, safe
 
-    states = listed(_store(), command_hypervisor())
+    store, hypervisor = _store(), command_hypervisor()
+    states, left = listed(store, hypervisor), orphans(store, hypervisor)
     if as_json:
-        print_json({"images": [s.as_json() for s in states]})
+        print_json({"images": [s.as_json() for s in states], "orphans": [o.as_json() for o in left]})
         return
     console = make_console()
-    if not states:
+    if not states and not left:
         console.print("No stacked images on this host yet: a lab of one machine keeps one when it stacks.")
         return
     now = time.time()
@@ -52,9 +53,14 @@ def _show(as_json: bool) -> None:
              _age(now - s.image.last_used) + " ago" if s.image.uses else "never",
              ", ".join(safe(u) for u in s.users) if s.users else ("" if s.present else "[red]its volume is gone[/]")]
             for s in states]
+    rows += [[o.digest, "[yellow]no record: a keep cut short[/]", f"{o.size / 1024**3:.1f} GiB", "", "", "",
+              ", ".join(safe(u) for u in o.users)] for o in left]
     columns = [Column("image"), Column("made by"), Column("size"), Column("age"), Column("uses", drop=2),
                Column("last used", drop=1), Column("under", fold=True, drop=3)]
     console.print(table(console, "Stacked images (labctl images rm IMAGE, labctl images prune)", columns, rows))
+    if left:
+        console.print(f"{len(left)} image volume(s) without a record (their keep was cut short) can make no machine:"
+                      " `labctl images rm IMAGE` or any `labctl images prune` removes them.", markup=False)
 
 
 def _age(seconds: float) -> str:
@@ -86,7 +92,8 @@ def rm(digests: tuple[str, ...], as_json: bool) -> None:
               help="Then remove the least recently used until the rest take at most GIB GiB.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed and kept as JSON.")
 def prune(days: float | None, max_gib: float | None, as_json: bool) -> None:
-    """Remove images by age and total size; one a machine stands on is kept."""
+    """Remove images by age and total size (and image volumes without a record); one a machine stands on
+    is kept."""
     from labctl.errors import LabctlError
     from labctl.images.manage import prune as prune_images
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def volume_name(digest: str) -> str:
     """The image's volume in libvirt's pool. A dot no lab or machine name may hold: never a lab's disk
     (`labctl-<lab>-<machine>.img`, which a destroy removes), whatever the lab and machine are named."""
     return f"{IMAGE_PREFIX}{digest}.img"
+
+
+def digest_of_volume(name: str) -> str | None:
+    """The digest in an image volume's name, or None for a name labctl does not give."""
+    digest = name.removeprefix(IMAGE_PREFIX).removesuffix(".img")
+    return digest if name == volume_name(digest) and _DIGEST.match(digest) else None
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,35 @@ class ImageStore:
 
     def forget(self, digest: str) -> None:
         shutil.rmtree(self.folder(digest), ignore_errors=True)
+
+    def recorded(self, digest: str) -> bool:
+        """Whether a record was written for `digest` (readable by this labctl or not: one a newer labctl
+        wrote is no orphan either)."""
+        return (self.folder(digest) / "image.json").exists()
+
+    @contextlib.contextmanager
+    def keeping(self, digest: str) -> Iterator[None]:
+        """While the image of `digest` is copied and recorded: marked, so that no `images prune` run
+        meanwhile takes its volume, not yet recorded, for an orphan."""
+        private_dir(self.root)
+        private_dir(self.folder(digest))
+        marker = self.folder(digest) / "keeping"
+        atomic_write(marker, f"{os.getpid()}\n", mode=0o600)
+        try:
+            yield
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def being_kept(self, digest: str) -> bool:
+        """Whether a living labctl is keeping the image of `digest` now."""
+        try:
+            pid = int((self.folder(digest) / "keeping").read_text(encoding="ascii"))
+            os.kill(pid, 0)
+        except PermissionError:
+            return True  # alive, another user's
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _write(self, image: Image) -> None:
         atomic_write(self.folder(image.digest) / "image.json",

@@ -129,11 +129,12 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
                     "preparing its disk to be kept")
     hypervisor.shut_down([dom], 300, lambda _d, state: reporter.step(f"{name}: {state}"))
     try:
-        path, size = hypervisor.keep_image(dom, volume_name(key.digest))
-        image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
-                      hostname=hostname(lab.name, lab.classroom, name), ip=lab.machines[0].ip, user=status.user,
-                      created=time.time(), size=size, stack_seconds=stacked.seconds, parts=dict(key.parts))
-        store.save(image, lab_dir.secrets().passwords, lab_dir.private_key(name))
+        with store.keeping(key.digest):
+            path, size = hypervisor.keep_image(dom, volume_name(key.digest))
+            image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
+                          hostname=hostname(lab.name, lab.classroom, name), ip=lab.machines[0].ip, user=status.user,
+                          created=time.time(), size=size, stack_seconds=stacked.seconds, parts=dict(key.parts))
+            store.save(image, lab_dir.secrets().passwords, lab_dir.private_key(name))
     finally:
         hypervisor.start([dom])
         hypervisor.mark_started([dom])

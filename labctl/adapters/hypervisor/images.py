@@ -51,6 +51,19 @@ class Images(Connected):
         return Path(image.path()), image.info()[2]
 
     @libvirt_errors
+    def image_volumes(self, prefix: str) -> dict[str, tuple[Path, int]]:
+        """The volumes of every active pool whose name starts with `prefix`: name -> (path, size on disk)."""
+        found: dict[str, tuple[Path, int]] = {}
+        for pool in self.conn.listAllStoragePools():
+            if not pool.isActive():
+                continue
+            pool.refresh(0)
+            for vol in pool.listAllVolumes():
+                if vol.name().startswith(prefix):
+                    found[vol.name()] = (Path(vol.path()), vol.info()[2])
+        return found
+
+    @libvirt_errors
     def image_users(self, path: Path) -> list[str]:
         """The domains whose disk stands on the volume at `path` (directly or further down its chain)."""
         users = []
