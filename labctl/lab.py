@@ -148,7 +148,15 @@ class Plan:
             "totals": self.totals,
             "warnings": list(self.warnings),
             "classroom": classroom_json(self.lab.classroom) if self.lab.classroom else None,
+            "image": {"kept": True, "up_to_gb": self.image_gb} if self.image_gb else None,
         }
+
+    @property
+    def image_gb(self) -> int:
+        """The stacked image `up` keeps of the lab's machine once it stacked (0: it keeps none)."""
+        from labctl.images.key import image_lab
+
+        return self.lab.machines[0].disk_filled_gb if image_lab(self.lab) else 0
 
 
 def _machine_json(mp: MachinePlan) -> dict[str, object]:

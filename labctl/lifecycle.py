@@ -40,8 +40,9 @@ if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML a
 # Capacity
 
 
-def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
-    """Refuse, with the arithmetic, a lab whose new machines do not fit the host's free resources."""
+def check_capacity(machines: Sequence[Machine], cap: Capacity, image_gb: int = 0) -> None:
+    """Refuse, with the arithmetic, a lab whose new machines do not fit the host's free resources;
+    `image_gb`: the stacked image its up may keep besides (a flattened copy of the stacked disk)."""
     if not machines:
         return
     memory = [m.memory_mb for m in machines]
@@ -51,10 +52,13 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity) -> None:
             f" {cap.memory_available_mb} MiB available (of {cap.memory_total_mb} MiB)",
             hint="use fewer or smaller machines (memory: in lab.yaml), or stop other VMs")
     disk = [m.disk_filled_gb for m in machines]
-    if cap.disk_free_gb is not None and sum(disk) > cap.disk_free_gb:
+    if cap.disk_free_gb is not None and sum(disk) + image_gb > cap.disk_free_gb:
+        uses = (f"the machine to start and the stacked image kept of it will use up to"
+                f" {sum_text([*disk, image_gb], 'GB')}" if image_gb else
+                f"the machines to start will use up to {sum_text(disk, 'GB')}")
         raise NotEnoughResources(
-            f"not enough disk: the machines to start will use up to {sum_text(disk, 'GB')}, {cap.disk_path}"
-            f" has {cap.disk_free_gb} GB free", hint="free disk space there, or use fewer machines")
+            f"not enough disk: {uses}, {cap.disk_path} has {cap.disk_free_gb} GB free",
+            hint="free disk space there (labctl images prune removes stacked images), or use fewer machines")
     too_wide = [m.name for m in machines if m.cpus > cap.cpus]
     if too_wide:
         raise NotEnoughResources(f"{', '.join(too_wide)}: more vCPUs than the host's {cap.cpus} CPUs",
@@ -155,7 +159,7 @@ def _check_room(lab: Lab, to_start: Sequence[Machine], spread: Spread, hv: Hyper
         return
     cap = hv.capacity()
     try:
-        check_capacity(to_start, cap)
+        check_capacity(to_start, cap, image_disk_gb(lab, to_start))
     except NotEnoughResources as exc:
         if lab.classroom and to_start:
             fit = class_fit(lab, cap, len(to_start))
@@ -208,10 +212,20 @@ def plan_fit(lab: Lab, hv: HypervisorPort) -> tuple[ClassFit | None, NotEnoughRe
                  " ~/.config/labctl/hosts.yaml")
         return fit, refusal
     try:
-        check_capacity(to_start, cap)
+        check_capacity(to_start, cap, image_disk_gb(lab, to_start))
     except NotEnoughResources as exc:
         return None, exc
     return None, None
+
+
+def image_disk_gb(lab: Lab, to_start: Sequence[Machine]) -> int:
+    """The disk a stacked image kept by this up may take: the machine's, filled (none when the lab
+    keeps no image, or its machine runs already). Counted even where an image of the stack exists
+    already (then none is kept): the key is known only once the machine's disk is."""
+    from labctl.images.key import image_lab
+
+    started = [m.name for m in to_start] == [m.name for m in lab.machines]
+    return to_start[0].disk_filled_gb if image_lab(lab) and started else 0
 
 
 def _validate(vagrantfile: str, driver: VagrantPort) -> None:

@@ -95,6 +95,10 @@ def print_plan(console: Console, plan: Plan) -> None:
              f"{t['disk_gb']} GB"]
     shown = table(console, None, columns, rows, [total])
     console.print(shown)
+    if plan.image_gb:
+        console.print(printable(f"Stacked image: {plan.machines[0].machine.name}'s disk is kept once stacked (up to"
+                                f" {plan.image_gb} GB on the host); an up of the same stack starts from it in"
+                                " minutes (labctl images; up --fresh always stacks)"), markup=False)
     for text in plan.warnings:
         warn(console, text)
     console.print(f"Wrote {safe(plan.vagrantfile)} and {len(plan.machines)} local.conf file(s) under"

@@ -86,6 +86,9 @@ def test_plan_json(run: Callable[..., Result], labctl_home: Path) -> None:
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert plan["accelerator"]["name"] in ("kvm", "qemu") and plan["accelerator"]["reason"]
     assert "ADMIN_PASSWORD" not in result.out and "password" not in result.out.lower()
+    assert plan["image"] == {"kept": True, "up_to_gb": 20}  # a lab of one machine keeps its stacked disk
+    said = run("plan", "--distro", "debian")
+    assert "Stacked image: devstack's disk is kept once stacked (up to 20 GB on the host)" in " ".join(said.out.split())
 
 
 def test_plan_table_shows_totals(run: Callable[..., Result], isolated_home: Path) -> None:
@@ -93,6 +96,7 @@ def test_plan_table_shows_totals(run: Callable[..., Result], isolated_home: Path
     result = run("plan")
     assert result.code == 0, result.err
     assert "seat-3" in result.out and "3 machine(s)" in result.out and "12288 MiB" in result.out
+    assert "Stacked image" not in result.out and json.loads(run("plan", "--json").out)["image"] is None  # a class
 
 
 def test_cpus_are_clamped_and_said(run: Callable[..., Result]) -> None:

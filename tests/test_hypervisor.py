@@ -13,7 +13,7 @@ from labctl.adapters import hypervisor
 from labctl.adapters.hypervisor import Hypervisor
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.labfile import lab_from_dict
-from labctl.lifecycle import check_capacity
+from labctl.lifecycle import check_capacity, image_disk_gb
 
 DOMAIN_XML = """<domain type='test'><name>{name}</name><memory unit='MiB'>{mb}</memory><vcpu>2</vcpu>
 <os><type>hvm</type></os><devices><interface type='network'><source network='{net}'/></interface>
@@ -131,6 +131,13 @@ def test_capacity_refusal_shows_the_arithmetic(catalog: object) -> None:
     small_disk = SimpleNamespace(**{**cap.__dict__, "memory_available_mb": 10**6, "disk_free_gb": 30})
     with pytest.raises(NotEnoughResources, match=r"4 x 20 = 80 GB.*30 GB free"):
         check_capacity(lab.machines, small_disk)
+    one = lab_from_dict({"name": "dev", "machines": [{"name": "dev1"}]}, catalog)  # type: ignore[arg-type]
+    check_capacity(one.machines, small_disk)  # 20 GB fits 30
+    with pytest.raises(NotEnoughResources) as err:  # and the image its up keeps once stacked does not
+        check_capacity(one.machines, small_disk, image_disk_gb(one, one.machines))
+    assert ("the machine to start and the stacked image kept of it will use up to 2 x 20 = 40 GB" in err.value.message
+            and err.value.hint and "labctl images prune" in err.value.hint)
+    assert image_disk_gb(lab, lab.machines) == image_disk_gb(one, []) == 0  # several machines; nothing to start
     assert isinstance(err.value, LabctlError)
 
 

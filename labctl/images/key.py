@@ -175,6 +175,13 @@ def _git_dir(folder: Path) -> str:
     return str(folder / ".git") if (folder / ".git").exists() else str(folder)
 
 
+def image_lab(lab: Lab) -> bool:
+    """Whether `up` of this lab uses and keeps stacked images: one all-in-one machine on this host, no
+    classroom (a class stacks seat-01 and clones it; several machines stack together)."""
+    return (lab.classroom is None and len(lab.machines) == 1 and lab.machines[0].role == "allinone"
+            and not lab.machines[0].host)
+
+
 def worktree_state(checkout: Path) -> str:
     """A DevStack checkout on the host, as it is pushed (uncommitted changes and new files included):
     its HEAD and a digest of everything that differs from it."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from labctl import records
 from labctl.classroom.networks import hostname
 from labctl.errors import LabctlError
-from labctl.images.key import CommitUnknown, StackKey, machine_key
+from labctl.images.key import CommitUnknown, StackKey, image_lab, machine_key
 from labctl.images.store import IMAGE_PREFIX, Image, ImageStore, nearest, volume_name
 from labctl.machine_status import MachineStatus, host_of
 from labctl.names import domain_name
@@ -49,9 +49,8 @@ if TYPE_CHECKING:
 
 
 def images_apply(lab: Lab, names: Sequence[str], request: StackRequest) -> bool:
-    return bool(request.images is not None and not request.clean and lab.classroom is None
-                and len(lab.machines) == 1 and list(names) == [lab.machines[0].name]
-                and lab.machines[0].role == "allinone" and not lab.machines[0].host)
+    return bool(request.images is not None and not request.clean and image_lab(lab)
+                and list(names) == [lab.machines[0].name])
 
 
 def stack_with_images(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
