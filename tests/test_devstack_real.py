@@ -3,8 +3,8 @@ real DevStack master, keystone-only, through the host's package caches, in a rea
 (software emulation here: about 30 minutes), then Keystone issues a token to `labctl creds`' admin
 and refuses a wrong password. Keystone is a developer's checkout (`devstack.projects`, a clone of the
 mirror): a second lab of the same stack is made from the first one's stacked image (no stack.sh), and
-a change to the checkout reaches the running Keystone with `labctl sync keystone`, a broken one is
-named and the previous code keeps answering.
+a change to the checkout reaches the running Keystone with `labctl sync keystone` (one with a new entry
+point reinstalls it), a broken one is named and the previous code keeps answering.
 
 Marked `devstack` (and `vm`): `pytest -m "not devstack"` skips it. The stand-in DevStack of the other
 tests cannot tell whether labctl gets what the real one needs; this test can.
@@ -236,6 +236,22 @@ def a_change_is_synced_and_a_broken_one_rolled_back(run: Callable[..., Result], 
     assert report["health"]["keystone"]["state"] == "ok", report
     assert updated(auth_url) == "2026-12-07T00:00:00Z"
     assert token(auth_url, creds["username"], creds["password"]) == 201
+
+    # A new entry point: the project is reinstalled into DevStack's Python, then restarted.
+    project = checkout / "pyproject.toml"
+    scripts = project.read_text()
+    assert 'keystone-status = "keystone.cmd.status:main"\n' in scripts
+    project.write_text(scripts.replace('keystone-status = "keystone.cmd.status:main"\n',
+                                       'keystone-status = "keystone.cmd.status:main"\n'
+                                       'keystone-labctl = "keystone.cmd.status:main"\n'))
+    began = time.monotonic()
+    reinstalled = run("sync", "keystone", "--lab", name, "--json")
+    print(f"labctl sync keystone with a reinstall: {time.monotonic() - began:.0f} s")
+    assert reinstalled.code == 0, reinstalled.out + reinstalled.err
+    steps = {s["name"]: s["state"] for s in json.loads(reinstalled.out)["machines"]["ks"]["steps"]}
+    assert steps.get("install") == "replaced" and steps["api http://127.0.0.1/identity/v3"] == "ok", steps
+    there = run("exec", "ks", "--lab", name, "--", "test -x /opt/stack/data/venv/bin/keystone-labctl && echo there")
+    assert there.code == 0 and "there" in there.out, there.out + there.err
 
     discovery.write_text(changed + "\nraise RuntimeError('broken on purpose')\n")
     began = time.monotonic()
