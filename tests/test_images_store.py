@@ -117,23 +117,26 @@ def test_an_image_under_a_machine_is_never_removed(conn: libvirt.virConnect, tmp
     assert [i.digest for i in store.all()] == [under.digest]
 
 
-def test_an_image_volume_without_a_record_is_an_orphan_listed_and_removed(conn: libvirt.virConnect,
-                                                                         tmp_path: Path) -> None:
-    """A keep killed between libvirt's copy and its record leaves a volume no machine can be made from:
-    listed, removed by `rm` and by any `prune`. Never one being kept now, one a newer labctl recorded,
-    one under a machine, or a volume whose name labctl does not give."""
+def test_an_image_volume_whose_keep_was_cut_short_is_an_orphan_listed_and_removed(conn: libvirt.virConnect,
+                                                                                   tmp_path: Path) -> None:
+    """A keep killed between libvirt's copy and its record leaves a volume no machine can be made from,
+    and its marker: listed, removed by `rm` and by any `prune`. Never one being kept now, one a newer
+    labctl recorded, one under a machine, one another $LABCTL_HOME made (no marker of this home's), or a
+    volume whose name labctl does not give."""
     store = ImageStore(tmp_path / "images")
     kept = saved(store, tmp_path, {"box": "b 1"}, created=time.time())
     pool = conn.storagePoolLookupByName("default")
-    cut, keeping, newer, under = "0" * 16, "1" * 16, "2" * 16, "3" * 16
-    for name in (volume_name(d) for d in (kept.digest, cut, keeping, newer, under)):
+    cut, keeping, newer, under, theirs = "0" * 16, "1" * 16, "2" * 16, "3" * 16, "4" * 16
+    for name in (volume_name(d) for d in (kept.digest, cut, keeping, newer, under, theirs)):
         pool.createXML(volume_xml(name, 1024**2, mode=0o444), 0)
     pool.createXML(volume_xml("labctl-image.not-a-digest.img", 1024**2, mode=0o444), 0)
     pool.createXML(volume_xml("labctl-b-dev1.img", 1024**2, mode=0o600, backing=f"/default/{volume_name(under)}"), 0)
     conn.defineXML("<domain type='test'><name>labctl-b-dev1</name><memory unit='MiB'>64</memory><os><type>hvm</type>"
                    "</os><devices><disk type='file' device='disk'><source file='/default/labctl-b-dev1.img'/>"
                    "<target dev='vda'/></disk></devices></domain>")
-    store.folder(newer).mkdir(parents=True)
+    for digest in (cut, under, newer):  # a labctl that died while keeping them (no such pid)
+        store.folder(digest).mkdir(parents=True)
+        (store.folder(digest) / "keeping").write_text("999999999\n")
     (store.folder(newer) / "image.json").write_text('{"format": 9, "digest": "' + newer + '", "new_field": 1}')
     hv = Hypervisor(conn=conn)
     with store.keeping(keeping):
@@ -142,13 +145,17 @@ def test_an_image_volume_without_a_record_is_an_orphan_listed_and_removed(conn: 
         assert left[0].path == Path(f"/default/{volume_name(cut)}") and left[0].size >= 0
         assert prune(store, hv, 365, None) == ([cut], [])  # the old-enough criterion chose nothing else
         assert volume_name(keeping) in pool.listVolumes()
-    assert not (store.folder(keeping) / "keeping").exists()
-    assert [o.digest for o in orphans(store, hv)] == [keeping, under]  # its keep ended without a record
+    assert not (store.folder(keeping) / "keeping").exists()  # a keep that ended leaves no marker
+    assert [o.digest for o in orphans(store, hv)] == [under]
     with pytest.raises(LabctlError, match="the disk under labctl-b-dev1"):
-        remove(store, hv, [keeping, under])
-    assert remove(store, hv, [keeping]) == [keeping]
-    assert {*pool.listVolumes()} >= {volume_name(kept.digest), volume_name(newer), "labctl-image.not-a-digest.img"}
-    assert volume_name(keeping) not in pool.listVolumes() and store.get(kept.digest) == kept
+        remove(store, hv, [under])
+    with pytest.raises(LabctlError, match=f"no image '{theirs}'"):
+        remove(store, hv, [theirs])  # another home's
+    conn.lookupByName("labctl-b-dev1").undefine()
+    assert remove(store, hv, [under]) == [under] and not store.folder(under).exists()
+    assert {*pool.listVolumes()} >= {volume_name(d) for d in (kept.digest, newer, keeping, theirs)}
+    assert "labctl-image.not-a-digest.img" in pool.listVolumes()
+    assert {volume_name(cut), volume_name(under)}.isdisjoint(pool.listVolumes()) and store.get(kept.digest) == kept
 
 
 def test_a_keep_by_a_labctl_that_died_is_no_keep(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 removed, pruned. Images of other labs' machines are never removed under them.
 
 An orphan is an image volume with no record: a keep killed between libvirt's copy and the record's
-write leaves one (the next keep of the same stack replaces it). It is listed, and goes with `images rm`
-or any `images prune`: no machine can be made from it (its passwords and key were never written)."""
+write leaves one, and its marker in this home's images folder (the next keep of the same stack replaces
+it). It is listed, and goes with `images rm` or any `images prune`: no machine can be made from it (its
+passwords and key were never written). An image volume this home has no marker of is another home's."""
 
 from __future__ import annotations
 
@@ -42,12 +43,12 @@ class Orphan:
 
 
 def orphans(store: ImageStore, hypervisor: HypervisorPort) -> list[Orphan]:
-    """Image volumes with no record (only names labctl gives: a dot no lab name holds, 16 hex digits),
-    none of them one a living labctl is keeping now."""
+    """Image volumes whose keep by this home was cut short (only names labctl gives: a dot no lab name
+    holds, 16 hex digits)."""
     out = []
     for name, (path, size) in sorted(hypervisor.image_volumes(IMAGE_PREFIX).items()):
         digest = digest_of_volume(name)
-        if digest is not None and not store.recorded(digest) and not store.being_kept(digest):
+        if digest is not None and store.cut_short(digest):
             out.append(Orphan(digest, path, size, tuple(hypervisor.image_users(path))))
     return out
 

@@ -135,15 +135,19 @@ class ImageStore:
     def forget(self, digest: str) -> None:
         shutil.rmtree(self.folder(digest), ignore_errors=True)
 
-    def recorded(self, digest: str) -> bool:
-        """Whether a record was written for `digest` (readable by this labctl or not: one a newer labctl
-        wrote is no orphan either)."""
-        return (self.folder(digest) / "image.json").exists()
+    def cut_short(self, digest: str) -> bool:
+        """Whether a keep of `digest` by this home was cut short: its marker left by a labctl that died,
+        and no record written (a record a newer labctl wrote counts as one). Image volumes without such
+        a marker are not this home's to remove: another $LABCTL_HOME on this host may have made them."""
+        folder = self.folder(digest)
+        return ((folder / "keeping").exists() and not (folder / "image.json").exists()
+                and not self.being_kept(digest))
 
     @contextlib.contextmanager
     def keeping(self, digest: str) -> Iterator[None]:
-        """While the image of `digest` is copied and recorded: marked, so that no `images prune` run
-        meanwhile takes its volume, not yet recorded, for an orphan."""
+        """While the image of `digest` is copied and recorded: marked with this labctl's pid. A keep that
+        ends, well or not, removes the marker (and a copy it could not record); one killed leaves it,
+        and its volume is then an orphan of this home's."""
         private_dir(self.root)
         private_dir(self.folder(digest))
         marker = self.folder(digest) / "keeping"
