@@ -57,7 +57,7 @@ REINSTALL = {"requirements.txt", "setup.cfg", "setup.py", "pyproject.toml"}
 
 
 def say(name, state, detail=""):
-    print(json.dumps({"kind": "sync", "name": name, "state": state, "detail": detail[-600:]}), flush=True)
+    print(json.dumps({"kind": "sync", "name": name, "state": state, "detail": detail[-900:]}), flush=True)
 
 
 class Failed(Exception):
@@ -93,13 +93,14 @@ def install():
         raise Failed("pip install: " + (proc.stderr.strip().splitlines() or ["failed"])[-1])
 
 
-def journal(unit, since=None):
-    """The unit's last lines; an error it logged since `since` (a traceback's last line) first."""
-    argv = ["journalctl", "-u", unit, "--no-pager", "-o", "cat"] + (["--since", f"@{int(since)}"] if since else [])
+def journal(unit, since):
+    """What the unit logged since `since` (time.time()): its last lines, shortened, then the last error
+    it logged (a traceback's last line), kept whole at the end (say() keeps a detail's end)."""
+    argv = ["journalctl", "-u", unit, "--no-pager", "-o", "cat", "--since", f"@{int(since)}"]
     lines = [line.strip() for line in subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()
              if line.strip()]
     errors = [line for line in lines if "Error:" in line or "Exception:" in line][-1:]
-    return " | ".join(errors + lines[-8:])
+    return " | ".join([line[:100] for line in lines[-6:] if line not in errors] + errors)
 
 
 def restart(names):
@@ -114,7 +115,7 @@ def restart(names):
     time.sleep(5)  # a service that dies as it starts
     states = {u: subprocess.run(["systemctl", "is-active", u], capture_output=True, text=True).stdout.strip()
               for u in names}
-    dead = {u: f"{state}: {journal(u)}" for u, state in states.items() if state != "active"}
+    dead = {u: f"{state}: {journal(u, began)}" for u, state in states.items() if state != "active"}
     deadline = time.monotonic() + TIMEOUT
     for url in [] if dead else APIS:
         ok, words = serves(url, deadline)
