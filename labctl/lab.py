@@ -20,6 +20,7 @@ from labctl.errors import LabConflict, LabctlError, LabFileError, LabNotFound
 from labctl.files import FRAGMENT_LIMIT, LAB_FILE_LIMIT, read_bounded
 from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, check_nested, choose_accelerator
+from labctl.images.key import kept_image_gb
 from labctl.labfile import check_name, default_lab_dict, lab_from_dict, load_lab, parse_disk, parse_memory
 from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
 from labctl.model import Lab, Machine
@@ -148,15 +149,8 @@ class Plan:
             "totals": self.totals,
             "warnings": list(self.warnings),
             "classroom": classroom_json(self.lab.classroom) if self.lab.classroom else None,
-            "image": {"kept": True, "up_to_gb": self.image_gb} if self.image_gb else None,
+            "image": {"kept": True, "up_to_gb": gb} if (gb := kept_image_gb(self.lab)) else None,
         }
-
-    @property
-    def image_gb(self) -> int:
-        """The stacked image `up` keeps of the lab's machine once it stacked (0: it keeps none)."""
-        from labctl.images.key import image_lab
-
-        return self.lab.machines[0].disk_filled_gb if image_lab(self.lab) else 0
 
 
 def _machine_json(mp: MachinePlan) -> dict[str, object]:

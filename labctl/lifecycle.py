@@ -222,10 +222,9 @@ def image_disk_gb(lab: Lab, to_start: Sequence[Machine]) -> int:
     """The disk a stacked image kept by this up may take: the machine's, filled (none when the lab
     keeps no image, or its machine runs already). Counted even where an image of the stack exists
     already (then none is kept): the key is known only once the machine's disk is."""
-    from labctl.images.key import image_lab
+    from labctl.images.key import kept_image_gb
 
-    started = [m.name for m in to_start] == [m.name for m in lab.machines]
-    return to_start[0].disk_filled_gb if image_lab(lab) and started else 0
+    return kept_image_gb(lab) if [m.name for m in to_start] == [m.name for m in lab.machines] else 0
 
 
 def _validate(vagrantfile: str, driver: VagrantPort) -> None:

@@ -77,6 +77,7 @@ def safe(text: object) -> str:
 
 
 def print_plan(console: Console, plan: Plan) -> None:
+    from labctl.images.key import kept_image_gb
     from labctl.tables import Column, table
 
     lab = plan.lab
@@ -95,9 +96,9 @@ def print_plan(console: Console, plan: Plan) -> None:
              f"{t['disk_gb']} GB"]
     shown = table(console, None, columns, rows, [total])
     console.print(shown)
-    if plan.image_gb:
+    if image_gb := kept_image_gb(lab):
         console.print(printable(f"Stacked image: {plan.machines[0].machine.name}'s disk is kept once stacked (up to"
-                                f" {plan.image_gb} GB on the host); an up of the same stack starts from it in"
+                                f" {image_gb} GB on the host); an up of the same stack starts from it in"
                                 " minutes (labctl images; up --fresh always stacks)"), markup=False)
     for text in plan.warnings:
         warn(console, text)

@@ -182,6 +182,12 @@ def image_lab(lab: Lab) -> bool:
             and not lab.machines[0].host)
 
 
+def kept_image_gb(lab: Lab) -> int:
+    """The disk the stacked image `up` keeps of the lab's machine may take (its disk, flattened: up to
+    what DevStack fills); 0 when the lab keeps none."""
+    return lab.machines[0].disk_filled_gb if image_lab(lab) else 0
+
+
 def worktree_state(checkout: Path) -> str:
     """A DevStack checkout on the host, as it is pushed (uncommitted changes and new files included):
     its HEAD and a digest of everything that differs from it."""
