@@ -138,6 +138,7 @@ def stacks_keystone_and_resets(run: Callable[..., Result], name: str, folder: Pa
     # Only what DevStack says it serves: Keystone, and no dashboard (no Horizon in this lab).
     assert ks["keystone"] == f"http://{ip}/identity/" and ks["dashboard"] is None
     phases = [p["phase"] for p in ks["phases"]]
+    print("stack.sh's phases:", ", ".join(f"{p['phase']} {p['seconds']:.0f} s" for p in ks["phases"]))
     assert phases[-4:] == ["Installing package prerequisites", "Installing OpenStack project source",
                            "Configuring and starting MySQL", "Starting Keystone"]
     # Live progress: labctl's steps and DevStack's phases, never apt's or pip's lines.
