@@ -130,10 +130,11 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
     try:
         with store.keeping(key.digest):
             path, size = hypervisor.keep_image(dom, volume_name(key.digest))
-            image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
-                          hostname=hostname(lab.name, lab.classroom, name), ip=lab.machines[0].ip, user=status.user,
-                          created=time.time(), size=size, stack_seconds=stacked.seconds, parts=dict(key.parts))
             try:
+                image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
+                              hostname=hostname(lab.name, lab.classroom, name), ip=lab.machines[0].ip,
+                              user=status.user, created=time.time(), size=size, stack_seconds=stacked.seconds,
+                              parts=dict(key.parts))
                 store.save(image, lab_dir.secrets().passwords, lab_dir.private_key(name))
             except BaseException:  # a copy without its passwords and key can make no machine
                 hypervisor.remove_image(path)
