@@ -3,6 +3,9 @@ registry, or built here from Debian's packages where the catalogue says so (labc
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,11 +32,32 @@ def cache_driver(ctx: Context) -> VagrantPort:
     return ctx.vagrant(ctx.cache, ctx.cache / "logs" / "vagrant.log")
 
 
+@contextmanager
+def boxes_lock(cache: Path, reporter: Reporter) -> Iterator[None]:
+    """One labctl at a time makes boxes from a cache folder. Two `up`s at once each built the box and
+    added two versions of it to Vagrant: a lab then took the newer, and the stacked image another lab
+    had kept of the older was another stack (seen in a test run)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "boxes.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            reporter.step("waiting for another labctl making boxes")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file's closing
+
+
 def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
                  packages: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
-    """Make every machine's box available to Vagrant. Returns the swaps made: catalogue box ->
-    locally built box, where the catalogue's cannot be fetched and labctl can build it, or where
-    `packages` (labctl.devstack_packages.box_packages) asks for a DevStack-ready box."""
+    """Make every machine's box available to Vagrant (one labctl at a time). Returns the swaps made:
+    catalogue box -> locally built box, where the catalogue's cannot be fetched and labctl can build it,
+    or where `packages` (labctl.devstack_packages.box_packages) asks for a DevStack-ready box."""
+    with boxes_lock(ctx.cache, reporter):
+        return _ensure_boxes(lab, ctx, driver, reporter, mirror, packages)
+
+
+def _ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
+                  packages: Mapping[str, tuple[str, ...]] | None) -> dict[str, str]:
     from labctl.boxbuild import local_box_name
     from labctl.proc import CommandFailed
 

@@ -136,3 +136,36 @@ def test_full_disk_is_a_clear_error_and_keeps_the_lab(run: Callable[..., Result]
         assert len(list((lab_dir / "machines").iterdir())) == 20
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_two_ups_at_once_make_boxes_one_after_the_other(tmp_path: Path) -> None:
+    """Two `up`s that started together each built the test box and added two versions of it to Vagrant
+    (a lab then took the newer one, and another lab's stacked image of the older was another stack).
+    Boxes are made by one labctl at a time: the second waits, says so, and finds the box made."""
+    import fcntl
+    import threading
+    from types import SimpleNamespace
+
+    from fakes import FakeHost, FakeVagrant
+
+    from labctl.boxes import ensure_boxes
+    from labctl.catalog import default_catalog
+    from labctl.labfile import lab_from_dict
+
+    lab = lab_from_dict({"name": "t", "machines": [{"name": "alpha", "distro": "debian:12"}]}, default_catalog())
+    steps: list[str] = []
+    reporter = SimpleNamespace(step=steps.append, warn=steps.append)
+    done: list[dict[str, str]] = []
+    with (tmp_path / "boxes.lock").open("a") as held:  # another labctl, making boxes
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = threading.Thread(target=lambda: done.append(ensure_boxes(
+            lab, SimpleNamespace(cache=tmp_path), FakeVagrant(FakeHost()), reporter, "http://deb.debian.org/debian")))  # type: ignore[arg-type]
+        second.start()
+        deadline = time.monotonic() + 10
+        while "waiting for another labctl making boxes" not in steps:
+            assert time.monotonic() < deadline, steps
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert done == [] and second.is_alive()  # it waits
+    second.join(10)
+    assert done == [{lab.machines[0].box: "labctl/debian-12"}], (done, steps)
