@@ -52,10 +52,6 @@ if os.environ.get("FAKE_OS_FAIL") and " ".join(args).startswith(os.environ["FAKE
     fail("HttpException: 500: Server Error for url: http://10.0.0.1/image/v2/images, the upload broke")
 
 match args[:2]:
-    case ["token", "issue"]:
-        out({"id": "gAAAA-token", "project_id": "p-admin"})
-    case ["catalog", "list"]:
-        out([{"Name": t, "Type": t, "Endpoints": ""} for t in state["catalog"]])
     case ["compute", "service"]:
         out(state["services"])
     case ["network", "agent"]:

@@ -101,3 +101,30 @@ def test_a_new_address_reaches_the_cells_and_the_catalog(tmp_path: Path) -> None
     assert cells(root)["cell1"][0] == f"rabbit://stackrabbit:{NEW_RABBIT}@192.168.79.12:5672/"
     urls = sqlite3.connect(root / "keystone.sqlite").execute("SELECT url FROM endpoint").fetchall()
     assert urls == [("http://192.168.79.12/identity",)]
+
+
+def test_keystones_keys_are_made_anew_as_keystone_manage_leaves_them(tmp_path: Path) -> None:
+    """Fernet and credential keys written by the script itself (keystone-manage would start twice, half a
+    minute each under emulation): a staged key 0 and a primary 1, each a working Fernet key, the folder
+    0700 and its keys 0600 as Keystone wants them, its owner kept, none of the template's keys left."""
+    from cryptography.fernet import Fernet
+
+    folder = tmp_path / "fernet-keys"
+    folder.mkdir(mode=0o755)
+    old = {str(i): Fernet.generate_key() for i in range(3)}
+    for index, key in old.items():
+        (folder / index).write_bytes(key)
+    tree = ast.parse(FIXUP_SCRIPT)
+    functions = ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef)
+                            and n.name == "new_key_repository"], [])
+    space: dict[str, object] = {"os": os, "shutil": __import__("shutil"), "base64": __import__("base64")}
+    exec(compile(functions, "fixup", "exec"), space)  # noqa: S102 - the script's own code, as the seat runs it
+    space["new_key_repository"](str(folder))  # type: ignore[operator]
+
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "1"] and not list(tmp_path.glob("*.labctl-new"))
+    assert folder.stat().st_mode & 0o777 == 0o700 and folder.stat().st_uid == os.getuid()
+    keys = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for key in keys.values():
+        assert (key.strip() == key and Fernet(key).decrypt(Fernet(key).encrypt(b"token")) == b"token")
+    assert all((folder / name).stat().st_mode & 0o777 == 0o600 for name in keys)
+    assert keys["0"] != keys["1"] and not set(keys.values()) & set(old.values())

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -102,15 +105,60 @@ def test_bad_cloud_sections_are_one_clear_line(tmp_path: Path, cloud: dict[str, 
 # The script, against tests/fake_openstack.py
 
 
+class FakeKeystone(BaseHTTPRequestHandler):
+    """Keystone's token request as the health script makes it, on loopback: a real HTTP server (the
+    script's own urllib, timeouts and errors run); 201 with the cloud's catalog for admin's password
+    in the default domain, 401 for anything else, 500 while `broken`."""
+    state: Path
+    broken = False
+    asked: list[dict[str, Any]]  # each fixture's own
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).asked.append(body)
+        if self.path != "/identity/v3/auth/tokens" or type(self).broken:
+            self.send_response(500 if type(self).broken else 404)
+            self.end_headers()
+            return
+        user = body["auth"]["identity"]["password"]["user"]
+        project = body["auth"]["scope"]["project"]
+        good = (user == {"name": "admin", "password": "adm1n-secret", "domain": {"id": "default"}}
+                and project == {"name": "admin", "domain": {"id": "default"}})
+        # The stand-in client's cloud (tests/fake_openstack.py), its first catalog until it saved one.
+        catalog = (json.loads(self.state.read_text())["catalog"] if self.state.exists()
+                   else ["identity", "compute", "network", "image"])
+        answer = json.dumps({"token": {"catalog": [{"type": t, "name": t, "endpoints": []} for t in catalog]}})
+        self.send_response(201 if good else 401)
+        self.send_header("X-Subject-Token", "gAAAA-token")
+        self.end_headers()
+        self.wfile.write(answer.encode() if good else b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def keystone(tmp_path: Path) -> Iterator[type[FakeKeystone]]:
+    handler = type("Keystone", (FakeKeystone,), {"state": tmp_path / "machine" / "cloud.json", "asked": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}/identity"  # type: ignore[attr-defined]
+    yield handler
+    server.shutdown()
+    server.server_close()
+
+
 class Cloud:
     """A machine as the script sees it: DevStack's openrc, the stack user's home, `sudo` and `openstack`."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, auth_url: str = "http://10.0.0.1/identity") -> None:
         self.root = tmp_path / "machine"
         self.devstack = self.root / "devstack"
         self.devstack.mkdir(parents=True)
-        (self.devstack / "openrc").write_text('export OS_AUTH_URL=http://10.0.0.1/identity\n'
-                                              'export OS_USERNAME="$1" OS_PROJECT_NAME="$2"\n')
+        (self.devstack / "openrc").write_text(f'export OS_AUTH_URL={auth_url}\n'
+                                              'export OS_USERNAME="$1" OS_PROJECT_NAME="$2"\n'
+                                              'export OS_PASSWORD=adm1n-secret OS_USER_DOMAIN_ID=default\n'
+                                              'export OS_PROJECT_DOMAIN_ID=default\n')
         self.home = self.root / "stack"
         self.home.mkdir()
         bin_dir = self.root / "bin"
@@ -121,7 +169,9 @@ class Cloud:
                                       '  [ "$1" = -u ] && shift; shift\ndone\nexec "$@"\n')
         (bin_dir / "sudo").chmod(0o755)
         self.state = self.root / "cloud.json"
-        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_OS_STATE": str(self.state), "HOME": str(self.home)}
+        # A proxy in the machine's environment (labctl's caches): never for its own Keystone.
+        self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_OS_STATE": str(self.state), "HOME": str(self.home),
+                    "http_proxy": "http://127.0.0.1:9"}
 
     def run(self, spec: CloudSpec, fail: str = "", script_text: str = DAY_ONE_SCRIPT) -> tuple[int, list[Outcome]]:
         told = spec.as_json()
@@ -255,12 +305,14 @@ def test_outcomes_are_read_from_any_output() -> None:
     assert parse_outcomes(text) == [Outcome("image", "a", "created"), Outcome("flavor", "f", "failed", "no")]
 
 
-def test_health_asks_each_service_the_catalog_lists(tmp_path: Path) -> None:
-    machine = Cloud(tmp_path)
+def test_health_asks_each_service_the_catalog_lists(tmp_path: Path, keystone: Any) -> None:
+    machine = Cloud(tmp_path, keystone.url)
     code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
     assert code == 0 and [(o.name, o.state, o.detail) for o in outcomes] == [
         ("keystone", "ok", "token issued"), ("compute", "ok", "3 services up, 1 compute"),
         ("network", "ok", "2 agents alive"), ("image", "ok", "0 images")]
+    # The token over HTTP, past the machine's proxy (never asked), not with a client of its own.
+    assert len(keystone.asked) == 1 and not any(c.startswith(("token", "catalog")) for c in machine.cloud["calls"])
 
     # A keystone-only cloud is asked about Keystone alone; a compute service down is named.
     cloud = machine.cloud
@@ -277,11 +329,20 @@ def test_health_asks_each_service_the_catalog_lists(tmp_path: Path) -> None:
         ("network", "failed", "not alive: OVN Metadata agent on aio")]
 
 
-def test_health_of_a_dead_keystone_stops_at_keystone(tmp_path: Path) -> None:
-    machine = Cloud(tmp_path)
-    code, outcomes = machine.run(CloudSpec(), fail="token issue", script_text=HEALTH_SCRIPT)
+def test_health_of_a_dead_keystone_stops_at_keystone(tmp_path: Path, keystone: Any) -> None:
+    machine = Cloud(tmp_path, keystone.url)
+    keystone.broken = True
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
     assert code == 3 and [(o.name, o.state) for o in outcomes] == [("keystone", "failed")]
-    assert "Server Error" in outcomes[0].detail
+    assert outcomes[0].detail == ("Keystone answered HTTP 500 Internal Server Error to a token request at"
+                                  f" {keystone.url}/v3/auth/tokens")
+    keystone.broken = False
+    (machine.devstack / "openrc").write_text((machine.devstack / "openrc").read_text().replace("adm1n", "wrong"))
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 3 and "HTTP 401 Unauthorized" in outcomes[0].detail
+    (machine.devstack / "openrc").write_text("export OS_AUTH_URL=http://127.0.0.1:9/identity OS_USERNAME=admin\n")
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 3 and outcomes[0].detail.startswith("no token from Keystone at http://127.0.0.1:9/identity/v3/")
     (machine.devstack / "openrc").unlink()
     code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
     assert code == 3 and outcomes[0].name == "keystone" and "has DevStack stacked?" in outcomes[0].detail

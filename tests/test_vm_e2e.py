@@ -101,7 +101,7 @@ def test_lab_lifecycle(run: Callable[..., Result], isolated_home: Path, lab_name
     assert run("exec", "alpha", "--", "echo keystone | sudo tee /etc/standin-health-fail").code == 0
     sick = run("status", "--health", "--json")
     assert sick.code == 1 and json.loads(sick.out)["health"]["alpha"]["keystone"]["state"] == "failed"
-    assert "Failed to discover" in json.loads(sick.out)["health"]["alpha"]["keystone"]["detail"]
+    assert "HTTP 401 Unauthorized" in json.loads(sick.out)["health"]["alpha"]["keystone"]["detail"]
     shown = run("status", "--health")
     assert shown.code == 1 and "The cloud in lab" in shown.out and "failed" in shown.out
     assert run("exec", "alpha", "--", "sudo truncate -s0 /etc/standin-health-fail").code == 0

@@ -6,7 +6,7 @@
 # takes a little time, prints the same closing lines, and fails on request:
 #   STANDIN_FAIL_AT="Starting Neutron"   (in localrc) fail when that phase starts
 #   STANDIN_PHASE_SECONDS=0.2            time per phase
-#   STANDIN_HEALTH_FAIL=keystone         its openstack client (tools/openstack) finds Keystone dead
+#   STANDIN_HEALTH_FAIL=keystone         its Keystone token API (tools/identity) refuses the credentials
 set -o errexit
 TOP_DIR=$(cd "$(dirname "$0")" && pwd)
 if [[ $EUID -eq 0 ]]; then
@@ -82,9 +82,21 @@ UNIT
     sudo systemctl daemon-reload
     sudo systemctl enable --now devstack@keystone.service
 fi
-# DevStack installs python-openstackclient: the stand-in's answers what labctl's health check asks.
-sudo install -m 0755 "$TOP_DIR/tools/openstack" /usr/local/bin/openstack
+# Keystone answers behind Apache at /identity: the stand-in's token API (a service on port 80)
+# answers what labctl's health check asks of it.
 echo "${STANDIN_HEALTH_FAIL:-}" | sudo tee /etc/standin-health-fail >/dev/null
+sudo install -m 0755 "$TOP_DIR/tools/identity" /usr/local/bin/standin-identity
+sudo tee /etc/systemd/system/standin-identity.service >/dev/null <<UNIT
+[Unit]
+Description=the stand-in's Keystone token API at http://$HOST_IP/identity
+[Service]
+ExecStart=/usr/bin/python3 /usr/local/bin/standin-identity
+[Install]
+WantedBy=multi-user.target
+UNIT
+sudo systemctl daemon-reload
+sudo systemctl enable standin-identity.service 2>/dev/null
+sudo systemctl restart standin-identity.service
 # What a test can check afterwards: what this run saw.
 {
     echo "HOST_IP=$HOST_IP"; echo "SERVICE_HOST=${SERVICE_HOST:-}"; echo "ENABLED_SERVICES=${ENABLED_SERVICES:-}"
