@@ -128,3 +128,51 @@ def test_keystones_keys_are_made_anew_as_keystone_manage_leaves_them(tmp_path: P
         assert (key.strip() == key and Fernet(key).decrypt(Fernet(key).encrypt(b"token")) == b"token")
     assert all((folder / name).stat().st_mode & 0o777 == 0o600 for name in keys)
     assert keys["0"] != keys["1"] and not set(keys.values()) & set(old.values())
+
+
+def test_the_copied_disk_boots_without_devstacks_services_and_gets_them_back(tmp_path: Path) -> None:
+    """PREPARE_TEMPLATE disables DevStack's services on the disk that is copied (a copy would start
+    Keystone at boot only for the copy script to stop it), keeping their names, also when run again after
+    a try that stopped; UNDO_TEMPLATE enables and starts them again. Run by sh with a `systemctl` that
+    logs its calls, the scripts' paths moved under tmp_path (they write /etc and /usr/local as root)."""
+    from labctl.stacking.identity import PREPARE_TEMPLATE, TEMPLATE_UNITS, UNDO_TEMPLATE
+
+    bin_dir, root = tmp_path / "bin", tmp_path / "root"
+    for folder in (bin_dir, root / "etc/systemd/system", root / "usr/local/sbin"):
+        folder.mkdir(parents=True)
+    enabled = tmp_path / "enabled"
+    enabled.write_text("devstack@keystone.service\ndevstack@n-cpu.service\n")
+    (bin_dir / "systemctl").write_text(f"""#!/bin/sh
+echo "$*" >> {tmp_path}/calls
+case "$1" in
+  list-unit-files) while read -r u; do echo "$u enabled enabled"; done < {enabled};
+                   echo 'devstack@$(reboot).service enabled enabled' ;;
+  disable) : > {enabled} ;;
+esac
+""")
+    (bin_dir / "systemctl").chmod(0o755)
+
+    def run(script: str, *args: str) -> None:
+        for path in (TEMPLATE_UNITS, "/usr/local/sbin/", "/etc/systemd/system/"):
+            script = script.replace(path, f"{root}{path}")
+        subprocess.run(["sh", "-c", script, "prepare", *args], check=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+
+    def calls() -> list[str]:
+        lines = (tmp_path / "calls").read_text().splitlines()
+        (tmp_path / "calls").unlink()
+        return [line for line in lines if not line.startswith("list-unit-files")]
+
+    for _ in range(2):  # a second try meets them disabled already: their names are kept
+        (tmp_path / "s").write_text("script")
+        (tmp_path / "u").write_text("unit")
+        run(PREPARE_TEMPLATE, str(tmp_path / "s"), str(tmp_path / "u"))
+        assert (root / TEMPLATE_UNITS.lstrip("/")).read_text() == "devstack@keystone.service\ndevstack@n-cpu.service\n"
+    assert calls() == ["enable labctl-clone-dhcp.service",
+                       "disable devstack@keystone.service devstack@n-cpu.service",
+                       "enable labctl-clone-dhcp.service",
+                       "disable devstack@keystone.service devstack@n-cpu.service"]
+    run(UNDO_TEMPLATE)
+    assert calls() == ["disable labctl-clone-dhcp.service",
+                       "enable --now devstack@keystone.service devstack@n-cpu.service"]
+    assert not (root / TEMPLATE_UNITS.lstrip("/")).exists()
+    assert not list((root / "usr/local/sbin").iterdir()) and not list((root / "etc/systemd/system").iterdir())

@@ -58,5 +58,5 @@ def stack(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter
                          relay=request.relay)
 
     if images_apply(lab, names, request):
-        return stack_with_images(lab, lab_dir, statuses, reporter, hypervisor, ssh, request, by_machine)
+        return stack_with_images(lab, lab_dir, reporter, hypervisor, ssh, request, by_machine)
     return by_machine()

@@ -51,6 +51,7 @@ from labctl.stacking.clone_hosts import Hosts, send_base
 from labctl.stacking.identity import (
     CLONE_DHCP_UNIT,
     PREPARE_TEMPLATE,
+    TEMPLATE_UNITS,
     UNDO_TEMPLATE,
     _identities,
     clone_dhcp_script,
@@ -90,7 +91,7 @@ def identity_spec(*, name: str, old_name: str, old_ip: str, new_ip: str, user: s
     forbidden = sorted({hashlib.sha256((salt + v).encode()).hexdigest() for v in others})
     return {"name": name, "old_name": old_name, "old_ip": old_ip, "new_ip": new_ip,
             "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
-            "machine_id": machine_id,
+            "template_units": TEMPLATE_UNITS, "machine_id": machine_id,
             "secrets": [[was[n], mine[n]] for n in PASSWORD_NAMES],
             **{n: [was[n], mine[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": forbidden}
 

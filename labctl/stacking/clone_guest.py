@@ -40,9 +40,13 @@ def say(text):
     print(text, flush=True)
 
 
-# 1. DevStack's services stop (MySQL stays: its passwords change below).
+# 1. DevStack's services stop (MySQL stays: its passwords change below): those loaded, and those the
+#    copied disk had disabled so that they did not start at its boot (labctl.stacking.identity).
 listed = sh("systemctl", "list-units", "devstack@*", "--plain", "--no-legend", "--all").splitlines()
 first = [line.split()[0] for line in listed if line.split()]
+if os.path.isfile(spec.get("template_units", "")):
+    with open(spec["template_units"]) as f:
+        first += [u for u in f.read().split() if re.fullmatch(r"devstack@[A-Za-z0-9_.:@-]+", u)]
 units = list(dict.fromkeys(u for u in first if u.startswith("devstack@")))
 if units:
     sh("systemctl", "stop", *units)

@@ -65,16 +65,30 @@ ExecStart=/usr/local/sbin/labctl-clone-dhcp
 [Install]
 WantedBy=systemd-networkd.service
 """
-# $1 the script, $2 the unit (uploaded files): installed and enabled, then everything on disk.
+# DevStack's services, enabled by stack.sh, are disabled on the disk that is copied (their names kept
+# in this file): a copy boots without starting them, only for the copy script to stop them at once
+# (Keystone's uwsgi alone takes a minute or more to start under software emulation, and stopping a
+# service still starting waits for it). The copy script starts them with its settings; UNDO_TEMPLATE
+# enables and starts them again, on every copy and on the machine whose disk was copied.
+TEMPLATE_UNITS = "/etc/labctl-template-units"
+# $1 the script, $2 the unit (uploaded files): installed and enabled, DevStack's services disabled
+# (the names merged with any an earlier try disabled), then everything on disk.
 PREPARE_TEMPLATE = """set -e
 install -m 0755 "$1" /usr/local/sbin/labctl-clone-dhcp
 install -m 0644 "$2" /etc/systemd/system/labctl-clone-dhcp.service
 rm -f "$1" "$2"
 systemctl enable labctl-clone-dhcp.service >/dev/null 2>&1
+{ cat UNITS 2>/dev/null || true
+  systemctl list-unit-files 'devstack@*' --no-legend --state=enabled | awk '{print $1}'
+} | grep -E '^devstack@[A-Za-z0-9_.:@-]+$' | sort -u > UNITS.new || true
+mv UNITS.new UNITS
+if [ -s UNITS ]; then systemctl disable $(cat UNITS) >/dev/null 2>&1; fi
 sync
-"""
+""".replace("UNITS", TEMPLATE_UNITS)
 UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 || true;"
-                 " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp")
+                 " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp;"
+                 f" if [ -s {TEMPLATE_UNITS} ]; then systemctl enable --now $(cat {TEMPLATE_UNITS}) >/dev/null 2>&1"
+                 f" || true; fi; rm -f {TEMPLATE_UNITS}")
 
 
 def _read_identities(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus],

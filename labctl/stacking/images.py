@@ -37,7 +37,7 @@ from labctl.stacking.clone import (
 )
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.clone_hosts import Hosts
-from labctl.stacking.identity import CLONE_DHCP_UNIT, PREPARE_TEMPLATE, UNDO_TEMPLATE, clone_dhcp_script, machine_ids_of
+from labctl.stacking.identity import CLONE_DHCP_UNIT, PREPARE_TEMPLATE, UNDO_TEMPLATE, clone_dhcp_script
 from labctl.stacking.machines import StackRun, day_one, record
 from labctl.stacklog import mask
 
@@ -53,9 +53,8 @@ def images_apply(lab: Lab, names: Sequence[str], request: StackRequest) -> bool:
                 and list(names) == [lab.machines[0].name])
 
 
-def stack_with_images(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
-                      hypervisor: HypervisorPort, ssh: SshPort, request: StackRequest,
-                      stack: Callable[[], StackRun | None]) -> StackRun | None:
+def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPort, ssh: SshPort,
+                      request: StackRequest, stack: Callable[[], StackRun | None]) -> StackRun | None:
     """The lab's one machine from an image of its stack, or stacked by `stack` and kept as one."""
     assert request.images is not None
     store, name = request.images, lab.machines[0].name
@@ -68,12 +67,12 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatu
                               " run on a copy of another machine", hint=f"labctl destroy --lab {lab.name}, then"
                               f" labctl up{' --fresh' if request.fresh else ''}")
         reporter.step(f"{name}: its disk is a copy of image {image.digest} not yet made its own machine: made again")
-        return StackRun({name: from_image(lab, lab_dir, statuses, reporter, hypervisor, ssh, request, image)})
+        return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
     key = _key(lab, lab_dir, name, origin, reporter)
     if key is not None and not request.fresh:
         image = store.get(key.digest)
         if image is not None and hypervisor.base_named(Path(image.volume).name) is not None:
-            return StackRun({name: from_image(lab, lab_dir, statuses, reporter, hypervisor, ssh, request, image)})
+            return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
         reporter.step(_why_no_image(store, key))
     elif key is not None:
         reporter.step("stacking afresh (--fresh): no image used; the stacked disk is kept as a new one")
@@ -152,8 +151,8 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
     return image
 
 
-def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
-               hypervisor: HypervisorPort, ssh: SshPort, request: StackRequest, image: Image) -> StackResult:
+def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPort, ssh: SshPort,
+               request: StackRequest, image: Image) -> StackResult:
     """The lab's machine made from `image`, without stack.sh; its result recorded, its snapshot taken."""
     started = time.monotonic()
     name = lab.machines[0].name
@@ -162,8 +161,9 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
     assert store is not None
     reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
-    machine_ids = machine_ids_of(ssh, lab_dir, statuses, [name])
-    hypervisor.shut_down([dom], 120, lambda _d, _state: None)
+    # The box's boot is thrown away with its disk: powered off at once (no clean shutdown to wait for),
+    # and its machine-id not read (the copy gets one of its own, and asks DHCP by its card).
+    hypervisor.shut_down([dom], 0, lambda _d, _state: None)
     hypervisor.overlay_disks(Path(image.volume), [dom])
     hosts = Hosts(hypervisor, None, {name: None})
     leased = hosts.booted_anew({name: dom}, BOOT_TIMEOUT)  # the image asks DHCP as no box did: a new lease
@@ -174,7 +174,7 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
     if request.fence is not None:
         request.fence(current)
     status = next(s for s in current if s.name == name)
-    result = _make_own(lab, lab_dir, status, reporter, ssh, store, image, machine_ids, started)
+    result = _make_own(lab, lab_dir, status, reporter, ssh, store, image, started)
     record(lab_dir, [result])
     if result.ok:
         store.used(image)
@@ -187,7 +187,7 @@ def from_image(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], rep
 
 
 def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporter, ssh: SshPort,
-              store: ImageStore, image: Image, machine_ids: dict[str, str], started: float) -> StackResult:
+              store: ImageStore, image: Image, started: float) -> StackResult:
     """The booted copy of the image made the lab's own machine; failures become its result."""
     name = status.name
     own, old = lab_dir.secrets().passwords, store.secrets(image)
@@ -211,8 +211,8 @@ def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Report
             spec = identity_spec(name=hostname(lab.name, lab.classroom, name), old_name=image.hostname,
                                  old_ip=image.ip, new_ip=status.lab_ip or lab.machines[0].ip, user=status.user,
                                  authorized_key=ssh.public_key(lab_dir.private_key(name)),
-                                 machine_id=machine_ids.get(name) or secrets.token_hex(16), old=old, own=own,
-                                 others=[])  # a machine-id not read: a new one, never the image's
+                                 machine_id=secrets.token_hex(16), old=old, own=own,
+                                 others=[])  # a machine-id of its own, never the image's
             _rewrite(lab_dir, status, ssh, _image_target(lab_dir, status, store, image), spec, at, line)
             progress.update(name, "done")
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
