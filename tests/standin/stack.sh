@@ -83,10 +83,12 @@ UNIT
     sudo systemctl enable --now devstack@keystone.service
 fi
 # Keystone answers behind Apache at /identity: the stand-in's token API (a service on port 80)
-# answers what labctl's health check asks of it.
+# answers what labctl's health check asks of it (in a machine that runs systemd, not in the tests'
+# namespaced hosts, which have no health check).
 echo "${STANDIN_HEALTH_FAIL:-}" | sudo tee /etc/standin-health-fail >/dev/null
-sudo install -m 0755 "$TOP_DIR/tools/identity" /usr/local/bin/standin-identity
-sudo tee /etc/systemd/system/standin-identity.service >/dev/null <<UNIT
+if [[ -d /run/systemd/system ]]; then
+    sudo install -m 0755 "$TOP_DIR/tools/identity" /usr/local/bin/standin-identity
+    sudo tee /etc/systemd/system/standin-identity.service >/dev/null <<UNIT
 [Unit]
 Description=the stand-in's Keystone token API at http://$HOST_IP/identity
 [Service]
@@ -94,9 +96,10 @@ ExecStart=/usr/bin/python3 /usr/local/bin/standin-identity
 [Install]
 WantedBy=multi-user.target
 UNIT
-sudo systemctl daemon-reload
-sudo systemctl enable standin-identity.service 2>/dev/null
-sudo systemctl restart standin-identity.service
+    sudo systemctl daemon-reload
+    sudo systemctl enable standin-identity.service 2>/dev/null
+    sudo systemctl restart standin-identity.service
+fi
 # What a test can check afterwards: what this run saw.
 {
     echo "HOST_IP=$HOST_IP"; echo "SERVICE_HOST=${SERVICE_HOST:-}"; echo "ENABLED_SERVICES=${ENABLED_SERVICES:-}"
