@@ -148,6 +148,49 @@ def keystone(tmp_path: Path) -> Iterator[type[FakeKeystone]]:
     server.server_close()
 
 
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A CA-signed-itself certificate for 127.0.0.1, as DevStack's tls-proxy makes its own: (cert, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devstack-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "ca.pem", folder / "ca.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture
+def keystone_tls(tmp_path: Path, keystone: Any) -> Iterator[tuple[str, Path]]:
+    """The same Keystone behind HTTPS with a CA of its own: (its URL, the CA's certificate)."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), keystone)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/identity", cert
+    server.shutdown()
+    server.server_close()
+
+
 class Cloud:
     """A machine as the script sees it: DevStack's openrc, the stack user's home, `sudo` and `openstack`."""
 
@@ -327,6 +370,17 @@ def test_health_asks_each_service_the_catalog_lists(tmp_path: Path, keystone: An
     assert code == 3 and [(o.name, o.state, o.detail) for o in outcomes] == [
         ("keystone", "ok", "token issued"), ("compute", "failed", "down: nova-compute on aio"),
         ("network", "failed", "not alive: OVN Metadata agent on aio")]
+
+
+def test_health_asks_keystone_over_https_trusting_devstacks_own_ca(tmp_path: Path, keystone_tls: Any) -> None:
+    url, ca = keystone_tls
+    machine = Cloud(tmp_path, url)
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)  # openrc names no CA: refused
+    assert code == 3 and "CERTIFICATE_VERIFY_FAILED" in outcomes[0].detail
+    with (machine.devstack / "openrc").open("a") as f:
+        f.write(f"export OS_CACERT={ca}\n")
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 0 and outcomes[0] == Outcome("health", "keystone", "ok", "token issued")
 
 
 def test_health_of_a_dead_keystone_stops_at_keystone(tmp_path: Path, keystone: Any) -> None:

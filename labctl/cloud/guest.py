@@ -212,7 +212,7 @@ if ENV is None:
     check("keystone", "failed", NO_CREDENTIALS)
     sys.exit(3)
 
-import urllib.error, urllib.request
+import ssl, urllib.error, urllib.request
 
 
 def token_and_catalog():
@@ -233,7 +233,10 @@ def token_and_catalog():
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=600) as answer:
+        # DevStack's tls-proxy serves Keystone over HTTPS with its own CA, which openrc names (OS_CACERT).
+        tls = ssl.create_default_context(cafile=ENV.get("OS_CACERT") or None)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls))
+        with opener.open(request, timeout=600) as answer:
             catalog = json.loads(answer.read())["token"].get("catalog", [])
     except urllib.error.HTTPError as exc:
         raise Failed(f"Keystone answered HTTP {exc.code} {exc.reason} to a token request at {url}") from None
