@@ -25,12 +25,13 @@ from labctl.hosts.placement import sum_text
 from labctl.machine_status import MachineStatus, lab_status
 from labctl.names import domain_name, network_name
 from labctl.raw import RawMap
-from labctl.state import LabDir
+from labctl.state import LabDir, atomic_write
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
     from labctl.classroom.seats import ClassFit
     from labctl.host import HostFacts
     from labctl.hosts.spread import Spread
+    from labctl.images.store import Image, ImageStore
     from labctl.lab import Plan
     from labctl.model import Lab, Machine
     from labctl.protocols import Capacity, HypervisorPort, Reporter, SshPort, VagrantPort
@@ -70,9 +71,12 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity, image_gb: int = 0
 
 
 def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, reporter: Reporter,
-           mirror: str, before_create: Callable[[Lab], None] | None = None) -> tuple[Plan, list[MachineStatus]]:
+           mirror: str, before_create: Callable[[Lab], None] | None = None, images: ImageStore | None = None,
+           straight: set[str] | None = None) -> tuple[Plan, list[MachineStatus]]:
     """`before_create`: called once every check passed, before anything is made, with the lab as
-    placed on the hosts (the host's caches)."""
+    placed on the hosts (the host's caches). `images`: the host's stacked images, for a machine not made
+    yet to be created straight on one of its stack (no box; labctl.stacking.images); `straight` is given
+    the names of those machines."""
     from labctl.hosts.spread import spread_existing
     from labctl.lab import render_lab, write_lab
 
@@ -101,10 +105,29 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
                          box_packages(rendered.lab, rendered.local_confs))
     if swaps:
         rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps, routes=spread.routes)
+    made_from: dict[str, Image] = {}
+    boxed = rendered.vagrantfile  # every machine from its box: what Vagrant is given once they exist
+    if images is not None:
+        from labctl.stacking.images import straight_images
+
+        made_from = straight_images(rendered.lab, rendered.local_confs, rendered.secrets.values(),
+                                    [m.name for m in to_start if infos[m.name] is None], driver.box_volume, images, hv)
+        if made_from:
+            rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps or None, routes=spread.routes,
+                                  straight={n: f"{domain_name(lab.name, n)}.img" for n in made_from})
+            _validate(rendered.vagrantfile, driver)
     plan = write_lab(rendered)
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
+    for name, image in made_from.items():
+        reporter.step(f"{name}: created on stacked image {image.digest} (lab {image.lab}): no box to boot")
+        hv.image_overlay(Path(image.volume), f"{domain_name(lab.name, name)}.img")
+        ctx.ssh().make_key(lab_dir.private_key(name))  # Vagrant makes no key for a machine without a box
+    if straight is not None:
+        straight.update(made_from)
     if to_start:
         _boot(lab.name, to_start, ctx, driver, reporter)
+    if made_from:  # made: Vagrant starts it later as any machine (waiting for its SSH, with labctl's key)
+        atomic_write(lab_dir.vagrantfile, boxed)
     statuses = lab_status(lab_dir, hv, ctx)
     fence_machines(lab.name, rendered.lab.classroom, ctx, statuses)
     _forget_predecessors(ctx.ssh(), lab_dir, {name for name, info in infos.items() if info is None}, statuses)

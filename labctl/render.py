@@ -59,9 +59,11 @@ def domain_prefix(lab: Lab) -> str:
 
 
 def render_vagrantfile(template: str, lab: Lab, accel: Accelerator,
-                       routes: Mapping[str, HostRoute] | None = None) -> str:
-    """`routes`: how to reach each host the machines are placed on (Machine.host), other than this one."""
+                       routes: Mapping[str, HostRoute] | None = None, straight: Mapping[str, str] | None = None) -> str:
+    """`routes`: how to reach each host the machines are placed on (Machine.host), other than this one.
+    `straight`: machines made from a stacked image, without a box -> the name of their disk's volume."""
     routes = routes or {}
+    straight = straight or {}
     missing = sorted({m.host for m in lab.machines if m.host and m.host not in routes})
     if missing:
         raise LabctlError(f"no way to reach host {', '.join(missing)}: it is not in the host inventory",
@@ -77,6 +79,7 @@ def render_vagrantfile(template: str, lab: Lab, accel: Accelerator,
         hostnames={m.name: seat_networks.hostname(lab.name, lab.classroom, m.name) for m in lab.machines},
         networks={m.name: seat_networks.network_of(lab.name, lab.classroom, m.name) for m in lab.machines},
         isolated={m.name: seat_networks.isolated(lab.classroom, m.name) for m in lab.machines},
+        straight={m.name: straight.get(m.name, "") for m in lab.machines},
         # Under software emulation a first boot takes minutes, not seconds.
         boot_timeout=900 if accel.slow else 300,
     )

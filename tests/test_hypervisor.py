@@ -367,6 +367,31 @@ def test_a_stacked_disk_is_kept_as_an_image_that_outlives_its_machine(conn: libv
     assert hv.remove_image(path) is False
 
 
+def test_a_machine_made_straight_from_an_image_gets_an_overlay_volume_before_it_exists(
+        conn: libvirt.virConnect) -> None:
+    """image_overlay makes the volume Vagrant creates a box-less machine on: backed by the image, the
+    machine then stands on the image. A leftover of that name (an up that stopped before Vagrant made
+    the machine) is replaced; a machine's disk of that name is never."""
+    hv = Hypervisor(conn=conn)
+    pool = conn.storagePoolLookupByName("default")
+    pool.createXML(VOLUME_XML.format(name="labctl-image.0123456789abcdef.img"), 0)
+    image = Path("/default/labctl-image.0123456789abcdef.img")
+    pool.createXML(VOLUME_XML.format(name="labctl-b-ks.img"), 0)  # a leftover
+    path = hv.image_overlay(image, "labctl-b-ks.img")
+    import xml.etree.ElementTree as ET
+
+    made = ET.fromstring(volumes(conn)["labctl-b-ks.img"])  # noqa: S314 - the test driver's
+    assert path == Path("/default/labctl-b-ks.img") and made.findtext("backingStore/path") == str(image)
+    assert made.findtext("target/permissions/mode") == "0600"
+    conn.defineXML("<domain type='test'><name>labctl-b-ks</name><memory unit='MiB'>64</memory><os><type>hvm"
+                   "</type></os><devices><disk type='file' device='disk'>"
+                   "<source file='/default/labctl-b-ks.img'/><target dev='vda'/></disk></devices></domain>")
+    assert hv.image_users(image) == ["labctl-b-ks"] and hv.disk_origin("labctl-b-ks") == image.name
+    with pytest.raises(LabctlError, match="is the disk of labctl-b-ks already"):
+        hv.image_overlay(image, "labctl-b-ks.img")
+    assert "labctl-b-ks.img" in volumes(conn)
+
+
 def test_no_lab_name_reaches_an_image_on_destroy(conn: libvirt.virConnect) -> None:
     # A lab folder from a stranger: lab "image", machine named like an image's digest. Its destroy
     # removes its own disk, never the image other labs' machines stand on.

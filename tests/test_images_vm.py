@@ -85,6 +85,10 @@ def test_a_second_lab_of_the_same_stack_is_made_from_the_first_ones_image(
     second_s = time.monotonic() - began
     assert second.code == 0, second.err
     assert f"made from stacked image {digest}" in second.err, second.err
+    # Created on the image, without a box: Vagrant booted nothing only to be thrown away.
+    assert f"dev1: created on stacked image {digest} (lab {a}): no box to boot" in second.err, second.err
+    vagrant_log = Path(os.environ["LABCTL_HOME"]) / "labs" / b / "logs" / "vagrant.log"
+    assert "Machine booted and ready" not in vagrant_log.read_text()
     assert "Starting Keystone" in first.err and "Starting Keystone" not in second.err  # stack.sh's phases: none
     result = json.loads(second.out)["devstack"]["machines"]["dev1"]
     assert (result["status"], result["phase"]) == ("ok", f"made from image {digest}"), result
@@ -104,6 +108,15 @@ def test_a_second_lab_of_the_same_stack_is_made_from_the_first_ones_image(
     assert inside(run, a, "test -e /opt/stack/standin-stacked && echo stacked") == "stacked"
     [used] = images(run)
     assert (used["uses"], used["users"]) == (1, [f"labctl-{b}-dev1"]), used
+    # A machine Vagrant made without a box halts and starts again as any (Vagrant reaches it with the
+    # key labctl made for it), and an up that finds it running does nothing.
+    assert run("halt", "--lab", b).code == 0
+    resumed = run("resume", "--lab", b)
+    assert resumed.code == 0, resumed.err
+    assert inside(run, b, "test -e /opt/stack/standin-stacked && echo stacked") == "stacked"
+    monkeypatch.chdir(isolated_home / b)
+    again = run("up", "--json")
+    assert again.code == 0 and "created on stacked image" not in again.err, again.err
     refused = run("images", "rm", digest)
     assert refused.code != 0 and f"labctl-{b}-dev1" in refused.err, refused.err
 

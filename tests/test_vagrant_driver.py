@@ -158,3 +158,33 @@ def test_box_add_failure_carries_vagrants_words(driver: VagrantDriver, tmp_path:
         driver.box_add("labctl/broken", str(bad))
     assert err.value.message.startswith("vagrant box add failed (exit 1)")
     assert "failed to unpackage" in err.value.tail  # vagrant's own words, from the lab's vagrant.log
+
+
+def test_a_boxs_volume_is_named_as_vagrant_libvirt_names_it_at_its_newest_version(tmp_path: Path) -> None:
+    """The volume a machine made from box `labctl/debian-12` stands on, as vagrant-libvirt 0.11 names it
+    (a real one on this host: labctl-VAGRANTSLASH-debian-12_vagrant_box_image_12.0.1796665995_box.img),
+    of the newest version Vagrant has (numbers compared as numbers), for the libvirt provider only."""
+    from labctl.adapters.vagrant import box_volume_name
+
+    require_tool("vagrant")
+    driver = VagrantDriver(tmp_path, tmp_path / "vagrant.log", "test:///default")
+    listed = [("labctl/debian-12", "libvirt", "12.0.999"), ("labctl/debian-12", "libvirt", "12.0.1796665995"),
+              ("labctl/debian-12", "virtualbox", "12.0.9999999999"), ("other", "libvirt", "99")]
+    driver.box_list = lambda: listed  # type: ignore[method-assign]  # the real list is tested by the VM tests
+    assert driver.box_volume("labctl/debian-12") == \
+        "labctl-VAGRANTSLASH-debian-12_vagrant_box_image_12.0.1796665995_box.img"
+    assert driver.box_volume("labctl/debian-13") is None
+    assert box_volume_name("a/b/c", "1") == "a-VAGRANTSLASH-b-VAGRANTSLASH-c_vagrant_box_image_1_box.img"
+
+
+def test_a_key_for_a_machine_vagrant_made_none_for(tmp_path: Path) -> None:
+    """make_key writes a new key where Vagrant keeps a machine's (0600, in folders it makes), which
+    labctl's SSH reads as any of Vagrant's; one that is there is never replaced."""
+    from labctl.adapters.ssh import make_key, public_key
+
+    key = tmp_path / ".vagrant" / "machines" / "dev1" / "libvirt" / "private_key"
+    make_key(key)
+    assert key.stat().st_mode & 0o777 == 0o600 and public_key(key).startswith("ssh-ed25519 ")
+    before = key.read_bytes()
+    make_key(key)
+    assert key.read_bytes() == before

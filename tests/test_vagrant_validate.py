@@ -85,3 +85,28 @@ def test_machines_on_another_host_validate(tmp_path: Path) -> None:
     assert f"libvirt.uri = 'qemu+ext://rack2/system?command={tmp_path}/home/hosts/rack2.ssh'" in far
     assert "libvirt.connect_via_ssh = true" in far and "-W %h:%p'" in far
     assert "libvirt.uri" not in text[:text.index("config.vm.define 'far'")]
+
+
+def test_a_machine_made_from_a_stacked_image_has_no_box_and_validates(tmp_path: Path) -> None:
+    """A machine booted straight from a stacked image (labctl.stacking.images): no box, its disk the
+    volume labctl made (an overlay on the image), booted from it; its neighbour keeps its box. A
+    hostile volume name stays one Ruby string."""
+    from labctl.host import HostFacts, choose_accelerator
+    from labctl.labfile import lab_from_dict
+    from labctl.render import render_vagrantfile
+    from labctl.resources import data_path
+
+    machines = [{"name": "ks", "memory": "1G"}, {"name": "other", "memory": "1G"}]
+    lab = lab_from_dict({"name": "duo", "machines": machines},
+                        default_catalog())
+    accel = choose_accelerator("auto", HostFacts(2, 4096, frozenset(), False))
+    text = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel,
+                              straight={"ks": "labctl-duo-ks.img'\nsystem('id')#"})
+    (tmp_path / "Vagrantfile").write_text(text)
+    proc = validate(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ks, other = text[text.index("config.vm.define 'ks'"):text.index("config.vm.define 'other'")], \
+        text[text.index("config.vm.define 'other'"):]
+    assert "node.vm.box" not in ks and "machine_virtual_size" not in ks and "libvirt.boot 'hd'" in ks
+    assert "libvirt.storage :file, path: \"labctl-duo-ks.img'\\u{a}system('id')\\#\", allow_existing: true" in ks
+    assert "node.vm.box = " in other and "libvirt.storage" not in other

@@ -35,6 +35,22 @@ def public_key(private_key: Path) -> str:
     return f"{key.get_name()} {key.get_base64()} labctl"
 
 
+def make_key(private_key: Path) -> None:
+    """A new ed25519 key for a machine that Vagrant makes none for (one booted straight from a stacked
+    image: no box, no key inserted), where Vagrant keeps a machine's key. One that exists is kept."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    if private_key.exists():
+        return
+    private_key.parent.mkdir(parents=True, exist_ok=True)
+    data = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 @contextlib.contextmanager
 def _known_hosts_lock(path: Path) -> Iterator[None]:
     """One writer of a lab's known_hosts at a time, across threads and processes (`exec` and
@@ -310,3 +326,6 @@ class Ssh:
 
     def public_key(self, private_key: Path) -> str:
         return public_key(private_key)
+
+    def make_key(self, private_key: Path) -> None:
+        make_key(private_key)

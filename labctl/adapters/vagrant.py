@@ -47,6 +47,17 @@ def up_pid_file(root: Path) -> Path:
     return root / VAGRANT_UP_PID
 
 
+def box_volume_name(box: str, version: str) -> str:
+    """vagrant-libvirt's name for a box's disk in the storage pool, as its handle_box_image.rb makes it
+    (0.11: `<name, / as -VAGRANTSLASH->_vagrant_box_image_<version>_box.img` for a box of one disk)."""
+    return f"{box.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_{version}_box.img"
+
+
+def version_order(version: str) -> tuple[tuple[int, int | str], ...]:
+    """A box version as Vagrant orders them (numbers as numbers): the newest is the largest."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in version.split("."))
+
+
 def vagrant_env(libvirt_uri: str) -> dict[str, str]:
     return {
         "VAGRANT_DEFAULT_PROVIDER": "libvirt",
@@ -161,6 +172,12 @@ class VagrantDriver:
             return [(b.name, b.provider or "", b.version or "") for b in self._vagrant.box_list()]
         except subprocess.CalledProcessError as exc:
             raise self._failed("box list", exc) from None
+
+    def box_volume(self, box: str) -> str | None:
+        """The volume vagrant-libvirt makes (or made) in the pool of box `box` for the machines it boots
+        from it: of the newest libvirt version Vagrant has; None when it has none."""
+        versions = [v for name, provider, v in self.box_list() if name == box and provider in ("", "libvirt") and v]
+        return box_volume_name(box, max(versions, key=version_order)) if versions else None
 
     def box_add(self, name: str, url: str, force: bool = False) -> None:
         """Add a box from the registry (url = its name), a .box file, or a metadata .json file."""

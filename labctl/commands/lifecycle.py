@@ -139,6 +139,7 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     from labctl.fencing import fencer
     from labctl.host import read_host
     from labctl.hosts.services import host_caches, relayer
+    from labctl.images.store import ImageStore
     from labctl.lab import resolve_lab
     from labctl.lifecycle import up_lab
     from labctl.machine_status import lab_status
@@ -150,20 +151,23 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
     reporter = make_reporter(as_json)
     with ctx.home.writer(lab.name, "up"):
         started: list[Endpoints | None] = []  # the host's caches, once the checks passed and before anything is made
+        straight: set[str] = set()  # machines created on a stacked image (no box)
         plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, debian_mirror(mirror),
-                                before_create=lambda placed: started.append(host_caches(placed, ctx, reporter)))
+                                before_create=lambda placed: started.append(host_caches(placed, ctx, reporter)),
+                                images=None if (fresh or no_stack) else ImageStore(ctx.home.images_dir),
+                                straight=straight)
         caches = started[0] if started else None
         run = None
         if not no_stack:
             from labctl import stacking
-            from labctl.images.store import ImageStore
             from labctl.snapshots import take_stacked
 
             lab_dir = ctx.home.lab(plan.lab.name)
             request = stacking.StackRequest(cache=ctx.cache, caches=caches, fence=fencer(plan.lab, ctx),
                                             snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
                                             relay=relayer(ctx, lab_dir), hosts=ctx,
-                                            images=ImageStore(ctx.home.images_dir), fresh=fresh)
+                                            images=ImageStore(ctx.home.images_dir), fresh=fresh,
+                                            straight=frozenset(straight))
             run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), ctx.ssh(), request)
         # The machines as they are now, not as they booted: stacking shuts some down (a class's seats
         # wait for seat-01) and records each DevStack's result; uptimes have moved on.

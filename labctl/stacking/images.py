@@ -17,7 +17,7 @@ import json
 import secrets
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,8 +59,10 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor:
     assert request.images is not None
     store, name = request.images, lab.machines[0].name
     origin = hypervisor.disk_origin(domain_name(lab.name, name))
-    if origin is not None and origin.startswith(IMAGE_PREFIX):  # an up cut short while it was made from one
+    if origin is not None and origin.startswith(IMAGE_PREFIX):  # booted straight from one, or an up cut short
         image = store.get(origin.removeprefix(IMAGE_PREFIX).removesuffix(".img"))
+        if image is not None and name in request.straight:
+            return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image, booted=True)})
         if image is None or request.fresh:
             raise LabctlError(f"{name} of lab {lab.name!r} was being made from stacked image {origin}, and"
                               f" {'--fresh asks for stack.sh' if image else 'that image is gone'}: stack.sh does not"
@@ -84,6 +86,29 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor:
             reporter.warn(f"{name}: stacked, but its disk was not kept as an image:"
                           f" {exc.message if isinstance(exc, LabctlError) else exc}")
     return run
+
+
+def straight_images(lab: Lab, local_confs: Mapping[str, str], passwords: Iterable[str], new: Sequence[str],
+                    box_volume: Callable[[str], str | None], store: ImageStore,
+                    hypervisor: HypervisorPort) -> dict[str, Image]:
+    """Before Vagrant runs: the lab's machine, not made yet, -> the stacked image of its stack, which it is
+    then created on (no box, no boot to throw away). Its key is the one the machine would have once made
+    from its box: the box's volume (`box_volume`: box -> the volume vagrant-libvirt makes of it), its
+    rendered local.conf. Empty when none is kept, or when the lab is not one an image is used for."""
+    machine = lab.machines[0]
+    if not image_lab(lab) or machine.name not in new:
+        return {}
+    origin = box_volume(machine.box)
+    if origin is None:
+        return {}
+    try:
+        key = machine_key(lab, machine.name, local_confs[machine.name], passwords, origin)
+    except CommitUnknown:  # said by stack_with_images, which then stacks
+        return {}
+    image = store.get(key.digest)
+    if image is None or hypervisor.base_named(Path(image.volume).name) is None:
+        return {}
+    return {machine.name: image}
 
 
 def _key(lab: Lab, lab_dir: LabDir, name: str, origin: str | None, reporter: Reporter) -> StackKey | None:
@@ -152,8 +177,9 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
 
 
 def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPort, ssh: SshPort,
-               request: StackRequest, image: Image) -> StackResult:
-    """The lab's machine made from `image`, without stack.sh; its result recorded, its snapshot taken."""
+               request: StackRequest, image: Image, booted: bool = False) -> StackResult:
+    """The lab's machine made from `image`, without stack.sh; its result recorded, its snapshot taken.
+    `booted`: `up` created it on a new overlay of the image (no box, straight_images), and it runs."""
     started = time.monotonic()
     name = lab.machines[0].name
     dom = domain_name(lab.name, name)
@@ -161,15 +187,17 @@ def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: Hyperv
     assert store is not None
     reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
-    # The box's boot is thrown away with its disk: powered off at once (no clean shutdown to wait for),
-    # and its machine-id not read (the copy gets one of its own, and asks DHCP by its card).
-    hypervisor.shut_down([dom], 0, lambda _d, _state: None)
-    hypervisor.overlay_disks(Path(image.volume), [dom])
     hosts = Hosts(hypervisor, None, {name: None})
-    leased = hosts.booted_anew({name: dom}, BOOT_TIMEOUT)  # the image asks DHCP as no box did: a new lease
-    hypervisor.start([dom])
-    hypervisor.mark_started([dom])
-    leased()
+    if not booted:
+        # A box's boot, or a copy an earlier up did not finish making, is thrown away with its disk:
+        # powered off at once, booted on a new overlay, with a machine-id of its own (and asks DHCP by
+        # its card).
+        hypervisor.shut_down([dom], 0, lambda _d, _state: None)
+        hypervisor.overlay_disks(Path(image.volume), [dom])
+        leased = hosts.booted_anew({name: dom}, BOOT_TIMEOUT)  # the image asks DHCP as no box did: a new lease
+        hypervisor.start([dom])
+        hypervisor.mark_started([dom])
+        leased()
     current = wait_for_addresses(lab, lab_dir, hosts, [name])
     if request.fence is not None:
         request.fence(current)

@@ -29,3 +29,4 @@ class StackRequest:
     hosts: HostAccess | None = None  # the libvirt of the other hosts seats live on (the Context)
     images: ImageStore | None = None  # the host's stacked images (labctl.stacking.images); None: none used or kept
     fresh: bool = False  # stack.sh runs even when an image of the same stack is kept (its disk kept anew)
+    straight: frozenset[str] = frozenset()  # machines `up` booted straight from a stacked image (no box)

@@ -51,6 +51,24 @@ class Images(Connected):
         return Path(image.path()), image.info()[2]
 
     @libvirt_errors
+    def image_overlay(self, image: Path, name: str) -> Path:
+        """A new qcow2 volume `name` in the image's pool, backed by the image: the disk Vagrant creates a
+        box-less machine on (libvirt.storage ..., allow_existing). One of that name left by an up that
+        stopped before its machine was made is replaced; one that is a machine's disk is refused."""
+        base = self.conn.storageVolLookupByPath(str(image))
+        pool = base.storagePoolLookupByVolume()
+        pool.refresh(0)
+        if name in pool.listVolumes():
+            old = pool.storageVolLookupByName(name)
+            users = sorted(d.name() for d in self.conn.listAllDomains()
+                           if (v := self._disk_volume(d)) is not None and v.path() == old.path())
+            if users:
+                raise LabctlError(f"volume {name} is the disk of {', '.join(users)} already",
+                                  hint="labctl destroy that machine's lab first")
+            old.delete(0)
+        return Path(pool.createXML(volume_xml(name, base.info()[1], mode=0o600, backing=str(image)), 0).path())
+
+    @libvirt_errors
     def image_volumes(self, prefix: str) -> dict[str, tuple[Path, int]]:
         """The volumes of every active pool whose name starts with `prefix`: name -> (path, size on disk)."""
         found: dict[str, tuple[Path, int]] = {}
