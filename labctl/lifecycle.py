@@ -129,7 +129,9 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
     if made_from:  # made: Vagrant starts it later as any machine (waiting for its SSH, with labctl's key)
         atomic_write(lab_dir.vagrantfile, boxed)
     statuses = lab_status(lab_dir, hv, ctx)
-    fence_machines(lab.name, rendered.lab.classroom, ctx, statuses)
+    # A machine created on an image has no lease yet (Vagrant waited for none): fenced once it has one,
+    # before it is made its own machine (labctl.stacking.images).
+    fence_machines(lab.name, rendered.lab.classroom, ctx, [s for s in statuses if s.name not in made_from])
     _forget_predecessors(ctx.ssh(), lab_dir, {name for name, info in infos.items() if info is None}, statuses)
     if rendered.lab.classroom:
         try:
