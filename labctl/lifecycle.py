@@ -121,13 +121,14 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
     for name, image in made_from.items():
         reporter.step(f"{name}: created on stacked image {image.digest} (lab {image.lab}): no box to boot")
         hv.image_overlay(Path(image.volume), f"{domain_name(lab.name, name)}.img")
-        ctx.ssh().make_key(lab_dir.private_key(name))  # Vagrant makes no key for a machine without a box
     if straight is not None:
         straight.update(made_from)
     if to_start:
         _boot(lab.name, to_start, ctx, driver, reporter)
     if made_from:  # made: Vagrant starts it later as any machine (waiting for its SSH, with labctl's key)
         atomic_write(lab_dir.vagrantfile, boxed)
+        for name in made_from:  # Vagrant makes no key for a machine without a box (and clears its folder first)
+            ctx.ssh().make_key(lab_dir.private_key(name))
     statuses = lab_status(lab_dir, hv, ctx)
     # A machine created on an image has no lease yet (Vagrant waited for none): fenced once it has one,
     # before it is made its own machine (labctl.stacking.images).
