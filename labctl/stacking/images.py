@@ -3,9 +3,12 @@ stack is kept on the host, and its disk kept as one when it stacks (labctl.image
 is, and when it is the same stack).
 
 Only for a lab of one machine, on this host, stacked whole (not --clean), whose disk starts at a box:
-- with an image of its key: the machine, just booted from its box, is shut off, its disk replaced by
-  an overlay on the image, booted, and made its own machine by the classroom's copy script (its name,
-  address, passwords, SSH and Keystone keys; labctl.stacking.clone_guest), its own local.conf pushed;
+- with an image of its key: `up` finds it before Vagrant runs (straight_images) and the machine is
+  created on an overlay of the image without a box (no boot thrown away), then made its own machine
+  by the classroom's copy script (its name, address, passwords, SSH and Keystone keys;
+  labctl.stacking.clone_guest), its own local.conf pushed. A machine that was made from its box
+  meanwhile (`labctl stack`), or a copy an earlier up did not finish making, is powered off, its disk
+  replaced by a new overlay on the image, and booted;
 - without one (or with --fresh): stack.sh, as any lab; then, when it stacked, the machine is
   prepared as the classroom's template is (copies ask DHCP as themselves), shut off, its disk copied
   once into the image, and booted again. The stack is never failed by an image that could not be kept.
