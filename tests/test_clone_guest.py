@@ -176,3 +176,49 @@ esac
                        "enable --now devstack@keystone.service devstack@n-cpu.service"]
     assert not (root / TEMPLATE_UNITS.lstrip("/")).exists()
     assert not list((root / "usr/local/sbin").iterdir()) and not list((root / "etc/systemd/system").iterdir())
+
+
+def test_a_prepare_that_fails_half_way_leaves_devstacks_services_enabled(tmp_path: Path) -> None:
+    """prepare_copy runs PREPARE_TEMPLATE in the machine; when it fails (after `systemctl disable`, say),
+    UNDO_TEMPLATE runs before the error goes on: the machine is never left with its services disabled.
+    The scripts run by sh as in the test above; the session fails PREPARE after its disable ran."""
+    import pytest
+
+    from labctl.protocols import RemoteCommandFailed
+    from labctl.stacking.identity import TEMPLATE_UNITS, prepare_copy
+
+    bin_dir, root = tmp_path / "bin", tmp_path / "root"
+    for folder in (bin_dir, root / "etc/systemd/system", root / "usr/local/sbin"):
+        folder.mkdir(parents=True)
+    (bin_dir / "systemctl").write_text(f"""#!/bin/sh
+echo "$*" >> {tmp_path}/calls
+[ "$1" = list-unit-files ] && echo 'devstack@keystone.service enabled enabled'
+[ "$1" = disable ] && [ "$2" = devstack@keystone.service ] && exit 1
+exit 0
+""")
+    (bin_dir / "systemctl").chmod(0o755)
+
+    class Session:
+        def run(self, command: str, what: str) -> tuple[int, str]:
+            if command.startswith("cat /sys/class/net"):
+                return 0, "52:54:00:aa:bb:cc\n"
+            for path in (TEMPLATE_UNITS, "/usr/local/sbin/", "/etc/systemd/system/"):
+                command = command.replace(path, f"{root}{path}")
+            argv = __import__("shlex").split(command)
+            assert argv[:3] == ["sudo", "sh", "-c"], command
+            proc = subprocess.run(["sh", "-c", *argv[3:]], capture_output=True, text=True,
+                                  env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+            if proc.returncode:
+                raise RemoteCommandFailed("seat-01", what, proc.returncode, proc.stdout + proc.stderr)
+            return 0, proc.stdout
+
+        def upload_private(self, data: bytes) -> str:
+            path = tmp_path / f"upload-{len(list(tmp_path.glob('upload-*')))}"
+            path.write_bytes(data)
+            return str(path)
+
+    with pytest.raises(RemoteCommandFailed, match="preparing seat-01's disk to be copied"):
+        prepare_copy(Session(), {}, "preparing seat-01's disk to be copied")  # type: ignore[arg-type]
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[-2:] == ["disable labctl-clone-dhcp.service", "enable --now devstack@keystone.service"], calls
+    assert not (root / TEMPLATE_UNITS.lstrip("/")).exists() and not list((root / "usr/local/sbin").iterdir())

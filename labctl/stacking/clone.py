@@ -49,12 +49,10 @@ from labctl.provision import StackResult, open_seat, push_local_conf
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.clone_hosts import Hosts, send_base
 from labctl.stacking.identity import (
-    CLONE_DHCP_UNIT,
-    PREPARE_TEMPLATE,
     TEMPLATE_UNITS,
     UNDO_TEMPLATE,
     _identities,
-    clone_dhcp_script,
+    prepare_copy,
 )
 from labctl.stacking.machines import AsTemplate, StackRun, day_one, record, stack_lab
 from labctl.stacking.pool import machine_pool
@@ -165,11 +163,7 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
     by_name = {s.name: s for s in statuses}
     with ssh.session(_host(lab_dir, by_name[TEMPLATE], TEMPLATE)) as session:
-        _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
-        script = session.upload_private(clone_dhcp_script(macs.split(), machine_ids).encode())
-        unit = session.upload_private(CLONE_DHCP_UNIT.encode())
-        session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
-                    f"preparing {TEMPLATE}'s disk to be copied")
+        prepare_copy(session, machine_ids, f"preparing {TEMPLATE}'s disk to be copied")
     home = hosts.where[TEMPLATE]
     hv = hosts.on(home)
     hv.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))

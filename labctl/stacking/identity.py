@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from labctl.machine_status import MachineStatus, host_of
 from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SshUnreachable
 
 if TYPE_CHECKING:
-    from labctl.protocols import SshPort
+    from labctl.protocols import SessionPort, SshPort
     from labctl.state import LabDir
 
 # Before seat-01's disk is copied. Every copy boots with seat-01's machine-id, from which
@@ -89,6 +90,20 @@ UNDO_TEMPLATE = ("systemctl disable labctl-clone-dhcp.service >/dev/null 2>&1 ||
                  " rm -f /etc/systemd/system/labctl-clone-dhcp.service /usr/local/sbin/labctl-clone-dhcp;"
                  f" if [ -s {TEMPLATE_UNITS} ]; then systemctl enable --now $(cat {TEMPLATE_UNITS}) >/dev/null 2>&1"
                  f" || true; fi; rm -f {TEMPLATE_UNITS}")
+
+
+def prepare_copy(session: SessionPort, machine_ids: dict[str, str], what: str) -> None:
+    """The disk about to be copied (a class's template, a stacked image) prepared in its machine: the unit
+    that makes each copy ask DHCP as itself, DevStack's services disabled. If that fails half-way, what
+    it did is undone (DevStack's services enabled again): the machine is never left unable to start them."""
+    _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
+    script = session.upload_private(clone_dhcp_script(macs.split(), machine_ids).encode())
+    unit = session.upload_private(CLONE_DHCP_UNIT.encode())
+    try:
+        session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]), what)
+    except RemoteCommandFailed:
+        session.run(f"sudo sh -c {shlex.quote(UNDO_TEMPLATE)}", "undoing what only its copies need")
+        raise
 
 
 def _read_identities(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus],

@@ -40,7 +40,7 @@ from labctl.stacking.clone import (
 )
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
 from labctl.stacking.clone_hosts import Hosts
-from labctl.stacking.identity import CLONE_DHCP_UNIT, PREPARE_TEMPLATE, UNDO_TEMPLATE, clone_dhcp_script
+from labctl.stacking.identity import UNDO_TEMPLATE, prepare_copy
 from labctl.stacking.machines import StackRun, day_one, record
 from labctl.stacklog import mask
 
@@ -148,11 +148,7 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
     status = _status(lab_dir, hypervisor, lab, name)
     reporter.step(f"{name}: keeping its stacked disk as image {key.digest} (shut off, copied once, booted again)")
     with ssh.session(host_of(lab_dir, status)) as session:
-        _, macs = session.run("cat /sys/class/net/*/address", "reading its network cards")
-        script = session.upload_private(clone_dhcp_script(macs.split(), {}).encode())
-        unit = session.upload_private(CLONE_DHCP_UNIT.encode())
-        session.run(shlex.join(["sudo", "sh", "-c", PREPARE_TEMPLATE, "prepare", script, unit]),
-                    "preparing its disk to be kept")
+        prepare_copy(session, {}, "preparing its disk to be kept")
     hypervisor.shut_down([dom], 300, lambda _d, state: reporter.step(f"{name}: {state}"))
     try:
         with store.keeping(key.digest):
