@@ -268,11 +268,10 @@ def _same_lab(lab_dir: LabDir, lab_source: Path) -> list[str]:
 def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | None = None,
                boxes: dict[str, str] | None = None, routes: Mapping[str, HostRoute] | None = None,
                straight: Mapping[str, str] | None = None) -> Rendered:
-    """Validate and render everything; raises before anything is written.
-
-    `boxes` maps catalogue boxes to the local boxes `up` chose instead; by default the lab keeps
-    the choice it recorded, so that re-planning a lab never points it at a box it cannot get. `straight`:
-    machines made from a stacked image without a box -> their disk volume's name (labctl.stacking.images)."""
+    """Validate and render everything; raises before anything is written. `boxes` maps catalogue boxes
+    to the local boxes `up` chose instead; by default the lab keeps the choice it recorded, so that
+    re-planning a lab never points it at a box it cannot get. `straight`: machines made from a stacked
+    image without a box -> their disk volume's name (labctl.stacking.images)."""
     lab, warnings = fit_to_host(lab, host)
     accel = choose_accelerator(lab.accelerator, host)
     if lab.nested:
@@ -307,8 +306,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel, routes, straight)
-    confs = {m.name: render_local_conf(lab, m, lab_secrets.for_machine(m.name).as_dict(), fragments,
-                                       slow=accel.slow)
+    confs = {m.name: render_local_conf(lab, m, lab_secrets.for_machine(m.name).as_dict(), fragments, slow=accel.slow)
              for m in lab.machines}
     warnings += [note] if (note := slow_waits_note(lab, accel.slow)) else []
     if (mirror_folder := git_base_served(lab)) is not None:  # what stack.sh will clone, all there?

@@ -25,7 +25,7 @@ from labctl.hosts.placement import sum_text
 from labctl.machine_status import MachineStatus, lab_status
 from labctl.names import domain_name, network_name
 from labctl.raw import RawMap
-from labctl.state import LabDir, atomic_write
+from labctl.state import LabDir
 
 if TYPE_CHECKING:  # `labctl status` and friends import this module: keep YAML and Jinja2 out of it.
     from labctl.classroom.seats import ClassFit
@@ -73,10 +73,7 @@ def check_capacity(machines: Sequence[Machine], cap: Capacity, image_gb: int = 0
 def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, reporter: Reporter,
            mirror: str, before_create: Callable[[Lab], None] | None = None, images: ImageStore | None = None,
            straight: set[str] | None = None) -> tuple[Plan, list[MachineStatus]]:
-    """`before_create`: called once every check passed, before anything is made, with the lab as
-    placed on the hosts (the host's caches). `images`: the host's stacked images, for a machine not made
-    yet to be created straight on one of its stack (no box; labctl.stacking.images); `straight` is given
-    the names of those machines."""
+    """`before_create`: once checked, with the lab as placed (the caches); `images`: see stacking.images."""
     from labctl.hosts.spread import spread_existing
     from labctl.lab import render_lab, write_lab
 
@@ -105,41 +102,40 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
                          box_packages(rendered.lab, rendered.local_confs))
     if swaps:
         rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps, routes=spread.routes)
-    made_from: dict[str, Image] = {}
     boxed = rendered.vagrantfile  # every machine from its box: what Vagrant is given once they exist
+    made_from: dict[str, Image] = {}
     if images is not None:
-        from labctl.stacking.images import straight_images
+        from labctl.stacking.images import finish_on_images, onto_images
 
-        made_from = straight_images(rendered.lab, rendered.local_confs, rendered.secrets.values(),
-                                    [m.name for m in to_start if infos[m.name] is None], driver.box_volume, images, hv)
-        if made_from:
-            rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps or None, routes=spread.routes,
-                                  straight={n: f"{domain_name(lab.name, n)}.img" for n in made_from})
-            _validate(rendered.vagrantfile, driver)
+        rendered, made_from = onto_images(rendered, lambda straight: render_lab(
+            spread.lab, ctx.home, host, generated, boxes=swaps or None, routes=spread.routes, straight=straight),
+            lambda text: _validate(text, driver), [m.name for m in to_start if infos[m.name] is None], images,
+            driver, hv, reporter)
     plan = write_lab(rendered)
     driver = ctx.vagrant(lab_dir.path, lab_dir.vagrant_log)
-    for name, image in made_from.items():
-        reporter.step(f"{name}: created on stacked image {image.digest} (lab {image.lab}): no box to boot")
-        hv.image_overlay(Path(image.volume), f"{domain_name(lab.name, name)}.img")
-    if straight is not None:
-        straight.update(made_from)
+    (straight if straight is not None else set()).update(made_from)
     if to_start:
         _boot(lab.name, to_start, ctx, driver, reporter)
-    if made_from:  # made: Vagrant starts it later as any machine (waiting for its SSH, with labctl's key)
-        atomic_write(lab_dir.vagrantfile, boxed)
-        for name in made_from:  # Vagrant makes no key for a machine without a box (and clears its folder first)
-            ctx.ssh().make_key(lab_dir.private_key(name))
+    if made_from:
+        finish_on_images(lab_dir, ctx.ssh(), boxed, made_from)
+    return plan, _booted(rendered.lab, lab_dir, ctx, hv, {n for n, info in infos.items() if info is None},
+                         set(made_from), reporter)
+
+
+def _booted(lab: Lab, lab_dir: LabDir, ctx: Context, hv: HypervisorPort, new: set[str], on_images: set[str],
+            reporter: Reporter) -> list[MachineStatus]:
+    """The machines once up booted them: fenced, their predecessors' host keys forgotten, a class's ports
+    opened. A machine created on an image has no lease yet (Vagrant waited for none): fenced once it has
+    one, before it is made its own machine (labctl.stacking.images)."""
     statuses = lab_status(lab_dir, hv, ctx)
-    # A machine created on an image has no lease yet (Vagrant waited for none): fenced once it has one,
-    # before it is made its own machine (labctl.stacking.images).
-    fence_machines(lab.name, rendered.lab.classroom, ctx, [s for s in statuses if s.name not in made_from])
-    _forget_predecessors(ctx.ssh(), lab_dir, {name for name, info in infos.items() if info is None}, statuses)
-    if rendered.lab.classroom:
+    fence_machines(lab.name, lab.classroom, ctx, [s for s in statuses if s.name not in on_images])
+    _forget_predecessors(ctx.ssh(), lab_dir, new, statuses)
+    if lab.classroom:
         try:
             open_doors(lab_dir, ctx, reporter)
         except LabctlError as exc:  # the seats stack all the same; the ports can be opened later
             reporter.warn(f"{exc.message} ({exc.hint}); the seats go on without their ports for now")
-    return plan, statuses
+    return statuses
 
 
 def _refuse_an_orphan_up(name: str, lab_dir: LabDir) -> None:

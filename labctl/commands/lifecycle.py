@@ -153,9 +153,8 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
         started: list[Endpoints | None] = []  # the host's caches, once the checks passed and before anything is made
         straight: set[str] = set()  # machines created on a stacked image (no box)
         plan, statuses = up_lab(lab, generated, ctx, read_host(), reporter, debian_mirror(mirror),
-                                before_create=lambda placed: started.append(host_caches(placed, ctx, reporter)),
-                                images=None if (fresh or no_stack) else ImageStore(ctx.home.images_dir),
-                                straight=straight)
+                                lambda placed: started.append(host_caches(placed, ctx, reporter)),
+                                None if (fresh or no_stack) else ImageStore(ctx.home.images_dir), straight)
         caches = started[0] if started else None
         run = None
         if not no_stack:
@@ -165,9 +164,8 @@ def up(lab_file: Path | None, lab_name: str | None, distro: str | None, name: st
             lab_dir = ctx.home.lab(plan.lab.name)
             request = stacking.StackRequest(cache=ctx.cache, caches=caches, fence=fencer(plan.lab, ctx),
                                             snapshot=take_stacked(lab_dir, ctx.connect_for(lab_dir)),
-                                            relay=relayer(ctx, lab_dir), hosts=ctx,
-                                            images=ImageStore(ctx.home.images_dir), fresh=fresh,
-                                            straight=frozenset(straight))
+                                            relay=relayer(ctx, lab_dir), hosts=ctx, fresh=fresh,
+                                            images=ImageStore(ctx.home.images_dir), straight=frozenset(straight))
             run = stacking.stack(plan.lab, lab_dir, statuses, reporter, ctx.hypervisor(), ctx.ssh(), request)
         # The machines as they are now, not as they booted: stacking shuts some down (a class's seats
         # wait for seat-01) and records each DevStack's result; uptimes have moved on.

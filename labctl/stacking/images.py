@@ -43,10 +43,12 @@ from labctl.stacking.clone_hosts import Hosts
 from labctl.stacking.identity import UNDO_TEMPLATE, prepare_copy
 from labctl.stacking.machines import StackRun, day_one, record
 from labctl.stacklog import mask
+from labctl.state import atomic_write
 
 if TYPE_CHECKING:
+    from labctl.lab import Rendered
     from labctl.model import Lab
-    from labctl.protocols import HypervisorPort, Reporter, SshPort
+    from labctl.protocols import HypervisorPort, Reporter, SshPort, VagrantPort
     from labctl.stacking.request import StackRequest
     from labctl.state import LabDir
 
@@ -112,6 +114,34 @@ def straight_images(lab: Lab, local_confs: Mapping[str, str], passwords: Iterabl
     if image is None or hypervisor.base_named(Path(image.volume).name) is None:
         return {}
     return {machine.name: image}
+
+
+def onto_images(rendered: Rendered, render: Callable[[dict[str, str]], Rendered], validate: Callable[[str], None],
+                new: Sequence[str], images: ImageStore, driver: VagrantPort, hv: HypervisorPort,
+                reporter: Reporter) -> tuple[Rendered, dict[str, Image]]:
+    """In `up`, before Vagrant runs: the machines not made yet (`new`) that an image of their stack is kept
+    for -> that image; the lab rendered again (`render`) with them box-less (`validate`d), and their disks
+    made, overlays on the images. (rendered, {}) when there is none."""
+    lab = rendered.lab
+    made_from = straight_images(lab, rendered.local_confs, rendered.secrets.values(), new, driver.box_volume,
+                                images, hv)
+    if not made_from:
+        return rendered, {}
+    rendered = render({n: f"{domain_name(lab.name, n)}.img" for n in made_from})
+    validate(rendered.vagrantfile)
+    for name, image in made_from.items():
+        reporter.step(f"{name}: created on stacked image {image.digest} (lab {image.lab}): no box to boot")
+        hv.image_overlay(Path(image.volume), f"{domain_name(lab.name, name)}.img")
+    return rendered, made_from
+
+
+def finish_on_images(lab_dir: LabDir, ssh: SshPort, boxed: str, made_from: Mapping[str, Image]) -> None:
+    """Once Vagrant created them: the Vagrantfile with every box again (a later `vagrant up` starts them as
+    any machine, waiting for their SSH), and a key for each, where Vagrant keeps one (it makes none for a
+    machine without a box, and clears that folder as it creates the machine)."""
+    atomic_write(lab_dir.vagrantfile, boxed)
+    for name in made_from:
+        ssh.make_key(lab_dir.private_key(name))
 
 
 def _key(lab: Lab, lab_dir: LabDir, name: str, origin: str | None, reporter: Reporter) -> StackKey | None:
