@@ -77,8 +77,8 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor:
         return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
     key = _key(lab, lab_dir, name, origin, reporter)
     if key is not None and not request.fresh:
-        image = store.get(key.digest)
-        if image is not None and hypervisor.base_named(Path(image.volume).name) is not None:
+        image = _kept(store, hypervisor, key.digest)
+        if image is not None:
             return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
         reporter.step(_why_no_image(store, key))
     elif key is not None:
@@ -110,10 +110,14 @@ def straight_images(lab: Lab, local_confs: Mapping[str, str], passwords: Iterabl
         key = machine_key(lab, machine.name, local_confs[machine.name], passwords, origin)
     except CommitUnknown:  # said by stack_with_images, which then stacks
         return {}
-    image = store.get(key.digest)
-    if image is None or hypervisor.base_named(Path(image.volume).name) is None:
-        return {}
-    return {machine.name: image}
+    image = _kept(store, hypervisor, key.digest)
+    return {machine.name: image} if image is not None else {}
+
+
+def _kept(store: ImageStore, hypervisor: HypervisorPort, digest: str) -> Image | None:
+    """The image of this key when it is recorded and its volume is still in a pool."""
+    image = store.get(digest)
+    return image if image is not None and hypervisor.base_named(Path(image.volume).name) is not None else None
 
 
 def onto_images(rendered: Rendered, render: Callable[[dict[str, str]], Rendered], validate: Callable[[str], None],
