@@ -102,25 +102,13 @@ def devstack_packages(debs: Mapping[str, str], services: Iterable[str], codename
 
 def read_debs(git_dir: Path, branch: str) -> dict[str, str]:
     """files/debs/* of DevStack's `branch` in a bare repository on the host (a mirror, perhaps a
-    stranger's). Read through a shadow repository of labctl's own (the source's config and hooks never
-    used; its objects through alternates, nothing copied but refs), which also reads a copy that lost
-    its empty refs/ folder. Files past 64 KiB are no package list and are skipped."""
-    import shutil
-    import tempfile
-
+    stranger's), read through a shadow repository (labctl.gitshadow: the source's config never used),
+    which also reads a copy that lost its empty refs/ folder. Files past 64 KiB are no package list and
+    are skipped."""
+    from labctl.gitshadow import shadow_of
     from labctl.proc import run
 
-    with tempfile.TemporaryDirectory(prefix="labctl-debs-") as tmp:
-        shadow = Path(tmp) / "shadow.git"
-        for folder in ("refs/heads", "refs/tags", "objects/info"):
-            (shadow / folder).mkdir(parents=True)
-        for name in ("HEAD", "packed-refs", "shallow"):
-            if (git_dir / name).is_file() and not (git_dir / name).is_symlink():
-                shutil.copyfile(git_dir / name, shadow / name)
-        if (git_dir / "refs").is_dir():
-            shutil.copytree(git_dir / "refs", shadow / "refs", dirs_exist_ok=True, symlinks=True)
-        (shadow / "objects" / "info" / "alternates").write_text(f"{(git_dir / 'objects').resolve()}\n")
-        (shadow / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
+    with shadow_of(git_dir) as shadow:
         git = ["git", "--git-dir", str(shadow)]
         listing = run([*git, "ls-tree", "-l", f"{branch}:files/debs"],
                       what=f"reading DevStack's package lists ({branch})")

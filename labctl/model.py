@@ -12,6 +12,7 @@ from pathlib import Path
 
 from labctl.catalog import Release
 from labctl.cloud.spec import CloudSpec
+from labctl.devstack_libraries import LIBRARIES, library_variable
 from labctl.seating import Classroom
 
 ROLES = ("allinone", "controller", "compute")
@@ -48,8 +49,17 @@ class Project:
     name: str  # as DevStack names it: keystone, nova...
     checkout: Path
 
+    @property
+    def library(self) -> bool:
+        """A library DevStack installs from git when LIBS_FROM_GIT names it (oslo.config), not a project
+        whose services it runs."""
+        return self.name in LIBRARIES
+
     def variable(self, what: str) -> str:
-        """DevStack's variable for its repository or branch: KEYSTONE_REPO, KEYSTONE_BRANCH."""
+        """DevStack's variable for its repository or branch: KEYSTONE_REPO, KEYSTONE_BRANCH; a library's
+        own (OSLOCFG_REPO for oslo.config)."""
+        if self.library:
+            return library_variable(self.name, what)
         return re.sub(r"[^A-Z0-9]", "_", self.name.upper()) + f"_{what}"
 
 

@@ -16,6 +16,7 @@ import jinja2
 
 from labctl import __version__
 from labctl.classroom import networks as seat_networks
+from labctl.devstack_libraries import libs_from_git
 from labctl.errors import FragmentError, LabctlError
 from labctl.host import Accelerator
 from labctl.localconf import MetaConfig, parse, shell_value
@@ -169,9 +170,7 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
         conf.set_var("GIT_BASE", shell_value(git_base))
     for name, value in spec.localrc:
         conf.set_var(name, shell_value(value))
-    for project in spec.projects:  # the developer's checkout, its working tree (labctl.devloop)
-        conf.set_var(project.variable("REPO"), shell_value(project_url(lab, project.checkout)))
-        conf.set_var(project.variable("BRANCH"), WORKTREE_BRANCH)
+    _set_projects(conf, lab)
     if spec.force:
         # stack.sh refuses distros outside SUPPORTED_DISTROS unless FORCE=yes; only when asked.
         conf.set_var("FORCE", "yes")
@@ -189,6 +188,18 @@ def compose_local_conf(lab: Lab, machine: Machine, passwords: Mapping[str, str],
     for item in spec.post_config:
         conf.set_option("post-config", item.file, item.section, item.key, item.value)
     return conf
+
+
+def _set_projects(conf: MetaConfig, lab: Lab) -> None:
+    """The developer's checkouts, their working trees (labctl.devloop): each one's <NAME>_REPO and
+    <NAME>_BRANCH, and a library also named in LIBS_FROM_GIT (else DevStack installs it from PyPI)."""
+    for project in lab.devstack.projects:
+        conf.set_var(project.variable("REPO"), shell_value(project_url(lab, project.checkout)))
+        conf.set_var(project.variable("BRANCH"), WORKTREE_BRANCH)
+    named = libs_from_git(conf.variables.get("LIBS_FROM_GIT", ""))  # ALL: every library
+    missing = [p.name for p in lab.devstack.projects if p.library and p.name not in named]
+    if missing:
+        conf.set_var("LIBS_FROM_GIT", shell_value(",".join(named + missing)))
 
 
 # DevStack's openstack-cli-server: one Python process that runs stack.sh's `openstack` calls, instead of

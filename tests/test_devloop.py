@@ -106,6 +106,50 @@ def test_a_build_folder_left_out_of_gitignore_is_refused_with_a_hint(tmp_path: P
     assert "labctl-worktree" not in git("--git-dir", str(copy), "branch", "--list", cwd=tmp_path)
 
 
+def test_a_strangers_checkout_config_never_runs_a_program_on_the_host(tmp_path: Path) -> None:
+    """A lab folder's checkout whose .git/config names programs (an fsmonitor hook, an external diff, a
+    clean filter the checkout's .gitattributes applies): reading its working tree for the image key,
+    and taking it into the served copy, run none of them, and still see the working tree."""
+    from labctl.images.key import worktree_state
+
+    repo = keystone_checkout(tmp_path)
+    ran = tmp_path / "ran"
+    program = tmp_path / "evil.sh"
+    program.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {ran}\ncat\n")
+    program.chmod(0o755)
+    for key in ("core.fsmonitor", "diff.external", "filter.evil.clean", "filter.evil.smudge"):
+        git("config", key, str(program), cwd=repo)
+    (repo / ".gitattributes").write_text("* filter=evil\n")
+    (repo / "keystone" / "version.py").write_text("VERSION = '1.1'\n")
+    state = worktree_state(repo)
+    assert not ran.exists(), ran.read_text()
+    head = git("rev-parse", "HEAD", cwd=repo)
+    assert state.startswith(head + "+")
+    copy = prepare(project_served(repo), tmp_path / "cache" / "git")
+    commit = snapshot(repo, copy)
+    assert not ran.exists(), ran.read_text()
+    shown = git("--git-dir", str(copy), "show", f"{commit}:keystone/version.py", cwd=tmp_path)
+    assert shown == "VERSION = '1.1'"
+    # The same working tree is the same state; a change is another.
+    assert worktree_state(repo) == state
+    (repo / "keystone" / "version.py").write_text("VERSION = '1.2'\n")
+    assert worktree_state(repo) not in (state, head)
+    assert not ran.exists(), ran.read_text()
+
+
+def test_a_linked_worktree_is_read_through_its_pointer(tmp_path: Path) -> None:
+    """`git worktree add` makes a checkout whose .git is a file naming its git dir."""
+    from labctl.images.key import worktree_state
+
+    repo = keystone_checkout(tmp_path)
+    linked = tmp_path / "linked"
+    git("worktree", "add", "-q", "-b", "other", str(linked), cwd=repo)
+    assert (linked / ".git").is_file()
+    assert worktree_state(linked) == git("rev-parse", "HEAD", cwd=linked)
+    (linked / "keystone" / "version.py").write_text("VERSION = 'linked'\n")
+    assert worktree_state(linked).startswith(git("rev-parse", "HEAD", cwd=linked) + "+")
+
+
 def test_git_daemon_serves_the_working_tree_to_a_clone(tmp_path: Path) -> None:
     """What a machine's stack.sh does with KEYSTONE_REPO and KEYSTONE_BRANCH: clone that branch."""
     repo = keystone_checkout(tmp_path)
@@ -135,7 +179,7 @@ def test_lab_yaml_projects_are_checked_and_rendered(run: Callable[..., Result], 
     refused = {
         "    keystone: https://opendev.org/openstack/keystone\n": "is a URL",
         f"    keystone: {tmp_path}\n": "is no git checkout",
-        f"    oslo.config: {repo}\n": "not a project whose services DevStack runs",
+        f"    oslo.nothing: {repo}\n": "nor a library it installs from git",
         f"    keystone: {repo}\n  localrc: {{KEYSTONE_BRANCH: master}}\n": "devstack.projects.keystone sets it",
         f"    'kEy; rm -rf /': {repo}\n": "devstack.projects.kEy; rm -rf /",
     }
@@ -143,6 +187,44 @@ def test_lab_yaml_projects_are_checked_and_rendered(run: Callable[..., Result], 
         (isolated_home / "lab.yaml").write_text(lab + text)
         result = run("plan")
         assert result.code == 2 and words in result.err and "Traceback" not in result.err, (text, result.err)
+
+
+def test_a_library_checkout_is_rendered_with_devstacks_own_variables_and_named_in_libs_from_git(
+        run: Callable[..., Result], isolated_home: Path, labctl_home: Path, tmp_path: Path) -> None:
+    """oslo.config's variables are OSLOCFG_REPO and OSLOCFG_BRANCH (DevStack's stackrc), and stack.sh
+    installs it from PyPI unless LIBS_FROM_GIT names it: labctl adds it to the lab's own list."""
+    repo = keystone_checkout(tmp_path)
+    conf_path = labctl_home / "labs" / "dev" / "machines" / "dev1" / "local.conf"
+    lab = f"name: dev\nmachines:\n  - {{name: dev1}}\ndevstack:\n  projects: {{oslo.config: {repo}}}\n"
+    for localrc, named in (("", "LIBS_FROM_GIT=oslo.config"),
+                           ("  localrc: {LIBS_FROM_GIT: keystoneauth}\n", "LIBS_FROM_GIT=keystoneauth,oslo.config"),
+                           ("  localrc: {LIBS_FROM_GIT: ALL}\n", "LIBS_FROM_GIT=ALL")):
+        (isolated_home / "lab.yaml").write_text(lab + localrc)
+        planned = run("plan")
+        assert planned.code == 0, planned.err
+        conf = conf_path.read_text()
+        assert "OSLOCFG_BRANCH=labctl-worktree" in conf and "OSLOCFG_REPO=git://" in conf
+        assert "OSLO_CONFIG_REPO" not in conf
+        assert [line for line in conf.splitlines() if line.startswith("LIBS_FROM_GIT=")] == [named], conf
+    (isolated_home / "lab.yaml").write_text(lab + "  localrc: {OSLOCFG_BRANCH: master}\n")
+    refused = run("plan")
+    assert refused.code == 2 and "devstack.localrc.OSLOCFG_BRANCH: devstack.projects.oslo.config sets it" \
+        in refused.err, refused.err
+
+
+def test_a_library_sync_restarts_every_service_and_asks_every_api(tmp_path: Path) -> None:
+    """Any service may import a library: every devstack@ unit restarts, every API that answered is asked."""
+    from labctl.catalog import default_catalog
+    from labctl.devloop.sync import APIS, project_of, sync_spec
+    from labctl.labfile import lab_from_dict
+
+    repo = keystone_checkout(tmp_path)
+    raw = {"name": "dev", "machines": [{"name": "dev1"}], "devstack": {"projects": {"oslo.config": str(repo)}}}
+    lab = lab_from_dict(raw, default_catalog())
+    spec = sync_spec(lab, project_of(lab, "oslo.config"), 120)
+    assert spec["dir"] == "/opt/stack/oslo.config" and spec["prefixes"] == [""] and spec["units"] == []
+    assert spec["apis"] == [f"http://127.0.0.1{p}" for paths in APIS.values() for p in paths]
+    assert "http://127.0.0.1/identity/v3" in spec["apis"] and "http://127.0.0.1/compute/v2.1" in spec["apis"]
 
 
 def test_sync_is_told_the_projects_services_and_refuses_a_project_the_lab_does_not_map(tmp_path: Path) -> None:

@@ -53,11 +53,17 @@ def test_a_checkout_stacked_then_synced_and_a_broken_change_rolled_back(
     git("add", "-A", cwd=checkout)
     git("commit", "-q", "-m", "one", cwd=checkout)
     (checkout / "index.html").write_text("keystone 1.1-uncommitted\n")  # stacked as it is, not as committed
+    library = isolated_home / "src" / "oslo.config"  # a library (LIBS_FROM_GIT) Keystone's service imports
+    library.mkdir()
+    (library / "check.py").write_text("print('oslo.config 1.0')\n")
+    git("init", "-q", "-b", "main", cwd=library)
+    git("add", "-A", cwd=library)
+    git("commit", "-q", "-m", "one", cwd=library)
     repo = make_repo(isolated_home / "devstack")
     (isolated_home / "lab.yaml").write_text(
         f"name: {lab_name}\ncaches: false\nmachines:\n  - {{name: dev1, distro: debian:12, memory: 1G, cpus: 1,"
         f" disk: 10G}}\ndevstack:\n  repo: {repo}\n  localrc: {{STANDIN_PHASE_SECONDS: 0.1}}\n"
-        f"  projects:\n    keystone: {checkout}\n")
+        f"  projects:\n    keystone: {checkout}\n    oslo.config: {library}\n")
     up = run("up", "--json")
     assert up.code == 0, up.err
     assert served(run) == "keystone 1.1-uncommitted"
@@ -87,4 +93,21 @@ def test_a_checkout_stacked_then_synced_and_a_broken_change_rolled_back(
     assert "broken on purpose" in steps["service devstack@keystone.service"]["detail"]
     assert steps["rollback"]["state"] == "replaced" and "the previous code runs" in steps["rollback"]["detail"]
     assert served(run) == "keystone 2.0-wip"  # the previous code, running again
+
+    # The library: its change arrives, and every DevStack service is restarted with it; a broken one
+    # is rolled back as a project's is.
+    (library / "check.py").write_text("print('oslo.config 1.1')\n")
+    synced = run("sync", "oslo.config", "--json")
+    assert synced.code == 0, synced.out + synced.err
+    steps = {s["name"]: s["state"] for s in json.loads(synced.out)["machines"]["dev1"]["steps"]}
+    assert steps == {"code": "replaced", "service devstack@keystone.service": "ok"}, steps
+    shown = run("exec", "dev1", "--", "python3 /opt/stack/oslo.config/check.py")
+    assert "oslo.config 1.1" in shown.out, shown.out + shown.err
+    (library / "check.py").write_text("raise SystemExit('the library broken on purpose')\n")
+    broken = run("sync", "oslo.config", "--json")
+    assert broken.code == 1, broken.out + broken.err
+    steps = {s["name"]: s for s in json.loads(broken.out)["machines"]["dev1"]["steps"]}
+    assert "the library broken on purpose" in steps["service devstack@keystone.service"]["detail"]
+    assert steps["rollback"]["state"] == "replaced"
+    assert served(run) == "keystone 2.0-wip"
     assert run("destroy", "-y").code == 0

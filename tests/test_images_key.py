@@ -141,6 +141,48 @@ def test_the_repositories_stack_sh_will_clone_with_their_branches(tmp_path: Path
     assert branch_of("requirements", {}, "stable/2026.1") == "stable/2026.1"
 
 
+def test_libraries_from_git_and_a_projects_own_repo_are_part_of_the_stack(tmp_path: Path) -> None:
+    """LIBS_FROM_GIT's libraries are cloned by stack.sh too: a checkout's working tree, or the commit of
+    the library's branch where its <PREFIX>_REPO (DevStack's own variable) or the mirrors say; a
+    project's <NAME>_REPO set in local.conf is read there, not in the mirrors."""
+    if not (MIRRORS / "openstack" / "keystone.git").is_dir():
+        pytest.skip("no mirrors in ../shared/mirrors")
+    lib = checkout(tmp_path)
+    raw = {"name": "k", "machines": [{"name": "m"}],
+           "devstack": {"git_base": str(MIRRORS), "branch": "stable/2026.1", "projects": {"oslo.config": str(lib)}}}
+    lab = lab_from_dict(raw, default_catalog())
+    conf = "[[local|localrc]]\nENABLED_SERVICES=key,mysql\nLIBS_FROM_GIT=oslo.config\n"
+    commits = repo_commits(lab, conf)
+    assert commits["openstack/oslo.config.git"] == f"{lib} {worktree_state(lib)}"
+    (lib / "stack.sh").write_text("changed\n")
+    assert repo_commits(lab, conf)["openstack/oslo.config.git"] != commits["openstack/oslo.config.git"]
+    # A library the mirrors lack: its commit cannot be read (up then stacks, saying why).
+    with pytest.raises(CommitUnknown):
+        repo_commits(lab, conf.replace("oslo.config", "oslo.config,oslo.log"))
+    # Its own repository, in DevStack's variable for it (OSLOLOG_REPO), on its own branch.
+    (tmp_path / "other").mkdir()
+    other = checkout(tmp_path / "other")
+    mine = repo_commits(lab, conf + f"LIBS_FROM_GIT=oslo.log\nOSLOLOG_REPO={other}\nOSLOLOG_BRANCH=master\n")
+    assert mine["openstack/oslo.log.git"] == git("rev-parse", "HEAD", cwd=other)
+    keystone = repo_commits(lab, conf + f"KEYSTONE_REPO={other}\nKEYSTONE_BRANCH=master\n")
+    assert keystone["openstack/keystone.git"] == git("rev-parse", "HEAD", cwd=other)
+
+
+def test_a_url_is_asked_outside_any_strangers_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """labctl runs from a lab folder, which may sit in a stranger's git repository whose config names
+    an ssh program: `git ls-remote` of a plugin's ssh URL must not use it."""
+    folder = checkout(tmp_path)
+    ran = tmp_path / "ran"
+    program = tmp_path / "evil.sh"
+    program.write_text(f"#!/bin/sh\necho \"$*\" >> {ran}\nexit 1\n")
+    program.chmod(0o755)
+    git("config", "core.sshCommand", str(program), cwd=folder)
+    monkeypatch.chdir(folder)
+    with pytest.raises(CommitUnknown):
+        branch_commit("ssh://git@127.0.0.1:9/plugin.git", "master")
+    assert not ran.exists(), ran.read_text()
+
+
 def test_devstack_from_a_checkout_is_its_working_tree(tmp_path: Path) -> None:
     repo = checkout(tmp_path)
     lab = lab_from_dict({"name": "k", "machines": [{"name": "m"}], "devstack": {"repo": str(repo)}},

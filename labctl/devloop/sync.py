@@ -52,11 +52,16 @@ def project_of(lab: Lab, name: str) -> Project:
 
 
 def sync_spec(lab: Lab, project: Project, timeout: float) -> dict[str, object]:
-    """What the sync script is told (pure)."""
+    """What the sync script is told (pure). A library may be imported by any service: every DevStack
+    service is restarted, and every API that answers is asked again."""
+    if project.library:
+        prefixes, units, apis = [""], [], [path for paths in APIS.values() for path in paths]
+    else:
+        prefixes, units = list(SERVICE_PREFIXES.get(project.name, ())), list(OTHER_UNITS.get(project.name, ()))
+        apis = list(APIS.get(project.name, ()))
     return {"dir": f"{STACK_HOME}/{project.name}", "url": project_url(lab, project.checkout),
-            "branch": WORKTREE_BRANCH, "prefixes": list(SERVICE_PREFIXES.get(project.name, ())),
-            "units": list(OTHER_UNITS.get(project.name, ())), "venv": f"{STACK_HOME}/data/venv",
-            "apis": [f"http://127.0.0.1{path}" for path in APIS.get(project.name, ())],
+            "branch": WORKTREE_BRANCH, "prefixes": prefixes, "units": units, "venv": f"{STACK_HOME}/data/venv",
+            "apis": [f"http://127.0.0.1{path}" for path in apis],
             "constraints": f"{STACK_HOME}/requirements/upper-constraints.txt", "timeout": timeout}
 
 

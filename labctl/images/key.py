@@ -114,9 +114,11 @@ class CommitUnknown(LabctlError):
 
 def _git(argv: list[str], what: str, timeout: float = LS_REMOTE_TIMEOUT) -> str:
     """git's output (bytes it could not decode kept as surrogates); a repository owned by another
-    user is read all the same (safe.directory: labctl only reads)."""
+    user is read all the same (safe.directory: labctl only reads). It runs from / : labctl's own
+    folder may sit in a stranger's repository, whose config git would otherwise read (core.sshCommand
+    for an ssh URL)."""
     try:
-        done = subprocess.run(["git", "-c", "safe.directory=*", *argv], capture_output=True, text=True,
+        done = subprocess.run(["git", "-c", "safe.directory=*", *argv], capture_output=True, text=True, cwd="/",
                               errors="surrogateescape", timeout=timeout, check=False, stdin=subprocess.DEVNULL,
                               env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": "/nonexistent",
                                    "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1"})
@@ -139,8 +141,11 @@ def branch_commit(source: str, branch: str) -> str:
         if not (git_dir / "refs").is_dir():
             raise CommitUnknown(f"cannot read {what}: it has no such branch",
                                 hint="check the branch in lab.yaml; labctl up --fresh stacks without an image")
-        return _git(["--git-dir", str(git_dir), "rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}"],
-                    what).strip()
+        from labctl.gitshadow import shadow_of
+
+        with shadow_of(git_dir) as shadow:  # a stranger's folder: its config is never read
+            return _git(["--git-dir", str(shadow), "rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}"],
+                        what).strip()
     out = _git(["ls-remote", "--", source, f"refs/heads/{branch}"], what)
     commit = out.split()[0] if out.split() else ""
     if len(commit) != 40:
@@ -189,31 +194,35 @@ def kept_image_gb(lab: Lab) -> int:
 
 
 def worktree_state(checkout: Path) -> str:
-    """A DevStack checkout on the host, as it is pushed (uncommitted changes and new files included):
-    its HEAD and a digest of everything that differs from it."""
-    head = _git(["-C", str(checkout), "rev-parse", "--verify", "HEAD"], f"the checkout {checkout}").strip()
-    diff = _git(["-C", str(checkout), "diff", "--binary", "HEAD"], f"the changes in {checkout}")
-    untracked = _git(["-C", str(checkout), "ls-files", "-z", "--others", "--exclude-standard"],
-                     f"the new files in {checkout}")
-    digest = hashlib.sha256(diff.encode(errors="surrogateescape"))
-    for name in sorted(n for n in untracked.split("\0") if n):
-        digest.update(name.encode(errors="surrogateescape") + b"\0")
-        path = checkout / name
-        if path.is_file() and not path.is_symlink():
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return head if not diff and not untracked else f"{head}+{digest.hexdigest()[:12]}"
+    """A checkout on the host (DevStack's, or a developer's project), as it is pushed or served:
+    its HEAD, and its working tree's id when it differs (labctl.devloop.worktree.state, which never
+    reads the checkout's own git config)."""
+    from labctl.devloop.worktree import WorktreeError, state
+
+    try:
+        return state(checkout)
+    except WorktreeError as exc:
+        raise CommitUnknown(exc.message, hint=exc.hint) from None
+
+
+def prefix_of(project: str) -> str:
+    """The prefix of DevStack's variables for a project or library: KEYSTONE, OSLOCFG (oslo.config)."""
+    from labctl.devstack_libraries import LIBRARIES
+
+    return LIBRARIES.get(project) or project.upper().replace("-", "_")
 
 
 def branch_of(project: str, localrc: Mapping[str, str], default: str) -> str:
     """The branch stack.sh checks out for a project: its <NAME>_BRANCH when local.conf sets one, else
     DevStack's own (its TARGET_BRANCH: the branch DevStack was checked out at)."""
-    variable = project.upper().replace("-", "_") + "_BRANCH"
-    return localrc.get(variable) or default
+    return localrc.get(prefix_of(project) + "_BRANCH") or default
 
 
 def repo_commits(lab: Lab, local_conf: str) -> dict[str, str]:
     """Every repository stack.sh will clone for this local.conf ("openstack/keystone.git" -> its
-    commit, from the mirrors folder or its URL), and each plugin's ("plugin NAME")."""
+    commit, from its <NAME>_REPO, the mirrors folder or its URL): its services' projects and the
+    libraries LIBS_FROM_GIT names; and each plugin's ("plugin NAME")."""
+    from labctl.devstack_libraries import LIBRARIES, libs_from_git
     from labctl.devstack_services import enabled_services, repositories_needed
     from labctl.localconf import parse
 
@@ -221,14 +230,17 @@ def repo_commits(lab: Lab, local_conf: str) -> dict[str, str]:
     localrc = {k: v.strip("'\"") for k, v in conf.variables.items()}
     folder = lab.devstack.git_base_folder
     base = (lab.devstack.git_base or DEVSTACK_GIT_BASE).rstrip("/")
+    wanted = {repo: repo.rsplit("/", 1)[-1].removesuffix(".git")
+              for repo in repositories_needed(enabled_services(conf))}
+    wanted |= {f"openstack/{name}.git": name for name in libs_from_git(localrc.get("LIBS_FROM_GIT", ""))
+               if name in LIBRARIES}
     commits = {}
     checkouts = {p.name: p.checkout for p in lab.devstack.projects}
-    for repo in sorted(repositories_needed(enabled_services(conf))):
-        name = repo.rsplit("/", 1)[-1].removesuffix(".git")
+    for repo, name in sorted(wanted.items()):
         if name in checkouts:  # the developer's checkout: its working tree, as it is served
             commits[repo] = f"{checkouts[name]} {worktree_state(checkouts[name])}"
             continue
-        source = str(folder / repo) if folder else f"{base}/{repo}"
+        source = localrc.get(prefix_of(name) + "_REPO") or (str(folder / repo) if folder else f"{base}/{repo}")
         commits[repo] = branch_commit(source, branch_of(name, localrc, lab.devstack.branch))
     for plugin in lab.devstack.plugins:
         commits[f"plugin {plugin.name}"] = branch_commit(plugin.url, plugin.branch or "master")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from labctl.devstack_libraries import LIBRARIES
 from labctl.errors import LabFileError, show
 from labctl.labfile.scalars import matching, one_line, true_or_false
 from labctl.labfile.shape import DevstackShape, PluginShape
@@ -121,11 +122,11 @@ def _projects(raw: object, base_dir: Path | None, localrc: dict[str, str]) -> tu
     for name, value in mapping(raw, "devstack.projects").items():
         path = f"devstack.projects.{name}"
         matching(name, path, _PROJECT_RE, "a project name as DevStack knows it, like keystone or nova")
-        if name not in SERVICE_PROJECTS:
-            raise LabFileError(f"{path}: {name} is not a project whose services DevStack runs"
-                               f" ({', '.join(SERVICE_PROJECTS)})",
-                               hint="libraries (DevStack's LIBS_FROM_GIT, an oslo library) are not served from"
-                                    " a checkout yet")
+        if name not in SERVICE_PROJECTS and name not in LIBRARIES:
+            raise LabFileError(f"{path}: {name} is neither a project whose services DevStack runs"
+                               f" ({', '.join(SERVICE_PROJECTS)}) nor a library it installs from git",
+                               hint="a library goes by DevStack's name for it (its stackrc): oslo.config,"
+                                    " keystoneauth, python-novaclient, neutron-lib...")
         folder = url_or_folder(value, path, base_dir)
         if URL_RE.match(folder):
             variable = Project(name, Path()).variable("REPO")

@@ -69,12 +69,21 @@ done
 if [[ -n "${KEYSTONE_REPO:-}" ]]; then
     rm -rf "$DEST/keystone"
     git clone -q --branch "${KEYSTONE_BRANCH:-master}" "$KEYSTONE_REPO" "$DEST/keystone"
+    # A library LIBS_FROM_GIT names, from its own variables as DevStack's stackrc has them (the
+    # stand-in knows oslo.config's only): Keystone's service does not start when its check.py fails.
+    library_check=""
+    if [[ ",${LIBS_FROM_GIT:-}," == *,oslo.config,* ]]; then
+        rm -rf "$DEST/oslo.config"
+        git clone -q --branch "${OSLOCFG_BRANCH:-master}" "$OSLOCFG_REPO" "$DEST/oslo.config"
+        library_check="ExecStartPre=/usr/bin/python3 $DEST/oslo.config/check.py"
+    fi
     sudo tee /etc/systemd/system/devstack@keystone.service >/dev/null <<UNIT
 [Unit]
 Description=Devstack devstack@keystone.service (the stand-in's)
 [Service]
 User=$USER
 ExecStartPre=/usr/bin/python3 $DEST/keystone/keystone/version.py
+$library_check
 ExecStart=/usr/bin/python3 -m http.server 5000 --bind 0.0.0.0 --directory $DEST/keystone
 [Install]
 WantedBy=multi-user.target
