@@ -7,9 +7,7 @@ pasted into the script. Secrets travel in uploaded files of mode 0600, never in 
 
 from __future__ import annotations
 
-import io
 import shlex
-import tarfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,15 +15,13 @@ from pathlib import Path
 
 from labctl.cache.services import Endpoints
 from labctl.cloud.spec import CloudSpec
-from labctl.errors import LabctlError
+from labctl.devstack_source import DEVSTACK_DIR, check_git_server, obtain_devstack
 from labctl.guest_network import NetworkAccess, configure_network_access, install_file
-from labctl.mirrors import DevstackSource, redact
+from labctl.mirrors import DevstackSource
 from labctl.model import DevstackSpec, Proxy
 from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SessionPort, SshPort, SshTarget, SshUnreachable
 from labctl.stacklog import DETAIL_SEP, StackProgress, mask
 
-STACK_HOME = "/opt/stack"
-DEVSTACK_DIR = f"{STACK_HOME}/devstack"
 # What a fresh box must have before stack.sh can start, per package family: (command, package).
 # DevStack's GetOSVersion runs lsb_release before it installs anything, except on the RHEL family
 # (read from /etc/os-release); its own attempt to install it fails on a box with no package lists.
@@ -62,40 +58,6 @@ chmod +x /opt/stack
 ( umask 226 && echo "stack ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/50_stack_sh )
 """
 
-# $1 repo URL, $2 branch, $3 destination. Clones once; later runs switch branch if it changed (from
-# the URL given now: a mirror's address may have changed).
-CLONE_SCRIPT = r"""
-set -eu
-repo=$1; branch=$2; dest=$3
-if [ -d "$dest/.git" ]; then
-  git -C "$dest" remote set-url origin "$repo"
-  current=$(git -C "$dest" rev-parse --abbrev-ref HEAD)
-  if [ "$current" != "$branch" ]; then
-    git -C "$dest" fetch origin "$branch" && git -C "$dest" checkout -B "$branch" FETCH_HEAD
-  fi
-else
-  git clone --branch "$branch" "$repo" "$dest"
-fi
-"""
-
-# $1 address, $2 port: can this machine reach labctl's git server on the host?
-GIT_SERVER_CHECK = """timeout 15 bash -c ': < "/dev/tcp/$0/$1"' "$1" "$2" 2>&1"""
-
-# $1 uploaded tarball, $2 destination: replace DevStack's tree with the pushed one, as stack.
-UNPACK_SCRIPT = r"""
-set -eu
-tarball=$1; dest=$2
-rm -rf "$dest.new" && mkdir "$dest.new"
-tar -xzf "$tarball" -C "$dest.new"
-rm -rf "$dest" && mv "$dest.new" "$dest"
-"""
-
-
-# DevStack's scripts run in an SSH session of their own. labctl writes that session's id (with the
-# boot's id) in the login user's home as it starts them. A later labctl holds the lab's lock, so no
-# other labctl drives the machine: processes still alive in a recorded session were left by a labctl
-# that was killed (their output goes nowhere; stack.sh would die half-way at its next line). It
-# stops them and starts again. A stack.sh that labctl did not start (run by hand) is never touched.
 SESSION_FILE = ".labctl-stack.session"
 RECORD_SESSION = f'printf "%s %s\\n" "$(cat /proc/sys/kernel/random/boot_id)" "$$" > ~/{SESSION_FILE} && '
 # $1: the session file, in the login user's home.
@@ -185,41 +147,6 @@ def prepare_guest(session: SessionPort, family: str) -> None:
     needs = [f"{command}:{package}" for command, package in GUEST_NEEDS[family]]
     session.run(shlex.join(["sudo", "sh", "-c", PREPARE_SCRIPT, "prepare", family, *needs]),
                 "preparing the guest (DevStack's prerequisites, stack user)")
-
-
-def devstack_tarball(folder: Path) -> bytes:
-    """A DevStack checkout on the host (a mirror, or a developer's tree with its changes), .git included."""
-    if not (folder / "stack.sh").is_file():
-        raise LabctlError(f"devstack.repo: {folder} is no DevStack checkout (it has no stack.sh)",
-                          hint="point devstack.repo at a DevStack clone, or at a git URL")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(folder, arcname=".", filter=lambda info: None if info.name.endswith("/local.conf") else info)
-    return buffer.getvalue()
-
-
-def check_git_server(session: SessionPort, address: str, port: int) -> None:
-    code, out = session.run(shlex.join(["sh", "-c", GIT_SERVER_CHECK, "check", address, str(port)]),
-                            "reaching labctl's git server", check=False)
-    if code != 0:
-        last = out.strip().splitlines()[-1:] or [f"exit {code}"]
-        raise RemoteCommandFailed(session.target.name, f"reaching the host's git mirrors at {address}:{port}", code,
-                                  f"{last[0]} (a firewall on the host? allow TCP {port} from the lab's network)")
-
-
-def obtain_devstack(session: SessionPort, source: DevstackSource, branch: str) -> str:
-    """Clone inside the machine, or push from the host's checkout. Returns how."""
-    as_stack = ["sudo", "-u", "stack", "-H"]
-    if source.folder is not None:
-        tmp = session.upload_private(devstack_tarball(source.folder))
-        session.run(f"chmod 0644 {shlex.quote(tmp)} && "
-                    + shlex.join([*as_stack, "sh", "-c", UNPACK_SCRIPT, "unpack", tmp, DEVSTACK_DIR])
-                    + f"; rc=$?; rm -f {shlex.quote(tmp)}; exit $rc", "pushing DevStack from the host")
-        return f"pushed from {source.folder}"
-    assert source.url is not None
-    session.run(shlex.join([*as_stack, "sh", "-c", CLONE_SCRIPT, "clone", source.url, branch, DEVSTACK_DIR]),
-                f"cloning {redact(source.url)} ({branch})")
-    return f"cloned {redact(source.url)} {branch}"
 
 
 def push_local_conf(session: SessionPort, text: str) -> None:

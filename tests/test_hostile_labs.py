@@ -300,3 +300,38 @@ def test_hostile_lab_folder(run: Callable[..., Result], tmp_path: Path, labctl_h
 
         conf = Path(json.loads(result.out)["machines"][0]["local_conf"]).read_text()
         case.harmless(folder, conf)
+
+
+def test_a_huge_devstack_folder_is_refused_before_anything_is_read_into_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`devstack.repo` may name any folder with a stack.sh: one holding gigabytes is refused with a hint
+    (it was once read whole into memory to push it), and a DevStack checkout's tarball is a file on disk
+    whose links stay links (a link to the host's files carries no content) and which leaves local.conf out."""
+    import tarfile
+
+    from labctl import devstack_source
+    from labctl.devstack_source import devstack_tarball
+    from labctl.errors import LabctlError
+
+    folder = tmp_path / "devstack"
+    folder.mkdir()
+    (folder / "stack.sh").write_text("#!/bin/bash\n")
+    (folder / "local.conf").write_text("[[local|localrc]]\nADMIN_PASSWORD=mine\n")
+    (folder / "lib").mkdir()
+    (folder / "lib" / "keystone").write_text("function install_keystone { :; }\n")
+    (folder / "passwd").symlink_to("/etc/passwd")
+    (folder / "elsewhere").symlink_to("/usr")  # a folder link: neither walked nor counted
+    with devstack_tarball(folder) as tarball:
+        assert tarball.parent == Path("/var/tmp")
+        with tarfile.open(tarball) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+    assert not tarball.exists()
+    assert {"./stack.sh", "./lib/keystone", "./passwd"} <= set(members) and "./local.conf" not in members
+    assert members["./passwd"].issym() and members["./elsewhere"].issym()
+
+    monkeypatch.setattr(devstack_source, "MAX_DEVSTACK_BYTES", 2**20)
+    with (folder / "core").open("wb") as core:  # sparse: 3 MiB counted, nothing written
+        core.truncate(3 * 2**20)
+    with pytest.raises(LabctlError) as err, devstack_tarball(folder):
+        pass
+    assert "holds more than" in err.value.message and err.value.hint
