@@ -68,6 +68,15 @@ def fifo(name: str) -> Callable[[Path], None]:
     return make
 
 
+def checkout_at(path: Path) -> None:
+    (path / ".git").mkdir(parents=True)
+
+
+def devstack_at(path: Path) -> None:
+    path.mkdir(parents=True)
+    (path / "stack.sh").write_text("#!/bin/bash\n")
+
+
 CASES: dict[str, Case] = {
     # --- Ruby: every value that reaches the Vagrantfile
     "ruby-lab-name-quote": Case("name: \"x'; system('touch canary'); '\"\nmachines:\n  - {name: ks}\n"),
@@ -249,6 +258,22 @@ CASES: dict[str, Case] = {
         "seat-ruby": '{seats: 2, seat: {box: "#{`touch canary`}"}}',
         "with-machines": "{seats: 2}\nmachines: [{name: m}]",
     }.items()},
+    # A classroom hands its seats' stack to every trainee: no working tree from outside the lab's folder.
+    "path-class-checkout-outside": Case("name: hostile\nclassroom: {seats: 2}\n"
+                                        "devstack: {projects: {keystone: ../trainers-secrets}}\n",
+                                        setup=lambda folder: checkout_at(folder.parent / "trainers-secrets")),
+    "path-class-checkout-link": Case("name: hostile\nclassroom: {seats: 2}\n"
+                                     "devstack: {projects: {keystone: ./keystone}}\n",
+                                     setup=lambda folder: (checkout_at(folder.parent / "trainers-secrets"),
+                                                           link(str(folder.parent / "trainers-secrets"),
+                                                                "keystone")(folder))),
+    "path-class-devstack-outside": Case("name: hostile\nclassroom: {seats: 2}\ndevstack: {repo: ../devstack}\n",
+                                        setup=lambda folder: devstack_at(folder.parent / "devstack")),
+    # The same checkout inside the folder is taken.
+    "path-class-checkout-inside": Case("name: hostile\nclassroom: {seats: 2}\n"
+                                       "devstack: {projects: {keystone: ./keystone}}\n",
+                                       setup=lambda folder: checkout_at(folder / "keystone"),
+                                       harmless=conf_has("KEYSTONE_BRANCH=labctl-worktree")),
 }
 
 

@@ -15,7 +15,7 @@ from labctl.classroom.seats import parse_classroom, seat_machines
 from labctl.cloud.spec import parse_cloud
 from labctl.errors import LabFileError, show
 from labctl.files import CERTIFICATE_LIMIT, LAB_FILE_LIMIT, certificate_blocks, read_bounded
-from labctl.labfile.devstack import parse_devstack
+from labctl.labfile.devstack import parse_devstack, seats_read_inside_the_folder
 from labctl.labfile.machines import default_cidr, parse_defaults, parse_machines, parse_network
 from labctl.labfile.problems import Loc, Problem, loc_of, problems
 from labctl.labfile.scalars import (
@@ -100,12 +100,15 @@ def lab_from_dict(raw: object, catalog: Catalog, source: Path | None = None, sha
         machines = seat_machines(classroom, seat)
     base_dir = source.parent if source else None
     fragments = base_dir / "local.conf.d" if base_dir else None
+    devstack = parse_devstack(data.get("devstack"), base_dir)
+    if classroom is not None:
+        seats_read_inside_the_folder(devstack, base_dir)
     return Lab(
         name=name,
         machines=parse_machines(machines, parse_defaults(data.get("defaults")), net, catalog,
                            "classroom.seat" if classroom else None),
         cidr=str(net),
-        devstack=parse_devstack(data.get("devstack"), base_dir),
+        devstack=devstack,
         accelerator=accelerator,
         source=source,
         fragments_dir=fragments if fragments and fragments.is_dir() else None,

@@ -88,6 +88,25 @@ def parse_devstack(raw: object, base_dir: Path | None) -> DevstackSpec:
     )
 
 
+def seats_read_inside_the_folder(spec: DevstackSpec, base_dir: Path | None) -> None:
+    """A classroom's trainees can read all that their seats stack: the working trees labctl takes from
+    the host into them (devstack.projects' checkouts, a DevStack checkout in devstack.repo), untracked
+    files and history included, must lie in the lab's folder, as its image files must. A lab from a
+    stranger must not hand the trainer's own folders to every trainee."""
+    if base_dir is None:
+        return
+    folder = base_dir.resolve()
+    trees = [(f"devstack.projects.{p.name}", p.checkout) for p in spec.projects]
+    repo = Path(spec.repo)
+    if repo.is_absolute() and (repo / "stack.sh").is_file():
+        trees.append(("devstack.repo", repo))
+    for path, tree in trees:
+        if not tree.resolve().is_relative_to(folder):
+            raise LabFileError(f"{path}: {tree} is outside the lab's folder, and every trainee can read what the"
+                               " seats stack (its files, uncommitted ones and history included)",
+                               hint=f"clone it into the lab's folder: git clone {tree} {folder / tree.name}")
+
+
 def _post_config(raw: object) -> tuple[PostConfig, ...]:
     items: list[PostConfig] = []
     for file, sections in mapping(raw, "devstack.post_config").items():
