@@ -22,7 +22,7 @@ from labctl.gitserver import repositories
 from labctl.host import Accelerator, HostFacts, check_nested, choose_accelerator
 from labctl.images.key import kept_image_gb
 from labctl.labfile import check_name, default_lab_dict, lab_from_dict, load_lab, parse_disk, parse_memory
-from labctl.mirrors import devstack_source, git_base_served, git_base_url, redact, served_folders
+from labctl.mirrors import ServedMirror, devstack_source, git_base_served, git_base_url, redact, served_as
 from labctl.model import Lab, Machine
 from labctl.names import valid_name
 from labctl.passwords import LabSecrets, Passwords, SeatSecrets
@@ -108,15 +108,6 @@ class MachinePlan:
 
 
 @dataclass(frozen=True)
-class ServedMirror:
-    """A host folder that labctl serves to the machines while they stack."""
-
-    folder: Path
-    url: str
-    repositories: int
-
-
-@dataclass(frozen=True)
 class Plan:
     lab: Lab
     dir: Path
@@ -143,8 +134,8 @@ class Plan:
             "devstack": {"repo": redact(self.lab.devstack.repo), "branch": self.lab.devstack.branch,
                          "force": self.lab.devstack.force, "from": redact(self.devstack_from),
                          "git_base": redact(git_base) if (git_base := git_base_url(self.lab)) else None,
-                         "served": [{"folder": str(m.folder), "url": m.url, "repositories": m.repositories}
-                                    for m in self.mirrors]},
+                         "served": [{"folder": str(m.folder), "url": m.url, "repositories": m.repositories,
+                                     "as": m.served_as} for m in self.mirrors]},
             "machines": [_machine_json(mp) for mp in self.machines],
             "totals": self.totals,
             "warnings": list(self.warnings),
@@ -302,7 +293,7 @@ def render_lab(lab: Lab, home: LabHome, host: HostFacts, generated: RawMap | Non
         lab, note = seat_networks.decide(lab, enabled_services(conf), before.classroom if before else None,
                                          (lab_dir.path / ".vagrant").is_dir())
         warnings += [note] if note else []
-    mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s))) for s in served_folders(lab))
+    mirrors = tuple(ServedMirror(s.source, s.url(lab.cidr), len(repositories(s)), role) for s, role in served_as(lab))
     source = devstack_source(lab)
     devstack_from = source.url or f"{source.folder} (pushed as it is)"
     vagrantfile = render_vagrantfile(data_path("Vagrantfile.j2").read_text(), lab, accel, routes, straight)

@@ -144,3 +144,30 @@ def served_folders(lab: Lab) -> list[Served]:
         served.append(Served(repo, served_name(repo), False))
     served += [project_served(p.checkout) for p in lab.devstack.projects]
     return served
+
+
+@dataclass(frozen=True)
+class ServedMirror:
+    """A host folder that labctl serves to the machines while they stack, and what DevStack takes it as
+    (GIT_BASE, DevStack's own repository, a checkout's KEYSTONE_REPO...)."""
+
+    folder: Path
+    url: str
+    repositories: int
+    served_as: str
+
+
+def served_as(lab: Lab) -> list[tuple[Served, str]]:
+    """served_folders(lab), each with what DevStack takes it as."""
+    roles = {p.checkout: ", ".join(q.variable("REPO") for q in lab.devstack.projects if q.checkout == p.checkout)
+             for p in lab.devstack.projects}
+    found = []
+    for served in served_folders(lab):
+        if served.tree:
+            found.append((served, "GIT_BASE"))
+        elif served.source in roles:
+            found.append((served, roles[served.source]))
+        else:
+            found.append((served, "DevStack's repository"))
+    return list({s.source: (s, role) for s, role in found}.values())  # a checkout two projects name, once
+

@@ -84,8 +84,11 @@ def print_plan(console: Console, plan: Plan) -> None:
     console.print(f"Lab [bold]{lab.name}[/] in {safe(plan.dir)}")
     console.print(printable(f"DevStack {lab.devstack.branch} from {redact(plan.devstack_from)}"), markup=False)
     for mirror in plan.mirrors:
-        console.print(printable(f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories), served to the"
-                                f" machines as GIT_BASE={mirror.url} while DevStack runs"), markup=False)
+        what = (f"Git mirrors: {mirror.folder} ({mirror.repositories} repositories)" if mirror.served_as == "GIT_BASE"
+                else f"Your checkout {mirror.folder}, its working tree" if mirror.served_as.endswith("_REPO")
+                else f"DevStack's repository {mirror.folder}")
+        console.print(printable(f"{what}: served to the machines at {mirror.url} ({mirror.served_as}) while"
+                                " DevStack runs"), markup=False)
     console.print(f"Accelerator: {plan.accelerator.name} ({plan.accelerator.reason})")
     columns = [Column("machine"), Column("role", drop=2), Column("distro", drop=3), Column("address"),
                Column("memory"), Column("CPUs", drop=1), Column("disk", drop=4)]

@@ -176,6 +176,11 @@ def test_lab_yaml_projects_are_checked_and_rendered(run: Callable[..., Result], 
     conf = (labctl_home / "labs" / "dev" / "machines" / "dev1" / "local.conf").read_text()
     assert "KEYSTONE_BRANCH=labctl-worktree" in conf
     assert "KEYSTONE_REPO=git://" in conf and f"/{project_served(repo).name}.git" in conf
+    # The plan says which host folder the machines get, and as what (not as GIT_BASE).
+    assert f"Your checkout {repo}, its working tree: served to the machines at git://" in planned.out
+    assert "(KEYSTONE_REPO)" in planned.out and "GIT_BASE" not in planned.out
+    served = json.loads(run("plan", "--json").out)["devstack"]["served"]
+    assert [(s["folder"], s["as"]) for s in served] == [(str(repo), "KEYSTONE_REPO")]
     refused = {
         "    keystone: https://opendev.org/openstack/keystone\n": "is a URL",
         f"    keystone: {tmp_path}\n": "is no git checkout",

@@ -45,7 +45,7 @@ def test_a_folder_of_mirrors_becomes_gitbase_served_from_the_host(run: Callable[
     base = devstack["git_base"]
     assert base.startswith(f"git://{host_address('192.168.170.0/24')}/mirrors-") and base == \
         devstack["served"][0]["url"]
-    assert devstack["served"][0] == {"folder": str(mirrors), "url": base, "repositories": 3}
+    assert devstack["served"][0] == {"folder": str(mirrors), "url": base, "repositories": 3, "as": "GIT_BASE"}
     # DevStack itself comes from the mirrors too.
     assert devstack["from"] == f"{base}/openstack/devstack.git"
     conf = Path(data["machines"][0]["local_conf"]).read_text()  # type: ignore[index]
