@@ -85,7 +85,7 @@ def devstack_tarball(folder: Path) -> Iterator[Path]:
                           hint="point devstack.repo at a DevStack clone, or at a git URL")
     size = _folder_bytes(folder, MAX_DEVSTACK_BYTES)
     if size > MAX_DEVSTACK_BYTES:
-        raise LabctlError(f"devstack.repo: {folder} holds more than {MAX_DEVSTACK_BYTES // 2**30} GiB of files:"
+        raise LabctlError(f"devstack.repo: {folder} holds more than {MAX_DEVSTACK_BYTES // 2**20} MiB of files:"
                           " too much for a DevStack checkout to push to the machines",
                           hint="point devstack.repo at a clean DevStack clone, or at a git URL")
     # On disk, not in /tmp (which may be memory).

@@ -16,6 +16,7 @@ from pathlib import Path
 from labctl.cache.services import Endpoints
 from labctl.cloud.spec import CloudSpec
 from labctl.devstack_source import DEVSTACK_DIR, check_git_server, obtain_devstack
+from labctl.errors import LabctlError
 from labctl.guest_network import NetworkAccess, configure_network_access, install_file
 from labctl.mirrors import DevstackSource
 from labctl.model import DevstackSpec, Proxy
@@ -218,10 +219,12 @@ def stack_machine(ssh: SshPort, job: StackJob, on_phase: Callable[[str], None]) 
                                    foreign, [])
             progress = StackProgress()  # DevStack's phases are timed from stack.sh's start on
             code = _run_devstack(session, job, progress, announce)
-    except (SshUnreachable, HostKeyChanged, RemoteCommandFailed) as exc:
+    except (SshUnreachable, HostKeyChanged, RemoteCommandFailed, LabctlError, OSError) as exc:
+        # LabctlError, OSError: on the host (DevStack's folder refused, its tarball on a full disk).
+        message = str(exc) if isinstance(exc, OSError) else exc.message
         tail = exc.tail.splitlines() if isinstance(exc, RemoteCommandFailed) else []
         return StackResult(job.machine, "failed", time.monotonic() - started, step,
-                           mask(exc.message, job.secrets), [mask(t, job.secrets) for t in tail])
+                           mask(message, job.secrets), [mask(t, job.secrets) for t in tail])
     return _stack_result(job, code, time.monotonic() - started, progress)
 
 

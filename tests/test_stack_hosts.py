@@ -179,6 +179,20 @@ def test_parallel_allinones_one_failing(lab_hosts: Callable[..., TestHost], tmp_
     assert all(secret not in line for line in failed.tail for secret in PASSWORDS.values())
 
 
+def test_a_devstack_folder_that_cannot_be_pushed_fails_its_machines_and_nothing_else(
+        lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DevStack pushed from a folder labctl refuses (too large) is each machine's failure, named at its
+    step, with the reason: the run ends with every machine's result, never with an error for the lot."""
+    from labctl import devstack_source as pushing
+
+    lab, hosts = started_lab(lab_hosts, tmp_path, catalog, allinones(2))
+    monkeypatch.setattr(pushing, "MAX_DEVSTACK_BYTES", 1024)
+    run = run_stacks(fabric(), jobs_for(lab, hosts, tmp_path), Recorder())
+    assert {n: r.status for n, r in run.results.items()} == {"seat-1": "failed", "seat-2": "failed"}
+    failed = run.results["seat-1"]
+    assert failed.phase == "getting DevStack" and "holds more than" in failed.message, failed
+
+
 def test_no_secret_in_any_command_line(lab_hosts: Callable[..., TestHost], tmp_path: Path, catalog: Catalog,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Passwords travel in uploaded 0600 files, never in a command line (visible in `ps`)."""
