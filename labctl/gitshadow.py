@@ -46,17 +46,21 @@ def git_dirs(folder: Path) -> tuple[Path, Path]:
 def shadow_of(folder: Path) -> Iterator[Path]:
     """A temporary shadow of the repository of `folder` (a checkout or a bare repository), removed
     after: its HEAD, packed-refs and refs (symlinks kept as links, never followed), objects through
-    alternates, labctl's config."""
-    own, common = git_dirs(folder)
+    alternates, labctl's config. A repository that cannot be read is a LabctlError naming it."""
     with tempfile.TemporaryDirectory(prefix="labctl-shadow-") as tmp:
         shadow = Path(tmp) / "shadow.git"
-        for sub in ("refs/heads", "refs/tags", "objects/info"):
-            (shadow / sub).mkdir(parents=True)
-        for source, name in ((own, "HEAD"), (common, "packed-refs"), (common, "shallow")):
-            if (source / name).is_file() and not (source / name).is_symlink():
-                shutil.copyfile(source / name, shadow / name)
-        if (common / "refs").is_dir():
-            shutil.copytree(common / "refs", shadow / "refs", dirs_exist_ok=True, symlinks=True)
-        (shadow / "objects" / "info" / "alternates").write_text(f"{(common / 'objects').resolve()}\n")
-        (shadow / "config").write_text(_CONFIG)
+        try:
+            own, common = git_dirs(folder)
+            for sub in ("refs/heads", "refs/tags", "objects/info"):
+                (shadow / sub).mkdir(parents=True)
+            for source, name in ((own, "HEAD"), (common, "packed-refs"), (common, "shallow")):
+                if (source / name).is_file() and not (source / name).is_symlink():
+                    shutil.copyfile(source / name, shadow / name)
+            if (common / "refs").is_dir():
+                shutil.copytree(common / "refs", shadow / "refs", dirs_exist_ok=True, symlinks=True)
+            (shadow / "objects" / "info" / "alternates").write_text(f"{(common / 'objects').resolve()}\n")
+            (shadow / "config").write_text(_CONFIG)
+        except (OSError, shutil.Error) as exc:
+            raise LabctlError(f"cannot read the git repository in {folder}: {exc}",
+                              hint=f"check that you can read it: ls -la {folder}") from None
         yield shadow

@@ -148,6 +148,17 @@ def test_a_linked_worktree_is_read_through_its_pointer(tmp_path: Path) -> None:
     assert worktree_state(linked) == git("rev-parse", "HEAD", cwd=linked)
     (linked / "keystone" / "version.py").write_text("VERSION = 'linked'\n")
     assert worktree_state(linked).startswith(git("rev-parse", "HEAD", cwd=linked) + "+")
+    # A .git file that names nothing readable is an error naming it, not a traceback.
+    from labctl.errors import LabctlError
+
+    (linked / ".git").write_text("not a pointer\n")
+    with pytest.raises(LabctlError) as err:
+        worktree_state(linked)
+    assert "neither a folder nor a gitdir: pointer" in err.value.message
+    (linked / ".git").write_text("gitdir: /nonexistent/x\n")
+    with pytest.raises(LabctlError) as err:
+        worktree_state(linked)
+    assert str(linked) in err.value.message, err.value.message
 
 
 def test_git_daemon_serves_the_working_tree_to_a_clone(tmp_path: Path) -> None:
