@@ -183,6 +183,31 @@ def test_a_url_is_asked_outside_any_strangers_repository(tmp_path: Path, monkeyp
     assert not ran.exists(), ran.read_text()
 
 
+def test_a_stack_whose_services_remember_their_host_serves_only_that_host(tmp_path: Path) -> None:
+    """Nova (and Neutron, OVN) register the host's name and address in their databases: their image is
+    another stack for a machine of another name or address; a keystone-only stack's is not."""
+    if not (MIRRORS / "openstack" / "nova.git").is_dir():
+        pytest.skip("no mirrors in ../shared/mirrors")
+    from labctl.images.key import machine_key
+    from labctl.model import Lab
+
+    def lab(name: str, machine: str) -> Lab:
+        return lab_from_dict({"name": name, "network": {"cidr": "10.77.0.0/24"}, "machines": [{"name": machine}],
+                              "devstack": {"git_base": str(MIRRORS), "branch": "stable/2026.1"}}, default_catalog())
+
+    def digest(conf: str, name: str, machine: str) -> str:
+        the_lab = lab(name, machine)
+        return machine_key(the_lab, machine, conf, [], "box.img").digest
+
+    keystone = "[[local|localrc]]\nENABLED_SERVICES=key,mysql\n"
+    compute = "[[local|localrc]]\nENABLED_SERVICES=key,mysql,placement-api,n-api,n-cpu,n-cond,n-sch\n"
+    assert digest(keystone, "a", "dev1") == digest(keystone, "b", "dev2")
+    assert digest(compute, "a", "dev1") == digest(compute, "b", "dev1")  # same name, same address
+    assert digest(compute, "a", "dev1") != digest(compute, "a", "dev2")
+    key = machine_key(lab("a", "dev1"), "dev1", compute, [], "box.img")
+    assert key.parts["host (its services remember it)"] == "dev1 10.77.0.10"
+
+
 def test_devstack_from_a_checkout_is_its_working_tree(tmp_path: Path) -> None:
     repo = checkout(tmp_path)
     lab = lab_from_dict({"name": "k", "machines": [{"name": "m"}], "devstack": {"repo": str(repo)}},

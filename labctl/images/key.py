@@ -276,9 +276,19 @@ def machine_key(lab: Lab, machine: str, local_conf: str, passwords: Iterable[str
     """What machine `machine` of `lab` would stack with this local.conf (its rendered file), on a disk
     whose chain starts at the volume `origin` (its box's, named by box and version). Reads commits:
     CommitUnknown when one cannot be read."""
+    from labctl.classroom.networks import hostname
+    from labctl.devstack_services import enabled_services, host_bound
+    from labctl.localconf import parse
     from labctl.mirrors import host_address
 
     ips = [m.ip for m in lab.machines if m.name == machine]
     conf = normalized_local_conf(local_conf, passwords, [*ips, host_address(lab.cidr)])
-    return stack_key(box=origin, box_version="", guest=guest_digest(), devstack=devstack_state(lab),
-                     local_conf=conf, commits=repo_commits(lab, local_conf))
+    key = stack_key(box=origin, box_version="", guest=guest_digest(), devstack=devstack_state(lab),
+                    local_conf=conf, commits=repo_commits(lab, local_conf))
+    bound = host_bound(enabled_services(parse(local_conf, "local.conf")))
+    if not bound:
+        return key
+    # Nova, Neutron and OVN register the host by its name and address in their databases: a copy is
+    # not renamed reliably (labctl.classroom.networks), so their image serves only that name and address.
+    where = f"{hostname(lab.name, lab.classroom, machine)} {' '.join(ips)}"
+    return StackKey({**key.parts, "host (its services remember it)": where})
