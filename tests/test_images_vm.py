@@ -209,3 +209,69 @@ def test_a_keep_that_fails_fails_no_stack_and_an_up_cut_short_mid_image_goes_on(
     assert run("images", "rm", str(kept["digest"])).code == 0
     with Hypervisor() as hypervisor:
         assert set(hypervisor.image_volumes("labctl-image.")) == others
+
+
+@pytest.fixture
+def classes(vm_env: Path) -> Iterator[list[str]]:
+    tag = uuid.uuid4().hex[:5]
+    labs = [f"cls{n}-{tag}" for n in "ab"]
+    yield labs
+    for lab in labs:
+        leave_nothing(lab, ["seat-01", "seat-02"])
+
+
+def test_a_class_held_again_makes_its_template_from_the_first_ones_image(
+        run: Callable[..., Result], isolated_home: Path, classes: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class stacks seat-01 once and keeps its disk as an image while it is shut off for the class's
+    base; the same class held again (another lab of the same settings) makes seat-01 the template from
+    that image, without stack.sh, and every seat its own from it: passwords of its own, none of the
+    first class's."""
+    if not (MIRRORS / "openstack" / "keystone.git").is_dir():
+        pytest.skip(f"{MIRRORS} is not there")
+    a, b = classes
+    base = 23000 + (os.getpid() % 400) * 10
+    for n, lab in enumerate(classes):
+        folder = isolated_home / lab
+        folder.mkdir()
+        repo = make_repo(folder / "devstack")  # a classroom's DevStack checkout lies in its folder
+        (folder / "lab.yaml").write_text(
+            f"name: {lab}\ncaches: false\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
+            f"classroom:\n  seats: 2\n  ssh_port: {base + n * 2}\n  web_port: {base + 5000 + n * 2}\n"
+            f"  seat_networks: false\ndevstack:\n  repo: {repo}\n  git_base: {MIRRORS}\n"
+            "  localrc: {ENABLED_SERVICES: 'key,mysql', STANDIN_PHASE_SECONDS: 0.1}\n")
+
+    monkeypatch.chdir(isolated_home / a)
+    first = run("up", "--json")
+    assert first.code == 0, first.err
+    assert "seat-01: its stacked disk kept as image" in first.err, first.err
+    [kept] = images(run)
+    assert kept["lab"] == a and kept["machine"] == "seat-01", kept
+    a_admin = json.loads(run("creds", "--lab", a, "--json").out)["machines"]
+    home = Path(os.environ["LABCTL_HOME"])
+    a_template = list(json.loads((home / "labs" / a / "template-secrets.json").read_text()).values())
+    assert run("destroy", "--lab", a, "-y").code == 0
+    assert [i["digest"] for i in images(run)] == [kept["digest"]]  # outlives its class
+
+    monkeypatch.chdir(isolated_home / b)
+    second = run("up", "--json")
+    assert second.code == 0, second.err
+    assert f"seat-01: made the template from stacked image {kept['digest']}" in second.err, second.err
+    assert "Starting Keystone" not in second.err  # no stack.sh
+    results = json.loads(second.out)["devstack"]["machines"]
+    assert {n: r["status"] for n, r in results.items()} == {"seat-01": "ok", "seat-02": "ok"}, results
+    creds = json.loads(run("creds", "--lab", b, "--json").out)["machines"]
+    for seat in ("seat-01", "seat-02"):
+        out = run("exec", "--lab", b, seat, "--json", "--", "test -e /opt/stack/standin-stacked && echo stacked;"
+                  " hostname")
+        assert out.code == 0, out.out + out.err
+        assert json.loads(out.out)["machines"][seat]["stdout"].split() == ["stacked", seat]
+    # No password of the first class, nor the template's, is any seat's.
+    theirs = {str(m.get("password")) for m in a_admin.values()} - {"None"}
+    mine = {str(m.get("password")) for m in creds.values()} - {"None"}
+    assert theirs and mine and not theirs & mine, (theirs, mine)
+    for secret in [*theirs, *a_template]:  # the first class's seats' and its template's, which the image held
+        out = run("exec", "--lab", b, "seat-01", "seat-02", "--json", "--",
+                  f"sudo grep -rlF {secret} /opt/stack /etc || echo none")
+        assert [m["stdout"].strip() for m in json.loads(out.out)["machines"].values()] == ["none", "none"], out.out
+    assert run("destroy", "--lab", b, "-y").code == 0
+    assert run("images", "rm", str(kept["digest"])).code == 0

@@ -187,10 +187,17 @@ def image_lab(lab: Lab) -> bool:
             and not lab.machines[0].host)
 
 
+def class_image_lab(lab: Lab) -> bool:
+    """Whether `up` of this classroom makes its template, seat-01, from a stacked image and keeps one:
+    a class that clones (labctl.stacking.class_images), seat-01 on this host."""
+    return bool(lab.classroom is not None and lab.classroom.clone and len(lab.machines) > 1
+                and not lab.machines[0].host)
+
+
 def kept_image_gb(lab: Lab) -> int:
-    """The disk the stacked image `up` keeps of the lab's machine may take (its disk, flattened: up to
-    what DevStack fills); 0 when the lab keeps none."""
-    return lab.machines[0].disk_filled_gb if image_lab(lab) else 0
+    """The disk the stacked image `up` keeps of the lab's machine (a class's seat-01) may take (its disk,
+    flattened: up to what DevStack fills); 0 when the lab keeps none."""
+    return lab.machines[0].disk_filled_gb if image_lab(lab) or class_image_lab(lab) else 0
 
 
 def worktree_state(checkout: Path) -> str:

@@ -29,9 +29,7 @@ already, stacks seats one by one as any lab.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import secrets
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,17 +41,13 @@ from labctl.errors import LabctlError
 from labctl.machine_status import MachineStatus, host_of, lab_status
 from labctl.model import Lab
 from labctl.names import domain_name
-from labctl.passwords import PASSWORD_NAMES, Passwords, SeatSecrets
+from labctl.passwords import Passwords, SeatSecrets
 from labctl.protocols import RemoteCommandFailed, SshPort, SshTarget, SshUnreachable
 from labctl.provision import StackResult, open_seat, push_local_conf
+from labctl.stacking.class_images import keep_template, template_from_image, template_image
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
-from labctl.stacking.clone_hosts import Hosts, send_base
-from labctl.stacking.identity import (
-    TEMPLATE_UNITS,
-    UNDO_TEMPLATE,
-    _identities,
-    prepare_copy,
-)
+from labctl.stacking.clone_hosts import BOOT_TIMEOUT, Hosts, send_base, wait_for_addresses
+from labctl.stacking.identity import _identities, identity_spec, prepare_copy
 from labctl.stacking.machines import AsTemplate, StackRun, day_one, record, stack_lab
 from labctl.stacking.pool import machine_pool
 from labctl.stacking.request import StackRequest
@@ -61,10 +55,11 @@ from labctl.stacklog import mask
 from labctl.state import LabDir
 
 if TYPE_CHECKING:
+    from labctl.images.key import StackKey
+    from labctl.images.store import Image
     from labctl.protocols import HypervisorPort, Reporter
 
 TEMPLATE = "seat-01"
-BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
 def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: Passwords, user: str,
                authorized_key: str, machine_id: str = "") -> dict[str, object]:
     """What the clone script needs to make the template's copy into `seat` (secrets included: it
@@ -77,21 +72,6 @@ def fixup_spec(lab: Lab, seat: str, seats: Mapping[str, SeatSecrets], template: 
                          user=user, authorized_key=authorized_key, machine_id=machine_id, old=template,
                          own=seats[seat], others=[v for name, values in seats.items() if name != seat
                                                   for v in values.values()])
-
-
-def identity_spec(*, name: str, old_name: str, old_ip: str, new_ip: str, user: str, authorized_key: str,
-                  machine_id: str, old: Passwords, own: Passwords, others: Sequence[str]) -> dict[str, object]:
-    """The clone script's values: a copy of a stacked disk (`old_name` at `old_ip` with the passwords
-    `old`) made machine `name` at `new_ip` with `own`; `others`: secrets that must be nowhere in it
-    (sent as salted digests). Pure but for the salt."""
-    mine, was = own.as_dict(), old.as_dict()
-    salt = secrets.token_hex(16)
-    forbidden = sorted({hashlib.sha256((salt + v).encode()).hexdigest() for v in others})
-    return {"name": name, "old_name": old_name, "old_ip": old_ip, "new_ip": new_ip,
-            "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
-            "template_units": TEMPLATE_UNITS, "machine_id": machine_id,
-            "secrets": [[was[n], mine[n]] for n in PASSWORD_NAMES],
-            **{n: [was[n], mine[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": forbidden}
 
 
 def template_secrets(lab_dir: LabDir) -> Passwords:
@@ -129,19 +109,20 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
                 _seat(dom, doms), f"{state} until {TEMPLATE} has stacked"))
     seats = lab_dir.secrets().seats
     template = template_secrets(lab_dir)
-    as_template = AsTemplate(tuple(zip(seats[TEMPLATE].devstack().values(), template.values(), strict=True)))
-    run = stack_lab(ssh, lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, cache=request.cache,
-                    caches=request.caches, relay=request.relay)
-    assert run is not None  # the template needs DevStack: it is among the names
+    key, image = template_image(lab, lab_dir, reporter, hypervisor, request, hosts.where.get(TEMPLATE) is None)
+    run = _template(lab, lab_dir, statuses, reporter, hypervisor, ssh, request, image, template)
     if not run.results[TEMPLATE].ok:
         reporter.warn(f"{TEMPLATE} did not stack: the other seats stay off (labctl up starts them and tries again)")
         return run
     stacked = run.results[TEMPLATE]
+    if image is not None:  # booted on the image: a lease of its own since
+        statuses = lab_status(lab_dir, hosts.here, hosts.access)
     # Stacked as the template, not yet seat-01: said so in its record until it is made its own seat.
     record(lab_dir, [StackResult(TEMPLATE, "failed", stacked.seconds, "making it its own seat",
                                  "stacked as the classroom's template, then interrupted before it became its own seat",
                                  ["labctl stack --clean seat-01 stacks it again"])])
-    current = _copy_template(lab, lab_dir, statuses, reporter, hosts, ssh, names, machine_ids, request)
+    kept = (key, template) if key is not None and image is None else None
+    current = _copy_template(lab, lab_dir, statuses, reporter, hosts, ssh, names, machine_ids, request, kept, stacked)
     results = make_seats(ssh, lab, lab_dir, current, reporter, names, seats, template, stacked)
     if request.snapshot is not None:
         for name in names:
@@ -153,11 +134,31 @@ def stack_classroom(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus]
     return StackRun({n: results[n] for n in names})
 
 
+def _template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
+              hypervisor: HypervisorPort, ssh: SshPort, request: StackRequest, image: Image | None,
+              template: Passwords) -> StackRun:
+    """seat-01 made the class's template: from a stacked image of its stack (labctl.stacking.class_images),
+    or by stack.sh with the template's passwords."""
+    if image is not None:
+        made = template_from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image, template)
+        if not made.ok:
+            record(lab_dir, [made])
+        return StackRun({TEMPLATE: made})
+    own = lab_dir.secrets().seats[TEMPLATE].devstack()
+    as_template = AsTemplate(tuple(zip(own.values(), template.values(), strict=True)))
+    run = stack_lab(ssh, lab, lab_dir, statuses, reporter, names=[TEMPLATE], template=as_template, cache=request.cache,
+                    caches=request.caches, relay=request.relay)
+    assert run is not None  # the template needs DevStack: it is among the names
+    return run
+
+
 def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus], reporter: Reporter,
                    hosts: Hosts, ssh: SshPort, names: Sequence[str], machine_ids: dict[str, str],
-                   request: StackRequest) -> list[MachineStatus]:
+                   request: StackRequest, kept: tuple[StackKey, Passwords] | None,
+                   stacked: StackResult) -> list[MachineStatus]:
     """The stacked template's disk made every seat's base (sent once to each other host that has
-    seats), the seats booted on it and fenced in: their statuses with their new leases."""
+    seats), the seats booted on it and fenced in: their statuses with their new leases. `kept`: the key
+    and passwords of the image its disk is kept as, too, while it is shut off anyway."""
     clones = [n for n in names if n != TEMPLATE]
     doms = {n: domain_name(lab.name, n) for n in names}
     reporter.step(f"{TEMPLATE} has stacked: its disk becomes the base of every seat")
@@ -167,6 +168,8 @@ def _copy_template(lab: Lab, lab_dir: LabDir, statuses: Sequence[MachineStatus],
     home = hosts.where[TEMPLATE]
     hv = hosts.on(home)
     hv.shut_down([doms[TEMPLATE]], 300, lambda _d, state: reporter.step(f"{TEMPLATE}: {state}"))
+    if kept is not None:
+        keep_template(lab, lab_dir, reporter, hv, request, kept[0], stacked, by_name[TEMPLATE].user, kept[1])
     reporter.step(f"{TEMPLATE}: its stacked disk is copied once into the classroom's base")
     groups = hosts.group(clones)
     base = hv.clone_disks(doms[TEMPLATE], [doms[n] for n in groups.pop(home, [])])
@@ -212,29 +215,6 @@ def make_seats(ssh: SshPort, lab: Lab, lab_dir: LabDir, current: Sequence[Machin
 
 def _seat(domain: str, doms: dict[str, str]) -> str:
     return next((n for n, d in doms.items() if d == domain), domain)
-
-
-def wait_for_addresses(lab: Lab, lab_dir: LabDir, hosts: Hosts, names: Sequence[str]) -> list[MachineStatus]:
-    """Until every seat has its own DHCP lease on the management network. Never an address of the lab
-    network: a copy answers on seat-01's lab address until it is made its own seat, and labctl would
-    then reach seat-01 instead."""
-    import ipaddress
-
-    network = ipaddress.IPv4Network(lab.cidr)
-
-    def leased(s: MachineStatus) -> bool:
-        return bool(s.state == "running" and s.ssh_address and ipaddress.IPv4Address(s.ssh_address) not in network)
-
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while True:
-        statuses = lab_status(lab_dir, hosts.here, hosts.access)
-        waiting = [s.name for s in statuses if s.name in names and not leased(s)]
-        if not waiting:
-            return statuses
-        if time.monotonic() > deadline:
-            raise LabctlError(f"{', '.join(waiting)} got no address within {BOOT_TIMEOUT:.0f} s after cloning",
-                              hint="labctl status shows them; labctl halt and resume, then labctl stack")
-        time.sleep(3)
 
 
 def _host(lab_dir: LabDir, status: MachineStatus, key_of: str) -> SshTarget:

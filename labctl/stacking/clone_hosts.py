@@ -3,16 +3,25 @@ every other host that has seats (through libvirt's volume streams, storage.py), 
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from labctl.errors import LabctlError
+from labctl.machine_status import lab_status
+
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from labctl.machine_status import HostAccess
+    from labctl.machine_status import HostAccess, MachineStatus
+    from labctl.model import Lab
     from labctl.protocols import HypervisorPort, Reporter
+    from labctl.state import LabDir
+
+
+BOOT_TIMEOUT = 900.0  # a seat booting a stacked DevStack under software emulation, several at once
 
 
 @dataclass(frozen=True)
@@ -80,3 +89,25 @@ def send_base(hv: HypervisorPort, base: Path, host: str | None, there: Hyperviso
     reporter.step(f"{where} has the base: {sent[0] / 2**20:.0f} MiB sent in {seconds:.0f} s"
                   f" ({sent[0] / 2**20 / max(seconds, 0.001):.0f} MiB/s)")
     return copy
+
+
+def wait_for_addresses(lab: Lab, lab_dir: LabDir, hosts: Hosts, names: Sequence[str]) -> list[MachineStatus]:
+    """Until every seat has its own DHCP lease on the management network. Never an address of the lab
+    network: a copy answers on seat-01's lab address until it is made its own seat, and labctl would
+    then reach seat-01 instead."""
+
+    network = ipaddress.IPv4Network(lab.cidr)
+
+    def leased(s: MachineStatus) -> bool:
+        return bool(s.state == "running" and s.ssh_address and ipaddress.IPv4Address(s.ssh_address) not in network)
+
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while True:
+        statuses = lab_status(lab_dir, hosts.here, hosts.access)
+        waiting = [s.name for s in statuses if s.name in names and not leased(s)]
+        if not waiting:
+            return statuses
+        if time.monotonic() > deadline:
+            raise LabctlError(f"{', '.join(waiting)} got no address within {BOOT_TIMEOUT:.0f} s after cloning",
+                              hint="labctl status shows them; labctl halt and resume, then labctl stack")
+        time.sleep(3)

@@ -7,12 +7,15 @@ copies (clone.py), seats made later from its base (remake.py) and machines made 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
+import secrets
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from labctl.machine_status import MachineStatus, host_of
+from labctl.passwords import PASSWORD_NAMES, Passwords
 from labctl.protocols import HostKeyChanged, RemoteCommandFailed, SshUnreachable
 
 if TYPE_CHECKING:
@@ -132,3 +135,18 @@ def machine_ids_of(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStat
     """Each running seat -> its machine-id: given back to it by the copy script when it boots a disk
     that has another's (a seat made later from the base, a machine made from an image)."""
     return {seat: mid for seat, (mid, _macs) in _read_identities(ssh, lab_dir, statuses, seats).items()}
+
+
+def identity_spec(*, name: str, old_name: str, old_ip: str, new_ip: str, user: str, authorized_key: str,
+                  machine_id: str, old: Passwords, own: Passwords, others: Sequence[str]) -> dict[str, object]:
+    """The clone script's values: a copy of a stacked disk (`old_name` at `old_ip` with the passwords
+    `old`) made machine `name` at `new_ip` with `own`; `others`: secrets that must be nowhere in it
+    (sent as salted digests). Pure but for the salt."""
+    mine, was = own.as_dict(), old.as_dict()
+    salt = secrets.token_hex(16)
+    forbidden = sorted({hashlib.sha256((salt + v).encode()).hexdigest() for v in others})
+    return {"name": name, "old_name": old_name, "old_ip": old_ip, "new_ip": new_ip,
+            "login_user": user, "authorized_key": authorized_key, "undo_template": UNDO_TEMPLATE,
+            "template_units": TEMPLATE_UNITS, "machine_id": machine_id,
+            "secrets": [[was[n], mine[n]] for n in PASSWORD_NAMES],
+            **{n: [was[n], mine[n]] for n in PASSWORD_NAMES}, "salt": salt, "forbidden_sha256": forbidden}

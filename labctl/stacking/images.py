@@ -31,16 +31,12 @@ from labctl.images.key import CommitUnknown, StackKey, image_lab, machine_key
 from labctl.images.store import IMAGE_PREFIX, Image, ImageStore, nearest, volume_name
 from labctl.machine_status import MachineStatus, host_of
 from labctl.names import domain_name
+from labctl.passwords import Passwords
 from labctl.protocols import RemoteCommandFailed, SshTarget, SshUnreachable
 from labctl.provision import StackResult, push_local_conf
-from labctl.stacking.clone import (
-    BOOT_TIMEOUT,
-    identity_spec,
-    wait_for_addresses,
-)
 from labctl.stacking.clone_guest import FIXUP_SCRIPT
-from labctl.stacking.clone_hosts import Hosts
-from labctl.stacking.identity import UNDO_TEMPLATE, prepare_copy
+from labctl.stacking.clone_hosts import BOOT_TIMEOUT, Hosts, wait_for_addresses
+from labctl.stacking.identity import UNDO_TEMPLATE, identity_spec, prepare_copy
 from labctl.stacking.machines import StackRun, day_one, record
 from labctl.stacklog import mask
 from labctl.state import atomic_write
@@ -75,12 +71,12 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor:
                               f" labctl up{' --fresh' if request.fresh else ''}")
         reporter.step(f"{name}: its disk is a copy of image {image.digest} not yet made its own machine: made again")
         return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
-    key = _key(lab, lab_dir, name, origin, reporter)
+    key = stack_key_of(lab, lab_dir, name, origin, reporter)
     if key is not None and not request.fresh:
-        image = _kept(store, hypervisor, key.digest)
+        image = kept_image(store, hypervisor, key.digest)
         if image is not None:
             return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
-        reporter.step(_why_no_image(store, key))
+        reporter.step(why_no_image(store, key))
     elif key is not None:
         reporter.step("stacking afresh (--fresh): no image used; the stacked disk is kept as a new one")
     run = stack()
@@ -110,11 +106,11 @@ def straight_images(lab: Lab, local_confs: Mapping[str, str], passwords: Iterabl
         key = machine_key(lab, machine.name, local_confs[machine.name], passwords, origin)
     except CommitUnknown:  # said by stack_with_images, which then stacks
         return {}
-    image = _kept(store, hypervisor, key.digest)
+    image = kept_image(store, hypervisor, key.digest)
     return {machine.name: image} if image is not None else {}
 
 
-def _kept(store: ImageStore, hypervisor: HypervisorPort, digest: str) -> Image | None:
+def kept_image(store: ImageStore, hypervisor: HypervisorPort, digest: str) -> Image | None:
     """The image of this key when it is recorded and its volume is still in a pool."""
     image = store.get(digest)
     return image if image is not None and hypervisor.base_named(Path(image.volume).name) is not None else None
@@ -148,7 +144,7 @@ def finish_on_images(lab_dir: LabDir, ssh: SshPort, boxed: str, made_from: Mappi
         ssh.make_key(lab_dir.private_key(name))
 
 
-def _key(lab: Lab, lab_dir: LabDir, name: str, origin: str | None, reporter: Reporter) -> StackKey | None:
+def stack_key_of(lab: Lab, lab_dir: LabDir, name: str, origin: str | None, reporter: Reporter) -> StackKey | None:
     if origin is None:  # a disk in no pool: no box known under it
         return None
     try:
@@ -159,7 +155,7 @@ def _key(lab: Lab, lab_dir: LabDir, name: str, origin: str | None, reporter: Rep
         return None
 
 
-def _why_no_image(store: ImageStore, key: StackKey) -> str:
+def why_no_image(store: ImageStore, key: StackKey) -> str:
     close = nearest(store.all(), key)
     if close is None:
         return f"no stacked image of this stack yet ({key.digest}): stack.sh runs, and its disk is kept as one"
@@ -185,18 +181,7 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
         prepare_copy(session, {}, "preparing its disk to be kept")
     hypervisor.shut_down([dom], 300, lambda _d, state: reporter.step(f"{name}: {state}"))
     try:
-        with store.keeping(key.digest):
-            path, size = hypervisor.keep_image(dom, volume_name(key.digest))
-            try:
-                image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
-                              hostname=hostname(lab.name, lab.classroom, name), ip=lab.machines[0].ip,
-                              user=status.user, created=time.time(), size=size, stack_seconds=stacked.seconds,
-                              parts=dict(key.parts))
-                store.save(image, lab_dir.secrets().passwords, lab_dir.private_key(name))
-            except BaseException:  # a copy without its passwords and key can make no machine
-                hypervisor.remove_image(path)
-                store.forget(key.digest)
-                raise
+        image = save_image(lab, lab_dir, hypervisor, store, key, stacked, status.user, lab_dir.secrets().passwords)
     finally:
         hypervisor.start([dom])
         hypervisor.mark_started([dom])
@@ -204,9 +189,32 @@ def keep(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPo
         ssh.wait(host_of(lab_dir, status), BOOT_TIMEOUT)
         with ssh.session(host_of(lab_dir, status)) as session:
             session.run(f"sudo sh -c {shlex.quote(UNDO_TEMPLATE)}", "removing what only its copies need")
-    reporter.step(f"{name}: kept as image {key.digest} ({size / 1024**3:.1f} GiB); the next lab of this stack"
+    reporter.step(f"{name}: kept as image {key.digest} ({image.size / 1024**3:.1f} GiB); the next lab of this stack"
                   " starts from it (labctl images)")
     return image
+
+
+def save_image(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort, store: ImageStore, key: StackKey,
+               stacked: StackResult, user: str, passwords: Passwords) -> Image:
+    """The shut-off, prepared disk of machine `stacked.machine` copied into the image of `key`, recorded
+    with the `passwords` it was stacked with and the machine's key (nothing left of it if that fails)."""
+    name = stacked.machine
+    with store.keeping(key.digest):
+        path, size = hypervisor.keep_image(domain_name(lab.name, name), volume_name(key.digest))
+        try:
+            image = Image(digest=key.digest, volume=str(path), lab=lab.name, machine=name,
+                          hostname=hostname(lab.name, lab.classroom, name), ip=_ip(lab, name), user=user,
+                          created=time.time(), size=size, stack_seconds=stacked.seconds, parts=dict(key.parts))
+            store.save(image, passwords, lab_dir.private_key(name))
+        except BaseException:  # a copy without its passwords and key can make no machine
+            hypervisor.remove_image(path)
+            store.forget(key.digest)
+            raise
+    return image
+
+
+def _ip(lab: Lab, name: str) -> str:
+    return next(m.ip for m in lab.machines if m.name == name)
 
 
 def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPort, ssh: SshPort,
@@ -215,11 +223,28 @@ def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: Hyperv
     `booted`: `up` created it on a new overlay of the image (no box, straight_images), and it runs."""
     started = time.monotonic()
     name = lab.machines[0].name
-    dom = domain_name(lab.name, name)
     store = request.images
     assert store is not None
     reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
+    status = on_image(lab, lab_dir, hypervisor, request, image, name, booted)
+    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, lab_dir.secrets().passwords)
+    record(lab_dir, [result])
+    if result.ok:
+        store.used(image)
+        if request.snapshot is not None:
+            try:
+                request.snapshot(name, records.read(lab_dir).stack[name])
+            except LabctlError as exc:
+                reporter.warn(f"{name}: made, but no snapshot: {exc.message}")
+    return result
+
+
+def on_image(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort, request: StackRequest, image: Image, name: str,
+             booted: bool = False) -> MachineStatus:
+    """Machine `name` running on a new overlay of `image`, with its lease, fenced: its status. `booted`:
+    it runs on one already (created so by `up`)."""
+    dom = domain_name(lab.name, name)
     hosts = Hosts(hypervisor, None, {name: None})
     if not booted:
         # A box's boot, or a copy an earlier up did not finish making, is thrown away with its disk:
@@ -234,24 +259,15 @@ def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: Hyperv
     current = wait_for_addresses(lab, lab_dir, hosts, [name])
     if request.fence is not None:
         request.fence(current)
-    status = next(s for s in current if s.name == name)
-    result = _make_own(lab, lab_dir, status, reporter, ssh, store, image, started)
-    record(lab_dir, [result])
-    if result.ok:
-        store.used(image)
-        if request.snapshot is not None:
-            try:
-                request.snapshot(name, records.read(lab_dir).stack[name])
-            except LabctlError as exc:
-                reporter.warn(f"{name}: made, but no snapshot: {exc.message}")
-    return result
+    return next(s for s in current if s.name == name)
 
 
-def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporter, ssh: SshPort,
-              store: ImageStore, image: Image, started: float) -> StackResult:
-    """The booted copy of the image made the lab's own machine; failures become its result."""
+def make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporter, ssh: SshPort,
+             store: ImageStore, image: Image, started: float, own: Passwords) -> StackResult:
+    """The booted copy of the image made machine `status.name` of the lab, with the passwords `own`;
+    failures become its result."""
     name = status.name
-    own, old = lab_dir.secrets().passwords, store.secrets(image)
+    old = store.secrets(image)
     hidden = [*own.values(), *old.values()]
     log = lab_dir.stack_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +286,7 @@ def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Report
                 progress.update(name, f"{steps[-1]}: {mask(text, hidden).strip()[:70]}")
 
             spec = identity_spec(name=hostname(lab.name, lab.classroom, name), old_name=image.hostname,
-                                 old_ip=image.ip, new_ip=status.lab_ip or lab.machines[0].ip, user=status.user,
+                                 old_ip=image.ip, new_ip=status.lab_ip or _ip(lab, name), user=status.user,
                                  authorized_key=ssh.public_key(lab_dir.private_key(name)),
                                  machine_id=secrets.token_hex(16), old=old, own=own,
                                  others=[])  # a machine-id of its own, never the image's
@@ -284,7 +300,7 @@ def _make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Report
                            + [f"labctl up --fresh --lab {lab.name} stacks it with stack.sh instead"])
     seconds = time.monotonic() - started
     made = StackResult(name, "ok", seconds, f"made from image {image.digest}", "", [], None,
-                       f"http://{status.lab_ip or lab.machines[0].ip}/identity/",
+                       f"http://{status.lab_ip or _ip(lab, name)}/identity/",
                        [(f"Made from image {image.digest}", seconds)], [])
     if lab.cloud:
         day_one(ssh, host_of(lab_dir, status), lab.cloud, made, lambda text: reporter.step(f"{name}: {text}"),

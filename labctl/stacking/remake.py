@@ -19,13 +19,11 @@ from labctl.errors import LabctlError
 from labctl.names import BASE_SUFFIX, domain_name
 from labctl.provision import StackResult
 from labctl.stacking.clone import (
-    BOOT_TIMEOUT,
     TEMPLATE,
     make_seats,
     template_secrets,
-    wait_for_addresses,
 )
-from labctl.stacking.clone_hosts import Hosts, send_base
+from labctl.stacking.clone_hosts import BOOT_TIMEOUT, Hosts, send_base, wait_for_addresses
 from labctl.stacking.identity import machine_ids_of
 from labctl.stacking.machines import StackRun
 
