@@ -8,6 +8,7 @@
 - clone_hosts.py  a cloned classroom across hosts: its base sent once to each other host
 - remake.py       seats made (again) from the class's base without stack.sh: walk-ins, failed copies
 - images.py       a developer's one machine made from a stacked image of the same stack, or kept as one
+- class_images.py a class's seat-01 made the template from such an image, or its stacked disk kept as one
 - serving.py      the git mirrors and the developer's checkouts served while the machines stack
 - pool.py         the threads machines are worked on in, stopped at once on Ctrl-C or SIGTERM
 """
