@@ -269,6 +269,10 @@ def test_a_class_held_again_makes_its_template_from_the_first_ones_image(
     theirs = {str(m.get("password")) for m in a_admin.values()} - {"None"}
     mine = {str(m.get("password")) for m in creds.values()} - {"None"}
     assert theirs and mine and not theirs & mine, (theirs, mine)
+    # seat-01's own password never reached the template's disk, which every seat stands on.
+    leaked = run("exec", "--lab", b, "seat-02", "--json", "--",
+                 f"sudo grep -rlF {creds['seat-01']['password']} /opt/stack /etc || echo none")
+    assert json.loads(leaked.out)["machines"]["seat-02"]["stdout"].strip() == "none", leaked.out
     for secret in [*theirs, *a_template]:  # the first class's seats' and its template's, which the image held
         out = run("exec", "--lab", b, "seat-01", "seat-02", "--json", "--",
                   f"sudo grep -rlF {secret} /opt/stack /etc || echo none")

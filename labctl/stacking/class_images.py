@@ -25,7 +25,7 @@ from labctl.images.key import StackKey
 from labctl.images.store import IMAGE_PREFIX, Image, volume_name
 from labctl.names import domain_name
 from labctl.provision import StackResult
-from labctl.stacking.images import kept_image, make_own, on_image, save_image, stack_key_of, why_no_image
+from labctl.stacking.images import Becoming, kept_image, make_own, on_image, save_image, stack_key_of, why_no_image
 
 if TYPE_CHECKING:
     from labctl.model import Lab
@@ -79,8 +79,15 @@ def template_from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hyperviso
     started = time.monotonic()
     reporter.step(f"{TEMPLATE}: made the template from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
+    # The template's local.conf holds the template's passwords, never seat-01's own: its disk becomes every
+    # seat's base. No seat's secret may be on it.
+    secrets = lab_dir.secrets()
+    text = lab_dir.local_conf(TEMPLATE).read_text(encoding="utf-8")
+    for own, stand_in in zip(secrets.seats[TEMPLATE].devstack().values(), template.values(), strict=True):
+        text = text.replace(own, stand_in)
+    others = tuple(v for seat in secrets.seats.values() for v in seat.values())
     status = on_image(lab, lab_dir, hypervisor, request, image, TEMPLATE)
-    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, template)
+    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, Becoming(template, text, others))
     if result.ok:
         store.used(image)
     return result

@@ -21,6 +21,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -228,7 +229,8 @@ def from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: Hyperv
     reporter.step(f"{name}: made from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
     status = on_image(lab, lab_dir, hypervisor, request, image, name, booted)
-    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, lab_dir.secrets().passwords)
+    becomes = Becoming(lab_dir.secrets().passwords, lab_dir.local_conf(name).read_text(encoding="utf-8"))
+    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, becomes)
     record(lab_dir, [result])
     if result.ok:
         store.used(image)
@@ -262,12 +264,22 @@ def on_image(lab: Lab, lab_dir: LabDir, hypervisor: HypervisorPort, request: Sta
     return next(s for s in current if s.name == name)
 
 
+@dataclass(frozen=True)
+class Becoming:
+    """What a copy of an image is made: its passwords, its local.conf's text, and secrets that must be
+    nowhere on it (a class's template: every seat's)."""
+
+    own: Passwords
+    local_conf: str
+    others: tuple[str, ...] = ()
+
+
 def make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporter, ssh: SshPort,
-             store: ImageStore, image: Image, started: float, own: Passwords) -> StackResult:
-    """The booted copy of the image made machine `status.name` of the lab, with the passwords `own`;
-    failures become its result."""
+             store: ImageStore, image: Image, started: float, becomes: Becoming) -> StackResult:
+    """The booted copy of the image made machine `status.name` of the lab, as `becomes` says; failures
+    become its result."""
     name = status.name
-    old = store.secrets(image)
+    own, old = becomes.own, store.secrets(image)
     hidden = [*own.values(), *old.values()]
     log = lab_dir.stack_log(name)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -289,8 +301,9 @@ def make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporte
                                  old_ip=image.ip, new_ip=status.lab_ip or _ip(lab, name), user=status.user,
                                  authorized_key=ssh.public_key(lab_dir.private_key(name)),
                                  machine_id=secrets.token_hex(16), old=old, own=own,
-                                 others=[])  # a machine-id of its own, never the image's
-            _rewrite(lab_dir, status, ssh, _image_target(lab_dir, status, store, image), spec, at, line)
+                                 others=becomes.others)  # a machine-id of its own, never the image's
+            _rewrite(lab_dir, status, ssh, _image_target(lab_dir, status, store, image), spec, becomes.local_conf,
+                     at, line)
             progress.update(name, "done")
     except (SshUnreachable, RemoteCommandFailed, LabctlError, OSError) as exc:
         message = exc.message if isinstance(exc, LabctlError) else str(exc)
@@ -309,8 +322,8 @@ def make_own(lab: Lab, lab_dir: LabDir, status: MachineStatus, reporter: Reporte
 
 
 def _rewrite(lab_dir: LabDir, status: MachineStatus, ssh: SshPort, inside: SshTarget, spec: dict[str, object],
-             at: Callable[[str], None], line: Callable[[str], None]) -> None:
-    """The copy script run in the machine (reached with the image's key), then its own local.conf."""
+             local_conf: str, at: Callable[[str], None], line: Callable[[str], None]) -> None:
+    """The copy script run in the machine (reached with the image's key), then its local.conf."""
     assert status.ssh_address is not None
     known = lab_dir.known_hosts_of(status.host)
     ssh.forget(known, [status.ssh_address])  # it answers with the image's host key at first
@@ -326,7 +339,7 @@ def _rewrite(lab_dir: LabDir, status: MachineStatus, ssh: SshPort, inside: SshTa
     own_host = host_of(lab_dir, status)
     ssh.wait(own_host, 120)  # sshd starts again with its new keys
     with ssh.session(own_host) as session:
-        push_local_conf(session, lab_dir.local_conf(status.name).read_text(encoding="utf-8"))
+        push_local_conf(session, local_conf)
 
 
 def _image_target(lab_dir: LabDir, status: MachineStatus, store: ImageStore, image: Image) -> SshTarget:
