@@ -118,11 +118,13 @@ def test_real_keystone_only_devstack(run: Callable[..., Result], real_lab: tuple
 
 
 def up_json(folder: Path) -> tuple[dict[str, Any], str]:
-    """`labctl up --json` in `folder`: its report and its progress (stderr)."""
+    """`labctl up --json` in `folder`: its report and its progress (stderr). Given 90 minutes: a stack
+    under software emulation took an hour on a slow day here (stack.sh's apt and pip are CPU), and the
+    first up keeps its image after."""
     progress = folder / "up.progress"
     with progress.open("w") as err:
         up = subprocess.run([sys.executable, "-m", "labctl", "up", "--json"], cwd=folder, stdout=subprocess.PIPE,
-                            stderr=err, text=True, timeout=3600, stdin=subprocess.DEVNULL)
+                            stderr=err, text=True, timeout=5400, stdin=subprocess.DEVNULL)
     shown = progress.read_text()
     assert up.returncode == 0, shown[-5000:]
     return json.loads(up.stdout), shown
