@@ -49,13 +49,6 @@ rm -rf "$dest" && mv "$dest.new" "$dest"
 """
 
 
-# DevStack's scripts run in an SSH session of their own. labctl writes that session's id (with the
-# boot's id) in the login user's home as it starts them. A later labctl holds the lab's lock, so no
-# other labctl drives the machine: processes still alive in a recorded session were left by a labctl
-# that was killed (their output goes nowhere; stack.sh would die half-way at its next line). It
-# stops them and starts again. A stack.sh that labctl did not start (run by hand) is never touched.
-
-
 # A DevStack checkout is about 30 MiB with its history: a folder far larger is not one to push.
 MAX_DEVSTACK_BYTES = 2 * 2**30
 

@@ -47,7 +47,8 @@ def shadow_of(folder: Path) -> Iterator[Path]:
     """A temporary shadow of the repository of `folder` (a checkout or a bare repository), removed
     after: its HEAD, packed-refs and refs (symlinks kept as links, never followed), objects through
     alternates, labctl's config. A repository that cannot be read is a LabctlError naming it."""
-    with tempfile.TemporaryDirectory(prefix="labctl-shadow-") as tmp:
+    # On disk: the working tree's new files are written into it (/tmp may be memory).
+    with tempfile.TemporaryDirectory(prefix="labctl-shadow-", dir="/var/tmp") as tmp:
         shadow = Path(tmp) / "shadow.git"
         try:
             own, common = git_dirs(folder)

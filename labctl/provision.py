@@ -59,6 +59,11 @@ chmod +x /opt/stack
 ( umask 226 && echo "stack ALL=(ALL) NOPASSWD:ALL" > /etc/sudoers.d/50_stack_sh )
 """
 
+# DevStack's scripts run in an SSH session of their own. labctl writes that session's id (with the
+# boot's id) in the login user's home as it starts them. A later labctl holds the lab's lock, so no
+# other labctl drives the machine: processes still alive in a recorded session were left by a labctl
+# that was killed (their output goes nowhere; stack.sh would die half-way at its next line). It
+# stops them and starts again. A stack.sh that labctl did not start (run by hand) is never touched.
 SESSION_FILE = ".labctl-stack.session"
 RECORD_SESSION = f'printf "%s %s\\n" "$(cat /proc/sys/kernel/random/boot_id)" "$$" > ~/{SESSION_FILE} && '
 # $1: the session file, in the login user's home.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,12 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pyte
     monkeypatch.chdir(work)
     yield work
     remove_images(tmp_path / "labctl-home")
+
+
+def measured(text: str) -> None:
+    """A figure a long test reports (a duration, stack.sh's phases): to the terminal itself, past the
+    `run` fixture's capsys, which swallows a test's own prints (`pytest -s` shows them)."""
+    print(text, file=sys.__stderr__, flush=True)
 
 
 def remove_images(home: Path) -> None:

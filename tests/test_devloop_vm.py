@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from standin_devstack import make_repo
 
-from conftest import Result, leave_nothing
+from conftest import Result, leave_nothing, measured
 
 pytestmark = [pytest.mark.vm, pytest.mark.devloop_vm]
 
@@ -78,7 +78,7 @@ def test_a_checkout_stacked_then_synced_and_a_broken_change_rolled_back(
     assert steps == {"code": "replaced", "service devstack@keystone.service": "ok"}, report
     assert report["health"]["keystone"]["state"] == "ok"
     assert served(run) == "keystone 2.0-wip"
-    print(f"sync took {seconds:.0f} s")
+    measured(f"sync took {seconds:.0f} s")
 
     again = run("sync", "keystone", "--json")  # nothing changed: nothing restarted
     assert again.code == 0 and [s["state"] for s in json.loads(again.out)["machines"]["dev1"]["steps"]] == ["present"]

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from test_devstack_compute_real import boots, compute_settings
 
-from conftest import Result, leave_nothing, libvirt_names
+from conftest import Result, leave_nothing, libvirt_names, measured
 
 pytestmark = [pytest.mark.vm, pytest.mark.devstack_compute_class]
 SEATS = ("seat-01", "seat-02")
@@ -56,7 +56,7 @@ def test_real_compute_class(run: Callable[..., Result], compute_class: tuple[str
                             stderr=err, text=True, timeout=7 * 3600, stdin=subprocess.DEVNULL)
     shown = progress.read_text()
     assert up.returncode == 0, shown[-5000:]
-    print(f"labctl up of a {len(SEATS)}-seat compute class: {time.monotonic() - started:.0f} s")
+    measured(f"labctl up of a {len(SEATS)}-seat compute class: {time.monotonic() - started:.0f} s")
     assert f"every seat keeps seat-01's name ({name})" in shown
     results = json.loads(up.stdout)["devstack"]["machines"]
     assert {s: results[s]["status"] for s in SEATS} == dict.fromkeys(SEATS, "ok"), results

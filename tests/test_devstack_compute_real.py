@@ -25,7 +25,7 @@ import pytest
 from test_devstack_real import HOST_CAS, MIRRORS, token
 from testimage import boot_image
 
-from conftest import Result, libvirt_names
+from conftest import Result, libvirt_names, measured
 
 pytestmark = [pytest.mark.vm, pytest.mark.devstack_compute]
 
@@ -105,7 +105,7 @@ def test_real_compute_devstack(run: Callable[..., Result], compute_lab: tuple[st
                             stderr=err, text=True, timeout=5 * 3600, stdin=subprocess.DEVNULL)
     shown = progress.read_text()
     assert up.returncode == 0, shown[-5000:]
-    print(f"labctl up of the compute DevStack: {time.monotonic() - started:.0f} s")
+    measured(f"labctl up of the compute DevStack: {time.monotonic() - started:.0f} s")
     aio = json.loads(up.stdout)["devstack"]["machines"]["aio"]
     assert aio["status"] == "ok" and aio["problems"] == []
     assert "Day-one resources" in [p["phase"] for p in aio["phases"]]

@@ -24,7 +24,7 @@ import pytest
 from standin_devstack import make_repo
 from test_devstack_real import MIRRORS
 
-from conftest import Result, leave_nothing
+from conftest import Result, leave_nothing, measured
 
 pytestmark = [pytest.mark.vm, pytest.mark.devloop_vm]
 
@@ -92,7 +92,7 @@ def test_a_second_lab_of_the_same_stack_is_made_from_the_first_ones_image(
     assert "Starting Keystone" in first.err and "Starting Keystone" not in second.err  # stack.sh's phases: none
     result = json.loads(second.out)["devstack"]["machines"]["dev1"]
     assert (result["status"], result["phase"]) == ("ok", f"made from image {digest}"), result
-    print(f"first up {first_s:.0f} s (stack.sh and keeping its image), second up {second_s:.0f} s")
+    measured(f"first up {first_s:.0f} s (stack.sh and keeping its image), second up {second_s:.0f} s")
 
     # Its own machine: the stack's files, its own passwords everywhere, its own machine-id and lease.
     b_secrets = json.loads(run("creds", "--lab", b, "--json").out)

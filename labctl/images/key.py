@@ -266,7 +266,7 @@ def devstack_state(lab: Lab) -> str:
 # What labctl runs in a guest before and around stack.sh (its preparation, the caches' settings) and
 # the machine's definition: a change to any of them is a different stack. (local.conf is a part of
 # its own; the box's contents are its name and version.)
-GUEST_FILES = ("provision.py", "cache/guest.py")
+GUEST_FILES = ("provision.py", "devstack_source.py", "cache/guest.py")
 
 
 def guest_digest() -> str:
