@@ -230,17 +230,20 @@ def test_a_class_held_again_makes_its_template_from_the_first_ones_image(
         pytest.skip(f"{MIRRORS} is not there")
     a, b = classes
     base = 23000 + (os.getpid() % 400) * 10
+    # A classroom's DevStack checkout lies in its folder, and the same checkout is the same stack: the
+    # first class's folder lies in the second's.
+    folders = {b: isolated_home / b, a: isolated_home / b / a}
+    folders[a].mkdir(parents=True)
+    repo = make_repo(folders[a] / "devstack")
     for n, lab in enumerate(classes):
-        folder = isolated_home / lab
-        folder.mkdir()
-        repo = make_repo(folder / "devstack")  # a classroom's DevStack checkout lies in its folder
+        folder = folders[lab]
         (folder / "lab.yaml").write_text(
             f"name: {lab}\ncaches: false\ndefaults: {{distro: debian:12, memory: 1G, cpus: 1, disk: 10G}}\n"
             f"classroom:\n  seats: 2\n  ssh_port: {base + n * 2}\n  web_port: {base + 5000 + n * 2}\n"
             f"  seat_networks: false\ndevstack:\n  repo: {repo}\n  git_base: {MIRRORS}\n"
             "  localrc: {ENABLED_SERVICES: 'key,mysql', STANDIN_PHASE_SECONDS: 0.1}\n")
 
-    monkeypatch.chdir(isolated_home / a)
+    monkeypatch.chdir(folders[a])
     first = run("up", "--json")
     assert first.code == 0, first.err
     assert "seat-01: its stacked disk kept as image" in first.err, first.err
@@ -252,7 +255,7 @@ def test_a_class_held_again_makes_its_template_from_the_first_ones_image(
     assert run("destroy", "--lab", a, "-y").code == 0
     assert [i["digest"] for i in images(run)] == [kept["digest"]]  # outlives its class
 
-    monkeypatch.chdir(isolated_home / b)
+    monkeypatch.chdir(folders[b])
     second = run("up", "--json")
     assert second.code == 0, second.err
     assert f"seat-01: made the template from stacked image {kept['digest']}" in second.err, second.err
