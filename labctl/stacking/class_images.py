@@ -80,14 +80,13 @@ def template_from_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hyperviso
     reporter.step(f"{TEMPLATE}: made the template from stacked image {image.digest} (lab {image.lab}, stack.sh took"
                   f" {image.stack_seconds / 60:.0f} min), without stack.sh (--fresh stacks)")
     # The template's local.conf holds the template's passwords, never seat-01's own: its disk becomes every
-    # seat's base. No seat's secret may be on it.
-    secrets = lab_dir.secrets()
+    # seat's base. (Each seat made from it is then searched for every other seat's secrets, seat-01's
+    # included: a search of the template itself would only repeat that, minutes under emulation.)
     text = lab_dir.local_conf(TEMPLATE).read_text(encoding="utf-8")
-    for own, stand_in in zip(secrets.seats[TEMPLATE].devstack().values(), template.values(), strict=True):
+    for own, stand_in in zip(lab_dir.secrets().seats[TEMPLATE].devstack().values(), template.values(), strict=True):
         text = text.replace(own, stand_in)
-    others = tuple(v for seat in secrets.seats.values() for v in seat.values())
     status = on_image(lab, lab_dir, hypervisor, request, image, TEMPLATE)
-    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, Becoming(template, text, others))
+    result = make_own(lab, lab_dir, status, reporter, ssh, store, image, started, Becoming(template, text))
     if result.ok:
         store.used(image)
     return result
