@@ -213,10 +213,11 @@ def worktree_state(checkout: Path) -> str:
 
 
 def prefix_of(project: str) -> str:
-    """The prefix of DevStack's variables for a project or library: KEYSTONE, OSLOCFG (oslo.config)."""
-    from labctl.devstack_libraries import LIBRARIES
+    """The prefix of DevStack's variables for a project or library: KEYSTONE, OSLOCFG (oslo.config);
+    the model's own rule (Project.variable), not a second one."""
+    from labctl.model import Project
 
-    return LIBRARIES.get(project) or project.upper().replace("-", "_")
+    return Project(project, Path()).variable("").removesuffix("_")
 
 
 def branch_of(project: str, localrc: Mapping[str, str], default: str) -> str:
