@@ -9,6 +9,7 @@ with warm caches, phase by phase. All three use the host's caches (`caches: true
     .venv/bin/python bench/second_up.py --keep   # the image kept (labctl images)
     .venv/bin/python bench/second_up.py --warm-only  # only the warm-cache stack again (its section replaced)
     .venv/bin/python bench/second_up.py --second-only  # only a second up again, from the image kept (its section)
+    .venv/bin/python bench/second_up.py --no-warm  # first and second up only (the warm section kept as it was)
 
 Results: bench/results/second-up.md, with the machine's description.
 """
@@ -115,6 +116,8 @@ def main() -> None:
                         help="only stack a lab through the (warm) caches again, replacing that section of the results")
     parser.add_argument("--second-only", action="store_true",
                         help="only make a lab from the image an earlier run kept (--keep), replacing its section")
+    parser.add_argument("--no-warm", action="store_true",
+                        help="the first and second up only: the warm-cache section of the results is kept as it was")
     args = parser.parse_args()
     tag = os.getpid()
     out = RESULTS / "second-up.md"
@@ -149,7 +152,11 @@ def main() -> None:
         finally:
             for name in names[:2]:  # three 8 GiB machines at once would not fit beside the host
                 labctl("destroy", "-y", "--lab", name, check=False)
-        warm = warm_stack(Path(tmp) / names[2], names[2])
+        if args.no_warm:  # the earlier warm section, which says when it was measured
+            text = out.read_text()
+            warm = text[text.index(WARM):text.index("## Machine")]
+        else:
+            warm = warm_stack(Path(tmp) / names[2], names[2])
     images = json.loads(labctl("images", "--json").stdout)["images"]
     if not args.keep:  # the first lab's image, replaced by the warm lab's (same stack)
         for made in (i for i in images if i["lab"] in names):
