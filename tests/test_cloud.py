@@ -216,8 +216,9 @@ class Cloud:
         self.env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_OS_STATE": str(self.state), "HOME": str(self.home),
                     "http_proxy": "http://127.0.0.1:9"}
 
-    def run(self, spec: CloudSpec, fail: str = "", script_text: str = DAY_ONE_SCRIPT) -> tuple[int, list[Outcome]]:
-        told = spec.as_json()
+    def run(self, spec: CloudSpec, fail: str = "", script_text: str = DAY_ONE_SCRIPT,
+            extra: dict[str, object] | None = None) -> tuple[int, list[Outcome]]:
+        told: dict[str, Any] = {**spec.as_json(), **(extra or {})}
         for image, raw in zip(spec.images, told["images"], strict=True):
             if image.file:  # as the host uploads it: a copy the script deletes
                 copy = self.root / f"upload-{image.name}"
@@ -400,3 +401,29 @@ def test_health_of_a_dead_keystone_stops_at_keystone(tmp_path: Path, keystone: A
     (machine.devstack / "openrc").unlink()
     code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
     assert code == 3 and outcomes[0].name == "keystone" and "has DevStack stacked?" in outcomes[0].detail
+
+
+def test_health_of_a_machine_just_booted_waits_for_its_services(tmp_path: Path, keystone: Any) -> None:
+    """Seen with the real compute DevStack: its disk kept as an image, the machine booted again, and
+    Keystone answered 500 70 s after the boot (its services still starting): the up failed."""
+    machine = Cloud(tmp_path, keystone.url)
+    def up() -> float:  # the clock the script reads
+        return float(Path("/proc/uptime").read_text().split()[0])
+
+    keystone.broken = True
+    threading.Timer(1.0, lambda: setattr(keystone, "broken", False)).start()
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT,
+                                 extra={"settle": up() + 60, "settle_every": 0.2})
+    assert code == 0 and outcomes[0] == Outcome("health", "keystone", "ok", "token issued")
+    assert len(keystone.asked) > 1  # asked again while it answered 500
+
+    # Still failing once the machine has been up long enough: failed, after a few more tries.
+    keystone.asked.clear()
+    keystone.broken = True
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT,
+                                 extra={"settle": up() + 1.5, "settle_every": 0.2})
+    assert code == 3 and "HTTP 500" in outcomes[0].detail and len(keystone.asked) > 1
+    # A machine up for long (the default: no window) is asked once.
+    keystone.asked.clear()
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)
+    assert code == 3 and len(keystone.asked) == 1

@@ -212,7 +212,29 @@ if ENV is None:
     check("keystone", "failed", NO_CREDENTIALS)
     sys.exit(3)
 
-import ssl, urllib.error, urllib.request
+import ssl, time, urllib.error, urllib.request
+
+# A machine booted a moment ago (its stacked disk kept as an image, a lab made from one, a resume) starts
+# DevStack's services at boot, minutes apart under software emulation: Keystone answers 500 while
+# MySQL is not up yet, Nova's services are down until their first report. Until the machine has been
+# up SETTLE seconds, a failed check is asked again every EVERY seconds; after that, once.
+SETTLE = float(spec.get("settle", 0))
+EVERY = float(spec.get("settle_every", 15))
+
+
+def uptime():
+    with open("/proc/uptime") as f:
+        return float(f.read().split()[0])
+
+
+def settled(ask):
+    while True:
+        try:
+            return ask()
+        except Failed:
+            if uptime() + EVERY > SETTLE:
+                raise
+            time.sleep(EVERY)
 
 
 def token_and_catalog():
@@ -246,34 +268,43 @@ def token_and_catalog():
 
 
 try:
-    catalog = token_and_catalog()
+    catalog = settled(token_and_catalog)
     check("keystone", "ok", "token issued")
 except Failed as exc:
     check("keystone", "failed", str(exc))
     sys.exit(3)
+
+
+def compute_up():
+    services = osc("compute", "service", "list")
+    down = [f"{s['Binary']} on {s['Host']}" for s in services if s["State"] != "up" or s["Status"] != "enabled"]
+    computes = [s for s in services if s["Binary"] == "nova-compute"]
+    if down or not computes:
+        raise Failed(("down: " + ", ".join(down)) if down else "no nova-compute service")
+    return f"{len(services)} services up, {len(computes)} compute"
+
+
+def agents_alive():
+    agents = osc("network", "agent", "list")
+    dead = [f"{a['Agent Type']} on {a['Host']}" for a in agents if a["Alive"] not in (True, ":-)")]
+    if dead or not agents:
+        raise Failed(("not alive: " + ", ".join(dead)) if dead else "no agent")
+    return f"{len(agents)} agents alive"
+
+
 if "compute" in catalog:
     try:
-        services = osc("compute", "service", "list")
-        down = [f"{s['Binary']} on {s['Host']}" for s in services if s["State"] != "up" or s["Status"] != "enabled"]
-        computes = [s for s in services if s["Binary"] == "nova-compute"]
-        if down or not computes:
-            raise Failed(("down: " + ", ".join(down)) if down else "no nova-compute service")
-        check("compute", "ok", f"{len(services)} services up, {len(computes)} compute")
+        check("compute", "ok", settled(compute_up))
     except Failed as exc:
         check("compute", "failed", str(exc))
 if "network" in catalog:
     try:
-        agents = osc("network", "agent", "list")
-        dead = [f"{a['Agent Type']} on {a['Host']}" for a in agents if a["Alive"] not in (True, ":-)")]
-        if dead or not agents:
-            raise Failed(("not alive: " + ", ".join(dead)) if dead else "no agent")
-        check("network", "ok", f"{len(agents)} agents alive")
+        check("network", "ok", settled(agents_alive))
     except Failed as exc:
         check("network", "failed", str(exc))
 if "image" in catalog:
     try:
-        images = osc("image", "list")
-        check("image", "ok", f"{len(images)} images")
+        check("image", "ok", f"{len(settled(lambda: osc('image', 'list')))} images")
     except Failed as exc:
         check("image", "failed", str(exc))
 sys.exit(3 if failed else 0)

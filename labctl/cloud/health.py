@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 CHECKS = ("ssh", "keystone", "compute", "network", "image")
 PARALLEL = 8
+# A machine up for less than this is given until then for its services to answer (they start at its
+# boot; under software emulation a compute DevStack's take minutes): its failed checks are asked again.
+SETTLE_S = 900
 
 
 def health_machines(lab_dir: LabDir, statuses: Sequence[MachineStatus]) -> list[str]:
@@ -45,7 +48,8 @@ def check_health(ssh: SshPort, lab_dir: LabDir, statuses: Sequence[MachineStatus
             with ssh.session(target) as session:
                 reached = Outcome("health", "ssh", "ok", f"{target.user}@{target.address}"
                                   + (" via its host" if target.proxy_command else ""))
-                return [reached, *run_script(session, HEALTH_SCRIPT, {}, "asking the cloud how it is", said)]
+                return [reached, *run_script(session, HEALTH_SCRIPT, {"settle": SETTLE_S}, "asking the cloud how it is",
+                                             said)]
         except (SshUnreachable, RemoteCommandFailed, OSError) as exc:
             return [Outcome("health", "ssh", "failed", exc.message if isinstance(exc, LabctlError) else str(exc))]
 
