@@ -16,6 +16,7 @@ import pytest
 
 from conftest import Result, leave_nothing
 from labctl.devstack_packages import devstack_packages, package_files, parse_package_file, read_debs
+from labctl.devstack_python import PythonSet
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -167,6 +168,28 @@ def debugfs(image: Path, request: str) -> str:
                           check=True).stdout
 
 
+def venv_checks(disk: Path, python: PythonSet, log: str) -> None:
+    """DevStack's virtualenv in the box's disk: the stack user's, the projects' requirements in it at
+    their pinned versions, what had no wheel left to stack.sh (no stand-in record of it left), and
+    nothing of the build (the host's CAs, the lists) left behind."""
+    site = next(line.split()[-1] for line in debugfs(disk, "ls -l /opt/stack/data/venv/lib").splitlines()
+                if "python3" in line)
+    listing = debugfs(disk, f"ls /opt/stack/data/venv/lib/{site}/site-packages")
+    infos = {i.lower() for i in re.findall(r"([A-Za-z0-9_.]+-[^\s]+)\.dist-info", listing)}
+    pinned = {re.split("===", c)[0].lower().replace("-", "_").replace(".", "_"): c.split("===")[1].split(";")[0]
+              for c in python.constraints if "===" in c}
+    for name in ("oslo_config", "keystonemiddleware", "sqlalchemy", "python_openstackclient", "ovsdbapp"):
+        assert f"{name}-{pinned[name]}".lower() in infos, (name, sorted(infos)[:20])
+    left = re.findall(r"devstack-venv.sh: (\S+) \S+ has no wheel: left to stack.sh", log)
+    for name in left:
+        assert not any(i.startswith(name.lower().replace("-", "_") + "-") for i in infos), name
+    owner = re.search(r"User:\s+(\d+)", debugfs(disk, "stat /opt/stack/data/venv/bin/pip"))
+    stack_uid = re.search(r"^stack:x:(\d+):", debugfs(disk, "cat /etc/passwd"), re.MULTILINE)
+    assert owner and stack_uid and owner.group(1) == stack_uid.group(1)
+    assert "File not found" in subprocess.run(["debugfs", "-R", "stat /tmp/labctl-venv", str(disk)],
+                                              capture_output=True, text=True, check=False).stderr
+
+
 @pytest.mark.devstack_box
 @pytest.mark.vm
 def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, isolated_home: Path,
@@ -182,6 +205,7 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
     from labctl.boxbuild import box_spec, build_box
     from labctl.catalog import default_catalog
     from labctl.devstack_packages import box_packages
+    from labctl.devstack_python import python_sets
     from labctl.lab import render_lab
     from labctl.labfile import lab_from_dict
     from labctl.state import LabHome
@@ -193,11 +217,13 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
     lab = lab_from_dict(raw, default_catalog())
     rendered = render_lab(lab, LabHome(tmp_path / "home"), HOST)
     [(box, packages)] = box_packages(rendered.lab, rendered.local_confs).items()
-    spec = box_spec(rendered.lab.machines[0].release, vm_env / "cache", packages)
+    [python] = python_sets(rendered.lab, rendered.local_confs).values()
+    spec = box_spec(rendered.lab.machines[0].release, vm_env / "cache", packages, python)
     steps: list[str] = []
     build_box(spec, mirror=os.environ.get("LABCTL_TEST_MIRROR", "http://deb.debian.org/debian"), step=steps.append,
               log=tmp_path / "build.log")
-    assert steps[0].endswith(f"and the {len(packages)} packages DevStack installs")
+    assert steps[0].endswith(f"and the {len(spec.packages)} packages DevStack installs")
+    assert steps[1] == f"and DevStack's virtualenv: {len(python.requirements)} requirements, wheels only"
     with tarfile.open(spec.file) as tar, (tmp_path / "box.img").open("wb") as out:
         image = tar.extractfile("box.img")
         assert image is not None
@@ -220,6 +246,7 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
         drop_in = f"/etc/systemd/system/{unit}.service.d/labctl-named.conf"
         assert "ConditionHost=!labctl-box" in debugfs(disk, f"cat {drop_in}")
     assert debugfs(disk, "cat /etc/machine-id") == ""
+    venv_checks(disk, python, (tmp_path / "build.log").read_text())
     assert box == rendered.lab.machines[0].box
 
     # Booted: the machine has its own snakeoil key and its own name, and RabbitMQ did not start under
