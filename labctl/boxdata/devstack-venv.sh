@@ -41,31 +41,37 @@ site=$(ls -d "$root$venv"/lib/python3*/site-packages)
 : > "$root$work/stubs"
 tries=0
 while ! pip -r $work/requirements.txt > "$root$work/pip.log" 2>&1; do
-  missing=$(sed -n 's/^ERROR: No matching distribution found for \([A-Za-z0-9._-]*\).*/\1/p' "$root$work/pip.log" | head -n 1)
+  # What pip found no wheel of: named as not found, or as a constraint that a requirement conflicts
+  # with (with --only-binary, the pinned version has no wheel).
+  missing=$(sed -n -e 's/^ERROR: No matching distribution found for \([A-Za-z0-9._-]*\).*/\1/p' \
+    -e 's/^ *The user requested (constraint) \([A-Za-z0-9._-]*\)===.*/\1/p' "$root$work/pip.log" |
+    grep -vixF -f "$root$work/stubs" | sort -u)
   tries=$((tries + 1))
-  if [ -z "$missing" ] || [ $tries -gt 40 ] || grep -qixF "$missing" "$root$work/stubs"; then
+  if [ -z "$missing" ] || [ $tries -gt 40 ]; then
     tail -n 20 "$root$work/pip.log" >&2
     echo "devstack-venv.sh: pip could not make DevStack's virtualenv (above)" >&2
     exit 1
   fi
-  # Its pinned version, as upper-constraints.txt has it (name===version), names compared as pip does.
-  norm=$(echo "$missing" | tr 'A-Z_.' 'a-z--')
-  version=$(sed -n 's/^\([A-Za-z0-9._-]*\)===\([A-Za-z0-9.+!_-]*\).*/\1 \2/p' "$root$work/constraints.txt" |
-    while read -r name v; do
-      [ "$(echo "$name" | tr 'A-Z_.' 'a-z--')" = "$norm" ] && echo "$v" && break
-    done)
-  if [ -z "$version" ]; then
-    tail -n 20 "$root$work/pip.log" >&2
-    echo "devstack-venv.sh: $missing has no wheel and no pinned version: its place cannot be held" >&2
-    exit 1
-  fi
-  echo "$missing" >> "$root$work/stubs"
-  stub="$site/$(echo "$missing" | tr -- '-.' '__')-$version.dist-info"
-  mkdir "$stub"
-  printf 'Metadata-Version: 2.1\nName: %s\nVersion: %s\n' "$missing" "$version" > "$stub/METADATA"
-  printf 'labctl-stub\n' > "$stub/INSTALLER"
-  : > "$stub/RECORD"
-  echo "devstack-venv.sh: $missing $version has no wheel: left to stack.sh"
+  for name in $missing; do
+    # Its pinned version, as upper-constraints.txt has it (name===version), names compared as pip does.
+    norm=$(echo "$name" | tr 'A-Z_.' 'a-z--')
+    version=$(sed -n 's/^\([A-Za-z0-9._-]*\)===\([A-Za-z0-9.+!_-]*\).*/\1 \2/p' "$root$work/constraints.txt" |
+      while read -r pinned v; do
+        [ "$(echo "$pinned" | tr 'A-Z_.' 'a-z--')" = "$norm" ] && echo "$v" && break
+      done)
+    if [ -z "$version" ]; then
+      tail -n 20 "$root$work/pip.log" >&2
+      echo "devstack-venv.sh: $name has no wheel and no pinned version: its place cannot be held" >&2
+      exit 1
+    fi
+    echo "$name" >> "$root$work/stubs"
+    stub="$site/$(echo "$name" | tr -- '-.' '__')-$version.dist-info"
+    mkdir "$stub"
+    printf 'Metadata-Version: 2.1\nName: %s\nVersion: %s\n' "$name" "$version" > "$stub/METADATA"
+    printf 'labctl-stub\n' > "$stub/INSTALLER"
+    : > "$stub/RECORD"
+    echo "devstack-venv.sh: $name $version has no wheel: left to stack.sh"
+  done
 done
 for stub in "$site"/*.dist-info; do
   if [ "$(cat "$stub/INSTALLER" 2>/dev/null)" = "labctl-stub" ]; then
