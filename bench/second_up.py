@@ -179,7 +179,7 @@ def main() -> None:
     if not args.keep:  # the first lab's image, replaced by the warm lab's (same stack)
         for made in (i for i in images if i["lab"] in names):
             labctl("images", "rm", made["digest"], check=False)
-    kept = [(s, t) for s, t in first_steps if "image" in t]
+    kept = [(s, t) for s, t in first_steps if re.match(r"\S+: (keeping its stacked disk|kept as image)", t)]
     out.write_text(f"""# The second `labctl up`: from a stacked image
 
 Keystone-only DevStack master (`ENABLED_SERVICES=key,mysql`) from ../shared/mirrors in one Debian 12 VM

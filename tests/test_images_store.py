@@ -185,3 +185,25 @@ def test_only_a_lab_of_one_machine_uses_images() -> None:
     assert not images_apply(one, [], StackRequest(images=store))  # stacked fine already
     assert not images_apply(two, ["ctl", "cpu1"], StackRequest(images=store))
     assert not images_apply(classroom, [m.name for m in classroom.machines], StackRequest(images=store))
+
+
+def test_a_machine_cut_short_on_an_image_is_made_again_from_it_and_never_stacked() -> None:
+    """An up cut short while a machine (or a class's template) was being made from an image: made again
+    from that image; if the image is gone or --fresh asks for stack.sh, a one-line error with the way out,
+    since stack.sh never runs on a copy of another machine's stacked disk."""
+    from labctl.catalog import default_catalog
+    from labctl.labfile import lab_from_dict
+    from labctl.stacking.images import cut_short
+
+    lab = lab_from_dict({"name": "a", "machines": [{"name": "dev1"}]}, default_catalog())
+    made = image({"box": "b"})
+    origin = f"labctl-image.{made.digest}.img"
+    assert cut_short(lab, "dev1", origin, made, fresh=False) is made
+    with pytest.raises(LabctlError) as gone:
+        cut_short(lab, "dev1", origin, None, fresh=False)
+    assert "that image is gone" in gone.value.message and origin in gone.value.message
+    assert gone.value.hint == "labctl destroy --lab a, then labctl up"
+    with pytest.raises(LabctlError) as fresh:
+        cut_short(lab, "dev1", origin, made, fresh=True)
+    assert "--fresh asks for stack.sh" in fresh.value.message
+    assert fresh.value.hint == "labctl destroy --lab a, then labctl up --fresh"

@@ -25,7 +25,16 @@ from labctl.images.key import StackKey
 from labctl.images.store import IMAGE_PREFIX, Image, volume_name
 from labctl.names import domain_name
 from labctl.provision import StackResult
-from labctl.stacking.images import Becoming, kept_image, make_own, on_image, save_image, stack_key_of, why_no_image
+from labctl.stacking.images import (
+    Becoming,
+    cut_short,
+    kept_image,
+    make_own,
+    on_image,
+    save_image,
+    stack_key_of,
+    why_no_image,
+)
 
 if TYPE_CHECKING:
     from labctl.model import Lab
@@ -49,14 +58,10 @@ def template_image(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: Hy
         return None, None
     origin = hypervisor.disk_origin(domain_name(lab.name, TEMPLATE))
     if origin is not None and origin.startswith(IMAGE_PREFIX):  # an up cut short while making it
-        image = store.get(origin.removeprefix(IMAGE_PREFIX).removesuffix(".img"))
-        if image is None or request.fresh:
-            raise LabctlError(f"{TEMPLATE} of lab {lab.name!r} was being made from stacked image {origin}, and"
-                              f" {'--fresh asks for stack.sh' if image else 'that image is gone'}: stack.sh does not"
-                              " run on a copy of another machine", hint=f"labctl destroy --lab {lab.name}, then"
-                              f" labctl up{' --fresh' if request.fresh else ''}")
-        reporter.step(f"{TEMPLATE}: its disk is a copy of image {image.digest} not yet made the template: made again")
-        return None, image
+        under = cut_short(lab, TEMPLATE, origin, store.get(origin.removeprefix(IMAGE_PREFIX).removesuffix(".img")),
+                          request.fresh)
+        reporter.step(f"{TEMPLATE}: its disk is a copy of image {under.digest} not yet made the template: made again")
+        return None, under
     if origin is None or not origin.endswith(BOX_VOLUME_SUFFIX):
         return None, None
     key = stack_key_of(lab, lab_dir, TEMPLATE, origin, reporter)

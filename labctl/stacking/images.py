@@ -55,6 +55,17 @@ def images_apply(lab: Lab, names: Sequence[str], request: StackRequest) -> bool:
                 and list(names) == [lab.machines[0].name])
 
 
+def cut_short(lab: Lab, name: str, origin: str, image: Image | None, fresh: bool) -> Image:
+    """The image under machine `name`'s disk (`origin`), which an up cut short was making its own: made
+    again from it, unless it is gone or --fresh asks for stack.sh, which never runs on such a copy."""
+    if image is None or fresh:
+        raise LabctlError(f"{name} of lab {lab.name!r} was being made from stacked image {origin}, and"
+                          f" {'--fresh asks for stack.sh' if image else 'that image is gone'}: stack.sh does not"
+                          " run on a copy of another machine", hint=f"labctl destroy --lab {lab.name}, then"
+                          f" labctl up{' --fresh' if fresh else ''}")
+    return image
+
+
 def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor: HypervisorPort, ssh: SshPort,
                       request: StackRequest, stack: Callable[[], StackRun | None]) -> StackRun | None:
     """The lab's one machine from an image of its stack, or stacked by `stack` and kept as one."""
@@ -65,11 +76,7 @@ def stack_with_images(lab: Lab, lab_dir: LabDir, reporter: Reporter, hypervisor:
         image = store.get(origin.removeprefix(IMAGE_PREFIX).removesuffix(".img"))
         if image is not None and name in request.straight:
             return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image, booted=True)})
-        if image is None or request.fresh:
-            raise LabctlError(f"{name} of lab {lab.name!r} was being made from stacked image {origin}, and"
-                              f" {'--fresh asks for stack.sh' if image else 'that image is gone'}: stack.sh does not"
-                              " run on a copy of another machine", hint=f"labctl destroy --lab {lab.name}, then"
-                              f" labctl up{' --fresh' if request.fresh else ''}")
+        image = cut_short(lab, name, origin, image, request.fresh)
         reporter.step(f"{name}: its disk is a copy of image {image.digest} not yet made its own machine: made again")
         return StackRun({name: from_image(lab, lab_dir, reporter, hypervisor, ssh, request, image)})
     key = stack_key_of(lab, lab_dir, name, origin, reporter)
