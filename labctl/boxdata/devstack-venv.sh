@@ -16,6 +16,12 @@ src=$2
 venv=/opt/stack/data/venv
 work=/tmp/labctl-venv
 
+# Name resolution as the host's while pip runs: the box's own resolv.conf points at the machine's
+# resolver (systemd-resolved's package made it a link already), which the build has not.
+mv "$root/etc/resolv.conf" "$root/etc/resolv.conf.labctl" 2>/dev/null || true
+cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+trap 'rm -f "$root/etc/resolv.conf"; mv "$root/etc/resolv.conf.labctl" "$root/etc/resolv.conf" 2>/dev/null || true' EXIT
+
 # What DevStack's create-stack-user.sh makes (labctl.provision does the same in the machine): stack.sh
 # runs pip as this user in the virtualenv.
 chroot "$root" sh -c 'getent group stack >/dev/null || groupadd stack;
@@ -32,7 +38,7 @@ as_stack() {
 }
 pip() {
   as_stack $venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --progress-bar off \
-    --only-binary :all: --cert $work/ca.pem -c $work/constraints.txt "$@"
+    --retries 2 --timeout 60 --only-binary :all: --cert $work/ca.pem -c $work/constraints.txt "$@"
 }
 
 as_stack python3 -m venv --system-site-packages $venv
@@ -41,6 +47,12 @@ site=$(ls -d "$root$venv"/lib/python3*/site-packages)
 : > "$root$work/stubs"
 tries=0
 while ! pip -r $work/requirements.txt > "$root$work/pip.log" 2>&1; do
+  if grep -q -e NewConnectionError -e 'name resolution' -e SSLError -e ProxyError -e ConnectTimeout -e ReadTimeout \
+      "$root$work/pip.log"; then  # not a missing wheel: a package index out of reach
+    grep -m 3 -e Error "$root$work/pip.log" >&2
+    echo "devstack-venv.sh: pip could not reach its package index (above)" >&2
+    exit 1
+  fi
   # What pip found no wheel of: named as not found, or as a constraint that a requirement conflicts
   # with (with --only-binary, the pinned version has no wheel).
   missing=$(sed -n -e 's/^ERROR: No matching distribution found for \([A-Za-z0-9._-]*\).*/\1/p' \
