@@ -4,11 +4,14 @@ and to a stranger's mirror whose requirement files would make pip fetch or run s
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_devstack_packages import COMPUTE, SHARED, need_shared
 
 from labctl.devstack_python import DEVSTACK_PIP, PythonSet, python_sets, requirement_lines
@@ -164,3 +167,40 @@ def test_a_strangers_mirror_gets_no_pip_option_url_or_path_into_the_box(tmp_path
     assert python.constraints == ("oslo.config===9.8.0",)
     assert [line for line in python.requirements if line not in DEVSTACK_PIP] == ["oslo.config>=6.8.0"]
     assert not any(c in line for line in python.requirements for c in ("/", "$", "@", "-e", "--"))
+
+
+@pytest.mark.devstack_box
+def test_the_box_hook_installs_wheels_only_and_leaves_what_has_none_to_stack_sh(tmp_path: Path) -> None:
+    """labctl/boxdata/devstack-venv.sh for real, natively, in a small Debian made by mmdebstrap (about
+    a minute; needs root or sudo, Debian's archive and PyPI): the virtualenv is the stack user's, pip
+    built nothing (netifaces, pinned at a version with no wheel, is absent and no record of it is left,
+    for stack.sh to install in the machine), the wheels are in at their pinned versions, and nothing
+    of the build stays (the host's CAs, the lists; the box's resolv.conf is its own link again)."""
+    from labctl.boxbuild import _privileged
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "constraints.txt").write_text("netifaces===0.11.0\noslo.utils===4.13.0\npbr===6.1.1\n")
+    (src / "requirements.txt").write_text("oslo.utils\npbr\n")
+    shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", src / "ca.pem")
+    hook = Path(__file__).resolve().parents[1] / "labctl" / "boxdata" / "devstack-venv.sh"
+    root = tmp_path / "rootfs"
+    mirror = os.environ.get("LABCTL_TEST_MIRROR", "http://deb.debian.org/debian")
+    try:
+        made = subprocess.run([*_privileged(), "mmdebstrap", "--variant=minbase",
+                               "--include=python3,python3-venv,systemd-resolved", "--customize-hook",
+                               f'sh {hook} "$1" {src}', "bookworm", str(root), mirror],
+                              capture_output=True, text=True, timeout=900, check=False)
+        assert made.returncode == 0, made.stderr[-3000:]
+        assert "devstack-venv.sh: netifaces 0.11.0 has no wheel: left to stack.sh" in made.stdout + made.stderr
+        site = next((root / "opt/stack/data/venv/lib").glob("python3*/site-packages"))
+        infos = {p.name for p in site.glob("*.dist-info")}
+        assert {"oslo.utils-4.13.0.dist-info", "pbr-6.1.1.dist-info"} <= infos, infos
+        assert not [i for i in infos if i.lower().startswith("netifaces")], infos
+        assert not (site / "netifaces.py").exists() and not list(site.glob("netifaces*.so"))
+        stack = next(line for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("stack:"))
+        assert (site / "pbr").stat().st_uid == int(stack.split(":")[2])
+        assert not (root / "tmp" / "labctl-venv").exists()
+        assert os.readlink(root / "etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
+    finally:
+        subprocess.run([*_privileged(), "rm", "-rf", "--one-file-system", str(root)], check=False)
