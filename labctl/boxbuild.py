@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import tarfile
@@ -145,7 +146,6 @@ def build_box(spec: BoxSpec, *, mirror: str, step: Callable[[str], None], log: P
     spec.file.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=spec.file.parent))
     rootfs, disk, mnt = work / "rootfs", work / "disk.raw", work / "mnt"
-    mounted = False
     try:
         _bootstrap(spec, work, mirror=mirror, step=step, log=log)
         step("writing the disk image")
@@ -157,10 +157,8 @@ def build_box(spec: BoxSpec, *, mirror: str, step: Callable[[str], None], log: P
         mnt.mkdir()
         run([*sudo, "mount", "-o", "loop", str(disk), str(mnt)], log=log, what="mount",
             hint="loop devices are needed: run on a host (or container) where `mount -o loop` works")
-        mounted = True
         run([*sudo, "extlinux", "--install", str(mnt / "boot" / "extlinux")], log=log, what="extlinux")
         run([*sudo, "umount", str(mnt)], log=log, what="umount")
-        mounted = False
         step("compressing the image")
         image = work / "box.img"
         run(["qemu-img", "convert", "-O", "qcow2", "-c", str(disk), str(image)], log=log, what="qemu-img")
@@ -175,6 +173,20 @@ def build_box(spec: BoxSpec, *, mirror: str, step: Callable[[str], None], log: P
         os.replace(partial, spec.file)
         return spec.file
     finally:
-        if mounted:
-            run([*sudo, "umount", "-l", str(mnt)], log=log)
+        for point in mounts_under(work):  # the loop mount, or mmdebstrap's, if it was cut short
+            run([*sudo, "umount", "-l", str(point)], log=log)
         run([*sudo, "rm", "-rf", "--one-file-system", str(work)], log=log)
+
+
+def mounts_under(folder: Path, table: Path = Path("/proc/self/mounts")) -> list[Path]:
+    """What is mounted in `folder`, deepest first. mmdebstrap mounts /dev, /proc and /sys in the root
+    filesystem while its hooks run, and a build cut short (a signal) may leave them: `rm
+    --one-file-system` then leaves their folders, and they stay mounted."""
+    inside = []
+    for line in table.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 1:
+            point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1]))
+            if point.is_relative_to(folder):
+                inside.append(point)
+    return sorted(inside, key=lambda p: len(p.parts), reverse=True)

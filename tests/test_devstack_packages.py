@@ -289,3 +289,31 @@ def test_the_box_holds_ksmtuned_only_where_the_lab_wants_it(tmp_path: Path) -> N
         assert ("ENABLE_KSMTUNED=False" in rendered.local_confs["one"]) is not wanted
         [(_box, packages)] = box_packages(rendered.lab, rendered.local_confs).items()
         assert ("ksmtuned" in packages) is wanted
+
+
+def test_a_box_build_cut_short_leaves_nothing_mounted(tmp_path: Path) -> None:
+    """mmdebstrap mounts /dev, /proc and /sys in the root filesystem while its hooks run; one cut short
+    (a signal to its process group, seen here) left them mounted, and `rm --one-file-system` left
+    their folders. The build's end unmounts what is mounted in its folder, deepest first: read from
+    the kernel's table (names with spaces come octal-escaped), and for real where the test may mount."""
+    from labctl.boxbuild import mounts_under
+
+    work = tmp_path / ".build-x y"
+    table = tmp_path / "mounts"
+    table.write_text(f"proc {tmp_path}/.build-x\\040y/rootfs/proc proc ro 0 0\n"
+                     f"sys {tmp_path}/.build-x\\040y/rootfs/sys sysfs ro 0 0\n"
+                     f"tmpfs {tmp_path}/.build-x\\040y/rootfs/dev/shm tmpfs rw 0 0\n"
+                     f"tmpfs {tmp_path}/.build-other/rootfs/proc tmpfs rw 0 0\n/dev/vda / ext4 rw 0 0\n")
+    found = mounts_under(work, table)
+    assert found[0] == work / "rootfs" / "dev" / "shm"
+    assert set(found) == {work / "rootfs" / "proc", work / "rootfs" / "sys", work / "rootfs" / "dev" / "shm"}
+    if os.geteuid() != 0:
+        return
+    point = work / "rootfs" / "proc"
+    point.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(point)], check=True)
+    try:
+        assert mounts_under(work) == [point]
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+    assert mounts_under(work) == []
