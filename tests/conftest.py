@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +63,36 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pyte
     work.mkdir()
     monkeypatch.chdir(work)
     yield work
-    remove_images(tmp_path / "labctl-home")
+    if not kept_for_a_look(request):
+        remove_images(tmp_path / "labctl-home")
+
+
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember how a test's body ended, for its fixtures' teardown (kept_for_a_look)."""
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
+
+
+def kept_for_a_look(request: pytest.FixtureRequest, lab: str | None = None) -> bool:
+    """LABCTL_TEST_KEEP=1: a failed test's labs are left on the host, for a person to look inside.
+    The real compute stack takes hours here: its failure after stack.sh would otherwise throw the
+    stacked machine away with the evidence. Says how to reach the lab and how to remove it."""
+    report = request.node.stash.get(CALL_REPORT, None)
+    if not os.environ.get("LABCTL_TEST_KEEP") or report is None or not report.failed:
+        return False
+    if lab:
+        reach = " ".join(f"{k}={os.environ[k]}" for k in ("LABCTL_HOME", "LABCTL_CACHE", "VAGRANT_HOME")
+                         if k in os.environ)
+        measured(f"LABCTL_TEST_KEEP: lab {lab} kept after the failure; look inside with `{reach} labctl exec "
+                 f"MACHINE --lab {lab} -- COMMAND`, remove it with `{reach} labctl destroy -y --lab {lab}`")
+    return True
 
 
 def measured(text: str) -> None:
@@ -169,9 +198,12 @@ def libvirt_names(uri: str = "qemu:///system") -> dict[str, set[str]]:
         conn.close()
 
 
-def leave_nothing(lab: str, machines: list[str]) -> None:
+def leave_nothing(lab: str, machines: list[str], request: pytest.FixtureRequest | None = None) -> None:
     """Whatever a VM test did, remove its lab's domains, volumes and network, and stop its trainees'
-    forwarder (a class test that failed before `destroy` leaves it running): CI runs on this machine next."""
+    forwarder (a class test that failed before `destroy` leaves it running): CI runs on this machine next.
+    Given the test's `request`, a failed test's lab is kept under LABCTL_TEST_KEEP=1 (kept_for_a_look)."""
+    if request is not None and kept_for_a_look(request, lab):
+        return
     from labctl.adapters.hypervisor import Hypervisor
     from labctl.classroom.access import close_access
     from labctl.state import LabHome, labctl_home

@@ -37,14 +37,15 @@ TOKEN = ("python3 -c 'import json, sys, urllib.request, urllib.error\n"
 
 
 @pytest.fixture
-def compute_class(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, str]]:
+def compute_class(vm_env: Path, isolated_home: Path,
+                  request: pytest.FixtureRequest) -> Iterator[tuple[str, Path, str]]:
     settings, marker = compute_settings(vm_env, isolated_home)
     name = f"cmc-{uuid.uuid4().hex[:6]}"
     lab = {"name": name, **settings, "classroom": {"seats": len(SEATS), "listen": "127.0.0.1",
                                                    "ssh_port": 24200, "web_port": 29200}}
     (isolated_home / "lab.yaml").write_text(json.dumps(lab, indent=2) + "\n")  # JSON is YAML
     yield name, isolated_home, marker
-    leave_nothing(name, list(SEATS))
+    leave_nothing(name, list(SEATS), request)
 
 
 def test_real_compute_class(run: Callable[..., Result], compute_class: tuple[str, Path, str]) -> None:

@@ -25,7 +25,7 @@ import pytest
 from test_devstack_real import HOST_CAS, MIRRORS, token
 from testimage import boot_image
 
-from conftest import Result, libvirt_names, measured
+from conftest import Result, leave_nothing, libvirt_names, measured
 
 pytestmark = [pytest.mark.vm, pytest.mark.devstack_compute]
 
@@ -69,16 +69,14 @@ def compute_settings(vm_env: Path, folder: Path) -> tuple[dict[str, object], str
 
 
 @pytest.fixture
-def compute_lab(vm_env: Path, isolated_home: Path) -> Iterator[tuple[str, Path, str]]:
+def compute_lab(vm_env: Path, isolated_home: Path,
+                request: pytest.FixtureRequest) -> Iterator[tuple[str, Path, str]]:
     settings, marker = compute_settings(vm_env, isolated_home)
     name = f"cmp-{uuid.uuid4().hex[:6]}"
     lab = {"name": name, **settings, "machines": [{"name": "aio"}]}
     (isolated_home / "lab.yaml").write_text(json.dumps(lab, indent=2) + "\n")  # JSON is YAML
     yield name, isolated_home, marker
-    from labctl.adapters.hypervisor import Hypervisor
-
-    with Hypervisor() as hypervisor:
-        hypervisor.remove_leftovers([f"labctl-{name}-aio"], f"labctl-{name}")
+    leave_nothing(name, ["aio"], request)
 
 
 def boots(inside: Callable[[str], Result], server: str, marker: str) -> None:
