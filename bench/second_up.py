@@ -10,6 +10,7 @@ with warm caches, phase by phase. All three use the host's caches (`caches: true
     .venv/bin/python bench/second_up.py --warm-only  # only the warm-cache stack again (its section replaced)
     .venv/bin/python bench/second_up.py --second-only  # only a second up again, from the image kept (its section)
     .venv/bin/python bench/second_up.py --no-warm  # first and second up only (the warm section kept as it was)
+    .venv/bin/python bench/second_up.py --warm-only --preinstall  # the warm stack on the DevStack-ready box
 
 Results: bench/results/second-up.md, with the machine's description.
 """
@@ -50,12 +51,14 @@ def token(lab: str) -> bool:
         return answer.status == 201 and bool(answer.headers.get("X-Subject-Token"))
 
 
-def up(folder: Path, name: str, *flags: str) -> tuple[float, list[tuple[float, str]]]:
-    """`labctl up` of a new lab in `folder`, to a token: its seconds and its progress lines (seconds, text)."""
+def up(folder: Path, name: str, *flags: str, preinstall: bool = False) -> tuple[float, list[tuple[float, str]]]:
+    """`labctl up` of a new lab in `folder`, to a token: its seconds and its progress lines (seconds, text).
+    `preinstall`: the lab boots the DevStack-ready box (devstack.preinstall)."""
     folder.mkdir()
     cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))  # a TLS-intercepting proxy's CA
     lab = {"name": name, **SETTINGS, **({"ca_certificates": [str(p) for p in cas]} if cas else {})}
-    lab["devstack"] = {**SETTINGS["devstack"], "git_base": str(MIRRORS.resolve())}  # type: ignore[dict-item]
+    lab["devstack"] = {**SETTINGS["devstack"], "git_base": str(MIRRORS.resolve()),  # type: ignore[dict-item]
+                       **({"preinstall": True} if preinstall else {})}
     (folder / "lab.yaml").write_text(json.dumps(lab, indent=2) + "\n")  # JSON is YAML
     started = time.monotonic()
     done = labctl("up", *flags, cwd=folder)
@@ -83,21 +86,34 @@ def second_section(seconds: float, steps: list[tuple[float, str]], note: str = "
 """
 
 
-def warm_stack(folder: Path, name: str) -> str:
-    """A lab of the same settings stacked afresh through warm caches: its section of the results."""
+def box_seconds(steps: list[tuple[float, str]]) -> float | None:
+    """How long `up` built a DevStack-ready box, from its progress (None: it built none)."""
+    began = next((s for s, t in steps if t.startswith("building box")), None)
+    added = next((s for s, t in steps if t.startswith("adding box")), None)
+    return added - began if began is not None and added is not None else None
+
+
+def warm_stack(folder: Path, name: str, preinstall: bool = False) -> str:
+    """A lab of the same settings stacked afresh through warm caches: its section of the results.
+    `preinstall`: on the DevStack-ready box (its packages and virtualenv in it; built once, timed apart)."""
     try:
-        warm_s, _ = up(folder, name, "--fresh")
+        warm_s, steps = up(folder, name, "--fresh", preinstall=preinstall)
         warm = json.loads(labctl("status", "--json", "--lab", name).stdout)["machines"][0]
         phases = [(p["phase"], p["seconds"]) for p in warm["devstack_phases"]]
     finally:
         labctl("destroy", "-y", "--lab", name, check=False)
     stack = sum(s for _, s in phases)
     phase_rows = "\n".join(f"| {phase} | {minutes(s)} |" for phase, s in phases)
+    box = box_seconds(steps)
+    boxed = ("" if not preinstall else
+             " On the DevStack-ready box (`devstack.preinstall: true`: DevStack's packages and virtualenv in it),"
+             + (f" which this up built first in {minutes(box)} (once; a later lab boots it as it is):"
+                f" {minutes(warm_s - box)} without that." if box is not None else " built by an earlier up."))
     return f"""{WARM}
 
 A lab of the same settings, `labctl up --fresh` (stack.sh runs although the image exists), its
 packages and wheels from the host's caches, filled by an earlier up: {minutes(warm_s)} from the command's
-start to a token; against the 26m21s of `bench/results/devstack.md` (cold, with ksmtuned, every
+start to a token.{boxed} Against the 26m21s of `bench/results/devstack.md` (cold, with ksmtuned, every
 `openstack` call a new client): {warm_s / (26 * 60 + 21):.2f}. Its phases as `labctl status` keeps them
 (measured {time.strftime('%Y-%m-%d %H:%M %Z')}):
 
@@ -116,6 +132,8 @@ def main() -> None:
                         help="only stack a lab through the (warm) caches again, replacing that section of the results")
     parser.add_argument("--second-only", action="store_true",
                         help="only make a lab from the image an earlier run kept (--keep), replacing its section")
+    parser.add_argument("--preinstall", action="store_true",
+                        help="the warm stack boots the DevStack-ready box (devstack.preinstall), built if need be")
     parser.add_argument("--no-warm", action="store_true",
                         help="the first and second up only: the warm-cache section of the results is kept as it was")
     args = parser.parse_args()
@@ -140,7 +158,7 @@ def main() -> None:
         text = out.read_text()
         head, rest = text.split(WARM, 1)
         with tempfile.TemporaryDirectory() as tmp:
-            section = warm_stack(Path(tmp) / f"warm-{tag}", f"warm-{tag}")
+            section = warm_stack(Path(tmp) / f"warm-{tag}", f"warm-{tag}", args.preinstall)
         out.write_text(head + section + rest[rest.index("## Machine"):])
         print(out.read_text())
         return
@@ -156,7 +174,7 @@ def main() -> None:
             text = out.read_text()
             warm = text[text.index(WARM):text.index("## Machine")]
         else:
-            warm = warm_stack(Path(tmp) / names[2], names[2])
+            warm = warm_stack(Path(tmp) / names[2], names[2], args.preinstall)
     images = json.loads(labctl("images", "--json").stdout)["images"]
     if not args.keep:  # the first lab's image, replaced by the warm lab's (same stack)
         for made in (i for i in images if i["lab"] in names):

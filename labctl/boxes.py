@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from labctl.boxbuild import BoxSpec
     from labctl.catalog import Catalog, Release
     from labctl.context import Context
+    from labctl.devstack_python import PythonSet
     from labctl.model import Lab
     from labctl.protocols import Reporter, VagrantPort
 
@@ -48,16 +49,22 @@ def boxes_lock(cache: Path, reporter: Reporter) -> Iterator[None]:
 
 
 def ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
-                 packages: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+                 local_confs: Mapping[str, str] | None = None) -> dict[str, str]:
     """Make every machine's box available to Vagrant (one labctl at a time). Returns the swaps made:
     catalogue box -> locally built box, where the catalogue's cannot be fetched and labctl can build it,
-    or where `packages` (labctl.devstack_packages.box_packages) asks for a DevStack-ready box."""
+    or where devstack.preinstall asks for a DevStack-ready box: what stack.sh would install with the
+    machines' `local_confs`, with apt (labctl.devstack_packages) and with pip (labctl.devstack_python)."""
+    from labctl.devstack_packages import box_packages
+    from labctl.devstack_python import python_sets
+
+    packages = box_packages(lab, local_confs) if local_confs else {}
+    python = python_sets(lab, local_confs) if local_confs else {}
     with boxes_lock(ctx.cache, reporter):
-        return _ensure_boxes(lab, ctx, driver, reporter, mirror, packages)
+        return _ensure_boxes(lab, ctx, driver, reporter, mirror, packages, python)
 
 
 def _ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporter, mirror: str,
-                  packages: Mapping[str, tuple[str, ...]] | None) -> dict[str, str]:
+                  packages: Mapping[str, tuple[str, ...]], python: Mapping[str, PythonSet]) -> dict[str, str]:
     from labctl.boxbuild import local_box_name
     from labctl.proc import CommandFailed
 
@@ -65,11 +72,11 @@ def _ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporte
     chosen: dict[str, str] = {}
     for m in lab.machines:
         release = m.release
-        wanted = (packages or {}).get(m.box)
+        wanted = packages.get(m.box)
         if m.box in chosen:
             continue
         if wanted and release.local_build:
-            chosen[m.box] = _built_box(release, wanted, ctx, driver, reporter, mirror, present)
+            chosen[m.box] = _built_box(release, wanted, ctx, driver, reporter, mirror, present, python.get(m.box))
             continue
         if wanted:
             reporter.warn(f"devstack.preinstall: labctl builds DevStack-ready boxes of Debian only; {m.name} boots"
@@ -98,17 +105,18 @@ def _ensure_boxes(lab: Lab, ctx: Context, driver: VagrantPort, reporter: Reporte
 
 
 def _built_box(release: Release, packages: tuple[str, ...], ctx: Context, driver: VagrantPort, reporter: Reporter,
-               mirror: str, present: set[str]) -> str:
+               mirror: str, present: set[str], python: PythonSet | None = None) -> str:
     """A box labctl builds (once: the file is cached), added to Vagrant (once: then it is used as it is)."""
     from labctl.boxbuild import box_spec, build_box
 
-    spec = box_spec(release, ctx.cache, packages)
+    spec = box_spec(release, ctx.cache, packages, python)
+    held = f"{len(packages)} packages" + (" and the Python" if python else "")
     if spec.name in present:
-        reporter.step(f"using the DevStack-ready box {spec.name} ({len(packages)} packages stack.sh would install)"
+        reporter.step(f"using the DevStack-ready box {spec.name} ({held} stack.sh would install)"
                       if packages else f"using the locally built box {spec.name}")
         return spec.name
     if not spec.file.is_file():
-        what = (f"with the {len(packages)} packages stack.sh would install (minutes, once)" if packages
+        what = (f"with the {held} stack.sh would install (minutes, once)" if packages
                 else "(about a minute)")
         reporter.step(f"building box {spec.name} {what}; cached in {spec.file}")
         build_box(spec, mirror=mirror, step=reporter.step, log=ctx.cache / "logs" / "box-build.log")

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from labctl import records
 from labctl.boxes import cache_driver, ensure_boxes
 from labctl.context import Context
-from labctl.devstack_packages import box_packages
 from labctl.errors import LabctlError, NotEnoughResources
 from labctl.fencing import fence_machines, open_doors
 from labctl.hosts.placement import sum_text
@@ -98,8 +97,7 @@ def up_lab(lab: Lab, generated: RawMap | None, ctx: Context, host: HostFacts, re
         before_create(rendered.lab)
 
     reporter.step("getting boxes")
-    swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror,
-                         box_packages(rendered.lab, rendered.local_confs))
+    swaps = ensure_boxes(rendered.lab, ctx, driver, reporter, mirror, rendered.local_confs)
     if swaps:
         rendered = render_lab(spread.lab, ctx.home, host, generated, boxes=swaps, routes=spread.routes)
     boxed = rendered.vagrantfile  # every machine from its box: what Vagrant is given once they exist

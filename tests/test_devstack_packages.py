@@ -16,6 +16,7 @@ import pytest
 
 from conftest import Result, leave_nothing
 from labctl.devstack_packages import devstack_packages, package_files, parse_package_file, read_debs
+from labctl.devstack_python import PythonSet
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -167,6 +168,28 @@ def debugfs(image: Path, request: str) -> str:
                           check=True).stdout
 
 
+def venv_checks(disk: Path, python: PythonSet, log: str) -> None:
+    """DevStack's virtualenv in the box's disk: the stack user's, the projects' requirements in it at
+    their pinned versions, what had no wheel left to stack.sh (no stand-in record of it left), and
+    nothing of the build (the host's CAs, the lists) left behind."""
+    site = next(line.split()[-1] for line in debugfs(disk, "ls -l /opt/stack/data/venv/lib").splitlines()
+                if "python3" in line)
+    listing = debugfs(disk, f"ls /opt/stack/data/venv/lib/{site}/site-packages")
+    infos = {i.lower() for i in re.findall(r"([A-Za-z0-9_.]+-[^\s]+)\.dist-info", listing)}
+    pinned = {re.split("===", c)[0].lower().replace("-", "_").replace(".", "_"): c.split("===")[1].split(";")[0]
+              for c in python.constraints if "===" in c}
+    for name in ("oslo_config", "keystonemiddleware", "sqlalchemy", "python_openstackclient", "ovsdbapp"):
+        assert f"{name}-{pinned[name]}".lower() in infos, (name, sorted(infos)[:20])
+    left = re.findall(r"devstack-venv.sh: (\S+) \S+ has no wheel: left to stack.sh", log)
+    for name in left:
+        assert not any(i.startswith(name.lower().replace("-", "_") + "-") for i in infos), name
+    owner = re.search(r"User:\s+(\d+)", debugfs(disk, "stat /opt/stack/data/venv/bin/pip"))
+    stack_uid = re.search(r"^stack:x:(\d+):", debugfs(disk, "cat /etc/passwd"), re.MULTILINE)
+    assert owner and stack_uid and owner.group(1) == stack_uid.group(1)
+    assert "File not found" in subprocess.run(["debugfs", "-R", "stat /tmp/labctl-venv", str(disk)],
+                                              capture_output=True, text=True, check=False).stderr
+
+
 @pytest.mark.devstack_box
 @pytest.mark.vm
 def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, isolated_home: Path,
@@ -182,6 +205,7 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
     from labctl.boxbuild import box_spec, build_box
     from labctl.catalog import default_catalog
     from labctl.devstack_packages import box_packages
+    from labctl.devstack_python import python_sets
     from labctl.lab import render_lab
     from labctl.labfile import lab_from_dict
     from labctl.state import LabHome
@@ -193,11 +217,13 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
     lab = lab_from_dict(raw, default_catalog())
     rendered = render_lab(lab, LabHome(tmp_path / "home"), HOST)
     [(box, packages)] = box_packages(rendered.lab, rendered.local_confs).items()
-    spec = box_spec(rendered.lab.machines[0].release, vm_env / "cache", packages)
+    [python] = python_sets(rendered.lab, rendered.local_confs).values()
+    spec = box_spec(rendered.lab.machines[0].release, vm_env / "cache", packages, python)
     steps: list[str] = []
     build_box(spec, mirror=os.environ.get("LABCTL_TEST_MIRROR", "http://deb.debian.org/debian"), step=steps.append,
               log=tmp_path / "build.log")
-    assert steps[0].endswith(f"and the {len(packages)} packages DevStack installs")
+    assert steps[0].endswith(f"and the {len(spec.packages)} packages DevStack installs")
+    assert steps[1] == f"and DevStack's virtualenv: {len(python.requirements)} requirements, wheels only"
     with tarfile.open(spec.file) as tar, (tmp_path / "box.img").open("wb") as out:
         image = tar.extractfile("box.img")
         assert image is not None
@@ -220,6 +246,7 @@ def test_the_devstack_ready_box_is_built_for_real(vm_env: Path, tmp_path: Path, 
         drop_in = f"/etc/systemd/system/{unit}.service.d/labctl-named.conf"
         assert "ConditionHost=!labctl-box" in debugfs(disk, f"cat {drop_in}")
     assert debugfs(disk, "cat /etc/machine-id") == ""
+    venv_checks(disk, python, (tmp_path / "build.log").read_text())
     assert box == rendered.lab.machines[0].box
 
     # Booted: the machine has its own snakeoil key and its own name, and RabbitMQ did not start under
@@ -262,3 +289,31 @@ def test_the_box_holds_ksmtuned_only_where_the_lab_wants_it(tmp_path: Path) -> N
         assert ("ENABLE_KSMTUNED=False" in rendered.local_confs["one"]) is not wanted
         [(_box, packages)] = box_packages(rendered.lab, rendered.local_confs).items()
         assert ("ksmtuned" in packages) is wanted
+
+
+def test_a_box_build_cut_short_leaves_nothing_mounted(tmp_path: Path) -> None:
+    """mmdebstrap mounts /dev, /proc and /sys in the root filesystem while its hooks run; one cut short
+    (a signal to its process group, seen here) left them mounted, and `rm --one-file-system` left
+    their folders. The build's end unmounts what is mounted in its folder, deepest first: read from
+    the kernel's table (names with spaces come octal-escaped), and for real where the test may mount."""
+    from labctl.boxbuild import mounts_under
+
+    work = tmp_path / ".build-x y"
+    table = tmp_path / "mounts"
+    table.write_text(f"proc {tmp_path}/.build-x\\040y/rootfs/proc proc ro 0 0\n"
+                     f"sys {tmp_path}/.build-x\\040y/rootfs/sys sysfs ro 0 0\n"
+                     f"tmpfs {tmp_path}/.build-x\\040y/rootfs/dev/shm tmpfs rw 0 0\n"
+                     f"tmpfs {tmp_path}/.build-other/rootfs/proc tmpfs rw 0 0\n/dev/vda / ext4 rw 0 0\n")
+    found = mounts_under(work, table)
+    assert found[0] == work / "rootfs" / "dev" / "shm"
+    assert set(found) == {work / "rootfs" / "proc", work / "rootfs" / "sys", work / "rootfs" / "dev" / "shm"}
+    if os.geteuid() != 0:
+        return
+    point = work / "rootfs" / "proc"
+    point.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(point)], check=True)
+    try:
+        assert mounts_under(work) == [point]
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+    assert mounts_under(work) == []
