@@ -4,9 +4,9 @@ image made here from Debian's packages, a flavor, labctl's keypair, ssh and icmp
 booted inside (a guest of a guest, under software emulation), `labctl cloud` again (nothing to do),
 and `labctl reset` (the server made after stacking is gone, and a new one boots).
 
-Marked `devstack_compute` (and `vm`), out of the default run: three hours or more here (its stack.sh
-alone took over 2h40m, bench/results/devstack-compute.md, 50 minutes of it apt-get: the lab now boots
-the DevStack-ready box, devstack.preinstall).
+Marked `devstack_compute` (and `vm`), out of the default run: about two hours and a half here (on the
+DevStack-ready box with DevStack's virtualenv, devstack.preinstall, its stack.sh took 76 minutes and
+its `up` 1h43m, bench/results/devstack-compute.md; on a plain box stack.sh took over 2h40m).
     .venv/bin/python -m pytest -m devstack_compute
 """
 
