@@ -423,6 +423,16 @@ def test_health_of_a_machine_just_booted_waits_for_its_services(tmp_path: Path, 
     code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT,
                                  extra={"settle": up() + 1.5, "settle_every": 0.2})
     assert code == 3 and "HTTP 500" in outcomes[0].detail and len(keystone.asked) > 1
+    # A refused password is not asked again, even just after a boot (Keystone locks the account out).
+    keystone.asked.clear()
+    keystone.broken = False
+    rc = machine.devstack / "openrc"
+    rc.write_text(rc.read_text().replace("adm1n", "wrong"))
+    code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT,
+                                 extra={"settle": up() + 60, "settle_every": 0.2})
+    assert code == 3 and "HTTP 401" in outcomes[0].detail and len(keystone.asked) == 1
+    rc.write_text(rc.read_text().replace("wrong", "adm1n"))
+    keystone.broken = True
     # A machine up for long (the default: no window) is asked once.
     keystone.asked.clear()
     code, outcomes = machine.run(CloudSpec(), script_text=HEALTH_SCRIPT)

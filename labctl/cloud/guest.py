@@ -227,10 +227,17 @@ def uptime():
         return float(f.read().split()[0])
 
 
+class Refused(Failed):
+    """An answer no waiting changes (Keystone refusing the password): never asked again, since DevStack's
+    Keystone locks an account out after two failed logins."""
+
+
 def settled(ask):
     while True:
         try:
             return ask()
+        except Refused:
+            raise
         except Failed:
             if uptime() + EVERY > SETTLE:
                 raise
@@ -261,7 +268,8 @@ def token_and_catalog():
         with opener.open(request, timeout=600) as answer:
             catalog = json.loads(answer.read())["token"].get("catalog", [])
     except urllib.error.HTTPError as exc:
-        raise Failed(f"Keystone answered HTTP {exc.code} {exc.reason} to a token request at {url}") from None
+        said = f"Keystone answered HTTP {exc.code} {exc.reason} to a token request at {url}"
+        raise (Refused(said) if exc.code in (400, 401, 403) else Failed(said)) from None
     except (OSError, ValueError, KeyError) as exc:
         raise Failed(f"no token from Keystone at {url}: {exc}") from None
     return {entry.get("type") for entry in catalog}
