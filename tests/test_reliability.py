@@ -87,6 +87,17 @@ def test_killed_plans_never_leave_a_torn_file(isolated_home: Path, labctl_home: 
         assert (lab_dir / "secrets.yaml").read_bytes() == secrets  # passwords survive every crash
 
 
+def test_a_program_that_runs_labctl_gets_its_sigterm_back(run: Callable[..., Result]) -> None:
+    """labctl's SIGTERM handler is its own while it runs: the test suite calls main() in its own process,
+    and a CI run stopped by SIGTERM went on testing (a labctl run had kept the handler, which took the
+    signal for its own and ended only the test in progress)."""
+    mine = signal.getsignal(signal.SIGTERM)
+    assert run("--version").code == 0
+    assert signal.getsignal(signal.SIGTERM) is mine
+    assert run("status", "--lab", "no-such-lab").code != 0  # an error ends it the same way
+    assert signal.getsignal(signal.SIGTERM) is mine
+
+
 def test_sigterm_exits_143(isolated_home: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     (isolated_home / "lab.yaml").write_text("name: sig\nmachines: [{name: alpha}]\n")

@@ -94,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM is labctl's only while it runs: a program that calls main() (the tests do) gets its own back.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or bool(os.environ.get("LABCTL_DEBUG"))
     remote: list[str] = []
@@ -106,14 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = cli.main(args=args, prog_name="labctl", standalone_mode=False, obj=obj)
     except LabctlError as exc:
-        click.echo(f"labctl: error: {printable(exc.message)}", err=True)
-        for line in exc.details[:MAX_DETAILS]:
-            click.echo(f"  {printable(line)}", err=True)
-        if len(exc.details) > MAX_DETAILS:
-            click.echo(f"  ... and {len(exc.details) - MAX_DETAILS} more lines", err=True)
-        if exc.hint:
-            click.echo(f"  hint: {printable(exc.hint)}", err=True)
-        return exc.exit_code
+        return _said(exc)
     except click.exceptions.Abort:
         click.echo("labctl: interrupted", err=True)
         return 130
@@ -134,12 +128,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _unexpected(exc)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if "context" in obj:
             from labctl.context import Context
 
             if isinstance(context := obj["context"], Context):
                 context.close()
     return result if isinstance(result, int) else 0
+
+
+def _said(exc: LabctlError) -> int:
+    """labctl's own error, said on stderr (a line, its details, its hint); its exit code."""
+    click.echo(f"labctl: error: {printable(exc.message)}", err=True)
+    for line in exc.details[:MAX_DETAILS]:
+        click.echo(f"  {printable(line)}", err=True)
+    if len(exc.details) > MAX_DETAILS:
+        click.echo(f"  ... and {len(exc.details) - MAX_DETAILS} more lines", err=True)
+    if exc.hint:
+        click.echo(f"  hint: {printable(exc.hint)}", err=True)
+    return exc.exit_code
 
 
 def _click_error(exc: click.ClickException) -> tuple[str, str]:
